@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Minimal kernel type definitions for bpfmon's BPF programs.
+ *
+ * Why not a generated vmlinux.h: these few structs declare only the fields
+ * bpfmon reads, marked preserve_access_index, so clang emits CO-RE
+ * relocations and the loader (cilium/ebpf) fixes every offset against the
+ * running kernel's BTF. The object is therefore identical whatever kernel the
+ * developer generated it on (CI checks that regeneration changes nothing), the
+ * header is reviewable, and a field that moved or vanished fails loudly at
+ * load time instead of silently reading the wrong bytes.
+ */
+#ifndef BPFMON_KERNEL_H
+#define BPFMON_KERNEL_H
+
+typedef unsigned char __u8;
+typedef signed char __s8;
+typedef unsigned short __u16;
+typedef short __s16;
+typedef unsigned int __u32;
+typedef int __s32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+/* enum bpf_map_type values used here (uapi, stable). */
+#define BPF_MAP_TYPE_HASH 1
+#define BPF_MAP_TYPE_ARRAY 2
+#define BPF_MAP_TYPE_PERCPU_HASH 5
+#define BPF_MAP_TYPE_PERCPU_ARRAY 6
+#define BPF_MAP_TYPE_LRU_HASH 9
+#define BPF_MAP_TYPE_LRU_PERCPU_HASH 10
+#define BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE 21
+#define BPF_MAP_TYPE_RINGBUF 27
+
+#define BPF_ANY 0
+
+/* x86-64 pt_regs: the syscall arguments are read from here. */
+struct pt_regs {
+	unsigned long di;
+	unsigned long si;
+	unsigned long dx;
+	unsigned long cx;
+	unsigned long bx;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+/* thread_info.status carries TS_COMPAT while a 32-bit syscall is active. */
+struct thread_info {
+	__u32 status;
+} __attribute__((preserve_access_index));
+
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+	struct inode *f_inode;
+	const void *f_op;
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	struct file *exe_file;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	struct thread_info thread_info;
+	int tgid;
+	__u64 start_time;
+	struct task_struct *real_parent;
+	struct files_struct *files;
+	struct mm_struct *mm;
+} __attribute__((preserve_access_index));
+
+/* Declared as an enum, as in the kernel: CO-RE refuses to relocate a field
+ * whose kind (enum vs int) differs. Values are the BPF_MAP_TYPE_* above. */
+enum bpf_map_type { __BPF_MAP_TYPE_UNSPEC = 0 };
+
+struct bpf_map {
+	enum bpf_map_type map_type;
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 map_flags;
+	__u32 id;
+	char name[16];
+	bool frozen;
+} __attribute__((preserve_access_index));
+
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
+};
+
+#endif /* BPFMON_KERNEL_H */

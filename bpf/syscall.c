@@ -1,0 +1,591 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * bpfmon syscall sensor: every bpf(2) call that changes a map or obtains a
+ * handle to one, from either syscall ABI.
+ *
+ * Hooks: raw tracepoints raw_syscalls:sys_enter and sys_exit. The per-syscall
+ * tracepoints syscalls:sys_enter_bpf/sys_exit_bpf would be cheaper for other
+ * syscalls but do not fire for 32-bit (compat) tasks on x86, which would let
+ * any process evade the monitor with int $0x80. The raw tracepoint hands us
+ * pt_regs and the syscall number; we read the arguments from the registers of
+ * the ABI actually in use (TS_COMPAT), so a 64-bit task issuing number 357 is
+ * not mistaken for a compat bpf() call, and a 64-bit task entering through
+ * int $0x80 is.
+ *
+ * The map behind an fd is resolved here, from the calling task's own fd table
+ * at the time of the call, so every way of obtaining the handle (own fd, by
+ * id, pinned path, fork, dup, SCM_RIGHTS) yields the map's global id.
+ */
+#include "kernel.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "event.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define NR_BPF_NATIVE 321 /* x86-64 */
+#define NR_BPF_COMPAT 357 /* i386 / IA32 emulation */
+#define TS_COMPAT 0x0002
+
+/* enum bpf_cmd (uapi, stable) */
+#define BPF_MAP_CREATE 0
+#define BPF_MAP_UPDATE_ELEM 2
+#define BPF_MAP_DELETE_ELEM 3
+#define BPF_OBJ_PIN 6
+#define BPF_OBJ_GET 7
+#define BPF_MAP_GET_FD_BY_ID 14
+#define BPF_MAP_LOOKUP_AND_DELETE_ELEM 21
+#define BPF_MAP_FREEZE 22
+#define BPF_MAP_LOOKUP_AND_DELETE_BATCH 25
+#define BPF_MAP_UPDATE_BATCH 26
+#define BPF_MAP_DELETE_BATCH 27
+
+#define BPF_F_PATH_FD (1U << 14)
+
+/* Configuration, set by the loader before load. It lives in .rodata, which the
+ * loader freezes: no process can change it afterwards. */
+volatile const __u32 self_tgid = 0;  /* never reported; 0: none */
+volatile const __u32 loader_tgid = 0; /* its BPF_MAP_FREEZE calls calibrate */
+volatile const __u32 capture_limit = 4096;
+volatile const __u32 possible_cpus = 1;
+volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
+
+#define STAT_LOST 0      /* records the ring buffer could not take */
+#define STAT_INFLIGHT 1  /* entries the in-flight table could not take */
+#define STAT_MAX 4
+
+struct scratch {
+	struct event ev;
+	__u8 buf[2 * MAX_CAPTURE + MAX_PATH]; /* ev.data: key then value, or path */
+};
+
+struct inflight {
+	__u32 cmd;
+	__u32 flags;
+	__u64 attr;       /* user pointer to union bpf_attr */
+	__u64 out_ptr;    /* lookup_and_delete: value buffer; batch: keys */
+	__u64 out_ptr2;   /* batch: values */
+	__u32 key_size;
+	__u32 value_bytes; /* per element, per-CPU values expanded */
+	struct map_info map;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24); /* resized by the loader */
+} events SEC(".maps");
+
+/* One scratch record per CPU; too large for a per-CPU array (32 KiB limit),
+ * so an array indexed by CPU number, sized by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct inflight);
+} inflight SEC(".maps");
+
+/* Number of entries in inflight: lets sys_exit return at once for the
+ * vast majority of syscalls, which are not bpf(2). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} inflight_count SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* The kernel address of bpf_map_fops, learnt from bpfmon's own
+ * BPF_MAP_FREEZE calls on its own maps at start. kallsyms does not list data
+ * symbols on kernels without CONFIG_KALLSYMS_ALL, so it cannot come from
+ * there; comparing f_op is how the kernel itself tells a map fd apart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} calib SEC(".maps");
+
+/* CLAMP(v, max) bounds v in the very register the next helper call uses.
+ * A C comparison is not enough: clang may pass an earlier, unclamped copy of
+ * the variable, which the verifier then rejects as unbounded. */
+#define CLAMP(v, max) asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(v) : "i"(max))
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct file *fd_file(struct task_struct *t, int fd)
+{
+	struct file **fds;
+	struct file *f = 0;
+	unsigned int max;
+
+	if (fd < 0)
+		return 0;
+	max = BPF_CORE_READ(t, files, fdt, max_fds);
+	if ((unsigned int)fd >= max)
+		return 0;
+	fds = BPF_CORE_READ(t, files, fdt, fd);
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* resolve_map fills mi from the map behind fd in t's fd table and returns
+ * the EF_* flags describing the outcome. */
+static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct map_info *mi)
+{
+	struct file *f = fd_file(t, fd);
+	struct bpf_map *m;
+	const void *fop;
+	__u32 zero = 0, fl = 0;
+	__u64 *known;
+
+	if (!f)
+		return EF_BAD_FD;
+	fop = BPF_CORE_READ(f, f_op);
+	known = bpf_map_lookup_elem(&calib, &zero);
+	if (!known || *known == 0)
+		fl |= EF_UNVERIFIED;
+	else if (*known != (__u64)fop)
+		return EF_NOT_MAP;
+	m = BPF_CORE_READ(f, private_data);
+	if (!m)
+		return fl | EF_NOT_MAP;
+	mi->id = BPF_CORE_READ(m, id);
+	mi->type = BPF_CORE_READ(m, map_type);
+	mi->key_size = BPF_CORE_READ(m, key_size);
+	mi->value_size = BPF_CORE_READ(m, value_size);
+	mi->max_entries = BPF_CORE_READ(m, max_entries);
+	mi->flags = BPF_CORE_READ(m, map_flags);
+	mi->frozen = BPF_CORE_READ(m, frozen);
+	BPF_CORE_READ_INTO(&mi->name, m, name);
+	return fl | EF_MAP;
+}
+
+static __always_inline bool percpu_type(__u32 type)
+{
+	return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+/* value_bytes: what one element's value occupies in a user buffer. */
+static __always_inline __u32 value_bytes(struct map_info *mi)
+{
+	if (percpu_type(mi->type))
+		return ((mi->value_size + 7) & ~7U) * possible_cpus;
+	return mi->value_size;
+}
+
+/* copy_user copies up to the capture limit of total bytes from user address
+ * src into buf at off and returns the number captured. */
+static __always_inline __u32 copy_user(__u8 *buf, __u32 off, __u64 src, __u64 total, __u32 *flags,
+				       __u32 fault, __u32 trunc)
+{
+	__u32 n;
+
+	if (total == 0)
+		return 0;
+	if (src == 0) {
+		*flags |= fault;
+		return 0;
+	}
+	n = total > capture_limit ? capture_limit : total;
+	if (total > n)
+		*flags |= trunc;
+	if (off > MAX_CAPTURE)
+		return 0;
+	CLAMP(n, MAX_CAPTURE);
+	CLAMP(off, MAX_CAPTURE);
+	if (bpf_probe_read_user(buf + off, n, (void *)src) < 0) {
+		*flags |= fault;
+		return 0;
+	}
+	return n;
+}
+
+static __always_inline struct scratch *scratch_get(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct scratch *s = bpf_map_lookup_elem(&scratch, &cpu);
+
+	if (s)
+		__builtin_memset(&s->ev, 0, sizeof(s->ev));
+	return s;
+}
+
+static __always_inline int emit(struct scratch *s)
+{
+	__u64 size = sizeof(struct event);
+	__u32 k = s->ev.key_len, v = s->ev.value_len, p = s->ev.path_len;
+
+	CLAMP(k, MAX_CAPTURE);
+	CLAMP(v, MAX_CAPTURE);
+	CLAMP(p, MAX_PATH);
+	size += k + v + p;
+	if (bpf_ringbuf_output(&events, s, size, 0) < 0) {
+		stat_inc(STAT_LOST);
+		return -1;
+	}
+	return 0;
+}
+
+static __always_inline void fill_task(struct event *e, struct task_struct *t, __u64 pid_tgid)
+{
+	struct file *exe;
+	const unsigned char *name;
+
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->gid = bpf_get_current_uid_gid() >> 32;
+	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+	e->start_time = BPF_CORE_READ(t, start_time);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	exe = BPF_CORE_READ(t, mm, exe_file);
+	if (exe) {
+		e->exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);
+		name = BPF_CORE_READ(exe, f_path.dentry, d_name.name);
+		bpf_probe_read_kernel_str(e->exe_name, sizeof(e->exe_name), name);
+	}
+}
+
+static __always_inline void calibrate(struct task_struct *t, __u64 attr)
+{
+	__u32 fd = 0, zero = 0;
+	struct file *f;
+	__u64 *known = bpf_map_lookup_elem(&calib, &zero);
+
+	if (!known || *known != 0)
+		return;
+	if (bpf_probe_read_user(&fd, sizeof(fd), (void *)attr) < 0)
+		return;
+	f = fd_file(t, fd);
+	if (f)
+		*known = (__u64)BPF_CORE_READ(f, f_op);
+}
+
+/* The parts of union bpf_attr read here, by command (uapi offsets). */
+struct attr_elem {
+	__u32 map_fd;
+	__u32 _pad;
+	__u64 key;
+	__u64 value;
+	__u64 flags;
+};
+
+struct attr_batch {
+	__u64 in_batch;
+	__u64 out_batch;
+	__u64 keys;
+	__u64 values;
+	__u32 count;
+	__u32 map_fd;
+	__u64 elem_flags;
+	__u64 flags;
+};
+
+struct attr_create {
+	__u32 map_type;
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 map_flags;
+	__u32 inner_map_fd;
+	__u32 numa_node;
+	char map_name[16];
+};
+
+struct attr_obj {
+	__u64 pathname;
+	__u32 bpf_fd;
+	__u32 file_flags;
+	__s32 path_fd;
+};
+
+struct attr_getid {
+	__u32 map_id;
+	__u32 next_id;
+	__u32 open_flags;
+};
+
+#define ATTR_READ 64
+
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	long id = ctx->args[1];
+	struct task_struct *t;
+	struct pt_regs *regs;
+	struct scratch *s;
+	struct event *e;
+	struct inflight in = {};
+	__u64 pid_tgid, attr_ptr;
+	__u32 cmd, size, zero = 0;
+	bool compat;
+	union {
+		__u8 raw[ATTR_READ];
+		struct attr_elem elem;
+		struct attr_batch batch;
+		struct attr_create create;
+		struct attr_obj obj;
+		struct attr_getid getid;
+	} attr = {};
+
+	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT)
+		return 0;
+	t = (struct task_struct *)bpf_get_current_task();
+	compat = BPF_CORE_READ(t, thread_info.status) & TS_COMPAT;
+	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
+		return 0;
+
+	/* bpf(int cmd, union bpf_attr *attr, unsigned int size): the kernel
+	 * truncates cmd and size to 32 bits, and so must we. */
+	regs = (struct pt_regs *)ctx->args[0];
+	if (compat) {
+		cmd = (__u32)BPF_CORE_READ(regs, bx);
+		attr_ptr = (__u32)BPF_CORE_READ(regs, cx);
+		size = (__u32)BPF_CORE_READ(regs, dx);
+	} else {
+		cmd = (__u32)BPF_CORE_READ(regs, di);
+		attr_ptr = BPF_CORE_READ(regs, si);
+		size = (__u32)BPF_CORE_READ(regs, dx);
+	}
+
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (cmd == BPF_MAP_FREEZE && (__u32)(pid_tgid >> 32) == loader_tgid)
+		calibrate(t, attr_ptr);
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	if (cmd >= 64 || !(cmd_mask & (1ULL << cmd)))
+		return 0;
+
+	/* Read no more than the caller passed: the kernel treats the rest as
+	 * zero, and so must we. */
+	CLAMP(size, ATTR_READ);
+	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
+
+	s = scratch_get();
+	if (!s)
+		return 0;
+	e = &s->ev;
+	e->kind = REC_ENTER;
+	e->cmd = cmd;
+	e->ktime = bpf_ktime_get_boot_ns();
+	e->flags = compat ? EF_COMPAT : 0;
+	fill_task(e, t, pid_tgid);
+
+	switch (cmd) {
+	case BPF_MAP_UPDATE_ELEM:
+	case BPF_MAP_DELETE_ELEM:
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM: {
+		__u32 klen;
+
+		e->fd = attr.elem.map_fd;
+		e->elem_flags = attr.elem.flags;
+		e->flags |= resolve_map(t, e->fd, &e->map);
+		if (!(e->flags & EF_MAP))
+			break;
+		e->key_total = e->map.key_size;
+		klen = copy_user(s->buf, 0, attr.elem.key, e->key_total, &e->flags, EF_KEY_FAULT,
+				 EF_KEY_TRUNC);
+		e->key_len = klen;
+		if (cmd == BPF_MAP_UPDATE_ELEM) {
+			e->value_total = value_bytes(&e->map);
+			e->value_len = copy_user(s->buf, klen, attr.elem.value, e->value_total,
+						 &e->flags, EF_VALUE_FAULT, EF_VALUE_TRUNC);
+		} else if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM) {
+			in.out_ptr = attr.elem.value;
+			in.value_bytes = value_bytes(&e->map);
+		}
+		break;
+	}
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH:
+	case BPF_MAP_LOOKUP_AND_DELETE_BATCH: {
+		__u32 klen;
+
+		e->fd = attr.batch.map_fd;
+		e->count = attr.batch.count;
+		e->elem_flags = attr.batch.elem_flags;
+		e->flags |= resolve_map(t, e->fd, &e->map);
+		if (!(e->flags & EF_MAP))
+			break;
+		if (cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
+			in.out_ptr = attr.batch.keys;
+			in.out_ptr2 = attr.batch.values;
+			in.key_size = e->map.key_size;
+			in.value_bytes = value_bytes(&e->map);
+			break;
+		}
+		e->key_total = (__u64)e->count * e->map.key_size;
+		klen = copy_user(s->buf, 0, attr.batch.keys, e->key_total, &e->flags, EF_KEY_FAULT,
+				 EF_KEY_TRUNC);
+		e->key_len = klen;
+		if (cmd == BPF_MAP_UPDATE_BATCH) {
+			e->value_total = (__u64)e->count * value_bytes(&e->map);
+			e->value_len = copy_user(s->buf, klen, attr.batch.values, e->value_total,
+						 &e->flags, EF_VALUE_FAULT, EF_VALUE_TRUNC);
+		}
+		break;
+	}
+	case BPF_MAP_FREEZE:
+		e->fd = attr.elem.map_fd;
+		e->flags |= resolve_map(t, e->fd, &e->map);
+		break;
+	case BPF_MAP_GET_FD_BY_ID:
+		e->req_id = attr.getid.map_id;
+		e->elem_flags = attr.getid.open_flags;
+		break;
+	case BPF_OBJ_PIN:
+	case BPF_OBJ_GET: {
+		long n;
+
+		e->elem_flags = attr.obj.file_flags;
+		if (attr.obj.file_flags & BPF_F_PATH_FD) {
+			e->flags |= EF_PATH_FD;
+			e->path_fd = attr.obj.path_fd;
+		}
+		if (cmd == BPF_OBJ_PIN) {
+			e->fd = attr.obj.bpf_fd;
+			e->flags |= resolve_map(t, e->fd, &e->map);
+			if (e->flags & EF_NOT_MAP)
+				return 0; /* pinning a program or link: not a map event */
+		}
+		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr.obj.pathname);
+		if (n > 0)
+			e->path_len = n - 1;
+		if (n <= 0 || n == MAX_PATH)
+			e->flags |= EF_PATH_TRUNC;
+		break;
+	}
+	case BPF_MAP_CREATE:
+		e->flags |= EF_MAP_REQUESTED;
+		e->map.type = attr.create.map_type;
+		e->map.key_size = attr.create.key_size;
+		e->map.value_size = attr.create.value_size;
+		e->map.max_entries = attr.create.max_entries;
+		e->map.flags = attr.create.map_flags;
+		__builtin_memcpy(e->map.name, attr.create.map_name, sizeof(e->map.name));
+		break;
+	default:
+		return 0;
+	}
+
+	if (emit(s) < 0)
+		return 0; /* counted as lost; no exit record without its entry */
+
+	in.cmd = cmd;
+	in.flags = e->flags;
+	in.attr = attr_ptr;
+	in.map = e->map;
+	if (bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY) < 0) {
+		stat_inc(STAT_INFLIGHT);
+		return 0;
+	}
+	{
+		__s64 *n = bpf_map_lookup_elem(&inflight_count, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *t;
+	struct inflight *ip, in;
+	struct scratch *s;
+	struct event *e;
+	__u64 pid_tgid;
+	__u32 zero = 0;
+	__s64 *n, ret;
+
+	n = bpf_map_lookup_elem(&inflight_count, &zero);
+	if (!n || *n <= 0)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	ip = bpf_map_lookup_elem(&inflight, &pid_tgid);
+	if (!ip)
+		return 0;
+	in = *ip;
+	if (bpf_map_delete_elem(&inflight, &pid_tgid) == 0)
+		__sync_fetch_and_add(n, -1);
+
+	ret = (__s64)ctx->args[1];
+	if (in.flags & EF_COMPAT)
+		ret = (__s32)ret; /* compat tasks see a 32-bit return */
+
+	s = scratch_get();
+	if (!s)
+		return 0;
+	e = &s->ev;
+	e->kind = REC_EXIT;
+	e->cmd = in.cmd;
+	e->ktime = bpf_ktime_get_boot_ns();
+	e->pid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->result = ret;
+	e->flags = in.flags & EF_COMPAT;
+	t = (struct task_struct *)bpf_get_current_task();
+
+	switch (in.cmd) {
+	case BPF_MAP_CREATE:
+	case BPF_MAP_GET_FD_BY_ID:
+	case BPF_OBJ_GET:
+		if (ret >= 0) {
+			e->fd = ret;
+			e->flags |= resolve_map(t, ret, &e->map);
+		}
+		break;
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+		if (ret == 0) {
+			e->value_total = in.value_bytes;
+			e->value_len = copy_user(s->buf, 0, in.out_ptr, e->value_total, &e->flags,
+						 EF_VALUE_FAULT, EF_VALUE_TRUNC);
+		}
+		break;
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH:
+	case BPF_MAP_LOOKUP_AND_DELETE_BATCH: {
+		__u32 count = 0, klen;
+
+		/* The kernel writes the number of elements processed back into
+		 * attr->batch.count, also on error. */
+		bpf_probe_read_user(&count, sizeof(count),
+				    (void *)(in.attr + __builtin_offsetof(struct attr_batch, count)));
+		e->count = count;
+		if (in.cmd != BPF_MAP_LOOKUP_AND_DELETE_BATCH)
+			break;
+		e->key_total = (__u64)count * in.key_size;
+		klen = copy_user(s->buf, 0, in.out_ptr, e->key_total, &e->flags, EF_KEY_FAULT,
+				 EF_KEY_TRUNC);
+		e->key_len = klen;
+		e->value_total = (__u64)count * in.value_bytes;
+		e->value_len = copy_user(s->buf, klen, in.out_ptr2, e->value_total, &e->flags,
+					 EF_VALUE_FAULT, EF_VALUE_TRUNC);
+		break;
+	}
+	default:
+		break;
+	}
+	emit(s);
+	return 0;
+}

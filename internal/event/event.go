@@ -1,0 +1,98 @@
+// Package event defines what bpfmon reports: the event types shared by every
+// sensor and every output writer. Sensors fill Events; writers render them.
+// The JSON field names produced from these types are a stable interface that
+// scripts depend on; see README.md.
+package event
+
+import "time"
+
+// Names of event types. They are the "event" field of every report.
+const (
+	MapUpdate            = "map_update"
+	MapDelete            = "map_delete"
+	MapLookupAndDelete   = "map_lookup_and_delete"
+	MapUpdateBatch       = "map_update_batch"
+	MapDeleteBatch       = "map_delete_batch"
+	MapLookupDeleteBatch = "map_lookup_and_delete_batch"
+	MapGetFDByID         = "map_get_fd_by_id"
+	ObjGet               = "obj_get"
+	ObjPin               = "obj_pin"
+	MapCreate            = "map_create"
+	MapFreeze            = "map_freeze"
+	Lost                 = "lost"
+)
+
+// Types lists every event type a user can select with --event, in the
+// order the README documents them.
+var Types = []string{
+	MapUpdate, MapDelete, MapLookupAndDelete, MapUpdateBatch, MapDeleteBatch,
+	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, Lost,
+}
+
+// Sources of events.
+const (
+	SourceSyscall = "syscall"
+	SourceBPFMon  = "bpfmon" // reports about bpfmon itself, such as lost events
+)
+
+// Process is the task that made a call, as the kernel saw it.
+type Process struct {
+	PID      uint32 // thread group id
+	TID      uint32
+	PPID     uint32
+	UID      uint32
+	GID      uint32
+	Comm     string // chosen by the process: never trust it for decisions
+	Exe      string // path of the executable, "" when unknown
+	CgroupID uint64
+}
+
+// Map describes a BPF map. When an event reports a failed map_create, the
+// fields are the ones requested and ID is 0.
+type Map struct {
+	ID         uint32
+	Name       string
+	Type       uint32
+	KeySize    uint32
+	ValueSize  uint32
+	MaxEntries uint32
+	Flags      uint32
+	Frozen     bool
+}
+
+// Event is one report. Optional parts are nil or flagged by a Has field.
+type Event struct {
+	Time   time.Time
+	Type   string // one of the constants above
+	Source string
+
+	HasResult bool
+	Result    int64 // syscall return: 0, a new fd, or a negative errno
+
+	Process *Process
+	Map     *Map
+
+	HasFD bool
+	FD    int32
+
+	// Key and Value hold the bytes passed to (or, for lookup-and-delete,
+	// returned by) the kernel, up to the capture limit. KeyTotal and
+	// ValueTotal are the full lengths; Truncated says a prefix was cut.
+	Key, Value           []byte
+	HasKey, HasValue     bool
+	KeyTotal, ValueTotal uint64
+	Truncated            bool
+	KeyFault, ValueFault bool // pointer was unreadable when captured
+
+	HasCount bool
+	Count    uint64 // batch: elements processed; lost: events lost
+
+	Path   string
+	PathFD int32 // BPF_F_PATH_FD: Path is relative to this directory fd
+	HasPathFD bool
+
+	Flags   uint64 // the call's flags: update/batch elem_flags, open_flags, file_flags
+	HasFlags bool
+	Compat   bool // called through the 32-bit compat syscall entry
+	ReqMapID uint32 // map_get_fd_by_id: the id asked for
+}

@@ -1,0 +1,380 @@
+// Package bpfsyscall is the syscall sensor: it reports every bpf(2) call that
+// changes a map or obtains a handle to one, from both the 64-bit and the
+// 32-bit compat syscall entries.
+//
+// The kernel side (bpf/syscall.c) hooks raw_syscalls:sys_enter and sys_exit,
+// resolves the map behind the caller's fd inside the kernel, captures key and
+// value bytes, and writes an entry and an exit record per call to a ring
+// buffer. This package loads and attaches that program, pairs the records by
+// thread and turns them into event.Events.
+package bpfsyscall
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+)
+
+// MaxCapture is the largest capture limit the kernel program supports
+// (MAX_CAPTURE in bpf/include/event.h).
+const MaxCapture = 32768
+
+// Defaults.
+const (
+	DefaultCapture    = 4096
+	DefaultRingBuffer = 32 << 20
+)
+
+// bpf_cmd values reported by this sensor, and the event types they map to.
+var cmdEvents = map[uint32]string{
+	unix.BPF_MAP_CREATE:                  event.MapCreate,
+	unix.BPF_MAP_UPDATE_ELEM:             event.MapUpdate,
+	unix.BPF_MAP_DELETE_ELEM:             event.MapDelete,
+	unix.BPF_OBJ_PIN:                     event.ObjPin,
+	unix.BPF_OBJ_GET:                     event.ObjGet,
+	unix.BPF_MAP_GET_FD_BY_ID:            event.MapGetFDByID,
+	unix.BPF_MAP_LOOKUP_AND_DELETE_ELEM:  event.MapLookupAndDelete,
+	unix.BPF_MAP_FREEZE:                  event.MapFreeze,
+	unix.BPF_MAP_LOOKUP_AND_DELETE_BATCH: event.MapLookupDeleteBatch,
+	unix.BPF_MAP_UPDATE_BATCH:            event.MapUpdateBatch,
+	unix.BPF_MAP_DELETE_BATCH:            event.MapDeleteBatch,
+}
+
+// Config selects what the sensor captures.
+type Config struct {
+	// Events lists the event types to report; empty means all.
+	Events []string
+	// CaptureBytes limits the bytes captured per key and per value
+	// (0: DefaultCapture). At most MaxCapture.
+	CaptureBytes int
+	// RingBufferBytes sizes the kernel ring buffer (0: DefaultRingBuffer).
+	// Rounded up to a power of two of at least one page.
+	RingBufferBytes int
+	// ExcludeTGID is a process whose calls are never reported: bpfmon
+	// itself. 0 means the current process.
+	ExcludeTGID uint32
+	// IncludeSelf reports the current process's calls too (tests).
+	IncludeSelf bool
+}
+
+// Sensor is a loaded and attached syscall sensor.
+type Sensor struct {
+	objs   bpfObjects
+	links  []link.Link
+	reader *ringbuf.Reader
+	dec    decoder
+	// reported is the kernel's lost-record count at the last report.
+	reported uint64
+}
+
+// New loads the sensor's programs into the kernel and attaches them. Events
+// are produced from the moment New returns; read them with Read.
+func New(cfg Config) (*Sensor, error) {
+	mask, err := cmdMask(cfg.Events)
+	if err != nil {
+		return nil, err
+	}
+	capBytes := cfg.CaptureBytes
+	if capBytes == 0 {
+		capBytes = DefaultCapture
+	}
+	if capBytes < 0 || capBytes > MaxCapture {
+		return nil, fmt.Errorf("capture limit %d bytes out of range: must be between 1 and %d", capBytes, MaxCapture)
+	}
+	ring := cfg.RingBufferBytes
+	if ring == 0 {
+		ring = DefaultRingBuffer
+	}
+	ring = roundRing(ring)
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("counting possible CPUs: %w", err)
+	}
+	self := cfg.ExcludeTGID
+	if self == 0 && !cfg.IncludeSelf {
+		self = uint32(os.Getpid())
+	}
+
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
+	// use memcg and ignore it. Failing to raise it is fatal only on the
+	// former, and the load error then says so.
+	_ = rlimit.RemoveMemlock()
+
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("parsing the embedded BPF object: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(ring)
+	spec.Maps["scratch"].MaxEntries = uint32(cpus)
+	for name, v := range map[string]any{
+		"self_tgid":     self,
+		"loader_tgid":   uint32(os.Getpid()),
+		"capture_limit": uint32(capBytes),
+		"possible_cpus": uint32(cpus),
+		"cmd_mask":      mask,
+	} {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("BPF object lacks variable %s: regenerate it with go generate", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+
+	s := &Sensor{}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return nil, explainLoadError(err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Close()
+		}
+	}()
+
+	// Exit first, so no call can enter between the two attachments and
+	// leave an entry without its exit.
+	for _, p := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"sys_exit", s.objs.SysExit}, {"sys_enter", s.objs.SysEnter}} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.name, Program: p.prog})
+		if err != nil {
+			return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w", p.name, err)
+		}
+		s.links = append(s.links, l)
+	}
+
+	if err := s.protectMaps(); err != nil {
+		return nil, err
+	}
+
+	s.reader, err = ringbuf.NewReader(s.objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	s.dec = newDecoder(cfg.IncludeSelf)
+	ok = true
+	return s, nil
+}
+
+// protectMaps freezes the sensor's own maps against writes through bpf(2),
+// so that no process can clear its in-flight table, its counters or its
+// calibration. The programs can still write them; .rodata (configuration)
+// was frozen by the loader. Freezing also calibrates the program: it learns
+// what a map file looks like from these very calls (see calib in syscall.c).
+func (s *Sensor) protectMaps() error {
+	for name, m := range map[string]*ebpf.Map{
+		"calib": s.objs.Calib, "inflight": s.objs.Inflight,
+		"inflight_count": s.objs.InflightCount, "stats": s.objs.Stats, "scratch": s.objs.Scratch,
+	} {
+		if err := m.Freeze(); err != nil {
+			return fmt.Errorf("freezing the sensor's %s map: %w", name, err)
+		}
+	}
+	var fop uint64
+	if err := s.objs.Calib.Lookup(uint32(0), &fop); err != nil {
+		return fmt.Errorf("reading calibration: %w", err)
+	}
+	if fop == 0 {
+		return errors.New("calibration failed: the sys_enter program did not see bpfmon's own BPF_MAP_FREEZE call; is raw_syscalls:sys_enter working on this kernel?")
+	}
+	return nil
+}
+
+// Stats are the sensor's kernel-side counters.
+type Stats struct {
+	// Lost counts records the ring buffer could not take.
+	Lost uint64
+	// InflightFull counts calls whose exit could not be tracked.
+	InflightFull uint64
+}
+
+// Stats reads the kernel counters, summed over CPUs.
+func (s *Sensor) Stats() (Stats, error) {
+	var st Stats
+	for idx, dst := range map[uint32]*uint64{0: &st.Lost, 1: &st.InflightFull} {
+		var per []uint64
+		if err := s.objs.Stats.Lookup(idx, &per); err != nil {
+			return st, fmt.Errorf("reading sensor stats: %w", err)
+		}
+		for _, v := range per {
+			*dst += v
+		}
+	}
+	return st, nil
+}
+
+// Detach stops new events: the programs are detached, records already in
+// the ring buffer remain to be read.
+func (s *Sensor) Detach() {
+	for _, l := range s.links {
+		l.Close()
+	}
+	s.links = nil
+}
+
+// Close detaches the programs and frees everything.
+func (s *Sensor) Close() error {
+	s.Detach()
+	if s.reader != nil {
+		s.reader.Close()
+	}
+	return s.objs.Close()
+}
+
+func cmdMask(events []string) (uint64, error) {
+	var mask uint64
+	want := map[string]bool{}
+	for _, e := range events {
+		want[e] = true
+	}
+	known := map[string]bool{event.Lost: true}
+	for cmd, name := range cmdEvents {
+		known[name] = true
+		if len(events) == 0 || want[name] {
+			mask |= 1 << cmd
+		}
+	}
+	for e := range want {
+		if !known[e] {
+			return 0, fmt.Errorf("unknown event type %q; known: %s", e, strings.Join(event.Types, ", "))
+		}
+	}
+	return mask, nil
+}
+
+func roundRing(n int) int {
+	page := os.Getpagesize()
+	r := page
+	for r < n {
+		r <<= 1
+	}
+	return r
+}
+
+// explainLoadError turns a load failure into an actionable message.
+func explainLoadError(err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return fmt.Errorf("loading the syscall sensor: %w (need root, or CAP_BPF and CAP_PERFMON)", err)
+	case errors.As(err, &ve):
+		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", kernelRelease(), ve)
+	}
+	return fmt.Errorf("loading the syscall sensor: %w", err)
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// bootOffset converts CLOCK_BOOTTIME nanoseconds into wall-clock time.
+func bootOffset() time.Duration {
+	var ts unix.Timespec
+	before := time.Now()
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return time.Duration(before.UnixNano() - ts.Nano())
+}
+
+// LossInterval is how often lost records are checked and reported.
+const LossInterval = time.Second
+
+// staleAfter is how long a call may wait for its exit record before it is
+// reported without a result: bpf(2) map commands do not block, so an entry
+// that old lost its exit record.
+const staleAfter = 2 * time.Second
+
+// Run delivers events to emit until stop is closed, then detaches the
+// programs, drains the ring buffer, reports calls still waiting for their
+// exit and any final loss, and returns. Lost records are reported as
+// "lost" events at most LossInterval after they happen. emit is called from
+// Run's goroutine only.
+func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error) error {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-stop:
+			// Detaching waits for running programs to finish, so every
+			// record they write is in the ring before Flush.
+			s.Detach()
+			s.reader.Flush()
+		case <-done:
+		}
+	}()
+
+	var rec ringbuf.Record
+	next := time.Now().Add(LossInterval)
+	s.reader.SetDeadline(next)
+	for {
+		err := s.reader.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if err := s.dec.decode(rec.RawSample, emit); err != nil {
+				return fmt.Errorf("decoding a ring buffer record: %w", err)
+			}
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if err := s.tick(emit); err != nil {
+				return err
+			}
+			next = time.Now().Add(LossInterval)
+			s.reader.SetDeadline(next)
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if err := s.dec.flush(emit); err != nil {
+				return err
+			}
+			return s.reportLost(emit)
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+	}
+}
+
+func (s *Sensor) tick(emit func(*event.Event) error) error {
+	if err := s.reportLost(emit); err != nil {
+		return err
+	}
+	return s.dec.flushStale(time.Now().Add(-staleAfter), emit)
+}
+
+// reportLost emits a "lost" event when the kernel counted records it could
+// not write since the last report.
+func (s *Sensor) reportLost(emit func(*event.Event) error) error {
+	st, err := s.Stats()
+	if err != nil {
+		return err
+	}
+	if st.Lost <= s.reported {
+		return nil
+	}
+	n := st.Lost - s.reported
+	s.reported = st.Lost
+	return emit(&event.Event{
+		Time:     time.Now(),
+		Type:     event.Lost,
+		Source:   event.SourceSyscall,
+		Count:    n,
+		HasCount: true,
+	})
+}
+
+// Lost is the number of records lost so far, as last reported.
+func (s *Sensor) Lost() uint64 { return s.reported }
