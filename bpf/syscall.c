@@ -50,8 +50,9 @@ volatile const __u32 capture_limit = 4096;
 volatile const __u32 possible_cpus = 1;
 volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
 
-#define STAT_LOST 0      /* records the ring buffer could not take */
-#define STAT_INFLIGHT 1  /* entries the in-flight table could not take */
+#define STAT_LOST 0        /* calls lost: their entry record did not fit */
+#define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
+#define STAT_LOST_EXIT 2   /* calls reported without result: exit record lost */
 #define STAT_MAX 4
 
 struct scratch {
@@ -229,7 +230,7 @@ static __always_inline struct scratch *scratch_get(void)
 	return s;
 }
 
-static __always_inline int emit(struct scratch *s)
+static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 {
 	__u64 size = sizeof(struct event);
 	__u32 k = s->ev.key_len, v = s->ev.value_len, p = s->ev.path_len;
@@ -239,7 +240,7 @@ static __always_inline int emit(struct scratch *s)
 	CLAMP(p, MAX_PATH);
 	size += k + v + p;
 	if (bpf_ringbuf_output(&events, s, size, 0) < 0) {
-		stat_inc(STAT_LOST);
+		stat_inc(lost_stat);
 		return -1;
 	}
 	return 0;
@@ -488,7 +489,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	}
 
-	if (emit(s) < 0)
+	if (emit(s, STAT_LOST) < 0)
 		return 0; /* counted as lost; no exit record without its entry */
 
 	in.cmd = cmd;
@@ -586,6 +587,6 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	default:
 		break;
 	}
-	emit(s);
+	emit(s, STAT_LOST_EXIT);
 	return 0;
 }

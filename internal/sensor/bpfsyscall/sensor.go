@@ -195,16 +195,17 @@ func (s *Sensor) protectMaps() error {
 
 // Stats are the sensor's kernel-side counters.
 type Stats struct {
-	// Lost counts records the ring buffer could not take.
+	// Lost counts calls not reported at all: the ring buffer was full.
 	Lost uint64
-	// InflightFull counts calls whose exit could not be tracked.
-	InflightFull uint64
+	// Incomplete counts calls reported without their result: the exit
+	// record did not fit, or the in-flight table was full.
+	Incomplete uint64
 }
 
 // Stats reads the kernel counters, summed over CPUs.
 func (s *Sensor) Stats() (Stats, error) {
 	var st Stats
-	for idx, dst := range map[uint32]*uint64{0: &st.Lost, 1: &st.InflightFull} {
+	for idx, dst := range map[uint32]*uint64{0: &st.Lost, 1: &st.Incomplete, 2: &st.Incomplete} {
 		var per []uint64
 		if err := s.objs.Stats.Lookup(idx, &per); err != nil {
 			return st, fmt.Errorf("reading sensor stats: %w", err)
@@ -303,9 +304,13 @@ const staleAfter = 2 * time.Second
 // Run delivers events to emit until stop is closed, then detaches the
 // programs, drains the ring buffer, reports calls still waiting for their
 // exit and any final loss, and returns. Lost records are reported as
-// "lost" events at most LossInterval after they happen. emit is called from
-// Run's goroutine only.
-func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error) error {
+// "lost" events at most LossInterval after they happen. idle, if not nil,
+// is called whenever the ring buffer has been emptied: the place to flush
+// buffered output. emit and idle are called from Run's goroutine only.
+func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle func() error) error {
+	if idle == nil {
+		idle = func() error { return nil }
+	}
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -329,9 +334,17 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error) error 
 			if err := s.dec.decode(rec.RawSample, emit); err != nil {
 				return fmt.Errorf("decoding a ring buffer record: %w", err)
 			}
+			if rec.Remaining == 0 {
+				if err := idle(); err != nil {
+					return err
+				}
+			}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if err := s.tick(emit); err != nil {
+				return err
+			}
+			if err := idle(); err != nil {
 				return err
 			}
 			next = time.Now().Add(LossInterval)
@@ -341,7 +354,10 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error) error 
 			if err := s.dec.flush(emit); err != nil {
 				return err
 			}
-			return s.reportLost(emit)
+			if err := s.reportLost(emit); err != nil {
+				return err
+			}
+			return idle()
 		default:
 			return fmt.Errorf("reading the ring buffer: %w", err)
 		}

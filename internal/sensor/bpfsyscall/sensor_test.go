@@ -1,0 +1,540 @@
+package bpfsyscall
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+func unsafePtr(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+
+var arraySpec = ebpf.MapSpec{Name: "t_array", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 16}
+var hashSpec = ebpf.MapSpec{Name: "t_hash", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 16}
+
+// checkProc asserts the event was made by pid (all threads of it).
+func checkProc(t *testing.T, ev *event.Event, pid int) {
+	t.Helper()
+	if ev.Process == nil || ev.Process.PID != uint32(pid) {
+		t.Errorf("%s: process %+v, want pid %d", ev.Type, ev.Process, pid)
+	}
+}
+
+func checkKV(t *testing.T, ev *event.Event, key, value []byte) {
+	t.Helper()
+	if !ev.HasKey || !bytes.Equal(ev.Key, key) {
+		t.Errorf("%s: key %x, want %x", ev.Type, ev.Key, key)
+	}
+	if value != nil && (!ev.HasValue || !bytes.Equal(ev.Value, value)) {
+		t.Errorf("%s: value %x, want %x", ev.Type, ev.Value, value)
+	}
+}
+
+func checkResult(t *testing.T, ev *event.Event, want int64) {
+	t.Helper()
+	if !ev.HasResult || ev.Result != want {
+		t.Errorf("%s: result %v/%d, want %d", ev.Type, ev.HasResult, ev.Result, want)
+	}
+}
+
+func TestOwnFDElementCalls(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, hashSpec)
+	if err := m.Update(uint32(3), uint64(0xabcdef), ebpf.UpdateNoExist); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete(uint32(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Delete(uint32(4)); !errors.Is(err, ebpf.ErrKeyNotExist) {
+		t.Fatalf("delete of a missing key: %v", err)
+	}
+	if err := m.Update(uint32(5), uint64(0x55), 0); err != nil {
+		t.Fatal(err)
+	}
+	var got uint64
+	if err := m.LookupAndDelete(uint32(5), &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	pid := os.Getpid()
+
+	create := c.wait(t, "map_create", onMap(event.MapCreate, id))
+	checkProc(t, create, pid)
+	if create.Map.Name != "t_hash" || create.Map.Type != uint32(ebpf.Hash) || create.Map.KeySize != 4 || create.Map.ValueSize != 8 || create.Map.MaxEntries != 16 {
+		t.Errorf("map_create map %+v", create.Map)
+	}
+	if !create.HasFD || int64(create.FD) != create.Result || create.Result < 0 {
+		t.Errorf("map_create fd %d result %d", create.FD, create.Result)
+	}
+	fd := create.FD
+
+	upd := c.wait(t, "map_update", onMap(event.MapUpdate, id))
+	checkProc(t, upd, pid)
+	checkKV(t, upd, le32(3), le64(0xabcdef))
+	checkResult(t, upd, 0)
+	if upd.FD != fd || upd.Flags != uint64(ebpf.UpdateNoExist) || upd.Map.Name != "t_hash" {
+		t.Errorf("map_update fd %d flags %d map %+v", upd.FD, upd.Flags, upd.Map)
+	}
+	if upd.Process.TID == 0 || upd.Process.Comm == "" || upd.Process.Exe == "" || upd.Process.CgroupID == 0 || upd.Process.PPID != uint32(os.Getppid()) {
+		t.Errorf("process context incomplete: %+v", upd.Process)
+	}
+	if exe, _ := os.Executable(); upd.Process.Exe != exe {
+		t.Errorf("exe %q, want %q", upd.Process.Exe, exe)
+	}
+
+	del := c.wait(t, "map_delete ok", func(ev *event.Event) bool {
+		return onMap(event.MapDelete, id)(ev) && bytes.Equal(ev.Key, le32(3))
+	})
+	checkResult(t, del, 0)
+	if del.HasValue {
+		t.Errorf("map_delete carries a value: %x", del.Value)
+	}
+	miss := c.wait(t, "map_delete missing", func(ev *event.Event) bool {
+		return onMap(event.MapDelete, id)(ev) && bytes.Equal(ev.Key, le32(4))
+	})
+	checkResult(t, miss, -int64(unix.ENOENT))
+
+	lad := c.wait(t, "map_lookup_and_delete", onMap(event.MapLookupAndDelete, id))
+	checkKV(t, lad, le32(5), le64(0x55))
+	checkResult(t, lad, 0)
+
+	fr := c.wait(t, "map_freeze", onMap(event.MapFreeze, id))
+	checkResult(t, fr, 0)
+	checkProc(t, fr, pid)
+}
+
+func TestBatchCalls(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, hashSpec)
+	keys := []uint32{1, 2, 3}
+	vals := []uint64{10, 20, 30}
+	n, err := m.BatchUpdate(keys, vals, nil)
+	if err != nil || n != 3 {
+		t.Fatalf("batch update: %d, %v", n, err)
+	}
+	n, err = m.BatchDelete([]uint32{1}, nil)
+	if err != nil || n != 1 {
+		t.Fatalf("batch delete: %d, %v", n, err)
+	}
+	var cursor ebpf.MapBatchCursor
+	outK := make([]uint32, 8)
+	outV := make([]uint64, 8)
+	n, err = m.BatchLookupAndDelete(&cursor, outK, outV, nil)
+	if n != 2 || (err != nil && !errors.Is(err, ebpf.ErrKeyNotExist)) {
+		t.Fatalf("batch lookup and delete: %d, %v", n, err)
+	}
+
+	ub := c.wait(t, "map_update_batch", onMap(event.MapUpdateBatch, id))
+	checkKV(t, ub, append(append(le32(1), le32(2)...), le32(3)...), append(append(le64(10), le64(20)...), le64(30)...))
+	checkResult(t, ub, 0)
+	if !ub.HasCount || ub.Count != 3 {
+		t.Errorf("map_update_batch count %d", ub.Count)
+	}
+	db := c.wait(t, "map_delete_batch", onMap(event.MapDeleteBatch, id))
+	checkKV(t, db, le32(1), nil)
+	if db.Count != 1 {
+		t.Errorf("map_delete_batch count %d", db.Count)
+	}
+	ldb := c.wait(t, "map_lookup_and_delete_batch", onMap(event.MapLookupDeleteBatch, id))
+	if ldb.Count != 2 || len(ldb.Key) != 8 || len(ldb.Value) != 16 {
+		t.Errorf("map_lookup_and_delete_batch count %d key %x value %x", ldb.Count, ldb.Key, ldb.Value)
+	}
+	// The kernel returns the remaining elements in hash order; check the
+	// pairs, not the order.
+	got := map[uint32]uint64{}
+	for i := 0; i+4 <= len(ldb.Key) && i*2+8 <= len(ldb.Value); i += 4 {
+		got[uint32(ldb.Key[i])] = uint64(ldb.Value[i*2])
+	}
+	if got[2] != 20 || got[3] != 30 {
+		t.Errorf("map_lookup_and_delete_batch pairs %v", got)
+	}
+}
+
+func TestFailedCreateReportsRequest(t *testing.T) {
+	c := startSensor(t, Config{})
+	// A hash map with a zero key size is invalid.
+	attr := make([]byte, 64)
+	copy(attr[0:], le32(uint32(ebpf.Hash)))
+	copy(attr[4:], le32(0))
+	copy(attr[8:], le32(8))
+	copy(attr[12:], le32(4))
+	copy(attr[28:], "t_badcreate")
+	r, errno := bpf(unix.BPF_MAP_CREATE, attr)
+	if errno == 0 {
+		unix.Close(int(r))
+		t.Fatal("invalid map_create succeeded")
+	}
+	ev := c.wait(t, "failed map_create", func(ev *event.Event) bool {
+		return ev.Type == event.MapCreate && ev.Map != nil && ev.Map.Name == "t_badcreate"
+	})
+	checkResult(t, ev, -int64(errno))
+	if ev.Map.ID != 0 || ev.Map.ValueSize != 8 || ev.Map.MaxEntries != 4 || ev.HasFD {
+		t.Errorf("failed map_create map %+v fd %v", ev.Map, ev.HasFD)
+	}
+}
+
+func TestGetFDByIDInChild(t *testing.T) {
+	c := startSensor(t, Config{})
+	_, id := newMap(t, arraySpec)
+	pid := runChild(t, "byid", strconv.Itoa(int(id)))
+	get := c.wait(t, "map_get_fd_by_id", func(ev *event.Event) bool {
+		return onMap(event.MapGetFDByID, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	if get.Result < 0 || get.FD != int32(get.Result) || get.ReqMapID != uint32(id) || get.Map.Name != "t_array" {
+		t.Errorf("map_get_fd_by_id: %s", describe(get))
+	}
+	upd := c.wait(t, "map_update from child", func(ev *event.Event) bool {
+		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	checkKV(t, upd, le32(childKey["byid"]), le64(childValue))
+	checkResult(t, upd, 0)
+	if upd.FD != get.FD {
+		t.Errorf("update fd %d, get_fd_by_id returned %d", upd.FD, get.FD)
+	}
+}
+
+func TestGetFDByIDMissing(t *testing.T) {
+	c := startSensor(t, Config{})
+	attr := make([]byte, 16)
+	copy(attr, le32(0xfffffff0))
+	if _, errno := bpf(unix.BPF_MAP_GET_FD_BY_ID, attr); errno != unix.ENOENT {
+		t.Fatalf("get fd of a missing id: %v", errno)
+	}
+	ev := c.wait(t, "failed map_get_fd_by_id", func(ev *event.Event) bool {
+		return ev.Type == event.MapGetFDByID && ev.ReqMapID == 0xfffffff0
+	})
+	checkResult(t, ev, -int64(unix.ENOENT))
+	if ev.Map == nil || ev.Map.ID != 0xfffffff0 {
+		t.Errorf("failed get: map %+v", ev.Map)
+	}
+}
+
+func TestPinnedPathInChild(t *testing.T) {
+	c := startSensor(t, Config{})
+	dir := testutil.BPFFSPath(t)
+	m, id := newMap(t, arraySpec)
+	path := filepath.Join(dir, "bpfmon_test_"+strconv.Itoa(os.Getpid()))
+	if err := m.Pin(path); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(path) })
+	pid := runChild(t, "pinned", path)
+
+	pin := c.wait(t, "obj_pin", onMap(event.ObjPin, id))
+	checkResult(t, pin, 0)
+	if pin.Path != path || !pin.HasFD {
+		t.Errorf("obj_pin: %s", describe(pin))
+	}
+	get := c.wait(t, "obj_get", func(ev *event.Event) bool {
+		return onMap(event.ObjGet, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	if get.Path != path || get.Result < 0 || get.FD != int32(get.Result) {
+		t.Errorf("obj_get: %s", describe(get))
+	}
+	upd := c.wait(t, "map_update via pinned path", func(ev *event.Event) bool {
+		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	checkKV(t, upd, le32(childKey["pinned"]), le64(childValue))
+
+	// A failed obj_get is reported with its path and error.
+	if _, err := ebpf.LoadPinnedMap(path+"_missing", nil); err == nil {
+		t.Fatal("loading a missing pin succeeded")
+	}
+	miss := c.wait(t, "failed obj_get", func(ev *event.Event) bool {
+		return ev.Type == event.ObjGet && ev.Path == path+"_missing"
+	})
+	checkResult(t, miss, -int64(unix.ENOENT))
+}
+
+func TestSCMRightsInChild(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, arraySpec)
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := os.NewFile(uintptr(fds[0]), "mine"), os.NewFile(uintptr(fds[1]), "theirs")
+	defer mine.Close()
+	defer theirs.Close()
+	if err := unix.Sendmsg(fds[0], []byte{0}, unix.UnixRights(m.FD()), nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	pid := runChild(t, "scm", "-", theirs)
+	upd := c.wait(t, "map_update via SCM_RIGHTS", func(ev *event.Event) bool {
+		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	checkKV(t, upd, le32(childKey["scm"]), le64(childValue))
+	checkResult(t, upd, 0)
+}
+
+func TestInheritedDup2FD(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, arraySpec)
+	f := os.NewFile(uintptr(m.FD()), "map")
+	pid := runChild(t, "inherit", "-", f)
+	upd := c.wait(t, "map_update via inherited, dup2'ed fd", func(ev *event.Event) bool {
+		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	checkKV(t, upd, le32(childKey["inherit"]), le64(childValue))
+	if upd.FD != 100 {
+		t.Errorf("fd %d, want 100 (the dup2 target)", upd.FD)
+	}
+	runtime.KeepAlive(m)
+}
+
+// TestSyscallABIs covers the compat entry from a 32-bit process, the compat
+// entry reached by a 64-bit process with int $0x80, and a 64-bit process
+// calling number 357, which is not bpf on x86-64 and must not be reported.
+func TestSyscallABIs(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("the compat ABI tests are for x86-64")
+	}
+	c := startSensor(t, Config{})
+	_, id := newMap(t, arraySpec)
+	src := "testdata/bpfcall.c"
+	bin32 := testutil.CC(t, src, "-m32")
+	bin64 := testutil.CC(t, src)
+
+	for _, tc := range []struct {
+		name, bin, mode string
+		key             uint32
+		reported        bool
+	}{
+		{"32-bit process", bin32, "libc", 12, true},
+		{"int 0x80 from 64-bit", bin64, "int80", 13, true},
+		{"64-bit nr 357", bin64, "nr357", 14, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := command(tc.bin, tc.mode, strconv.Itoa(int(id)), strconv.Itoa(int(tc.key)), "0x0102030405060708")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v: %s", tc.bin, err, out)
+			}
+			var fd, upd, bad int64
+			if _, err := fmt.Sscanf(string(out), "fd=%d update=%d badkey=%d", &fd, &upd, &bad); err != nil {
+				t.Fatalf("output %q: %v", out, err)
+			}
+			pid := cmd.Process.Pid
+			if !tc.reported {
+				if fd != -int64(unix.ENOSYS) {
+					t.Fatalf("nr 357 from a 64-bit process returned %d, want -ENOSYS", fd)
+				}
+				c.sensorIdle(t)
+				c.none(t, "64-bit call to nr 357", func(ev *event.Event) bool {
+					return ev.Process != nil && ev.Process.PID == uint32(pid)
+				})
+				return
+			}
+			if fd < 0 || upd != 0 || bad != -int64(unix.EFAULT) {
+				t.Fatalf("calls failed: %s", out)
+			}
+			get := c.wait(t, "compat map_get_fd_by_id", func(ev *event.Event) bool {
+				return onMap(event.MapGetFDByID, id)(ev) && ev.Process.PID == uint32(pid)
+			})
+			checkResult(t, get, fd)
+			if !get.Compat {
+				t.Errorf("map_get_fd_by_id not marked compat")
+			}
+			u := c.wait(t, "compat map_update", func(ev *event.Event) bool {
+				return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid) && ev.Result == 0
+			})
+			checkKV(t, u, le32(tc.key), le64(0x0102030405060708))
+			if !u.Compat || u.FD != int32(fd) {
+				t.Errorf("compat update: compat=%v fd=%d", u.Compat, u.FD)
+			}
+			b := c.wait(t, "compat bad key", func(ev *event.Event) bool {
+				return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid) && ev.Result != 0
+			})
+			checkResult(t, b, -int64(unix.EFAULT))
+			if !b.KeyFault {
+				t.Errorf("bad key pointer not flagged: %s", describe(b))
+			}
+		})
+	}
+}
+
+func TestBadKeyPointer(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, arraySpec)
+	value := le64(1)
+	attr := make([]byte, 32)
+	copy(attr, le32(uint32(m.FD())))
+	copy(attr[8:], le64(1)) // unreadable key address
+	copy(attr[16:], le64(uint64(uintptr(unsafePtr(value)))))
+	_, errno := bpf(unix.BPF_MAP_UPDATE_ELEM, attr)
+	runtime.KeepAlive(value)
+	if errno != unix.EFAULT {
+		t.Fatalf("update with a bad key pointer: %v", errno)
+	}
+	ev := c.wait(t, "map_update with bad key", onMap(event.MapUpdate, id))
+	checkResult(t, ev, -int64(unix.EFAULT))
+	if !ev.KeyFault || len(ev.Key) != 0 {
+		t.Errorf("bad key: %s fault=%v", describe(ev), ev.KeyFault)
+	}
+	if !bytes.Equal(ev.Value, value) {
+		t.Errorf("value %x, want %x", ev.Value, value)
+	}
+}
+
+func TestLargeValues(t *testing.T) {
+	c := startSensor(t, Config{})
+	for _, size := range []uint32{4096, 8192} {
+		m, id := newMap(t, ebpf.MapSpec{Name: "t_big", Type: ebpf.Array, KeySize: 4, ValueSize: size, MaxEntries: 1})
+		value := make([]byte, size)
+		for i := range value {
+			value[i] = byte(i*7 + int(size))
+		}
+		if err := m.Update(uint32(0), value, 0); err != nil {
+			t.Fatal(err)
+		}
+		ev := c.wait(t, "large update", onMap(event.MapUpdate, id))
+		checkResult(t, ev, 0)
+		want := value[:min(len(value), DefaultCapture)]
+		if !bytes.Equal(ev.Value, want) {
+			t.Errorf("%d-byte value: captured %d bytes, prefix mismatch", size, len(ev.Value))
+		}
+		if ev.Truncated != (size > DefaultCapture) || ev.ValueTotal != uint64(size) {
+			t.Errorf("%d-byte value: truncated=%v total=%d", size, ev.Truncated, ev.ValueTotal)
+		}
+	}
+}
+
+func TestPerCPUValues(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, ebpf.MapSpec{Name: "t_percpu", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals := make([]uint32, cpus)
+	var want []byte
+	for i := range vals {
+		vals[i] = uint32(0xa0 + i)
+		// Per-CPU values are padded to 8 bytes each in user buffers.
+		want = append(want, le64(uint64(vals[i]))...)
+	}
+	if err := m.Update(uint32(0), vals, 0); err != nil {
+		t.Fatal(err)
+	}
+	ev := c.wait(t, "per-CPU update", onMap(event.MapUpdate, id))
+	if !bytes.Equal(ev.Value, want) || ev.ValueTotal != uint64(8*cpus) {
+		t.Errorf("per-CPU value %x (total %d), want %x", ev.Value, ev.ValueTotal, want)
+	}
+}
+
+func TestHostileCommInChild(t *testing.T) {
+	c := startSensor(t, Config{})
+	_, id := newMap(t, arraySpec)
+	pid := runChild(t, "comm", strconv.Itoa(int(id)))
+	ev := c.wait(t, "update by hostile comm", func(ev *event.Event) bool {
+		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+	})
+	want := string(hostileComm[:bytes.IndexByte(hostileComm, 0)])
+	if ev.Process.Comm != want {
+		t.Errorf("comm %q, want %q", ev.Process.Comm, want)
+	}
+}
+
+func TestSelfExcluded(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, id := newMap(t, arraySpec)
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	pid := runChild(t, "byid", strconv.Itoa(int(id)))
+	stop := make(chan struct{})
+	close(stop)
+	var evs []*event.Event
+	if err := s.Run(stop, func(ev *event.Event) error { evs = append(evs, ev); return nil }, nil); err != nil {
+		t.Fatal(err)
+	}
+	var child bool
+	for _, ev := range evs {
+		if ev.Process != nil && ev.Process.PID == uint32(os.Getpid()) {
+			t.Errorf("own call reported: %s", describe(ev))
+		}
+		child = child || (ev.Type == event.MapUpdate && ev.Process.PID == uint32(pid))
+	}
+	if !child {
+		t.Errorf("the child's update was not reported (%d events)", len(evs))
+	}
+}
+
+func TestEventSelection(t *testing.T) {
+	c := startSensor(t, Config{Events: []string{event.MapDelete}})
+	m, id := newMap(t, arraySpec)
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	m.Delete(uint32(1)) // arrays refuse deletes; the call is still reported
+	del := c.wait(t, "map_delete", onMap(event.MapDelete, id))
+	checkResult(t, del, -int64(unix.EINVAL))
+	c.none(t, "unselected map_update", onMap(event.MapUpdate, id))
+	if _, err := New(Config{Events: []string{"map_bogus"}}); err == nil || !strings.Contains(err.Error(), "map_bogus") {
+		t.Errorf("unknown event type accepted: %v", err)
+	}
+}
+
+// TestLossIsCounted fills a tiny ring buffer before reading it: every call
+// must then be either reported or counted as lost, never silently missing.
+func TestLossIsCounted(t *testing.T) {
+	testutil.RequireRoot(t)
+	s, err := New(Config{IncludeSelf: true, RingBufferBytes: 4096, Events: []string{event.MapUpdate}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m, id := newMap(t, arraySpec)
+	const calls = 500
+	for i := range calls {
+		if err := m.Update(uint32(i%16), uint64(i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	close(stop)
+	var reported, lost uint64
+	var lostEvents int
+	err = s.Run(stop, func(ev *event.Event) error {
+		switch {
+		case ev.Type == event.Lost:
+			lost += ev.Count
+			lostEvents++
+		case onMap(event.MapUpdate, id)(ev):
+			reported++
+		}
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lostEvents == 0 || lost == 0 {
+		t.Fatalf("no lost event after overflowing a 4 KiB ring with %d calls (reported %d)", calls, reported)
+	}
+	if reported+lost != calls {
+		t.Errorf("reported %d + lost %d = %d, want %d calls", reported, lost, reported+lost, calls)
+	}
+	if s.Lost() != lost {
+		t.Errorf("Lost() = %d, lost events said %d", s.Lost(), lost)
+	}
+}
