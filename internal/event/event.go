@@ -87,12 +87,12 @@ type Event struct {
 	HasCount bool
 	Count    uint64 // batch: elements processed; lost: events lost
 
-	Path   string
-	PathFD int32 // BPF_F_PATH_FD: Path is relative to this directory fd
+	Path      string
+	PathFD    int32 // BPF_F_PATH_FD: Path is relative to this directory fd
 	HasPathFD bool
 
-	Flags   uint64 // the call's flags: update/batch elem_flags, open_flags, file_flags
+	Flags    uint64 // the call's flags: update/batch elem_flags, open_flags, file_flags
 	HasFlags bool
-	Compat   bool // called through the 32-bit compat syscall entry
+	Compat   bool   // called through the 32-bit compat syscall entry
 	ReqMapID uint32 // map_get_fd_by_id: the id asked for
 }
