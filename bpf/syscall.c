@@ -53,6 +53,7 @@ volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
 #define STAT_LOST 0        /* calls lost: their entry record did not fit */
 #define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
 #define STAT_LOST_EXIT 2   /* calls reported without result: exit record lost */
+#define STAT_PROC_LOST 3   /* executable paths not sent (user space falls back to /proc) */
 #define STAT_MAX 4
 
 struct scratch {
@@ -91,6 +92,20 @@ struct {
 	__type(key, __u64);
 	__type(value, struct inflight);
 } inflight SEC(".maps");
+
+struct exe_seen {
+	__u64 start_time;
+	__u64 ino;
+};
+
+/* Processes whose executable path was sent (REC_PROC), by tgid. A process
+ * that exec'd (new inode) or a reused pid (new start time) is sent again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct exe_seen);
+} exe_sent SEC(".maps");
 
 /* Number of entries in inflight: lets sys_exit return at once for the
  * vast majority of syscalls, which are not bpf(2). */
@@ -267,6 +282,80 @@ static __always_inline void fill_task(struct event *e, struct task_struct *t, __
 	}
 }
 
+/* send_exe emits a REC_PROC record with the path of the caller's
+ * executable, once per process. The path is read here, in the kernel, so a
+ * process that exits right after its call is still named by its binary.
+ * Like d_path, it walks dentries up to each mount's root and crosses to the
+ * parent mount, stopping at the root of the caller's mount tree.
+ * A global (not inlined) function: the verifier checks it once, on its own,
+ * instead of once per path through sys_enter, which its loop would multiply
+ * beyond the verifier's budget. Returns 0. */
+__attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime)
+{
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	__u32 tgid = pid_tgid >> 32;
+	struct exe_seen seen = {};
+	struct exe_seen *old;
+	struct scratch *s;
+	struct event *e;
+	struct file *exe;
+	struct dentry *d, *parent, *root;
+	struct mount *mnt, *mparent;
+	struct vfsmount *vm;
+	__u32 i;
+
+	exe = BPF_CORE_READ(t, mm, exe_file);
+	if (!exe)
+		return 0; /* kernel thread */
+	seen.start_time = BPF_CORE_READ(t, start_time);
+	seen.ino = BPF_CORE_READ(exe, f_inode, i_ino);
+	old = bpf_map_lookup_elem(&exe_sent, &tgid);
+	if (old && old->start_time == seen.start_time && old->ino == seen.ino)
+		return 0;
+
+	s = scratch_get();
+	if (!s)
+		return 0;
+	e = &s->ev;
+	e->kind = REC_PROC;
+	e->ktime = ktime;
+	e->pid = tgid;
+	e->tid = (__u32)pid_tgid;
+	e->start_time = seen.start_time;
+	e->exe_ino = seen.ino;
+
+	/* Each iteration fills slot i: a component, or nothing when it crosses
+	 * into the parent mount. Keeping i the only loop-carried counter lets
+	 * the verifier prune the two branches' states at every iteration. */
+	d = BPF_CORE_READ(exe, f_path.dentry);
+	vm = BPF_CORE_READ(exe, f_path.mnt);
+	mnt = (void *)vm - bpf_core_field_offset(struct mount, mnt);
+	e->flags |= EF_EXE_TRUNC;
+	for (i = 0; i < EXE_SLOTS; i++) {
+		root = BPF_CORE_READ(vm, mnt_root);
+		parent = BPF_CORE_READ(d, d_parent);
+		if (d == root || d == parent) {
+			mparent = BPF_CORE_READ(mnt, mnt_parent);
+			if (d != root || mparent == mnt) {
+				e->flags &= ~EF_EXE_TRUNC; /* the root of the tree */
+				break;
+			}
+			s->buf[i * EXE_SLOT] = 0;
+			d = BPF_CORE_READ(mnt, mnt_mountpoint);
+			mnt = mparent;
+			vm = (void *)mnt + bpf_core_field_offset(struct mount, mnt);
+			continue;
+		}
+		bpf_probe_read_kernel_str(s->buf + i * EXE_SLOT, EXE_SLOT, BPF_CORE_READ(d, d_name.name));
+		d = parent;
+	}
+	e->count = i;
+	e->path_len = EXE_SLOTS * EXE_SLOT;
+	if (emit(s, STAT_PROC_LOST) == 0)
+		bpf_map_update_elem(&exe_sent, &tgid, &seen, BPF_ANY);
+	return 0;
+}
+
 static __always_inline void calibrate(struct task_struct *t, __u64 attr)
 {
 	__u32 fd = 0, zero = 0;
@@ -337,7 +426,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct scratch *s;
 	struct event *e;
 	struct inflight in = {};
-	__u64 pid_tgid, attr_ptr;
+	__u64 pid_tgid, attr_ptr, ktime;
 	__u32 cmd, size, zero = 0;
 	bool compat;
 	union {
@@ -382,13 +471,16 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	CLAMP(size, ATTR_READ);
 	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
 
+	ktime = bpf_ktime_get_boot_ns();
+	send_exe(pid_tgid, ktime);
+
 	s = scratch_get();
 	if (!s)
 		return 0;
 	e = &s->ev;
 	e->kind = REC_ENTER;
 	e->cmd = cmd;
-	e->ktime = bpf_ktime_get_boot_ns();
+	e->ktime = ktime;
 	e->flags = compat ? EF_COMPAT : 0;
 	fill_task(e, t, pid_tgid);
 

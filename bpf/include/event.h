@@ -14,6 +14,12 @@
 
 #define REC_ENTER 1
 #define REC_EXIT 2
+#define REC_PROC 3 /* a process's executable path, sent once per process */
+
+/* REC_PROC data: the path's components from the leaf up, one per slot,
+ * NUL-terminated; count holds how many. */
+#define EXE_SLOTS 24
+#define EXE_SLOT 128
 
 /* Hard upper bound of the capture limit; the runtime limit is a constant
  * in .rodata that may be lower. Must be a power of two. */
@@ -33,6 +39,7 @@
 #define EF_UNVERIFIED (1 << 9)    /* file type not yet verified (calibration pending) */
 #define EF_PATH_FD (1 << 10)      /* path is relative to path_fd (BPF_F_PATH_FD) */
 #define EF_BAD_FD (1 << 11)       /* fd not open in the caller's table */
+#define EF_EXE_TRUNC (1 << 12)    /* REC_PROC: path deeper than EXE_SLOTS */
 
 struct map_info {
 	__u32 id;

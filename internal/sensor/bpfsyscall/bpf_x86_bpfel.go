@@ -44,6 +44,12 @@ type bpfEvent struct {
 	Map        bpfMapInfo
 }
 
+type bpfExeSeen struct {
+	_         structs.HostLayout
+	StartTime uint64
+	Ino       uint64
+}
+
 type bpfInflight struct {
 	_          structs.HostLayout
 	Cmd        uint32
@@ -81,6 +87,7 @@ type bpfScratch struct {
 const (
 	bpfMapCalib         = "calib"
 	bpfMapEvents        = "events"
+	bpfMapExeSent       = "exe_sent"
 	bpfMapInflight      = "inflight"
 	bpfMapInflightCount = "inflight_count"
 	bpfMapScratch       = "scratch"
@@ -146,6 +153,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Calib         *ebpf.MapSpec `ebpf:"calib"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExeSent       *ebpf.MapSpec `ebpf:"exe_sent"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	InflightCount *ebpf.MapSpec `ebpf:"inflight_count"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
@@ -185,6 +193,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Calib         *ebpf.Map `ebpf:"calib"`
 	Events        *ebpf.Map `ebpf:"events"`
+	ExeSent       *ebpf.Map `ebpf:"exe_sent"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	InflightCount *ebpf.Map `ebpf:"inflight_count"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
@@ -195,6 +204,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Calib,
 		m.Events,
+		m.ExeSent,
 		m.Inflight,
 		m.InflightCount,
 		m.Scratch,

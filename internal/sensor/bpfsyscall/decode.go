@@ -1,6 +1,7 @@
 package bpfsyscall
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"sort"
@@ -18,6 +19,10 @@ import (
 const (
 	recEnter = 1
 	recExit  = 2
+	recProc  = 3
+
+	exeSlots = 24
+	exeSlot  = 128
 
 	efCompat       = 1 << 0
 	efMap          = 1 << 1
@@ -31,6 +36,7 @@ const (
 	efUnverified   = 1 << 9
 	efPathFD       = 1 << 10
 	efBadFD        = 1 << 11
+	efExeTrunc     = 1 << 12
 )
 
 const recordHeader = int(unsafe.Sizeof(bpfEvent{}))
@@ -78,6 +84,9 @@ func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
 		if ev != nil {
 			d.pending[r.Tid] = ev
 		}
+		return nil
+	case recProc:
+		d.procs.set(procKey{r.Pid, r.StartTime, r.ExeIno}, exePath(data[:r.PathLen], int(r.Count), r.Flags&efExeTrunc != 0))
 		return nil
 	case recExit:
 		ev := d.pending[r.Tid]
@@ -247,6 +256,35 @@ func cString(b []int8) string {
 	return string(u)
 }
 
+// exePath joins the components of a REC_PROC record, which come leaf
+// first, one per fixed-size slot; an empty slot marks a mount crossing. A
+// path deeper than the slots starts with "..." so it cannot be taken for an
+// absolute path.
+func exePath(data []byte, n int, truncated bool) string {
+	if n > exeSlots || len(data) < n*exeSlot {
+		return ""
+	}
+	b := make([]byte, 0, 64)
+	if truncated {
+		b = append(b, "..."...)
+	}
+	for i := n - 1; i >= 0; i-- {
+		slot := data[i*exeSlot : (i+1)*exeSlot]
+		if z := bytes.IndexByte(slot, 0); z >= 0 {
+			slot = slot[:z]
+		}
+		if len(slot) == 0 {
+			continue
+		}
+		b = append(b, '/')
+		b = append(b, slot...)
+	}
+	if len(b) == 0 {
+		return "/"
+	}
+	return string(b)
+}
+
 // procKey identifies a process across pid reuse.
 type procKey struct {
 	pid   uint32
@@ -254,15 +292,23 @@ type procKey struct {
 	ino   uint64
 }
 
-// procCache resolves executable paths once per process. The kernel record
-// carries the executable's inode; a path read from /proc is used only when
-// it still names that inode, so a process that exec'd or died and whose pid
-// was reused is never attributed the wrong binary.
+// procCache holds executable paths by process. The kernel sends each
+// process's path once (REC_PROC). When that record was lost, the path is
+// read from /proc, and used only when it still names the inode the kernel
+// reported, so a process that exec'd, or died and whose pid was reused, is
+// never attributed the wrong binary.
 type procCache struct {
 	m map[procKey]string
 }
 
 const procCacheMax = 8192
+
+func (c *procCache) set(k procKey, path string) {
+	if len(c.m) >= procCacheMax {
+		clear(c.m)
+	}
+	c.m[k] = path
+}
 
 func (c *procCache) exe(pid uint32, start, ino uint64, base string) string {
 	k := procKey{pid, start, ino}
@@ -282,9 +328,6 @@ func (c *procCache) exe(pid uint32, start, ino uint64, base string) string {
 		// kernel's basename. Report it visibly as such.
 		p = "?/" + base
 	}
-	if len(c.m) >= procCacheMax {
-		clear(c.m)
-	}
-	c.m[k] = p
+	c.set(k, p)
 	return p
 }

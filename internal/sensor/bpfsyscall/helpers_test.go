@@ -106,6 +106,7 @@ type collector struct {
 	done   chan error
 	mu     sync.Mutex
 	events []*event.Event
+	once   sync.Once
 }
 
 func startSensor(t *testing.T, cfg Config) *collector {
@@ -135,15 +136,12 @@ func startSensor(t *testing.T, cfg Config) *collector {
 // finish stops the sensor, drains it and returns every event.
 func (c *collector) finish(t *testing.T) []*event.Event {
 	t.Helper()
-	select {
-	case <-c.stop:
-	default:
+	c.once.Do(func() {
 		close(c.stop)
-	}
-	if err, ok := <-c.done; ok && err != nil {
-		t.Errorf("sensor run: %v", err)
-	}
-	close(c.done)
+		if err := <-c.done; err != nil {
+			t.Errorf("sensor run: %v", err)
+		}
+	})
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.events

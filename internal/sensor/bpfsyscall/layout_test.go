@@ -50,7 +50,8 @@ func TestFlagsMatchHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	goValues := map[string]int{
-		"REC_ENTER": recEnter, "REC_EXIT": recExit, "MAX_CAPTURE": MaxCapture,
+		"REC_ENTER": recEnter, "REC_EXIT": recExit, "REC_PROC": recProc, "MAX_CAPTURE": MaxCapture,
+		"EXE_SLOTS": exeSlots, "EXE_SLOT": exeSlot, "EF_EXE_TRUNC": efExeTrunc,
 		"EF_COMPAT": efCompat, "EF_MAP": efMap, "EF_MAP_REQUESTED": efMapRequested,
 		"EF_KEY_FAULT": efKeyFault, "EF_VALUE_FAULT": efValueFault, "EF_KEY_TRUNC": efKeyTrunc,
 		"EF_VALUE_TRUNC": efValueTrunc, "EF_PATH_TRUNC": efPathTrunc, "EF_NOT_MAP": efNotMap,

@@ -176,7 +176,7 @@ func New(cfg Config) (*Sensor, error) {
 // what a map file looks like from these very calls (see calib in syscall.c).
 func (s *Sensor) protectMaps() error {
 	for name, m := range map[string]*ebpf.Map{
-		"calib": s.objs.Calib, "inflight": s.objs.Inflight,
+		"calib": s.objs.Calib, "inflight": s.objs.Inflight, "exe_sent": s.objs.ExeSent,
 		"inflight_count": s.objs.InflightCount, "stats": s.objs.Stats, "scratch": s.objs.Scratch,
 	} {
 		if err := m.Freeze(); err != nil {

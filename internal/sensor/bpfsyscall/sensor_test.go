@@ -538,3 +538,35 @@ func TestLossIsCounted(t *testing.T) {
 		t.Errorf("Lost() = %d, lost events said %d", s.Lost(), lost)
 	}
 }
+
+// TestShortLivedProcessExe checks that processes that exit right after their
+// call are still reported with the full path of their executable: the path
+// is read in the kernel, not from /proc after the fact.
+func TestShortLivedProcessExe(t *testing.T) {
+	c := startSensor(t, Config{Events: []string{event.MapUpdate}})
+	_, id := newMap(t, arraySpec)
+	bin := testutil.CC(t, "testdata/bpfcall.c")
+	const runs = 20
+	pids := map[uint32]bool{}
+	for range runs {
+		cmd := command(bin, "libc", strconv.Itoa(int(id)), "1", "2")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		pids[uint32(cmd.Process.Pid)] = true
+	}
+	c.sensorIdle(t)
+	var seen int
+	for _, ev := range c.finish(t) {
+		if ev.Process == nil || !pids[ev.Process.PID] || ev.Type != event.MapUpdate {
+			continue
+		}
+		seen++
+		if ev.Process.Exe != bin {
+			t.Errorf("pid %d: exe %q, want %q", ev.Process.PID, ev.Process.Exe, bin)
+		}
+	}
+	if seen != 2*runs { // each run makes a good and a bad-key update
+		t.Errorf("%d updates from short-lived processes reported, want %d", seen, 2*runs)
+	}
+}
