@@ -49,6 +49,9 @@ volatile const __u32 loader_tgid = 0; /* its BPF_MAP_FREEZE calls calibrate */
 volatile const __u32 capture_limit = 4096;
 volatile const __u32 possible_cpus = 1;
 volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
+/* Wake the reader only once this much is buffered; it also polls on a short
+ * timer. A wakeup per record would cost the calling task a context switch. */
+volatile const __u64 wakeup_bytes = 0;
 
 #define STAT_LOST 0        /* calls lost: their entry record did not fit */
 #define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
@@ -247,14 +250,16 @@ static __always_inline struct scratch *scratch_get(void)
 
 static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 {
-	__u64 size = sizeof(struct event);
+	__u64 size = sizeof(struct event), flags;
 	__u32 k = s->ev.key_len, v = s->ev.value_len, p = s->ev.path_len;
 
 	CLAMP(k, MAX_CAPTURE);
 	CLAMP(v, MAX_CAPTURE);
 	CLAMP(p, MAX_PATH);
 	size += k + v + p;
-	if (bpf_ringbuf_output(&events, s, size, 0) < 0) {
+	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&events, s, size, flags) < 0) {
 		stat_inc(lost_stat);
 		return -1;
 	}

@@ -40,6 +40,11 @@ typedef _Bool bool;
 
 #define BPF_ANY 0
 
+/* bpf_ringbuf_output flags and bpf_ringbuf_query flags */
+#define BPF_RB_NO_WAKEUP 1
+#define BPF_RB_FORCE_WAKEUP 2
+#define BPF_RB_AVAIL_DATA 0
+
 /* x86-64 pt_regs: the syscall arguments are read from here. */
 struct pt_regs {
 	unsigned long di;

@@ -99,6 +99,7 @@ const (
 	bpfVarLoaderTgid    = "loader_tgid"
 	bpfVarPossibleCpus  = "possible_cpus"
 	bpfVarSelfTgid      = "self_tgid"
+	bpfVarWakeupBytes   = "wakeup_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -169,6 +170,7 @@ type bpfVariableSpecs struct {
 	LoaderTgid   *ebpf.VariableSpec `ebpf:"loader_tgid"`
 	PossibleCpus *ebpf.VariableSpec `ebpf:"possible_cpus"`
 	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
+	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -221,6 +223,7 @@ type bpfVariables struct {
 	LoaderTgid   *ebpf.Variable `ebpf:"loader_tgid"`
 	PossibleCpus *ebpf.Variable `ebpf:"possible_cpus"`
 	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
+	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -53,7 +53,7 @@ type decoder struct {
 	Unpaired uint64
 }
 
-func newDecoder(bool) decoder {
+func newDecoder() decoder {
 	return decoder{
 		boot:    bootOffset(),
 		pending: map[uint32]*event.Event{},

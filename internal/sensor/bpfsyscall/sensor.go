@@ -69,10 +69,11 @@ type Config struct {
 
 // Sensor is a loaded and attached syscall sensor.
 type Sensor struct {
-	objs   bpfObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	dec    decoder
+	objs    bpfObjects
+	links   []link.Link
+	reader  *ringbuf.Reader
+	dec     decoder
+	capture int
 	// reported is the kernel's lost-record count at the last report.
 	reported uint64
 }
@@ -122,6 +123,7 @@ func New(cfg Config) (*Sensor, error) {
 		"capture_limit": uint32(capBytes),
 		"possible_cpus": uint32(cpus),
 		"cmd_mask":      mask,
+		"wakeup_bytes":  uint64(ring / 8),
 	} {
 		vs, ok := spec.Variables[name]
 		if !ok {
@@ -164,7 +166,8 @@ func New(cfg Config) (*Sensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
 	}
-	s.dec = newDecoder(cfg.IncludeSelf)
+	s.dec = newDecoder()
+	s.capture = capBytes
 	ok = true
 	return s, nil
 }
@@ -192,6 +195,9 @@ func (s *Sensor) protectMaps() error {
 	}
 	return nil
 }
+
+// CaptureBytes is the capture limit in force.
+func (s *Sensor) CaptureBytes() int { return s.capture }
 
 // Stats are the sensor's kernel-side counters.
 type Stats struct {
@@ -296,6 +302,10 @@ func bootOffset() time.Duration {
 // LossInterval is how often lost records are checked and reported.
 const LossInterval = time.Second
 
+// PollInterval is how long records may wait in the ring buffer before the
+// reader looks, unless it fills to 1/8 and the kernel wakes the reader.
+const PollInterval = 10 * time.Millisecond
+
 // staleAfter is how long a call may wait for its exit record before it is
 // reported without a result: bpf(2) map commands do not block, so an entry
 // that old lost its exit record.
@@ -325,8 +335,8 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 	}()
 
 	var rec ringbuf.Record
-	next := time.Now().Add(LossInterval)
-	s.reader.SetDeadline(next)
+	nextTick := time.Now().Add(LossInterval)
+	s.reader.SetDeadline(time.Now().Add(PollInterval))
 	for {
 		err := s.reader.ReadInto(&rec)
 		switch {
@@ -341,14 +351,16 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 			}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			if err := s.tick(emit); err != nil {
-				return err
+			if now := time.Now(); now.After(nextTick) {
+				if err := s.tick(emit); err != nil {
+					return err
+				}
+				nextTick = now.Add(LossInterval)
 			}
 			if err := idle(); err != nil {
 				return err
 			}
-			next = time.Now().Add(LossInterval)
-			s.reader.SetDeadline(next)
+			s.reader.SetDeadline(time.Now().Add(PollInterval))
 			continue
 		case errors.Is(err, ringbuf.ErrFlushed):
 			if err := s.dec.flush(emit); err != nil {

@@ -1,0 +1,143 @@
+// Package watch runs `bpfmon watch`: it starts the sensors, filters their
+// events and writes them out until told to stop, then drains everything and
+// summarises. It holds the wiring, not the flags (cmd/bpfmon) nor the
+// sensors' logic (internal/sensor/...).
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+)
+
+// Options configure a watch.
+type Options struct {
+	Format       string    // "json" or "text"
+	Out          io.Writer // where events go
+	Log          io.Writer // diagnostics and the summary (stderr)
+	ReadyFile    string    // written once all probes are attached
+	CaptureBytes int
+	RingBytes    int
+	Filter       Filter
+}
+
+// Summary is what a watch did.
+type Summary struct {
+	Events     uint64 // events written
+	Lost       uint64 // calls the kernel could not hand over
+	Incomplete uint64 // calls reported without their result
+}
+
+// ErrSetup marks failures to start: bad privileges, kernel refusals.
+var ErrSetup = errors.New("setup failed")
+
+// Run watches until stop is closed, then drains and returns the summary.
+func Run(opts Options, stop <-chan struct{}) (Summary, error) {
+	var sum Summary
+	w, err := output.New(opts.Format, opts.Out)
+	if err != nil {
+		return sum, err
+	}
+	if err := features.CheckTracing(); err != nil {
+		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	sensor, err := bpfsyscall.New(bpfsyscall.Config{
+		Events:          opts.Filter.Events,
+		CaptureBytes:    opts.CaptureBytes,
+		RingBufferBytes: opts.RingBytes,
+	})
+	if err != nil {
+		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer sensor.Close()
+
+	fmt.Fprintf(opts.Log, "bpfmon: watching bpf(2) map calls from every process (raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs; capture %d bytes)\n", sensor.CaptureBytes())
+
+	if opts.ReadyFile != "" {
+		if err := writeReady(opts.ReadyFile); err != nil {
+			return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
+		}
+	}
+
+	emit := func(ev *event.Event) error {
+		if !opts.Filter.Match(ev) {
+			return nil
+		}
+		sum.Events++
+		return w.Write(ev)
+	}
+	runErr := sensor.Run(stop, emit, w.Flush)
+	sum.Lost = sensor.Lost()
+	if st, err := sensor.Stats(); err == nil {
+		sum.Incomplete = st.Incomplete
+	}
+	if err := w.Flush(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing events: %w", err)
+	}
+	return sum, runErr
+}
+
+func writeReady(path string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Filter selects events by kernel identities (pids, map ids) and, at the
+// user's explicit request, by map name. Names are chosen by whoever creates
+// a map: a filter on them shows what the user asked for, nothing more.
+// "lost" events always pass.
+type Filter struct {
+	PIDs     []uint32
+	MapIDs   []uint32
+	MapNames []string
+	Events   []string
+}
+
+// Match reports whether ev passes the filter.
+func (f *Filter) Match(ev *event.Event) bool {
+	if ev.Type == event.Lost {
+		return true
+	}
+	if len(f.Events) > 0 && !contains(f.Events, ev.Type) {
+		return false
+	}
+	if len(f.PIDs) > 0 && (ev.Process == nil || !contains(f.PIDs, ev.Process.PID)) {
+		return false
+	}
+	if len(f.MapIDs) > 0 && (ev.Map == nil || !contains(f.MapIDs, ev.Map.ID)) {
+		return false
+	}
+	if len(f.MapNames) > 0 && (ev.Map == nil || !contains(f.MapNames, ev.Map.Name)) {
+		return false
+	}
+	return true
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// String renders the summary line printed at exit.
+func (s Summary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "bpfmon: %d events, %d lost", s.Events, s.Lost)
+	if s.Incomplete > 0 {
+		fmt.Fprintf(&b, ", %d without result", s.Incomplete)
+	}
+	return b.String()
+}
