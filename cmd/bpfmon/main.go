@@ -1,0 +1,307 @@
+// Command bpfmon makes every change to every eBPF map on a Linux host
+// visible. This file holds flags and subcommands only; the work is done in
+// internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/mapwriter"
+	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/watch"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // runtime failure: privileges, kernel, I/O
+	exitUsage = 2 // bad command line
+)
+
+var version = "dev"
+
+const usage = `bpfmon makes every change to every eBPF map on this host visible.
+
+Usage:
+  bpfmon watch [flags]      stream map changes and handle acquisitions
+  bpfmon mapwriter [flags]  demo: create a map and write it once a second
+  bpfmon version            print the version
+
+Run 'bpfmon COMMAND --help' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "watch":
+		return runWatch(args[1:], stdout, stderr)
+	case "mapwriter":
+		return runMapwriter(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintf(stdout, "bpfmon %s\n", version)
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "bpfmon: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// parse parses a subcommand's flags. It returns an exit code when the
+// program should stop: 0 after --help, 2 after a usage error.
+func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return exitOK, true
+	case err != nil:
+		fmt.Fprintf(stderr, "bpfmon %s: %v\n", fs.Name(), err)
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return exitUsage, true
+	case fs.NArg() > 0:
+		fmt.Fprintf(stderr, "bpfmon %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+// usageFunc prints synopsis and the flags, written --name as users of
+// Tetragon, bpftool or pwru expect (both - and -- are accepted).
+func usageFunc(fs *flag.FlagSet, synopsis string) func() {
+	return func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "%s\n\nFlags:\n", synopsis)
+		fs.VisitAll(func(f *flag.Flag) {
+			name, help := flag.UnquoteUsage(f)
+			line := "  --" + f.Name
+			if name != "" {
+				line += " " + name
+			}
+			fmt.Fprintf(w, "%s\n      %s", line, help)
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" {
+				fmt.Fprintf(w, " (default %s)", f.DefValue)
+			}
+			fmt.Fprintln(w)
+		})
+	}
+}
+
+func runWatch(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
+	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
+	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout)")
+	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached")
+	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", bpfsyscall.MaxCapture))
+	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
+	var pids, mapIDs uintList
+	var names, events stringList
+	fs.Var(&pids, "pid", "report only calls by these process `IDs` (thread group ids; comma-separated or repeated)")
+	fs.Var(&mapIDs, "map-id", "report only events on these map `IDs` (comma-separated or repeated)")
+	fs.Var(&names, "map-name", "report only events on maps with these `NAMES` (names are chosen by map creators: not an identity)")
+	fs.Var(&events, "event", "report only these event `TYPES`: "+strings.Join(event.Types, ", "))
+	fs.Usage = usageFunc(fs, `Usage: bpfmon watch [flags]
+
+Streams every bpf(2) call that changes a map or obtains a handle to one,
+until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
+	if code, stop := parse(fs, args, stdout, stderr); stop {
+		return code
+	}
+
+	for _, e := range events {
+		if !contains(event.Types, e) {
+			fmt.Fprintf(stderr, "bpfmon watch: unknown event type %q; known: %s\n", e, strings.Join(event.Types, ", "))
+			return exitUsage
+		}
+	}
+	ringBytes, err := parseSize(*ring)
+	if err != nil || ringBytes <= 0 || ringBytes > 1<<30 {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --ring-buffer %q: want a size between 4K and 1G\n", *ring)
+		return exitUsage
+	}
+	if *capture < 1 || *capture > bpfsyscall.MaxCapture {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --capture-bytes %d: want 1 to %d\n", *capture, bpfsyscall.MaxCapture)
+		return exitUsage
+	}
+
+	var out io.Writer = stdout
+	if *outPath != "" {
+		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+			return exitError
+		}
+		defer f.Close()
+		out = f
+	}
+	switch *format {
+	case "auto":
+		*format = "json"
+		if f, ok := out.(*os.File); ok && isTerminal(f) {
+			*format = "text"
+		}
+	case "json", "text":
+	default:
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --format %q: want text or json\n", *format)
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return exitUsage
+	}
+
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sig
+		close(stop)
+		<-sig
+		fmt.Fprintln(stderr, "bpfmon: second signal, exiting without draining")
+		os.Exit(exitError)
+	}()
+
+	opts := watch.Options{
+		Format:       *format,
+		Out:          out,
+		Log:          stderr,
+		ReadyFile:    *ready,
+		CaptureBytes: *capture,
+		RingBytes:    ringBytes,
+		Filter: watch.Filter{
+			PIDs:     pids,
+			MapIDs:   mapIDs,
+			MapNames: names,
+			Events:   events,
+		},
+	}
+	sum, err := watch.Run(opts, stop)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitError
+	}
+	fmt.Fprintln(stderr, sum)
+	return exitOK
+}
+
+func runMapwriter(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("mapwriter", flag.ContinueOnError)
+	interval := fs.Duration("interval", time.Second, "time between writes")
+	count := fs.Int("count", 0, "stop after `N` rounds (0: until SIGINT/SIGTERM)")
+	fs.Usage = usageFunc(fs, `Usage: bpfmon mapwriter [flags]
+
+Creates an array map "bpfmon_demo" and, every interval, writes it from user
+space (bpf(2) BPF_MAP_UPDATE_ELEM) and from a BPF program (the
+bpf_map_update_elem helper, run with BPF_PROG_TEST_RUN), printing what it did.
+Run 'bpfmon watch' in another terminal to see the events.`)
+	if code, stop := parse(fs, args, stdout, stderr); stop {
+		return code
+	}
+	if *interval <= 0 || *count < 0 {
+		fmt.Fprintln(stderr, "bpfmon mapwriter: --interval must be positive and --count not negative")
+		return exitUsage
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := mapwriter.Run(ctx, mapwriter.Config{Interval: *interval, Count: *count, Out: stdout}); err != nil {
+		fmt.Fprintf(stderr, "bpfmon mapwriter: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// parseSize parses "4096", "64K", "32M", "1G".
+func parseSize(s string) (int, error) {
+	mult := 1
+	switch {
+	case strings.HasSuffix(s, "K"), strings.HasSuffix(s, "k"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"), strings.HasSuffix(s, "m"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"), strings.HasSuffix(s, "g"):
+		mult = 1 << 30
+	}
+	if mult != 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > (1<<31)/mult {
+		return 0, fmt.Errorf("invalid size")
+	}
+	return n * mult, nil
+}
+
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+type uintList []uint32
+
+func (l *uintList) String() string {
+	var s []string
+	for _, v := range *l {
+		s = append(s, strconv.FormatUint(uint64(v), 10))
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *uintList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		*l = append(*l, uint32(n))
+	}
+	return nil
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// bin is the bpfmon binary under test, built once by TestMain.
+var bin string
+
+// hostileName is a process name made to forge or hide output lines and to
+// send terminal escapes.
+var hostileName = "x\n\"y\x1b[2J"
+
+func TestMain(m *testing.M) {
+	// As a child: take the hostile name, then update map id $1 once.
+	if os.Getenv("BPFMON_E2E_CHILD") != "" {
+		name := append([]byte(hostileName), 0)
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+			os.Exit(3)
+		}
+		id, _ := strconv.Atoi(os.Args[len(os.Args)-1])
+		mp, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			os.Exit(4)
+		}
+		if err := mp.Update(uint32(2), uint64(0x4242), 0); err != nil {
+			os.Exit(5)
+		}
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "bpfmon-e2e")
+	if err != nil {
+		panic(err)
+	}
+	os.Chmod(dir, 0o755) // the not-root test runs the binary as nobody
+	bin = filepath.Join(dir, "bpfmon")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building bpfmon: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type watcher struct {
+	cmd    *exec.Cmd
+	out    string // events file
+	stderr bytes.Buffer
+}
+
+func startWatch(t *testing.T, args ...string) *watcher {
+	t.Helper()
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	w := &watcher{out: filepath.Join(dir, "events")}
+	ready := filepath.Join(dir, "ready")
+	w.cmd = exec.Command(bin, append([]string{"watch", "--output", w.out, "--ready-file", ready}, args...)...)
+	w.cmd.Stderr = &w.stderr
+	if err := w.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.cmd.Process.Kill() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if b, err := os.ReadFile(ready); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(w.cmd.Process.Pid) {
+			return w
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bpfmon watch not ready after 10s: %s", w.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop sends sig, waits for a clean exit and returns the output lines.
+func (w *watcher) stop(t *testing.T, sig syscall.Signal) []string {
+	t.Helper()
+	w.cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- w.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("bpfmon watch exited with %v; stderr: %s", err, w.stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bpfmon watch did not exit within 10s of the signal")
+	}
+	b, err := os.ReadFile(w.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		t.Errorf("output does not end with a newline")
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+// summary parses "bpfmon: N events, M lost" from stderr.
+func (w *watcher) summary(t *testing.T) (events, lost int) {
+	t.Helper()
+	m := regexp.MustCompile(`bpfmon: (\d+) events, (\d+) lost`).FindStringSubmatch(w.stderr.String())
+	if m == nil {
+		t.Fatalf("no summary on stderr: %q", w.stderr.String())
+	}
+	events, _ = strconv.Atoi(m[1])
+	lost, _ = strconv.Atoi(m[2])
+	return events, lost
+}
+
+func newMap(t *testing.T) (*ebpf.Map, uint32) {
+	t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "e2e_map", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	info, _ := m.Info()
+	id, _ := info.ID()
+	return m, uint32(id)
+}
+
+func hostileChild(t *testing.T, id uint32) int {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$", strconv.Itoa(int(id)))
+	cmd.Env = append(os.Environ(), "BPFMON_E2E_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v %s", err, out)
+	}
+	return cmd.Process.Pid
+}
+
+type jsonEvent struct {
+	Time    string `json:"time"`
+	Event   string `json:"event"`
+	Source  string `json:"source"`
+	Result  *int64 `json:"result"`
+	Process *struct {
+		PID      uint32  `json:"pid"`
+		TID      uint32  `json:"tid"`
+		PPID     *uint32 `json:"ppid"`
+		UID      *uint32 `json:"uid"`
+		Comm     string  `json:"comm"`
+		Exe      string  `json:"exe"`
+		CgroupID uint64  `json:"cgroup_id"`
+	} `json:"process"`
+	Map *struct {
+		ID         uint32  `json:"id"`
+		Name       string  `json:"name"`
+		Type       string  `json:"type"`
+		KeySize    uint32  `json:"key_size"`
+		ValueSize  uint32  `json:"value_size"`
+		MaxEntries uint32  `json:"max_entries"`
+		Flags      *uint32 `json:"flags"`
+	} `json:"map"`
+	FD        *int32  `json:"fd"`
+	Key       string  `json:"key"`
+	Value     string  `json:"value"`
+	Truncated *bool   `json:"truncated"`
+	Count     *uint64 `json:"count"`
+	Path      string  `json:"path"`
+}
+
+func TestWatchJSON(t *testing.T) {
+	w := startWatch(t, "--format", "json")
+	m, id := newMap(t)
+	if err := m.Update(uint32(1), uint64(0x0102030405060708), 0); err != nil {
+		t.Fatal(err)
+	}
+	childPID := hostileChild(t, id)
+
+	// The demo writer, as a user would run it next to watch.
+	demo := exec.Command(bin, "mapwriter", "--count", "2", "--interval", "20ms")
+	demoOut, err := demo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("bpfmon mapwriter: %v: %s", err, demoOut)
+	}
+	time.Sleep(200 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGINT)
+	events, lost := w.summary(t)
+	if events != len(lines) || lost != 0 {
+		t.Errorf("summary says %d events, %d lost; output has %d lines", events, lost, len(lines))
+	}
+
+	var own, hostile, demoUpdates int
+	timeRE := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)$`)
+	for _, line := range lines {
+		var ev jsonEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("invalid JSON line %q: %v", line, err)
+		}
+		if !timeRE.MatchString(ev.Time) || ev.Source != "syscall" || ev.Result == nil || ev.Process == nil {
+			t.Errorf("incomplete event: %s", line)
+			continue
+		}
+		if ev.Process.PID == uint32(w.cmd.Process.Pid) {
+			t.Errorf("bpfmon's own call reported: %s", line)
+		}
+		switch {
+		case ev.Event == "map_update" && ev.Map != nil && ev.Map.ID == id && ev.Process.PID == uint32(os.Getpid()):
+			own++
+			if ev.Key != "01000000" || ev.Value != "0807060504030201" || *ev.Result != 0 || ev.Map.Name != "e2e_map" ||
+				ev.Map.Type != "hash" || ev.Map.KeySize != 4 || ev.Map.ValueSize != 8 || ev.Map.MaxEntries != 8 ||
+				ev.FD == nil || *ev.FD != int32(m.FD()) || ev.Truncated == nil || *ev.Truncated {
+				t.Errorf("own update reported wrongly: %s", line)
+			}
+			if exe, _ := os.Executable(); ev.Process.Exe != exe || ev.Process.TID == 0 || ev.Process.CgroupID == 0 || ev.Process.PPID == nil || ev.Process.UID == nil {
+				t.Errorf("process context: %s (want exe %s)", line, exe)
+			}
+		case ev.Event == "map_update" && ev.Map != nil && ev.Map.ID == id && ev.Process.PID == uint32(childPID):
+			hostile++
+			if ev.Process.Comm != hostileName {
+				t.Errorf("hostile comm came back as %q", ev.Process.Comm)
+			}
+		case ev.Event == "map_update" && ev.Map != nil && ev.Map.Name == "bpfmon_demo":
+			demoUpdates++
+			if !strings.HasSuffix(ev.Process.Exe, "/bpfmon") || ev.Key != "00000000" {
+				t.Errorf("demo update: %s", line)
+			}
+		}
+	}
+	if own != 1 || hostile != 1 || demoUpdates != 2 {
+		t.Errorf("own=%d hostile=%d demo=%d updates reported, want 1, 1, 2\n%s", own, hostile, demoUpdates, strings.Join(lines, "\n"))
+	}
+}
+
+func TestWatchTextEscapesHostileNames(t *testing.T) {
+	w := startWatch(t, "--format", "text", "--event", "map_update")
+	m, id := newMap(t)
+	if err := m.Update(uint32(1), uint64(7), 0); err != nil {
+		t.Fatal(err)
+	}
+	hostileChild(t, id)
+	time.Sleep(200 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGTERM)
+	events, _ := w.summary(t)
+	if events != len(lines) || events < 2 {
+		t.Fatalf("%d events, %d lines:\n%s", events, len(lines), strings.Join(lines, "\n"))
+	}
+	var sawHostile bool
+	for _, line := range lines {
+		for _, r := range line {
+			if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+				t.Errorf("control character %U in text line %q", r, line)
+			}
+		}
+		if !strings.Contains(line, "map_update") {
+			t.Errorf("line without its event: %q", line)
+		}
+		if strings.Contains(line, fmt.Sprintf("%d", id)) && strings.Contains(line, `x\n`) {
+			sawHostile = true
+		}
+	}
+	if !sawHostile {
+		t.Errorf("hostile process's update not found, escaped, in:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+func TestWatchFilters(t *testing.T) {
+	m1, id1 := newMap(t)
+	w := startWatch(t, "--format", "json", "--map-id", strconv.Itoa(int(id1)), "--pid", strconv.Itoa(os.Getpid()))
+	m2, _ := newMap(t)
+	m1.Update(uint32(1), uint64(1), 0)
+	m2.Update(uint32(1), uint64(1), 0)
+	hostileChild(t, id1) // another pid: filtered out
+	time.Sleep(200 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGINT)
+	if len(lines) != 1 {
+		t.Fatalf("want exactly the one update of map %d by this pid, got:\n%s", id1, strings.Join(lines, "\n"))
+	}
+	var ev jsonEvent
+	if err := json.Unmarshal([]byte(lines[0]), &ev); err != nil || ev.Map.ID != id1 || ev.Event != "map_update" {
+		t.Errorf("filtered event: %s", lines[0])
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{}, 2, "Usage"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"watch", "--bogus"}, 2, "flag provided but not defined"},
+		{[]string{"watch", "--format", "xml"}, 2, "unknown --format"},
+		{[]string{"watch", "--event", "map_nope"}, 2, "unknown event type"},
+		{[]string{"watch", "--pid", "abc"}, 2, "not a number"},
+		{[]string{"watch", "--capture-bytes", "0"}, 2, "capture-bytes"},
+		{[]string{"watch", "--ring-buffer", "lots"}, 2, "ring-buffer"},
+		{[]string{"watch", "extra"}, 2, "unexpected argument"},
+		{[]string{"watch", "--help"}, 0, "--ready-file"},
+		{[]string{"mapwriter", "--help"}, 0, "--interval"},
+		{[]string{"version"}, 0, "bpfmon"},
+	} {
+		cmd := exec.Command(bin, tc.args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != tc.code || !strings.Contains(out.String(), tc.msg) {
+			t.Errorf("bpfmon %v: exit %d, want %d; output lacks %q: %s", tc.args, code, tc.code, tc.msg, out.String())
+		}
+	}
+}
+
+func TestNotRootNamesCapability(t *testing.T) {
+	testutil.RequireRoot(t)
+	cmd := exec.Command(bin, "watch", "--format", "json")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 || !strings.Contains(out.String(), "CAP_BPF") {
+		t.Errorf("as nobody: %v: %s", err, out.String())
+	}
+}

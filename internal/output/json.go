@@ -1,0 +1,242 @@
+package output
+
+import (
+	"bufio"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+)
+
+// jsonWriter writes one JSON object per line. The field names and their
+// order are a stable interface (see README.md); optional fields are left
+// out when they do not apply.
+type jsonWriter struct {
+	bw  *bufio.Writer
+	buf []byte
+	tc  timeCache
+}
+
+func (w *jsonWriter) Write(ev *event.Event) error {
+	return flushLine(w.bw, &w.buf, appendJSON(w.buf[:0], ev, &w.tc))
+}
+
+func (w *jsonWriter) Flush() error { return w.bw.Flush() }
+
+// appendJSON appends ev as one JSON object and a newline.
+func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
+	b = append(b, `{"time":"`...)
+	b = tc.appendUTC(b, ev.Time)
+	b = append(b, `","event":`...)
+	b = appendJSONString(b, ev.Type)
+	b = append(b, `,"source":`...)
+	b = appendJSONString(b, ev.Source)
+	if ev.HasResult {
+		b = append(b, `,"result":`...)
+		b = strconv.AppendInt(b, ev.Result, 10)
+	}
+	if p := ev.Process; p != nil {
+		b = append(b, `,"process":{"pid":`...)
+		b = strconv.AppendUint(b, uint64(p.PID), 10)
+		b = append(b, `,"tid":`...)
+		b = strconv.AppendUint(b, uint64(p.TID), 10)
+		b = append(b, `,"ppid":`...)
+		b = strconv.AppendUint(b, uint64(p.PPID), 10)
+		b = append(b, `,"uid":`...)
+		b = strconv.AppendUint(b, uint64(p.UID), 10)
+		b = append(b, `,"gid":`...)
+		b = strconv.AppendUint(b, uint64(p.GID), 10)
+		b = append(b, `,"comm":`...)
+		b = appendJSONString(b, p.Comm)
+		if p.Exe != "" {
+			b = append(b, `,"exe":`...)
+			b = appendJSONString(b, p.Exe)
+		}
+		b = append(b, `,"cgroup_id":`...)
+		b = strconv.AppendUint(b, p.CgroupID, 10)
+		b = append(b, '}')
+	}
+	if m := ev.Map; m != nil {
+		b = append(b, `,"map":{"id":`...)
+		b = strconv.AppendUint(b, uint64(m.ID), 10)
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, m.Name)
+		b = append(b, `,"type":"`...)
+		b = appendMapType(b, m.Type)
+		b = append(b, `","key_size":`...)
+		b = strconv.AppendUint(b, uint64(m.KeySize), 10)
+		b = append(b, `,"value_size":`...)
+		b = strconv.AppendUint(b, uint64(m.ValueSize), 10)
+		b = append(b, `,"max_entries":`...)
+		b = strconv.AppendUint(b, uint64(m.MaxEntries), 10)
+		b = append(b, `,"flags":`...)
+		b = strconv.AppendUint(b, uint64(m.Flags), 10)
+		b = append(b, `,"frozen":`...)
+		b = strconv.AppendBool(b, m.Frozen)
+		b = append(b, '}')
+	}
+	if ev.HasFD {
+		b = append(b, `,"fd":`...)
+		b = strconv.AppendInt(b, int64(ev.FD), 10)
+	}
+	if ev.HasKey {
+		b = append(b, `,"key":"`...)
+		b = appendHex(b, ev.Key)
+		b = append(b, '"')
+	}
+	if ev.HasValue {
+		b = append(b, `,"value":"`...)
+		b = appendHex(b, ev.Value)
+		b = append(b, '"')
+	}
+	if ev.HasKey || ev.HasValue {
+		b = append(b, `,"truncated":`...)
+		b = strconv.AppendBool(b, ev.Truncated)
+		if ev.Truncated {
+			// Only the totals of the parts that were captured: a total
+			// without its prefix would say nothing.
+			if ev.HasKey {
+				b = append(b, `,"key_total":`...)
+				b = strconv.AppendUint(b, ev.KeyTotal, 10)
+			}
+			if ev.HasValue {
+				b = append(b, `,"value_total":`...)
+				b = strconv.AppendUint(b, ev.ValueTotal, 10)
+			}
+		}
+	}
+	if ev.KeyFault {
+		b = append(b, `,"key_fault":true`...)
+	}
+	if ev.ValueFault {
+		b = append(b, `,"value_fault":true`...)
+	}
+	if ev.HasCount {
+		b = append(b, `,"count":`...)
+		b = strconv.AppendUint(b, ev.Count, 10)
+	}
+	if ev.Path != "" {
+		b = append(b, `,"path":`...)
+		b = appendJSONString(b, ev.Path)
+	}
+	if ev.HasPathFD {
+		b = append(b, `,"path_fd":`...)
+		b = strconv.AppendInt(b, int64(ev.PathFD), 10)
+	}
+	if ev.HasFlags {
+		b = append(b, `,"flags":`...)
+		b = strconv.AppendUint(b, ev.Flags, 10)
+	}
+	if ev.Process != nil {
+		if ev.Compat {
+			b = append(b, `,"abi":"ia32"`...)
+		} else {
+			b = append(b, `,"abi":"x86_64"`...)
+		}
+	}
+	if ev.ReqMapID != 0 {
+		b = append(b, `,"requested_map_id":`...)
+		b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
+	}
+	return append(b, '}', '\n')
+}
+
+// appendJSONString appends s as a JSON string that is valid, and safe to
+// print, whatever bytes s holds:
+//
+//   - '"' and '\' are backslash-escaped;
+//   - bytes below 0x20 and DEL (0x7f) become \n, \r, \t or \u00XX;
+//   - C1 controls (U+0080..U+009F, which some terminals obey like ESC
+//     sequences) and U+2028/U+2029 (line breaks to JavaScript) become \uXXXX;
+//   - each byte that is not part of valid UTF-8 becomes \ufffd, the
+//     replacement character, as encoding/json does. The original byte is
+//     lost; the alternative, \u00XX, would be indistinguishable from the
+//     valid character U+00XX and so would let a process forge names.
+//
+// Everything else, including all other non-ASCII text, is copied as is.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r < 0xa0, r == '\u2028', r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u',
+				hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// timeCache formats times as RFC 3339 in UTC with exactly nine fractional
+// digits. Events arrive in bursts within the same second, so it keeps the
+// "2006-01-02T15:04:05." prefix of the last second it formatted and only
+// appends the nanoseconds for the next events of that second.
+type timeCache struct {
+	sec    int64
+	valid  bool
+	prefix [20]byte
+}
+
+// layoutRFC3339Nano9 is RFC 3339 with always nine fractional digits
+// (time.RFC3339Nano drops trailing zeros).
+const layoutRFC3339Nano9 = "2006-01-02T15:04:05.000000000Z07:00"
+
+func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
+	sec := t.Unix()
+	if !c.valid || sec != c.sec {
+		u := t.UTC()
+		if y := u.Year(); y < 0 || y > 9999 {
+			// Not representable in RFC 3339; never seen from the kernel.
+			// Let the time package do what it can.
+			return u.AppendFormat(dst, layoutRFC3339Nano9)
+		}
+		if len(u.AppendFormat(c.prefix[:0], "2006-01-02T15:04:05.")) != len(c.prefix) {
+			return u.AppendFormat(dst, layoutRFC3339Nano9)
+		}
+		c.sec, c.valid = sec, true
+	}
+	dst = append(dst, c.prefix[:]...)
+	ns := t.Nanosecond()
+	var frac [9]byte
+	for i := len(frac) - 1; i >= 0; i-- {
+		frac[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	dst = append(dst, frac[:]...)
+	return append(dst, 'Z')
+}

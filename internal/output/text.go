@@ -1,0 +1,152 @@
+package output
+
+import (
+	"bufio"
+	"strconv"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+)
+
+// textWriter writes one line per event for people, for example
+//
+//	10:00:00.123456789 map_update pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 key=00000001 value=0100000000000000 flags=0x0 result=0
+//	10:00:00.200000000 map_update pid=77 comm="evil\n" uid=1000 [ia32] map=42:"cilium_policy"(hash) fd=5 key=01 value=0011…(4096 bytes) result=-14(EFAULT)
+//	10:00:01.000000000 lost count=12
+//
+// The time is the local time of day. Fields that do not apply are left out.
+// Strings that processes choose are escaped Go-style (strconv.Quote), so a
+// line never holds a control character, C1 control, U+2028/U+2029 or invalid
+// UTF-8 byte, and an event never spans more than one line. comm and map
+// names are always quoted; exe and paths are written bare when they consist
+// only of printable ASCII other than space, '"' and '\', and quoted
+// otherwise. The event source is not shown (the event type implies it).
+type textWriter struct {
+	bw  *bufio.Writer
+	buf []byte
+}
+
+func (w *textWriter) Write(ev *event.Event) error {
+	return flushLine(w.bw, &w.buf, appendText(w.buf[:0], ev))
+}
+
+func (w *textWriter) Flush() error { return w.bw.Flush() }
+
+// appendText appends ev as one line of text and a newline.
+func appendText(b []byte, ev *event.Event) []byte {
+	b = ev.Time.Local().AppendFormat(b, "15:04:05.000000000")
+	b = append(b, ' ')
+	b = appendTextString(b, ev.Type, false)
+	if p := ev.Process; p != nil {
+		b = append(b, " pid="...)
+		b = strconv.AppendUint(b, uint64(p.PID), 10)
+		if p.TID != p.PID {
+			b = append(b, " tid="...)
+			b = strconv.AppendUint(b, uint64(p.TID), 10)
+		}
+		b = append(b, " comm="...)
+		b = appendTextString(b, p.Comm, true)
+		b = append(b, " uid="...)
+		b = strconv.AppendUint(b, uint64(p.UID), 10)
+		if p.Exe != "" {
+			b = append(b, " exe="...)
+			b = appendTextString(b, p.Exe, false)
+		}
+	}
+	if ev.Compat {
+		b = append(b, " [ia32]"...)
+	}
+	if m := ev.Map; m != nil {
+		b = append(b, " map="...)
+		b = strconv.AppendUint(b, uint64(m.ID), 10)
+		b = append(b, ':')
+		b = appendTextString(b, m.Name, true)
+		b = append(b, '(')
+		b = appendMapType(b, m.Type)
+		b = append(b, ')')
+	}
+	if ev.ReqMapID != 0 {
+		b = append(b, " requested_map_id="...)
+		b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
+	}
+	if ev.HasFD {
+		b = append(b, " fd="...)
+		b = strconv.AppendInt(b, int64(ev.FD), 10)
+	}
+	if ev.HasKey || ev.KeyFault {
+		b = append(b, " key="...)
+		b = appendTextBytes(b, ev.Key, ev.KeyFault, ev.Truncated, ev.KeyTotal)
+	}
+	if ev.HasValue || ev.ValueFault {
+		b = append(b, " value="...)
+		b = appendTextBytes(b, ev.Value, ev.ValueFault, ev.Truncated, ev.ValueTotal)
+	}
+	if ev.HasCount {
+		b = append(b, " count="...)
+		b = strconv.AppendUint(b, ev.Count, 10)
+	}
+	if ev.Path != "" {
+		b = append(b, " path="...)
+		b = appendTextString(b, ev.Path, false)
+	}
+	if ev.HasPathFD {
+		b = append(b, " path_fd="...)
+		b = strconv.AppendInt(b, int64(ev.PathFD), 10)
+	}
+	if ev.HasFlags {
+		b = append(b, " flags=0x"...)
+		b = strconv.AppendUint(b, ev.Flags, 16)
+	}
+	if ev.HasResult {
+		b = append(b, " result="...)
+		b = strconv.AppendInt(b, ev.Result, 10)
+		if ev.Result < 0 {
+			if name := errnoName(-ev.Result); name != "" {
+				b = append(b, '(')
+				b = append(b, name...)
+				b = append(b, ')')
+			}
+		}
+	}
+	return append(b, '\n')
+}
+
+// appendTextBytes appends captured bytes as hex, "(fault)" when the
+// pointer could not be read, and "…(N bytes)" when only a prefix of N bytes
+// was captured.
+func appendTextBytes(b, data []byte, fault, truncated bool, total uint64) []byte {
+	if fault {
+		return append(b, "(fault)"...)
+	}
+	b = appendHex(b, data)
+	if truncated && total != uint64(len(data)) {
+		b = append(b, "…("...)
+		b = strconv.AppendUint(b, total, 10)
+		b = append(b, " bytes)"...)
+	}
+	return b
+}
+
+// appendTextString appends s quoted with strconv.AppendQuote, which escapes
+// every rune that is not printable by unicode.IsPrint (control characters,
+// DEL, C1 controls, U+2028/U+2029, format characters such as bidi
+// overrides) and every invalid UTF-8 byte. Unless always is set, s is
+// written bare when it is non-empty printable ASCII without space, '"' or
+// '\', which keeps paths readable.
+func appendTextString(b []byte, s string, always bool) []byte {
+	if !always && isBare(s) {
+		return append(b, s...)
+	}
+	return strconv.AppendQuote(b, s)
+}
+
+func isBare(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
