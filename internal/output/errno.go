@@ -142,25 +142,27 @@ var errnoNames = [...]string{
 // kernelErrnoNames are the kernel-internal numbers (include/linux/errno.h)
 // that can still leak to user space; bpf(2) returns ENOTSUPP (524) in
 // places.
+const kernelErrnoBase = 512
+
 var kernelErrnoNames = [...]string{
-	512 - 512: "ERESTARTSYS",
-	513 - 512: "ERESTARTNOINTR",
-	514 - 512: "ERESTARTNOHAND",
-	515 - 512: "ENOIOCTLCMD",
-	516 - 512: "ERESTART_RESTARTBLOCK",
-	517 - 512: "EPROBE_DEFER",
-	518 - 512: "EOPENSTALE",
-	519 - 512: "ENOPARAM",
-	521 - 512: "EBADHANDLE",
-	522 - 512: "ENOTSYNC",
-	523 - 512: "EBADCOOKIE",
-	524 - 512: "ENOTSUPP",
-	525 - 512: "ETOOSMALL",
-	526 - 512: "ESERVERFAULT",
-	527 - 512: "EBADTYPE",
-	528 - 512: "EJUKEBOX",
-	529 - 512: "EIOCBQUEUED",
-	530 - 512: "ERECALLCONFLICT",
+	512 - kernelErrnoBase: "ERESTARTSYS",
+	513 - kernelErrnoBase: "ERESTARTNOINTR",
+	514 - kernelErrnoBase: "ERESTARTNOHAND",
+	515 - kernelErrnoBase: "ENOIOCTLCMD",
+	516 - kernelErrnoBase: "ERESTART_RESTARTBLOCK",
+	517 - kernelErrnoBase: "EPROBE_DEFER",
+	518 - kernelErrnoBase: "EOPENSTALE",
+	519 - kernelErrnoBase: "ENOPARAM",
+	521 - kernelErrnoBase: "EBADHANDLE",
+	522 - kernelErrnoBase: "ENOTSYNC",
+	523 - kernelErrnoBase: "EBADCOOKIE",
+	524 - kernelErrnoBase: "ENOTSUPP",
+	525 - kernelErrnoBase: "ETOOSMALL",
+	526 - kernelErrnoBase: "ESERVERFAULT",
+	527 - kernelErrnoBase: "EBADTYPE",
+	528 - kernelErrnoBase: "EJUKEBOX",
+	529 - kernelErrnoBase: "EIOCBQUEUED",
+	530 - kernelErrnoBase: "ERECALLCONFLICT",
 }
 
 // errnoName returns the symbolic name of errno n, or "" if it has none.
