@@ -170,8 +170,8 @@ func errnoName(n int64) string {
 	switch {
 	case n > 0 && n < int64(len(errnoNames)):
 		return errnoNames[n]
-	case n >= 512 && n < 512+int64(len(kernelErrnoNames)):
-		return kernelErrnoNames[n-512]
+	case n >= kernelErrnoBase && n < kernelErrnoBase+int64(len(kernelErrnoNames)):
+		return kernelErrnoNames[n-kernelErrnoBase]
 	}
 	return ""
 }
