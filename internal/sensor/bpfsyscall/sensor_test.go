@@ -570,3 +570,26 @@ func TestShortLivedProcessExe(t *testing.T) {
 		t.Errorf("%d updates from short-lived processes reported, want %d", seen, 2*runs)
 	}
 }
+
+// TestQueuePop covers lookup-and-delete without a key: a pop from a queue
+// reports the value the kernel handed back.
+func TestQueuePop(t *testing.T) {
+	c := startSensor(t, Config{})
+	m, id := newMap(t, ebpf.MapSpec{Name: "t_queue", Type: ebpf.Queue, ValueSize: 8, MaxEntries: 4})
+	if err := m.Update(nil, uint64(0xfeed), 0); err != nil {
+		t.Fatal(err)
+	}
+	var v uint64
+	if err := m.LookupAndDelete(nil, &v); err != nil || v != 0xfeed {
+		t.Fatalf("pop: %v %x", err, v)
+	}
+	push := c.wait(t, "push", onMap(event.MapUpdate, id))
+	if push.HasKey || !bytes.Equal(push.Value, le64(0xfeed)) {
+		t.Errorf("push: %s", describe(push))
+	}
+	pop := c.wait(t, "pop", onMap(event.MapLookupAndDelete, id))
+	checkResult(t, pop, 0)
+	if pop.HasKey || !bytes.Equal(pop.Value, le64(0xfeed)) {
+		t.Errorf("pop: %s", describe(pop))
+	}
+}
