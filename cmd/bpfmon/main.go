@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -135,7 +136,7 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 	}
 
 	for _, e := range events {
-		if !contains(event.Types, e) {
+		if !slices.Contains(event.Types, e) {
 			fmt.Fprintf(stderr, "bpfmon watch: unknown event type %q; known: %s\n", e, strings.Join(event.Types, ", "))
 			return exitUsage
 		}
@@ -295,13 +296,4 @@ func (l *uintList) Set(v string) error {
 		*l = append(*l, uint32(n))
 	}
 	return nil
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }

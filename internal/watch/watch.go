@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -108,28 +109,19 @@ func (f *Filter) Match(ev *event.Event) bool {
 	if ev.Type == event.Lost {
 		return true
 	}
-	if len(f.Events) > 0 && !contains(f.Events, ev.Type) {
+	if len(f.Events) > 0 && !slices.Contains(f.Events, ev.Type) {
 		return false
 	}
-	if len(f.PIDs) > 0 && (ev.Process == nil || !contains(f.PIDs, ev.Process.PID)) {
+	if len(f.PIDs) > 0 && (ev.Process == nil || !slices.Contains(f.PIDs, ev.Process.PID)) {
 		return false
 	}
-	if len(f.MapIDs) > 0 && (ev.Map == nil || !contains(f.MapIDs, ev.Map.ID)) {
+	if len(f.MapIDs) > 0 && (ev.Map == nil || !slices.Contains(f.MapIDs, ev.Map.ID)) {
 		return false
 	}
-	if len(f.MapNames) > 0 && (ev.Map == nil || !contains(f.MapNames, ev.Map.Name)) {
+	if len(f.MapNames) > 0 && (ev.Map == nil || !slices.Contains(f.MapNames, ev.Map.Name)) {
 		return false
 	}
 	return true
-}
-
-func contains[T comparable](s []T, v T) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // String renders the summary line printed at exit.
