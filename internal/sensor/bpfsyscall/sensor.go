@@ -69,11 +69,12 @@ type Config struct {
 
 // Sensor is a loaded and attached syscall sensor.
 type Sensor struct {
-	objs    bpfObjects
-	links   []link.Link
-	reader  *ringbuf.Reader
-	dec     decoder
-	capture int
+	objs      bpfObjects
+	enterLink link.Link
+	exitLink  link.Link
+	reader    *ringbuf.Reader
+	dec       decoder
+	capture   int
 	// reported is the kernel's lost-record count at the last report.
 	reported uint64
 }
@@ -147,15 +148,11 @@ func New(cfg Config) (*Sensor, error) {
 
 	// Exit first, so no call can enter between the two attachments and
 	// leave an entry without its exit.
-	for _, p := range []struct {
-		name string
-		prog *ebpf.Program
-	}{{"sys_exit", s.objs.SysExit}, {"sys_enter", s.objs.SysEnter}} {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: p.name, Program: p.prog})
-		if err != nil {
-			return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w", p.name, err)
-		}
-		s.links = append(s.links, l)
+	if s.exitLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_exit", Program: s.objs.SysExit}); err != nil {
+		return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:sys_exit: %w", err)
+	}
+	if s.enterLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: s.objs.SysEnter}); err != nil {
+		return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:sys_enter: %w", err)
 	}
 
 	if err := s.protectMaps(); err != nil {
@@ -223,13 +220,29 @@ func (s *Sensor) Stats() (Stats, error) {
 	return st, nil
 }
 
-// Detach stops new events: the programs are detached, records already in
-// the ring buffer remain to be read.
+// drainWait bounds how long Detach waits for calls in flight to finish.
+const drainWait = 250 * time.Millisecond
+
+// Detach stops new events; records already in the ring buffer remain to be
+// read. Calls already inside bpf(2) still get their exit record: sys_enter
+// is detached first, and sys_exit only once the in-flight count drops to
+// zero or drainWait has passed.
 func (s *Sensor) Detach() {
-	for _, l := range s.links {
-		l.Close()
+	if s.enterLink != nil {
+		s.enterLink.Close()
+		s.enterLink = nil
 	}
-	s.links = nil
+	if s.exitLink == nil {
+		return
+	}
+	for deadline := time.Now().Add(drainWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		var n int64
+		if s.objs.InflightCount.Lookup(uint32(0), &n) != nil || n <= 0 {
+			break
+		}
+	}
+	s.exitLink.Close()
+	s.exitLink = nil
 }
 
 // Close detaches the programs and frees everything.
