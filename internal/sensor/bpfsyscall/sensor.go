@@ -135,6 +135,10 @@ func New(cfg Config) (*Sensor, error) {
 		}
 	}
 
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, fmt.Errorf("this kernel exposes no BTF (/sys/kernel/btf/vmlinux: %w): bpfmon relocates its programs against the kernel's BTF and needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+; most distribution kernels)", err)
+	}
+
 	s := &Sensor{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, explainLoadError(err)
@@ -149,10 +153,10 @@ func New(cfg Config) (*Sensor, error) {
 	// Exit first, so no call can enter between the two attachments and
 	// leave an entry without its exit.
 	if s.exitLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_exit", Program: s.objs.SysExit}); err != nil {
-		return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:sys_exit: %w", err)
+		return nil, attachError("sys_exit", err)
 	}
 	if s.enterLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: s.objs.SysEnter}); err != nil {
-		return nil, fmt.Errorf("attaching raw tracepoint raw_syscalls:sys_enter: %w", err)
+		return nil, attachError("sys_enter", err)
 	}
 
 	if err := s.protectMaps(); err != nil {
@@ -294,6 +298,10 @@ func explainLoadError(err error) error {
 		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", kernelRelease(), ve)
 	}
 	return fmt.Errorf("loading the syscall sensor: %w", err)
+}
+
+func attachError(name string, err error) error {
+	return fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w (bpfmon needs raw tracepoints on raw_syscalls, present since Linux 4.17 with CONFIG_FTRACE_SYSCALLS; kernel %s)", name, err, kernelRelease())
 }
 
 func kernelRelease() string {
