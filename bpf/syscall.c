@@ -23,6 +23,32 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * This file is built twice (see internal/sensor/bpfsyscall/gen.go):
+ *
+ * - with BPFMON_BTF: tp_btf programs (Linux 5.11+, bpf_get_current_task_btf).
+ *   Fields of the task and of pt_regs are plain loads through BTF-typed
+ *   pointers, which the verifier turns into guarded memory accesses: no
+ *   helper call per field. This is the fast path.
+ * - without: raw_tracepoint programs for older kernels, where every kernel
+ *   field is read with bpf_probe_read_kernel.
+ *
+ * Pointers the verifier cannot type (a file from the fd array, the map
+ * behind private_data) are read with bpf_probe_read_kernel in both builds.
+ */
+#ifdef BPFMON_BTF
+#define SEC_ENTER "tp_btf/sys_enter"
+#define SEC_EXIT "tp_btf/sys_exit"
+#define current_task() bpf_get_current_task_btf()
+/* KREAD(expr): a kernel field through a BTF pointer chain. */
+#define KREAD(p, chain) ((p)->chain)
+#else
+#define SEC_ENTER "raw_tracepoint/sys_enter"
+#define SEC_EXIT "raw_tracepoint/sys_exit"
+#define current_task() ((struct task_struct *)bpf_get_current_task())
+#define KREAD(p, chain) BPF_CORE_READ(p, chain)
+#endif
+
 #define NR_BPF_NATIVE 321 /* x86-64 */
 #define NR_BPF_COMPAT 357 /* i386 / IA32 emulation */
 #define TS_COMPAT 0x0002
@@ -52,6 +78,9 @@ volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
 /* Wake the reader only once this much is buffered; it also polls on a short
  * timer. A wakeup per record would cost the calling task a context switch. */
 volatile const __u64 wakeup_bytes = 0;
+/* Not read by the programs: puts struct exit_short into the object's BTF so
+ * bpf2go generates its Go twin and the layout test can compare them. */
+volatile const struct exit_short exit_short_layout = {};
 
 #define STAT_LOST 0        /* calls lost: their entry record did not fit */
 #define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
@@ -89,6 +118,76 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
+/* The executable whose path was last sent (REC_PROC) for a process or
+ * thread. A process that exec'd (new inode) or a reused pid (new start time)
+ * is sent again. */
+struct exe_seen {
+	__u64 start_time;
+	__u64 ino;
+};
+
+#ifdef BPFMON_BTF
+/* Per-thread state in task-local storage: no hashing, no locks, no delete,
+ * and it goes away with the thread. */
+struct task_state {
+	struct inflight in;
+	__u64 active; /* in holds a call between sys_enter and sys_exit */
+	struct exe_seen exe;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} task_state SEC(".maps");
+
+static __always_inline struct task_state *state_of(struct task_struct *t, bool create)
+{
+	return bpf_task_storage_get(&task_state, t, 0, create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+}
+
+static __always_inline int inflight_put(struct task_struct *t, __u64 pid_tgid, struct inflight *in)
+{
+	struct task_state *st = state_of(t, true);
+
+	bool replaced;
+
+	if (!st)
+		return -1;
+	/* An entry still active lost its exit (the hook was attached while
+	 * that call ran): replace it without counting it twice. */
+	replaced = st->active;
+	st->in = *in;
+	st->active = 1;
+	return replaced;
+}
+
+static __always_inline int inflight_take(struct task_struct *t, __u64 pid_tgid, struct inflight *out)
+{
+	struct task_state *st = state_of(t, false);
+
+	if (!st || !st->active)
+		return -1;
+	*out = st->in;
+	st->active = 0;
+	return 0;
+}
+
+/* exe_sent_before reports whether seen was already sent, and records it. */
+static __always_inline bool exe_sent_before(__u32 tgid, struct exe_seen *seen, bool mark)
+{
+	struct task_state *st = state_of(bpf_get_current_task_btf(), true);
+
+	if (!st)
+		return false;
+	if (mark) {
+		st->exe = *seen;
+		return true;
+	}
+	return st->exe.start_time == seen->start_time && st->exe.ino == seen->ino;
+}
+#else
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -96,19 +195,41 @@ struct {
 	__type(value, struct inflight);
 } inflight SEC(".maps");
 
-struct exe_seen {
-	__u64 start_time;
-	__u64 ino;
-};
-
-/* Processes whose executable path was sent (REC_PROC), by tgid. A process
- * that exec'd (new inode) or a reused pid (new start time) is sent again. */
+/* By tgid. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct exe_seen);
 } exe_sent SEC(".maps");
+
+static __always_inline int inflight_put(struct task_struct *t, __u64 pid_tgid, struct inflight *in)
+{
+	return bpf_map_update_elem(&inflight, &pid_tgid, in, BPF_ANY);
+}
+
+static __always_inline int inflight_take(struct task_struct *t, __u64 pid_tgid, struct inflight *out)
+{
+	struct inflight *ip = bpf_map_lookup_elem(&inflight, &pid_tgid);
+
+	if (!ip)
+		return -1;
+	*out = *ip;
+	return bpf_map_delete_elem(&inflight, &pid_tgid);
+}
+
+static __always_inline bool exe_sent_before(__u32 tgid, struct exe_seen *seen, bool mark)
+{
+	struct exe_seen *old;
+
+	if (mark) {
+		bpf_map_update_elem(&exe_sent, &tgid, seen, BPF_ANY);
+		return true;
+	}
+	old = bpf_map_lookup_elem(&exe_sent, &tgid);
+	return old && old->start_time == seen->start_time && old->ino == seen->ino;
+}
+#endif
 
 /* Number of entries in inflight: lets sys_exit return at once for the
  * vast majority of syscalls, which are not bpf(2). */
@@ -155,14 +276,56 @@ static __always_inline struct file *fd_file(struct task_struct *t, int fd)
 	struct file *f = 0;
 	unsigned int max;
 
+	struct fdtable *fdt;
+
 	if (fd < 0)
 		return 0;
-	max = BPF_CORE_READ(t, files, fdt, max_fds);
+#ifdef BPFMON_BTF
+	fdt = t->files->fdt;
+	max = fdt->max_fds;
+	fds = fdt->fd;
+#else
+	fdt = BPF_CORE_READ(t, files, fdt);
+	max = BPF_CORE_READ(fdt, max_fds);
+	fds = BPF_CORE_READ(fdt, fd);
+#endif
 	if ((unsigned int)fd >= max)
 		return 0;
-	fds = BPF_CORE_READ(t, files, fdt, fd);
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
+}
+
+/* Offset of a struct bpf_map field relative to map_type, as relocated for the
+ * running kernel. */
+#define MAP_OFF(field) (bpf_core_field_offset(struct bpf_map, field) - \
+			bpf_core_field_offset(struct bpf_map, map_type))
+#define MAP_WINDOW 64
+
+/* read_map copies the map's attributes with two reads instead of one per
+ * field: the attributes sit together in struct bpf_map on every kernel
+ * since 5.8 (map_type .. id), so one window starting at map_type covers
+ * them, whatever their exact offsets; a field outside the window on some
+ * future kernel falls back to its own read. */
+static __always_inline void read_map(struct bpf_map *m, struct map_info *mi)
+{
+	__u8 w[MAP_WINDOW];
+
+	if (bpf_probe_read_kernel(w, sizeof(w), (void *)m + bpf_core_field_offset(struct bpf_map, map_type)) < 0)
+		return;
+#define MAP_FIELD(dst, field, type)                                                   \
+	if (MAP_OFF(field) + sizeof(type) <= MAP_WINDOW)                              \
+		dst = *(type *)(w + (MAP_OFF(field) & (MAP_WINDOW - 1)));               \
+	else                                                                          \
+		dst = BPF_CORE_READ(m, field);
+	MAP_FIELD(mi->type, map_type, __u32);
+	MAP_FIELD(mi->key_size, key_size, __u32);
+	MAP_FIELD(mi->value_size, value_size, __u32);
+	MAP_FIELD(mi->max_entries, max_entries, __u32);
+	MAP_FIELD(mi->flags, map_flags, __u32);
+	MAP_FIELD(mi->id, id, __u32);
+#undef MAP_FIELD
+	mi->frozen = BPF_CORE_READ(m, frozen);
+	BPF_CORE_READ_INTO(&mi->name, m, name);
 }
 
 /* resolve_map fills mi from the map behind fd in t's fd table and returns
@@ -186,14 +349,7 @@ static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct m
 	m = BPF_CORE_READ(f, private_data);
 	if (!m)
 		return fl | EF_NOT_MAP;
-	mi->id = BPF_CORE_READ(m, id);
-	mi->type = BPF_CORE_READ(m, map_type);
-	mi->key_size = BPF_CORE_READ(m, key_size);
-	mi->value_size = BPF_CORE_READ(m, value_size);
-	mi->max_entries = BPF_CORE_READ(m, max_entries);
-	mi->flags = BPF_CORE_READ(m, map_flags);
-	mi->frozen = BPF_CORE_READ(m, frozen);
-	BPF_CORE_READ_INTO(&mi->name, m, name);
+	read_map(m, mi);
 	return fl | EF_MAP;
 }
 
@@ -248,18 +404,22 @@ static __always_inline struct scratch *scratch_get(void)
 	return s;
 }
 
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 {
-	__u64 size = sizeof(struct event), flags;
+	__u64 size = sizeof(struct event);
 	__u32 k = s->ev.key_len, v = s->ev.value_len, p = s->ev.path_len;
 
 	CLAMP(k, MAX_CAPTURE);
 	CLAMP(v, MAX_CAPTURE);
 	CLAMP(p, MAX_PATH);
 	size += k + v + p;
-	flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_output(&events, s, size, flags) < 0) {
+	if (bpf_ringbuf_output(&events, s, size, rb_flags()) < 0) {
 		stat_inc(lost_stat);
 		return -1;
 	}
@@ -268,23 +428,33 @@ static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 
 static __always_inline void fill_task(struct event *e, struct task_struct *t, __u64 pid_tgid)
 {
-	struct file *exe;
-	const unsigned char *name;
-
 	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
 	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->gid = bpf_get_current_uid_gid() >> 32;
-	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
-	e->start_time = BPF_CORE_READ(t, start_time);
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	exe = BPF_CORE_READ(t, mm, exe_file);
-	if (exe) {
-		e->exe_ino = BPF_CORE_READ(exe, f_inode, i_ino);
-		name = BPF_CORE_READ(exe, f_path.dentry, d_name.name);
-		bpf_probe_read_kernel_str(e->exe_name, sizeof(e->exe_name), name);
-	}
+#ifdef BPFMON_BTF
+	e->ppid = t->real_parent->tgid;
+#else
+	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
+#endif
+}
+
+/* exe_ino is the inode number of the task's executable, 0 for none. */
+static __always_inline __u64 exe_ino(struct task_struct *t)
+{
+#ifdef BPFMON_BTF
+	struct mm_struct *mm = t->mm;
+	struct file *exe;
+
+	if (!mm)
+		return 0;
+	exe = mm->exe_file;
+	return exe ? exe->f_inode->i_ino : 0;
+#else
+	return BPF_CORE_READ(t, mm, exe_file, f_inode, i_ino);
+#endif
 }
 
 /* send_exe emits a REC_PROC record with the path of the caller's
@@ -295,12 +465,11 @@ static __always_inline void fill_task(struct event *e, struct task_struct *t, __
  * A global (not inlined) function: the verifier checks it once, on its own,
  * instead of once per path through sys_enter, which its loop would multiply
  * beyond the verifier's budget. Returns 0. */
-__attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime)
+__attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime, __u64 start_time, __u64 ino)
 {
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	__u32 tgid = pid_tgid >> 32;
 	struct exe_seen seen = {};
-	struct exe_seen *old;
 	struct scratch *s;
 	struct event *e;
 	struct file *exe;
@@ -309,13 +478,14 @@ __attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime)
 	struct vfsmount *vm;
 	__u32 i;
 
+	if (!ino)
+		return 0; /* no executable: a kernel thread */
+	seen.start_time = start_time;
+	seen.ino = ino;
+	if (exe_sent_before(tgid, &seen, false))
+		return 0;
 	exe = BPF_CORE_READ(t, mm, exe_file);
 	if (!exe)
-		return 0; /* kernel thread */
-	seen.start_time = BPF_CORE_READ(t, start_time);
-	seen.ino = BPF_CORE_READ(exe, f_inode, i_ino);
-	old = bpf_map_lookup_elem(&exe_sent, &tgid);
-	if (old && old->start_time == seen.start_time && old->ino == seen.ino)
 		return 0;
 
 	s = scratch_get();
@@ -357,7 +527,7 @@ __attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime)
 	e->count = i;
 	e->path_len = EXE_SLOTS * EXE_SLOT;
 	if (emit(s, STAT_PROC_LOST) == 0)
-		bpf_map_update_elem(&exe_sent, &tgid, &seen, BPF_ANY);
+		exe_sent_before(tgid, &seen, true);
 	return 0;
 }
 
@@ -422,7 +592,7 @@ struct attr_getid {
 
 #define ATTR_READ 64
 
-SEC("raw_tracepoint/sys_enter")
+SEC(SEC_ENTER)
 int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	long id = ctx->args[1];
@@ -431,8 +601,9 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct scratch *s;
 	struct event *e;
 	struct inflight in = {};
-	__u64 pid_tgid, attr_ptr, ktime;
+	__u64 pid_tgid, attr_ptr, ktime, start_time, ino;
 	__u32 cmd, size, zero = 0;
+	int ret;
 	bool compat;
 	union {
 		__u8 raw[ATTR_READ];
@@ -445,8 +616,8 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT)
 		return 0;
-	t = (struct task_struct *)bpf_get_current_task();
-	compat = BPF_CORE_READ(t, thread_info.status) & TS_COMPAT;
+	t = current_task();
+	compat = KREAD(t, thread_info.status) & TS_COMPAT;
 	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
 		return 0;
 
@@ -454,13 +625,13 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	 * truncates cmd and size to 32 bits, and so must we. */
 	regs = (struct pt_regs *)ctx->args[0];
 	if (compat) {
-		cmd = (__u32)BPF_CORE_READ(regs, bx);
-		attr_ptr = (__u32)BPF_CORE_READ(regs, cx);
-		size = (__u32)BPF_CORE_READ(regs, dx);
+		cmd = (__u32)KREAD(regs, bx);
+		attr_ptr = (__u32)KREAD(regs, cx);
+		size = (__u32)KREAD(regs, dx);
 	} else {
-		cmd = (__u32)BPF_CORE_READ(regs, di);
-		attr_ptr = BPF_CORE_READ(regs, si);
-		size = (__u32)BPF_CORE_READ(regs, dx);
+		cmd = (__u32)KREAD(regs, di);
+		attr_ptr = KREAD(regs, si);
+		size = (__u32)KREAD(regs, dx);
 	}
 
 	pid_tgid = bpf_get_current_pid_tgid();
@@ -477,7 +648,9 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
 
 	ktime = bpf_ktime_get_boot_ns();
-	send_exe(pid_tgid, ktime);
+	start_time = KREAD(t, start_time);
+	ino = exe_ino(t);
+	send_exe(pid_tgid, ktime, start_time, ino);
 
 	s = scratch_get();
 	if (!s)
@@ -488,6 +661,8 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	e->ktime = ktime;
 	e->flags = compat ? EF_COMPAT : 0;
 	fill_task(e, t, pid_tgid);
+	e->start_time = start_time;
+	e->exe_ino = ino;
 
 	switch (cmd) {
 	case BPF_MAP_UPDATE_ELEM:
@@ -593,11 +768,12 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	in.flags = e->flags;
 	in.attr = attr_ptr;
 	in.map = e->map;
-	if (bpf_map_update_elem(&inflight, &pid_tgid, &in, BPF_ANY) < 0) {
+	ret = inflight_put(t, pid_tgid, &in);
+	if (ret < 0) {
 		stat_inc(STAT_INFLIGHT);
 		return 0;
 	}
-	{
+	if (ret == 0) {
 		__s64 *n = bpf_map_lookup_elem(&inflight_count, &zero);
 		if (n)
 			__sync_fetch_and_add(n, 1);
@@ -605,11 +781,11 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-SEC("raw_tracepoint/sys_exit")
+SEC(SEC_EXIT)
 int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct task_struct *t;
-	struct inflight *ip, in;
+	struct inflight in;
 	struct scratch *s;
 	struct event *e;
 	__u64 pid_tgid;
@@ -620,16 +796,44 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!n || *n <= 0)
 		return 0;
 	pid_tgid = bpf_get_current_pid_tgid();
-	ip = bpf_map_lookup_elem(&inflight, &pid_tgid);
-	if (!ip)
+	t = current_task();
+	if (inflight_take(t, pid_tgid, &in) < 0)
 		return 0;
-	in = *ip;
-	if (bpf_map_delete_elem(&inflight, &pid_tgid) == 0)
-		__sync_fetch_and_add(n, -1);
+	__sync_fetch_and_add(n, -1);
 
 	ret = (__s64)ctx->args[1];
 	if (in.flags & EF_COMPAT)
 		ret = (__s32)ret; /* compat tasks see a 32-bit return */
+
+	switch (in.cmd) {
+	case BPF_MAP_UPDATE_ELEM:
+	case BPF_MAP_DELETE_ELEM:
+	case BPF_MAP_FREEZE:
+	case BPF_OBJ_PIN:
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH: {
+		/* Nothing but the result (and a batch count): a compact record
+		 * reserved in place, without the scratch copy. */
+		struct exit_short *x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+
+		if (!x) {
+			stat_inc(STAT_LOST_EXIT);
+			return 0;
+		}
+		x->kind = REC_EXIT_SHORT;
+		x->cmd = in.cmd;
+		x->pid = pid_tgid >> 32;
+		x->tid = (__u32)pid_tgid;
+		x->result = ret;
+		x->flags = in.flags & EF_COMPAT;
+		x->count = 0;
+		if (in.cmd == BPF_MAP_UPDATE_BATCH || in.cmd == BPF_MAP_DELETE_BATCH)
+			bpf_probe_read_user(&x->count, sizeof(x->count),
+					    (void *)(in.attr + __builtin_offsetof(struct attr_batch, count)));
+		bpf_ringbuf_submit(x, rb_flags());
+		return 0;
+	}
+	}
 
 	s = scratch_get();
 	if (!s)
@@ -642,7 +846,6 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	e->tid = (__u32)pid_tgid;
 	e->result = ret;
 	e->flags = in.flags & EF_COMPAT;
-	t = (struct task_struct *)bpf_get_current_task();
 
 	switch (in.cmd) {
 	case BPF_MAP_CREATE:

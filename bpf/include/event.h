@@ -15,6 +15,7 @@
 #define REC_ENTER 1
 #define REC_EXIT 2
 #define REC_PROC 3 /* a process's executable path, sent once per process */
+#define REC_EXIT_SHORT 4 /* struct exit_short: an exit with nothing but its result */
 
 /* REC_PROC data: the path's components from the leaf up, one per slot,
  * NUL-terminated; count holds how many. */
@@ -67,7 +68,6 @@ struct event {
 	__u64 start_time; /* task start, boot ns: with pid, a process identity */
 	__u64 exe_ino;
 	char comm[16];
-	char exe_name[32]; /* basename of the executable, from the kernel */
 	__s64 result;      /* REC_EXIT: syscall return value */
 	__u64 elem_flags;  /* update/batch flags as passed */
 	__s32 fd;          /* map fd (bpf_fd for obj_pin) */
@@ -82,6 +82,18 @@ struct event {
 	__u32 _pad;
 	struct map_info map;
 	/* followed by data: key, then value; or path */
+};
+
+/* The exit record of calls whose exit carries no data: most of them. Its
+ * first fields line up with struct event's. */
+struct exit_short {
+	__u32 kind; /* REC_EXIT_SHORT */
+	__u32 cmd;
+	__u32 pid;
+	__u32 tid;
+	__s64 result;
+	__u32 count; /* batch: elements processed */
+	__u32 flags; /* EF_COMPAT */
 };
 
 #endif /* BPFMON_EVENT_H */

@@ -39,6 +39,9 @@ typedef _Bool bool;
 #define BPF_MAP_TYPE_RINGBUF 27
 
 #define BPF_ANY 0
+#define BPF_MAP_TYPE_TASK_STORAGE 29
+#define BPF_F_NO_PREALLOC (1U << 0)
+#define BPF_LOCAL_STORAGE_GET_F_CREATE (1ULL << 0)
 
 /* bpf_ringbuf_output flags and bpf_ringbuf_query flags */
 #define BPF_RB_NO_WAKEUP 1

@@ -28,7 +28,6 @@ type bpfEvent struct {
 	StartTime  uint64
 	ExeIno     uint64
 	Comm       [16]int8
-	ExeName    [32]int8
 	Result     int64
 	ElemFlags  uint64
 	Fd         int32
@@ -48,6 +47,17 @@ type bpfExeSeen struct {
 	_         structs.HostLayout
 	StartTime uint64
 	Ino       uint64
+}
+
+type bpfExitShort struct {
+	_      structs.HostLayout
+	Kind   uint32
+	Cmd    uint32
+	Pid    uint32
+	Tid    uint32
+	Result int64
+	Count  uint32
+	Flags  uint32
 }
 
 type bpfInflight struct {
@@ -85,21 +95,22 @@ type bpfScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCalib         = "calib"
-	bpfMapEvents        = "events"
-	bpfMapExeSent       = "exe_sent"
-	bpfMapInflight      = "inflight"
-	bpfMapInflightCount = "inflight_count"
-	bpfMapScratch       = "scratch"
-	bpfMapStats         = "stats"
-	bpfProgSysEnter     = "sys_enter"
-	bpfProgSysExit      = "sys_exit"
-	bpfVarCaptureLimit  = "capture_limit"
-	bpfVarCmdMask       = "cmd_mask"
-	bpfVarLoaderTgid    = "loader_tgid"
-	bpfVarPossibleCpus  = "possible_cpus"
-	bpfVarSelfTgid      = "self_tgid"
-	bpfVarWakeupBytes   = "wakeup_bytes"
+	bpfMapCalib           = "calib"
+	bpfMapEvents          = "events"
+	bpfMapExeSent         = "exe_sent"
+	bpfMapInflight        = "inflight"
+	bpfMapInflightCount   = "inflight_count"
+	bpfMapScratch         = "scratch"
+	bpfMapStats           = "stats"
+	bpfProgSysEnter       = "sys_enter"
+	bpfProgSysExit        = "sys_exit"
+	bpfVarCaptureLimit    = "capture_limit"
+	bpfVarCmdMask         = "cmd_mask"
+	bpfVarExitShortLayout = "exit_short_layout"
+	bpfVarLoaderTgid      = "loader_tgid"
+	bpfVarPossibleCpus    = "possible_cpus"
+	bpfVarSelfTgid        = "self_tgid"
+	bpfVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -165,12 +176,13 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	CaptureLimit *ebpf.VariableSpec `ebpf:"capture_limit"`
-	CmdMask      *ebpf.VariableSpec `ebpf:"cmd_mask"`
-	LoaderTgid   *ebpf.VariableSpec `ebpf:"loader_tgid"`
-	PossibleCpus *ebpf.VariableSpec `ebpf:"possible_cpus"`
-	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CaptureLimit    *ebpf.VariableSpec `ebpf:"capture_limit"`
+	CmdMask         *ebpf.VariableSpec `ebpf:"cmd_mask"`
+	ExitShortLayout *ebpf.VariableSpec `ebpf:"exit_short_layout"`
+	LoaderTgid      *ebpf.VariableSpec `ebpf:"loader_tgid"`
+	PossibleCpus    *ebpf.VariableSpec `ebpf:"possible_cpus"`
+	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -218,12 +230,13 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	CaptureLimit *ebpf.Variable `ebpf:"capture_limit"`
-	CmdMask      *ebpf.Variable `ebpf:"cmd_mask"`
-	LoaderTgid   *ebpf.Variable `ebpf:"loader_tgid"`
-	PossibleCpus *ebpf.Variable `ebpf:"possible_cpus"`
-	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CaptureLimit    *ebpf.Variable `ebpf:"capture_limit"`
+	CmdMask         *ebpf.Variable `ebpf:"cmd_mask"`
+	ExitShortLayout *ebpf.Variable `ebpf:"exit_short_layout"`
+	LoaderTgid      *ebpf.Variable `ebpf:"loader_tgid"`
+	PossibleCpus    *ebpf.Variable `ebpf:"possible_cpus"`
+	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

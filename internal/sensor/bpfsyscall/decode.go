@@ -20,6 +20,7 @@ const (
 	recEnter = 1
 	recExit  = 2
 	recProc  = 3
+	recShort = 4
 
 	exeSlots = 24
 	exeSlot  = 128
@@ -39,7 +40,10 @@ const (
 	efExeTrunc     = 1 << 12
 )
 
-const recordHeader = int(unsafe.Sizeof(bpfEvent{}))
+const (
+	recordHeader = int(unsafe.Sizeof(bpfEvent{}))
+	shortRecord  = int(unsafe.Sizeof(bpfExitShort{}))
+)
 
 // decoder turns ring buffer records into events. Each call yields an entry
 // record then an exit record from the same thread; the ring buffer keeps
@@ -63,6 +67,20 @@ func newDecoder() decoder {
 
 // decode handles one record. It calls emit for each event completed.
 func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
+	if len(raw) >= shortRecord && *(*uint32)(unsafe.Pointer(&raw[0])) == recShort {
+		x := (*bpfExitShort)(unsafe.Pointer(&raw[0]))
+		ev := d.pending[x.Tid]
+		if ev == nil {
+			d.Unpaired++
+			return nil
+		}
+		delete(d.pending, x.Tid)
+		ev.Result, ev.HasResult = x.Result, true
+		if ev.HasCount {
+			ev.Count = uint64(x.Count)
+		}
+		return emit(ev)
+	}
 	if len(raw) < recordHeader {
 		return fmt.Errorf("short record: %d bytes, want at least %d", len(raw), recordHeader)
 	}
@@ -154,7 +172,7 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 			CgroupID: r.CgroupId,
 		},
 	}
-	ev.Process.Exe = d.procs.exe(r.Pid, r.StartTime, r.ExeIno, cString(r.ExeName[:]))
+	ev.Process.Exe = d.procs.exe(r.Pid, r.StartTime, r.ExeIno)
 	if r.Flags&(efMap|efMapRequested) != 0 {
 		ev.Map = mapInfo(&r.Map)
 	}
@@ -310,7 +328,7 @@ func (c *procCache) set(k procKey, path string) {
 	c.m[k] = path
 }
 
-func (c *procCache) exe(pid uint32, start, ino uint64, base string) string {
+func (c *procCache) exe(pid uint32, start, ino uint64) string {
 	k := procKey{pid, start, ino}
 	if p, ok := c.m[k]; ok {
 		return p
@@ -322,11 +340,6 @@ func (c *procCache) exe(pid uint32, start, ino uint64, base string) string {
 		if unix.Stat(proc, &st) == nil && st.Ino == ino {
 			p = link
 		}
-	}
-	if p == "" && base != "" {
-		// The process is gone or changed: all that is certain is the
-		// kernel's basename. Report it visibly as such.
-		p = "?/" + base
 	}
 	c.set(k, p)
 	return p

@@ -7,37 +7,44 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 )
 
-// TestRecordLayoutMatchesObject checks that the Go record type and the
-// embedded object agree field by field: bpf2go generates bpfEvent from the
-// object's BTF, so a mismatch means one of them was edited or is stale.
+// TestRecordLayoutMatchesObject checks that the Go record types and both
+// embedded objects agree field by field: bpf2go generates the Go types from
+// the object's BTF, so a mismatch means one of them was edited or is stale.
 func TestRecordLayoutMatchesObject(t *testing.T) {
-	spec, err := loadBpf()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var st *btf.Struct
-	if err := spec.Types.TypeByName("event", &st); err != nil {
-		t.Fatal(err)
-	}
-	goType := reflect.TypeOf(bpfEvent{})
-	if uintptr(st.Size) != goType.Size() {
-		t.Fatalf("struct event is %d bytes in the object, bpfEvent %d in Go", st.Size, goType.Size())
-	}
-	var goFields []reflect.StructField
-	for i := range goType.NumField() {
-		if f := goType.Field(i); f.Name != "_" {
-			goFields = append(goFields, f)
+	for build, load := range map[string]func() (*ebpf.CollectionSpec, error){"bpf": loadBpf, "bpfbtf": loadBpfbtf} {
+		spec, err := load()
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(goFields) != len(st.Members) {
-		t.Fatalf("%d fields in C, %d in Go", len(st.Members), len(goFields))
-	}
-	for i, m := range st.Members {
-		if uintptr(m.Offset.Bytes()) != goFields[i].Offset {
-			t.Errorf("field %s at %d in C, %s at %d in Go", m.Name, m.Offset.Bytes(), goFields[i].Name, goFields[i].Offset)
+		for name, goType := range map[string]reflect.Type{
+			"event":      reflect.TypeOf(bpfEvent{}),
+			"exit_short": reflect.TypeOf(bpfExitShort{}),
+		} {
+			var st *btf.Struct
+			if err := spec.Types.TypeByName(name, &st); err != nil {
+				t.Fatalf("%s: %v", build, err)
+			}
+			if uintptr(st.Size) != goType.Size() {
+				t.Fatalf("%s: struct %s is %d bytes in the object, %d in Go", build, name, st.Size, goType.Size())
+			}
+			var goFields []reflect.StructField
+			for i := range goType.NumField() {
+				if f := goType.Field(i); f.Name != "_" {
+					goFields = append(goFields, f)
+				}
+			}
+			if len(goFields) != len(st.Members) {
+				t.Fatalf("%s: %s has %d fields in C, %d in Go", build, name, len(st.Members), len(goFields))
+			}
+			for i, m := range st.Members {
+				if uintptr(m.Offset.Bytes()) != goFields[i].Offset {
+					t.Errorf("%s: %s.%s at %d in C, %s at %d in Go", build, name, m.Name, m.Offset.Bytes(), goFields[i].Name, goFields[i].Offset)
+				}
+			}
 		}
 	}
 }
@@ -50,7 +57,7 @@ func TestFlagsMatchHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	goValues := map[string]int{
-		"REC_ENTER": recEnter, "REC_EXIT": recExit, "REC_PROC": recProc, "MAX_CAPTURE": MaxCapture,
+		"REC_ENTER": recEnter, "REC_EXIT": recExit, "REC_PROC": recProc, "REC_EXIT_SHORT": recShort, "MAX_CAPTURE": MaxCapture,
 		"EXE_SLOTS": exeSlots, "EXE_SLOT": exeSlot, "EF_EXE_TRUNC": efExeTrunc,
 		"EF_COMPAT": efCompat, "EF_MAP": efMap, "EF_MAP_REQUESTED": efMapRequested,
 		"EF_KEY_FAULT": efKeyFault, "EF_VALUE_FAULT": efValueFault, "EF_KEY_TRUNC": efKeyTrunc,

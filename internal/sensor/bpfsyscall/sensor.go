@@ -65,11 +65,19 @@ type Config struct {
 	ExcludeTGID uint32
 	// IncludeSelf reports the current process's calls too (tests).
 	IncludeSelf bool
+	// Hook forces HookTPBTF or HookRawTracepoint; empty picks the best
+	// this kernel supports.
+	Hook string
 }
 
 // Sensor is a loaded and attached syscall sensor.
 type Sensor struct {
-	objs      bpfObjects
+	// Hook names the programs in use: HookTPBTF or HookRawTracepoint.
+	Hook string
+	// HookFallback says why the tp_btf build was not used, if it was not.
+	HookFallback error
+
+	objs      objects
 	enterLink link.Link
 	exitLink  link.Link
 	reader    *ringbuf.Reader
@@ -80,7 +88,7 @@ type Sensor struct {
 }
 
 // New loads the sensor's programs into the kernel and attaches them. Events
-// are produced from the moment New returns; read them with Read.
+// are produced from the moment New returns; read them with Run.
 func New(cfg Config) (*Sensor, error) {
 	mask, err := cmdMask(cfg.Events)
 	if err != nil {
@@ -112,36 +120,41 @@ func New(cfg Config) (*Sensor, error) {
 	// former, and the load error then says so.
 	_ = rlimit.RemoveMemlock()
 
-	spec, err := loadBpf()
-	if err != nil {
-		return nil, fmt.Errorf("parsing the embedded BPF object: %w", err)
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return nil, fmt.Errorf("this kernel exposes no BTF (/sys/kernel/btf/vmlinux: %w): bpfmon relocates its programs against the kernel's BTF and needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+; most distribution kernels)", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ring)
-	spec.Maps["scratch"].MaxEntries = uint32(cpus)
-	for name, v := range map[string]any{
+	consts := map[string]any{
 		"self_tgid":     self,
 		"loader_tgid":   uint32(os.Getpid()),
 		"capture_limit": uint32(capBytes),
 		"possible_cpus": uint32(cpus),
 		"cmd_mask":      mask,
 		"wakeup_bytes":  uint64(ring / 8),
-	} {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return nil, fmt.Errorf("BPF object lacks variable %s: regenerate it with go generate", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w", name, err)
-		}
 	}
 
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		return nil, fmt.Errorf("this kernel exposes no BTF (/sys/kernel/btf/vmlinux: %w): bpfmon relocates its programs against the kernel's BTF and needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+; most distribution kernels)", err)
-	}
-
+	// The tp_btf build is the fast one; kernels before 5.11 (no
+	// bpf_get_current_task_btf) or that refuse BTF tracing programs get the
+	// raw tracepoint build.
 	s := &Sensor{}
-	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		return nil, explainLoadError(err)
+	var btfErr error
+	switch cfg.Hook {
+	case "", HookTPBTF:
+		btfErr = s.load(loadBpfbtf, consts, ring, cpus)
+	case HookRawTracepoint:
+		btfErr = errors.New("raw tracepoints requested")
+	default:
+		return nil, fmt.Errorf("unknown hook %q: want %s or %s", cfg.Hook, HookTPBTF, HookRawTracepoint)
+	}
+	if btfErr == nil {
+		s.Hook = HookTPBTF
+	} else if cfg.Hook == HookTPBTF {
+		return nil, btfErr
+	} else {
+		if err := s.load(loadBpf, consts, ring, cpus); err != nil {
+			return nil, fmt.Errorf("%w (the tp_btf build failed too: %v)", err, btfErr)
+		}
+		s.Hook = HookRawTracepoint
+		s.HookFallback = btfErr
 	}
 	ok := false
 	defer func() {
@@ -152,11 +165,11 @@ func New(cfg Config) (*Sensor, error) {
 
 	// Exit first, so no call can enter between the two attachments and
 	// leave an entry without its exit.
-	if s.exitLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_exit", Program: s.objs.SysExit}); err != nil {
-		return nil, attachError("sys_exit", err)
+	if s.exitLink, err = s.attach("sys_exit", s.objs.SysExit); err != nil {
+		return nil, err
 	}
-	if s.enterLink, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: "sys_enter", Program: s.objs.SysEnter}); err != nil {
-		return nil, attachError("sys_enter", err)
+	if s.enterLink, err = s.attach("sys_enter", s.objs.SysEnter); err != nil {
+		return nil, err
 	}
 
 	if err := s.protectMaps(); err != nil {
@@ -179,10 +192,12 @@ func New(cfg Config) (*Sensor, error) {
 // was frozen by the loader. Freezing also calibrates the program: it learns
 // what a map file looks like from these very calls (see calib in syscall.c).
 func (s *Sensor) protectMaps() error {
-	for name, m := range map[string]*ebpf.Map{
-		"calib": s.objs.Calib, "inflight": s.objs.Inflight, "exe_sent": s.objs.ExeSent,
-		"inflight_count": s.objs.InflightCount, "stats": s.objs.Stats, "scratch": s.objs.Scratch,
-	} {
+	for name, m := range s.objs.coll.Maps {
+		// The ring buffer's reader needs a writable mapping, which a
+		// frozen map refuses; .rodata is frozen by the loader already.
+		if name == "events" || name == ".rodata" {
+			continue
+		}
 		if err := m.Freeze(); err != nil {
 			return fmt.Errorf("freezing the sensor's %s map: %w", name, err)
 		}
@@ -199,6 +214,80 @@ func (s *Sensor) protectMaps() error {
 
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
+
+// Hooks.
+const (
+	HookTPBTF         = "tp_btf"
+	HookRawTracepoint = "raw_tracepoint"
+)
+
+// objects are the programs and maps of either build of bpf/syscall.c. The
+// builds keep their per-call state in different maps (task storage or a
+// hash), so the collection is kept whole and the shared parts named here.
+type objects struct {
+	coll          *ebpf.Collection
+	SysEnter      *ebpf.Program
+	SysExit       *ebpf.Program
+	Events        *ebpf.Map
+	InflightCount *ebpf.Map
+	Stats         *ebpf.Map
+	Calib         *ebpf.Map
+}
+
+func (o *objects) Close() error {
+	if o.coll != nil {
+		o.coll.Close()
+	}
+	*o = objects{}
+	return nil
+}
+
+// load loads one build of the programs into s.objs.
+func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), consts map[string]any, ring, cpus int) error {
+	spec, err := specFn()
+	if err != nil {
+		return fmt.Errorf("parsing the embedded BPF object: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(ring)
+	spec.Maps["scratch"].MaxEntries = uint32(cpus)
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object lacks variable %s: regenerate it with go generate", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return explainLoadError(err)
+	}
+	o := objects{coll: coll,
+		SysEnter: coll.Programs["sys_enter"], SysExit: coll.Programs["sys_exit"],
+		Events: coll.Maps["events"], InflightCount: coll.Maps["inflight_count"],
+		Stats: coll.Maps["stats"], Calib: coll.Maps["calib"]}
+	if o.SysEnter == nil || o.SysExit == nil || o.Events == nil || o.InflightCount == nil || o.Stats == nil || o.Calib == nil {
+		coll.Close()
+		return errors.New("BPF object lacks a program or map: regenerate it with go generate")
+	}
+	s.objs = o
+	return nil
+}
+
+func (s *Sensor) attach(name string, prog *ebpf.Program) (link.Link, error) {
+	var l link.Link
+	var err error
+	if s.Hook == HookTPBTF {
+		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+	} else {
+		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	}
+	if err != nil {
+		return nil, attachError(name, err)
+	}
+	return l, nil
+}
 
 // Stats are the sensor's kernel-side counters.
 type Stats struct {

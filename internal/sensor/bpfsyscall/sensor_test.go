@@ -593,3 +593,64 @@ func TestQueuePop(t *testing.T) {
 		t.Errorf("pop: %s", describe(pop))
 	}
 }
+
+// TestBothBuilds runs the core scenarios on each build of the programs: the
+// tp_btf build (the default on this kernel) and the raw tracepoint build
+// that older kernels fall back to.
+func TestBothBuilds(t *testing.T) {
+	testutil.RequireRoot(t)
+	if s, err := New(Config{}); err != nil {
+		t.Fatal(err)
+	} else {
+		if s.Hook != HookTPBTF {
+			t.Errorf("default hook on this kernel is %s (tp_btf failed: %v)", s.Hook, s.HookFallback)
+		}
+		s.Close()
+	}
+	bin32 := testutil.CC(t, "testdata/bpfcall.c", "-m32")
+	for _, hook := range []string{HookTPBTF, HookRawTracepoint} {
+		t.Run(hook, func(t *testing.T) {
+			c := startSensor(t, Config{Hook: hook})
+			if c.sensor.Hook != hook {
+				t.Fatalf("hook %s, want %s", c.sensor.Hook, hook)
+			}
+			m, id := newMap(t, hashSpec)
+			if err := m.Update(uint32(21), uint64(0x2121), 0); err != nil {
+				t.Fatal(err)
+			}
+			upd := c.wait(t, "own update", onMap(event.MapUpdate, id))
+			checkKV(t, upd, le32(21), le64(0x2121))
+			checkResult(t, upd, 0)
+			if exe, _ := os.Executable(); upd.Process.Exe != exe {
+				t.Errorf("exe %q, want %q", upd.Process.Exe, exe)
+			}
+
+			pid := runChild(t, "byid", strconv.Itoa(int(id)))
+			child := c.wait(t, "child update", func(ev *event.Event) bool {
+				return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
+			})
+			checkKV(t, child, le32(childKey["byid"]), le64(childValue))
+
+			cmd := command(bin32, "libc", strconv.Itoa(int(id)), "22", "0x22")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			compat := c.wait(t, "32-bit update", func(ev *event.Event) bool {
+				return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(cmd.Process.Pid) && ev.Result == 0
+			})
+			if !compat.Compat {
+				t.Errorf("32-bit update not marked compat")
+			}
+			checkKV(t, compat, le32(22), le64(0x22))
+
+			n, err := m.BatchUpdate([]uint32{30, 31}, []uint64{1, 2}, nil)
+			if err != nil || n != 2 {
+				t.Fatalf("batch: %d %v", n, err)
+			}
+			b := c.wait(t, "batch", onMap(event.MapUpdateBatch, id))
+			if b.Count != 2 || b.Result != 0 {
+				t.Errorf("batch: %s", describe(b))
+			}
+		})
+	}
+}
