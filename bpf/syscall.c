@@ -299,7 +299,7 @@ static __always_inline struct file *fd_file(struct task_struct *t, int fd)
  * running kernel. */
 #define MAP_OFF(field) (bpf_core_field_offset(struct bpf_map, field) - \
 			bpf_core_field_offset(struct bpf_map, map_type))
-#define MAP_WINDOW 64
+#define MAP_WINDOW 128
 
 /* read_map copies the map's attributes with two reads instead of one per
  * field: the attributes sit together in struct bpf_map on every kernel
@@ -324,9 +324,15 @@ static __always_inline void read_map(struct bpf_map *m, struct map_info *mi)
 	MAP_FIELD(mi->flags, map_flags, __u32);
 	MAP_FIELD(mi->id, id, __u32);
 #undef MAP_FIELD
+	if (MAP_OFF(name) + sizeof(mi->name) <= MAP_WINDOW)
+		__builtin_memcpy(mi->name, w + (MAP_OFF(name) & (MAP_WINDOW - 1)), sizeof(mi->name));
+	else
+		BPF_CORE_READ_INTO(&mi->name, m, name);
 	mi->frozen = BPF_CORE_READ(m, frozen);
-	BPF_CORE_READ_INTO(&mi->name, m, name);
 }
+
+#define FILE_OFF(field) (bpf_core_field_offset(struct file, field) - bpf_core_field_offset(struct file, f_op))
+#define FILE_WINDOW 32
 
 /* resolve_map fills mi from the map behind fd in t's fd table and returns
  * the EF_* flags describing the outcome. */
@@ -340,13 +346,24 @@ static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct m
 
 	if (!f)
 		return EF_BAD_FD;
-	fop = BPF_CORE_READ(f, f_op);
+	/* f_op and private_data, in one read when they are close, as they are
+	 * on every kernel so far. */
+	if (FILE_OFF(private_data) < FILE_WINDOW - sizeof(void *)) {
+		__u8 w[FILE_WINDOW];
+
+		if (bpf_probe_read_kernel(w, sizeof(w), (void *)f + bpf_core_field_offset(struct file, f_op)) < 0)
+			return EF_BAD_FD;
+		fop = *(void **)w;
+		m = *(void **)(w + (FILE_OFF(private_data) & (FILE_WINDOW - 1)));
+	} else {
+		fop = BPF_CORE_READ(f, f_op);
+		m = BPF_CORE_READ(f, private_data);
+	}
 	known = bpf_map_lookup_elem(&calib, &zero);
 	if (!known || *known == 0)
 		fl |= EF_UNVERIFIED;
 	else if (*known != (__u64)fop)
 		return EF_NOT_MAP;
-	m = BPF_CORE_READ(f, private_data);
 	if (!m)
 		return fl | EF_NOT_MAP;
 	read_map(m, mi);
@@ -430,8 +447,10 @@ static __always_inline void fill_task(struct event *e, struct task_struct *t, __
 {
 	e->pid = pid_tgid >> 32;
 	e->tid = (__u32)pid_tgid;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->gid = bpf_get_current_uid_gid() >> 32;
+	__u64 uid_gid = bpf_get_current_uid_gid();
+
+	e->uid = (__u32)uid_gid;
+	e->gid = uid_gid >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 #ifdef BPFMON_BTF
