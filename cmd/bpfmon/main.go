@@ -121,6 +121,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached")
 	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", bpfsyscall.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
+	hook := fs.String("hook", "auto", "program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	var pids, mapIDs uintList
 	var names, events stringList
 	fs.Var(&pids, "pid", "report only calls by these process `IDs` (thread group ids; comma-separated or repeated)")
@@ -175,6 +176,15 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		return exitUsage
 	}
 
+	switch *hook {
+	case "auto":
+		*hook = ""
+	case bpfsyscall.HookTPBTF, bpfsyscall.HookRawTracepoint:
+	default:
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --hook %q: want auto, tp_btf or raw_tracepoint\n", *hook)
+		return exitUsage
+	}
+
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -193,6 +203,7 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		ReadyFile:    *ready,
 		CaptureBytes: *capture,
 		RingBytes:    ringBytes,
+		Hook:         *hook,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,

@@ -315,6 +315,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch", "--capture-bytes", "0"}, 2, "capture-bytes"},
 		{[]string{"watch", "--ring-buffer", "lots"}, 2, "ring-buffer"},
 		{[]string{"watch", "extra"}, 2, "unexpected argument"},
+		{[]string{"watch", "--hook", "kprobe"}, 2, "unknown --hook"},
 		{[]string{"watch", "--help"}, 0, "--ready-file"},
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
 		{[]string{"version"}, 0, "bpfmon"},

@@ -26,6 +26,7 @@ type Options struct {
 	ReadyFile    string    // written once all probes are attached
 	CaptureBytes int
 	RingBytes    int
+	Hook         string // "" (best available), "tp_btf" or "raw_tracepoint"
 	Filter       Filter
 }
 
@@ -53,6 +54,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		Events:          opts.Filter.Events,
 		CaptureBytes:    opts.CaptureBytes,
 		RingBufferBytes: opts.RingBytes,
+		Hook:            opts.Hook,
 	})
 	if err != nil {
 		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
