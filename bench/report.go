@@ -1,0 +1,410 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// info describes the machine and the software measured.
+type info struct {
+	cpus      string
+	model     string
+	memory    string
+	kernel    string
+	date      string
+	goVersion string
+	bpftrace  string
+	bpfmon    string
+	loadStart string
+	loadEnd   string
+	elapsed   time.Duration
+}
+
+func machineInfo(e *env) info {
+	in := info{
+		cpus:      strconv.Itoa(runtime.NumCPU()),
+		model:     "?",
+		memory:    "?",
+		date:      time.Now().UTC().Format(time.RFC3339),
+		loadStart: loadavg(),
+		goVersion: strings.TrimPrefix(cmdOutput("go", "version"), "go version "),
+		kernel:    readTrim("/proc/sys/kernel/osrelease"),
+	}
+	if out := cmdOutput("nproc"); out != "?" {
+		in.cpus = out
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				in.model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(rest); len(f) > 0 {
+					kib, _ := strconv.ParseFloat(f[0], 64)
+					in.memory = fmt.Sprintf("%.1f GiB", kib/(1<<20))
+				}
+			}
+		}
+	}
+	switch {
+	case e.bpftraceErr != "" && !strings.Contains(e.bpftraceErr, "skipped"):
+		in.bpftrace = "not available"
+	default:
+		in.bpftrace = cmdOutput("bpftrace", "--version")
+	}
+	in.bpfmon = "commit " + cmdOutput("git", "rev-parse", "--short", "HEAD")
+	if out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		in.bpfmon += " + uncommitted changes in " + strings.Join(changedDirs(string(out)), ", ")
+	}
+	return in
+}
+
+// changedDirs lists the top-level directories of `git status --porcelain`.
+func changedDirs(status string) []string {
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimRight(status, "\n"), "\n") {
+		if len(line) < 4 {
+			continue
+		}
+		p := strings.TrimSpace(line[3:])
+		if i := strings.LastIndexByte(p, '/'); i >= 0 {
+			p = p[:i] + "/"
+		}
+		found := false
+		for _, d := range dirs {
+			found = found || d == p
+		}
+		if !found {
+			dirs = append(dirs, p)
+		}
+	}
+	return dirs
+}
+
+func cmdOutput(name string, args ...string) string {
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func readTrim(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func loadavg() string {
+	f := strings.Fields(readTrim("/proc/loadavg"))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// ---------------------------------------------------------------------------
+
+// agg summarises the rounds of one workload under one monitor.
+type agg struct {
+	ok        int
+	ns        float64
+	minRep    int64 // worst round
+	made      int64
+	maxLost   int64
+	failed    int64 // failed updates, all rounds
+	drain     float64
+	firstErr  error
+	allRounds int
+	each      []string // ns/update of each round, in order
+}
+
+func aggregate(cells []cell) agg {
+	a := agg{allRounds: len(cells), minRep: -1}
+	var ns, drain []float64
+	for _, c := range cells {
+		if c.err != nil {
+			a.each = append(a.each, "error")
+			if a.firstErr == nil {
+				a.firstErr = c.err
+			}
+			continue
+		}
+		a.ok++
+		a.each = append(a.each, nsText(c.ns))
+		ns = append(ns, c.ns)
+		drain = append(drain, c.drain.Seconds())
+		if a.minRep < 0 || c.reported < a.minRep || (c.reported == a.minRep && c.made > a.made) {
+			a.minRep, a.made = c.reported, c.made
+		}
+		a.maxLost = max(a.maxLost, c.lost)
+		a.failed += c.failed
+	}
+	a.ns, a.drain = median(ns), median(drain)
+	return a
+}
+
+type target struct {
+	what, result, goal, status string
+}
+
+func status(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writes writeResults, gp getpidResults, pipe pipelineResult, idle idleResult) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+
+	aggs := make([]map[string]agg, len(workloads))
+	for i := range workloads {
+		aggs[i] = map[string]agg{}
+		for _, m := range monitors {
+			aggs[i][m] = aggregate(writes[i][m])
+		}
+	}
+
+	p("# bpfmon benchmarks")
+	p("")
+	p("Measured by `make bench` in one run, on one machine under one load.")
+	if cfg.quick {
+		p("")
+		p("**Quick run (`--quick`): 10x fewer iterations and one round; not the conditions of the targets.**")
+	}
+	p("")
+	p("| | |")
+	p("| --- | --- |")
+	p("| machine | %s CPUs, %s, %s RAM |", in.cpus, md(in.model), in.memory)
+	p("| kernel | %s |", md(in.kernel))
+	p("| date | %s |", in.date)
+	p("| Go | %s |", md(in.goVersion))
+	p("| bpftrace | %s |", md(in.bpftrace))
+	p("| bpfmon | %s |", md(in.bpfmon))
+	if e.hook != "" {
+		p("| bpfmon programs | %s (from its start message) |", md(e.hook))
+	}
+	p("| load average (1, 5, 15 min) | %s at start, %s at end |", in.loadStart, in.loadEnd)
+	p("| rounds | %d (map writes), %d (getpid); medians reported |", cfg.rounds, cfg.getpidRounds)
+	p("| run time | %.0f s |", in.elapsed.Seconds())
+	p("")
+
+	// Targets.
+	var ts []target
+	for i := 0; i < 2 && i < len(workloads); i++ {
+		wl := workloads[i]
+		none, mon := aggs[i][monNone], aggs[i][monBpfmon]
+		t := target{what: fmt.Sprintf("writer slowdown under bpfmon, %s burst of %s", wl, commas(int64(wl.count))), goal: "≤ 1.3x"}
+		if none.ok == 0 || mon.ok == 0 {
+			t.result, t.status = "n/a: "+errText(none, mon), "MISSED"
+		} else {
+			r := mon.ns / none.ns
+			t.result = fmt.Sprintf("%.2fx (%s vs %s ns/update)", r, nsText(mon.ns), nsText(none.ns))
+			t.status = status(r <= 1.3)
+		}
+		ts = append(ts, t)
+	}
+	for i := 0; i < 2 && i < len(workloads); i++ {
+		wl := workloads[i]
+		mon := aggs[i][monBpfmon]
+		t := target{what: fmt.Sprintf("events lost by bpfmon, %s burst", wl), goal: fmt.Sprintf("0 lost of %s", commas(int64(wl.count)))}
+		if mon.ok == 0 {
+			t.result, t.status = "n/a: "+errText(mon), "MISSED"
+		} else {
+			t.result = fmt.Sprintf("%s lost, %s of %s reported (worst of %s)", commas(mon.maxLost), commas(mon.minRep), commas(mon.made), plural(mon.ok, "round"))
+			t.status = status(mon.maxLost == 0 && mon.minRep == mon.made && mon.ok == mon.allRounds)
+		}
+		ts = append(ts, t)
+	}
+	{
+		t := target{what: fmt.Sprintf("other syscalls slowed by bpfmon (getpid loop of %s)", commas(int64(gp.count))), goal: "≤ 10%"}
+		if len(gp.ratios) == 0 {
+			t.result, t.status = "n/a: "+errString(gp.err), "MISSED"
+		} else {
+			r := median(gp.ratios)
+			t.result = fmt.Sprintf("%+.1f%% (%.1f vs %.1f ns/call)", (r-1)*100, median(gp.bpfmon), median(gp.none))
+			t.status = status(r <= 1.10)
+		}
+		ts = append(ts, t)
+	}
+	{
+		t := target{what: "JSON pipeline alone (decode + encode, one core)", goal: "≥ 1,000,000 events/s"}
+		if pipe.na != "" {
+			t.result, t.status = pipe.na, "n/a"
+		} else {
+			v := median(pipe.eventsSec)
+			t.result = fmt.Sprintf("%s events/s", commas(int64(v)))
+			t.status = status(v >= 1e6)
+		}
+		ts = append(ts, t)
+	}
+	{
+		t := target{what: fmt.Sprintf("bpfmon's CPU while idle, %s maps on the host", commas(int64(idle.maps))), goal: "< 1% of a core"}
+		if idle.err != nil {
+			t.result, t.status = "n/a: "+idle.err.Error(), "MISSED"
+		} else {
+			t.result = fmt.Sprintf("%.2f%% of a core", idle.percent)
+			t.status = status(idle.percent < 1)
+		}
+		ts = append(ts, t)
+	}
+	ts = append(ts, target{what: "content scanner", result: "n/a: the content scanner does not exist yet (issue 5)", goal: "", status: "n/a"})
+
+	p("## Targets")
+	p("")
+	p("| measurement | result | target | met? |")
+	p("| --- | --- | --- | --- |")
+	for _, t := range ts {
+		p("| %s | %s | %s | %s |", md(t.what), md(t.result), md(t.goal), t.status)
+	}
+	p("")
+
+	// Map writes.
+	p("## Map writes")
+	p("")
+	p("A C program (bench/c/writer.c) creates a map (u32 key, 1,024 entries) and makes a tight loop of raw `BPF_MAP_UPDATE_ELEM` calls (key i %% 1024, value changing with i); ns/update is its own CLOCK_MONOTONIC time over the loop. For each workload, each round runs it with no monitor, under bpfmon, and under bpftrace, in that order. Reported and lost are the worst round.")
+	p("")
+	p("| workload | updates | monitor | ns/update (median) | each round | vs none | reported / made | lost | writer exit to monitor exit |")
+	p("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for i, wl := range workloads {
+		none := aggs[i][monNone]
+		for j, m := range monitors {
+			a := aggs[i][m]
+			first, count := "", ""
+			if j == 0 {
+				first, count = wl.String(), commas(int64(wl.count))
+			}
+			switch {
+			case m == monBpftrace && len(writes[i][m]) == 0:
+				p("| %s | %s | %s | %s | | | | | |", first, count, m, md(e.bpftraceErr))
+				continue
+			case a.ok == 0:
+				p("| %s | %s | %s | error: %s | | | | | |", first, count, m, md(errText(a)))
+				continue
+			}
+			ns := nsText(a.ns)
+			if a.ok < a.allRounds {
+				ns += fmt.Sprintf(" (%d of %d rounds failed: %s)", a.allRounds-a.ok, a.allRounds, md(a.firstErr.Error()))
+			}
+			if a.failed > 0 {
+				ns += fmt.Sprintf(" (%s updates failed)", commas(a.failed))
+			}
+			each := strings.Join(a.each, ", ")
+			if m == monNone {
+				p("| %s | %s | %s | %s | %s | 1.00x | | | |", first, count, m, ns, each)
+				continue
+			}
+			ratio := ""
+			if none.ok > 0 {
+				ratio = fmt.Sprintf("%.2fx", a.ns/none.ns)
+			}
+			p("| %s | %s | %s | %s | %s | %s | %s / %s | %s | %.1f s |", first, count, m, ns, each, ratio, commas(a.minRep), commas(a.made), commas(a.maxLost), a.drain)
+		}
+	}
+	p("")
+	p("- bpfmon: `bpfmon watch --format json --output FILE --ready-file F`, ready before the writer starts, stopped with SIGINT as soon as the writer exits (it then drains what is buffered, and exits). Reported: its `map_update` lines on the writer's map id. Lost: from its exit summary (all processes).")
+	p("- bpftrace: `bpftrace -e '%s'`, stdout to a file, ready when it prints `Attaching`, stopped with SIGINT once its output has not grown for 0.3 s after the writer exits (bpftrace drops what is still in its perf buffers when stopped; the 0.3 s are in its exit time). Reported: its lines with the writer's pid, less the writer's %d setup calls (create, get info). Lost: its `Lost N events` lines.", bpftraceProgram, writerSetupCalls)
+	p("- The 4,096-byte workloads make 10x fewer updates: bpfmon's JSON line carries the value in hex, about 8.5 KiB per event, so %s updates already write about %s MB per run.", commas(int64(workloads[2].count)), commas(int64(workloads[2].count)*8700/1_000_000))
+	p("")
+
+	// Other syscalls.
+	p("## Other syscalls")
+	p("")
+	p("A C loop of %s `syscall(SYS_getpid)` calls (bench/c/getpid.c), without and with `bpfmon watch --output /dev/null` running (started and stopped in each round), %s, order alternating.", commas(int64(gp.count)), plural(cfg.getpidRounds, "round"))
+	p("")
+	if len(gp.ratios) == 0 {
+		p("n/a: %s", errString(gp.err))
+	} else {
+		p("| | ns/call (median) |")
+		p("| --- | ---: |")
+		p("| no monitor | %.1f |", median(gp.none))
+		p("| bpfmon watch | %.1f |", median(gp.bpfmon))
+		p("| median of per-round ratios | %.3f (%+.1f%%) |", median(gp.ratios), (median(gp.ratios)-1)*100)
+		if gp.err != nil {
+			p("")
+			p("Stopped early: %s", md(gp.err.Error()))
+		}
+	}
+	p("")
+
+	// Pipeline.
+	p("## JSON pipeline alone")
+	p("")
+	p("`%s`: decoding one call's entry and exit records and writing its event as a JSON line to io.Discard, in one goroutine.", pipe.cmdline)
+	p("")
+	if pipe.na != "" {
+		p("%s", pipe.na)
+	} else {
+		p("| events/s (median of %d) | ns/event | allocs/event |", len(pipe.eventsSec))
+		p("| ---: | ---: | ---: |")
+		p("| %s | %.0f | %s |", commas(int64(median(pipe.eventsSec))), median(pipe.nsOp), pipe.allocs)
+	}
+	p("")
+
+	// Idle.
+	p("## Idle CPU")
+	p("")
+	if idle.err != nil {
+		p("n/a: %s", md(idle.err.Error()))
+	} else {
+		p("With %s extra maps (array, 4-byte key and value) held by the harness, `bpfmon watch --format json --output FILE` ran for %.1f s after it was ready, with no load from the harness.", commas(int64(idle.maps)), idle.window.Seconds())
+		p("")
+		p("| CPU, all threads (process CPU clock) | utime+stime (/proc/PID/stat, clock-tick resolution) | RSS | events reported (other processes) |")
+		p("| ---: | ---: | ---: | ---: |")
+		exact := fmt.Sprintf("%.2f%% of a core", idle.percent)
+		if idle.clockError != "" {
+			exact = "n/a: " + md(idle.clockError)
+		}
+		p("| %s | %.1f%% of a core | %.1f MiB | %s |", exact, idle.statPct, float64(idle.rssKiB)/1024, commas(idle.events))
+		p("")
+		p("The kernel programs' cost on other processes' syscalls is charged to those processes: see Other syscalls.")
+	}
+	p("")
+	p("## Content scanner")
+	p("")
+	p("n/a: the content scanner does not exist yet (issue 5)")
+}
+
+func nsText(ns float64) string {
+	if ns >= 1000 {
+		return commas(int64(ns + 0.5))
+	}
+	return strconv.FormatFloat(ns, 'f', 1, 64)
+}
+
+func errText(as ...agg) string {
+	for _, a := range as {
+		if a.firstErr != nil {
+			return a.firstErr.Error()
+		}
+	}
+	return "no successful round"
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "no result"
+	}
+	return err.Error()
+}
