@@ -129,7 +129,7 @@ func New(cfg Config) (*Sensor, error) {
 		"capture_limit": uint32(capBytes),
 		"possible_cpus": uint32(cpus),
 		"cmd_mask":      mask,
-		"wakeup_bytes":  uint64(ring / 8),
+		"wakeup_bytes":  uint64(min(ring/8, wakeupMax)),
 	}
 
 	// The tp_btf build is the fast one; kernels before 5.11 (no
@@ -413,8 +413,14 @@ func bootOffset() time.Duration {
 const LossInterval = time.Second
 
 // PollInterval is how long records may wait in the ring buffer before the
-// reader looks, unless it fills to 1/8 and the kernel wakes the reader.
-const PollInterval = 10 * time.Millisecond
+// reader looks, unless wakeupMax bytes (at most 1/8 of the ring) are waiting
+// and the kernel wakes the reader. Measured: a 10ms poll cost 1.2% of a core
+// on an idle host, over the 1% target.
+const PollInterval = 100 * time.Millisecond
+
+// wakeupMax bounds how much may wait in the ring before the kernel wakes the
+// reader: a burst is picked up after at most about a thousand records.
+const wakeupMax = 256 << 10
 
 // staleAfter is how long a call may wait for its exit record before it is
 // reported without a result: bpf(2) map commands do not block, so an entry
