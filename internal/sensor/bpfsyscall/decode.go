@@ -53,6 +53,7 @@ type decoder struct {
 	boot    time.Duration // CLOCK_BOOTTIME to wall clock
 	pending map[uint32]*event.Event
 	procs   procCache
+	strings interner
 	// Unpaired counts exit records whose entry record was lost.
 	Unpaired uint64
 }
@@ -62,6 +63,7 @@ func newDecoder() decoder {
 		boot:    bootOffset(),
 		pending: map[uint32]*event.Event{},
 		procs:   procCache{m: map[procKey]string{}},
+		strings: interner{m: map[string]string{}},
 	}
 }
 
@@ -157,24 +159,29 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 	if !ok {
 		return nil
 	}
-	ev := &event.Event{
-		Time:   time.Unix(0, int64(r.Ktime)+int64(d.boot)),
-		Type:   typ,
-		Source: event.SourceSyscall,
-		Compat: r.Flags&efCompat != 0,
-		Process: &event.Process{
-			PID:      r.Pid,
-			TID:      r.Tid,
-			PPID:     r.Ppid,
-			UID:      r.Uid,
-			GID:      r.Gid,
-			Comm:     cString(r.Comm[:]),
-			CgroupID: r.CgroupId,
-		},
+	// One allocation for the event and the parts it points to.
+	sl := &eventSlot{}
+	ev := &sl.ev
+	*ev = event.Event{
+		Time:    time.Unix(0, int64(r.Ktime)+int64(d.boot)),
+		Type:    typ,
+		Source:  event.SourceSyscall,
+		Compat:  r.Flags&efCompat != 0,
+		Process: &sl.proc,
 	}
-	ev.Process.Exe = d.procs.exe(r.Pid, r.StartTime, r.ExeIno)
+	sl.proc = event.Process{
+		PID:      r.Pid,
+		TID:      r.Tid,
+		PPID:     r.Ppid,
+		UID:      r.Uid,
+		GID:      r.Gid,
+		Comm:     d.strings.of(r.Comm[:]),
+		CgroupID: r.CgroupId,
+		Exe:      d.procs.exe(r.Pid, r.StartTime, r.ExeIno),
+	}
 	if r.Flags&(efMap|efMapRequested) != 0 {
-		ev.Map = mapInfo(&r.Map)
+		ev.Map = &sl.m
+		d.mapInfo(ev.Map, &r.Map)
 	}
 	switch r.Cmd {
 	case unix.BPF_MAP_GET_FD_BY_ID:
@@ -216,7 +223,10 @@ func (d *decoder) exit(ev *event.Event, r *bpfEvent, data []byte) bool {
 			}
 			ev.FD, ev.HasFD = int32(r.Result), true
 			if r.Flags&efMap != 0 {
-				ev.Map = mapInfo(&r.Map)
+				if ev.Map == nil {
+					ev.Map = &event.Map{}
+				}
+				d.mapInfo(ev.Map, &r.Map)
 			}
 		} else if r.Cmd == unix.BPF_MAP_GET_FD_BY_ID && ev.ReqMapID != 0 {
 			ev.Map = &event.Map{ID: ev.ReqMapID}
@@ -237,13 +247,15 @@ func (d *decoder) exit(ev *event.Event, r *bpfEvent, data []byte) bool {
 // setKeyValue copies the key and value captured in a record into ev. Parts
 // the record does not carry are left as they are.
 func setKeyValue(ev *event.Event, r *bpfEvent, data []byte) {
+	// One copy out of the ring's buffer for both.
+	kv := append([]byte(nil), data[:r.KeyLen+r.ValueLen]...)
 	if r.KeyTotal > 0 || r.Flags&efKeyFault != 0 {
-		ev.Key = append([]byte(nil), data[:r.KeyLen]...)
+		ev.Key = kv[:r.KeyLen:r.KeyLen]
 		ev.HasKey, ev.KeyTotal = true, r.KeyTotal
 		ev.KeyFault = r.Flags&efKeyFault != 0
 	}
 	if r.ValueTotal > 0 || r.Flags&efValueFault != 0 {
-		ev.Value = append([]byte(nil), data[r.KeyLen:r.KeyLen+r.ValueLen]...)
+		ev.Value = kv[r.KeyLen:]
 		ev.HasValue, ev.ValueTotal = true, r.ValueTotal
 		ev.ValueFault = r.Flags&efValueFault != 0
 	}
@@ -252,10 +264,17 @@ func setKeyValue(ev *event.Event, r *bpfEvent, data []byte) {
 	}
 }
 
-func mapInfo(m *bpfMapInfo) *event.Map {
-	return &event.Map{
+// eventSlot holds an event and what it points to, allocated together.
+type eventSlot struct {
+	ev   event.Event
+	proc event.Process
+	m    event.Map
+}
+
+func (d *decoder) mapInfo(dst *event.Map, m *bpfMapInfo) {
+	*dst = event.Map{
 		ID:         m.Id,
-		Name:       cString(m.Name[:]),
+		Name:       d.strings.of(m.Name[:]),
 		Type:       m.Type,
 		KeySize:    m.KeySize,
 		ValueSize:  m.ValueSize,
@@ -265,13 +284,30 @@ func mapInfo(m *bpfMapInfo) *event.Map {
 	}
 }
 
-func cString(b []int8) string {
+// interner returns one string per distinct C string: comms and map names
+// repeat from event to event, and converting them anew each time was two
+// of the decoder's allocations per event.
+type interner struct {
+	m map[string]string
+}
+
+const internMax = 4096
+
+func (in *interner) of(b []int8) string {
 	n := 0
 	for n < len(b) && b[n] != 0 {
 		n++
 	}
 	u := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(b))), n)
-	return string(u)
+	if s, ok := in.m[string(u)]; ok { // no allocation for the lookup
+		return s
+	}
+	if len(in.m) >= internMax {
+		clear(in.m)
+	}
+	s := string(u)
+	in.m[s] = s
+	return s
 }
 
 // exePath joins the components of a REC_PROC record, which come leaf
