@@ -135,41 +135,37 @@ func New(cfg Config) (*Sensor, error) {
 	// The tp_btf build is the fast one; kernels before 5.11 (no
 	// bpf_get_current_task_btf) or that refuse BTF tracing programs get the
 	// raw tracepoint build.
-	s := &Sensor{}
-	var btfErr error
+	var builds []string
 	switch cfg.Hook {
-	case "", HookTPBTF:
-		btfErr = s.load(loadBpfbtf, consts, ring, cpus)
-	case HookRawTracepoint:
-		btfErr = errors.New("raw tracepoints requested")
+	case "":
+		builds = []string{HookTPBTF, HookRawTracepoint}
+	case HookTPBTF, HookRawTracepoint:
+		builds = []string{cfg.Hook}
 	default:
 		return nil, fmt.Errorf("unknown hook %q: want %s or %s", cfg.Hook, HookTPBTF, HookRawTracepoint)
 	}
-	if btfErr == nil {
-		s.Hook = HookTPBTF
-	} else if cfg.Hook == HookTPBTF {
-		return nil, btfErr
-	} else {
-		if err := s.load(loadBpf, consts, ring, cpus); err != nil {
-			return nil, fmt.Errorf("%w (the tp_btf build failed too: %v)", err, btfErr)
-		}
-		s.Hook = HookRawTracepoint
-		s.HookFallback = btfErr
-	}
+	s := &Sensor{}
 	ok := false
 	defer func() {
 		if !ok {
 			s.Close()
 		}
 	}()
-
-	// Exit first, so no call can enter between the two attachments and
-	// leave an entry without its exit.
-	if s.exitLink, err = s.attach("sys_exit", s.objs.SysExit); err != nil {
-		return nil, err
+	var failures []error
+	for _, build := range builds {
+		err := s.start(build, consts, ring, cpus)
+		if err == nil {
+			break
+		}
+		s.Close()
+		*s = Sensor{}
+		failures = append(failures, fmt.Errorf("%s: %w", build, err))
 	}
-	if s.enterLink, err = s.attach("sys_enter", s.objs.SysEnter); err != nil {
-		return nil, err
+	if s.Hook == "" {
+		return nil, errors.Join(failures...)
+	}
+	if len(failures) > 0 {
+		s.HookFallback = failures[0]
 	}
 
 	if err := s.protectMaps(); err != nil {
@@ -239,6 +235,28 @@ func (o *objects) Close() error {
 		o.coll.Close()
 	}
 	*o = objects{}
+	return nil
+}
+
+// start loads one build of the programs and attaches them.
+func (s *Sensor) start(build string, consts map[string]any, ring, cpus int) error {
+	load := loadBpf
+	if build == HookTPBTF {
+		load = loadBpfbtf
+	}
+	if err := s.load(load, consts, ring, cpus); err != nil {
+		return err
+	}
+	s.Hook = build
+	// Exit first, so no call can enter between the two attachments and
+	// leave an entry without its exit.
+	var err error
+	if s.exitLink, err = s.attach("sys_exit", s.objs.SysExit); err != nil {
+		return err
+	}
+	if s.enterLink, err = s.attach("sys_enter", s.objs.SysEnter); err != nil {
+		return err
+	}
 	return nil
 }
 
