@@ -21,6 +21,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
+	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
@@ -121,6 +122,9 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached")
 	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", bpfsyscall.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
+	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
+	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
+	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
 	hook := fs.String("hook", "auto", "program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	var pids, mapIDs uintList
 	var names, events stringList
@@ -176,6 +180,11 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		return exitUsage
 	}
 
+	budget, err := parseSize(*scanBudget)
+	if err != nil || *scanInterval < 0 || *scanMaxKeyed < 1 {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid content scanner flags: --scan-interval must be 0 or positive, --scan-max-keyed at least 1, --scan-budget a size\n")
+		return exitUsage
+	}
 	switch *hook {
 	case "auto":
 		*hook = ""
@@ -204,6 +213,9 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		CaptureBytes: *capture,
 		RingBytes:    ringBytes,
 		Hook:         *hook,
+		ScanInterval: *scanInterval,
+		ScanMaxKeyed: *scanMaxKeyed,
+		ScanBudget:   int64(budget),
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,

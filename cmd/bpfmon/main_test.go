@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -207,6 +208,14 @@ func TestWatchJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("invalid JSON line %q: %v", line, err)
 		}
+		if ev.Source == "scan" {
+			// The content scanner's findings about other maps on the host
+			// (TestWatchScanner checks them).
+			if !timeRE.MatchString(ev.Time) || ev.Map == nil || (ev.Event != "map_changed" && ev.Event != "map_not_scanned") {
+				t.Errorf("bad scanner event: %s", line)
+			}
+			continue
+		}
 		if !timeRE.MatchString(ev.Time) || ev.Source != "syscall" || ev.Process == nil {
 			t.Errorf("incomplete event: %s", line)
 			continue
@@ -346,5 +355,58 @@ func TestNotRootNamesCapability(t *testing.T) {
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 1 || !strings.Contains(out.String(), "CAP_BPF") {
 		t.Errorf("as nobody: %v: %s", err, out.String())
+	}
+}
+
+// TestWatchScanner: with the content scanner on, a syscall update is
+// reported once, as map_update, and a BPF program's write, which no hook on
+// this kernel sees, as map_changed.
+func TestWatchScanner(t *testing.T) {
+	m, id := newMap(t) // before watch starts: in the scanner's baseline
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
+		asm.StoreImm(asm.R10, -4, 2, asm.Word),
+		asm.Mov.Imm(asm.R5, 0x77),
+		asm.StoreMem(asm.R10, -16, asm.R5, asm.DWord),
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Reg(asm.R2, asm.R10), asm.Add.Imm(asm.R2, -4),
+		asm.Mov.Reg(asm.R3, asm.R10), asm.Add.Imm(asm.R3, -16),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnMapUpdateElem.Call(),
+		asm.Mov.Imm(asm.R0, 0), asm.Return(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--map-id", strconv.Itoa(int(id)))
+	time.Sleep(700 * time.Millisecond) // the baseline pass
+	if err := m.Update(uint32(1), uint64(0x11), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // two passes and their grace
+	lines := w.stop(t, syscall.SIGINT)
+	var updates, changedKey1, changedKey2 int
+	for _, line := range lines {
+		var ev struct {
+			Event, Source, Key, Value, Change string
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		switch {
+		case ev.Event == "map_update" && ev.Key == "01000000":
+			updates++
+		case ev.Event == "map_changed" && ev.Key == "01000000":
+			changedKey1++
+		case ev.Event == "map_changed" && ev.Key == "02000000" && ev.Source == "scan" && ev.Change == "added" && ev.Value == "7700000000000000":
+			changedKey2++
+		}
+	}
+	if updates != 1 || changedKey1 != 0 || changedKey2 != 1 {
+		t.Errorf("map_update of key 1: %d (want 1), map_changed of key 1: %d (want 0), map_changed of key 2 by the program: %d (want 1)\n%s",
+			updates, changedKey1, changedKey2, strings.Join(lines, "\n"))
 	}
 }

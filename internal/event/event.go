@@ -20,6 +20,15 @@ const (
 	MapCreate            = "map_create"
 	MapFreeze            = "map_freeze"
 	Lost                 = "lost"
+	MapChanged           = "map_changed"     // the content scanner saw a change no sensor explains
+	MapNotScanned        = "map_not_scanned" // the content scanner cannot read a map, and says why
+)
+
+// Kinds of change in a map_changed event.
+const (
+	ChangeModified = "modified"
+	ChangeAdded    = "added"
+	ChangeRemoved  = "removed"
 )
 
 // Types lists every event type a user can select with --event, in the
@@ -27,12 +36,13 @@ const (
 var Types = []string{
 	MapUpdate, MapDelete, MapLookupAndDelete, MapUpdateBatch, MapDeleteBatch,
 	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, Lost,
+	MapChanged, MapNotScanned,
 }
 
 // Sources of events.
 const (
 	SourceSyscall = "syscall"
-	SourceBPFMon  = "bpfmon" // reports about bpfmon itself, such as lost events
+	SourceScan    = "scan" // the content scanner
 )
 
 // Process is the task that made a call, as the kernel saw it.
@@ -95,4 +105,11 @@ type Event struct {
 	HasFlags bool
 	Compat   bool   // called through the 32-bit compat syscall entry
 	ReqMapID uint32 // map_get_fd_by_id: the id asked for
+
+	// The content scanner's findings (map_changed, map_not_scanned).
+	OldValue    []byte // the value at the previous pass
+	HasOldValue bool
+	Change      string // ChangeModified, ChangeAdded or ChangeRemoved
+	WhileDown   bool   // the change happened while bpfmon was not running
+	Reason      string // why a map was not scanned
 }

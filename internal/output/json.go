@@ -139,6 +139,22 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"requested_map_id":`...)
 		b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
 	}
+	if ev.HasOldValue {
+		b = append(b, `,"old_value":"`...)
+		b = appendHex(b, ev.OldValue)
+		b = append(b, '"')
+	}
+	if ev.Change != "" {
+		b = append(b, `,"change":`...)
+		b = appendJSONString(b, ev.Change)
+	}
+	if ev.WhileDown {
+		b = append(b, `,"while_down":true`...)
+	}
+	if ev.Reason != "" {
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, ev.Reason)
+	}
 	return append(b, '}', '\n')
 }
 

@@ -91,7 +91,7 @@ func goldenEvents() []struct {
 			HasCount: true, Count: 100, ValueFault: true,
 		}},
 		{"lost", &event.Event{
-			Time: t0.Add(-time.Hour), Type: event.Lost, Source: event.SourceBPFMon,
+			Time: t0.Add(-time.Hour), Type: event.Lost, Source: event.SourceSyscall,
 			HasCount: true, Count: 12,
 		}},
 	}
@@ -125,7 +125,7 @@ func TestJSONGolden(t *testing.T) {
 			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
 			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
 			`"fd":3,"value_fault":true,"count":100,"abi":"x86_64"}`,
-		"lost": `{"time":"2026-11-22T09:00:00.123456789Z","event":"lost","source":"bpfmon","count":12}`,
+		"lost": `{"time":"2026-11-22T09:00:00.123456789Z","event":"lost","source":"syscall","count":12}`,
 	}
 	for _, tc := range goldenEvents() {
 		ev := *tc.ev

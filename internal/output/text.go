@@ -76,9 +76,24 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = append(b, " key="...)
 		b = appendTextBytes(b, ev.Key, ev.KeyFault, ev.Truncated, ev.KeyTotal)
 	}
+	if ev.Change != "" {
+		b = append(b, " change="...)
+		b = appendTextString(b, ev.Change, false)
+	}
+	if ev.HasOldValue {
+		b = append(b, " old_value="...)
+		b = appendHex(b, ev.OldValue)
+	}
 	if ev.HasValue || ev.ValueFault {
 		b = append(b, " value="...)
 		b = appendTextBytes(b, ev.Value, ev.ValueFault, ev.Truncated, ev.ValueTotal)
+	}
+	if ev.WhileDown {
+		b = append(b, " while_down"...)
+	}
+	if ev.Reason != "" {
+		b = append(b, " reason="...)
+		b = appendTextString(b, ev.Reason, true)
 	}
 	if ev.HasCount {
 		b = append(b, " count="...)

@@ -11,10 +11,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 )
 
@@ -28,6 +31,10 @@ type Options struct {
 	RingBytes    int
 	Hook         string // "" (best available), "tp_btf" or "raw_tracepoint"
 	Filter       Filter
+	// The content scanner: off when ScanInterval is 0.
+	ScanInterval time.Duration
+	ScanMaxKeyed int
+	ScanBudget   int64 // bytes per second, 0: unlimited
 }
 
 // Summary is what a watch did.
@@ -72,22 +79,71 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		}
 	}
 
-	emit := func(ev *event.Event) error {
+	// Two producers (the sensor and the scanner) share the writer.
+	var mu sync.Mutex
+	write := func(ev *event.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
 		if !opts.Filter.Match(ev) {
 			return nil
 		}
 		sum.Events++
 		return w.Write(ev)
 	}
-	runErr := sensor.Run(stop, emit, w.Flush)
+	flush := func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return w.Flush()
+	}
+
+	var scan *scanner.Scanner
+	scanDone := make(chan error, 1)
+	if opts.ScanInterval > 0 {
+		scan, err = scanner.New(scanner.Config{
+			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget,
+			Exclude: sensor.MapIDs(),
+		})
+		if err != nil {
+			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
+		}
+		fmt.Fprintf(opts.Log, "bpfmon: content scanner: every %s, at most %d changed keys per map and pass\n", opts.ScanInterval, max(opts.ScanMaxKeyed, 1))
+		go func() { scanDone <- scan.Run(stop, write) }()
+	} else {
+		scanDone <- nil
+	}
+
+	emit := func(ev *event.Event) error {
+		if scan != nil {
+			explain(scan, ev)
+		}
+		return write(ev)
+	}
+	runErr := sensor.Run(stop, emit, flush)
+	if err := <-scanDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("content scanner: %w", err)
+	}
 	sum.Lost = sensor.Lost()
 	if st, err := sensor.Stats(); err == nil {
 		sum.Incomplete = st.Incomplete
 	}
-	if err := w.Flush(); err != nil && runErr == nil {
+	if err := flush(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing events: %w", err)
 	}
 	return sum, runErr
+}
+
+// explain tells the scanner about a write a sensor reported, so the change
+// it makes is not reported twice. Calls that failed change nothing.
+func explain(scan *scanner.Scanner, ev *event.Event) {
+	if ev.Map == nil || (ev.HasResult && ev.Result < 0) {
+		return
+	}
+	switch ev.Type {
+	case event.MapUpdate, event.MapDelete, event.MapLookupAndDelete,
+		event.MapUpdateBatch, event.MapDeleteBatch, event.MapLookupDeleteBatch:
+		complete := ev.HasKey && !ev.Truncated && !ev.KeyFault
+		scan.Explain(ev.Map.ID, ev.Key, ev.Map.KeySize, complete, ev.Time)
+	}
 }
 
 func writeReady(path string) error {

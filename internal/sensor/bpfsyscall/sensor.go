@@ -208,6 +208,20 @@ func (s *Sensor) protectMaps() error {
 	return nil
 }
 
+// MapIDs lists the ids of the sensor's own maps, which its programs rewrite
+// constantly: the content scanner must not report them.
+func (s *Sensor) MapIDs() []uint32 {
+	var ids []uint32
+	for _, m := range s.objs.coll.Maps {
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
 

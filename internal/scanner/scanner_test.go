@@ -1,0 +1,254 @@
+package scanner
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("needs root to create BPF maps and programs")
+		}
+		t.Skip("needs root to create BPF maps and programs")
+	}
+}
+
+func mapID(t *testing.T, m *ebpf.Map) uint32 {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// passes runs n passes and returns the events about mapID.
+func passes(t *testing.T, s *Scanner, n int, mapID uint32, between func(i int)) []*event.Event {
+	t.Helper()
+	var evs []*event.Event
+	for i := range n {
+		if between != nil {
+			between(i)
+		}
+		err := s.Pass(nil, func(ev *event.Event) error {
+			if ev.Map != nil && ev.Map.ID == mapID {
+				evs = append(evs, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return evs
+}
+
+func newScanner(t *testing.T) *Scanner {
+	t.Helper()
+	s, err := New(Config{Interval: time.Second, Grace: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+
+// TestMmapWrite: a process writes an mmap'ed BPF_F_MMAPABLE array, which
+// no hook sees.
+func TestMmapWrite(t *testing.T) {
+	requireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_mmap", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 8, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mem, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	s := newScanner(t)
+	id := mapID(t, m)
+	evs := passes(t, s, 2, id, func(i int) {
+		if i == 1 {
+			binary.LittleEndian.PutUint64(mem[3*8:], 0xdeadbeef)
+		}
+	})
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1: %+v", len(evs), evs)
+	}
+	ev := evs[0]
+	if ev.Type != event.MapChanged || ev.Source != event.SourceScan || ev.Change != event.ChangeModified ||
+		!bytes.Equal(ev.Key, le32(3)) || !bytes.Equal(ev.Value, le64(0xdeadbeef)) || !bytes.Equal(ev.OldValue, le64(0)) ||
+		ev.Map.Name != "t_mmap" {
+		t.Errorf("event %+v", ev)
+	}
+}
+
+// progWriting loads a socket filter that writes value at key of m, through
+// the bpf_map_update_elem helper or, with viaPointer, through the pointer
+// bpf_map_lookup_elem returns.
+func progWriting(t *testing.T, m *ebpf.Map, key uint32, value int32, viaPointer bool) *ebpf.Program {
+	t.Helper()
+	insns := asm.Instructions{
+		asm.StoreImm(asm.R10, -4, int64(key), asm.Word),
+		asm.Mov.Imm(asm.R5, value),
+		asm.StoreMem(asm.R10, -16, asm.R5, asm.DWord),
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Reg(asm.R2, asm.R10),
+		asm.Add.Imm(asm.R2, -4),
+	}
+	if viaPointer {
+		insns = append(insns,
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.Mov.Imm(asm.R5, value),
+			asm.StoreMem(asm.R0, 0, asm.R5, asm.DWord),
+		)
+	} else {
+		insns = append(insns,
+			asm.Mov.Reg(asm.R3, asm.R10),
+			asm.Add.Imm(asm.R3, -16),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnMapUpdateElem.Call(),
+		)
+	}
+	insns = append(insns, asm.Mov.Imm(asm.R0, 0).WithSymbol("out"), asm.Return())
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: insns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func run(t *testing.T, p *ebpf.Program) {
+	t.Helper()
+	if _, err := p.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestProgramWrites: BPF programs writing through the helper (into a hash:
+// an added key) and through a lookup pointer (into an array: the verifier
+// inlines that lookup, so no hook could see it anyway).
+func TestProgramWrites(t *testing.T) {
+	requireRoot(t)
+	h, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_hash", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	a, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_arr", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	helper := progWriting(t, h, 5, 0x55, false)
+	pointer := progWriting(t, a, 6, 0x66, true)
+	s := newScanner(t)
+
+	var evs []*event.Event
+	for i := range 2 {
+		if i == 1 {
+			run(t, helper)
+			run(t, pointer)
+		}
+		err := s.Pass(nil, func(ev *event.Event) error {
+			if ev.Map != nil && (ev.Map.ID == mapID(t, h) || ev.Map.ID == mapID(t, a)) {
+				evs = append(evs, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var added, modified bool
+	for _, ev := range evs {
+		switch {
+		case ev.Map.Name == "t_hash" && ev.Change == event.ChangeAdded && bytes.Equal(ev.Key, le32(5)) && bytes.Equal(ev.Value, le64(0x55)) && !ev.HasOldValue:
+			added = true
+		case ev.Map.Name == "t_arr" && ev.Change == event.ChangeModified && bytes.Equal(ev.Key, le32(6)) && bytes.Equal(ev.Value, le64(0x66)) && bytes.Equal(ev.OldValue, le64(0)):
+			modified = true
+		default:
+			t.Errorf("unexpected event %+v", ev)
+		}
+	}
+	if !added || !modified {
+		t.Errorf("helper write reported: %v, pointer write reported: %v (%d events)", added, modified, len(evs))
+	}
+}
+
+// TestExplainedAndRemoved: a change a sensor reported is not repeated; an
+// unreported delete is reported as removed.
+func TestExplainedAndRemoved(t *testing.T) {
+	requireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_expl", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(uint32(1), uint64(1), 0)
+	m.Update(uint32(2), uint64(2), 0)
+	s := newScanner(t)
+	id := mapID(t, m)
+	evs := passes(t, s, 2, id, func(i int) {
+		if i == 1 {
+			m.Update(uint32(1), uint64(100), 0)
+			s.Explain(id, le32(1), 4, true, time.Now()) // as the syscall sensor would
+			m.Delete(uint32(2))                         // not explained
+		}
+	})
+	if len(evs) != 1 || evs[0].Change != event.ChangeRemoved || !bytes.Equal(evs[0].Key, le32(2)) || !bytes.Equal(evs[0].OldValue, le64(2)) || evs[0].HasValue {
+		t.Fatalf("want only the removal of key 2, got %d events: %+v", len(evs), evs)
+	}
+}
+
+// TestNoiseLimit: a map with many changed keys gets MaxKeyed keyed events
+// and one summary with the count.
+func TestNoiseLimit(t *testing.T) {
+	requireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_noisy", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	s, err := New(Config{Interval: time.Second, Grace: 10 * time.Millisecond, MaxKeyed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mapID(t, m)
+	evs := passes(t, s, 2, id, func(i int) {
+		if i == 1 {
+			for k := range uint32(40) {
+				m.Update(k, uint64(k+1), 0)
+			}
+		}
+	})
+	var keyed, summaries int
+	for _, ev := range evs {
+		if ev.HasKey {
+			keyed++
+		} else if ev.HasCount && ev.Count == 40 {
+			summaries++
+		}
+	}
+	if keyed != 5 || summaries != 1 || len(evs) != 6 {
+		t.Errorf("keyed %d (want 5), summaries %d (want 1 with count 40), events %d", keyed, summaries, len(evs))
+	}
+}
