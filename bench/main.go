@@ -189,10 +189,11 @@ func run(cfg config, tmp string) error {
 	gp := measureGetpid(cfg, e)
 	pipe := measurePipeline(cfg, e)
 	idle := measureIdle(cfg, e)
+	scan := measureScan(cfg)
 
 	info.loadEnd = loadavg()
 	info.elapsed = time.Since(start)
-	report(os.Stdout, cfg, e, info, workloads, writes, gp, pipe, idle)
+	report(os.Stdout, cfg, e, info, workloads, writes, gp, pipe, idle, scan)
 	return nil
 }
 
@@ -610,6 +611,48 @@ func measurePipeline(cfg config, e *env) pipelineResult {
 	}
 	if res.na != "" {
 		progress("pipeline: %s", res.na)
+	}
+	return res
+}
+
+// ---------------------------------------------------------------------------
+// The content scanner: one pass over a 1M-entry hash map.
+
+type scanResult struct {
+	cmdline string
+	metrics map[string]float64 // ms/pass, cpu-ms/pass, heap-MiB, snapshot-data-MiB, elements
+	na      string
+}
+
+var reMetric = regexp.MustCompile(`([0-9.e+]+) ([a-zA-Z/-]+)`)
+
+func measureScan(cfg config) scanResult {
+	args := []string{"test", "-run", "^$", "-bench", "BenchmarkScanPass1M", "-benchtime", "3x", "./internal/scanner/"}
+	if cfg.scale > 1 {
+		args[6] = "1x"
+	}
+	res := scanResult{cmdline: "go " + strings.Join(args, " "), metrics: map[string]float64{}}
+	progress("%s", res.cmdline)
+	cmd := exec.Command("go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := runCmd(cmd, buildTimeout)
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "BenchmarkScanPass1M") {
+			continue
+		}
+		for _, m := range reMetric.FindAllStringSubmatch(line, -1) {
+			v, _ := strconv.ParseFloat(m[1], 64)
+			res.metrics[m[2]] = v
+		}
+	}
+	switch {
+	case res.metrics["ms/pass"] > 0:
+		progress("scanner: %.0f ms per pass over a 1M-entry hash", res.metrics["ms/pass"])
+	case err != nil:
+		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out.String()))
+	default:
+		res.na = "n/a: benchmark not found"
 	}
 	return res
 }
