@@ -125,6 +125,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
+	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	var pids, mapIDs uintList
 	var names, events stringList
@@ -216,6 +217,7 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		ScanInterval: *scanInterval,
 		ScanMaxKeyed: *scanMaxKeyed,
 		ScanBudget:   int64(budget),
+		StatePath:    *statePath,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,

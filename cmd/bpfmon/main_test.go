@@ -410,3 +410,47 @@ func TestWatchScanner(t *testing.T) {
 			updates, changedKey1, changedKey2, strings.Join(lines, "\n"))
 	}
 }
+
+// TestWatchStateWhileDown: stop bpfmon, change a map, start it again: the
+// change is reported as made while bpfmon was down. A state file that is
+// not bpfmon's is reported, left alone, and does not stop monitoring.
+func TestWatchStateWhileDown(t *testing.T) {
+	m, id := newMap(t)
+	m.Update(uint32(1), uint64(1), 0)
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"--format", "json", "--scan-interval", "200ms", "--state", state, "--map-id", strconv.Itoa(int(id))}
+
+	w := startWatch(t, args...)
+	time.Sleep(600 * time.Millisecond)
+	w.stop(t, syscall.SIGTERM)
+
+	if err := m.Update(uint32(1), uint64(0x99), 0); err != nil { // while down
+		t.Fatal(err)
+	}
+	w = startWatch(t, args...)
+	time.Sleep(600 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGTERM)
+	var found int
+	for _, line := range lines {
+		var ev struct {
+			Event     string
+			WhileDown bool `json:"while_down"`
+		}
+		json.Unmarshal([]byte(line), &ev)
+		if ev.Event == "map_changed" && ev.WhileDown && strings.Contains(line, `"key":"01000000"`) && strings.Contains(line, `"value":"9900000000000000"`) && strings.Contains(line, `"old_value":"0100000000000000"`) {
+			found++
+		}
+	}
+	if found != 1 {
+		t.Errorf("want one while_down map_changed for key 1, got %d:\n%s", found, strings.Join(lines, "\n"))
+	}
+
+	foreign := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(foreign, []byte("mine\n"), 0o600)
+	w = startWatch(t, "--format", "json", "--scan-interval", "200ms", "--state", foreign)
+	time.Sleep(400 * time.Millisecond)
+	w.stop(t, syscall.SIGINT)
+	if b, _ := os.ReadFile(foreign); string(b) != "mine\n" || !strings.Contains(w.stderr.String(), "not a bpfmon state file") {
+		t.Errorf("foreign state file: content %q, stderr %q", b, w.stderr.String())
+	}
+}

@@ -38,6 +38,8 @@ type Config struct {
 	// Exclude lists map ids never scanned: bpfmon's own maps, which its
 	// programs rewrite on every event.
 	Exclude []uint32
+	// Warn receives problems that do not stop scanning (saving state).
+	Warn func(error)
 }
 
 // Scanner reads and diffs maps. Explain may be called from any goroutine.
@@ -52,6 +54,12 @@ type Scanner struct {
 	snaps    map[uint32]*snapshot
 	reported map[uint32]bool // maps listed as not scanned
 	exclude  map[uint32]bool
+
+	// State persistence (state.go).
+	statePath string
+	saved     map[uint32]mapState // to compare with at the first pass
+	savedAt   time.Time
+	saveErr   string // last warning about saving, not repeated
 
 	// Stats of the last pass.
 	LastPass PassStats
@@ -233,6 +241,11 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		st.Maps++
 		st.Elements += uint64(len(snap.entries))
 		st.SnapshotBytes += snap.bytes
+		if s.saved != nil {
+			if err := s.whileDown(snap, emit); err != nil {
+				return err
+			}
+		}
 		prev := s.snaps[mid]
 		s.snaps[mid] = snap
 		if prev == nil || prev.info.Type != snap.info.Type || prev.info.KeySize != snap.info.KeySize {
@@ -240,6 +253,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 		found = append(found, diff(prev, snap))
 	}
+	s.saved = nil // compared at the first pass only
 	for id := range s.snaps {
 		if !seen[id] {
 			delete(s.snaps, id) // the map is gone
@@ -286,6 +300,14 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 	}
 	s.forget(start.Add(-2*s.cfg.Interval - s.cfg.Grace))
+	if err := s.saveState(); err != nil {
+		if err.Error() != s.saveErr && s.cfg.Warn != nil {
+			s.cfg.Warn(err)
+		}
+		s.saveErr = err.Error()
+	} else {
+		s.saveErr = ""
+	}
 	st.Duration = time.Since(start)
 	s.LastPass = st
 	return nil

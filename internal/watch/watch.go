@@ -34,7 +34,8 @@ type Options struct {
 	// The content scanner: off when ScanInterval is 0.
 	ScanInterval time.Duration
 	ScanMaxKeyed int
-	ScanBudget   int64 // bytes per second, 0: unlimited
+	ScanBudget   int64  // bytes per second, 0: unlimited
+	StatePath    string // the scanner's state file, "" for none
 }
 
 // Summary is what a watch did.
@@ -102,9 +103,16 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		scan, err = scanner.New(scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget,
 			Exclude: sensor.MapIDs(),
+			Warn:    func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) },
 		})
 		if err != nil {
 			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
+		}
+		if opts.StatePath != "" {
+			// A bad state file is reported and monitoring goes on.
+			if err := scan.LoadState(opts.StatePath); err != nil {
+				fmt.Fprintf(opts.Log, "bpfmon: %v\n", err)
+			}
 		}
 		fmt.Fprintf(opts.Log, "bpfmon: content scanner: every %s, at most %d changed keys per map and pass\n", opts.ScanInterval, max(opts.ScanMaxKeyed, 1))
 		go func() { scanDone <- scan.Run(stop, write) }()

@@ -1,0 +1,189 @@
+// State persistence: the last pass, saved so that a change made while
+// bpfmon was stopped is reported when it starts again.
+
+package scanner
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+)
+
+const (
+	stateFormat  = "bpfmon-scanner-state"
+	stateVersion = 1
+	// Maps up to this size have their contents saved, so a change while
+	// down is reported key by key; larger ones only by their hash.
+	stateMaxEntries = 1024
+	stateMaxBytes   = 64 << 10
+)
+
+// ErrForeignState says the state file exists but is not bpfmon's: it is
+// neither read nor overwritten.
+var ErrForeignState = errors.New("not a bpfmon state file")
+
+type stateFile struct {
+	Format  string     `json:"format"`
+	Version int        `json:"version"`
+	Saved   time.Time  `json:"saved"`
+	Maps    []mapState `json:"maps"`
+}
+
+type mapState struct {
+	ID         uint32            `json:"id"`
+	Name       string            `json:"name"`
+	Type       uint32            `json:"type"`
+	KeySize    uint32            `json:"key_size"`
+	ValueSize  uint32            `json:"value_size"`
+	MaxEntries uint32            `json:"max_entries"`
+	Elements   int               `json:"elements"`
+	Hash       string            `json:"hash"`
+	Entries    map[string]string `json:"entries,omitempty"` // hex key -> hex value
+}
+
+// contentHash is independent of the order elements are read in: the sum of
+// one FNV-1a hash per element. It detects changes, it is not a MAC: the
+// state file is only as trustworthy as its directory's permissions.
+func contentHash(entries map[string]string) string {
+	var sum uint64
+	h := fnv.New64a()
+	for k, v := range entries {
+		h.Reset()
+		h.Write([]byte{byte(len(k)), byte(len(k) >> 8)})
+		h.Write([]byte(k))
+		h.Write([]byte(v))
+		sum += h.Sum64()
+	}
+	return fmt.Sprintf("%016x:%d", sum, len(entries))
+}
+
+// LoadState reads a state file for the first pass to compare with. A
+// missing file is not an error. A file that is bpfmon's but unreadable is
+// an error and will be overwritten; a foreign one is ErrForeignState and
+// is left alone (the scanner then saves nothing).
+func (s *Scanner) LoadState(path string) error {
+	s.statePath = path
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	if len(b) > 0 && !bytes.HasPrefix(b, []byte(`{"format":"`+stateFormat+`"`)) {
+		s.statePath = "" // never overwrite what is not ours
+		return fmt.Errorf("state file %s: %w: it will not be used or overwritten; choose another --state path", path, ErrForeignState)
+	}
+	var f stateFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return fmt.Errorf("state file %s is corrupt (%v): starting without it; it will be rewritten", path, err)
+	}
+	if f.Version != stateVersion {
+		return fmt.Errorf("state file %s has version %d, this bpfmon writes %d: starting without it; it will be rewritten", path, f.Version, stateVersion)
+	}
+	s.saved = map[uint32]mapState{}
+	for _, m := range f.Maps {
+		s.saved[m.ID] = m
+	}
+	s.savedAt = f.Saved
+	return nil
+}
+
+// whileDown reports the differences between a map's saved state and its
+// first snapshot since start.
+func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error {
+	old, ok := s.saved[snap.info.ID]
+	if !ok {
+		return nil
+	}
+	delete(s.saved, snap.info.ID)
+	i := snap.info
+	if old.Name != i.Name || old.Type != uint32(i.Type) || old.KeySize != i.KeySize || old.ValueSize != i.ValueSize || old.MaxEntries != i.MaxEntries {
+		return nil // not the same map: ids are not reused while a map lives
+	}
+	if old.Hash == contentHash(snap.entries) {
+		return nil
+	}
+	m := eventMap(i)
+	if old.Entries == nil {
+		// Too large to have been saved: only the fact and the count.
+		return emit(&event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
+			Change: event.ChangeModified, WhileDown: true, HasCount: true, Count: uint64(len(snap.entries))})
+	}
+	prev := &snapshot{info: i, readAt: s.savedAt, entries: map[string]string{}}
+	for hk, hv := range old.Entries {
+		k, err1 := hex.DecodeString(hk)
+		v, err2 := hex.DecodeString(hv)
+		if err1 != nil || err2 != nil {
+			return nil // damaged entry: the hash said changed, the details are lost
+		}
+		prev.entries[string(k)] = string(v)
+	}
+	cands := diff(prev, snap)
+	sort.Slice(cands, func(a, b int) bool { return cands[a].key < cands[b].key })
+	for n, c := range cands {
+		if n == s.cfg.MaxKeyed {
+			return emit(&event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
+				WhileDown: true, HasCount: true, Count: uint64(len(cands))})
+		}
+		c.ev.WhileDown = true
+		if err := emit(c.ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// saveState writes the current snapshots atomically: a temporary file in
+// the same directory, synced, then renamed over the old one.
+func (s *Scanner) saveState() error {
+	if s.statePath == "" {
+		return nil
+	}
+	f := stateFile{Format: stateFormat, Version: stateVersion, Saved: time.Now().UTC()}
+	for _, snap := range s.snaps {
+		i := snap.info
+		ms := mapState{ID: i.ID, Name: i.Name, Type: uint32(i.Type), KeySize: i.KeySize, ValueSize: i.ValueSize,
+			MaxEntries: i.MaxEntries, Elements: len(snap.entries), Hash: contentHash(snap.entries)}
+		if len(snap.entries) <= stateMaxEntries && snap.bytes <= stateMaxBytes {
+			ms.Entries = make(map[string]string, len(snap.entries))
+			for k, v := range snap.entries {
+				ms.Entries[hex.EncodeToString([]byte(k))] = hex.EncodeToString([]byte(v))
+			}
+		}
+		f.Maps = append(f.Maps, ms)
+	}
+	sort.Slice(f.Maps, func(a, b int) bool { return f.Maps[a].ID < f.Maps[b].ID })
+	b, err := json.Marshal(&f)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.statePath), ".bpfmon-state-*")
+	if err != nil {
+		return fmt.Errorf("saving scanner state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("saving scanner state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), s.statePath); err != nil {
+		return fmt.Errorf("saving scanner state: %w", err)
+	}
+	return nil
+}
