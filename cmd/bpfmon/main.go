@@ -125,6 +125,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
+	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	var pids, mapIDs uintList
@@ -182,8 +183,9 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 	}
 
 	budget, err := parseSize(*scanBudget)
-	if err != nil || *scanInterval < 0 || *scanMaxKeyed < 1 {
-		fmt.Fprintf(stderr, "bpfmon watch: invalid content scanner flags: --scan-interval must be 0 or positive, --scan-max-keyed at least 1, --scan-budget a size\n")
+	memory, err2 := parseSize(*scanMemory)
+	if err != nil || err2 != nil || *scanInterval < 0 || *scanMaxKeyed < 1 {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid content scanner flags: --scan-interval must be 0 or positive, --scan-max-keyed at least 1, --scan-budget and --scan-memory sizes\n")
 		return exitUsage
 	}
 	switch *hook {
@@ -218,6 +220,7 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		ScanMaxKeyed: *scanMaxKeyed,
 		ScanBudget:   int64(budget),
 		StatePath:    *statePath,
+		ScanMemory:   int64(memory),
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,

@@ -27,6 +27,8 @@ const (
 	// sensor events that may explain a change: the syscall sensor delivers
 	// within its poll interval (100ms) plus decoding.
 	DefaultGrace = 500 * time.Millisecond
+	// DefaultMemory bounds the snapshots' full contents.
+	DefaultMemory = 256 << 20
 )
 
 // Config configures a Scanner.
@@ -34,7 +36,10 @@ type Config struct {
 	Interval time.Duration // between the starts of two passes
 	MaxKeyed int           // keyed events per map and pass; more are summarised
 	Budget   int64         // bytes read per second, 0: unlimited
-	Grace    time.Duration // wait for explaining sensor events (0: DefaultGrace)
+	// Memory bounds what snapshots hold (0: DefaultMemory). Maps that do
+	// not fit are kept as hashes per element.
+	Memory int64
+	Grace  time.Duration // wait for explaining sensor events (0: DefaultGrace)
 	// Exclude lists map ids never scanned: bpfmon's own maps, which its
 	// programs rewrite on every event.
 	Exclude []uint32
@@ -61,17 +66,21 @@ type Scanner struct {
 	savedAt   time.Time
 	saveErr   string // last warning about saving, not repeated
 
+	memUsed uint64 // estimated memory the snapshots hold
+
 	// Stats of the last pass.
 	LastPass PassStats
 }
 
 // PassStats describe one pass.
 type PassStats struct {
-	Maps, Skipped int
-	Elements      uint64
-	SnapshotBytes uint64
-	Duration      time.Duration
-	Events, Quiet int // events reported; changes explained by sensors
+	Maps, Skipped  int
+	Hashed         int // maps kept as hashes for lack of memory
+	Elements       uint64
+	SnapshotBytes  uint64 // key and value bytes read
+	SnapshotMemory uint64 // estimated memory the snapshots hold
+	Duration       time.Duration
+	Events, Quiet  int // events reported; changes explained by sensors
 }
 
 type writeKey struct {
@@ -79,13 +88,26 @@ type writeKey struct {
 	key   string
 }
 
-// snapshot is a map's contents at one pass.
+// snapshot is a map's contents at one pass: the elements themselves while
+// the memory budget allows (entries), else a hash of each key and value
+// (hashes), which still tells which keys changed, but not their old values.
 type snapshot struct {
 	info    MapInfo
 	readAt  time.Time
-	entries map[string]string // key -> value
-	bytes   uint64
+	entries map[string]string // key -> value; nil when hashed
+	hashes  map[uint64]uint64 // hash(key) -> hash(value); nil when not hashed
+	n       int               // elements
+	sum     uint64            // order-independent content hash (state.go)
+	bytes   uint64            // key and value bytes read
+	mem     uint64            // estimated memory held
 }
+
+// Estimated memory per element held in a snapshot, beyond the data itself:
+// Go map slot, two string headers and allocation rounding.
+const (
+	fullOverhead   = 80
+	hashedOverhead = 40
+)
 
 // New returns a scanner. It reads nothing until the first pass.
 func New(cfg Config) (*Scanner, error) {
@@ -97,6 +119,9 @@ func New(cfg Config) (*Scanner, error) {
 	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
+	}
+	if cfg.Memory <= 0 {
+		cfg.Memory = DefaultMemory
 	}
 	r, err := NewReader(NewLimiter(cfg.Budget))
 	if err != nil {
@@ -148,6 +173,22 @@ func (s *Scanner) explained(mapID uint32, key string, since time.Time) bool {
 	return ok && t.After(since)
 }
 
+// explainedHash is explained for a key known only by its hash.
+func (s *Scanner) explainedHash(mapID uint32, kh uint64, since time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	since = since.Add(-explainSlack)
+	if t, ok := s.mapWrites[mapID]; ok && t.After(since) {
+		return true
+	}
+	for k, t := range s.writes {
+		if k.mapID == mapID && t.After(since) && hash64([]byte(k.key))|1 == kh {
+			return true
+		}
+	}
+	return false
+}
+
 // explainSlack covers a write whose syscall entered before a read of the map
 // and completed after it.
 const explainSlack = 50 * time.Millisecond
@@ -186,9 +227,10 @@ func (s *Scanner) Run(stop <-chan struct{}, emit func(*event.Event) error) error
 
 // candidate is a change found in a pass, judged after the grace period.
 type candidate struct {
-	ev    *event.Event
-	since time.Time
-	key   string
+	ev      *event.Event
+	since   time.Time
+	key     string
+	keyHash uint64 // a removal known only by its key's hash
 }
 
 // Pass reads every map once, then, after the grace period, reports the
@@ -199,6 +241,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	seen := map[uint32]bool{}
 	var found [][]candidate
 	var summaries []*event.Event
+	removedUnknown := map[*event.Map][]candidate{}
 
 	for id := ebpf.MapID(0); ; {
 		next, err := ebpf.MapGetNextID(id)
@@ -219,7 +262,11 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			continue
 		}
 		seen[mid] = true
-		snap, err := s.read(mid)
+		prev := s.snaps[mid]
+		if prev != nil {
+			s.memUsed -= prev.mem // replaced by this read
+		}
+		snap, cands, err := s.read(mid, prev)
 		var ns *NotScannableError
 		switch {
 		case errors.As(err, &ns):
@@ -239,23 +286,27 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			return fmt.Errorf("scanning map %d: %w", mid, err)
 		}
 		st.Maps++
-		st.Elements += uint64(len(snap.entries))
+		st.Elements += uint64(snap.n)
 		st.SnapshotBytes += snap.bytes
+		if snap.hashes != nil {
+			st.Hashed++
+		}
+		s.memUsed += snap.mem
 		if s.saved != nil {
 			if err := s.whileDown(snap, emit); err != nil {
 				return err
 			}
 		}
-		prev := s.snaps[mid]
 		s.snaps[mid] = snap
-		if prev == nil || prev.info.Type != snap.info.Type || prev.info.KeySize != snap.info.KeySize {
-			continue // new map: this pass is its baseline
+		if len(cands) > 0 {
+			found = append(found, cands)
 		}
-		found = append(found, diff(prev, snap))
 	}
+	st.SnapshotMemory = s.memUsed
 	s.saved = nil // compared at the first pass only
-	for id := range s.snaps {
+	for id, snap := range s.snaps {
 		if !seen[id] {
+			s.memUsed -= snap.mem
 			delete(s.snaps, id) // the map is gone
 			delete(s.reported, id)
 		}
@@ -271,6 +322,16 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		var over int
 		var first *event.Event
 		for _, c := range cands {
+			if c.keyHash != 0 {
+				// A removal from a hashed snapshot: only the key's hash is
+				// known, matched against the keys sensors reported.
+				if s.explainedHash(c.ev.Map.ID, c.keyHash, c.since) {
+					st.Quiet++
+				} else {
+					removedUnknown[c.ev.Map] = append(removedUnknown[c.ev.Map], c)
+				}
+				continue
+			}
 			if s.explained(c.ev.Map.ID, c.key, c.since) {
 				st.Quiet++
 				continue
@@ -293,6 +354,10 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 				Map: first.Map, HasCount: true, Count: uint64(keyed + over)})
 		}
 	}
+	for m, cs := range removedUnknown {
+		summaries = append(summaries, &event.Event{Time: cs[0].ev.Time, Type: event.MapChanged, Source: event.SourceScan,
+			Map: m, Change: event.ChangeRemoved, HasCount: true, Count: uint64(len(cs))})
+	}
 	for _, ev := range summaries {
 		st.Events++
 		if err := emit(ev); err != nil {
@@ -313,20 +378,164 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	return nil
 }
 
-// read takes a snapshot of map id.
-func (s *Scanner) read(id uint32) (*snapshot, error) {
+// read takes a snapshot of map id and compares it, element by element as
+// they are read, with prev (nil for a new map: its baseline). It keeps the
+// elements themselves while the memory budget allows, else hashes.
+func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error) {
 	snap := &snapshot{readAt: time.Now(), entries: map[string]string{}}
+	left := uint64(0)
+	if uint64(s.cfg.Memory) > s.memUsed {
+		left = uint64(s.cfg.Memory) - s.memUsed
+	}
+	compare := prev != nil
+	var cands []candidate
+	evMap := &event.Map{} // filled once Read returns the map's info
+	matched := 0
+	var since time.Time
+	if prev != nil {
+		since = prev.readAt
+	}
+	mk := func(key []byte, change string) *event.Event {
+		return &event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: evMap,
+			Key: append([]byte(nil), key...), HasKey: true, KeyTotal: uint64(len(key)), Change: change}
+	}
 	info, err := s.reader.Read(id, func(key, value []byte) error {
-		snap.entries[string(key)] = string(value)
+		kh, vh := hash64(key), hash64(value)
+		snap.n++
+		snap.sum += mix(kh, vh)
 		snap.bytes += uint64(len(key) + len(value))
+		if snap.entries != nil {
+			snap.entries[string(key)] = string(value)
+			snap.mem += uint64(len(key)+len(value)) + fullOverhead
+			if snap.mem > left {
+				snap.toHashes()
+			}
+		} else {
+			snap.hashes[kh] = vh
+			snap.mem += hashedOverhead
+		}
+		if !compare {
+			return nil
+		}
+		if prev.entries != nil {
+			old, ok := prev.entries[string(key)]
+			switch {
+			case !ok:
+				ev := mk(key, event.ChangeAdded)
+				ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
+				cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
+			case old != string(value):
+				matched++
+				ev := mk(key, event.ChangeModified)
+				ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
+				ev.OldValue, ev.HasOldValue = []byte(old), true
+				cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
+			default:
+				matched++
+			}
+			return nil
+		}
+		pv, ok := prev.hashes[kh]
+		switch {
+		case !ok:
+			ev := mk(key, event.ChangeAdded)
+			ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
+			cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
+		case pv != vh:
+			matched++
+			ev := mk(key, event.ChangeModified)
+			ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
+			cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
+		default:
+			matched++
+		}
 		return nil
 	})
 	snap.info = info
-	return snap, err
+	if err != nil {
+		return snap, nil, err
+	}
+	*evMap = *eventMap(info)
+	if compare && (prev.info.Type != info.Type || prev.info.KeySize != info.KeySize) {
+		return snap, nil, nil // another map under the same id: a new baseline
+	}
+	if !compare || matched == prev.n {
+		return snap, cands, nil
+	}
+	// Removals: elements of prev that this read did not find.
+	if prev.entries != nil {
+		for k, old := range prev.entries {
+			if snap.has(k) {
+				continue
+			}
+			ev := mk([]byte(k), event.ChangeRemoved)
+			ev.OldValue, ev.HasOldValue = []byte(old), true
+			cands = append(cands, candidate{ev: ev, since: since, key: k})
+		}
+		return snap, cands, nil
+	}
+	for kh := range prev.hashes {
+		if _, ok := snap.lookupHash(kh); !ok {
+			cands = append(cands, candidate{ev: &event.Event{Time: snap.readAt, Map: evMap}, since: since, keyHash: kh | 1})
+		}
+	}
+	return snap, cands, nil
 }
 
-// diff lists the changes from prev to cur, as events to report unless
-// explained.
+// toHashes drops the elements of a snapshot that outgrew the memory budget,
+// keeping a hash of each key and value.
+func (s *snapshot) toHashes() {
+	s.hashes = make(map[uint64]uint64, len(s.entries))
+	s.mem = 0
+	for k, v := range s.entries {
+		s.hashes[hash64([]byte(k))] = hash64([]byte(v))
+		s.mem += hashedOverhead
+	}
+	s.entries = nil
+}
+
+func (s *snapshot) has(key string) bool {
+	if s.entries != nil {
+		_, ok := s.entries[key]
+		return ok
+	}
+	_, ok := s.hashes[hash64([]byte(key))]
+	return ok
+}
+
+func (s *snapshot) lookupHash(kh uint64) (uint64, bool) {
+	if s.hashes != nil {
+		v, ok := s.hashes[kh]
+		return v, ok
+	}
+	for k, v := range s.entries { // rare: a map that shrank under the budget
+		if hash64([]byte(k)) == kh {
+			return hash64([]byte(v)), true
+		}
+	}
+	return 0, false
+}
+
+// hash64 is FNV-1a: stable across runs, as the state file needs.
+func hash64(b []byte) uint64 {
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix combines a key's and a value's hash into an element's (splitmix64).
+func mix(kh, vh uint64) uint64 {
+	z := kh ^ (vh + 0x9e3779b97f4a7c15 + kh<<6 + kh>>2)
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// diff lists the changes between two full snapshots (the state file's and
+// the first pass's).
 func diff(prev, cur *snapshot) []candidate {
 	var out []candidate
 	m := eventMap(cur.info)
@@ -340,19 +549,19 @@ func diff(prev, cur *snapshot) []candidate {
 		case !ok:
 			ev := mk(k, event.ChangeAdded)
 			ev.Value, ev.HasValue, ev.ValueTotal = []byte(v), true, uint64(len(v))
-			out = append(out, candidate{ev, prev.readAt, k})
+			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
 		case old != v:
 			ev := mk(k, event.ChangeModified)
 			ev.Value, ev.HasValue, ev.ValueTotal = []byte(v), true, uint64(len(v))
 			ev.OldValue, ev.HasOldValue = []byte(old), true
-			out = append(out, candidate{ev, prev.readAt, k})
+			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
 		}
 	}
 	for k, old := range prev.entries {
 		if _, ok := cur.entries[k]; !ok {
 			ev := mk(k, event.ChangeRemoved)
 			ev.OldValue, ev.HasOldValue = []byte(old), true
-			out = append(out, candidate{ev, prev.readAt, k})
+			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
 		}
 	}
 	return out

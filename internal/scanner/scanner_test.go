@@ -252,3 +252,52 @@ func TestNoiseLimit(t *testing.T) {
 		t.Errorf("keyed %d (want 5), summaries %d (want 1 with count 40), events %d", keyed, summaries, len(evs))
 	}
 }
+
+// TestMemoryBound: past the memory budget a map is kept as hashes; changed
+// and added keys are still reported with their key and new value, removed
+// ones as a count, and explained removals are still recognised.
+func TestMemoryBound(t *testing.T) {
+	requireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_bound", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for k := range uint32(100) {
+		m.Update(k, uint64(k), 0)
+	}
+	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond, Memory: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mapID(t, m)
+	evs := passes(t, s, 2, id, func(i int) {
+		if i == 1 {
+			m.Update(uint32(7), uint64(700), 0) // modified
+			m.Update(uint32(200), uint64(2), 0) // added
+			m.Delete(uint32(8))                 // removed
+			m.Delete(uint32(9))                 // removed
+			m.Delete(uint32(10))                // removed, but explained:
+			s.Explain(id, le32(10), 4, true, time.Now())
+		}
+	})
+	if s.LastPass.Hashed == 0 || s.LastPass.SnapshotMemory == 0 || s.LastPass.SnapshotMemory > 1024+100*hashedOverhead {
+		t.Errorf("pass stats %+v", s.LastPass)
+	}
+	var modified, added, removed bool
+	for _, ev := range evs {
+		switch {
+		case ev.Change == event.ChangeModified && bytes.Equal(ev.Key, le32(7)) && bytes.Equal(ev.Value, le64(700)) && !ev.HasOldValue:
+			modified = true
+		case ev.Change == event.ChangeAdded && bytes.Equal(ev.Key, le32(200)):
+			added = true
+		case ev.Change == event.ChangeRemoved && !ev.HasKey && ev.HasCount && ev.Count == 2:
+			removed = true
+		default:
+			t.Errorf("unexpected %+v", ev)
+		}
+	}
+	if !modified || !added || !removed {
+		t.Errorf("modified %v added %v removed(count 2) %v: %d events", modified, added, removed, len(evs))
+	}
+}

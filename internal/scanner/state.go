@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"os"
 	"path/filepath"
 	"sort"
@@ -51,19 +50,11 @@ type mapState struct {
 }
 
 // contentHash is independent of the order elements are read in: the sum of
-// one FNV-1a hash per element. It detects changes, it is not a MAC: the
-// state file is only as trustworthy as its directory's permissions.
-func contentHash(entries map[string]string) string {
-	var sum uint64
-	h := fnv.New64a()
-	for k, v := range entries {
-		h.Reset()
-		h.Write([]byte{byte(len(k)), byte(len(k) >> 8)})
-		h.Write([]byte(k))
-		h.Write([]byte(v))
-		sum += h.Sum64()
-	}
-	return fmt.Sprintf("%016x:%d", sum, len(entries))
+// one hash per element, computed as the map is read. It detects changes, it
+// is not a MAC: the state file is only as trustworthy as its directory's
+// permissions.
+func (s *snapshot) contentHash() string {
+	return fmt.Sprintf("%016x:%d", s.sum, s.n)
 }
 
 // LoadState reads a state file for the first pass to compare with. A
@@ -110,14 +101,14 @@ func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error
 	if old.Name != i.Name || old.Type != uint32(i.Type) || old.KeySize != i.KeySize || old.ValueSize != i.ValueSize || old.MaxEntries != i.MaxEntries {
 		return nil // not the same map: ids are not reused while a map lives
 	}
-	if old.Hash == contentHash(snap.entries) {
+	if old.Hash == snap.contentHash() {
 		return nil
 	}
 	m := eventMap(i)
-	if old.Entries == nil {
+	if old.Entries == nil || snap.entries == nil {
 		// Too large to have been saved: only the fact and the count.
 		return emit(&event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
-			Change: event.ChangeModified, WhileDown: true, HasCount: true, Count: uint64(len(snap.entries))})
+			Change: event.ChangeModified, WhileDown: true, HasCount: true, Count: uint64(snap.n)})
 	}
 	prev := &snapshot{info: i, readAt: s.savedAt, entries: map[string]string{}}
 	for hk, hv := range old.Entries {
@@ -153,8 +144,8 @@ func (s *Scanner) saveState() error {
 	for _, snap := range s.snaps {
 		i := snap.info
 		ms := mapState{ID: i.ID, Name: i.Name, Type: uint32(i.Type), KeySize: i.KeySize, ValueSize: i.ValueSize,
-			MaxEntries: i.MaxEntries, Elements: len(snap.entries), Hash: contentHash(snap.entries)}
-		if len(snap.entries) <= stateMaxEntries && snap.bytes <= stateMaxBytes {
+			MaxEntries: i.MaxEntries, Elements: snap.n, Hash: snap.contentHash()}
+		if snap.entries != nil && snap.n <= stateMaxEntries && snap.bytes <= stateMaxBytes {
 			ms.Entries = make(map[string]string, len(snap.entries))
 			for k, v := range snap.entries {
 				ms.Entries[hex.EncodeToString([]byte(k))] = hex.EncodeToString([]byte(v))

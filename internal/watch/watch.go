@@ -36,13 +36,15 @@ type Options struct {
 	ScanMaxKeyed int
 	ScanBudget   int64  // bytes per second, 0: unlimited
 	StatePath    string // the scanner's state file, "" for none
+	ScanMemory   int64  // bound on the scanner's snapshots, 0: default
 }
 
 // Summary is what a watch did.
 type Summary struct {
-	Events     uint64 // events written
-	Lost       uint64 // calls the kernel could not hand over
-	Incomplete uint64 // calls reported without their result
+	Events     uint64             // events written
+	Lost       uint64             // calls the kernel could not hand over
+	Incomplete uint64             // calls reported without their result
+	Scan       *scanner.PassStats // the content scanner's last pass, if it ran
 }
 
 // ErrSetup marks failures to start: bad privileges, kernel refusals.
@@ -101,7 +103,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	scanDone := make(chan error, 1)
 	if opts.ScanInterval > 0 {
 		scan, err = scanner.New(scanner.Config{
-			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget,
+			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: sensor.MapIDs(),
 			Warn:    func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) },
 		})
@@ -129,6 +131,10 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	runErr := sensor.Run(stop, emit, flush)
 	if err := <-scanDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("content scanner: %w", err)
+	}
+	if scan != nil {
+		last := scan.LastPass
+		sum.Scan = &last
 	}
 	sum.Lost = sensor.Lost()
 	if st, err := sensor.Stats(); err == nil {
@@ -199,6 +205,10 @@ func (s Summary) String() string {
 	fmt.Fprintf(&b, "bpfmon: %d events, %d lost", s.Events, s.Lost)
 	if s.Incomplete > 0 {
 		fmt.Fprintf(&b, ", %d without result", s.Incomplete)
+	}
+	if p := s.Scan; p != nil {
+		fmt.Fprintf(&b, "; content scanner's last pass: %d maps (%d kept as hashes), %d elements, %.1f MiB of snapshots, %d maps not scannable",
+			p.Maps, p.Hashed, p.Elements, float64(p.SnapshotMemory)/(1<<20), p.Skipped)
 	}
 	return b.String()
 }
