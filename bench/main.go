@@ -620,9 +620,12 @@ func measurePipeline(cfg config, e *env) pipelineResult {
 
 type scanResult struct {
 	cmdline string
-	metrics map[string]float64 // ms/pass, cpu-ms/pass, heap-MiB, snapshot-data-MiB, elements
-	na      string
+	// per case (unchanged, one-key-changed): ms/pass, cpu-ms/pass, heap-MiB, snapshot-MiB, elements
+	cases map[string]map[string]float64
+	na    string
 }
+
+var reScanCase = regexp.MustCompile(`^BenchmarkScanPass1M/([a-z-]+?)(-\d+)?\s`)
 
 var reMetric = regexp.MustCompile(`([0-9.e+]+) ([a-zA-Z/-]+)`)
 
@@ -631,24 +634,27 @@ func measureScan(cfg config) scanResult {
 	if cfg.scale > 1 {
 		args[6] = "1x"
 	}
-	res := scanResult{cmdline: "go " + strings.Join(args, " "), metrics: map[string]float64{}}
+	res := scanResult{cmdline: "go " + strings.Join(args, " "), cases: map[string]map[string]float64{}}
 	progress("%s", res.cmdline)
 	cmd := exec.Command("go", args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := runCmd(cmd, buildTimeout)
 	for _, line := range strings.Split(out.String(), "\n") {
-		if !strings.HasPrefix(line, "BenchmarkScanPass1M") {
+		c := reScanCase.FindStringSubmatch(line)
+		if c == nil {
 			continue
 		}
-		for _, m := range reMetric.FindAllStringSubmatch(line, -1) {
+		metrics := map[string]float64{}
+		for _, m := range reMetric.FindAllStringSubmatch(line[len(c[0]):], -1) {
 			v, _ := strconv.ParseFloat(m[1], 64)
-			res.metrics[m[2]] = v
+			metrics[m[2]] = v
 		}
+		res.cases[c[1]] = metrics
 	}
 	switch {
-	case res.metrics["ms/pass"] > 0:
-		progress("scanner: %.0f ms per pass over a 1M-entry hash", res.metrics["ms/pass"])
+	case res.cases["unchanged"]["ms/pass"] > 0:
+		progress("scanner: %.0f ms per unchanged pass over a 1M-entry hash", res.cases["unchanged"]["ms/pass"])
 	case err != nil:
 		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out.String()))
 	default:

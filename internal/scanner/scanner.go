@@ -378,10 +378,31 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	return nil
 }
 
-// read takes a snapshot of map id and compares it, element by element as
-// they are read, with prev (nil for a new map: its baseline). It keeps the
-// elements themselves while the memory budget allows, else hashes.
+// read takes a snapshot of map id and compares it with prev (nil for a new
+// map: its baseline). Most maps do not change between passes: a first read
+// only hashes the contents, and when they hash as prev did, prev is kept
+// and nothing is compared or stored. Otherwise the map is read again and
+// compared element by element as it is read, keeping the elements
+// themselves while the memory budget allows, else hashes.
 func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error) {
+	if prev != nil {
+		at := time.Now()
+		var sum uint64
+		n := 0
+		info, err := s.reader.Read(id, func(key, value []byte) error {
+			n++
+			sum += mix(hash64(key), hash64(value))
+			return nil
+		})
+		if err != nil {
+			return &snapshot{info: info}, nil, err
+		}
+		if sum == prev.sum && n == prev.n && info.Type == prev.info.Type && info.KeySize == prev.info.KeySize {
+			same := *prev
+			same.readAt, same.info = at, info
+			return &same, nil, nil
+		}
+	}
 	snap := &snapshot{readAt: time.Now(), entries: map[string]string{}}
 	left := uint64(0)
 	if uint64(s.cfg.Memory) > s.memUsed {
