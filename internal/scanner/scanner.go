@@ -57,7 +57,8 @@ type Scanner struct {
 	mapWrites map[uint32]time.Time   // latest write to a map whose keys are unknown
 
 	snaps    map[uint32]*snapshot
-	reported map[uint32]bool // maps listed as not scanned
+	created  map[uint32]createdMap // maps created since start, not yet read
+	reported map[uint32]bool       // maps listed as not scanned
 	exclude  map[uint32]bool
 
 	// State persistence (state.go).
@@ -131,11 +132,59 @@ func New(cfg Config) (*Scanner, error) {
 		cfg: cfg, reader: r,
 		writes: map[writeKey]time.Time{}, mapWrites: map[uint32]time.Time{},
 		snaps: map[uint32]*snapshot{}, reported: map[uint32]bool{}, exclude: map[uint32]bool{},
+		created: map[uint32]createdMap{},
 	}
 	for _, id := range cfg.Exclude {
 		s.exclude[id] = true
 	}
 	return s, nil
+}
+
+// createdMap is a map the syscall sensor saw created.
+type createdMap struct {
+	m  event.Map
+	at time.Time
+}
+
+// Created records a map created while bpfmon runs. Its contents at creation
+// are known (arrays: zeros; hash-like maps: empty), so they, not the first
+// pass that sees the map, are its baseline: a write between its creation
+// and that pass (through mmap, by a program) is not taken for its initial
+// state.
+func (s *Scanner) Created(m event.Map, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.created[m.ID] = createdMap{m, at}
+}
+
+// initialSnapshot is the content of a map just created, or nil when it is
+// not known or too large to build (the first pass is then the baseline).
+func (s *Scanner) initialSnapshot(c createdMap) *snapshot {
+	m := c.m
+	snap := &snapshot{readAt: c.at, entries: map[string]string{},
+		info: MapInfo{ID: m.ID, Name: m.Name, Type: ebpf.MapType(m.Type), KeySize: m.KeySize, ValueSize: m.ValueSize, MaxEntries: m.MaxEntries, Flags: m.Flags}}
+	switch ebpf.MapType(m.Type) {
+	case ebpf.Hash, ebpf.PerCPUHash, ebpf.LRUHash, ebpf.LRUCPUHash, ebpf.LPMTrie, ebpf.HashOfMaps, ebpf.DevMapHash:
+		return snap // empty
+	case ebpf.Array, ebpf.PerCPUArray:
+		if m.KeySize != 4 {
+			return nil
+		}
+		vb := s.reader.ValueBytes(snap.info)
+		if uint64(m.MaxEntries)*uint64(vb+4+fullOverhead) > uint64(s.cfg.Memory)/4 {
+			return nil
+		}
+		zero := string(make([]byte, vb))
+		for i := range m.MaxEntries {
+			k := string([]byte{byte(i), byte(i >> 8), byte(i >> 16), byte(i >> 24)})
+			snap.entries[k] = zero
+			snap.n++
+			snap.sum += mix(hash64([]byte(k)), hash64([]byte(zero)))
+			snap.mem += uint64(len(k)+len(zero)) + fullOverhead
+		}
+		return snap
+	}
+	return nil
 }
 
 // Explain records a write that a sensor reported, so that the change it
@@ -265,6 +314,14 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		prev := s.snaps[mid]
 		if prev != nil {
 			s.memUsed -= prev.mem // replaced by this read
+		} else {
+			s.mu.Lock()
+			c, ok := s.created[mid]
+			delete(s.created, mid)
+			s.mu.Unlock()
+			if ok {
+				prev = s.initialSnapshot(c)
+			}
 		}
 		snap, cands, err := s.read(mid, prev)
 		var ns *NotScannableError
@@ -365,6 +422,13 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 	}
 	s.forget(start.Add(-2*s.cfg.Interval - s.cfg.Grace))
+	s.mu.Lock()
+	for id, c := range s.created {
+		if c.at.Before(start) && !seen[id] {
+			delete(s.created, id) // created and gone between passes
+		}
+	}
+	s.mu.Unlock()
 	if err := s.saveState(); err != nil {
 		if err.Error() != s.saveErr && s.cfg.Warn != nil {
 			s.cfg.Warn(err)

@@ -60,8 +60,15 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if err := features.CheckTracing(); err != nil {
 		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	// The content scanner needs every write the sensor sees, to tell
+	// reported writes from unreported ones: then --event filters in user
+	// space only.
+	sensorEvents := opts.Filter.Events
+	if opts.ScanInterval > 0 {
+		sensorEvents = nil
+	}
 	sensor, err := bpfsyscall.New(bpfsyscall.Config{
-		Events:          opts.Filter.Events,
+		Events:          sensorEvents,
 		CaptureBytes:    opts.CaptureBytes,
 		RingBufferBytes: opts.RingBytes,
 		Hook:            opts.Hook,
@@ -153,6 +160,10 @@ func explain(scan *scanner.Scanner, ev *event.Event) {
 		return
 	}
 	switch ev.Type {
+	case event.MapCreate:
+		if ev.HasResult && ev.Map.ID != 0 {
+			scan.Created(*ev.Map, ev.Time)
+		}
 	case event.MapUpdate, event.MapDelete, event.MapLookupAndDelete,
 		event.MapUpdateBatch, event.MapDeleteBatch, event.MapLookupDeleteBatch:
 		complete := ev.HasKey && !ev.Truncated && !ev.KeyFault

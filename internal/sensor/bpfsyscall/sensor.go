@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -379,22 +380,21 @@ func (s *Sensor) Close() error {
 	return s.objs.Close()
 }
 
+// cmdMask selects the bpf(2) commands behind the wanted event types. Types
+// that other parts of bpfmon report (lost, the scanner's) select nothing
+// here; names nobody reports are an error.
 func cmdMask(events []string) (uint64, error) {
 	var mask uint64
 	want := map[string]bool{}
 	for _, e := range events {
+		if !slices.Contains(event.Types, e) {
+			return 0, fmt.Errorf("unknown event type %q; known: %s", e, strings.Join(event.Types, ", "))
+		}
 		want[e] = true
 	}
-	known := map[string]bool{event.Lost: true}
 	for cmd, name := range cmdEvents {
-		known[name] = true
 		if len(events) == 0 || want[name] {
 			mask |= 1 << cmd
-		}
-	}
-	for e := range want {
-		if !known[e] {
-			return 0, fmt.Errorf("unknown event type %q; known: %s", e, strings.Join(event.Types, ", "))
 		}
 	}
 	return mask, nil
