@@ -69,6 +69,13 @@ type Scanner struct {
 
 	memUsed uint64 // estimated memory the snapshots hold
 
+	// Map ids are allocated upwards (cyclically): a map with an id above
+	// startMaxID was created after start, and its initial contents are
+	// known even if its map_create event has not arrived yet.
+	startMaxID uint32
+	started    time.Time
+	lastPass   time.Time // start of the previous pass
+
 	// Stats of the last pass.
 	LastPass PassStats
 }
@@ -136,6 +143,17 @@ func New(cfg Config) (*Scanner, error) {
 	}
 	for _, id := range cfg.Exclude {
 		s.exclude[id] = true
+	}
+	s.started = time.Now()
+	for id := ebpf.MapID(0); ; {
+		next, err := ebpf.MapGetNextID(id)
+		if err != nil {
+			break
+		}
+		id = next
+		if !s.exclude[uint32(id)] {
+			s.startMaxID = uint32(id)
+		}
 	}
 	return s, nil
 }
@@ -323,6 +341,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 				prev = s.initialSnapshot(c)
 			}
 		}
+		newSinceStart := prev == nil && mid > s.startMaxID
 		snap, cands, err := s.read(mid, prev)
 		var ns *NotScannableError
 		switch {
@@ -355,6 +374,17 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			}
 		}
 		s.snaps[mid] = snap
+		if newSinceStart && snap.entries != nil {
+			// Created after start, its map_create not (yet) seen: compare
+			// with what such a map holds when created.
+			since := s.lastPass
+			if since.IsZero() {
+				since = s.started
+			}
+			if init := s.initialSnapshot(createdMap{*eventMap(snap.info), since}); init != nil {
+				cands = diff(init, snap)
+			}
+		}
 		if len(cands) > 0 {
 			found = append(found, cands)
 		}
@@ -422,6 +452,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 	}
 	s.forget(start.Add(-2*s.cfg.Interval - s.cfg.Grace))
+	s.lastPass = start
 	s.mu.Lock()
 	for id, c := range s.created {
 		if c.at.Before(start) && !seen[id] {
