@@ -557,6 +557,16 @@ func measureGetpid(cfg config, e *env) getpidResults {
 	return res
 }
 
+// goTest runs `go args...` (a go test benchmark) and returns its output.
+func goTest(args []string) (string, error) {
+	progress("go %s", strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := runCmd(cmd, buildTimeout)
+	return out.String(), err
+}
+
 // ---------------------------------------------------------------------------
 // The JSON pipeline alone.
 
@@ -580,12 +590,8 @@ func measurePipeline(cfg config, e *env) pipelineResult {
 		"-benchtime", fmt.Sprintf("%dx", 1_000_000/cfg.scale), "-count", strconv.Itoa(count),
 		"./internal/sensor/bpfsyscall/"}
 	res := pipelineResult{cmdline: "go " + strings.Join(args, " ")}
-	progress("%s", res.cmdline)
-	cmd := exec.Command("go", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := runCmd(cmd, buildTimeout)
-	for _, line := range strings.Split(out.String(), "\n") {
+	out, err := goTest(args)
+	for _, line := range strings.Split(out, "\n") {
 		if !strings.HasPrefix(line, "BenchmarkPipelineJSON") {
 			continue
 		}
@@ -605,7 +611,7 @@ func measurePipeline(cfg config, e *env) pipelineResult {
 	case len(res.eventsSec) > 0:
 		progress("pipeline: %s events/s (median of %d)", commas(int64(median(res.eventsSec))), len(res.eventsSec))
 	case err != nil:
-		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out.String()))
+		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out))
 	default:
 		res.na = "n/a: benchmark not found"
 	}
@@ -635,12 +641,8 @@ func measureScan(cfg config) scanResult {
 		args[6] = "1x"
 	}
 	res := scanResult{cmdline: "go " + strings.Join(args, " "), cases: map[string]map[string]float64{}}
-	progress("%s", res.cmdline)
-	cmd := exec.Command("go", args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := runCmd(cmd, buildTimeout)
-	for _, line := range strings.Split(out.String(), "\n") {
+	out, err := goTest(args)
+	for _, line := range strings.Split(out, "\n") {
 		c := reScanCase.FindStringSubmatch(line)
 		if c == nil {
 			continue
@@ -656,7 +658,7 @@ func measureScan(cfg config) scanResult {
 	case res.cases["unchanged"]["ms/pass"] > 0:
 		progress("scanner: %.0f ms per unchanged pass over a 1M-entry hash", res.cases["unchanged"]["ms/pass"])
 	case err != nil:
-		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out.String()))
+		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out))
 	default:
 		res.na = "n/a: benchmark not found"
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,13 +11,14 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
+// needRoot skips without root, and fails instead in CI (testutil).
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: creating BPF maps and loading programs needs root (CAP_BPF); run the tests as root")
-	}
+	testutil.RequireRoot(t)
 }
 
 var (

@@ -20,15 +20,16 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 // needRoot skips the test, with the reason, unless it runs as root: the
 // tests create real maps in the running kernel.
+// needRoot skips without root, and fails instead in CI (testutil).
 func needRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("skipping: creating and reading BPF maps needs root (CAP_BPF, CAP_SYS_ADMIN); run the tests as root")
-	}
+	testutil.RequireRoot(tb)
 }
 
 // newTestMap creates a map that is closed when the test ends.

@@ -12,17 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("needs root to create BPF maps and programs")
-		}
-		t.Skip("needs root to create BPF maps and programs")
-	}
-}
 
 func mapID(t *testing.T, m *ebpf.Map) uint32 {
 	t.Helper()
@@ -70,7 +61,7 @@ func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 // TestMmapWrite: a process writes an mmap'ed BPF_F_MMAPABLE array, which
 // no hook sees.
 func TestMmapWrite(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_mmap", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 8, Flags: unix.BPF_F_MMAPABLE})
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +138,7 @@ func run(t *testing.T, p *ebpf.Program) {
 // an added key) and through a lookup pointer (into an array: the verifier
 // inlines that lookup, so no hook could see it anyway).
 func TestProgramWrites(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	h, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_hash", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +188,7 @@ func TestProgramWrites(t *testing.T) {
 // TestExplainedAndRemoved: a change a sensor reported is not repeated; an
 // unreported delete is reported as removed.
 func TestExplainedAndRemoved(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_expl", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +213,7 @@ func TestExplainedAndRemoved(t *testing.T) {
 // TestNoiseLimit: a map with many changed keys gets MaxKeyed keyed events
 // and one summary with the count.
 func TestNoiseLimit(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_noisy", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -257,7 +248,7 @@ func TestNoiseLimit(t *testing.T) {
 // and added keys are still reported with their key and new value, removed
 // ones as a count, and explained removals are still recognised.
 func TestMemoryBound(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_bound", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 256})
 	if err != nil {
 		t.Fatal(err)
@@ -307,7 +298,7 @@ func TestMemoryBound(t *testing.T) {
 // the baseline, so the write is reported, whether the sensor's map_create
 // arrived first (Created) or not (the id is above those present at start).
 func TestCreatedMapBaseline(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	for _, announced := range []bool{true, false} {
 		s := newScanner(t)
 		passes(t, s, 1, 0, nil) // a pass before the map exists

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 func scannerWithState(t *testing.T, path string) (*Scanner, error) {
@@ -25,7 +26,7 @@ func scannerWithState(t *testing.T, path string) (*Scanner, error) {
 // TestStateWhileDown: stop, change maps, start: the changes are reported
 // with while_down, key by key for a small map, as a count for a large one.
 func TestStateWhileDown(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	path := filepath.Join(t.TempDir(), "state.json")
 	small, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_small", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	if err != nil {
@@ -94,7 +95,7 @@ func TestStateWhileDown(t *testing.T) {
 }
 
 func TestStateCorruptAndForeign(t *testing.T) {
-	requireRoot(t)
+	testutil.RequireRoot(t)
 	dir := t.TempDir()
 
 	corrupt := filepath.Join(dir, "corrupt.json")
