@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +32,19 @@ var bin string
 var hostileName = "x\n\"y\x1b[2J"
 
 func TestMain(m *testing.M) {
+	// As a holder: create and pin a map at $1, print its id, hold it until
+	// stdin closes.
+	if path := os.Getenv("BPFMON_E2E_HOLD"); path != "" {
+		mp, err := ebpf.NewMap(&ebpf.MapSpec{Name: "e2e_held", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+		if err != nil || mp.Pin(path) != nil {
+			os.Exit(6)
+		}
+		info, _ := mp.Info()
+		id, _ := info.ID()
+		fmt.Println(id)
+		io.ReadAll(os.Stdin)
+		os.Exit(0)
+	}
 	// As a child: take the hostile name, then update map id $1 once.
 	if os.Getenv("BPFMON_E2E_CHILD") != "" {
 		name := append([]byte(hostileName), 0)
@@ -247,7 +262,7 @@ func TestWatchJSON(t *testing.T) {
 			if ev.Process.Comm != hostileName {
 				t.Errorf("hostile comm came back as %q", ev.Process.Comm)
 			}
-		case ev.Event == "map_update" && ev.Map != nil && ev.Map.Name == "bpfmon_demo":
+		case ev.Event == "map_update" && ev.Map != nil && ev.Map.Name == "bpfmon_demo" && ev.Process.PID == uint32(demo.Process.Pid):
 			demoUpdates++
 			if !strings.HasSuffix(ev.Process.Exe, "/bpfmon") || ev.Key != "00000000" {
 				t.Errorf("demo update: %s", line)
@@ -325,6 +340,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch", "--ring-buffer", "lots"}, 2, "ring-buffer"},
 		{[]string{"watch", "extra"}, 2, "unexpected argument"},
 		{[]string{"watch", "--hook", "kprobe"}, 2, "unknown --hook"},
+		{[]string{"maps", "--format", "xml"}, 2, "unknown --format"},
+		{[]string{"maps", "--help"}, 0, "--dump"},
 		{[]string{"watch", "--help"}, 0, "--ready-file"},
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
 		{[]string{"version"}, 0, "bpfmon"},
@@ -481,5 +498,68 @@ func TestWatchScannerNewMap(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no map_changed for the mmap write:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestMapsInventory: a map created, pinned and held by another process is
+// listed with its holder, its pin and its attributes.
+func TestMapsInventory(t *testing.T) {
+	testutil.RequireRoot(t)
+	pin := filepath.Join(testutil.BPFFSPath(t), "bpfmon_e2e_"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.Remove(pin) })
+	holder := exec.Command(os.Args[0], "-test.run=^$")
+	holder.Env = append(os.Environ(), "BPFMON_E2E_HOLD="+pin)
+	stdin, _ := holder.StdinPipe()
+	stdout, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); holder.Wait() }()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	id := strings.TrimSpace(line)
+
+	out, err := exec.Command(bin, "maps", "--format", "json", "--id", id).Output()
+	if err != nil {
+		t.Fatalf("bpfmon maps: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one map, got:\n%s", out)
+	}
+	var m struct {
+		ID         uint32 `json:"id"`
+		Name       string `json:"name"`
+		Type       string `json:"type"`
+		KeySize    uint32 `json:"key_size"`
+		ValueSize  uint32 `json:"value_size"`
+		MaxEntries uint32 `json:"max_entries"`
+		Holders    []struct {
+			PID      int  `json:"pid"`
+			Writable bool `json:"writable"`
+		} `json:"holders"`
+		Pins     []string          `json:"pins"`
+		Programs []json.RawMessage `json:"programs"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &m); err != nil {
+		t.Fatal(err)
+	}
+	if strconv.Itoa(int(m.ID)) != id || m.Name != "e2e_held" || m.Type != "hash" || m.KeySize != 4 || m.ValueSize != 8 || m.MaxEntries != 8 ||
+		m.Programs == nil || len(m.Pins) != 1 || m.Pins[0] != pin {
+		t.Errorf("map: %s", lines[0])
+	}
+	var held bool
+	for _, h := range m.Holders {
+		held = held || (h.PID == holder.Process.Pid && h.Writable)
+	}
+	if !held {
+		t.Errorf("holder pid %d (read-write) missing: %s", holder.Process.Pid, lines[0])
+	}
+
+	table, err := exec.Command(bin, "maps", "--id", id).Output()
+	if err != nil || !strings.Contains(string(table), "e2e_held") || !strings.Contains(string(table), "pinned at "+pin) {
+		t.Errorf("table: %v\n%s", err, table)
 	}
 }

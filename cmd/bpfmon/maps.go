@@ -1,0 +1,175 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"unicode"
+
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/scanner"
+)
+
+func runMaps(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("maps", flag.ContinueOnError)
+	format := fs.String("format", "table", "output format: table, or json (one map per line)")
+	dump := fs.Bool("dump", false, "also print the contents of the selected maps (hex keys and values)")
+	dumpMax := fs.Int("dump-max", 100, "with --dump, at most `N` elements per map (0: all)")
+	var ids, pids uintList
+	var names stringList
+	fs.Var(&ids, "id", "only these map `IDS` (comma-separated or repeated)")
+	fs.Var(&names, "name", "only maps with these `NAMES` (names are chosen by map creators: not an identity)")
+	fs.Var(&pids, "pid", "only maps held by these process `IDS`")
+	fs.Usage = usageFunc(fs, `Usage: bpfmon maps [flags]
+
+Lists every BPF map on this host: id, name, type, sizes, flags, memory, the
+programs that use it, the processes that hold an fd to it (and whether that
+fd can write), the paths where it is pinned, and whether user space could
+write it now.`)
+	if code, stop := parse(fs, args, stdout, stderr); stop {
+		return code
+	}
+	if *format != "table" && *format != "json" {
+		fmt.Fprintf(stderr, "bpfmon maps: unknown --format %q: want table or json\n", *format)
+		return exitUsage
+	}
+	if err := features.CheckTracing(); err != nil {
+		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
+		return exitError
+	}
+	maps, problems, err := inventory.Collect(inventory.Options{IDs: ids, Names: names, PIDs: pids})
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
+		return exitError
+	}
+	for _, p := range problems {
+		fmt.Fprintf(stderr, "bpfmon maps: warning: %v\n", p)
+	}
+
+	var contents map[uint32][]element
+	if *dump {
+		contents = dumpMaps(maps, *dumpMax, stderr)
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetEscapeHTML(false)
+		for i := range maps {
+			line := struct {
+				inventory.Map
+				Contents []element `json:"contents,omitempty"`
+			}{maps[i], contents[maps[i].ID]}
+			if err := enc.Encode(&line); err != nil {
+				fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
+				return exitError
+			}
+		}
+		return exitOK
+	}
+	writeMapsTable(stdout, maps, contents)
+	return exitOK
+}
+
+// element is one key and value of a dumped map, in hex.
+type element struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+var errDumpLimit = errors.New("dump limit reached")
+
+func dumpMaps(maps []inventory.Map, limit int, stderr io.Writer) map[uint32][]element {
+	out := map[uint32][]element{}
+	r, err := scanner.NewReader(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon maps: --dump: %v\n", err)
+		return out
+	}
+	for _, m := range maps {
+		_, err := r.Read(m.ID, func(k, v []byte) error {
+			if limit > 0 && len(out[m.ID]) >= limit {
+				return errDumpLimit
+			}
+			out[m.ID] = append(out[m.ID], element{hex.EncodeToString(k), hex.EncodeToString(v)})
+			return nil
+		})
+		var ns *scanner.NotScannableError
+		switch {
+		case errors.Is(err, errDumpLimit):
+			fmt.Fprintf(stderr, "bpfmon maps: map %d: showing the first %d elements (--dump-max)\n", m.ID, limit)
+		case errors.As(err, &ns):
+			fmt.Fprintf(stderr, "bpfmon maps: map %d: contents not readable: %s\n", m.ID, ns.Reason)
+		case err != nil:
+			fmt.Fprintf(stderr, "bpfmon maps: map %d: %v\n", m.ID, err)
+		}
+	}
+	return out
+}
+
+// writeMapsTable prints one line per map, then its holders and pins
+// indented below it. Every string a process chose is quoted when it is not
+// plain, so no name or path can forge a line.
+func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]element) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTYPE\tNAME\tKEY\tVALUE\tMAX\tFLAGS\tMEMORY\tPROGRAMS\tHOLDERS\tPINS\tWRITABLE")
+	for _, m := range maps {
+		flags := strings.Join(m.FlagNames, ",")
+		if flags == "" {
+			flags = "-"
+		}
+		var progs []string
+		for _, p := range m.Programs {
+			progs = append(progs, strconv.FormatUint(uint64(p.ID), 10)+":"+plain(p.Name))
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%v\n", m.ID, m.Type, plain(m.Name), m.KeySize, m.ValueSize,
+			m.MaxEntries, flags, m.MemoryBytes, orDash(strings.Join(progs, ",")), len(m.Holders), len(m.Pins), m.UserWritable)
+	}
+	tw.Flush()
+	for _, m := range maps {
+		if len(m.Holders) == 0 && len(m.Pins) == 0 && len(contents[m.ID]) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nmap %d %s:\n", m.ID, plain(m.Name))
+		for _, h := range m.Holders {
+			mode := "read-only"
+			if h.Writable {
+				mode = "read-write"
+			}
+			fmt.Fprintf(w, "  held by pid %d comm=%s exe=%s fd %d (%s)\n", h.PID, plain(h.Comm), plain(h.Exe), h.FD, mode)
+		}
+		for _, p := range m.Pins {
+			fmt.Fprintf(w, "  pinned at %s\n", plain(p))
+		}
+		for _, e := range contents[m.ID] {
+			fmt.Fprintf(w, "  key %s value %s\n", e.Key, e.Value)
+		}
+	}
+}
+
+// plain returns s as is when it is printable and has no space or quote,
+// else Go-quoted: control characters, newlines and escapes cannot reach the
+// terminal.
+func plain(s string) string {
+	if s == "" {
+		return `""`
+	}
+	for _, r := range s {
+		if !unicode.IsPrint(r) || r == ' ' || r == '"' || r == '\\' || r > unicode.MaxASCII {
+			return strconv.QuoteToASCII(s)
+		}
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
