@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -561,5 +562,53 @@ func TestMapsInventory(t *testing.T) {
 	table, err := exec.Command(bin, "maps", "--id", id).Output()
 	if err != nil || !strings.Contains(string(table), "e2e_held") || !strings.Contains(string(table), "pinned at "+pin) {
 		t.Errorf("table: %v\n%s", err, table)
+	}
+}
+
+// TestWatchContainer: a process in a container's cgroup is reported with
+// that cgroup's id, path and container id, even though it exits at once.
+func TestWatchContainer(t *testing.T) {
+	testutil.RequireRoot(t)
+	var root string
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 8 && strings.Contains(line, " - cgroup2 ") {
+				root = f[4]
+			}
+		}
+	}
+	if root == "" {
+		testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
+	}
+	// docker's systemd-driver layout, with a random id for this run.
+	cid := fmt.Sprintf("%016x%016x%016x%016x", rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64())
+	dir := filepath.Join(root, "docker-"+cid+".scope")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	var st syscall.Stat_t
+	syscall.Stat(dir, &st)
+
+	_, id := newMap(t)
+	w := startWatch(t, "--format", "json", "--map-id", strconv.Itoa(int(id)), "--event", "map_update")
+	// The child joins the cgroup before it runs: started stopped by a
+	// shell that first moves itself.
+	sh := exec.Command("/bin/sh", "-c", `echo $$ > "$1"/cgroup.procs && exec "$2" -test.run='^$' "$3"`, "sh", dir, os.Args[0], strconv.Itoa(int(id)))
+	sh.Env = append(os.Environ(), "BPFMON_E2E_CHILD=1")
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("child in cgroup: %v: %s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGINT)
+	var found bool
+	for _, line := range lines {
+		if strings.Contains(line, fmt.Sprintf(`"cgroup_id":%d,"cgroup":"/%s"`, st.Ino, filepath.Base(dir))) &&
+			strings.Contains(line, `"container_id":"`+cid+`"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no update with cgroup %d and container %s:\n%s\nstderr: %s", st.Ino, cid, strings.Join(lines, "\n"), w.stderr.String())
 	}
 }

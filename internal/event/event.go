@@ -55,6 +55,10 @@ type Process struct {
 	Comm     string // chosen by the process: never trust it for decisions
 	Exe      string // path of the executable, "" when unknown
 	CgroupID uint64
+	// Cgroup is the cgroup v2 path of CgroupID and ContainerID the
+	// container id found in it (docker, containerd, cri-o, podman).
+	Cgroup      string
+	ContainerID string
 }
 
 // Map describes a BPF map. When an event reports a failed map_create, the

@@ -55,6 +55,14 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		}
 		b = append(b, `,"cgroup_id":`...)
 		b = strconv.AppendUint(b, p.CgroupID, 10)
+		if p.Cgroup != "" {
+			b = append(b, `,"cgroup":`...)
+			b = appendJSONString(b, p.Cgroup)
+		}
+		if p.ContainerID != "" {
+			b = append(b, `,"container_id":`...)
+			b = appendJSONString(b, p.ContainerID)
+		}
 		b = append(b, '}')
 	}
 	if m := ev.Map; m != nil {

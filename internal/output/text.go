@@ -51,6 +51,10 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " exe="...)
 			b = appendTextString(b, p.Exe, false)
 		}
+		if p.ContainerID != "" {
+			b = append(b, " container="...)
+			b = appendTextString(b, p.ContainerID, false)
+		}
 	}
 	if ev.Compat {
 		b = append(b, " [ia32]"...)

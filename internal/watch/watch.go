@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/output"
@@ -129,9 +130,14 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		scanDone <- nil
 	}
 
+	cgroupNames := cgroups.NewResolver()
 	emit := func(ev *event.Event) error {
 		if scan != nil {
 			explain(scan, ev)
+		}
+		if p := ev.Process; p != nil {
+			p.Cgroup = cgroupNames.Path(p.CgroupID)
+			p.ContainerID = cgroups.ContainerID(p.Cgroup)
 		}
 		return write(ev)
 	}
