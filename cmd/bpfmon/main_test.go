@@ -20,6 +20,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -610,5 +611,92 @@ func TestWatchContainer(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no update with cgroup %d and container %s:\n%s\nstderr: %s", st.Ino, cid, strings.Join(lines, "\n"), w.stderr.String())
+	}
+}
+
+// TestWatchMapContext: events carry the map's programs and pins, and how
+// the process relates to the map: a holder at start, its creator, or a
+// newcomer.
+func TestWatchMapContext(t *testing.T) {
+	testutil.RequireRoot(t)
+	old, oldID := newMap(t)
+	pin := filepath.Join(testutil.BPFFSPath(t), "bpfmon_ctx_"+strconv.Itoa(os.Getpid()))
+	if err := old.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "ctx_user", Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
+		asm.LoadMapPtr(asm.R1, old.FD()), asm.Mov.Imm(asm.R0, 0), asm.Return(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+
+	w := startWatch(t, "--format", "json", "--event", "map_update")
+	old.Update(uint32(1), uint64(1), 0) // a holder at start
+	childPID := hostileChild(t, oldID)  // a newcomer
+	fresh, freshID := newMap(t)
+	fresh.Update(uint32(1), uint64(1), 0) // its creator
+	time.Sleep(300 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGINT)
+
+	type ev struct {
+		Process struct {
+			PID      int    `json:"pid"`
+			Relation string `json:"relation"`
+		} `json:"process"`
+		Map struct {
+			ID       uint32 `json:"id"`
+			Programs []struct {
+				Name string `json:"name"`
+			} `json:"programs"`
+			Pins []string `json:"pins"`
+		} `json:"map"`
+	}
+	seen := map[string]bool{}
+	for _, line := range lines {
+		var e ev
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Map.ID == oldID && e.Process.PID == os.Getpid():
+			seen["holder"] = e.Process.Relation == "holder" && len(e.Map.Pins) == 1 && e.Map.Pins[0] == pin &&
+				len(e.Map.Programs) == 1 && e.Map.Programs[0].Name == "ctx_user"
+		case e.Map.ID == oldID && e.Process.PID == childPID:
+			seen["newcomer"] = e.Process.Relation == "newcomer"
+		case e.Map.ID == freshID && e.Process.PID == os.Getpid():
+			seen["creator"] = e.Process.Relation == "creator"
+		}
+	}
+	if !seen["holder"] || !seen["newcomer"] || !seen["creator"] {
+		t.Errorf("relations/context %v:\n%s", seen, strings.Join(lines, "\n"))
+	}
+}
+
+// TestMapsDumpBTF: --dump renders values through the map's BTF.
+func TestMapsDumpBTF(t *testing.T) {
+	testutil.RequireRoot(t)
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	value := &btf.Struct{Name: "cfg", Size: 8, Members: []btf.Member{
+		{Name: "pid", Type: u32, Offset: 0}, {Name: "enabled", Type: &btf.Int{Name: "bool", Size: 1, Encoding: btf.Bool}, Offset: 32},
+	}}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "e2e_btf", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 2, Key: u32, Value: value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Update(uint32(3), []byte{42, 0, 0, 0, 1, 0, 0, 0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := m.Info()
+	id, _ := info.ID()
+	out, err := exec.Command(bin, "maps", "--format", "json", "--dump", "--id", strconv.Itoa(int(id))).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), `"key":"03000000","value":"2a00000001000000","key_btf":"3","value_btf":"{pid: 42, enabled: true}"`) {
+		t.Errorf("dump: %s", out)
 	}
 }

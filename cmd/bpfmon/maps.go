@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"unicode"
 
+	"github.com/bpfmon/bpfmon/internal/btffmt"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -76,10 +77,13 @@ write it now.`)
 	return exitOK
 }
 
-// element is one key and value of a dumped map, in hex.
+// element is one key and value of a dumped map, in hex, and rendered
+// through the map's BTF when it has some.
 type element struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	KeyBTF   string `json:"key_btf,omitempty"`
+	ValueBTF string `json:"value_btf,omitempty"`
 }
 
 var errDumpLimit = errors.New("dump limit reached")
@@ -92,11 +96,19 @@ func dumpMaps(maps []inventory.Map, limit int, stderr io.Writer) map[uint32][]el
 		return out
 	}
 	for _, m := range maps {
+		keyType, valueType, _ := btffmt.MapTypes(m.ID) // no BTF: hex only
 		_, err := r.Read(m.ID, func(k, v []byte) error {
 			if limit > 0 && len(out[m.ID]) >= limit {
 				return errDumpLimit
 			}
-			out[m.ID] = append(out[m.ID], element{hex.EncodeToString(k), hex.EncodeToString(v)})
+			e := element{Key: hex.EncodeToString(k), Value: hex.EncodeToString(v)}
+			if keyType != nil {
+				e.KeyBTF = btffmt.Format(keyType, k)
+			}
+			if valueType != nil {
+				e.ValueBTF = btffmt.Format(valueType, v)
+			}
+			out[m.ID] = append(out[m.ID], e)
 			return nil
 		})
 		var ns *scanner.NotScannableError
@@ -147,7 +159,11 @@ func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]ele
 			fmt.Fprintf(w, "  pinned at %s\n", plain(p))
 		}
 		for _, e := range contents[m.ID] {
-			fmt.Fprintf(w, "  key %s value %s\n", e.Key, e.Value)
+			fmt.Fprintf(w, "  key %s value %s", e.Key, e.Value)
+			if e.KeyBTF != "" || e.ValueBTF != "" {
+				fmt.Fprintf(w, "  (%s = %s)", orDash(printable(e.KeyBTF)), orDash(printable(e.ValueBTF)))
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }
@@ -165,6 +181,12 @@ func plain(s string) string {
 		}
 	}
 	return s
+}
+
+// printable escapes what BTF-formatted strings may carry from map data.
+func printable(s string) string {
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
 }
 
 func orDash(s string) string {

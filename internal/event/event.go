@@ -59,6 +59,9 @@ type Process struct {
 	// container id found in it (docker, containerd, cri-o, podman).
 	Cgroup      string
 	ContainerID string
+	// Relation says how the process relates to the event's map: "creator",
+	// "holder" (held an fd to it when bpfmon started) or "newcomer".
+	Relation string
 }
 
 // Map describes a BPF map. When an event reports a failed map_create, the
@@ -72,6 +75,16 @@ type Map struct {
 	MaxEntries uint32
 	Flags      uint32
 	Frozen     bool
+	// From the inventory, when known: the programs that use the map and
+	// the paths where it is pinned.
+	Programs []MapProgram
+	Pins     []string
+}
+
+// MapProgram is a BPF program that uses a map.
+type MapProgram struct {
+	ID   uint32
+	Name string
 }
 
 // Event is one report. Optional parts are nil or flagged by a Has field.

@@ -63,6 +63,10 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			b = append(b, `,"container_id":`...)
 			b = appendJSONString(b, p.ContainerID)
 		}
+		if p.Relation != "" {
+			b = append(b, `,"relation":`...)
+			b = appendJSONString(b, p.Relation)
+		}
 		b = append(b, '}')
 	}
 	if m := ev.Map; m != nil {
@@ -82,6 +86,30 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = strconv.AppendUint(b, uint64(m.Flags), 10)
 		b = append(b, `,"frozen":`...)
 		b = strconv.AppendBool(b, m.Frozen)
+		if m.Programs != nil {
+			b = append(b, `,"programs":[`...)
+			for i, p := range m.Programs {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, `{"id":`...)
+				b = strconv.AppendUint(b, uint64(p.ID), 10)
+				b = append(b, `,"name":`...)
+				b = appendJSONString(b, p.Name)
+				b = append(b, '}')
+			}
+			b = append(b, ']')
+		}
+		if m.Pins != nil {
+			b = append(b, `,"pins":[`...)
+			for i, p := range m.Pins {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, p)
+			}
+			b = append(b, ']')
+		}
 		b = append(b, '}')
 	}
 	if ev.HasFD {

@@ -55,6 +55,11 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " container="...)
 			b = appendTextString(b, p.ContainerID, false)
 		}
+		if p.Relation != "" && p.Relation != "creator" {
+			b = append(b, " ("...)
+			b = append(b, p.Relation...)
+			b = append(b, ')')
+		}
 	}
 	if ev.Compat {
 		b = append(b, " [ia32]"...)

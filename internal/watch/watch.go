@@ -92,9 +92,11 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 
 	// Two producers (the sensor and the scanner) share the writer.
 	var mu sync.Mutex
+	maps := newMapContext(stop)
 	write := func(ev *event.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
+		maps.enrich(ev)
 		if !opts.Filter.Match(ev) {
 			return nil
 		}

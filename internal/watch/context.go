@@ -1,0 +1,115 @@
+package watch
+
+import (
+	"sync"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+)
+
+// mapContext adds to events what the inventory knows about their map: the
+// programs using it, where it is pinned, and how the calling process relates
+// to it (its creator, a process that held it when bpfmon started, or a
+// newcomer). It is built from one inventory at start and refreshed in the
+// background, never in the event path, so a host with thousands of maps
+// cannot slow event delivery. Create and pin events update it at once.
+type mapContext struct {
+	mu       sync.Mutex
+	programs map[uint32][]event.MapProgram
+	pins     map[uint32][]string
+	owners   map[uint32]map[uint32]string // map id -> pid -> "creator" or "holder"
+	kick     chan struct{}
+}
+
+// contextRefresh is how often the background refresh runs without a kick.
+const contextRefresh = 5 * time.Second
+
+func newMapContext(stop <-chan struct{}) *mapContext {
+	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{},
+		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1)}
+	c.refresh(true)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-c.kick:
+			case <-time.After(contextRefresh):
+			}
+			c.refresh(false)
+			time.Sleep(time.Second) // at most one refresh a second
+		}
+	}()
+	return c
+}
+
+// refresh reads the inventory; at start it also records each map's holders.
+func (c *mapContext) refresh(atStart bool) {
+	maps, _, err := inventory.Collect(inventory.Options{SkipHolders: !atStart})
+	if err != nil {
+		return
+	}
+	programs := map[uint32][]event.MapProgram{}
+	pins := map[uint32][]string{}
+	for _, m := range maps {
+		for _, p := range m.Programs {
+			programs[m.ID] = append(programs[m.ID], event.MapProgram{ID: p.ID, Name: p.Name})
+		}
+		pins[m.ID] = m.Pins
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.programs, c.pins = programs, pins
+	if atStart {
+		for _, m := range maps {
+			for _, h := range m.Holders {
+				c.own(m.ID, h.PID, "holder")
+			}
+		}
+	}
+}
+
+func (c *mapContext) own(mapID, pid uint32, how string) {
+	if c.owners[mapID] == nil {
+		c.owners[mapID] = map[uint32]string{}
+	}
+	if _, ok := c.owners[mapID][pid]; !ok {
+		c.owners[mapID][pid] = how
+	}
+}
+
+// enrich adds the context to ev, and learns from create and pin events.
+func (c *mapContext) enrich(ev *event.Event) {
+	m := ev.Map
+	if m == nil || m.ID == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ok := !ev.HasResult || ev.Result >= 0
+	switch {
+	case ev.Type == event.MapCreate && ok && ev.Process != nil:
+		c.own(m.ID, ev.Process.PID, "creator")
+	case ev.Type == event.ObjPin && ok && ev.Path != "" && !ev.HasPathFD:
+		c.pins[m.ID] = append(c.pins[m.ID], ev.Path)
+		c.poke()
+	}
+	m.Programs = c.programs[m.ID]
+	m.Pins = c.pins[m.ID]
+	if p := ev.Process; p != nil {
+		if how, ok := c.owners[m.ID][p.PID]; ok {
+			p.Relation = how
+		} else {
+			p.Relation = "newcomer"
+		}
+	}
+}
+
+// poke asks for a refresh soon.
+func (c *mapContext) poke() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
