@@ -40,6 +40,7 @@ const usage = `bpfmon makes every change to every eBPF map on this host visible.
 Usage:
   bpfmon watch [flags]      stream map changes and handle acquisitions
   bpfmon maps [flags]       list every map: holders, programs, pins
+  bpfmon features [flags]   what this kernel lets bpfmon see, and why not
   bpfmon mapwriter [flags]  demo: create a map and write it once a second
   bpfmon version            print the version
 
@@ -62,6 +63,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runMapwriter(args[1:], stdout, stderr)
 	case "maps":
 		return runMaps(args[1:], stdout, stderr)
+	case "features":
+		return runFeatures(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "bpfmon %s\n", version)
 		return exitOK

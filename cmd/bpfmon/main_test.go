@@ -343,6 +343,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch", "extra"}, 2, "unexpected argument"},
 		{[]string{"watch", "--hook", "kprobe"}, 2, "unknown --hook"},
 		{[]string{"maps", "--format", "xml"}, 2, "unknown --format"},
+		{[]string{"features", "--format", "xml"}, 2, "unknown --format"},
+		{[]string{"features", "--help"}, 0, "--format"},
 		{[]string{"maps", "--help"}, 0, "--dump"},
 		{[]string{"watch", "--help"}, 0, "--ready-file"},
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
@@ -698,5 +700,33 @@ func TestMapsDumpBTF(t *testing.T) {
 	}
 	if !strings.Contains(string(out), `"key":"03000000","value":"2a00000001000000","key_btf":"3","value_btf":"{pid: 42, enabled: true}"`) {
 		t.Errorf("dump: %s", out)
+	}
+}
+
+// TestFeaturesJSON: bpfmon features --format json is one object naming the
+// kernel and each capability; the syscall sensor works on this machine.
+func TestFeaturesJSON(t *testing.T) {
+	testutil.RequireRoot(t)
+	out, err := exec.Command(bin, "features", "--format", "json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Kernel   string `json:"kernel"`
+		Features []struct {
+			Name      string `json:"name"`
+			Available bool   `json:"available"`
+			Detail    string `json:"detail"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil || r.Kernel == "" || len(r.Features) < 10 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var sensor bool
+	for _, f := range r.Features {
+		sensor = sensor || (f.Name == "syscall_sensor" && f.Available && strings.Contains(f.Detail, "raw_syscalls"))
+	}
+	if !sensor {
+		t.Errorf("syscall sensor not reported available: %s", out)
 	}
 }

@@ -80,6 +80,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	defer sensor.Close()
 
 	fmt.Fprintf(opts.Log, "bpfmon: watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs; capture %d bytes)\n", sensor.Hook, sensor.CaptureBytes())
+	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(nil).Summary())
 	if sensor.HookFallback != nil {
 		fmt.Fprintf(opts.Log, "bpfmon: using raw tracepoints, slower: the tp_btf programs did not load: %v\n", sensor.HookFallback)
 	}

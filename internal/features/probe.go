@@ -1,0 +1,248 @@
+package features
+
+import (
+	"bufio"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+)
+
+// Feature is one capability bpfmon relies on, as this kernel provides it.
+type Feature struct {
+	Name      string `json:"name"`
+	Available bool   `json:"available"`
+	// Detail says what is used when available, and exactly why not
+	// otherwise.
+	Detail string `json:"detail"`
+	// Fallback says what bpfmon does without it.
+	Fallback string `json:"fallback,omitempty"`
+}
+
+// Report is the result of probing.
+type Report struct {
+	Kernel   string    `json:"kernel"`
+	Features []Feature `json:"features"`
+}
+
+// SyscallSensorProbe reports which build of the syscall sensor loads and
+// why the faster one does not, when it does not. It is supplied by the
+// caller (the sensor package imports this one).
+type SyscallSensorProbe func() (hook string, fallback error, err error)
+
+// Probe tests what this kernel offers. It loads small programs and maps
+// and removes them again.
+func Probe(sensor SyscallSensorProbe) Report {
+	r := Report{Kernel: kernelRelease()}
+	add := func(f Feature) { r.Features = append(r.Features, f) }
+	config := kernelConfig()
+
+	if err := CheckTracing(); err != nil {
+		add(Feature{Name: "privileges", Detail: err.Error(), Fallback: "none: bpfmon cannot run"})
+	} else {
+		add(Feature{Name: "privileges", Available: true, Detail: "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) are effective"})
+	}
+
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		add(Feature{Name: "kernel_btf", Detail: "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF unset)", Fallback: "none: the programs are relocated against it"})
+	} else {
+		add(Feature{Name: "kernel_btf", Available: true, Detail: "/sys/kernel/btf/vmlinux"})
+	}
+
+	if sensor != nil {
+		hook, fallback, err := sensor()
+		switch {
+		case err != nil:
+			add(Feature{Name: "syscall_sensor", Detail: err.Error(), Fallback: "none: watch cannot report bpf(2) calls"})
+		case fallback != nil:
+			add(Feature{Name: "syscall_sensor", Available: true, Detail: hook + " programs on raw_syscalls sys_enter/sys_exit (the faster tp_btf build did not load: " + fallback.Error() + ")"})
+		default:
+			add(Feature{Name: "syscall_sensor", Available: true, Detail: hook + " programs on raw_syscalls sys_enter/sys_exit"})
+		}
+	}
+
+	switch config["CONFIG_IA32_EMULATION"] {
+	case "y":
+		add(Feature{Name: "compat_abi", Available: true, Detail: "CONFIG_IA32_EMULATION=y: 32-bit calls (and int $0x80 from 64-bit tasks) are reported, marked abi ia32"})
+	case "":
+		if config == nil {
+			add(Feature{Name: "compat_abi", Available: true, Detail: "kernel config not readable; the sensor reports 32-bit calls whenever the kernel accepts them"})
+		} else {
+			add(Feature{Name: "compat_abi", Detail: "CONFIG_IA32_EMULATION unset: the kernel has no 32-bit syscall entry, so there is nothing to watch there"})
+		}
+	}
+
+	kprobes := hasKprobes()
+	fentryErr := loadFentry()
+	hooks := "kprobes: " + availability(kprobes == nil, kprobes) + "; fentry: " + availability(fentryErr == nil, fentryErr)
+	add(Feature{Name: "kernel_side_writes", Detail: "writes by BPF programs through map helpers are not hooked by this build of bpfmon (" + hooks + ")",
+		Fallback: "the content scanner finds their changes by reading maps, without naming the program"})
+	add(Feature{Name: "program_attribution", Detail: "needs a kernel-side hook on the map helpers (" + hooks + ")",
+		Fallback: "map_changed events from the scanner carry the map, key and values, not the program"})
+
+	add(Feature{Name: "content_scanner", Available: true, Detail: "reads every readable map each --scan-interval"})
+	if err := probeBatch(); err != nil {
+		add(Feature{Name: "batch_reads", Detail: "BPF_MAP_LOOKUP_BATCH: " + err.Error(), Fallback: "GET_NEXT_KEY and LOOKUP, one element at a time"})
+	} else {
+		add(Feature{Name: "batch_reads", Available: true, Detail: "BPF_MAP_LOOKUP_BATCH"})
+	}
+	if err := probeMmap(); err != nil {
+		add(Feature{Name: "mmap_reads", Detail: "mmap of a BPF_F_MMAPABLE array: " + err.Error(), Fallback: "batch reads"})
+	} else {
+		add(Feature{Name: "mmap_reads", Available: true, Detail: "BPF_F_MMAPABLE arrays are read through a read-only mapping"})
+	}
+
+	lsmErr := probeLSM(config)
+	add(Feature{Name: "bpf_lsm", Available: lsmErr == nil, Detail: availability(lsmErr == nil, lsmErr),
+		Fallback: "no enforcement: tampering is reported, not refused"})
+	return r
+}
+
+func availability(ok bool, err error) string {
+	if ok {
+		return "available"
+	}
+	return err.Error()
+}
+
+// hasKprobes reports whether the kernel has kprobes, from the kprobe PMU
+// that perf-based attachment needs.
+func hasKprobes() error {
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err != nil {
+		return errors.New("not built into this kernel (no kprobe PMU; CONFIG_KPROBES unset)")
+	}
+	return nil
+}
+
+// loadFentry loads a trivial fentry program on a map update function.
+func loadFentry() error {
+	for _, fn := range []string{"array_map_update_elem", "htab_map_update_elem"} {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn,
+			License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+		if err == nil {
+			p.Close()
+			return nil
+		}
+		if errors.Is(err, unix.EPERM) {
+			return errors.New("program load denied (EPERM)")
+		}
+		if fn == "htab_map_update_elem" {
+			return fmt.Errorf("program load failed: %w", err)
+		}
+	}
+	return nil
+}
+
+func probeBatch() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 2})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	m.Put(uint32(1), uint32(1))
+	var cursor ebpf.MapBatchCursor
+	keys, values := make([]uint32, 2), make([]uint32, 2)
+	_, err = m.BatchLookup(&cursor, keys, values, nil)
+	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return err
+	}
+	return nil
+}
+
+func probeMmap() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	b, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	return unix.Munmap(b)
+}
+
+// probeLSM: BPF LSM needs CONFIG_BPF_LSM, "bpf" among the active LSMs, and
+// a kernel that lets LSM programs load.
+func probeLSM(config map[string]string) error {
+	if config != nil && config["CONFIG_BPF_LSM"] != "y" {
+		return errors.New("CONFIG_BPF_LSM unset")
+	}
+	lsms, err := os.ReadFile("/sys/kernel/security/lsm")
+	if errors.Is(err, os.ErrNotExist) {
+		// securityfs is not mounted: mount it (as root) and look again.
+		if unix.Mount("securityfs", "/sys/kernel/security", "securityfs", 0, "") == nil {
+			lsms, err = os.ReadFile("/sys/kernel/security/lsm")
+		}
+	}
+	if err != nil {
+		return errors.New("active LSMs unknown: securityfs is not mounted at /sys/kernel/security (mount -t securityfs securityfs /sys/kernel/security)")
+	}
+	if !strings.Contains(","+strings.TrimSpace(string(lsms))+",", ",bpf,") {
+		return fmt.Errorf("bpf is not an active LSM (%s); boot with lsm=...,bpf", strings.TrimSpace(string(lsms)))
+	}
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "bpf_map",
+		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return errors.New("LSM program load denied (EPERM)")
+		}
+		return fmt.Errorf("LSM program load failed: %w", err)
+	}
+	p.Close()
+	return nil
+}
+
+// kernelConfig reads the running kernel's config, nil when unavailable.
+func kernelConfig() map[string]string {
+	var rd io.Reader
+	if f, err := os.Open("/proc/config.gz"); err == nil {
+		defer f.Close()
+		if z, err := gzip.NewReader(f); err == nil {
+			rd = z
+		}
+	}
+	if rd == nil {
+		f, err := os.Open("/boot/config-" + kernelRelease())
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		rd = f
+	}
+	config := map[string]string{}
+	sc := bufio.NewScanner(rd)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok && strings.HasPrefix(k, "CONFIG_") {
+			config[k] = v
+		}
+	}
+	return config
+}
+
+func kernelRelease() string {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return "unknown"
+	}
+	return unix.ByteSliceToString(u.Release[:])
+}
+
+// Summary renders a report on one line, for watch's start message.
+func (r Report) Summary() string {
+	var parts []string
+	for _, f := range r.Features {
+		if f.Available {
+			parts = append(parts, f.Name+"=yes")
+		} else {
+			parts = append(parts, f.Name+"=no")
+		}
+	}
+	return strings.Join(parts, " ")
+}
