@@ -85,12 +85,6 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		fmt.Fprintf(opts.Log, "bpfmon: using raw tracepoints, slower: the tp_btf programs did not load: %v\n", sensor.HookFallback)
 	}
 
-	if opts.ReadyFile != "" {
-		if err := writeReady(opts.ReadyFile); err != nil {
-			return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
-		}
-	}
-
 	// Two producers (the sensor and the scanner) share the writer.
 	var mu sync.Mutex
 	maps := newMapContext(stop)
@@ -128,6 +122,17 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 			}
 		}
 		fmt.Fprintf(opts.Log, "bpfmon: content scanner: every %s, at most %d changed keys per map and pass\n", opts.ScanInterval, max(opts.ScanMaxKeyed, 1))
+	}
+
+	// Ready only now: the inventory at start (who holds what) and the
+	// scanner's record of which maps existed are taken, so nothing done
+	// after this moment can be mistaken for the state at start.
+	if opts.ReadyFile != "" {
+		if err := writeReady(opts.ReadyFile); err != nil {
+			return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
+		}
+	}
+	if scan != nil {
 		go func() { scanDone <- scan.Run(stop, write) }()
 	} else {
 		scanDone <- nil
