@@ -511,10 +511,6 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 	if prev != nil {
 		since = prev.readAt
 	}
-	mk := func(key []byte, change string) *event.Event {
-		return &event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: evMap,
-			Key: append([]byte(nil), key...), HasKey: true, KeyTotal: uint64(len(key)), Change: change}
-	}
 	info, err := s.reader.Read(id, func(key, value []byte) error {
 		kh, vh := hash64(key), hash64(value)
 		snap.n++
@@ -533,35 +529,27 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 		if !compare {
 			return nil
 		}
+		// The previous value, or only its hash when prev is hashed.
+		var old string
+		var found, same, haveOld bool
 		if prev.entries != nil {
-			old, ok := prev.entries[string(key)]
-			switch {
-			case !ok:
-				ev := mk(key, event.ChangeAdded)
-				ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
-				cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
-			case old != string(value):
-				matched++
-				ev := mk(key, event.ChangeModified)
-				ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
-				ev.OldValue, ev.HasOldValue = []byte(old), true
-				cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
-			default:
-				matched++
-			}
-			return nil
+			old, found = prev.entries[string(key)]
+			same, haveOld = old == string(value), true
+		} else {
+			var pv uint64
+			pv, found = prev.hashes[kh]
+			same = pv == vh
 		}
-		pv, ok := prev.hashes[kh]
 		switch {
-		case !ok:
-			ev := mk(key, event.ChangeAdded)
-			ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
-			cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
-		case pv != vh:
+		case !found:
+			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeAdded, string(key), value, nil))
+		case !same:
 			matched++
-			ev := mk(key, event.ChangeModified)
-			ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
-			cands = append(cands, candidate{ev: ev, since: since, key: string(key)})
+			var oldValue []byte
+			if haveOld {
+				oldValue = []byte(old)
+			}
+			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeModified, string(key), value, oldValue))
 		default:
 			matched++
 		}
@@ -584,9 +572,7 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 			if snap.has(k) {
 				continue
 			}
-			ev := mk([]byte(k), event.ChangeRemoved)
-			ev.OldValue, ev.HasOldValue = []byte(old), true
-			cands = append(cands, candidate{ev: ev, since: since, key: k})
+			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeRemoved, k, nil, []byte(old)))
 		}
 		return snap, cands, nil
 	}
@@ -651,36 +637,40 @@ func mix(kh, vh uint64) uint64 {
 }
 
 // diff lists the changes between two full snapshots (the state file's and
-// the first pass's).
+// the first pass's, or a new map's initial contents and its first read).
 func diff(prev, cur *snapshot) []candidate {
 	var out []candidate
 	m := eventMap(cur.info)
-	mk := func(key string, change string) *event.Event {
-		return &event.Event{Time: cur.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
-			Key: []byte(key), HasKey: true, KeyTotal: uint64(len(key)), Change: change}
-	}
 	for k, v := range cur.entries {
 		old, ok := prev.entries[k]
 		switch {
 		case !ok:
-			ev := mk(k, event.ChangeAdded)
-			ev.Value, ev.HasValue, ev.ValueTotal = []byte(v), true, uint64(len(v))
-			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
+			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeAdded, k, []byte(v), nil))
 		case old != v:
-			ev := mk(k, event.ChangeModified)
-			ev.Value, ev.HasValue, ev.ValueTotal = []byte(v), true, uint64(len(v))
-			ev.OldValue, ev.HasOldValue = []byte(old), true
-			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
+			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeModified, k, []byte(v), []byte(old)))
 		}
 	}
 	for k, old := range prev.entries {
 		if _, ok := cur.entries[k]; !ok {
-			ev := mk(k, event.ChangeRemoved)
-			ev.OldValue, ev.HasOldValue = []byte(old), true
-			out = append(out, candidate{ev: ev, since: prev.readAt, key: k})
+			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeRemoved, k, nil, []byte(old)))
 		}
 	}
 	return out
+}
+
+// newChange is the candidate map_changed event for key: value is the new
+// value (nil when removed), old the previous one (nil when added, or when
+// only its hash was kept). The byte slices are copied.
+func newChange(at time.Time, m *event.Map, since time.Time, change, key string, value, old []byte) candidate {
+	ev := &event.Event{Time: at, Type: event.MapChanged, Source: event.SourceScan, Map: m,
+		Key: []byte(key), HasKey: true, KeyTotal: uint64(len(key)), Change: change}
+	if value != nil {
+		ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
+	}
+	if old != nil {
+		ev.OldValue, ev.HasOldValue = append([]byte(nil), old...), true
+	}
+	return candidate{ev: ev, since: since, key: key}
 }
 
 func eventMap(info MapInfo) *event.Map {
