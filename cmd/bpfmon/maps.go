@@ -84,6 +84,8 @@ type element struct {
 	Value    string `json:"value"`
 	KeyBTF   string `json:"key_btf,omitempty"`
 	ValueBTF string `json:"value_btf,omitempty"`
+
+	key, value []byte // the bytes, for rendering through BTF
 }
 
 var errDumpLimit = errors.New("dump limit reached")
@@ -96,21 +98,27 @@ func dumpMaps(maps []inventory.Map, limit int, stderr io.Writer) map[uint32][]el
 		return out
 	}
 	for _, m := range maps {
-		keyType, valueType, _ := btffmt.MapTypes(m.ID) // no BTF: hex only
-		_, err := r.Read(m.ID, func(k, v []byte) error {
+		info, err := r.Read(m.ID, func(k, v []byte) error {
 			if limit > 0 && len(out[m.ID]) >= limit {
 				return errDumpLimit
 			}
-			e := element{Key: hex.EncodeToString(k), Value: hex.EncodeToString(v)}
-			if keyType != nil {
-				e.KeyBTF = btffmt.Format(keyType, k)
-			}
-			if valueType != nil {
-				e.ValueBTF = btffmt.Format(valueType, v)
-			}
-			out[m.ID] = append(out[m.ID], e)
+			out[m.ID] = append(out[m.ID], element{Key: hex.EncodeToString(k), Value: hex.EncodeToString(v),
+				key: append([]byte(nil), k...), value: append([]byte(nil), v...)})
 			return nil
 		})
+		// Render through the map's BTF, when it has some, from the ids the
+		// read reported.
+		if key, value, terr := btffmt.Types(info.BTFID, info.BTFKeyTypeID, info.BTFValueTypeID); terr == nil {
+			for i := range out[m.ID] {
+				e := &out[m.ID][i]
+				if key != nil {
+					e.KeyBTF = btffmt.Format(key, e.key)
+				}
+				if value != nil {
+					e.ValueBTF = btffmt.Format(value, e.value)
+				}
+			}
+		}
 		var ns *scanner.NotScannableError
 		switch {
 		case errors.Is(err, errDumpLimit):

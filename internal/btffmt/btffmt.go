@@ -4,59 +4,38 @@
 package btffmt
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
-	"golang.org/x/sys/unix"
 )
 
 // ErrNoBTF says the map carries no type information.
 var ErrNoBTF = errors.New("map has no BTF")
 
-// MapTypes returns the BTF types of map id's key and value. Either may be
-// nil when the map has BTF for only one of them.
-func MapTypes(id uint32) (key, value btf.Type, err error) {
-	attr := make([]byte, 16)
-	binary.LittleEndian.PutUint32(attr, id)
-	binary.LittleEndian.PutUint32(attr[8:], unix.BPF_F_RDONLY)
-	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
-	if errno != 0 {
-		return nil, nil, fmt.Errorf("opening map %d: %w", id, errno)
-	}
-	defer unix.Close(int(fd))
-	info := make([]byte, 80) // struct bpf_map_info up to btf_value_type_id
-	req := make([]byte, 16)
-	binary.LittleEndian.PutUint32(req, uint32(fd))
-	binary.LittleEndian.PutUint32(req[4:], uint32(len(info)))
-	binary.LittleEndian.PutUint64(req[8:], uint64(uintptr(unsafe.Pointer(&info[0]))))
-	_, _, errno = unix.Syscall(unix.SYS_BPF, unix.BPF_OBJ_GET_INFO_BY_FD, uintptr(unsafe.Pointer(&req[0])), uintptr(len(req)))
-	if errno != 0 {
-		return nil, nil, fmt.Errorf("map %d info: %w", id, errno)
-	}
-	btfID := binary.LittleEndian.Uint32(info[64:])
-	keyID, valueID := binary.LittleEndian.Uint32(info[68:]), binary.LittleEndian.Uint32(info[72:])
-	if btfID == 0 || (keyID == 0 && valueID == 0) {
+// Types returns a map's key and value types from its BTF object id and
+// type ids (as in struct bpf_map_info). Either may be nil when the map has
+// BTF for only one of them.
+func Types(btfID, keyTypeID, valueTypeID uint32) (key, value btf.Type, err error) {
+	if btfID == 0 || (keyTypeID == 0 && valueTypeID == 0) {
 		return nil, nil, ErrNoBTF
 	}
 	h, err := btf.NewHandleFromID(btf.ID(btfID))
 	if err != nil {
-		return nil, nil, fmt.Errorf("map %d BTF: %w", id, err)
+		return nil, nil, fmt.Errorf("BTF %d: %w", btfID, err)
 	}
 	defer h.Close()
 	spec, err := h.Spec(nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("map %d BTF: %w", id, err)
+		return nil, nil, fmt.Errorf("BTF %d: %w", btfID, err)
 	}
-	if keyID != 0 {
-		key, _ = spec.TypeByID(btf.TypeID(keyID))
+	if keyTypeID != 0 {
+		key, _ = spec.TypeByID(btf.TypeID(keyTypeID))
 	}
-	if valueID != 0 {
-		value, _ = spec.TypeByID(btf.TypeID(valueID))
+	if valueTypeID != 0 {
+		value, _ = spec.TypeByID(btf.TypeID(valueTypeID))
 	}
 	return key, value, nil
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 
+	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -41,7 +42,8 @@ func TestFormat(t *testing.T) {
 	}
 }
 
-// TestMapTypes loads a map with BTF and gets its value type back.
+// TestMapTypes loads a map with BTF and gets its types back from the ids
+// the scanner's reader reports.
 func TestMapTypes(t *testing.T) {
 	testutil.RequireRoot(t)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "btf_test", Type: ebpf.Hash, KeySize: 4, ValueSize: 16, MaxEntries: 4, Key: u32, Value: policy})
@@ -49,9 +51,17 @@ func TestMapTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
+	r, err := scanner.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	info, _ := m.Info()
 	id, _ := info.ID()
-	key, value, err := MapTypes(uint32(id))
+	mi, err := r.Read(uint32(id), func(k, v []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, value, err := Types(mi.BTFID, mi.BTFKeyTypeID, mi.BTFValueTypeID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +75,11 @@ func TestMapTypes(t *testing.T) {
 	defer plain.Close()
 	pinfo, _ := plain.Info()
 	pid, _ := pinfo.ID()
-	if _, _, err := MapTypes(uint32(pid)); err != ErrNoBTF {
+	pmi, err := r.Read(uint32(pid), func(k, v []byte) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Types(pmi.BTFID, pmi.BTFKeyTypeID, pmi.BTFValueTypeID); err != ErrNoBTF {
 		t.Errorf("map without BTF: %v", err)
 	}
 }

@@ -25,6 +25,8 @@ type MapInfo struct {
 	ValueSize  uint32 // as the kernel reports it
 	MaxEntries uint32
 	Flags      uint32
+	// The map's BTF object and key and value type ids, 0 when it has none.
+	BTFID, BTFKeyTypeID, BTFValueTypeID uint32
 }
 
 // NotScannableError says why a map's contents cannot be read; the scanner
@@ -314,6 +316,10 @@ func mapInfo(fd int) (MapInfo, error) {
 		MaxEntries: ne.Uint32(buf[16:]),
 		Flags:      ne.Uint32(buf[20:]),
 		Name:       string(name),
+		// btf_id, btf_key_type_id, btf_value_type_id
+		BTFID:          ne.Uint32(buf[64:]),
+		BTFKeyTypeID:   ne.Uint32(buf[68:]),
+		BTFValueTypeID: ne.Uint32(buf[72:]),
 	}, nil
 }
 
