@@ -39,7 +39,7 @@ type SyscallSensorProbe func() (hook string, fallback error, err error)
 // Probe tests what this kernel offers. It loads small programs and maps
 // and removes them again.
 func Probe(sensor SyscallSensorProbe) Report {
-	r := Report{Kernel: kernelRelease()}
+	r := Report{Kernel: KernelRelease()}
 	add := func(f Feature) { r.Features = append(r.Features, f) }
 	config := kernelConfig()
 
@@ -209,7 +209,7 @@ func kernelConfig() map[string]string {
 		}
 	}
 	if rd == nil {
-		f, err := os.Open("/boot/config-" + kernelRelease())
+		f, err := os.Open("/boot/config-" + KernelRelease())
 		if err != nil {
 			return nil
 		}
@@ -226,7 +226,8 @@ func kernelConfig() map[string]string {
 	return config
 }
 
-func kernelRelease() string {
+// KernelRelease is uname -r.
+func KernelRelease() string {
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
 		return "unknown"

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
 )
 
 // MaxCapture is the largest capture limit the kernel program supports
@@ -416,21 +417,13 @@ func explainLoadError(err error) error {
 	case errors.Is(err, unix.EPERM):
 		return fmt.Errorf("loading the syscall sensor: %w (need root, or CAP_BPF and CAP_PERFMON)", err)
 	case errors.As(err, &ve):
-		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", kernelRelease(), ve)
+		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", features.KernelRelease(), ve)
 	}
 	return fmt.Errorf("loading the syscall sensor: %w", err)
 }
 
 func attachError(name string, err error) error {
-	return fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w (bpfmon needs raw tracepoints on raw_syscalls, present since Linux 4.17 with CONFIG_FTRACE_SYSCALLS; kernel %s)", name, err, kernelRelease())
-}
-
-func kernelRelease() string {
-	var u unix.Utsname
-	if unix.Uname(&u) != nil {
-		return "unknown"
-	}
-	return unix.ByteSliceToString(u.Release[:])
+	return fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w (bpfmon needs raw tracepoints on raw_syscalls, present since Linux 4.17 with CONFIG_FTRACE_SYSCALLS; kernel %s)", name, err, features.KernelRelease())
 }
 
 // bootOffset converts CLOCK_BOOTTIME nanoseconds into wall-clock time.
