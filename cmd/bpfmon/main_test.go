@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -572,14 +573,7 @@ func TestMapsInventory(t *testing.T) {
 // that cgroup's id, path and container id, even though it exits at once.
 func TestWatchContainer(t *testing.T) {
 	testutil.RequireRoot(t)
-	var root string
-	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 8 && strings.Contains(line, " - cgroup2 ") {
-				root = f[4]
-			}
-		}
-	}
+	root := cgroups.NewResolver().Root()
 	if root == "" {
 		testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
 	}

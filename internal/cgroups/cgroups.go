@@ -34,6 +34,9 @@ func NewResolver() *Resolver {
 	return &Resolver{root: cgroup2Mount("/proc/self/mountinfo"), paths: map[uint64]string{}}
 }
 
+// Root is the cgroup v2 mount point, "" when there is none.
+func (r *Resolver) Root() string { return r.root }
+
 func cgroup2Mount(mountinfo string) string {
 	f, err := os.Open(mountinfo)
 	if err != nil {
