@@ -54,8 +54,6 @@ type decoder struct {
 	pending map[uint32]*event.Event
 	procs   procCache
 	strings interner
-	// Unpaired counts exit records whose entry record was lost.
-	Unpaired uint64
 }
 
 func newDecoder() decoder {
@@ -73,7 +71,7 @@ func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
 		x := (*bpfExitShort)(unsafe.Pointer(&raw[0]))
 		ev := d.pending[x.Tid]
 		if ev == nil {
-			d.Unpaired++
+			// Its call was already reported without a result (flushStale).
 			return nil
 		}
 		delete(d.pending, x.Tid)
@@ -111,7 +109,7 @@ func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
 	case recExit:
 		ev := d.pending[r.Tid]
 		if ev == nil {
-			d.Unpaired++
+			// Its call was already reported without a result (flushStale).
 			return nil
 		}
 		delete(d.pending, r.Tid)
