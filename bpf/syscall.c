@@ -20,6 +20,7 @@
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
 #include "event.h"
+#include "common.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,14 +40,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #ifdef BPFMON_BTF
 #define SEC_ENTER "tp_btf/sys_enter"
 #define SEC_EXIT "tp_btf/sys_exit"
-#define current_task() bpf_get_current_task_btf()
-/* KREAD(expr): a kernel field through a BTF pointer chain. */
-#define KREAD(p, chain) ((p)->chain)
 #else
 #define SEC_ENTER "raw_tracepoint/sys_enter"
 #define SEC_EXIT "raw_tracepoint/sys_exit"
-#define current_task() ((struct task_struct *)bpf_get_current_task())
-#define KREAD(p, chain) BPF_CORE_READ(p, chain)
 #endif
 
 #define NR_BPF_NATIVE 321 /* x86-64 */
@@ -258,11 +254,6 @@ struct {
 	__type(value, __u64);
 } calib SEC(".maps");
 
-/* CLAMP(v, max) bounds v in the very register the next helper call uses.
- * A C comparison is not enough: clang may pass an earlier, unclamped copy of
- * the variable, which the verifier then rejects as unbounded. */
-#define CLAMP(v, max) asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(v) : "i"(max))
-
 static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
@@ -293,42 +284,6 @@ static __always_inline struct file *fd_file(struct task_struct *t, int fd)
 		return 0;
 	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
 	return f;
-}
-
-/* Offset of a struct bpf_map field relative to map_type, as relocated for the
- * running kernel. */
-#define MAP_OFF(field) (bpf_core_field_offset(struct bpf_map, field) - \
-			bpf_core_field_offset(struct bpf_map, map_type))
-#define MAP_WINDOW 128
-
-/* read_map copies the map's attributes with two reads instead of one per
- * field: the attributes sit together in struct bpf_map on every kernel
- * since 5.8 (map_type .. id), so one window starting at map_type covers
- * them, whatever their exact offsets; a field outside the window on some
- * future kernel falls back to its own read. */
-static __always_inline void read_map(struct bpf_map *m, struct map_info *mi)
-{
-	__u8 w[MAP_WINDOW];
-
-	if (bpf_probe_read_kernel(w, sizeof(w), (void *)m + bpf_core_field_offset(struct bpf_map, map_type)) < 0)
-		return;
-#define MAP_FIELD(dst, field, type)                                                   \
-	if (MAP_OFF(field) + sizeof(type) <= MAP_WINDOW)                              \
-		dst = *(type *)(w + (MAP_OFF(field) & (MAP_WINDOW - 1)));               \
-	else                                                                          \
-		dst = BPF_CORE_READ(m, field);
-	MAP_FIELD(mi->type, map_type, __u32);
-	MAP_FIELD(mi->key_size, key_size, __u32);
-	MAP_FIELD(mi->value_size, value_size, __u32);
-	MAP_FIELD(mi->max_entries, max_entries, __u32);
-	MAP_FIELD(mi->flags, map_flags, __u32);
-	MAP_FIELD(mi->id, id, __u32);
-#undef MAP_FIELD
-	if (MAP_OFF(name) + sizeof(mi->name) <= MAP_WINDOW)
-		__builtin_memcpy(mi->name, w + (MAP_OFF(name) & (MAP_WINDOW - 1)), sizeof(mi->name));
-	else
-		BPF_CORE_READ_INTO(&mi->name, m, name);
-	mi->frozen = BPF_CORE_READ(m, frozen);
 }
 
 #define FILE_OFF(field) (bpf_core_field_offset(struct file, field) - bpf_core_field_offset(struct file, f_op))
@@ -368,12 +323,6 @@ static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct m
 		return fl | EF_NOT_MAP;
 	read_map(m, mi);
 	return fl | EF_MAP;
-}
-
-static __always_inline bool percpu_type(__u32 type)
-{
-	return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
-	       type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
 }
 
 /* value_bytes: what one element's value occupies in a user buffer. */
@@ -441,39 +390,6 @@ static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 		return -1;
 	}
 	return 0;
-}
-
-static __always_inline void fill_task(struct event *e, struct task_struct *t, __u64 pid_tgid)
-{
-	e->pid = pid_tgid >> 32;
-	e->tid = (__u32)pid_tgid;
-	__u64 uid_gid = bpf_get_current_uid_gid();
-
-	e->uid = (__u32)uid_gid;
-	e->gid = uid_gid >> 32;
-	e->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-#ifdef BPFMON_BTF
-	e->ppid = t->real_parent->tgid;
-#else
-	e->ppid = BPF_CORE_READ(t, real_parent, tgid);
-#endif
-}
-
-/* exe_ino is the inode number of the task's executable, 0 for none. */
-static __always_inline __u64 exe_ino(struct task_struct *t)
-{
-#ifdef BPFMON_BTF
-	struct mm_struct *mm = t->mm;
-	struct file *exe;
-
-	if (!mm)
-		return 0;
-	exe = mm->exe_file;
-	return exe ? exe->f_inode->i_ino : 0;
-#else
-	return BPF_CORE_READ(t, mm, exe_file, f_inode, i_ino);
-#endif
 }
 
 /* send_exe emits a REC_PROC record with the path of the caller's
@@ -679,7 +595,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	e->cmd = cmd;
 	e->ktime = ktime;
 	e->flags = compat ? EF_COMPAT : 0;
-	fill_task(e, t, pid_tgid);
+	FILL_TASK(e, t, pid_tgid);
 	e->start_time = start_time;
 	e->exe_ino = ino;
 
