@@ -36,7 +36,10 @@ typedef _Bool bool;
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_LRU_PERCPU_HASH 10
 #define BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE 21
+#define BPF_MAP_TYPE_SK_STORAGE 24
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_MAP_TYPE_INODE_STORAGE 28
+#define BPF_MAP_TYPE_CGRP_STORAGE 32
 
 #define BPF_ANY 0
 #define BPF_MAP_TYPE_TASK_STORAGE 29
@@ -54,8 +57,10 @@ struct pt_regs {
 	unsigned long si;
 	unsigned long dx;
 	unsigned long cx;
+	unsigned long r8;
 	unsigned long bx;
 	unsigned long orig_ax;
+	unsigned long sp;
 } __attribute__((preserve_access_index));
 
 /* thread_info.status carries TS_COMPAT while a 32-bit syscall is active. */
@@ -112,8 +117,16 @@ struct mm_struct {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
+/* The task's kernel stack: its base, and with CONFIG_VMAP_STACK its size. */
+struct vm_struct {
+	unsigned int nr_pages;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct thread_info thread_info;
+	void *stack;
+	struct vm_struct *stack_vm_area;
+	int pid;
 	int tgid;
 	__u64 start_time;
 	struct task_struct *real_parent;
@@ -134,6 +147,45 @@ struct bpf_map {
 	__u32 id;
 	char name[16];
 	bool frozen;
+} __attribute__((preserve_access_index));
+
+/* A loaded program: its id, tag, name and JIT'd image, from which the
+ * kernel-side sensor tells which program made a write. */
+enum bpf_prog_type { __BPF_PROG_TYPE_UNSPEC = 0 };
+
+struct bpf_prog;
+
+struct bpf_prog_aux {
+	__u32 id;
+	__u32 func_cnt;
+	struct bpf_prog **func;
+	char name[16];
+} __attribute__((preserve_access_index));
+
+struct bpf_prog {
+	__u32 jited_len;
+	__u8 tag[8];
+	enum bpf_prog_type type;
+	struct bpf_prog_aux *aux;
+	void *bpf_func;
+} __attribute__((preserve_access_index));
+
+/* Owners of local-storage elements, by which the kernel-side sensor names
+ * the element it reports (there is no other key). */
+struct socket {
+	struct file *file;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct socket *sk_socket;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node {
+	__u64 id;
+} __attribute__((preserve_access_index));
+
+struct cgroup {
+	struct kernfs_node *kn;
 } __attribute__((preserve_access_index));
 
 struct bpf_raw_tracepoint_args {

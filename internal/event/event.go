@@ -42,7 +42,8 @@ var Types = []string{
 // Sources of events.
 const (
 	SourceSyscall = "syscall"
-	SourceScan    = "scan" // the content scanner
+	SourceKernel  = "kernel" // a kernel hook on a map operation: a BPF program's write
+	SourceScan    = "scan"   // the content scanner
 )
 
 // Process is the task that made a call, as the kernel saw it.
@@ -87,6 +88,16 @@ type MapProgram struct {
 	Name string
 }
 
+// Prog is the BPF program that made a write, as the kernel knows it. Unknown
+// is set when the writer was inside some program that bpfmon could not
+// identify; bpfmon then names none rather than risk a wrong one.
+type Prog struct {
+	ID      uint32
+	Name    string // chosen by the program's loader: never trust it for decisions
+	Tag     string // hex of the kernel's hash of the program's instructions
+	Unknown bool
+}
+
 // Event is one report. Optional parts are nil or flagged by a Has field.
 type Event struct {
 	Time   time.Time
@@ -98,6 +109,12 @@ type Event struct {
 
 	Process *Process
 	Map     *Map
+	// Prog is the program that made a kernel-side write (source kernel),
+	// nil when no program did (the kernel itself, or bpf(2)).
+	Prog *Prog
+	// Interrupt: the write ran in interrupt context (softirq packet
+	// processing, say), where no process is responsible; Process is nil.
+	Interrupt bool
 
 	HasFD bool
 	FD    int32
@@ -110,6 +127,17 @@ type Event struct {
 	KeyTotal, ValueTotal uint64
 	Truncated            bool
 	KeyFault, ValueFault bool // pointer was unreadable when captured
+	// KernelCopy: Key and Value are the kernel's own copy, taken by a kernel
+	// hook inside the call, not the caller's buffers read at syscall entry.
+	// UserCopyDiffers: the buffers read at entry held other bytes, i.e. they
+	// changed during the call (another thread racing the monitor).
+	KernelCopy, UserCopyDiffers bool
+
+	// Owner identifies the element of a local-storage map written by a BPF
+	// program (these maps have no key of their own): the task's thread id,
+	// the socket's inode number, the inode's number or the cgroup's id.
+	Owner    uint64
+	HasOwner bool
 
 	HasCount bool
 	Count    uint64 // batch: elements processed; lost: events lost

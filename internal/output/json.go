@@ -112,6 +112,22 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		}
 		b = append(b, '}')
 	}
+	if pr := ev.Prog; pr != nil {
+		b = append(b, `,"prog":{"id":`...)
+		b = strconv.AppendUint(b, uint64(pr.ID), 10)
+		if pr.Unknown {
+			b = append(b, `,"unknown":true`...)
+		} else {
+			b = append(b, `,"name":`...)
+			b = appendJSONString(b, pr.Name)
+			b = append(b, `,"tag":`...)
+			b = appendJSONString(b, pr.Tag)
+		}
+		b = append(b, '}')
+	}
+	if ev.Interrupt {
+		b = append(b, `,"interrupt":true`...)
+	}
 	if ev.HasFD {
 		b = append(b, `,"fd":`...)
 		b = strconv.AppendInt(b, int64(ev.FD), 10)
@@ -142,6 +158,16 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			}
 		}
 	}
+	if ev.KernelCopy {
+		b = append(b, `,"kernel_copy":true`...)
+	}
+	if ev.UserCopyDiffers {
+		b = append(b, `,"user_copy_differs":true`...)
+	}
+	if ev.HasOwner {
+		b = append(b, `,"owner":`...)
+		b = strconv.AppendUint(b, ev.Owner, 10)
+	}
 	if ev.KeyFault {
 		b = append(b, `,"key_fault":true`...)
 	}
@@ -164,7 +190,7 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"flags":`...)
 		b = strconv.AppendUint(b, ev.Flags, 10)
 	}
-	if ev.Process != nil {
+	if ev.Process != nil && ev.Source == event.SourceSyscall {
 		if ev.Compat {
 			b = append(b, `,"abi":"ia32"`...)
 		} else {

@@ -73,6 +73,22 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = appendMapType(b, m.Type)
 		b = append(b, ')')
 	}
+	if pr := ev.Prog; pr != nil {
+		if pr.Unknown {
+			b = append(b, " prog=unknown"...)
+		} else {
+			b = append(b, " prog="...)
+			b = strconv.AppendUint(b, uint64(pr.ID), 10)
+			b = append(b, ':')
+			b = appendTextString(b, pr.Name, true)
+			b = append(b, '(')
+			b = append(b, pr.Tag...)
+			b = append(b, ')')
+		}
+	}
+	if ev.Interrupt {
+		b = append(b, " [interrupt]"...)
+	}
 	if ev.ReqMapID != 0 {
 		b = append(b, " requested_map_id="...)
 		b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
@@ -80,6 +96,10 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.HasFD {
 		b = append(b, " fd="...)
 		b = strconv.AppendInt(b, int64(ev.FD), 10)
+	}
+	if ev.HasOwner {
+		b = append(b, " owner="...)
+		b = strconv.AppendUint(b, ev.Owner, 10)
 	}
 	if ev.HasKey || ev.KeyFault {
 		b = append(b, " key="...)
@@ -96,6 +116,12 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.HasValue || ev.ValueFault {
 		b = append(b, " value="...)
 		b = appendTextBytes(b, ev.Value, ev.ValueFault, ev.Truncated, ev.ValueTotal)
+	}
+	if ev.KernelCopy {
+		b = append(b, " [kernel_copy]"...)
+	}
+	if ev.UserCopyDiffers {
+		b = append(b, " [user_copy_differs]"...)
 	}
 	if ev.WhileDown {
 		b = append(b, " while_down"...)

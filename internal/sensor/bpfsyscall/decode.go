@@ -54,6 +54,54 @@ type decoder struct {
 	pending map[uint32]*event.Event
 	procs   procCache
 	strings interner
+	ext     Extension // decodes kinds from firstExtensionKind on; nil: none
+}
+
+// firstExtensionKind is the first record kind that another sensor writes
+// into this sensor's ring buffer (REC_KWRITE in bpf/include/event.h).
+const firstExtensionKind = 16
+
+// Extension decodes the records that another sensor writes into this
+// sensor's ring buffer (kinds from 16 on), so that they are read in one
+// order with the syscall records: a kernel hook's record for a bpf(2) call
+// comes between that call's entry and exit records. Its methods are called
+// from Run's goroutine only.
+type Extension interface {
+	// Decode handles one record; calls is the decoder's state.
+	Decode(raw []byte, calls Calls, emit func(*event.Event) error) error
+	// Tick runs every LossInterval, and once when Run has drained the
+	// ring buffer: the place to report what the extension lost.
+	Tick(emit func(*event.Event) error) error
+	// Detach stops the extension's hooks. Run calls it when told to stop,
+	// before the final drain, so that nothing it writes goes unread.
+	Detach()
+}
+
+// Calls is what an Extension may use of the decoder: the bpf(2) calls
+// waiting for their exit record, and the caches that name processes.
+type Calls interface {
+	// InFlight returns the event of the bpf(2) call that thread tid is
+	// inside, reported when its exit record arrives, or nil. An extension
+	// may complete it (the kernel's copy of key and value).
+	InFlight(tid uint32) *event.Event
+	// Time converts a CLOCK_BOOTTIME timestamp from the kernel to
+	// wall-clock time.
+	Time(ktime uint64) time.Time
+	// String returns a C string from a record, interned.
+	String(b []int8) string
+	// Exe returns the executable path of process pid started at start
+	// (boot ns) running inode ino, "" when unknown.
+	Exe(pid uint32, start, ino uint64) string
+}
+
+// calls is the decoder's Calls.
+type calls struct{ d *decoder }
+
+func (c calls) InFlight(tid uint32) *event.Event { return c.d.pending[tid] }
+func (c calls) Time(ktime uint64) time.Time      { return time.Unix(0, int64(ktime)+int64(c.d.boot)) }
+func (c calls) String(b []int8) string           { return c.d.strings.of(b) }
+func (c calls) Exe(pid uint32, start, ino uint64) string {
+	return c.d.procs.exe(pid, start, ino)
 }
 
 func newDecoder() decoder {
@@ -80,6 +128,12 @@ func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
 			ev.Count = uint64(x.Count)
 		}
 		return emit(ev)
+	}
+	if len(raw) >= 4 && *(*uint32)(unsafe.Pointer(&raw[0])) >= firstExtensionKind {
+		if d.ext == nil {
+			return fmt.Errorf("record kind %d from a sensor that is not running", *(*uint32)(unsafe.Pointer(&raw[0])))
+		}
+		return d.ext.Decode(raw, calls{d}, emit)
 	}
 	if len(raw) < recordHeader {
 		return fmt.Errorf("short record: %d bytes, want at least %d", len(raw), recordHeader)
@@ -161,7 +215,7 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 	sl := &eventSlot{}
 	ev := &sl.ev
 	*ev = event.Event{
-		Time:    time.Unix(0, int64(r.Ktime)+int64(d.boot)),
+		Time:    calls{d}.Time(r.Ktime),
 		Type:    typ,
 		Source:  event.SourceSyscall,
 		Compat:  r.Flags&efCompat != 0,

@@ -224,6 +224,27 @@ func (s *Sensor) MapIDs() []uint32 {
 	return ids
 }
 
+// ProgramIDs lists the ids of the sensor's own programs.
+func (s *Sensor) ProgramIDs() []uint32 {
+	var ids []uint32
+	for _, p := range s.objs.coll.Programs {
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// Ring is the sensor's ring buffer, which other sensors may write into
+// with records an Extension decodes (see SetExtension).
+func (s *Sensor) Ring() *ebpf.Map { return s.objs.Events }
+
+// SetExtension has Run hand the records of another sensor, written into
+// Ring, to ext. Call it before Run.
+func (s *Sensor) SetExtension(ext Extension) { s.dec.ext = ext }
+
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
 
@@ -469,6 +490,9 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 		case <-stop:
 			// Detaching waits for running programs to finish, so every
 			// record they write is in the ring before Flush.
+			if s.dec.ext != nil {
+				s.dec.ext.Detach()
+			}
 			s.Detach()
 			s.reader.Flush()
 		case <-done:
@@ -510,6 +534,11 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 			if err := s.reportLost(emit); err != nil {
 				return err
 			}
+			if s.dec.ext != nil {
+				if err := s.dec.ext.Tick(emit); err != nil {
+					return err
+				}
+			}
 			return idle()
 		default:
 			return fmt.Errorf("reading the ring buffer: %w", err)
@@ -520,6 +549,11 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 func (s *Sensor) tick(emit func(*event.Event) error) error {
 	if err := s.reportLost(emit); err != nil {
 		return err
+	}
+	if s.dec.ext != nil {
+		if err := s.dec.ext.Tick(emit); err != nil {
+			return err
+		}
 	}
 	return s.dec.flushStale(time.Now().Add(-staleAfter), emit)
 }

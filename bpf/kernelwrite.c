@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * bpfmon kernel-side sensor: writes to maps made inside the kernel, above all
+ * by BPF programs through the map helpers, which make no system call and so
+ * escape every syscall hook.
+ *
+ * Hooks: the map types' own operations (array_map_update_elem,
+ * htab_map_update_elem, trie_delete_elem, queue_stack_map_push_elem, ...).
+ * The verifier turns a program's bpf_map_update_elem() on a known map into a
+ * direct call of map->ops->map_update_elem, so the generic helper is often
+ * not called at all: the operations are the one place every write passes.
+ * bpf(2) updates pass there too (on non-per-CPU maps), which lets the
+ * syscall sensor's event carry the kernel's own copy of key and value.
+ * Local-storage maps are written by their get/delete helpers, hooked too.
+ *
+ * Each function is hooked by fexit where the kernel has BPF trampolines
+ * (then the operation's result is known), else by a kprobe; the loader
+ * chooses per kernel and per function, so this file holds both kinds.
+ *
+ * Who wrote: a record carries the return addresses on the kernel stack.
+ * User space resolves them against the JIT'd images of loaded programs,
+ * which it learns from bpf_prog_info at start and afterwards from the hooks
+ * on bpf_prog_kallsyms_add and bpf_prog_kallsyms_del_all below, in order
+ * with the write records in the same ring buffer: the first frame inside a
+ * program is the writer. No frame in a program means bpf(2) or the kernel.
+ */
+#include "kernel.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "event.h"
+#include "common.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Configuration, set by the loader; .rodata is frozen at load. */
+volatile const __u32 capture_limit = 4096;
+volatile const __u32 possible_cpus = 1;
+volatile const __u64 wakeup_bytes = 0;
+/* Not read by the programs: put the record types into the object's BTF so
+ * bpf2go generates their Go twins and a test can compare the layouts. */
+volatile const struct kwrite kwrite_layout = {};
+volatile const struct kprog kprog_layout = {};
+
+#define KSTAT_LOST 0      /* writes not reported: the ring buffer was full */
+#define KSTAT_PROG_LOST 1 /* program load/free records lost: attribution must verify */
+#define KSTAT_MAX 2
+
+/* The syscall sensor's ring buffer: the loader replaces this definition
+ * with it, so both sensors' records are read in one order. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 12);
+} events SEC(".maps");
+
+struct kscratch {
+	struct kwrite w;
+	__u8 buf[2 * MAX_CAPTURE];
+};
+
+/* One scratch record per CPU, indexed by CPU number (the loader sizes it):
+ * too large for a per-CPU array. The programs run with migration disabled,
+ * and a program interrupted on its CPU by another program of this file is
+ * not re-entered (the kernel skips and counts that as a miss). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscratch);
+} kscratch SEC(".maps");
+
+/* bpfmon's own maps, which its programs write all the time: never reported.
+ * Filled and frozen by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} self_maps SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSTAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} kstats SEC(".maps");
+
+static __always_inline void kstat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&kstats, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 rb_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									      : BPF_RB_NO_WAKEUP;
+}
+
+/* THREAD_SIZE on x86-64 without KASAN, for kernels without VMAP_STACK. */
+#define THREAD_SIZE_DEFAULT 16384
+
+/* in_task_stack tells whether sp lies on t's own kernel stack. Interrupts
+ * and softirqs (packet processing: XDP, tc, socket filters on receive) run
+ * on the CPU's IRQ stack on x86-64, where current is merely the task they
+ * interrupted: such a write has no process, and naming that task would
+ * name an innocent. Softirqs run by ksoftirqd are on its stack, and
+ * ksoftirqd is then rightly the process. */
+static __always_inline bool in_task_stack(struct task_struct *t, __u64 sp)
+{
+	__u64 base = (__u64)BPF_CORE_READ(t, stack);
+	__u64 size = THREAD_SIZE_DEFAULT;
+
+	if (bpf_core_field_exists(t->stack_vm_area)) {
+		struct vm_struct *vm = BPF_CORE_READ(t, stack_vm_area);
+
+		if (vm)
+			size = (__u64)BPF_CORE_READ(vm, nr_pages) * 4096;
+	}
+	return sp - base < size;
+}
+
+/* addr_of returns pointer p as a number. The verifier forbids arithmetic on
+ * a context pointer (an fexit program's ctx, which lies on the stack of the
+ * hooked function's trampoline); read through a helper, the value is a plain
+ * scalar. */
+static __always_inline __u64 addr_of(void *p)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+static __always_inline bool is_err(__u64 p)
+{
+	return p >= (__u64)-4095;
+}
+
+/* capture copies up to the capture limit of total bytes from kernel
+ * address src into buf at off, and returns the number copied. */
+static __always_inline __u32 capture(__u8 *buf, __u32 off, void *src, __u32 total, __u32 *flags,
+				     __u32 fault, __u32 trunc)
+{
+	__u32 n;
+
+	if (total == 0)
+		return 0;
+	if (!src) {
+		*flags |= fault;
+		return 0;
+	}
+	n = total > capture_limit ? capture_limit : total;
+	if (total > n)
+		*flags |= trunc;
+	if (off > MAX_CAPTURE)
+		return 0;
+	CLAMP(n, MAX_CAPTURE);
+	CLAMP(off, MAX_CAPTURE);
+	if (bpf_probe_read_kernel(buf + off, n, src) < 0) {
+		*flags |= fault;
+		return 0;
+	}
+	return n;
+}
+
+/* owner_id names the owner of a local-storage element: the task's thread
+ * id, the socket's inode number, the inode's number, the cgroup's id. */
+static __always_inline __u64 owner_id(__u32 map_type, void *owner)
+{
+	switch (map_type) {
+	case BPF_MAP_TYPE_TASK_STORAGE:
+		return BPF_CORE_READ((struct task_struct *)owner, pid);
+	case BPF_MAP_TYPE_SK_STORAGE:
+		return BPF_CORE_READ((struct sock *)owner, sk_socket, file, f_inode, i_ino);
+	case BPF_MAP_TYPE_INODE_STORAGE:
+		return BPF_CORE_READ((struct inode *)owner, i_ino);
+	case BPF_MAP_TYPE_CGRP_STORAGE:
+		return BPF_CORE_READ((struct cgroup *)owner, kn, id);
+	}
+	return 0;
+}
+
+/* on_write reports one operation on map. ctx is the program's context (for
+ * the stack walk), sp a stack address of the hooked function's (to tell
+ * process from interrupt context). key, value: kernel pointers, either may
+ * be NULL; kf: KF_* flags known from the hook. With KF_OWNER_KEY, key is
+ * the local-storage owner. */
+static __always_inline int on_write(void *ctx, __u64 sp, __u32 op, struct bpf_map *map, void *key, void *value,
+				    __u64 elem_flags, __s64 ret, __u32 kf)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct kscratch *s = bpf_map_lookup_elem(&kscratch, &cpu);
+	struct task_struct *t;
+	struct kwrite *w;
+	__u32 klen = 0, vlen = 0;
+	__u64 size;
+	long n;
+
+	if (!s)
+		return 0;
+	w = &s->w;
+	__builtin_memset(w, 0, sizeof(*w));
+	read_map(map, &w->map);
+	if (bpf_map_lookup_elem(&self_maps, &w->map.id))
+		return 0;
+	w->kind = REC_KWRITE;
+	w->op = op;
+	w->ktime = bpf_ktime_get_boot_ns();
+	w->flags = kf;
+	w->result = ret;
+	w->elem_flags = elem_flags;
+
+	t = current_task();
+	if (in_task_stack(t, sp)) {
+		__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+		FILL_TASK(w, t, pid_tgid);
+		w->start_time = BPF_CORE_READ(t, start_time);
+		w->exe_ino = exe_ino(t);
+	} else {
+		w->flags |= KF_IRQ;
+	}
+
+	n = bpf_get_stack(ctx, w->frames, sizeof(w->frames), 0);
+	w->nframes = n > 0 ? (__u64)n / 8 : 0;
+
+	if (kf & KF_OWNER_KEY) {
+		__u64 id = owner_id(w->map.type, key);
+
+		__builtin_memcpy(s->buf, &id, sizeof(id));
+		klen = sizeof(id);
+		w->key_total = sizeof(id);
+	} else if (op == KOP_UPDATE || op == KOP_DELETE) {
+		w->key_total = w->map.key_size;
+		klen = capture(s->buf, 0, key, w->key_total, &w->flags, KF_KEY_FAULT, KF_KEY_TRUNC);
+	}
+	if (op != KOP_DELETE && value) {
+		w->value_total = w->map.value_size;
+		if (kf & KF_ALL_CPUS)
+			w->value_total = ((w->map.value_size + 7) & ~7U) * possible_cpus;
+		vlen = capture(s->buf, klen, value, w->value_total, &w->flags, KF_VALUE_FAULT, KF_VALUE_TRUNC);
+	}
+	w->key_len = klen;
+	w->value_len = vlen;
+
+	CLAMP(klen, MAX_CAPTURE);
+	CLAMP(vlen, MAX_CAPTURE);
+	size = sizeof(struct kwrite) + klen + vlen;
+	if (bpf_ringbuf_output(&events, s, size, rb_flags()) < 0)
+		kstat_inc(KSTAT_LOST);
+	return 0;
+}
+
+/* Program hooks: FX_* are fexit programs (ctx: the arguments, then the
+ * return value), KP_* kprobes (ctx: the registers at entry; x86-64 passes
+ * arguments in di, si, dx, cx, r8). */
+#define ARG(i) ((void *)ctx[i])
+
+#define FX_UPDATE(name, fn, kf)                                                                      \
+	SEC("fexit/" #fn)                                                                            \
+	int name(__u64 *ctx)                                                                         \
+	{                                                                                            \
+		return on_write(ctx, addr_of(ctx), KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
+				KF_RESULT | (kf));                                                   \
+	}
+#define KP_UPDATE(name, fn, kf)                                                                               \
+	SEC("kprobe/" #fn)                                                                                    \
+	int name(struct pt_regs *ctx)                                                                         \
+	{                                                                                                     \
+		return on_write(ctx, ctx->sp, KOP_UPDATE, (void *)ctx->di, (void *)ctx->si, (void *)ctx->dx, \
+				ctx->cx, 0, (kf));                                                            \
+	}
+#define FX_DELETE(name, fn)                                                                        \
+	SEC("fexit/" #fn)                                                                          \
+	int name(__u64 *ctx)                                                                       \
+	{                                                                                          \
+		return on_write(ctx, addr_of(ctx), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
+	}
+#define KP_DELETE(name, fn)                                                                          \
+	SEC("kprobe/" #fn)                                                                           \
+	int name(struct pt_regs *ctx)                                                                \
+	{                                                                                            \
+		return on_write(ctx, ctx->sp, KOP_DELETE, (void *)ctx->di, (void *)ctx->si, 0, 0, 0, 0); \
+	}
+
+FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
+KP_UPDATE(kp_array_upd, array_map_update_elem, 0)
+FX_UPDATE(fx_htab_upd, htab_map_update_elem, 0)
+KP_UPDATE(kp_htab_upd, htab_map_update_elem, 0)
+FX_DELETE(fx_htab_del, htab_map_delete_elem)
+KP_DELETE(kp_htab_del, htab_map_delete_elem)
+FX_UPDATE(fx_lru_upd, htab_lru_map_update_elem, 0)
+KP_UPDATE(kp_lru_upd, htab_lru_map_update_elem, 0)
+FX_DELETE(fx_lru_del, htab_lru_map_delete_elem)
+KP_DELETE(kp_lru_del, htab_lru_map_delete_elem)
+FX_UPDATE(fx_pcpu_upd, htab_percpu_map_update_elem, 0)
+KP_UPDATE(kp_pcpu_upd, htab_percpu_map_update_elem, 0)
+FX_UPDATE(fx_lrupcpu_upd, htab_lru_percpu_map_update_elem, 0)
+KP_UPDATE(kp_lrupcpu_upd, htab_lru_percpu_map_update_elem, 0)
+FX_UPDATE(fx_trie_upd, trie_update_elem, 0)
+KP_UPDATE(kp_trie_upd, trie_update_elem, 0)
+FX_DELETE(fx_trie_del, trie_delete_elem)
+KP_DELETE(kp_trie_del, trie_delete_elem)
+/* bpf(2) updates of per-CPU maps carry every CPU's value and go through
+ * these instead of the map's operation. Programs never call them. */
+FX_UPDATE(fx_pcpuarr_sys, bpf_percpu_array_update, KF_ALL_CPUS)
+KP_UPDATE(kp_pcpuarr_sys, bpf_percpu_array_update, KF_ALL_CPUS)
+FX_UPDATE(fx_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
+KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
+
+/* push(map, value, flags) and pop(map, value): no key. */
+#define FX_PUSH(name, fn)                                                                            \
+	SEC("fexit/" #fn)                                                                            \
+	int name(__u64 *ctx)                                                                         \
+	{                                                                                            \
+		return on_write(ctx, addr_of(ctx), KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
+	}
+#define KP_PUSH(name, fn)                                                                                    \
+	SEC("kprobe/" #fn)                                                                                   \
+	int name(struct pt_regs *ctx)                                                                        \
+	{                                                                                                    \
+		return on_write(ctx, ctx->sp, KOP_PUSH, (void *)ctx->di, 0, (void *)ctx->si, ctx->dx, 0, 0); \
+	}
+/* At fexit the popped value is in the buffer; a kprobe runs before it is. */
+#define FX_POP(name, fn)                                                                                \
+	SEC("fexit/" #fn)                                                                               \
+	int name(__u64 *ctx)                                                                            \
+	{                                                                                               \
+		return on_write(ctx, addr_of(ctx), KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
+				KF_RESULT);                                                             \
+	}
+#define KP_POP(name, fn)                                                               \
+	SEC("kprobe/" #fn)                                                             \
+	int name(struct pt_regs *ctx)                                                  \
+	{                                                                              \
+		return on_write(ctx, ctx->sp, KOP_POP, (void *)ctx->di, 0, 0, 0, 0, 0); \
+	}
+
+FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
+KP_PUSH(kp_qs_push, queue_stack_map_push_elem)
+FX_POP(fx_queue_pop, queue_map_pop_elem)
+KP_POP(kp_queue_pop, queue_map_pop_elem)
+FX_POP(fx_stack_pop, stack_map_pop_elem)
+KP_POP(kp_stack_pop, stack_map_pop_elem)
+FX_PUSH(fx_bloom_push, bloom_map_push_elem)
+KP_PUSH(kp_bloom_push, bloom_map_push_elem)
+
+/* Local storage (task, socket, inode, cgroup): an element is created by the
+ * get helpers with BPF_LOCAL_STORAGE_GET_F_CREATE, or by bpf(2), through
+ * bpf_local_storage_update(owner, smap, value, flags, gfp), and deleted by
+ * the delete helpers (map, owner). smap begins with its struct bpf_map. The
+ * update returns the element or an ERR_PTR. */
+SEC("fexit/bpf_local_storage_update")
+int fx_lstor_upd(__u64 *ctx)
+{
+	__s64 ret = is_err(ctx[5]) ? (__s64)ctx[5] : 0;
+
+	return on_write(ctx, addr_of(ctx), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret, KF_RESULT | KF_OWNER_KEY);
+}
+
+/* Since Linux 6.13 the update takes a sixth parameter (swap_uptrs) before
+ * gfp_flags, which moves the return value's slot. */
+SEC("fexit/bpf_local_storage_update")
+int fx_lstor_upd6(__u64 *ctx)
+{
+	__s64 ret = is_err(ctx[6]) ? (__s64)ctx[6] : 0;
+
+	return on_write(ctx, addr_of(ctx), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret, KF_RESULT | KF_OWNER_KEY);
+}
+
+SEC("kprobe/bpf_local_storage_update")
+int kp_lstor_upd(struct pt_regs *ctx)
+{
+	return on_write(ctx, ctx->sp, KOP_UPDATE, (void *)ctx->si, (void *)ctx->di, (void *)ctx->dx, ctx->cx, 0,
+			KF_OWNER_KEY);
+}
+
+/* The delete helpers are BPF_CALL_2(map, owner): five u64 parameters. */
+#define FX_LSTOR_DEL(name, fn)                                                                             \
+	SEC("fexit/" #fn)                                                                                  \
+	int name(__u64 *ctx)                                                                               \
+	{                                                                                                  \
+		return on_write(ctx, addr_of(ctx), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5],                 \
+				KF_RESULT | KF_OWNER_KEY);                                                 \
+	}
+#define KP_LSTOR_DEL(name, fn)                                                                            \
+	SEC("kprobe/" #fn)                                                                                \
+	int name(struct pt_regs *ctx)                                                                     \
+	{                                                                                                 \
+		return on_write(ctx, ctx->sp, KOP_DELETE, (void *)ctx->di, (void *)ctx->si, 0, 0, 0, KF_OWNER_KEY); \
+	}
+
+FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)
+KP_LSTOR_DEL(kp_task_del, bpf_task_storage_delete)
+FX_LSTOR_DEL(fx_task_del_r, bpf_task_storage_delete_recur)
+KP_LSTOR_DEL(kp_task_del_r, bpf_task_storage_delete_recur)
+FX_LSTOR_DEL(fx_sk_del, bpf_sk_storage_delete)
+KP_LSTOR_DEL(kp_sk_del, bpf_sk_storage_delete)
+FX_LSTOR_DEL(fx_inode_del, bpf_inode_storage_delete)
+KP_LSTOR_DEL(kp_inode_del, bpf_inode_storage_delete)
+FX_LSTOR_DEL(fx_cgrp_del, bpf_cgrp_storage_delete)
+KP_LSTOR_DEL(kp_cgrp_del, bpf_cgrp_storage_delete)
+
+/* on_prog reports a program being loaded (REC_PROG) or freed
+ * (REC_PROG_GONE): its id, tag, name and the images of its functions. */
+static __always_inline int on_prog(struct bpf_prog *fp, __u32 kind)
+{
+	struct bpf_prog_aux *aux = BPF_CORE_READ(fp, aux);
+	struct bpf_prog **funcs;
+	struct kprog r = {};
+	__u32 i;
+
+	r.id = BPF_CORE_READ(aux, id);
+	if (r.id == 0)
+		return 0; /* a subprogram's own registration: its program follows */
+	r.kind = kind;
+	r.ktime = bpf_ktime_get_boot_ns();
+	r.type = BPF_CORE_READ(fp, type);
+	BPF_CORE_READ_INTO(&r.tag, fp, tag);
+	BPF_CORE_READ_INTO(&r.name, aux, name);
+	r.func_cnt = BPF_CORE_READ(aux, func_cnt);
+	funcs = BPF_CORE_READ(aux, func);
+	if (r.func_cnt == 0 || !funcs) {
+		r.start[0] = (__u64)BPF_CORE_READ(fp, bpf_func);
+		r.len[0] = BPF_CORE_READ(fp, jited_len);
+		r.nfuncs = 1;
+	} else {
+		for (i = 0; i < PROG_FUNCS && i < r.func_cnt; i++) {
+			struct bpf_prog *f = 0;
+
+			bpf_probe_read_kernel(&f, sizeof(f), &funcs[i]);
+			if (!f)
+				break;
+			r.start[i] = (__u64)BPF_CORE_READ(f, bpf_func);
+			r.len[i] = BPF_CORE_READ(f, jited_len);
+			r.nfuncs = i + 1;
+		}
+	}
+	if (bpf_ringbuf_output(&events, &r, sizeof(r), rb_flags()) < 0)
+		kstat_inc(KSTAT_PROG_LOST);
+	return 0;
+}
+
+SEC("fentry/bpf_prog_kallsyms_add")
+int fe_prog_add(__u64 *ctx)
+{
+	return on_prog(ARG(0), REC_PROG);
+}
+
+SEC("kprobe/bpf_prog_kallsyms_add")
+int kp_prog_add(struct pt_regs *ctx)
+{
+	return on_prog((void *)ctx->di, REC_PROG);
+}
+
+SEC("fentry/bpf_prog_kallsyms_del_all")
+int fe_prog_del(__u64 *ctx)
+{
+	return on_prog(ARG(0), REC_PROG_GONE);
+}
+
+SEC("kprobe/bpf_prog_kallsyms_del_all")
+int kp_prog_del(struct pt_regs *ctx)
+{
+	return on_prog((void *)ctx->di, REC_PROG_GONE);
+}

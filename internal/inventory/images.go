@@ -1,0 +1,102 @@
+package inventory
+
+import (
+	"encoding/hex"
+	"errors"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// ProgramImage is where a loaded BPF program's JIT'd code lives: the start
+// and length of each of its functions (the main one first). It lets the
+// kernel-side sensor tell which program a return address belongs to.
+type ProgramImage struct {
+	ID       uint32
+	Name     string
+	Tag      string // hex
+	Type     uint32
+	LoadTime uint64 // CLOCK_BOOTTIME ns
+	Starts   []uint64
+	Lens     []uint32
+}
+
+// progImageInfo is struct bpf_prog_info up to jited_func_lens.
+type progImageInfo struct {
+	progInfo                // 0..80
+	Ifindex          uint32 // 80
+	GPL              uint32 // 84
+	NetnsDev         uint64 // 88
+	NetnsIno         uint64 // 96
+	NrJitedKsyms     uint32 // 104
+	NrJitedFuncLens  uint32 // 108
+	JitedKsyms       uint64 // 112
+	JitedFuncLensPtr uint64 // 120
+}
+
+// ProgramImages lists every loaded program's JIT'd images. Programs that
+// vanish while listed are skipped. Reading kernel addresses needs root (the
+// kernel zeroes them otherwise): then ErrNoAddresses.
+func ProgramImages() ([]ProgramImage, error) {
+	var out []ProgramImage
+	id := uint32(0)
+	for {
+		next, err := nextID(unix.BPF_PROG_GET_NEXT_ID, id)
+		if errors.Is(err, unix.ENOENT) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		id = next
+		img, err := programImage(id)
+		if errors.Is(err, unix.ENOENT) {
+			continue // gone meanwhile
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, img)
+	}
+}
+
+// ErrNoAddresses: the kernel did not reveal JIT'd program addresses
+// (kernel.kptr_restrict, or not root).
+var ErrNoAddresses = errors.New("the kernel hides JIT'd program addresses (kernel.kptr_restrict=2, or not root)")
+
+// ProgramImageByID reads one program's images.
+func ProgramImageByID(id uint32) (ProgramImage, error) { return programImage(id) }
+
+func programImage(id uint32) (ProgramImage, error) {
+	fd, err := progFDByID(id)
+	if err != nil {
+		return ProgramImage{}, err
+	}
+	defer unix.Close(fd)
+	var info progImageInfo
+	if err := objInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info))); err != nil {
+		return ProgramImage{}, err
+	}
+	img := ProgramImage{ID: info.ID, Name: cString(info.Name[:]), Tag: hex.EncodeToString(info.Tag[:]),
+		Type: info.Type, LoadTime: info.LoadTime}
+	n := min(info.NrJitedKsyms, info.NrJitedFuncLens)
+	if n == 0 {
+		return img, nil // not JIT'd: no image
+	}
+	starts := make([]uint64, n)
+	lens := make([]uint32, n)
+	info = progImageInfo{NrJitedKsyms: n, NrJitedFuncLens: n,
+		JitedKsyms: uint64(uintptr(unsafe.Pointer(&starts[0]))), JitedFuncLensPtr: uint64(uintptr(unsafe.Pointer(&lens[0])))}
+	err = objInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
+	runtime.KeepAlive(starts)
+	runtime.KeepAlive(lens)
+	if err != nil {
+		return img, err
+	}
+	if info.JitedKsyms == 0 || starts[0] == 0 {
+		return img, ErrNoAddresses
+	}
+	img.Starts, img.Lens = starts, lens
+	return img, nil
+}

@@ -1,0 +1,621 @@
+package kernelwrite
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite/writers"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// collector runs the syscall sensor with the kernel-side sensor on its
+// ring buffer and keeps every event.
+type collector struct {
+	sys    *bpfsyscall.Sensor
+	kw     *Sensor
+	stop   chan struct{}
+	done   chan error
+	once   sync.Once
+	mu     sync.Mutex
+	events []*event.Event
+}
+
+type options struct {
+	mode string
+	hook string // the syscall sensor's build
+	ring int
+	// deferRun leaves the ring buffer unread until c.run is called.
+	deferRun bool
+}
+
+// start starts both sensors. Where this kernel allows no kernel-side hook
+// at all (no kprobes, trampolines refused), the test is skipped with the
+// reason, in CI too: there is nothing to test. Any other failure fails.
+func start(t *testing.T, o options) *collector {
+	t.Helper()
+	testutil.RequireRoot(t)
+	requireHooks(t)
+	sys, err := bpfsyscall.New(bpfsyscall.Config{IncludeSelf: true, Hook: o.hook, RingBufferBytes: o.ring})
+	if err != nil {
+		t.Fatalf("starting the syscall sensor: %v", err)
+	}
+	kw, err := New(Config{Ring: sys.Ring(), Mode: o.mode, SelfMaps: sys.MapIDs(), SelfPrograms: sys.ProgramIDs(), IncludeSelf: true})
+	if err != nil {
+		sys.Close()
+		t.Fatalf("starting the kernel-side sensor: %v", err)
+	}
+	for _, h := range kw.Hooks {
+		t.Logf("hook %s: %s %s", h.Function, h.Kind, h.Reason())
+	}
+	sys.SetExtension(kw)
+	c := &collector{sys: sys, kw: kw, stop: make(chan struct{}), done: make(chan error, 1)}
+	if !o.deferRun {
+		c.run()
+	}
+	t.Cleanup(func() {
+		c.finish(t)
+		kw.Close()
+		sys.Close()
+	})
+	return c
+}
+
+// requireHooks skips when the kernel has neither kprobes nor working BPF
+// trampolines, as on this project's Firecracker machines.
+func requireHooks(t *testing.T) {
+	t.Helper()
+	kp, fe := features.Kprobes(), features.Fentry()
+	if kp != nil && fe != nil {
+		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); the VM matrix (make vmtest) runs this test on kernels that do", kp, fe)
+	}
+}
+
+// run starts reading the ring buffer.
+func (c *collector) run() {
+	go func() {
+		c.done <- c.sys.Run(c.stop, func(ev *event.Event) error {
+			c.mu.Lock()
+			c.events = append(c.events, ev)
+			c.mu.Unlock()
+			return nil
+		}, nil)
+	}()
+}
+
+func (c *collector) finish(t *testing.T) []*event.Event {
+	t.Helper()
+	c.once.Do(func() {
+		close(c.stop)
+		if err := <-c.done; err != nil {
+			t.Errorf("sensor run: %v", err)
+		}
+	})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.events
+}
+
+func (c *collector) wait(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, ev := range c.events {
+			if pred(ev) {
+				c.mu.Unlock()
+				return ev
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.events {
+		t.Logf("seen: %s", describe(ev))
+	}
+	t.Fatalf("no event: %s", what)
+	return nil
+}
+
+// all returns the events so far matching pred.
+func (c *collector) all(pred func(*event.Event) bool) []*event.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*event.Event
+	for _, ev := range c.events {
+		if pred(ev) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// idle returns once every record written before the call was decoded: a
+// marker update through bpf(2) is ordered after them in the ring buffer.
+func (c *collector) idle(t *testing.T) {
+	t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_marker", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id := mapID(t, m)
+	if err := m.Update(uint32(0), uint32(0), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.wait(t, "marker", func(ev *event.Event) bool {
+		return ev.Source == event.SourceSyscall && ev.Type == event.MapUpdate && ev.Map != nil && ev.Map.ID == id
+	})
+}
+
+// hookKind is how function fn is hooked.
+func (c *collector) hookKind(fn string) string {
+	for _, h := range c.kw.Hooks {
+		if h.Function == fn {
+			return h.Kind
+		}
+	}
+	return ""
+}
+
+func describe(ev *event.Event) string {
+	s := fmt.Sprintf("%s/%s result=%v:%d key=%x value=%x kcopy=%v", ev.Type, ev.Source, ev.HasResult, ev.Result, ev.Key, ev.Value, ev.KernelCopy)
+	if ev.Map != nil {
+		s += fmt.Sprintf(" map=%d:%q", ev.Map.ID, ev.Map.Name)
+	}
+	if ev.Prog != nil {
+		s += fmt.Sprintf(" prog=%+v", *ev.Prog)
+	}
+	if ev.Process != nil {
+		s += fmt.Sprintf(" pid=%d tid=%d comm=%q", ev.Process.PID, ev.Process.TID, ev.Process.Comm)
+	}
+	if ev.Interrupt {
+		s += " interrupt"
+	}
+	if ev.HasOwner {
+		s += fmt.Sprintf(" owner=%d", ev.Owner)
+	}
+	return s
+}
+
+func mapID(t *testing.T, m *ebpf.Map) uint32 {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("no map id")
+	}
+	return uint32(id)
+}
+
+// progIdentity is what an event must name for program p.
+func progIdentity(t *testing.T, p *ebpf.Program) event.Prog {
+	t.Helper()
+	info, err := p.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return event.Prog{ID: uint32(id), Name: info.Name, Tag: info.Tag}
+}
+
+// kernelWrite matches kernel-side events of type typ on map id.
+func kernelWrite(typ string, id uint32) func(*event.Event) bool {
+	return func(ev *event.Event) bool {
+		return ev.Source == event.SourceKernel && ev.Type == typ && ev.Map != nil && ev.Map.ID == id
+	}
+}
+
+func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+
+// checkWrite asserts a program's write: the program, this process, the
+// result where fexit gives it.
+func checkWrite(t *testing.T, c *collector, ev *event.Event, want event.Prog, fn string) {
+	t.Helper()
+	if ev.Prog == nil || *ev.Prog != want {
+		t.Errorf("%s on %q: prog %+v, want %+v", ev.Type, ev.Map.Name, ev.Prog, want)
+	}
+	if ev.Process == nil || ev.Process.PID != uint32(os.Getpid()) || ev.Interrupt {
+		t.Errorf("%s on %q: process %+v interrupt %v, want pid %d", ev.Type, ev.Map.Name, ev.Process, ev.Interrupt, os.Getpid())
+	}
+	if fexit := c.hookKind(fn) == "fexit"; ev.HasResult != fexit || ev.Result != 0 {
+		t.Errorf("%s on %q: result %v/%d, want known=%v and 0", ev.Type, ev.Map.Name, ev.HasResult, ev.Result, fexit)
+	}
+}
+
+func TestProgramWritesEveryMapType(t *testing.T) {
+	for _, mode := range []string{ModeAuto, ModeKprobe} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == ModeKprobe && features.Kprobes() != nil {
+				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
+			}
+			c := start(t, options{mode: mode})
+			w, err := writers.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			cases := []struct {
+				prog, mapName, fn string
+				key               []byte
+			}{
+				{writers.UpdateArray, "w_array", "array_map_update_elem", le32(3)},
+				{writers.UpdatePcpuArray, "w_pcpu_array", "array_map_update_elem", le32(4)},
+				{writers.UpdateHash, "w_hash", "htab_map_update_elem", le32(5)},
+				{writers.UpdatePcpuHash, "w_pcpu_hash", "htab_percpu_map_update_elem", le32(6)},
+				{writers.UpdateLRU, "w_lru", "htab_lru_map_update_elem", le32(7)},
+				{writers.UpdateLRUPcpu, "w_lru_pcpu", "htab_lru_percpu_map_update_elem", le32(8)},
+				{writers.UpdateLPM, "w_lpm", "trie_update_elem", append(le32(32), le32(9)...)},
+			}
+			for i, tc := range cases {
+				key := binary.LittleEndian.Uint32(tc.key[len(tc.key)-4:])
+				value := uint64(0x1122334455660000) + uint64(i)
+				if err := w.Run(tc.prog, key, value); err != nil {
+					t.Fatal(err)
+				}
+				id := mapID(t, w.Map(tc.mapName))
+				ev := c.wait(t, tc.prog, kernelWrite(event.MapUpdate, id))
+				checkWrite(t, c, ev, progIdentity(t, w.Program(tc.prog)), tc.fn)
+				if !bytes.Equal(ev.Key, tc.key) || !bytes.Equal(ev.Value, le64(value)) {
+					t.Errorf("%s: key %x value %x, want %x %x", tc.prog, ev.Key, ev.Value, tc.key, le64(value))
+				}
+				if ev.Map.Name != tc.mapName || ev.Map.KeySize != uint32(len(tc.key)) || ev.Map.ValueSize != 8 {
+					t.Errorf("%s: map %+v", tc.prog, ev.Map)
+				}
+			}
+		})
+	}
+}
+
+func TestProgramDeletesPushesPops(t *testing.T) {
+	c := start(t, options{})
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Run(writers.UpdateHash, 11, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(writers.UpdateLPM, 11, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(writers.DeleteHash, 11, 0); err != nil {
+		t.Fatal(err)
+	}
+	del := progIdentity(t, w.Program(writers.DeleteHash))
+	ev := c.wait(t, "hash delete", kernelWrite(event.MapDelete, mapID(t, w.Map("w_hash"))))
+	checkWrite(t, c, ev, del, "htab_map_delete_elem")
+	if !bytes.Equal(ev.Key, le32(11)) || ev.HasValue {
+		t.Errorf("hash delete: key %x value %v", ev.Key, ev.HasValue)
+	}
+	ev = c.wait(t, "lpm delete", kernelWrite(event.MapDelete, mapID(t, w.Map("w_lpm"))))
+	checkWrite(t, c, ev, del, "trie_delete_elem")
+	if !bytes.Equal(ev.Key, append(le32(32), le32(11)...)) {
+		t.Errorf("lpm delete: key %x", ev.Key)
+	}
+
+	if err := w.Run(writers.PushPop, 0, 0xabcdef); err != nil {
+		t.Fatal(err)
+	}
+	pp := progIdentity(t, w.Program(writers.PushPop))
+	for _, name := range []string{"w_queue", "w_stack"} {
+		id := mapID(t, w.Map(name))
+		push := c.wait(t, name+" push", kernelWrite(event.MapUpdate, id))
+		checkWrite(t, c, push, pp, "queue_stack_map_push_elem")
+		if push.HasKey || !bytes.Equal(push.Value, le64(0xabcdef)) {
+			t.Errorf("%s push: key %v value %x", name, push.HasKey, push.Value)
+		}
+		pop := c.wait(t, name+" pop", kernelWrite(event.MapDelete, id))
+		fn := "queue_map_pop_elem"
+		if name == "w_stack" {
+			fn = "stack_map_pop_elem"
+		}
+		checkWrite(t, c, pop, pp, fn)
+		// The popped value is known at fexit only.
+		if c.hookKind(fn) == "fexit" && !bytes.Equal(pop.Value, le64(0xabcdef)) {
+			t.Errorf("%s pop: value %x", name, pop.Value)
+		}
+	}
+}
+
+// A subprogram writing through the generic helper is one frame deeper, and
+// in a function of the program other than its main one.
+func TestGenericHelperAndSubprogram(t *testing.T) {
+	c := start(t, options{})
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Run(writers.UpdateGeneric, 2, 0x77); err != nil {
+		t.Fatal(err)
+	}
+	want := progIdentity(t, w.Program(writers.UpdateGeneric))
+	for _, name := range []string{"w_hash", "w_array"} {
+		ev := c.wait(t, name, kernelWrite(event.MapUpdate, mapID(t, w.Map(name))))
+		fn := "htab_map_update_elem"
+		if name == "w_array" {
+			fn = "array_map_update_elem"
+		}
+		checkWrite(t, c, ev, want, fn)
+	}
+}
+
+// A program loaded after start, run once and unloaded at once is still
+// named: its load record precedes its writes in the ring buffer.
+func TestShortLivedProgram(t *testing.T) {
+	c := start(t, options{})
+	keep, err := writers.Load() // keeps the map ids apart from the short-lived set's
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := progIdentity(t, w.Program(writers.UpdateHash))
+	id := mapID(t, w.Map("w_hash"))
+	if err := w.Run(writers.UpdateHash, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	ev := c.wait(t, "write by the unloaded program", kernelWrite(event.MapUpdate, id))
+	checkWrite(t, c, ev, want, "htab_map_update_elem")
+}
+
+// A bpf(2) update is reported once, by the syscall sensor; with fexit it
+// carries the kernel's copy of key and value.
+func TestSyscallWriteReportedOnce(t *testing.T) {
+	for _, mode := range []string{ModeAuto, ModeKprobe} {
+		t.Run(mode, func(t *testing.T) {
+			if mode == ModeKprobe && features.Kprobes() != nil {
+				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
+			}
+			c := start(t, options{mode: mode})
+			w, err := writers.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			hash, pcpu := w.Map("w_hash"), w.Map("w_pcpu_hash")
+			if err := hash.Update(uint32(21), uint64(0x2121), ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+			cpus, _ := ebpf.PossibleCPU()
+			vals := make([]uint64, cpus)
+			for i := range vals {
+				vals[i] = uint64(100 + i)
+			}
+			if err := pcpu.Update(uint32(22), vals, ebpf.UpdateAny); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := hash.BatchUpdate([]uint32{23, 24}, []uint64{0x23, 0x24}, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := hash.Delete(uint32(21)); err != nil {
+				t.Fatal(err)
+			}
+			c.idle(t)
+			hid, pid := mapID(t, hash), mapID(t, pcpu)
+			onMaps := func(ev *event.Event) bool {
+				return ev.Map != nil && (ev.Map.ID == hid || ev.Map.ID == pid)
+			}
+			for _, ev := range c.all(onMaps) {
+				if ev.Source != event.SourceSyscall {
+					t.Errorf("reported twice: %s", describe(ev))
+				}
+			}
+			fexit := c.hookKind("htab_map_update_elem") == "fexit"
+			var allCPUs []byte
+			for _, v := range vals {
+				allCPUs = append(allCPUs, le64(v)...)
+			}
+			for _, want := range []struct {
+				typ        string
+				id         uint32
+				key, value []byte
+				fexit      bool
+			}{
+				{event.MapUpdate, hid, le32(21), le64(0x2121), fexit},
+				{event.MapUpdate, pid, le32(22), allCPUs, c.hookKind("bpf_percpu_hash_update") == "fexit"},
+				{event.MapUpdateBatch, hid, append(le32(23), le32(24)...), append(le64(0x23), le64(0x24)...), fexit},
+				{event.MapDelete, hid, le32(21), nil, c.hookKind("htab_map_delete_elem") == "fexit"},
+			} {
+				evs := c.all(func(ev *event.Event) bool { return ev.Type == want.typ && onMaps(ev) && ev.Map.ID == want.id })
+				if len(evs) != 1 {
+					t.Errorf("%s on %d: %d events, want 1", want.typ, want.id, len(evs))
+					continue
+				}
+				ev := evs[0]
+				if ev.KernelCopy != want.fexit || ev.UserCopyDiffers {
+					t.Errorf("%s: kernel_copy %v user_copy_differs %v, want %v false", want.typ, ev.KernelCopy, ev.UserCopyDiffers, want.fexit)
+				}
+				if !bytes.Equal(ev.Key, want.key) || (want.value != nil && !bytes.Equal(ev.Value, want.value)) {
+					t.Errorf("%s: key %x value %x, want %x %x", want.typ, ev.Key, ev.Value, want.key, want.value)
+				}
+			}
+		})
+	}
+}
+
+// A socket filter on a socket runs on received packets in softirq: no
+// process is responsible, and none is named.
+func TestInterruptContext(t *testing.T) {
+	c := start(t, options{})
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	raw, err := rx.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var serr error
+	raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_BPF, w.Program(writers.UpdateHash).FD())
+	})
+	if serr != nil {
+		t.Fatalf("attaching the socket filter: %v", serr)
+	}
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	if _, err := tx.Write([]byte("0123456789abcdef")); err != nil {
+		t.Fatal(err)
+	}
+	ev := c.wait(t, "write on packet receive", kernelWrite(event.MapUpdate, mapID(t, w.Map("w_hash"))))
+	if !ev.Interrupt || ev.Process != nil {
+		t.Errorf("interrupt %v process %+v, want interrupt and no process", ev.Interrupt, ev.Process)
+	}
+	if want := progIdentity(t, w.Program(writers.UpdateHash)); ev.Prog == nil || *ev.Prog != want {
+		t.Errorf("prog %+v, want %+v", ev.Prog, want)
+	}
+}
+
+// bpfmon's own maps, written by its programs on every bpf(2) call in the
+// raw tracepoint build, are never reported.
+func TestOwnMapsNotReported(t *testing.T) {
+	c := start(t, options{hook: bpfsyscall.HookRawTracepoint})
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for i := range 20 {
+		if err := w.Map("w_hash").Update(uint32(i%8), uint64(i), ebpf.UpdateAny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.idle(t)
+	own := map[uint32]bool{}
+	for _, id := range append(c.sys.MapIDs(), c.kw.MapIDs()...) {
+		own[id] = true
+	}
+	for _, ev := range c.all(func(ev *event.Event) bool { return ev.Source == event.SourceKernel }) {
+		if own[ev.Map.ID] {
+			t.Errorf("bpfmon's own map reported: %s", describe(ev))
+		}
+	}
+}
+
+func TestTaskStorage(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(fmt.Sprintf("delete=%v", del), func(t *testing.T) {
+			c := start(t, options{})
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			tid := uint32(unix.Gettid())
+			ts, err := writers.LoadTaskStorage(tid, 0x5151, del)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ts.Close()
+			l, err := link.AttachTracing(link.TracingOptions{Program: ts.Program()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			unix.Getpid() // the target's next system call
+			id := mapID(t, ts.Map())
+			want := progIdentity(t, ts.Program())
+			ev := c.wait(t, "task storage create", kernelWrite(event.MapUpdate, id))
+			checkWrite(t, c, ev, want, "bpf_local_storage_update")
+			if !ev.HasOwner || ev.Owner != uint64(tid) || !bytes.Equal(ev.Value, le64(0x5151)) {
+				t.Errorf("create: owner %v/%d value %x, want %d %x", ev.HasOwner, ev.Owner, ev.Value, tid, le64(0x5151))
+			}
+			if del {
+				ev := c.wait(t, "task storage delete", kernelWrite(event.MapDelete, id))
+				if ev.Prog == nil || *ev.Prog != want || ev.Owner != uint64(tid) {
+					t.Errorf("delete: %s", describe(ev))
+				}
+			}
+		})
+	}
+}
+
+// Writes that do not fit in the ring buffer are counted and reported:
+// reported plus lost is every write made. The ring is left unread while
+// the writes are made, so that most cannot fit.
+func TestLossIsCounted(t *testing.T) {
+	c := start(t, options{ring: 16 << 10, deferRun: true})
+	w, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const n = 5000
+	ret, err := w.Program(writers.UpdateArray).Run(&ebpf.RunOptions{Data: writers.Packet(1, 1), Repeat: n})
+	if err != nil || ret != 0 {
+		t.Fatalf("test run: %d %v", ret, err)
+	}
+	id := mapID(t, w.Map("w_array"))
+	c.run()
+	c.idle(t)
+	evs := c.finish(t)
+	var reported, lost uint64
+	for _, ev := range evs {
+		switch {
+		case ev.Source == event.SourceKernel && ev.Type == event.MapUpdate && ev.Map.ID == id:
+			reported++
+		case ev.Source == event.SourceKernel && ev.Type == event.Lost:
+			lost += ev.Count
+		}
+	}
+	t.Logf("%d writes: %d reported, %d lost", n, reported, lost)
+	if lost == 0 || reported+lost != n {
+		t.Errorf("%d reported + %d lost, want %d with some lost", reported, lost, n)
+	}
+}
+
+func TestUnavailableNamesReasons(t *testing.T) {
+	testutil.RequireRoot(t)
+	kp, fe := features.Kprobes(), features.Fentry()
+	if kp == nil || fe == nil {
+		t.Skip("this kernel has kernel-side hooks; the unavailable path is tested where it has none")
+	}
+	sys, err := bpfsyscall.New(bpfsyscall.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	_, err = New(Config{Ring: sys.Ring()})
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("New: %v, want ErrUnavailable", err)
+	}
+	t.Logf("%v", err)
+	for _, want := range []string{"kprobe", "fexit", "EPERM"} {
+		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
