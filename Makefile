@@ -3,3 +3,11 @@
 .PHONY: bench
 bench:
 	@go run ./bench $(BENCHFLAGS)
+
+# make vmtest: the kernel test matrix. Runs the kernel-dependent tests on
+# this machine's kernel and, in qemu, on Debian's 6.1 and 6.12 cloud kernels
+# (downloaded once, cached). Needs root, qemu-system-x86, busybox-static,
+# gcc-multilib. VMTESTFLAGS passes flags, e.g. VMTESTFLAGS='--kernels 6.1 --run Kernel'
+.PHONY: vmtest
+vmtest:
+	@go run ./vmtest $(VMTESTFLAGS)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 )
 
 func runFeatures(args []string, stdout, stderr io.Writer) int {
@@ -26,7 +28,9 @@ to. It loads small test programs and maps, and removes them.`)
 		fmt.Fprintf(stderr, "bpfmon features: unknown --format %q: want text or json\n", *format)
 		return exitUsage
 	}
-	r := features.Probe(probeSyscallSensor)
+	var p sensorProbe
+	defer p.close()
+	r := features.Probe(features.Sensors{Syscall: p.syscall, Kernel: p.kernel})
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
@@ -50,16 +54,54 @@ to. It loads small test programs and maps, and removes them.`)
 		}
 	}
 	tw.Flush()
+	for _, f := range r.Features {
+		if len(f.Functions) == 0 {
+			continue
+		}
+		fmt.Fprintf(stdout, "\n%s, by kernel function:\n", f.Name)
+		tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "FUNCTION\tHOOK\tCOVERS\tWHY NOT (fexit, or at all)")
+		for _, h := range f.Functions {
+			kind := h.Kind
+			if kind == "" {
+				kind = "-"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Function, kind, h.Covers, h.Reason)
+		}
+		tw.Flush()
+	}
 	return exitOK
 }
 
-// probeSyscallSensor loads the syscall sensor, notes which build loaded,
-// and removes it.
-func probeSyscallSensor() (string, error, error) {
+// sensorProbe loads the sensors as watch would, notes what loaded and why
+// not, and removes them.
+type sensorProbe struct {
+	sys *bpfsyscall.Sensor
+}
+
+func (p *sensorProbe) syscall() (string, error, error) {
 	s, err := bpfsyscall.New(bpfsyscall.Config{})
 	if err != nil {
 		return "", nil, err
 	}
-	defer s.Close()
+	p.sys = s
 	return s.Hook, s.HookFallback, nil
+}
+
+// kernel loads the kernel-side sensor on the syscall sensor's ring buffer.
+func (p *sensorProbe) kernel() features.KernelSensor {
+	if p.sys == nil {
+		return features.KernelSensor{Err: errors.New("not probed: it writes into the syscall sensor's ring buffer, which did not load")}
+	}
+	kw, err := kernelwrite.New(kernelwrite.Config{Ring: p.sys.Ring(), SelfMaps: p.sys.MapIDs(), SelfPrograms: p.sys.ProgramIDs()})
+	if kw != nil {
+		defer kw.Close()
+	}
+	return kernelwrite.Features(kw, err)
+}
+
+func (p *sensorProbe) close() {
+	if p.sys != nil {
+		p.sys.Close()
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
 
@@ -133,7 +134,8 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
 	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
-	hook := fs.String("hook", "auto", "program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
+	hook := fs.String("hook", "auto", "syscall sensor program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
+	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
 	var pids, mapIDs uintList
 	var names, events stringList
 	fs.Var(&pids, "pid", "report only calls by these process `IDs` (thread group ids; comma-separated or repeated)")
@@ -143,7 +145,9 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = usageFunc(fs, `Usage: bpfmon watch [flags]
 
 Streams every bpf(2) call that changes a map or obtains a handle to one,
-until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
+every write a BPF program makes to a map (where the kernel allows a hook),
+and changes found by reading map contents, until SIGINT or SIGTERM; then
+drains, prints a summary on stderr and exits 0.`)
 	if code, stop := parse(fs, args, stdout, stderr); stop {
 		return code
 	}
@@ -203,6 +207,13 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		return exitUsage
 	}
 
+	switch *kernelHooks {
+	case kernelwrite.ModeAuto, kernelwrite.ModeFexit, kernelwrite.ModeKprobe, kernelwrite.ModeOff:
+	default:
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --kernel-hooks %q: want auto, fexit, kprobe or off\n", *kernelHooks)
+		return exitUsage
+	}
+
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -222,6 +233,7 @@ until SIGINT or SIGTERM; then drains, prints a summary on stderr and exits 0.`)
 		CaptureBytes: *capture,
 		RingBytes:    ringBytes,
 		Hook:         *hook,
+		KernelHooks:  *kernelHooks,
 		ScanInterval: *scanInterval,
 		ScanMaxKeyed: *scanMaxKeyed,
 		ScanBudget:   int64(budget),

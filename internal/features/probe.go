@@ -23,6 +23,37 @@ type Feature struct {
 	Detail string `json:"detail"`
 	// Fallback says what bpfmon does without it.
 	Fallback string `json:"fallback,omitempty"`
+	// Functions lists, for the kernel-side sensor, how each kernel
+	// function is hooked or why it is not.
+	Functions []FunctionHook `json:"functions,omitempty"`
+}
+
+// FunctionHook is one kernel function the kernel-side sensor hooks.
+type FunctionHook struct {
+	Function string `json:"function"`
+	Covers   string `json:"covers"`
+	Kind     string `json:"kind,omitempty"`   // fexit, fentry or kprobe; empty: not hooked
+	Reason   string `json:"reason,omitempty"` // why not (by fexit, or at all)
+}
+
+// KernelSensor is what starting the kernel-side sensor gave: the hook
+// kind in use and each function's outcome, or why it could not start.
+type KernelSensor struct {
+	Kind      string // fexit, kprobe or fexit+kprobe
+	Functions []FunctionHook
+	// TracksLoads: program loads are hooked, so writes by programs loaded
+	// (and unloaded) after start are attributed too.
+	TracksLoads bool
+	// KernelCopy: bpf(2) writes are seen inside the kernel, by fexit.
+	KernelCopy bool
+	Err        error
+}
+
+// Sensors supply the outcome of starting bpfmon's sensors: the packages
+// that load them import this one.
+type Sensors struct {
+	Syscall SyscallSensorProbe
+	Kernel  func() KernelSensor
 }
 
 // Report is the result of probing.
@@ -37,8 +68,10 @@ type Report struct {
 type SyscallSensorProbe func() (hook string, fallback error, err error)
 
 // Probe tests what this kernel offers. It loads small programs and maps
-// and removes them again.
-func Probe(sensor SyscallSensorProbe) Report {
+// and removes them again; the sensors themselves are probed by the
+// functions in sensors (either may be nil: not reported).
+func Probe(sensors Sensors) Report {
+	sensor := sensors.Syscall
 	r := Report{Kernel: KernelRelease()}
 	add := func(f Feature) { r.Features = append(r.Features, f) }
 	config := kernelConfig()
@@ -78,13 +111,11 @@ func Probe(sensor SyscallSensorProbe) Report {
 		}
 	}
 
-	kprobes := hasKprobes()
-	fentryErr := loadFentry()
-	hooks := "kprobes: " + availability(kprobes == nil, kprobes) + "; fentry: " + availability(fentryErr == nil, fentryErr)
-	add(Feature{Name: "kernel_side_writes", Detail: "writes by BPF programs through map helpers are not hooked by this build of bpfmon (" + hooks + ")",
-		Fallback: "the content scanner finds their changes by reading maps, without naming the program"})
-	add(Feature{Name: "program_attribution", Detail: "needs a kernel-side hook on the map helpers (" + hooks + ")",
-		Fallback: "map_changed events from the scanner carry the map, key and values, not the program"})
+	if sensors.Kernel != nil {
+		for _, f := range kernelFeatures(sensors.Kernel()) {
+			add(f)
+		}
+	}
 
 	add(Feature{Name: "content_scanner", Available: true, Detail: "reads every readable map each --scan-interval"})
 	if err := probeBatch(); err != nil {
@@ -104,6 +135,49 @@ func Probe(sensor SyscallSensorProbe) Report {
 	return r
 }
 
+// kernelFeatures describes the kernel-side sensor: writes by BPF programs,
+// their attribution, and the kernel's copy of bpf(2) writes.
+func kernelFeatures(k KernelSensor) []Feature {
+	const scannerFallback = "the content scanner finds their changes by reading maps, without naming the program"
+	if k.Err != nil {
+		reason := k.Err.Error()
+		return []Feature{
+			{Name: "kernel_side_writes", Detail: reason, Fallback: scannerFallback, Functions: k.Functions},
+			{Name: "program_attribution", Detail: "needs the kernel-side sensor, unavailable: " + reason,
+				Fallback: "map_changed events from the scanner carry the map, key and values, not the program"},
+			{Name: "syscall_kernel_copy", Detail: "needs the kernel-side sensor, unavailable: " + reason,
+				Fallback: "bpf(2) keys and values are read from the caller's buffers at syscall entry"},
+		}
+	}
+	var hooked, missing []string
+	for _, f := range k.Functions {
+		if f.Kind != "" {
+			hooked = append(hooked, f.Function)
+		} else {
+			missing = append(missing, f.Function)
+		}
+	}
+	detail := fmt.Sprintf("%s on %d kernel functions", k.Kind, len(hooked))
+	if len(missing) > 0 {
+		detail += "; not hooked: " + strings.Join(missing, ", ") + " (see functions)"
+	}
+	writes := Feature{Name: "kernel_side_writes", Available: true, Detail: detail, Functions: k.Functions}
+	attr := Feature{Name: "program_attribution", Available: true,
+		Detail: "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
+			"loads tracked in order with the writes (bpf_prog_kallsyms_add), so short-lived programs are named too"}
+	if !k.TracksLoads {
+		attr.Detail = "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
+			"program loads are not hooked, so each attribution is confirmed with the kernel and a program already unloaded is reported unknown"
+	}
+	cp := Feature{Name: "syscall_kernel_copy", Available: k.KernelCopy,
+		Detail: "bpf(2) writes carry the kernel's own copy of key and value (fexit inside the call)"}
+	if !k.KernelCopy {
+		cp.Detail = "the map operations are hooked by kprobes, which the kernel does not run inside bpf(2) map updates"
+		cp.Fallback = "bpf(2) keys and values are read from the caller's buffers at syscall entry"
+	}
+	return []Feature{writes, attr, cp}
+}
+
 func availability(ok bool, err error) string {
 	if ok {
 		return "available"
@@ -111,17 +185,18 @@ func availability(ok bool, err error) string {
 	return err.Error()
 }
 
-// hasKprobes reports whether the kernel has kprobes, from the kprobe PMU
+// Kprobes reports why the kernel has no kprobes, or nil: the kprobe PMU
 // that perf-based attachment needs.
-func hasKprobes() error {
+func Kprobes() error {
 	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err != nil {
 		return errors.New("not built into this kernel (no kprobe PMU; CONFIG_KPROBES unset)")
 	}
 	return nil
 }
 
-// loadFentry loads a trivial fentry program on a map update function.
-func loadFentry() error {
+// Fentry loads a trivial fentry program on a map update function and
+// reports why that fails, or nil: BPF trampolines work here.
+func Fentry() error {
 	for _, fn := range []string{"array_map_update_elem", "htab_map_update_elem"} {
 		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn,
 			License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})

@@ -4,9 +4,12 @@
 package testutil
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -50,8 +53,22 @@ func BPFFSPath(t testing.TB) string {
 
 // CC compiles a C file with gcc and extra flags into a temporary binary.
 // It skips (or fails in CI) when gcc or the wanted target is unavailable.
+// Where BPFMON_PREBUILT names a directory (the VM test matrix, whose
+// machines have no compiler), the binary is taken from there instead,
+// built beforehand under the name PrebuiltName gives.
 func CC(t testing.TB, src string, flags ...string) string {
 	t.Helper()
+	if dir := os.Getenv("BPFMON_PREBUILT"); dir != "" {
+		code, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, PrebuiltName(code, flags))
+		if _, err := os.Stat(bin); err != nil {
+			SkipOrFail(t, "no prebuilt binary of "+src+" "+joinArgs(flags)+" in "+dir)
+		}
+		return bin
+	}
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
 		SkipOrFail(t, "gcc not found")
@@ -67,6 +84,22 @@ func CC(t testing.TB, src string, flags ...string) string {
 	}
 	return out
 }
+
+// PrebuiltName names the prebuilt binary of C source code compiled with
+// flags (see CC).
+func PrebuiltName(code []byte, flags []string) string {
+	h := sha256.New()
+	h.Write(code)
+	for _, f := range flags {
+		h.Write([]byte{0})
+		h.Write([]byte(f))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Binary returns the bpfmon binary the end-to-end tests should run:
+// BPFMON_BIN when set (the VM test matrix builds it beforehand), else "".
+func Binary() string { return os.Getenv("BPFMON_BIN") }
 
 func joinArgs(a []string) string {
 	s := ""

@@ -20,6 +20,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 )
 
 // Options configure a watch.
@@ -31,7 +32,11 @@ type Options struct {
 	CaptureBytes int
 	RingBytes    int
 	Hook         string // "" (best available), "tp_btf" or "raw_tracepoint"
-	Filter       Filter
+	// KernelHooks chooses the kernel-side sensor's hooks: "" or "auto"
+	// (fexit where the kernel allows, else kprobes; none available is not
+	// an error), "fexit" or "kprobe" (required), "off".
+	KernelHooks string
+	Filter      Filter
 	// The content scanner: off when ScanInterval is 0.
 	ScanInterval time.Duration
 	ScanMaxKeyed int
@@ -43,7 +48,7 @@ type Options struct {
 // Summary is what a watch did.
 type Summary struct {
 	Events     uint64             // events written
-	Lost       uint64             // calls the kernel could not hand over
+	Lost       uint64             // calls and kernel-side writes the kernel could not hand over
 	Incomplete uint64             // calls reported without their result
 	Scan       *scanner.PassStats // the content scanner's last pass, if it ran
 }
@@ -80,10 +85,34 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	defer sensor.Close()
 
 	fmt.Fprintf(opts.Log, "bpfmon: watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs; capture %d bytes)\n", sensor.Hook, sensor.CaptureBytes())
-	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(nil).Summary())
 	if sensor.HookFallback != nil {
 		fmt.Fprintf(opts.Log, "bpfmon: using raw tracepoints, slower: the tp_btf programs did not load: %v\n", sensor.HookFallback)
 	}
+
+	// The kernel-side sensor writes into the syscall sensor's ring buffer,
+	// so both kinds of record are read in one order.
+	kernel := features.KernelSensor{Err: errors.New("turned off (--kernel-hooks off)")}
+	var kw *kernelwrite.Sensor
+	if opts.KernelHooks != kernelwrite.ModeOff {
+		kw, err = kernelwrite.New(kernelwrite.Config{Ring: sensor.Ring(), Mode: opts.KernelHooks, CaptureBytes: sensor.CaptureBytes(),
+			SelfMaps: sensor.MapIDs(), SelfPrograms: sensor.ProgramIDs()})
+		kernel = kernelwrite.Features(kw, err)
+		switch {
+		case err != nil && opts.KernelHooks != "" && opts.KernelHooks != kernelwrite.ModeAuto:
+			return sum, fmt.Errorf("%w: --kernel-hooks %s: %w", ErrSetup, opts.KernelHooks, err)
+		case err != nil:
+			fmt.Fprintf(opts.Log, "bpfmon: kernel-side writes unavailable, BPF programs' writes are found by the content scanner without the program's name: %v\n", err)
+		default:
+			defer kw.Close()
+			sensor.SetExtension(kw)
+			fmt.Fprintf(opts.Log, "bpfmon: watching writes by BPF programs (%s on %d kernel functions; writer named from the kernel stack)\n", kw.Kind(), kw.Hooked())
+		}
+	}
+	probes := features.Sensors{
+		Syscall: func() (string, error, error) { return sensor.Hook, sensor.HookFallback, nil },
+		Kernel:  func() features.KernelSensor { return kernel },
+	}
+	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(probes).Summary())
 
 	// Two producers (the sensor and the scanner) share the writer.
 	var mu sync.Mutex
@@ -109,7 +138,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if opts.ScanInterval > 0 {
 		scan, err = scanner.New(scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
-			Exclude: sensor.MapIDs(),
+			Exclude: ownMaps(sensor, kw),
 			Warn:    func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) },
 		})
 		if err != nil {
@@ -158,6 +187,9 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		sum.Scan = &last
 	}
 	sum.Lost = sensor.Lost()
+	if kw != nil {
+		sum.Lost += kw.Lost()
+	}
 	if st, err := sensor.Stats(); err == nil {
 		sum.Incomplete = st.Incomplete
 	}
@@ -165,6 +197,15 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		runErr = fmt.Errorf("writing events: %w", err)
 	}
 	return sum, runErr
+}
+
+// ownMaps lists bpfmon's maps, which its programs rewrite all the time.
+func ownMaps(sensor *bpfsyscall.Sensor, kw *kernelwrite.Sensor) []uint32 {
+	ids := sensor.MapIDs()
+	if kw != nil {
+		ids = append(ids, kw.MapIDs()...)
+	}
+	return ids
 }
 
 // explain tells the scanner about a write a sensor reported, so the change

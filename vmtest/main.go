@@ -1,0 +1,713 @@
+// Command vmtest runs bpfmon's kernel-dependent tests on other kernels, in
+// qemu virtual machines, and on this machine's own kernel: the kernel test
+// matrix (make vmtest).
+//
+// For each kernel it downloads the Debian package once (apt-get download,
+// cached), builds the test binaries statically (go test -c), packs them
+// with busybox and a copy of the source tree (tests read files relative to
+// their package) into an initramfs, boots the kernel under qemu with
+// software emulation, runs every test binary, and reads the results from
+// the serial console. Nothing prebuilt is committed.
+//
+// Adding a kernel: add a line to the kernels table below (a name and a
+// pattern over Debian package names), or pass --kernel NAME=PATH for a
+// vmlinuz built elsewhere.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// kernel is one column of the matrix.
+type kernel struct {
+	name string
+	// pkg matches the Debian package names that carry it; the newest
+	// version in the archive is used.
+	pkg *regexp.Regexp
+	// vmlinuz is set for --kernel NAME=PATH.
+	vmlinuz string
+}
+
+// kernels are Debian 12's cloud kernels: 6.1 (bookworm's own) and 6.12
+// (bookworm-backports, in the archive as +deb12 builds). Both boot under
+// qemu's software emulation in seconds and have kprobes, fentry and BPF LSM.
+var kernels = []kernel{
+	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`)},
+	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`)},
+}
+
+// lsm is the kernel command line's LSM list: with bpf, for enforcement tests.
+const lsm = "lockdown,capability,landlock,yama,bpf"
+
+func main() {
+	code, err := run()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vmtest: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+type options struct {
+	kernels []string // names; empty: all, and the host
+	extra   []kernel
+	run     string // -test.run
+	pkgs    []string
+	cache   string
+	out     string
+	timeout time.Duration
+	memory  int
+	cpus    int
+	host    bool
+	append  string // extra kernel command line
+}
+
+func run() (int, error) {
+	var o options
+	var only, extra, pkgs string
+	flag.StringVar(&only, "kernels", "", "comma-separated kernel names to run (default: all of "+names()+", and the host)")
+	flag.StringVar(&extra, "kernel", "", "extra kernels as NAME=PATH-TO-VMLINUZ, comma-separated")
+	flag.StringVar(&o.run, "run", "", "only tests matching this regular expression (go test -run)")
+	flag.StringVar(&pkgs, "pkgs", "", "comma-separated packages to test (default: every package with tests)")
+	flag.StringVar(&o.cache, "cache", defaultCache(), "where downloaded kernels are kept")
+	flag.StringVar(&o.out, "out", "out/vmtest", "where console logs and the report are written")
+	flag.DurationVar(&o.timeout, "timeout", 20*time.Minute, "time limit for one virtual machine")
+	flag.IntVar(&o.memory, "memory", 2048, "memory of each virtual machine, MiB")
+	// One: under qemu's software emulation with two, kernel text patching
+	// (static keys flipped when tracepoints attach) has been seen to
+	// livelock both processors in int3 handling for minutes.
+	flag.IntVar(&o.cpus, "cpus", 1, "processors of each virtual machine")
+	flag.BoolVar(&o.host, "host", true, "also run the tests on this machine's own kernel")
+	flag.StringVar(&o.append, "append", "", "extra kernel command line for the virtual machines (e.g. loglevel=7)")
+	flag.Parse()
+	if only != "" {
+		o.kernels = strings.Split(only, ",")
+	}
+	if pkgs != "" {
+		o.pkgs = strings.Split(pkgs, ",")
+	}
+	for _, e := range splitNonEmpty(extra) {
+		name, path, ok := strings.Cut(e, "=")
+		if !ok {
+			return 2, fmt.Errorf("--kernel %q: want NAME=PATH", e)
+		}
+		o.extra = append(o.extra, kernel{name: name, vmlinuz: path})
+	}
+	if os.Geteuid() != 0 {
+		return 2, errors.New("run as root: the tests load BPF programs (also on the host)")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb", "gcc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return 2, fmt.Errorf("%s not found: apt-get install qemu-system-x86 busybox-static gcc gcc-multilib libc6-dev-i386", tool)
+		}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return 2, err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return 1, err
+	}
+	work, err := os.MkdirTemp("", "bpfmon-vmtest")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(work)
+
+	start := time.Now()
+	step("building the test binaries")
+	b, err := build(root, work, o.pkgs)
+	if err != nil {
+		return 1, err
+	}
+
+	var results []result
+	if o.host && (len(o.kernels) == 0 || contains(o.kernels, "host")) {
+		step("host kernel " + uname())
+		results = append(results, runHost(root, b, o))
+	}
+	var selected []kernel
+	for _, k := range append(append([]kernel{}, kernels...), o.extra...) {
+		if len(o.kernels) == 0 || contains(o.kernels, k.name) || k.vmlinuz != "" {
+			selected = append(selected, k)
+		}
+	}
+	for _, k := range selected {
+		step("kernel " + k.name)
+		results = append(results, runVM(root, work, b, k, o))
+	}
+	report := render(results, time.Since(start))
+	fmt.Print("\n" + report)
+	_ = os.WriteFile(filepath.Join(o.out, "report.txt"), []byte(report), 0o644)
+	for _, r := range results {
+		if !r.ok() {
+			return 1, nil
+		}
+	}
+	return 0, nil
+}
+
+func names() string {
+	var n []string
+	for _, k := range kernels {
+		n = append(n, k.name)
+	}
+	return strings.Join(n, ", ")
+}
+
+func step(s string) { fmt.Printf("\n=== vmtest: %s\n", s) }
+
+func defaultCache() string {
+	if d := os.Getenv("BPFMON_VMTEST_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "bpfmon-vmtest")
+	}
+	return "/var/cache/bpfmon-vmtest"
+}
+
+func repoRoot() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func uname() string {
+	out, _ := exec.Command("uname", "-r").Output()
+	return strings.TrimSpace(string(out))
+}
+
+// binaries are what the tests need, built on the host.
+type binaries struct {
+	dir      string
+	pkgs     []string // import paths relative to the module, e.g. internal/scanner
+	bpfmon   string
+	prebuilt string // C test helpers, compiled statically (see testutil.CC)
+}
+
+// testBin is the file name of a package's test binary.
+func testBin(pkg string) string { return strings.ReplaceAll(pkg, "/", "_") + ".test" }
+
+func build(root, work string, want []string) (*binaries, error) {
+	b := &binaries{dir: filepath.Join(work, "bin"), prebuilt: filepath.Join(work, "prebuilt")}
+	for _, d := range []string{b.dir, b.prebuilt} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	pkgs := want
+	if len(pkgs) == 0 {
+		out, err := command(root, "go", "list", "-f", `{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}`, "./...").Output()
+		if err != nil {
+			return nil, fmt.Errorf("listing packages: %w", err)
+		}
+		mod, err := command(root, "go", "list", "-m").Output()
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range strings.Fields(string(out)) {
+			pkgs = append(pkgs, strings.TrimPrefix(strings.TrimPrefix(p, strings.TrimSpace(string(mod))), "/"))
+		}
+	}
+	sort.Strings(pkgs)
+	b.pkgs = pkgs
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	for _, p := range pkgs {
+		c := command(root, "go", "test", "-c", "-o", filepath.Join(b.dir, testBin(p)), "./"+p)
+		c.Env = env
+		if out, err := c.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go test -c ./%s: %v\n%s", p, err, out)
+		}
+	}
+	b.bpfmon = filepath.Join(b.dir, "bpfmon")
+	c := command(root, "go", "build", "-o", b.bpfmon, "./cmd/bpfmon")
+	c.Env = env
+	if out, err := c.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build ./cmd/bpfmon: %v\n%s", err, out)
+	}
+	return b, prebuildC(root, b.prebuilt)
+}
+
+// prebuildC compiles every C test helper (testdata/*.c) statically, 64-
+// and 32-bit, named as testutil.CC looks them up: the virtual machines have
+// neither gcc nor a C library.
+func prebuildC(root, dir string) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "out") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || filepath.Ext(path) != ".c" || filepath.Base(filepath.Dir(path)) != "testdata" {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, flags := range [][]string{nil, {"-m32"}} {
+			out := filepath.Join(dir, testutil.PrebuiltName(src, flags))
+			args := append(append([]string{"-O2", "-Wall", "-static", "-o", out}, flags...), path)
+			if msg, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, msg)
+			}
+		}
+		return nil
+	})
+}
+
+// result is one kernel's outcome.
+type result struct {
+	kernel   string
+	release  string
+	packages map[string]string // package -> "ok", "FAIL", "no result"
+	failures []string          // failed test names
+	skips    int
+	err      error
+	took     time.Duration
+	log      string
+}
+
+func (r result) ok() bool {
+	if r.err != nil {
+		return false
+	}
+	for _, s := range r.packages {
+		if s != "ok" {
+			return false
+		}
+	}
+	return len(r.packages) > 0
+}
+
+func runHost(root string, b *binaries, o options) result {
+	start := time.Now()
+	r := result{kernel: "host", release: uname(), packages: map[string]string{}}
+	var log bytes.Buffer
+	for _, p := range b.pkgs {
+		args := []string{"-test.count=1", "-test.v"}
+		if o.run != "" {
+			args = append(args, "-test.run", o.run)
+		}
+		c := exec.Command(filepath.Join(b.dir, testBin(p)), args...)
+		c.Dir = filepath.Join(root, p)
+		c.Env = append(os.Environ(), "BPFMON_BIN="+b.bpfmon)
+		out, err := c.CombinedOutput()
+		log.Write(out)
+		r.packages[p] = "ok"
+		if err != nil {
+			r.packages[p] = "FAIL"
+		}
+	}
+	r.log = filepath.Join(o.out, "host.log")
+	_ = os.WriteFile(r.log, log.Bytes(), 0o644)
+	r.failures, r.skips = scanTestOutput(log.String())
+	r.took = time.Since(start)
+	return r
+}
+
+func runVM(root, work string, b *binaries, k kernel, o options) result {
+	start := time.Now()
+	r := result{kernel: k.name, packages: map[string]string{}}
+	vmlinuz := k.vmlinuz
+	if vmlinuz == "" {
+		var err error
+		vmlinuz, err = fetchKernel(k, o.cache)
+		if err != nil {
+			r.err = err
+			return r
+		}
+	}
+	initrd := filepath.Join(work, "initrd-"+k.name+".gz")
+	if err := makeInitramfs(root, b, o, initrd); err != nil {
+		r.err = fmt.Errorf("building the initramfs: %w", err)
+		return r
+	}
+	r.log = filepath.Join(o.out, k.name+".log")
+	console, err := os.Create(r.log)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	defer console.Close()
+	qemu := exec.Command("qemu-system-x86_64",
+		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(o.cpus), "-m", strconv.Itoa(o.memory),
+		"-kernel", vmlinuz, "-initrd", initrd,
+		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet lsm="+lsm+" "+o.append),
+		"-nographic", "-no-reboot", "-nic", "none")
+	qemu.Stdout, qemu.Stderr = console, console
+	if err := qemu.Start(); err != nil {
+		r.err = fmt.Errorf("starting qemu: %w", err)
+		return r
+	}
+	done := make(chan error, 1)
+	go func() { done <- qemu.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(o.timeout):
+		qemu.Process.Kill()
+		<-done
+		err = fmt.Errorf("no result after %v", o.timeout)
+	}
+	console.Sync()
+	out, _ := os.ReadFile(r.log)
+	text := strings.ReplaceAll(string(out), "\r", "")
+	parseConsole(text, &r)
+	if err != nil && r.err == nil && !finished(text) {
+		r.err = err
+	}
+	if !finished(text) && r.err == nil {
+		r.err = errors.New("the virtual machine stopped before the tests finished (see the console log)")
+	}
+	for _, p := range b.pkgs {
+		if _, ok := r.packages[p]; !ok {
+			r.packages[p] = "no result"
+		}
+	}
+	r.failures, r.skips = scanTestOutput(text)
+	r.took = time.Since(start)
+	return r
+}
+
+// Markers the init script prints. The serial console may prefix the first
+// line with terminal escapes, so they are searched anywhere in a line.
+const (
+	markRelease = "VMTEST-RELEASE "
+	markResult  = "VMTEST-RESULT "
+	markDone    = "VMTEST-DONE"
+)
+
+func finished(text string) bool { return strings.Contains(text, markDone) }
+
+func parseConsole(text string, r *result) {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.Index(line, markRelease); i >= 0 {
+			r.release = strings.TrimSpace(line[i+len(markRelease):])
+		}
+		if i := strings.Index(line, markResult); i >= 0 {
+			f := strings.Fields(line[i+len(markResult):])
+			if len(f) == 2 {
+				r.packages[f[0]] = "ok"
+				if f[1] != "0" {
+					r.packages[f[0]] = "FAIL"
+				}
+			}
+		}
+	}
+}
+
+var failRE = regexp.MustCompile(`--- FAIL: (\S+)`)
+
+func scanTestOutput(text string) (failures []string, skips int) {
+	for _, m := range failRE.FindAllStringSubmatch(text, -1) {
+		failures = append(failures, m[1])
+	}
+	skips = strings.Count(text, "--- SKIP:")
+	return failures, skips
+}
+
+// fetchKernel returns the cached vmlinuz of the newest package matching
+// k.pkg, downloading it first if needed.
+func fetchKernel(k kernel, cache string) (string, error) {
+	out, err := exec.Command("apt-cache", "pkgnames", "linux-image-").Output()
+	if err != nil {
+		return "", fmt.Errorf("apt-cache pkgnames: %w (run apt-get update)", err)
+	}
+	var pkgs []string
+	for _, p := range strings.Fields(string(out)) {
+		if k.pkg.MatchString(p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if len(pkgs) == 0 {
+		return "", fmt.Errorf("no package in the archive matches %s (run apt-get update)", k.pkg)
+	}
+	sort.Slice(pkgs, func(i, j int) bool { return versionLess(pkgs[i], pkgs[j]) })
+	pkg := pkgs[len(pkgs)-1]
+	dir := filepath.Join(cache, pkg)
+	vmlinuz := filepath.Join(dir, "vmlinuz")
+	if _, err := os.Stat(vmlinuz); err == nil {
+		fmt.Printf("vmtest: %s: cached %s\n", k.name, pkg)
+		return vmlinuz, nil
+	}
+	fmt.Printf("vmtest: %s: downloading %s\n", k.name, pkg)
+	tmp, err := os.MkdirTemp("", "bpfmon-kernel")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	dl := exec.Command("apt-get", "download", pkg)
+	dl.Dir = tmp
+	if msg, err := dl.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download %s: %v\n%s", pkg, err, msg)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("apt-get download %s gave %d files", pkg, len(debs))
+	}
+	x := filepath.Join(tmp, "x")
+	if msg, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("dpkg-deb -x: %v\n%s", err, msg)
+	}
+	found, _ := filepath.Glob(filepath.Join(x, "boot", "vmlinuz-*"))
+	if len(found) != 1 {
+		return "", fmt.Errorf("%s holds %d vmlinuz files", pkg, len(found))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(found[0])
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(vmlinuz+".tmp", data, 0o644); err != nil {
+		return "", err
+	}
+	return vmlinuz, os.Rename(vmlinuz+".tmp", vmlinuz)
+}
+
+var numRE = regexp.MustCompile(`\d+`)
+
+// versionLess orders package names by the numbers in them.
+func versionLess(a, b string) bool {
+	na, nb := numRE.FindAllString(a, -1), numRE.FindAllString(b, -1)
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		x, _ := strconv.Atoi(na[i])
+		y, _ := strconv.Atoi(nb[i])
+		if x != y {
+			return x < y
+		}
+	}
+	return len(na) < len(nb)
+}
+
+// initScript mounts what the tests expect, brings up loopback, runs every
+// test binary from its package's directory and powers off.
+func initScript(b *binaries, o options) string {
+	var s strings.Builder
+	s.WriteString(`#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+ip link set lo up
+export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp
+echo "` + markRelease + `$(uname -r)"
+`)
+	args := "-test.count=1 -test.v"
+	if o.run != "" {
+		args += " -test.run '" + strings.ReplaceAll(o.run, "'", `'\''`) + "'"
+	}
+	for _, p := range b.pkgs {
+		fmt.Fprintf(&s, "cd /src/%s && /bin/%s %s; echo \"%s%s $?\"\n", p, testBin(p), args, markResult, p)
+	}
+	s.WriteString("echo " + markDone + "\npoweroff -f\n")
+	return s.String()
+}
+
+// makeInitramfs writes a gzipped cpio archive: busybox and its applets,
+// the test binaries, bpfmon, the prebuilt C helpers, and the source tree
+// without .git.
+func makeInitramfs(root string, b *binaries, o options, path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	z, _ := gzip.NewWriterLevel(f, gzip.BestSpeed)
+	w := newCpio(z)
+	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "src", "prebuilt", "etc"} {
+		w.dir(d)
+	}
+	w.file("init", 0o755, []byte(initScript(b, o)))
+	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
+	w.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		return err
+	}
+	if err := w.copyFile("bin/busybox", busybox, 0o755); err != nil {
+		return err
+	}
+	for _, applet := range []string{"sh", "mount", "ip", "cat", "echo", "poweroff", "ls", "mkdir", "sleep", "uname", "sync", "rm", "true", "false", "env"} {
+		w.symlink("bin/"+applet, "busybox")
+	}
+	entries, _ := os.ReadDir(b.dir)
+	for _, e := range entries {
+		if err := w.copyFile("bin/"+e.Name(), filepath.Join(b.dir, e.Name()), 0o755); err != nil {
+			return err
+		}
+	}
+	entries, _ = os.ReadDir(b.prebuilt)
+	for _, e := range entries {
+		if err := w.copyFile("prebuilt/"+e.Name(), filepath.Join(b.prebuilt, e.Name()), 0o755); err != nil {
+			return err
+		}
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if rel == "." {
+			return nil
+		}
+		if d.IsDir() {
+			if d.Name() == ".git" || rel == "out" {
+				return filepath.SkipDir
+			}
+			w.dir("src/" + rel)
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		return w.copyFile("src/"+rel, p, 0o644)
+	})
+	if err != nil {
+		return err
+	}
+	if err := w.close(); err != nil {
+		return err
+	}
+	return z.Close()
+}
+
+// render is the matrix as text: a row per kernel and a line per failure.
+func render(results []result, took time.Duration) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "kernel test matrix (%s)\n\n", took.Round(time.Second))
+	fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6s  %s\n", "KERNEL", "RELEASE", "RESULT", "TIME", "SKIPS", "PACKAGES")
+	for _, r := range results {
+		status := "ok"
+		if !r.ok() {
+			status = "FAIL"
+		}
+		var pk []string
+		for p, st := range r.packages {
+			if st != "ok" {
+				pk = append(pk, p+":"+st)
+			}
+		}
+		sort.Strings(pk)
+		detail := fmt.Sprintf("%d ok", len(r.packages)-len(pk))
+		if len(pk) > 0 {
+			detail += "; " + strings.Join(pk, " ")
+		}
+		fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6d  %s\n", r.kernel, r.release, status, r.took.Round(time.Second), r.skips, detail)
+		if r.err != nil {
+			fmt.Fprintf(&s, "       error: %v\n", r.err)
+		}
+		for _, f := range r.failures {
+			fmt.Fprintf(&s, "       failed: %s\n", f)
+		}
+		if r.log != "" {
+			fmt.Fprintf(&s, "       log: %s\n", r.log)
+		}
+	}
+	return s.String()
+}
+
+func command(dir, name string, args ...string) *exec.Cmd {
+	c := exec.Command(name, args...)
+	c.Dir = dir
+	return c
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func splitNonEmpty(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// cpio writes the "newc" format the kernel unpacks into its initramfs.
+type cpio struct {
+	w   io.Writer
+	ino uint32
+	err error
+}
+
+func newCpio(w io.Writer) *cpio { return &cpio{w: w, ino: 1} }
+
+func (c *cpio) entry(name string, mode uint32, data []byte) {
+	if c.err != nil {
+		return
+	}
+	c.ino++
+	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
+		c.ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name)+1, 0)
+	buf := make([]byte, 0, len(hdr)+len(name)+8+len(data)+4)
+	buf = append(buf, hdr...)
+	buf = append(buf, name...)
+	buf = append(buf, 0)
+	for len(buf)%4 != 0 {
+		buf = append(buf, 0)
+	}
+	buf = append(buf, data...)
+	for len(buf)%4 != 0 {
+		buf = append(buf, 0)
+	}
+	_, c.err = c.w.Write(buf)
+}
+
+func (c *cpio) dir(name string) { c.entry(name, 0o040755, nil) }
+func (c *cpio) file(name string, perm uint32, data []byte) {
+	c.entry(name, 0o100000|perm, data)
+}
+func (c *cpio) symlink(name, target string) { c.entry(name, 0o120777, []byte(target)) }
+
+func (c *cpio) copyFile(name, src string, perm uint32) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	c.file(name, perm, data)
+	return c.err
+}
+
+func (c *cpio) close() error {
+	c.entry("TRAILER!!!", 0, nil)
+	return c.err
+}
