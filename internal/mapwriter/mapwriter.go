@@ -92,6 +92,11 @@ func Run(ctx context.Context, cfg Config) error {
 			case <-ctx.Done():
 				return nil
 			case <-ticker.C:
+				// Both may be ready, and select picks either: a tick
+				// that came with the cancellation must not run a round.
+				if ctx.Err() != nil {
+					return nil
+				}
 			}
 		}
 		if err := d.round(out, uint64(i)); err != nil {
