@@ -161,7 +161,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Run after cancel: %v, want nil", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.Timeout(10 * time.Second)):
 		t.Fatal("Run did not return after its context was cancelled")
 	}
 	if len(w.lines) != 5 {

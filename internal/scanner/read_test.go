@@ -588,7 +588,7 @@ func TestReadVanished(t *testing.T) {
 	id := idOf(t, m)
 	m.Close()
 	// The kernel frees the map (and its id) asynchronously.
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
 	for {
 		mm, err := ebpf.NewMapFromID(ebpf.MapID(id))
 		if err != nil {

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -95,6 +97,16 @@ func PrebuiltName(code []byte, flags []string) string {
 		h.Write([]byte(f))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// Timeout scales a test's time limit by BPFMON_TIME_SCALE (default 1): the
+// VM test matrix runs under software emulation, many times slower than
+// this machine. Limits only: what a test measures is not scaled.
+func Timeout(d time.Duration) time.Duration {
+	if f, err := strconv.ParseFloat(os.Getenv("BPFMON_TIME_SCALE"), 64); err == nil && f > 1 {
+		return time.Duration(float64(d) * f)
+	}
+	return d
 }
 
 // Binary returns the bpfmon binary the end-to-end tests should run:

@@ -104,9 +104,8 @@ type collector struct {
 	sensor *Sensor
 	stop   chan struct{}
 	done   chan error
-	mu     sync.Mutex
-	events []*event.Event
 	once   sync.Once
+	events testutil.Events
 }
 
 func startSensor(t *testing.T, cfg Config) *collector {
@@ -117,15 +116,8 @@ func startSensor(t *testing.T, cfg Config) *collector {
 	if err != nil {
 		t.Fatalf("starting the sensor: %v", err)
 	}
-	c := &collector{sensor: s, stop: make(chan struct{}), done: make(chan error, 1)}
-	go func() {
-		c.done <- s.Run(c.stop, func(ev *event.Event) error {
-			c.mu.Lock()
-			c.events = append(c.events, ev)
-			c.mu.Unlock()
-			return nil
-		}, nil)
-	}()
+	c := &collector{sensor: s, stop: make(chan struct{}), done: make(chan error, 1), events: testutil.Events{Describe: describe}}
+	go func() { c.done <- s.Run(c.stop, c.events.Add, nil) }()
 	t.Cleanup(func() {
 		c.finish(t)
 		s.Close()
@@ -142,45 +134,19 @@ func (c *collector) finish(t *testing.T) []*event.Event {
 			t.Errorf("sensor run: %v", err)
 		}
 	})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.events
+	return c.events.All(nil)
 }
 
 // wait returns the first event matching pred, failing after a timeout.
 func (c *collector) wait(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		for _, ev := range c.events {
-			if pred(ev) {
-				c.mu.Unlock()
-				return ev
-			}
-		}
-		c.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ev := range c.events {
-		t.Logf("seen: %s", describe(ev))
-	}
-	t.Fatalf("no event: %s", what)
-	return nil
+	return c.events.Wait(t, 5*time.Second, what, pred)
 }
 
 // none asserts that no event so far matches pred.
 func (c *collector) none(t *testing.T, what string, pred func(*event.Event) bool) {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ev := range c.events {
-		if pred(ev) {
-			t.Errorf("unexpected event (%s): %s", what, describe(ev))
-		}
-	}
+	c.events.None(t, what, pred)
 }
 
 func describe(ev *event.Event) string {
