@@ -84,19 +84,8 @@ struct {
 	__type(value, __u64);
 } kstats SEC(".maps");
 
-static __always_inline void kstat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&kstats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline __u64 rb_flags(void)
-{
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
-}
+#define kstat_inc(idx) count_inc(&kstats, idx)
+#define rb_flags() ring_flags(&events, wakeup_bytes)
 
 /* THREAD_SIZE on x86-64 without KASAN, for kernels without VMAP_STACK. */
 #define THREAD_SIZE_DEFAULT 16384

@@ -254,12 +254,7 @@ struct {
 	__type(value, __u64);
 } calib SEC(".maps");
 
-static __always_inline void stat_inc(__u32 idx)
-{
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (v)
-		*v += 1;
-}
+#define stat_inc(idx) count_inc(&stats, idx)
 
 static __always_inline struct file *fd_file(struct task_struct *t, int fd)
 {
@@ -370,11 +365,7 @@ static __always_inline struct scratch *scratch_get(void)
 	return s;
 }
 
-static __always_inline __u64 rb_flags(void)
-{
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									      : BPF_RB_NO_WAKEUP;
-}
+#define rb_flags() ring_flags(&events, wakeup_bytes)
 
 static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 {

@@ -104,4 +104,21 @@ static __always_inline __u64 exe_ino(struct task_struct *t)
 #endif
 }
 
+/* count_inc adds one to counter idx of a per-CPU array of counters. */
+static __always_inline void count_inc(void *counters, __u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* ring_flags is the flag for writing a record into ring: wake the reader
+ * only once wakeup bytes are waiting. It also polls on a short timer; a
+ * wakeup per record would cost the writing task a context switch. */
+static __always_inline __u64 ring_flags(void *ring, __u64 wakeup)
+{
+	return bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 #endif /* BPFMON_COMMON_H */
