@@ -198,7 +198,7 @@ func Kprobes() error {
 // reports why that fails, or nil: BPF trampolines work here.
 func Fentry() error {
 	for _, fn := range []string{"array_map_update_elem", "htab_map_update_elem"} {
-		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn,
+		p, err := loadProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceFEntry, AttachTo: fn,
 			License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
 		if err == nil {
 			p.Close()
@@ -262,7 +262,7 @@ func probeLSM(config map[string]string) error {
 	if !strings.Contains(","+strings.TrimSpace(string(lsms))+",", ",bpf,") {
 		return fmt.Errorf("bpf is not an active LSM (%s); boot with lsm=...,bpf", strings.TrimSpace(string(lsms)))
 	}
-	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "bpf_map",
+	p, err := loadProgram(&ebpf.ProgramSpec{Type: ebpf.LSM, AttachType: ebpf.AttachLSMMac, AttachTo: "bpf_map",
 		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {

@@ -113,6 +113,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		Kernel:  func() features.KernelSensor { return kernel },
 	}
 	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(probes).Summary())
+	features.ReleaseBTF() // every program is loaded
 
 	// Two producers (the sensor and the scanner) share the writer.
 	var mu sync.Mutex

@@ -314,7 +314,7 @@ func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), consts map[st
 			return fmt.Errorf("setting %s: %w", name, err)
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Cache: features.BTF()})
 	if err != nil {
 		return explainLoadError(err)
 	}
