@@ -213,7 +213,7 @@ func New(cfg Config) (*Sensor, error) {
 	// rest (see loader).
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
-	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": cfg.Ring}})
+	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": cfg.Ring}, Cache: features.BTF()})
 	if err != nil {
 		return nil, fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
 	}
@@ -233,13 +233,10 @@ func New(cfg Config) (*Sensor, error) {
 	if err != nil {
 		syms = nil // kprobes then cannot be placed; fexit needs no kallsyms
 	}
-	kernelBTF, btfErr := btf.LoadKernelSpec()
+	kernelBTF, btfErr := features.KernelSpec()
 	kprobeErr := features.Kprobes()
 
-	ld := &loader{spec: spec, opts: ebpf.CollectionOptions{MapReplacements: replace}}
-	if btfErr == nil {
-		ld.opts.Programs.KernelTypes = kernelBTF // parsed once, not per program
-	}
+	ld := &loader{spec: spec, opts: ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()}}
 	s.Hooks = make([]HookStatus, len(hooks))
 	for i, h := range hooks {
 		s.Hooks[i] = HookStatus{Function: h.fn, Covers: h.covers}
@@ -254,24 +251,14 @@ func New(cfg Config) (*Sensor, error) {
 				want[i] = prog
 			}
 		}
-		progs, errs := ld.load(want)
-		for i, p := range progs {
-			l, err := link.AttachTracing(link.TracingOptions{Program: p})
-			if err != nil {
-				p.Close()
-				errs[i] = fmt.Errorf("attaching: %w", err)
-				continue
+		s.attach(ld, want, attached, func(i int, p *ebpf.Program) (link.Link, error) {
+			return link.AttachTracing(link.TracingOptions{Program: p})
+		}, func(i int, kind, reason string) {
+			if kind != "" && hooks[i].progs {
+				kind = "fentry"
 			}
-			attached[i] = p
-			s.links = append(s.links, l)
-			s.Hooks[i].Kind = "fexit"
-			if hooks[i].progs {
-				s.Hooks[i].Kind = "fentry"
-			}
-		}
-		for i, err := range errs {
-			s.Hooks[i].FexitError = err.Error()
-		}
+			s.Hooks[i].Kind, s.Hooks[i].FexitError = kind, reason
+		}, "fexit")
 	}
 	if mode != ModeFexit {
 		want := map[int]string{}
@@ -285,21 +272,11 @@ func New(cfg Config) (*Sensor, error) {
 				want[i] = h.kprobe
 			}
 		}
-		progs, errs := ld.load(want)
-		for i, p := range progs {
-			l, err := link.Kprobe(hooks[i].fn, p, nil)
-			if err != nil {
-				p.Close()
-				errs[i] = fmt.Errorf("attaching: %w", err)
-				continue
-			}
-			attached[i] = p
-			s.links = append(s.links, l)
-			s.Hooks[i].Kind = "kprobe"
-		}
-		for i, err := range errs {
-			s.Hooks[i].KprobeError = err.Error()
-		}
+		s.attach(ld, want, attached, func(i int, p *ebpf.Program) (link.Link, error) {
+			return link.Kprobe(hooks[i].fn, p, nil)
+		}, func(i int, kind, reason string) {
+			s.Hooks[i].Kind, s.Hooks[i].KprobeError = kind, reason
+		}, "kprobe")
 	}
 	var selfProgs []uint32
 	writeHooks := 0
@@ -329,11 +306,6 @@ func New(cfg Config) (*Sensor, error) {
 		}
 	}
 
-	if k, err := readKallsyms(); err == nil {
-		// Again, now that the trampolines of the fexit hooks exist: their
-		// frames sit between a hooked function and this sensor's programs.
-		syms = k
-	}
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     self,
 		selfPrograms: append(slices.Clone(cfg.SelfPrograms), selfProgs...),
@@ -376,6 +348,27 @@ func checkFexitTarget(spec *btf.Spec, specErr error, h hook) (string, error) {
 		return h.fexitAlt[n], nil
 	}
 	return "", fmt.Errorf("%s has %d parameters in this kernel, the program expects %d", h.fn, n, h.params)
+}
+
+// attach loads the programs want names (by hook index) and attaches each
+// with attachOne; set records, per hook, the kind attached or why not.
+func (s *Sensor) attach(ld *loader, want map[int]string, attached []*ebpf.Program,
+	attachOne func(int, *ebpf.Program) (link.Link, error), set func(i int, kind, reason string), kind string) {
+	progs, errs := ld.load(want)
+	for i, p := range progs {
+		l, err := attachOne(i, p)
+		if err != nil {
+			p.Close()
+			errs[i] = fmt.Errorf("attaching: %w", err)
+			continue
+		}
+		attached[i] = p
+		s.links = append(s.links, l)
+		set(i, kind, "")
+	}
+	for i, err := range errs {
+		set(i, "", err.Error())
+	}
 }
 
 // loader loads the sensor's programs, its maps replaced by the sensor's.

@@ -31,8 +31,7 @@ type collector struct {
 	stop   chan struct{}
 	done   chan error
 	once   sync.Once
-	mu     sync.Mutex
-	events []*event.Event
+	events testutil.Events
 }
 
 type options struct {
@@ -46,30 +45,38 @@ type options struct {
 // start starts both sensors. Where this kernel allows no kernel-side hook
 // at all (no kprobes, trampolines refused), the test is skipped with the
 // reason, in CI too: there is nothing to test. Any other failure fails.
-func start(t *testing.T, o options) *collector {
+// With mode ModeOff only the syscall sensor runs.
+func start(t testing.TB, o options) *collector {
 	t.Helper()
 	testutil.RequireRoot(t)
-	requireHooks(t)
+	if o.mode != ModeOff {
+		requireHooks(t)
+	}
 	sys, err := bpfsyscall.New(bpfsyscall.Config{IncludeSelf: true, Hook: o.hook, RingBufferBytes: o.ring})
 	if err != nil {
 		t.Fatalf("starting the syscall sensor: %v", err)
 	}
-	kw, err := New(Config{Ring: sys.Ring(), Mode: o.mode, SelfMaps: sys.MapIDs(), SelfPrograms: sys.ProgramIDs(), IncludeSelf: true})
-	if err != nil {
-		sys.Close()
-		t.Fatalf("starting the kernel-side sensor: %v", err)
+	c := &collector{sys: sys, stop: make(chan struct{}), done: make(chan error, 1), events: testutil.Events{Describe: describe}}
+	if o.mode != ModeOff {
+		kw, err := New(Config{Ring: sys.Ring(), Mode: o.mode, SelfMaps: sys.MapIDs(), SelfPrograms: sys.ProgramIDs(), IncludeSelf: true})
+		if err != nil {
+			sys.Close()
+			t.Fatalf("starting the kernel-side sensor: %v", err)
+		}
+		for _, h := range kw.Hooks {
+			t.Logf("hook %s: %s %s", h.Function, h.Kind, h.Reason())
+		}
+		sys.SetExtension(kw)
+		c.kw = kw
 	}
-	for _, h := range kw.Hooks {
-		t.Logf("hook %s: %s %s", h.Function, h.Kind, h.Reason())
-	}
-	sys.SetExtension(kw)
-	c := &collector{sys: sys, kw: kw, stop: make(chan struct{}), done: make(chan error, 1)}
 	if !o.deferRun {
 		c.run()
 	}
 	t.Cleanup(func() {
 		c.finish(t)
-		kw.Close()
+		if c.kw != nil {
+			c.kw.Close()
+		}
 		sys.Close()
 	})
 	return c
@@ -77,7 +84,7 @@ func start(t *testing.T, o options) *collector {
 
 // requireHooks skips when the kernel has neither kprobes nor working BPF
 // trampolines, as on this project's Firecracker machines.
-func requireHooks(t *testing.T) {
+func requireHooks(t testing.TB) {
 	t.Helper()
 	kp, fe := features.Kprobes(), features.Fentry()
 	if kp != nil && fe != nil {
@@ -87,17 +94,10 @@ func requireHooks(t *testing.T) {
 
 // run starts reading the ring buffer.
 func (c *collector) run() {
-	go func() {
-		c.done <- c.sys.Run(c.stop, func(ev *event.Event) error {
-			c.mu.Lock()
-			c.events = append(c.events, ev)
-			c.mu.Unlock()
-			return nil
-		}, nil)
-	}()
+	go func() { c.done <- c.sys.Run(c.stop, c.events.Add, nil) }()
 }
 
-func (c *collector) finish(t *testing.T) []*event.Event {
+func (c *collector) finish(t testing.TB) []*event.Event {
 	t.Helper()
 	c.once.Do(func() {
 		close(c.stop)
@@ -105,49 +105,23 @@ func (c *collector) finish(t *testing.T) []*event.Event {
 			t.Errorf("sensor run: %v", err)
 		}
 	})
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.events
+	return c.events.All(nil)
 }
 
 func (c *collector) wait(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		for _, ev := range c.events {
-			if pred(ev) {
-				c.mu.Unlock()
-				return ev
-			}
-		}
-		c.mu.Unlock()
-		time.Sleep(10 * time.Millisecond)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, ev := range c.events {
-		t.Logf("seen: %s", describe(ev))
-	}
-	t.Fatalf("no event: %s", what)
-	return nil
+	return c.events.Wait(t, 10*time.Second, what, pred)
 }
 
 // all returns the events so far matching pred.
-func (c *collector) all(pred func(*event.Event) bool) []*event.Event {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []*event.Event
-	for _, ev := range c.events {
-		if pred(ev) {
-			out = append(out, ev)
-		}
-	}
-	return out
-}
+func (c *collector) all(pred func(*event.Event) bool) []*event.Event { return c.events.All(pred) }
 
 // idle returns once every record written before the call was decoded: a
 // marker update through bpf(2) is ordered after them in the ring buffer.
+// The marker is written again until one arrives: when the ring buffer is
+// still full (a test that overflowed it on purpose, a reader not yet
+// scheduled), the marker's own record is dropped, and counted, like any
+// other.
 func (c *collector) idle(t *testing.T) {
 	t.Helper()
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_marker", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
@@ -156,12 +130,18 @@ func (c *collector) idle(t *testing.T) {
 	}
 	defer m.Close()
 	id := mapID(t, m)
-	if err := m.Update(uint32(0), uint32(0), 0); err != nil {
-		t.Fatal(err)
-	}
-	c.wait(t, "marker", func(ev *event.Event) bool {
+	marker := func(ev *event.Event) bool {
 		return ev.Source == event.SourceSyscall && ev.Type == event.MapUpdate && ev.Map != nil && ev.Map.ID == id
-	})
+	}
+	for try := 0; try < 20; try++ {
+		if err := m.Update(uint32(0), uint32(try), 0); err != nil {
+			t.Fatal(err)
+		}
+		if c.events.Poll(time.Second, marker) != nil {
+			return
+		}
+	}
+	c.wait(t, "marker", marker)
 }
 
 // hookKind is how function fn is hooked.
@@ -564,15 +544,17 @@ func TestTaskStorage(t *testing.T) {
 }
 
 // Writes that do not fit in the ring buffer are counted and reported:
-// reported plus lost is every write made. The ring is left unread while
-// the writes are made, so that most cannot fit.
+// none goes missing silently. The ring is left unread while the writes are
+// made, so that most cannot fit.
 func TestLossIsCounted(t *testing.T) {
-	c := start(t, options{ring: 16 << 10, deferRun: true})
+	// Loaded first: its own bpf(2) writes (global data) must not take the
+	// ring's room.
 	w, err := writers.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
+	c := start(t, options{ring: 16 << 10, deferRun: true})
 	const n = 5000
 	ret, err := w.Program(writers.UpdateArray).Run(&ebpf.RunOptions{Data: writers.Packet(1, 1), Repeat: n})
 	if err != nil || ret != 0 {
@@ -592,8 +574,10 @@ func TestLossIsCounted(t *testing.T) {
 		}
 	}
 	t.Logf("%d writes: %d reported, %d lost", n, reported, lost)
-	if lost == 0 || reported+lost != n {
-		t.Errorf("%d reported + %d lost, want %d with some lost", reported, lost, n)
+	// Other processes' programs may lose writes in the same window: lost
+	// may exceed what this test lost, never fall short of it.
+	if lost == 0 || reported == n || reported+lost < n {
+		t.Errorf("%d reported + %d lost, want %d or more with some lost", reported, lost, n)
 	}
 }
 
