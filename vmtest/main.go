@@ -68,6 +68,8 @@ type options struct {
 	kernels []string // names; empty: all, and the host
 	extra   []kernel
 	run     string // -test.run
+	bench   string // -test.bench
+	count   int    // -test.count
 	pkgs    []string
 	cache   string
 	out     string
@@ -84,6 +86,8 @@ func run() (int, error) {
 	flag.StringVar(&only, "kernels", "", "comma-separated kernel names to run (default: all of "+names()+", and the host)")
 	flag.StringVar(&extra, "kernel", "", "extra kernels as NAME=PATH-TO-VMLINUZ, comma-separated")
 	flag.StringVar(&o.run, "run", "", "only tests matching this regular expression (go test -run)")
+	flag.IntVar(&o.count, "count", 1, "run each test this many times (go test -count)")
+	flag.StringVar(&o.bench, "bench", "", "also benchmarks matching this regular expression (go test -bench; with --run '^$', only them)")
 	flag.StringVar(&pkgs, "pkgs", "", "comma-separated packages to test (default: every package with tests)")
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where downloaded kernels are kept")
 	flag.StringVar(&o.out, "out", "out/vmtest", "where console logs and the report are written")
@@ -129,6 +133,9 @@ func run() (int, error) {
 		return 1, err
 	}
 	defer os.RemoveAll(work)
+	if err := os.Chmod(work, 0o755); err != nil { // a test runs bpfmon as nobody
+		return 1, err
+	}
 
 	start := time.Now()
 	step("building the test binaries")
@@ -305,9 +312,12 @@ func runHost(root string, b *binaries, o options) result {
 	r := result{kernel: "host", release: uname(), packages: map[string]string{}}
 	var log bytes.Buffer
 	for _, p := range b.pkgs {
-		args := []string{"-test.count=1", "-test.v"}
+		args := []string{fmt.Sprintf("-test.count=%d", o.count), "-test.v"}
 		if o.run != "" {
 			args = append(args, "-test.run", o.run)
+		}
+		if o.bench != "" {
+			args = append(args, "-test.bench", o.bench)
 		}
 		c := exec.Command(filepath.Join(b.dir, testBin(p)), args...)
 		c.Dir = filepath.Join(root, p)
@@ -520,12 +530,15 @@ mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
-export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp
+export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp BPFMON_TIME_SCALE=6
 echo "` + markRelease + `$(uname -r)"
 `)
-	args := "-test.count=1 -test.v"
+	args := fmt.Sprintf("-test.count=%d -test.v", o.count)
 	if o.run != "" {
 		args += " -test.run '" + strings.ReplaceAll(o.run, "'", `'\''`) + "'"
+	}
+	if o.bench != "" {
+		args += " -test.bench '" + strings.ReplaceAll(o.bench, "'", `'\''`) + "'"
 	}
 	for _, p := range b.pkgs {
 		fmt.Fprintf(&s, "cd /src/%s && /bin/%s %s; echo \"%s%s $?\"\n", p, testBin(p), args, markResult, p)
