@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +26,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite/writers"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -99,7 +103,7 @@ func startWatch(t *testing.T, args ...string) *watcher {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.cmd.Process.Kill() })
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
 	for {
 		if b, err := os.ReadFile(ready); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(w.cmd.Process.Pid) {
 			return w
@@ -122,7 +126,7 @@ func (w *watcher) stop(t *testing.T, sig syscall.Signal) []string {
 		if err != nil {
 			t.Fatalf("bpfmon watch exited with %v; stderr: %s", err, w.stderr.String())
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(testutil.Timeout(10 * time.Second)):
 		t.Fatal("bpfmon watch did not exit within 10s of the signal")
 	}
 	b, err := os.ReadFile(w.out)
@@ -192,6 +196,11 @@ type jsonEvent struct {
 		MaxEntries uint32  `json:"max_entries"`
 		Flags      *uint32 `json:"flags"`
 	} `json:"map"`
+	Prog *struct {
+		ID   uint32 `json:"id"`
+		Name string `json:"name"`
+		Tag  string `json:"tag"`
+	} `json:"prog"`
 	FD        *int32  `json:"fd"`
 	Key       string  `json:"key"`
 	Value     string  `json:"value"`
@@ -221,7 +230,7 @@ func TestWatchJSON(t *testing.T) {
 		t.Errorf("summary says %d events, %d lost; output has %d lines", events, lost, len(lines))
 	}
 
-	var own, hostile, demoUpdates int
+	var own, hostile, demoUpdates, demoProgWrites int
 	timeRE := regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(Z|[+-]\d\d:\d\d)$`)
 	for _, line := range lines {
 		var ev jsonEvent
@@ -233,6 +242,16 @@ func TestWatchJSON(t *testing.T) {
 			// (TestWatchScanner checks them).
 			if !timeRE.MatchString(ev.Time) || ev.Map == nil || (ev.Event != "map_changed" && ev.Event != "map_not_scanned") {
 				t.Errorf("bad scanner event: %s", line)
+			}
+			continue
+		}
+		if ev.Source == "kernel" {
+			// The demo's program writes key 1, where a kernel hook sees it.
+			if ev.Event == "map_update" && ev.Map != nil && ev.Map.Name == "bpfmon_demo" && ev.Key == "01000000" && ev.Prog != nil &&
+				ev.Prog.Name == "bpfmon_demo_wr" && ev.Prog.ID != 0 && len(ev.Prog.Tag) == 16 && ev.Process != nil && ev.Process.PID == uint32(demo.Process.Pid) {
+				demoProgWrites++
+			} else if !timeRE.MatchString(ev.Time) || ev.Map == nil || ev.Prog == nil {
+				t.Errorf("bad kernel-side event: %s", line)
 			}
 			continue
 		}
@@ -276,6 +295,14 @@ func TestWatchJSON(t *testing.T) {
 	}
 	if own != 1 || hostile != 1 || demoUpdates != 2 {
 		t.Errorf("own=%d hostile=%d demo=%d updates reported, want 1, 1, 2\n%s", own, hostile, demoUpdates, strings.Join(lines, "\n"))
+	}
+	// Where the kernel allows a hook, the demo program's writes too.
+	wantProg := 2
+	if features.Kprobes() != nil && features.Fentry() != nil {
+		wantProg = 0
+	}
+	if demoProgWrites != wantProg {
+		t.Errorf("%d writes by the demo program reported, want %d\n%s", demoProgWrites, wantProg, strings.Join(lines, "\n"))
 	}
 }
 
@@ -383,8 +410,8 @@ func TestNotRootNamesCapability(t *testing.T) {
 }
 
 // TestWatchScanner: with the content scanner on, a syscall update is
-// reported once, as map_update, and a BPF program's write, which no hook on
-// this kernel sees, as map_changed.
+// reported once, as map_update, and a BPF program's write, which no hook
+// sees (kernel hooks off, as on kernels that allow none), as map_changed.
 func TestWatchScanner(t *testing.T) {
 	m, id := newMap(t) // before watch starts: in the scanner's baseline
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
@@ -402,7 +429,7 @@ func TestWatchScanner(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prog.Close()
-	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--map-id", strconv.Itoa(int(id)))
+	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--map-id", strconv.Itoa(int(id)), "--kernel-hooks", "off")
 	time.Sleep(700 * time.Millisecond) // the baseline pass
 	if err := m.Update(uint32(1), uint64(0x11), 0); err != nil {
 		t.Fatal(err)
@@ -710,19 +737,122 @@ func TestFeaturesJSON(t *testing.T) {
 	var r struct {
 		Kernel   string `json:"kernel"`
 		Features []struct {
-			Name      string `json:"name"`
-			Available bool   `json:"available"`
-			Detail    string `json:"detail"`
+			Name      string            `json:"name"`
+			Available bool              `json:"available"`
+			Detail    string            `json:"detail"`
+			Functions []json.RawMessage `json:"functions"`
 		} `json:"features"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil || r.Kernel == "" || len(r.Features) < 10 {
 		t.Fatalf("%v: %s", err, out)
 	}
-	var sensor bool
+	var sensor, kernel bool
 	for _, f := range r.Features {
 		sensor = sensor || (f.Name == "syscall_sensor" && f.Available && strings.Contains(f.Detail, "raw_syscalls"))
+		if f.Name == "kernel_side_writes" {
+			// Either hooked, or the exact reasons, per kernel function too.
+			kernel = len(f.Functions) > 10 && (f.Available || (strings.Contains(f.Detail, "fexit:") && strings.Contains(f.Detail, "kprobe:")))
+			if !kernel {
+				t.Errorf("kernel_side_writes: %+v", f)
+			}
+		}
+	}
+	if !kernel {
+		t.Errorf("kernel_side_writes not reported: %s", out)
 	}
 	if !sensor {
 		t.Errorf("syscall sensor not reported available: %s", out)
+	}
+}
+
+// TestWatchKernelWrites: a socket filter run with BPF_PROG_TEST_RUN writes
+// an array, a hash and an LRU hash with bpf_map_update_elem; watch reports
+// each with source kernel, the map, key, value and the program; a bpf(2)
+// update of the same hash is reported exactly once.
+func TestWatchKernelWrites(t *testing.T) {
+	testutil.RequireRoot(t)
+	if kp, fe := features.Kprobes(), features.Fentry(); kp != nil && fe != nil {
+		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kp, fe)
+	}
+	w := startWatch(t, "--format", "json", "--kernel-hooks", "auto")
+	set, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	type want struct {
+		prog, mapName string
+		key           uint32
+		value         uint64
+	}
+	wants := []want{
+		{writers.UpdateArray, "w_array", 1, 0xa1},
+		{writers.UpdateHash, "w_hash", 2, 0xa2},
+		{writers.UpdateLRU, "w_lru", 3, 0xa3},
+	}
+	for _, wt := range wants {
+		if err := set.Run(wt.prog, wt.key, wt.value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := set.Map("w_hash").Update(uint32(9), uint64(0x99), ebpf.UpdateAny); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	lines := w.stop(t, syscall.SIGINT)
+	type kernelEvent struct {
+		Event, Source, Key, Value string
+		Map                       struct{ ID uint32 }
+		Prog                      *struct {
+			ID        uint32
+			Name, Tag string
+			Unknown   bool
+		}
+		KernelCopy bool `json:"kernel_copy"`
+		Process    *struct{ PID int }
+	}
+	var evs []kernelEvent
+	for _, line := range lines {
+		var ev kernelEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		evs = append(evs, ev)
+	}
+	le := func(b []byte) string { return hex.EncodeToString(b) }
+	for _, wt := range wants {
+		info, _ := set.Program(wt.prog).Info()
+		pid, _ := info.ID()
+		mi, _ := set.Map(wt.mapName).Info()
+		mid, _ := mi.ID()
+		found := 0
+		for _, ev := range evs {
+			if ev.Event != "map_update" || ev.Map.ID != uint32(mid) || ev.Source == "syscall" {
+				continue // the bpf(2) update of key 9 is checked below
+			}
+			found++
+			if ev.Source != "kernel" || ev.Prog == nil || ev.Prog.ID != uint32(pid) || ev.Prog.Name != info.Name || ev.Prog.Tag != info.Tag ||
+				ev.Key != le(binary.LittleEndian.AppendUint32(nil, wt.key)) || ev.Value != le(binary.LittleEndian.AppendUint64(nil, wt.value)) ||
+				ev.Process == nil || ev.Process.PID != os.Getpid() {
+				t.Errorf("%s: %+v (prog %+v), want source kernel, prog %d %q %s, key %d value %#x", wt.prog, ev, ev.Prog, pid, info.Name, info.Tag, wt.key, wt.value)
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s: %d map_update events on %s, want 1\n%s", wt.prog, found, wt.mapName, strings.Join(lines, "\n"))
+		}
+	}
+	hi, _ := set.Map("w_hash").Info()
+	hid, _ := hi.ID()
+	var once int
+	for _, ev := range evs {
+		if ev.Map.ID == uint32(hid) && ev.Key == "09000000" {
+			once++
+			if ev.Source != "syscall" || ev.Value != "9900000000000000" {
+				t.Errorf("the bpf(2) update: %+v", ev)
+			}
+		}
+	}
+	if once != 1 {
+		t.Errorf("the bpf(2) update was reported %d times, want once\n%s", once, strings.Join(lines, "\n"))
 	}
 }
