@@ -47,12 +47,16 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define NR_BPF_NATIVE 321 /* x86-64 */
 #define NR_BPF_COMPAT 357 /* i386 / IA32 emulation */
+#define NR_MMAP_NATIVE 9
+#define NR_MMAP2_COMPAT 192   /* mmap2(addr, len, prot, flags, fd, pgoff) */
+#define NR_OLD_MMAP_COMPAT 90 /* old_mmap(struct mmap_arg_struct *) */
 #define TS_COMPAT 0x0002
 
 /* enum bpf_cmd (uapi, stable) */
 #define BPF_MAP_CREATE 0
 #define BPF_MAP_UPDATE_ELEM 2
 #define BPF_MAP_DELETE_ELEM 3
+#define BPF_PROG_LOAD 5
 #define BPF_OBJ_PIN 6
 #define BPF_OBJ_GET 7
 #define BPF_MAP_GET_FD_BY_ID 14
@@ -71,12 +75,14 @@ volatile const __u32 loader_tgid = 0; /* its BPF_MAP_FREEZE calls calibrate */
 volatile const __u32 capture_limit = 4096;
 volatile const __u32 possible_cpus = 1;
 volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
+volatile const __u32 watch_mmap = 0; /* report mmap(2) of map fds */
 /* Wake the reader only once this much is buffered; it also polls on a short
  * timer. A wakeup per record would cost the calling task a context switch. */
 volatile const __u64 wakeup_bytes = 0;
 /* Not read by the programs: puts struct exit_short into the object's BTF so
  * bpf2go generates its Go twin and the layout test can compare them. */
 volatile const struct exit_short exit_short_layout = {};
+volatile const struct prog_loaded prog_loaded_layout = {};
 
 #define STAT_LOST 0        /* calls lost: their entry record did not fit */
 #define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
@@ -518,6 +524,119 @@ struct attr_getid {
 
 #define ATTR_READ 64
 
+/* read_prog fills p from the program behind fd, which BPF_PROG_LOAD has
+ * just returned, and reports whether it is one. Another thread could have
+ * closed the fd and opened some other file in its place before this runs:
+ * the program's aux pointing back to it tells a program from any other
+ * file's private_data. */
+static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog_loaded *p)
+{
+	struct file *f = fd_file(t, fd);
+	struct bpf_prog *prog;
+	struct bpf_prog_aux *aux;
+	struct bpf_map **maps;
+	__u32 i;
+
+	if (!f)
+		return false;
+	prog = BPF_CORE_READ(f, private_data);
+	if (!prog)
+		return false;
+	aux = BPF_CORE_READ(prog, aux);
+	if (!aux || BPF_CORE_READ(aux, prog) != prog)
+		return false;
+	p->id = BPF_CORE_READ(aux, id);
+	p->type = BPF_CORE_READ(prog, type);
+	BPF_CORE_READ_INTO(&p->tag, prog, tag);
+	BPF_CORE_READ_INTO(&p->name, aux, name);
+	p->map_cnt = BPF_CORE_READ(aux, used_map_cnt);
+	maps = BPF_CORE_READ(aux, used_maps);
+	p->nmaps = 0;
+	for (i = 0; i < PROG_MAPS && i < p->map_cnt && maps; i++) {
+		struct bpf_map *m = 0;
+
+		bpf_probe_read_kernel(&m, sizeof(m), &maps[i]);
+		p->map_ids[i] = m ? BPF_CORE_READ(m, id) : 0;
+		p->nmaps = i + 1;
+	}
+	return true;
+}
+
+/* on_mmap reports an mmap(2) whose fd is a map's. Other mmaps (anonymous
+ * memory, files) return after one fd-table read. Until the map file type
+ * is known (calibration at start) nothing is reported: an unverified fd
+ * could be any file. */
+static __noinline int on_mmap(struct pt_regs *regs, bool compat, bool old)
+{
+	struct task_struct *t = current_task();
+	struct map_info mi = {};
+	struct inflight in = {};
+	struct scratch *s;
+	struct event *e;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 fl, prot, mflags, zero = 0;
+	int fd, ret;
+
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	if (old) {
+		/* struct mmap_arg_struct { addr, len, prot, flags, fd, offset }, 32-bit each */
+		__u32 a[5] = {};
+
+		if (bpf_probe_read_user(a, sizeof(a), (void *)(__u64)(__u32)KREAD(regs, bx)) < 0)
+			return 0;
+		prot = a[2];
+		mflags = a[3];
+		fd = a[4];
+	} else if (compat) {
+		prot = KREAD(regs, dx);
+		mflags = KREAD(regs, si);
+		fd = KREAD(regs, di);
+	} else {
+		prot = KREAD(regs, dx);
+		mflags = KREAD(regs, r10);
+		fd = KREAD(regs, r8);
+	}
+	if (fd < 0)
+		return 0;
+	fl = resolve_map(t, fd, &mi);
+	if (!(fl & EF_MAP) || (fl & EF_UNVERIFIED))
+		return 0;
+
+	s = scratch_get();
+	if (!s)
+		return 0;
+	e = &s->ev;
+	e->kind = REC_ENTER;
+	e->cmd = CMD_MMAP;
+	e->ktime = bpf_ktime_get_boot_ns();
+	e->flags = fl | (compat ? EF_COMPAT : 0);
+	FILL_TASK(e, t, pid_tgid);
+	e->start_time = KREAD(t, start_time);
+	e->exe_ino = exe_ino(t);
+	send_exe(pid_tgid, e->ktime, e->start_time, e->exe_ino);
+	e->fd = fd;
+	e->req_id = prot;
+	e->elem_flags = mflags;
+	e->map = mi;
+	if (emit(s, STAT_LOST) < 0)
+		return 0;
+
+	in.cmd = CMD_MMAP;
+	in.flags = e->flags;
+	ret = inflight_put(t, pid_tgid, &in);
+	if (ret < 0) {
+		stat_inc(STAT_INFLIGHT);
+		return 0;
+	}
+	if (ret == 0) {
+		__s64 *n = bpf_map_lookup_elem(&inflight_count, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+	return 0;
+}
+
 SEC(SEC_ENTER)
 int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -540,8 +659,15 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		struct attr_getid getid;
 	} attr = {};
 
-	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT)
-		return 0;
+	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT) {
+		if (!watch_mmap || (id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT))
+			return 0;
+		t = current_task();
+		compat = KREAD(t, thread_info.status) & TS_COMPAT;
+		if (compat ? id == NR_MMAP_NATIVE : id != NR_MMAP_NATIVE)
+			return 0; /* the other ABI's syscall of that number */
+		return on_mmap((struct pt_regs *)ctx->args[0], compat, id == NR_OLD_MMAP_COMPAT);
+	}
 	t = current_task();
 	compat = KREAD(t, thread_info.status) & TS_COMPAT;
 	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
@@ -674,6 +800,9 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 			e->flags |= EF_PATH_TRUNC;
 		break;
 	}
+	case BPF_PROG_LOAD:
+		e->req_id = *(__u32 *)attr.raw; /* prog_type */
+		break;
 	case BPF_MAP_CREATE:
 		e->flags |= EF_MAP_REQUESTED;
 		e->map.type = attr.create.map_type;
@@ -728,10 +857,11 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__sync_fetch_and_add(n, -1);
 
 	ret = (__s64)ctx->args[1];
-	if (in.flags & EF_COMPAT)
-		ret = (__s32)ret; /* compat tasks see a 32-bit return */
+	if ((in.flags & EF_COMPAT) && in.cmd != CMD_MMAP)
+		ret = (__s32)ret; /* compat tasks see a 32-bit return (mmap2's is an address) */
 
 	switch (in.cmd) {
+	case CMD_MMAP:
 	case BPF_MAP_UPDATE_ELEM:
 	case BPF_MAP_DELETE_ELEM:
 	case BPF_MAP_FREEZE:
@@ -780,6 +910,15 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		if (ret >= 0) {
 			e->fd = ret;
 			e->flags |= resolve_map(t, ret, &e->map);
+		}
+		break;
+	case BPF_PROG_LOAD:
+		if (ret >= 0) {
+			e->fd = ret;
+			if (read_prog(t, ret, (struct prog_loaded *)s->buf)) {
+				e->flags |= EF_PROG;
+				e->value_len = sizeof(struct prog_loaded);
+			}
 		}
 		break;
 	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:

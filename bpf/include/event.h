@@ -51,6 +51,26 @@
 #define EF_PATH_FD (1 << 10)      /* path is relative to path_fd (BPF_F_PATH_FD) */
 #define EF_BAD_FD (1 << 11)       /* fd not open in the caller's table */
 #define EF_EXE_TRUNC (1 << 12)    /* REC_PROC: path deeper than EXE_SLOTS */
+#define EF_PROG (1 << 13)         /* BPF_PROG_LOAD exit: data holds a struct prog_loaded */
+
+/* event.cmd of an mmap(2) of a map fd: outside enum bpf_cmd. The entry
+ * record carries the map, fd, prot (in req_id) and flags (in elem_flags);
+ * the exit the address or -errno. */
+#define CMD_MMAP 4096
+
+/* The program a BPF_PROG_LOAD returned, read in the kernel at syscall
+ * exit from the new fd: the maps it uses (first PROG_MAPS of map_cnt). */
+#define PROG_MAPS 64
+
+struct prog_loaded {
+	__u32 id;
+	__u32 type; /* enum bpf_prog_type */
+	__u8 tag[8];
+	char name[16];
+	__u32 map_cnt; /* maps the program uses */
+	__u32 nmaps;   /* of which listed in map_ids */
+	__u32 map_ids[PROG_MAPS];
+};
 
 struct map_info {
 	__u32 id;

@@ -58,6 +58,7 @@ struct pt_regs {
 	unsigned long dx;
 	unsigned long cx;
 	unsigned long r8;
+	unsigned long r10;
 	unsigned long bx;
 	unsigned long orig_ax;
 	unsigned long sp;
@@ -158,7 +159,10 @@ struct bpf_prog;
 struct bpf_prog_aux {
 	__u32 id;
 	__u32 func_cnt;
+	__u32 used_map_cnt;
+	struct bpf_map **used_maps;
 	struct bpf_prog **func;
+	struct bpf_prog *prog; /* back to the program: tells a program from other files' private_data */
 	char name[16];
 } __attribute__((preserve_access_index));
 

@@ -19,6 +19,8 @@ const (
 	ObjPin               = "obj_pin"
 	MapCreate            = "map_create"
 	MapFreeze            = "map_freeze"
+	ProgLoad             = "prog_load" // BPF_PROG_LOAD: the program, and the maps it uses
+	MapMmap              = "map_mmap"  // mmap(2) of a map's fd
 	Lost                 = "lost"
 	MapChanged           = "map_changed"     // the content scanner saw a change no sensor explains
 	MapNotScanned        = "map_not_scanned" // the content scanner cannot read a map, and says why
@@ -35,8 +37,8 @@ const (
 // order the README documents them.
 var Types = []string{
 	MapUpdate, MapDelete, MapLookupAndDelete, MapUpdateBatch, MapDeleteBatch,
-	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, Lost,
-	MapChanged, MapNotScanned,
+	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, ProgLoad,
+	MapMmap, Lost, MapChanged, MapNotScanned,
 }
 
 // Sources of events.
@@ -55,6 +57,7 @@ type Process struct {
 	GID      uint32
 	Comm     string // chosen by the process: never trust it for decisions
 	Exe      string // path of the executable, "" when unknown
+	ExeIno   uint64 // its inode number, from the kernel (0: none); with CgroupID, who owns a map
 	CgroupID uint64
 	// Cgroup is the cgroup v2 path of CgroupID and ContainerID the
 	// container id found in it (docker, containerd, cri-o, podman).
@@ -96,6 +99,7 @@ type Prog struct {
 	Name    string // chosen by the program's loader: never trust it for decisions
 	Tag     string // hex of the kernel's hash of the program's instructions
 	Unknown bool
+	Type    uint32 // enum bpf_prog_type; 0: not known
 }
 
 // Event is one report. Optional parts are nil or flagged by a Has field.
@@ -150,6 +154,15 @@ type Event struct {
 	HasFlags bool
 	Compat   bool   // called through the 32-bit compat syscall entry
 	ReqMapID uint32 // map_get_fd_by_id: the id asked for
+
+	// prog_load: the ids of the maps the new program uses (Prog names the
+	// program), the first of ProgMapCount.
+	ProgMaps     []uint32
+	ProgMapCount uint32
+	// map_mmap: the protection asked for (PROT_* bits); Flags holds the
+	// MAP_* flags.
+	Prot    uint32
+	HasProt bool
 
 	// The content scanner's findings (map_changed, map_not_scanned).
 	OldValue    []byte // the value at the previous pass

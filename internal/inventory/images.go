@@ -4,8 +4,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"runtime"
+	"strings"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -99,4 +101,24 @@ func programImage(id uint32) (ProgramImage, error) {
 	}
 	img.Starts, img.Lens = starts, lens
 	return img, nil
+}
+
+// ProgramFullName returns program id's full name. The kernel keeps 15
+// bytes of it; a longer name, where the program carries BTF, is its main
+// function's (as bpftool shows it). A program already gone keeps the short
+// name.
+func ProgramFullName(id uint32, short string) string {
+	if len(short) < 15 {
+		return short
+	}
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+	if err != nil {
+		return short
+	}
+	defer p.Close()
+	info, err := p.Info()
+	if err != nil || !strings.HasPrefix(info.Name, short) {
+		return short
+	}
+	return info.Name
 }

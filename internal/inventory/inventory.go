@@ -288,7 +288,7 @@ func walkPrograms() (map[uint32][]Program, []error) {
 			errs = append(errs, fmt.Errorf("program %d: %w", id, err))
 			continue
 		}
-		p := Program{ID: info.ID, Name: cString(info.Name[:]), Type: progTypeName(info.Type)}
+		p := Program{ID: info.ID, Name: cString(info.Name[:]), Type: output.ProgTypeName(info.Type)}
 		for _, m := range ids {
 			if l := byMap[m]; len(l) == 0 || l[len(l)-1].ID != p.ID {
 				byMap[m] = append(l, p)

@@ -51,51 +51,6 @@ func flagNames(flags uint32, frozen bool) []string {
 	return names
 }
 
-// progTypeNames are bpftool's (libbpf's) names of enum bpf_prog_type.
-var progTypeNames = [...]string{
-	"unspec",
-	"socket_filter",
-	"kprobe",
-	"sched_cls",
-	"sched_act",
-	"tracepoint",
-	"xdp",
-	"perf_event",
-	"cgroup_skb",
-	"cgroup_sock",
-	"lwt_in",
-	"lwt_out",
-	"lwt_xmit",
-	"sock_ops",
-	"sk_skb",
-	"cgroup_device",
-	"sk_msg",
-	"raw_tracepoint",
-	"cgroup_sock_addr",
-	"lwt_seg6local",
-	"lirc_mode2",
-	"sk_reuseport",
-	"flow_dissector",
-	"cgroup_sysctl",
-	"raw_tracepoint_writable",
-	"cgroup_sockopt",
-	"tracing",
-	"struct_ops",
-	"ext",
-	"lsm",
-	"sk_lookup",
-	"syscall",
-	"netfilter",
-}
-
-// progTypeName returns bpftool's name for program type t.
-func progTypeName(t uint32) string {
-	if int(t) < len(progTypeNames) {
-		return progTypeNames[t]
-	}
-	return "unknown(" + strconv.FormatUint(uint64(t), 10) + ")"
-}
-
 // writability says whether user space can write the map now, and why.
 // BPF_F_RDONLY and BPF_F_WRONLY at creation only restrict the creator's fd
 // (the kernel does not even keep them in map_flags): anyone opening the map

@@ -117,13 +117,32 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = strconv.AppendUint(b, uint64(pr.ID), 10)
 		if pr.Unknown {
 			b = append(b, `,"unknown":true`...)
-		} else {
+		} else if pr.ID != 0 {
 			b = append(b, `,"name":`...)
 			b = appendJSONString(b, pr.Name)
 			b = append(b, `,"tag":`...)
 			b = appendJSONString(b, pr.Tag)
 		}
+		if pr.Type != 0 {
+			b = append(b, `,"type":"`...)
+			b = appendProgType(b, pr.Type)
+			b = append(b, '"')
+		}
 		b = append(b, '}')
+	}
+	if ev.ProgMaps != nil {
+		b = append(b, `,"prog_maps":[`...)
+		for i, id := range ev.ProgMaps {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(id), 10)
+		}
+		b = append(b, ']')
+		if int(ev.ProgMapCount) > len(ev.ProgMaps) {
+			b = append(b, `,"prog_map_count":`...)
+			b = strconv.AppendUint(b, uint64(ev.ProgMapCount), 10)
+		}
 	}
 	if ev.Interrupt {
 		b = append(b, `,"interrupt":true`...)
@@ -189,6 +208,18 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if ev.HasFlags {
 		b = append(b, `,"flags":`...)
 		b = strconv.AppendUint(b, ev.Flags, 10)
+	}
+	if ev.HasProt {
+		b = append(b, `,"prot":[`...)
+		for i, name := range protNames(ev.Prot) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, '"')
+		}
+		b = append(b, ']')
 	}
 	if ev.Process != nil && ev.Source == event.SourceSyscall {
 		if ev.Compat {

@@ -118,6 +118,78 @@ func appendMapType(dst []byte, t uint32) []byte {
 	return append(dst, ')')
 }
 
+// progTypeNames are bpftool's (libbpf's) names of enum bpf_prog_type.
+var progTypeNames = [...]string{
+	"unspec",
+	"socket_filter",
+	"kprobe",
+	"sched_cls",
+	"sched_act",
+	"tracepoint",
+	"xdp",
+	"perf_event",
+	"cgroup_skb",
+	"cgroup_sock",
+	"lwt_in",
+	"lwt_out",
+	"lwt_xmit",
+	"sock_ops",
+	"sk_skb",
+	"cgroup_device",
+	"sk_msg",
+	"raw_tracepoint",
+	"cgroup_sock_addr",
+	"lwt_seg6local",
+	"lirc_mode2",
+	"sk_reuseport",
+	"flow_dissector",
+	"cgroup_sysctl",
+	"raw_tracepoint_writable",
+	"cgroup_sockopt",
+	"tracing",
+	"struct_ops",
+	"ext",
+	"lsm",
+	"sk_lookup",
+	"syscall",
+	"netfilter",
+}
+
+// ProgTypeName returns bpftool's name for program type t ("socket_filter",
+// "xdp", ...), or "unknown(N)" for a number it does not know.
+func ProgTypeName(t uint32) string {
+	return string(appendProgType(nil, t))
+}
+
+// appendProgType appends ProgTypeName(t) to dst without allocating.
+func appendProgType(dst []byte, t uint32) []byte {
+	if int(t) < len(progTypeNames) {
+		return append(dst, progTypeNames[t]...)
+	}
+	dst = append(dst, "unknown("...)
+	dst = strconv.AppendUint(dst, uint64(t), 10)
+	return append(dst, ')')
+}
+
+// protNames names the PROT_* bits of an mmap: read, write, exec, and
+// hex for bits that have no name.
+func protNames(prot uint32) []string {
+	names := make([]string, 0, 3)
+	for _, p := range [...]struct {
+		bit  uint32
+		name string
+	}{{1, "read"}, {2, "write"}, {4, "exec"}} {
+		if prot&p.bit != 0 {
+			names = append(names, p.name)
+			prot &^= p.bit
+		}
+	}
+	if prot != 0 {
+		names = append(names, "0x"+strconv.FormatUint(uint64(prot), 16))
+	}
+	return names
+}
+
 const hexDigits = "0123456789abcdef"
 
 // appendHex appends the lowercase hex of b.

@@ -94,6 +94,21 @@ func goldenEvents() []struct {
 			Time: t0.Add(-time.Hour), Type: event.Lost, Source: event.SourceSyscall,
 			HasCount: true, Count: 12,
 		}},
+		{"prog_load", &event.Event{
+			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
+			HasResult: true, Result: 7, Process: proc(), HasFD: true, FD: 7,
+			Prog:     &event.Prog{ID: 99, Name: "xdp_fw", Tag: "a1b2c3d4e5f60718", Type: 6},
+			ProgMaps: []uint32{42, 43}, ProgMapCount: 70,
+		}},
+		{"prog_load_refused", &event.Event{
+			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
+			HasResult: true, Result: -13, Process: proc(), Prog: &event.Prog{Type: 1},
+		}},
+		{"mmap", &event.Event{
+			Time: t0, Type: event.MapMmap, Source: event.SourceSyscall,
+			HasResult: true, Result: 0x7f0000001000, Process: proc(), Map: hashMap, HasFD: true, FD: 3,
+			HasFlags: true, Flags: 1, HasProt: true, Prot: 3 | 8,
+		}},
 	}
 }
 
@@ -126,6 +141,16 @@ func TestJSONGolden(t *testing.T) {
 			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
 			`"fd":3,"value_fault":true,"count":100,"abi":"x86_64"}`,
 		"lost": `{"time":"2026-11-22T09:00:00.123456789Z","event":"lost","source":"syscall","count":12}`,
+		"prog_load": `{"time":"2026-11-22T10:00:00.123456789Z","event":"prog_load","source":"syscall","result":7,` +
+			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
+			`"prog":{"id":99,"name":"xdp_fw","tag":"a1b2c3d4e5f60718","type":"xdp"},"prog_maps":[42,43],"prog_map_count":70,"fd":7,"abi":"x86_64"}`,
+		"prog_load_refused": `{"time":"2026-11-22T10:00:00.123456789Z","event":"prog_load","source":"syscall","result":-13,` +
+			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
+			`"prog":{"id":0,"type":"socket_filter"},"abi":"x86_64"}`,
+		"mmap": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_mmap","source":"syscall","result":139637976731648,` +
+			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
+			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
+			`"fd":3,"flags":1,"prot":["read","write","0x8"],"abi":"x86_64"}`,
 	}
 	for _, tc := range goldenEvents() {
 		ev := *tc.ev
@@ -158,6 +183,9 @@ func TestTextGolden(t *testing.T) {
 		"get_fd_by_id":         `10:00:00.123456789 map_get_fd_by_id pid=1234 comm="x" uid=0 exe=/usr/bin/x requested_map_id=31337 result=-2(ENOENT)`,
 		"batch":                `10:00:00.123456789 map_delete_batch pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 value=(fault) count=100 result=0`,
 		"lost":                 `09:00:00.123456789 lost count=12`,
+		"prog_load":            `10:00:00.123456789 prog_load pid=1234 comm="x" uid=0 exe=/usr/bin/x prog=99:"xdp_fw"(a1b2c3d4e5f60718) prog_type=xdp prog_maps=42,43…(70 maps) fd=7 result=7`,
+		"prog_load_refused":    `10:00:00.123456789 prog_load pid=1234 comm="x" uid=0 exe=/usr/bin/x prog_type=socket_filter result=-13(EACCES)`,
+		"mmap":                 `10:00:00.123456789 map_mmap pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 flags=0x1 prot=read|write|0x8 result=139637976731648`,
 	}
 	for _, tc := range goldenEvents() {
 		got := render(t, "text", tc.ev)
@@ -218,6 +246,12 @@ func TestWriteErrors(t *testing.T) {
 		if err := w.Flush(); !errors.Is(err, errFail) {
 			t.Errorf("%s: Flush error = %v", f, err)
 		}
+	}
+}
+
+func TestProgTypeName(t *testing.T) {
+	if ProgTypeName(1) != "socket_filter" || ProgTypeName(32) != "netfilter" || ProgTypeName(1000) != "unknown(1000)" {
+		t.Errorf("program type names: %q %q %q", ProgTypeName(1), ProgTypeName(32), ProgTypeName(1000))
 	}
 }
 

@@ -76,7 +76,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if pr := ev.Prog; pr != nil {
 		if pr.Unknown {
 			b = append(b, " prog=unknown"...)
-		} else {
+		} else if pr.ID != 0 {
 			b = append(b, " prog="...)
 			b = strconv.AppendUint(b, uint64(pr.ID), 10)
 			b = append(b, ':')
@@ -84,6 +84,24 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, '(')
 			b = append(b, pr.Tag...)
 			b = append(b, ')')
+		}
+		if pr.Type != 0 {
+			b = append(b, " prog_type="...)
+			b = appendProgType(b, pr.Type)
+		}
+	}
+	if ev.ProgMaps != nil {
+		b = append(b, " prog_maps="...)
+		for i, id := range ev.ProgMaps {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendUint(b, uint64(id), 10)
+		}
+		if int(ev.ProgMapCount) > len(ev.ProgMaps) {
+			b = append(b, "…("...)
+			b = strconv.AppendUint(b, uint64(ev.ProgMapCount), 10)
+			b = append(b, " maps)"...)
 		}
 	}
 	if ev.Interrupt {
@@ -145,6 +163,19 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.HasFlags {
 		b = append(b, " flags=0x"...)
 		b = strconv.AppendUint(b, ev.Flags, 16)
+	}
+	if ev.HasProt {
+		b = append(b, " prot="...)
+		names := protNames(ev.Prot)
+		if len(names) == 0 {
+			b = append(b, "none"...)
+		}
+		for i, name := range names {
+			if i > 0 {
+				b = append(b, '|')
+			}
+			b = append(b, name...)
+		}
 	}
 	if ev.HasResult {
 		b = append(b, " result="...)

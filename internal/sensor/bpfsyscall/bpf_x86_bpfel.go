@@ -85,6 +85,17 @@ type bpfMapInfo struct {
 	Pad        [7]uint8
 }
 
+type bpfProgLoaded struct {
+	_      structs.HostLayout
+	Id     uint32
+	Type   uint32
+	Tag    [8]uint8
+	Name   [16]int8
+	MapCnt uint32
+	Nmaps  uint32
+	MapIds [64]uint32
+}
+
 type bpfScratch struct {
 	_   structs.HostLayout
 	Ev  bpfEvent
@@ -95,22 +106,24 @@ type bpfScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCalib           = "calib"
-	bpfMapEvents          = "events"
-	bpfMapExeSent         = "exe_sent"
-	bpfMapInflight        = "inflight"
-	bpfMapInflightCount   = "inflight_count"
-	bpfMapScratch         = "scratch"
-	bpfMapStats           = "stats"
-	bpfProgSysEnter       = "sys_enter"
-	bpfProgSysExit        = "sys_exit"
-	bpfVarCaptureLimit    = "capture_limit"
-	bpfVarCmdMask         = "cmd_mask"
-	bpfVarExitShortLayout = "exit_short_layout"
-	bpfVarLoaderTgid      = "loader_tgid"
-	bpfVarPossibleCpus    = "possible_cpus"
-	bpfVarSelfTgid        = "self_tgid"
-	bpfVarWakeupBytes     = "wakeup_bytes"
+	bpfMapCalib            = "calib"
+	bpfMapEvents           = "events"
+	bpfMapExeSent          = "exe_sent"
+	bpfMapInflight         = "inflight"
+	bpfMapInflightCount    = "inflight_count"
+	bpfMapScratch          = "scratch"
+	bpfMapStats            = "stats"
+	bpfProgSysEnter        = "sys_enter"
+	bpfProgSysExit         = "sys_exit"
+	bpfVarCaptureLimit     = "capture_limit"
+	bpfVarCmdMask          = "cmd_mask"
+	bpfVarExitShortLayout  = "exit_short_layout"
+	bpfVarLoaderTgid       = "loader_tgid"
+	bpfVarPossibleCpus     = "possible_cpus"
+	bpfVarProgLoadedLayout = "prog_loaded_layout"
+	bpfVarSelfTgid         = "self_tgid"
+	bpfVarWakeupBytes      = "wakeup_bytes"
+	bpfVarWatchMmap        = "watch_mmap"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -176,13 +189,15 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	CaptureLimit    *ebpf.VariableSpec `ebpf:"capture_limit"`
-	CmdMask         *ebpf.VariableSpec `ebpf:"cmd_mask"`
-	ExitShortLayout *ebpf.VariableSpec `ebpf:"exit_short_layout"`
-	LoaderTgid      *ebpf.VariableSpec `ebpf:"loader_tgid"`
-	PossibleCpus    *ebpf.VariableSpec `ebpf:"possible_cpus"`
-	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
+	CmdMask          *ebpf.VariableSpec `ebpf:"cmd_mask"`
+	ExitShortLayout  *ebpf.VariableSpec `ebpf:"exit_short_layout"`
+	LoaderTgid       *ebpf.VariableSpec `ebpf:"loader_tgid"`
+	PossibleCpus     *ebpf.VariableSpec `ebpf:"possible_cpus"`
+	ProgLoadedLayout *ebpf.VariableSpec `ebpf:"prog_loaded_layout"`
+	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WatchMmap        *ebpf.VariableSpec `ebpf:"watch_mmap"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -230,13 +245,15 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	CaptureLimit    *ebpf.Variable `ebpf:"capture_limit"`
-	CmdMask         *ebpf.Variable `ebpf:"cmd_mask"`
-	ExitShortLayout *ebpf.Variable `ebpf:"exit_short_layout"`
-	LoaderTgid      *ebpf.Variable `ebpf:"loader_tgid"`
-	PossibleCpus    *ebpf.Variable `ebpf:"possible_cpus"`
-	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
+	CmdMask          *ebpf.Variable `ebpf:"cmd_mask"`
+	ExitShortLayout  *ebpf.Variable `ebpf:"exit_short_layout"`
+	LoaderTgid       *ebpf.Variable `ebpf:"loader_tgid"`
+	PossibleCpus     *ebpf.Variable `ebpf:"possible_cpus"`
+	ProgLoadedLayout *ebpf.Variable `ebpf:"prog_loaded_layout"`
+	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WatchMmap        *ebpf.Variable `ebpf:"watch_mmap"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

@@ -24,6 +24,17 @@ type bpfbtfExitShort struct {
 	Flags  uint32
 }
 
+type bpfbtfProgLoaded struct {
+	_      structs.HostLayout
+	Id     uint32
+	Type   uint32
+	Tag    [8]uint8
+	Name   [16]int8
+	MapCnt uint32
+	Nmaps  uint32
+	MapIds [64]uint32
+}
+
 type bpfbtfScratch struct {
 	_  structs.HostLayout
 	Ev struct {
@@ -105,21 +116,23 @@ type bpfbtfTaskState struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfbtfMapCalib           = "calib"
-	bpfbtfMapEvents          = "events"
-	bpfbtfMapInflightCount   = "inflight_count"
-	bpfbtfMapScratch         = "scratch"
-	bpfbtfMapStats           = "stats"
-	bpfbtfMapTaskState       = "task_state"
-	bpfbtfProgSysEnter       = "sys_enter"
-	bpfbtfProgSysExit        = "sys_exit"
-	bpfbtfVarCaptureLimit    = "capture_limit"
-	bpfbtfVarCmdMask         = "cmd_mask"
-	bpfbtfVarExitShortLayout = "exit_short_layout"
-	bpfbtfVarLoaderTgid      = "loader_tgid"
-	bpfbtfVarPossibleCpus    = "possible_cpus"
-	bpfbtfVarSelfTgid        = "self_tgid"
-	bpfbtfVarWakeupBytes     = "wakeup_bytes"
+	bpfbtfMapCalib            = "calib"
+	bpfbtfMapEvents           = "events"
+	bpfbtfMapInflightCount    = "inflight_count"
+	bpfbtfMapScratch          = "scratch"
+	bpfbtfMapStats            = "stats"
+	bpfbtfMapTaskState        = "task_state"
+	bpfbtfProgSysEnter        = "sys_enter"
+	bpfbtfProgSysExit         = "sys_exit"
+	bpfbtfVarCaptureLimit     = "capture_limit"
+	bpfbtfVarCmdMask          = "cmd_mask"
+	bpfbtfVarExitShortLayout  = "exit_short_layout"
+	bpfbtfVarLoaderTgid       = "loader_tgid"
+	bpfbtfVarPossibleCpus     = "possible_cpus"
+	bpfbtfVarProgLoadedLayout = "prog_loaded_layout"
+	bpfbtfVarSelfTgid         = "self_tgid"
+	bpfbtfVarWakeupBytes      = "wakeup_bytes"
+	bpfbtfVarWatchMmap        = "watch_mmap"
 )
 
 // loadBpfbtf returns the embedded CollectionSpec for bpfbtf.
@@ -184,13 +197,15 @@ type bpfbtfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfbtfVariableSpecs struct {
-	CaptureLimit    *ebpf.VariableSpec `ebpf:"capture_limit"`
-	CmdMask         *ebpf.VariableSpec `ebpf:"cmd_mask"`
-	ExitShortLayout *ebpf.VariableSpec `ebpf:"exit_short_layout"`
-	LoaderTgid      *ebpf.VariableSpec `ebpf:"loader_tgid"`
-	PossibleCpus    *ebpf.VariableSpec `ebpf:"possible_cpus"`
-	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
+	CmdMask          *ebpf.VariableSpec `ebpf:"cmd_mask"`
+	ExitShortLayout  *ebpf.VariableSpec `ebpf:"exit_short_layout"`
+	LoaderTgid       *ebpf.VariableSpec `ebpf:"loader_tgid"`
+	PossibleCpus     *ebpf.VariableSpec `ebpf:"possible_cpus"`
+	ProgLoadedLayout *ebpf.VariableSpec `ebpf:"prog_loaded_layout"`
+	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	WatchMmap        *ebpf.VariableSpec `ebpf:"watch_mmap"`
 }
 
 // bpfbtfObjects contains all objects after they have been loaded into the kernel.
@@ -236,13 +251,15 @@ func (m *bpfbtfMaps) Close() error {
 //
 // It can be passed to loadBpfbtfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfbtfVariables struct {
-	CaptureLimit    *ebpf.Variable `ebpf:"capture_limit"`
-	CmdMask         *ebpf.Variable `ebpf:"cmd_mask"`
-	ExitShortLayout *ebpf.Variable `ebpf:"exit_short_layout"`
-	LoaderTgid      *ebpf.Variable `ebpf:"loader_tgid"`
-	PossibleCpus    *ebpf.Variable `ebpf:"possible_cpus"`
-	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
+	CmdMask          *ebpf.Variable `ebpf:"cmd_mask"`
+	ExitShortLayout  *ebpf.Variable `ebpf:"exit_short_layout"`
+	LoaderTgid       *ebpf.Variable `ebpf:"loader_tgid"`
+	PossibleCpus     *ebpf.Variable `ebpf:"possible_cpus"`
+	ProgLoadedLayout *ebpf.Variable `ebpf:"prog_loaded_layout"`
+	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	WatchMmap        *ebpf.Variable `ebpf:"watch_mmap"`
 }
 
 // bpfbtfPrograms contains all programs after they have been loaded into the kernel.

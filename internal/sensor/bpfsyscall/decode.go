@@ -2,6 +2,7 @@ package bpfsyscall
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
 )
 
 // Record kinds and flags, mirrored from bpf/include/event.h. The layout of
@@ -38,6 +40,10 @@ const (
 	efPathFD       = 1 << 10
 	efBadFD        = 1 << 11
 	efExeTrunc     = 1 << 12
+	efProg         = 1 << 13
+
+	// cmdMmap is the record's cmd for an mmap(2) of a map fd (CMD_MMAP).
+	cmdMmap = 4096
 )
 
 const (
@@ -230,6 +236,7 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 		Comm:     d.strings.of(r.Comm[:]),
 		CgroupID: r.CgroupId,
 		Exe:      d.procs.exe(r.Pid, r.StartTime, r.ExeIno),
+		ExeIno:   r.ExeIno,
 	}
 	if r.Flags&(efMap|efMapRequested) != 0 {
 		ev.Map = &sl.m
@@ -248,6 +255,13 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 		if r.Cmd == unix.BPF_OBJ_PIN {
 			ev.FD, ev.HasFD = r.Fd, true
 		}
+	case cmdMmap:
+		ev.FD, ev.HasFD = r.Fd, true
+		ev.Prot, ev.HasProt = r.ReqId, true
+		ev.Flags, ev.HasFlags = r.ElemFlags, true
+	case unix.BPF_PROG_LOAD:
+		ev.Prog = &sl.prog
+		sl.prog.Type = r.ReqId
 	case unix.BPF_MAP_CREATE:
 	default:
 		ev.FD, ev.HasFD = r.Fd, true
@@ -283,6 +297,13 @@ func (d *decoder) exit(ev *event.Event, r *bpfEvent, data []byte) bool {
 		} else if r.Cmd == unix.BPF_MAP_GET_FD_BY_ID && ev.ReqMapID != 0 {
 			ev.Map = &event.Map{ID: ev.ReqMapID}
 		}
+	case unix.BPF_PROG_LOAD:
+		if r.Result >= 0 {
+			ev.FD, ev.HasFD = int32(r.Result), true
+		}
+		if r.Flags&efProg != 0 && int(r.KeyLen)+progLoadedSize <= len(data) {
+			d.progLoaded(ev, (*bpfProgLoaded)(unsafe.Pointer(&data[r.KeyLen])))
+		}
 	case unix.BPF_MAP_UPDATE_BATCH, unix.BPF_MAP_DELETE_BATCH:
 		ev.Count, ev.HasCount = uint64(r.Count), true
 	case unix.BPF_MAP_LOOKUP_AND_DELETE_BATCH:
@@ -316,11 +337,30 @@ func setKeyValue(ev *event.Event, r *bpfEvent, data []byte) {
 	}
 }
 
+// progLoaded completes a prog_load event with the program the kernel
+// loaded. The kernel keeps 15 bytes of a program's name; the full name comes
+// from the program's BTF while it is loaded.
+func (d *decoder) progLoaded(ev *event.Event, p *bpfProgLoaded) {
+	if ev.Prog == nil {
+		ev.Prog = &event.Prog{}
+	}
+	ev.Prog.ID = p.Id
+	ev.Prog.Type = p.Type
+	ev.Prog.Tag = hex.EncodeToString(p.Tag[:])
+	ev.Prog.Name = inventory.ProgramFullName(p.Id, d.strings.of(p.Name[:]))
+	n := min(int(p.Nmaps), len(p.MapIds))
+	ev.ProgMaps = append(make([]uint32, 0, n), p.MapIds[:n]...)
+	ev.ProgMapCount = p.MapCnt
+}
+
+const progLoadedSize = int(unsafe.Sizeof(bpfProgLoaded{}))
+
 // eventSlot holds an event and what it points to, allocated together.
 type eventSlot struct {
 	ev   event.Event
 	proc event.Process
 	m    event.Map
+	prog event.Prog
 }
 
 func (d *decoder) mapInfo(dst *event.Map, m *bpfMapInfo) {

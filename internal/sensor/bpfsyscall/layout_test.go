@@ -21,8 +21,9 @@ func TestRecordLayoutMatchesObject(t *testing.T) {
 			t.Fatal(err)
 		}
 		for name, goType := range map[string]reflect.Type{
-			"event":      reflect.TypeOf(bpfEvent{}),
-			"exit_short": reflect.TypeOf(bpfExitShort{}),
+			"event":       reflect.TypeOf(bpfEvent{}),
+			"exit_short":  reflect.TypeOf(bpfExitShort{}),
+			"prog_loaded": reflect.TypeOf(bpfProgLoaded{}),
 		} {
 			var st *btf.Struct
 			if err := spec.Types.TypeByName(name, &st); err != nil {
@@ -63,6 +64,7 @@ func TestFlagsMatchHeader(t *testing.T) {
 		"EF_KEY_FAULT": efKeyFault, "EF_VALUE_FAULT": efValueFault, "EF_KEY_TRUNC": efKeyTrunc,
 		"EF_VALUE_TRUNC": efValueTrunc, "EF_PATH_TRUNC": efPathTrunc, "EF_NOT_MAP": efNotMap,
 		"EF_UNVERIFIED": efUnverified, "EF_PATH_FD": efPathFD, "EF_BAD_FD": efBadFD,
+		"EF_PROG": efProg, "CMD_MMAP": cmdMmap, "PROG_MAPS": len(bpfProgLoaded{}.MapIds),
 	}
 	re := regexp.MustCompile(`(?m)^#define (\w+) \(?(?:1 << )?(\d+)\)?`)
 	seen := 0

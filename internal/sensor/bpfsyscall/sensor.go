@@ -50,6 +50,8 @@ var cmdEvents = map[uint32]string{
 	unix.BPF_MAP_LOOKUP_AND_DELETE_BATCH: event.MapLookupDeleteBatch,
 	unix.BPF_MAP_UPDATE_BATCH:            event.MapUpdateBatch,
 	unix.BPF_MAP_DELETE_BATCH:            event.MapDeleteBatch,
+	unix.BPF_PROG_LOAD:                   event.ProgLoad,
+	cmdMmap:                              event.MapMmap, // not a bpf(2) command: watch_mmap, not cmd_mask
 }
 
 // Config selects what the sensor captures.
@@ -131,6 +133,7 @@ func New(cfg Config) (*Sensor, error) {
 		"capture_limit": uint32(capBytes),
 		"possible_cpus": uint32(cpus),
 		"cmd_mask":      mask,
+		"watch_mmap":    watchMmap(cfg.Events),
 		"wakeup_bytes":  uint64(min(ring/8, wakeupMax)),
 	}
 
@@ -415,11 +418,19 @@ func cmdMask(events []string) (uint64, error) {
 		want[e] = true
 	}
 	for cmd, name := range cmdEvents {
-		if len(events) == 0 || want[name] {
+		if (len(events) == 0 || want[name]) && cmd < 64 {
 			mask |= 1 << cmd
 		}
 	}
 	return mask, nil
+}
+
+// watchMmap reports whether the wanted event types include map_mmap.
+func watchMmap(events []string) uint32 {
+	if len(events) == 0 || slices.Contains(events, event.MapMmap) {
+		return 1
+	}
+	return 0
 }
 
 func roundRing(n int) int {

@@ -172,7 +172,7 @@ func (d *decoder) write(raw []byte, calls bpfsyscall.Calls, emit func(*event.Eve
 		ev.Process = &event.Process{
 			PID: r.Pid, TID: r.Tid, PPID: r.Ppid, UID: r.Uid, GID: r.Gid,
 			Comm: calls.String(r.Comm[:]), CgroupID: r.CgroupId,
-			Exe: calls.Exe(r.Pid, r.StartTime, r.ExeIno),
+			Exe: calls.Exe(r.Pid, r.StartTime, r.ExeIno), ExeIno: r.ExeIno,
 		}
 	}
 	if r.Op == kopUpdate || r.Op == kopPush {

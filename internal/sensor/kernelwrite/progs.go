@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 )
@@ -71,7 +69,7 @@ func (t *progTable) add(start uint64, n uint32, prog *event.Prog, loaded uint64)
 
 // addImage records every function of a program as bpf_prog_info reports it.
 func (t *progTable) addImage(img inventory.ProgramImage) {
-	prog := &event.Prog{ID: img.ID, Name: fullName(img.ID, img.Name), Tag: img.Tag}
+	prog := &event.Prog{ID: img.ID, Name: inventory.ProgramFullName(img.ID, img.Name), Tag: img.Tag}
 	for i, s := range img.Starts {
 		if i < len(img.Lens) {
 			t.add(s, img.Lens[i], prog, img.LoadTime)
@@ -81,29 +79,10 @@ func (t *progTable) addImage(img inventory.ProgramImage) {
 
 // addRecord records a program from its REC_PROG record.
 func (t *progTable) addRecord(r *kwKprog, name string) {
-	prog := &event.Prog{ID: r.Id, Name: fullName(r.Id, name), Tag: hex.EncodeToString(r.Tag[:])}
+	prog := &event.Prog{ID: r.Id, Name: inventory.ProgramFullName(r.Id, name), Tag: hex.EncodeToString(r.Tag[:])}
 	for i := 0; i < int(r.Nfuncs) && i < len(r.Start); i++ {
 		t.add(r.Start[i], r.Len[i], prog, r.Ktime)
 	}
-}
-
-// fullName returns program id's full name. The kernel keeps 15 bytes of
-// it; a longer name, where the program carries BTF, is its main function's
-// (as bpftool shows it). A program already gone keeps the short name.
-func fullName(id uint32, short string) string {
-	if len(short) < 15 {
-		return short
-	}
-	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
-	if err != nil {
-		return short
-	}
-	defer p.Close()
-	info, err := p.Info()
-	if err != nil || !strings.HasPrefix(info.Name, short) {
-		return short
-	}
-	return info.Name
 }
 
 // gone marks program id's ranges freed at now.
