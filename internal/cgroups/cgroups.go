@@ -6,6 +6,8 @@ package cgroups
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -87,6 +89,39 @@ func (r *Resolver) Path(id uint64) string {
 		return nil
 	})
 	return r.paths[id]
+}
+
+// ID returns the id of the cgroup at path (relative to the hierarchy's
+// root, as Path returns and /proc/PID/cgroup shows): the inode of its
+// directory.
+func (r *Resolver) ID(path string) (uint64, error) {
+	if r.root == "" {
+		return 0, errors.New("no cgroup v2 hierarchy is mounted")
+	}
+	fi, err := os.Stat(filepath.Join(r.root, filepath.Clean("/"+path)))
+	if err != nil {
+		return 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, fmt.Errorf("%s: no inode", path)
+	}
+	return st.Ino, nil
+}
+
+// ProcessCgroup returns the cgroup v2 path of process pid, from
+// /proc/PID/cgroup ("0::PATH").
+func ProcessCgroup(pid uint32) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("process %d is in no cgroup v2", pid)
 }
 
 // Container ids in the cgroup layouts of docker, containerd (cri), cri-o

@@ -53,4 +53,29 @@ func TestResolvePath(t *testing.T) {
 	if r.Path(1<<62) != "" {
 		t.Error("an unknown id resolved")
 	}
+	if id, err := r.ID("/" + filepath.Base(dir)); err != nil || id != st.Ino {
+		t.Errorf("ID = %d, %v; want %d", id, err, st.Ino)
+	}
+	if _, err := r.ID("/no-such-cgroup"); err == nil {
+		t.Error("ID of a missing cgroup")
+	}
+}
+
+// TestProcessCgroup: this process's cgroup, as /proc shows it, is a
+// directory of the hierarchy, whose inode is its id.
+func TestProcessCgroup(t *testing.T) {
+	r := NewResolver()
+	if r.root == "" {
+		testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
+	}
+	path, err := ProcessCgroup(uint32(os.Getpid()))
+	if err != nil || path == "" || path[0] != '/' {
+		t.Fatalf("ProcessCgroup = %q, %v", path, err)
+	}
+	if _, err := r.ID(path); err != nil {
+		t.Errorf("ID(%q): %v", path, err)
+	}
+	if _, err := ProcessCgroup(1 << 30); err == nil {
+		t.Error("cgroup of a process that does not exist")
+	}
 }
