@@ -262,31 +262,6 @@ struct {
 
 #define stat_inc(idx) count_inc(&stats, idx)
 
-static __always_inline struct file *fd_file(struct task_struct *t, int fd)
-{
-	struct file **fds;
-	struct file *f = 0;
-	unsigned int max;
-
-	struct fdtable *fdt;
-
-	if (fd < 0)
-		return 0;
-#ifdef BPFMON_BTF
-	fdt = t->files->fdt;
-	max = fdt->max_fds;
-	fds = fdt->fd;
-#else
-	fdt = BPF_CORE_READ(t, files, fdt);
-	max = BPF_CORE_READ(fdt, max_fds);
-	fds = BPF_CORE_READ(fdt, fd);
-#endif
-	if ((unsigned int)fd >= max)
-		return 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	return f;
-}
-
 #define FILE_OFF(field) (bpf_core_field_offset(struct file, field) - bpf_core_field_offset(struct file, f_op))
 #define FILE_WINDOW 32
 
@@ -562,79 +537,42 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
 	return true;
 }
 
-/* on_mmap reports an mmap(2) whose fd is a map's. Other mmaps (anonymous
- * memory, files) return after one fd-table read. Until the map file type
- * is known (calibration at start) nothing is reported: an unverified fd
- * could be any file. */
-static __noinline int on_mmap(struct pt_regs *regs, bool compat, bool old)
-{
-	struct task_struct *t = current_task();
-	struct map_info mi = {};
-	struct inflight in = {};
-	struct scratch *s;
-	struct event *e;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 fl, prot, mflags, zero = 0;
-	int fd, ret;
+/* The arguments of an mmap(2) that bpfmon reads. */
+struct mmap_args {
+	int fd;
+	__u32 prot;
+	__u32 flags;
+};
 
-	if ((__u32)(pid_tgid >> 32) == self_tgid)
-		return 0;
+/* mmap_map returns the map an mmap(2) maps, or NULL for every other mmap
+ * (anonymous memory, files), which costs one fd-table read. buf is scratch
+ * space of 20 bytes for old_mmap's argument struct. Until the map file type
+ * is known (calibration at start) it returns NULL: an unverified fd could
+ * be any file. */
+static __always_inline struct bpf_map *mmap_map(struct pt_regs *regs, struct task_struct *t, bool compat, bool old,
+						struct mmap_args *a, __u32 *buf)
+{
+	__u32 zero = 0;
+
 	if (old) {
 		/* struct mmap_arg_struct { addr, len, prot, flags, fd, offset }, 32-bit each */
-		__u32 a[5] = {};
-
-		if (bpf_probe_read_user(a, sizeof(a), (void *)(__u64)(__u32)KREAD(regs, bx)) < 0)
+		if (bpf_probe_read_user(buf, 5 * sizeof(__u32), (void *)(__u64)(__u32)KREAD(regs, bx)) < 0)
 			return 0;
-		prot = a[2];
-		mflags = a[3];
-		fd = a[4];
+		a->prot = buf[2];
+		a->flags = buf[3];
+		a->fd = buf[4];
 	} else if (compat) {
-		prot = KREAD(regs, dx);
-		mflags = KREAD(regs, si);
-		fd = KREAD(regs, di);
+		a->prot = KREAD(regs, dx);
+		a->flags = KREAD(regs, si);
+		a->fd = KREAD(regs, di);
 	} else {
-		prot = KREAD(regs, dx);
-		mflags = KREAD(regs, r10);
-		fd = KREAD(regs, r8);
+		a->prot = KREAD(regs, dx);
+		a->flags = KREAD(regs, r10);
+		a->fd = KREAD(regs, r8);
 	}
-	if (fd < 0)
+	if (a->fd < 0)
 		return 0;
-	fl = resolve_map(t, fd, &mi);
-	if (!(fl & EF_MAP) || (fl & EF_UNVERIFIED))
-		return 0;
-
-	s = scratch_get();
-	if (!s)
-		return 0;
-	e = &s->ev;
-	e->kind = REC_ENTER;
-	e->cmd = CMD_MMAP;
-	e->ktime = bpf_ktime_get_boot_ns();
-	e->flags = fl | (compat ? EF_COMPAT : 0);
-	FILL_TASK(e, t, pid_tgid);
-	e->start_time = KREAD(t, start_time);
-	e->exe_ino = exe_ino(t);
-	send_exe(pid_tgid, e->ktime, e->start_time, e->exe_ino);
-	e->fd = fd;
-	e->req_id = prot;
-	e->elem_flags = mflags;
-	e->map = mi;
-	if (emit(s, STAT_LOST) < 0)
-		return 0;
-
-	in.cmd = CMD_MMAP;
-	in.flags = e->flags;
-	ret = inflight_put(t, pid_tgid, &in);
-	if (ret < 0) {
-		stat_inc(STAT_INFLIGHT);
-		return 0;
-	}
-	if (ret == 0) {
-		__s64 *n = bpf_map_lookup_elem(&inflight_count, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
-	return 0;
+	return map_of_file(fd_file(t, a->fd), bpf_map_lookup_elem(&calib, &zero));
 }
 
 SEC(SEC_ENTER)
@@ -646,6 +584,8 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct scratch *s;
 	struct event *e;
 	struct inflight in = {};
+	struct mmap_args margs = {};
+	struct bpf_map *mapped = 0;
 	__u64 pid_tgid, attr_ptr, ktime, start_time, ino;
 	__u32 cmd, size, zero = 0;
 	int ret;
@@ -666,7 +606,16 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		compat = KREAD(t, thread_info.status) & TS_COMPAT;
 		if (compat ? id == NR_MMAP_NATIVE : id != NR_MMAP_NATIVE)
 			return 0; /* the other ABI's syscall of that number */
-		return on_mmap((struct pt_regs *)ctx->args[0], compat, id == NR_OLD_MMAP_COMPAT);
+		pid_tgid = bpf_get_current_pid_tgid();
+		if ((__u32)(pid_tgid >> 32) == self_tgid)
+			return 0;
+		mapped = mmap_map((struct pt_regs *)ctx->args[0], t, compat, id == NR_OLD_MMAP_COMPAT, &margs,
+				  (__u32 *)attr.raw);
+		if (!mapped)
+			return 0;
+		cmd = CMD_MMAP;
+		attr_ptr = 0;
+		goto report;
 	}
 	t = current_task();
 	compat = KREAD(t, thread_info.status) & TS_COMPAT;
@@ -699,6 +648,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	CLAMP(size, ATTR_READ);
 	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
 
+report:
 	ktime = bpf_ktime_get_boot_ns();
 	start_time = KREAD(t, start_time);
 	ino = exe_ino(t);
@@ -802,6 +752,13 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	}
 	case BPF_PROG_LOAD:
 		e->req_id = *(__u32 *)attr.raw; /* prog_type */
+		break;
+	case CMD_MMAP:
+		e->fd = margs.fd;
+		e->req_id = margs.prot;
+		e->elem_flags = margs.flags;
+		e->flags |= EF_MAP;
+		read_map(mapped, &e->map);
 		break;
 	case BPF_MAP_CREATE:
 		e->flags |= EF_MAP_REQUESTED;

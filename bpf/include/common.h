@@ -104,6 +104,42 @@ static __always_inline __u64 exe_ino(struct task_struct *t)
 #endif
 }
 
+/* fd_file returns the file behind fd in task t's fd table, NULL if none. */
+static __always_inline struct file *fd_file(struct task_struct *t, int fd)
+{
+	struct file **fds;
+	struct file *f = 0;
+	unsigned int max;
+
+	struct fdtable *fdt;
+
+	if (fd < 0)
+		return 0;
+#ifdef BPFMON_BTF
+	fdt = t->files->fdt;
+	max = fdt->max_fds;
+	fds = fdt->fd;
+#else
+	fdt = BPF_CORE_READ(t, files, fdt);
+	max = BPF_CORE_READ(fdt, max_fds);
+	fds = BPF_CORE_READ(fdt, fd);
+#endif
+	if ((unsigned int)fd >= max)
+		return 0;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/* map_of_file returns the map behind file f, or NULL when f is not a
+ * map's: its f_op must be bpf_map_fops, whose address *fops holds (learnt
+ * at start; until then, 0, and no file is taken for a map's). */
+static __always_inline struct bpf_map *map_of_file(struct file *f, __u64 *fops)
+{
+	if (!f || !fops || *fops == 0 || (__u64)BPF_CORE_READ(f, f_op) != *fops)
+		return 0;
+	return BPF_CORE_READ(f, private_data);
+}
+
 /* count_inc adds one to counter idx of a per-CPU array of counters. */
 static __always_inline void count_inc(void *counters, __u32 idx)
 {

@@ -190,4 +190,31 @@ struct kprog {
 	__u32 len[PROG_FUNCS];
 };
 
+/* The BPF LSM sensor (bpf/lsm.c) writes a struct deny to its own ring
+ * buffer for each access it refuses. deny.hook: */
+#define REC_DENY 32
+#define HOOK_BPF 1          /* security_bpf: a bpf(2) command on a map fd */
+#define HOOK_BPF_MAP 2      /* security_bpf_map: a new writable fd to a map */
+#define HOOK_FILE_RECEIVE 3 /* security_file_receive: SCM_RIGHTS, pidfd_getfd */
+#define HOOK_MMAP_FILE 4    /* security_mmap_file: a shared writable mapping */
+
+struct deny {
+	__u32 kind; /* REC_DENY */
+	__u32 hook; /* HOOK_* */
+	__u64 ktime;
+	__u32 pid;
+	__u32 tid;
+	__u32 ppid;
+	__u32 uid;
+	__u32 gid;
+	__u32 cmd; /* HOOK_BPF: enum bpf_cmd */
+	__u64 cgroup_id;
+	__u64 start_time;
+	__u64 exe_ino;
+	char comm[16];
+	__u32 mode; /* HOOK_BPF_MAP, HOOK_FILE_RECEIVE: fmode; HOOK_MMAP_FILE: prot */
+	__u32 _pad;
+	struct map_info map;
+};
+
 #endif /* BPFMON_EVENT_H */

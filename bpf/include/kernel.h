@@ -102,6 +102,7 @@ struct file {
 	struct path f_path;
 	struct inode *f_inode;
 	const void *f_op;
+	unsigned int f_mode; /* fmode_t: FMODE_READ 0x1, FMODE_WRITE 0x2 */
 	void *private_data;
 } __attribute__((preserve_access_index));
 

@@ -11,6 +11,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 )
 
 func runFeatures(args []string, stdout, stderr io.Writer) int {
@@ -30,7 +31,7 @@ to. It loads small test programs and maps, and removes them.`)
 	}
 	var p sensorProbe
 	defer p.close()
-	r := features.Probe(features.Sensors{Syscall: p.syscall, Kernel: p.kernel})
+	r := features.Probe(features.Sensors{Syscall: p.syscall, Kernel: p.kernel, Enforce: p.enforce})
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
@@ -98,6 +99,20 @@ func (p *sensorProbe) kernel() features.KernelSensor {
 		defer kw.Close()
 	}
 	return kernelwrite.Features(kw, err)
+}
+
+// enforce loads and attaches the enforcement programs, protecting
+// nothing (they then refuse nothing), and removes them.
+func (p *sensorProbe) enforce() error {
+	if p.sys == nil {
+		return errors.New("not probed: its refusals go into the syscall sensor's ring buffer, which did not load")
+	}
+	en, err := lsm.New(lsm.Config{Ring: p.sys.Ring(), Calib: p.sys.Calib()})
+	if err != nil {
+		return err
+	}
+	defer en.Close()
+	return en.Attach()
 }
 
 func (p *sensorProbe) close() {

@@ -21,9 +21,11 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
+	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
 
@@ -32,6 +34,9 @@ const (
 	exitOK    = 0
 	exitError = 1 // runtime failure: privileges, kernel, I/O
 	exitUsage = 2 // bad command line
+	// exitUnavailable: what the command line requires (--enforce, a
+	// forced --kernel-hooks kind) is not available on this kernel.
+	exitUnavailable = 3
 )
 
 var version = "dev"
@@ -114,7 +119,7 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 				line += " " + name
 			}
 			fmt.Fprintf(w, "%s\n      %s", line, help)
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" {
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "[]" && f.DefValue != "false" {
 				fmt.Fprintf(w, " (default %s)", f.DefValue)
 			}
 			fmt.Fprintln(w)
@@ -136,6 +141,11 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "syscall sensor program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
+	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
+	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
+	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
+	var protect selectorList
+	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
 	var pids, mapIDs uintList
 	var names, events stringList
 	fs.Var(&pids, "pid", "report only calls by these process `IDs` (thread group ids; comma-separated or repeated)")
@@ -214,6 +224,15 @@ drains, prints a summary on stderr and exits 0.`)
 		return exitUsage
 	}
 
+	pol := policy.Default()
+	if *policyPath != "" {
+		if pol, err = policy.Load(*policyPath); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+			return exitUsage
+		}
+	}
+	pol.AddProtect(protect...)
+
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -239,6 +258,9 @@ drains, prints a summary on stderr and exits 0.`)
 		ScanBudget:   int64(budget),
 		StatePath:    *statePath,
 		ScanMemory:   int64(memory),
+		Policy:       pol,
+		AlertsOnly:   *alertsOnly,
+		Enforce:      *enforce,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,
@@ -249,6 +271,9 @@ drains, prints a summary on stderr and exits 0.`)
 	sum, err := watch.Run(opts, stop)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		if errors.Is(err, lsm.ErrUnavailable) || errors.Is(err, kernelwrite.ErrUnavailable) {
+			return exitUnavailable
+		}
 		return exitError
 	}
 	fmt.Fprintln(stderr, sum)
@@ -316,6 +341,31 @@ func (l *stringList) Set(v string) error {
 			*l = append(*l, s)
 		}
 	}
+	return nil
+}
+
+// selectorList collects --protect selectors.
+type selectorList []policy.Selector
+
+func (l *selectorList) String() string {
+	var s []string
+	for _, sel := range *l {
+		s = append(s, sel.String())
+	}
+	return strings.Join(s, " ")
+}
+
+func (l *selectorList) Set(v string) error {
+	sel, err := policy.ParseSelector(v)
+	if err != nil {
+		// The flag package names the flag and the value already.
+		msg := err.Error()
+		if _, rest, ok := strings.Cut(msg, `": `); ok {
+			msg = rest
+		}
+		return errors.New(msg)
+	}
+	*l = append(*l, sel)
 	return nil
 }
 

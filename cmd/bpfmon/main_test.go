@@ -39,6 +39,13 @@ var bin string
 var hostileName = "x\n\"y\x1b[2J"
 
 func TestMain(m *testing.M) {
+	if acts := os.Getenv(actEnv); acts != "" {
+		if err := actChild(acts); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	// As a holder: create and pin a map at $1, print its id, hold it until
 	// stdin closes.
 	if path := os.Getenv("BPFMON_E2E_HOLD"); path != "" {

@@ -24,6 +24,8 @@ const (
 	Lost                 = "lost"
 	MapChanged           = "map_changed"     // the content scanner saw a change no sensor explains
 	MapNotScanned        = "map_not_scanned" // the content scanner cannot read a map, and says why
+	AccessDenied         = "access_denied"   // --enforce refused a process access to a protected map
+	AlertsSuppressed     = "alerts_suppressed"
 )
 
 // Kinds of change in a map_changed event.
@@ -38,7 +40,7 @@ const (
 var Types = []string{
 	MapUpdate, MapDelete, MapLookupAndDelete, MapUpdateBatch, MapDeleteBatch,
 	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, ProgLoad,
-	MapMmap, Lost, MapChanged, MapNotScanned,
+	MapMmap, Lost, MapChanged, MapNotScanned, AccessDenied, AlertsSuppressed,
 }
 
 // Sources of events.
@@ -46,7 +48,16 @@ const (
 	SourceSyscall = "syscall"
 	SourceKernel  = "kernel" // a kernel hook on a map operation: a BPF program's write
 	SourceScan    = "scan"   // the content scanner
+	SourceLSM     = "lsm"    // bpfmon's BPF LSM programs (--enforce)
+	SourceAlert   = "alert"  // the alert engine itself (alerts_suppressed)
 )
+
+// Alert marks an event that a tamper rule matched (internal/alert).
+type Alert struct {
+	Rule     string // the rule's name, e.g. "foreign-write"
+	Severity string // low, medium, high or critical
+	Reason   string // why, in words: who, which map, whose it is
+}
 
 // Process is the task that made a call, as the kernel saw it.
 type Process struct {
@@ -107,6 +118,8 @@ type Event struct {
 	Time   time.Time
 	Type   string // one of the constants above
 	Source string
+	// Alert is set when a tamper rule matched the event.
+	Alert *Alert
 
 	HasResult bool
 	Result    int64 // syscall return: 0, a new fd, or a negative errno
@@ -163,6 +176,11 @@ type Event struct {
 	// MAP_* flags.
 	Prot    uint32
 	HasProt bool
+
+	// access_denied: the LSM hook that refused (bpf, bpf_map,
+	// file_receive, mmap_file) and, for the bpf hook, the command.
+	Hook string
+	Cmd  string
 
 	// The content scanner's findings (map_changed, map_not_scanned).
 	OldValue    []byte // the value at the previous pass

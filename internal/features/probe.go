@@ -54,6 +54,9 @@ type KernelSensor struct {
 type Sensors struct {
 	Syscall SyscallSensorProbe
 	Kernel  func() KernelSensor
+	// Enforce loads and attaches the enforcement programs and removes
+	// them: why --enforce cannot work here, or nil.
+	Enforce func() error
 }
 
 // Report is the result of probing.
@@ -130,8 +133,16 @@ func Probe(sensors Sensors) Report {
 	}
 
 	lsmErr := probeLSM(config)
-	add(Feature{Name: "bpf_lsm", Available: lsmErr == nil, Detail: availability(lsmErr == nil, lsmErr),
-		Fallback: "no enforcement: tampering is reported, not refused"})
+	detail := "LSM programs load"
+	if lsmErr == nil && sensors.Enforce != nil {
+		lsmErr = sensors.Enforce()
+		detail = "enforcement (watch --enforce) works: LSM programs on the bpf, bpf_map, file_receive and mmap_file hooks load and attach"
+	}
+	if lsmErr != nil {
+		detail = lsmErr.Error()
+	}
+	add(Feature{Name: "bpf_lsm", Available: lsmErr == nil, Detail: detail,
+		Fallback: "no enforcement: tampering is reported as alerts, not refused (watch --enforce refuses to start)"})
 	return r
 }
 
@@ -176,13 +187,6 @@ func kernelFeatures(k KernelSensor) []Feature {
 		cp.Fallback = "bpf(2) keys and values are read from the caller's buffers at syscall entry"
 	}
 	return []Feature{writes, attr, cp}
-}
-
-func availability(ok bool, err error) string {
-	if ok {
-		return "available"
-	}
-	return err.Error()
 }
 
 // Kprobes reports why the kernel has no kprobes, or nil: the kprobe PMU
@@ -242,6 +246,9 @@ func probeMmap() error {
 	}
 	return unix.Munmap(b)
 }
+
+// BPFLSM says why this kernel cannot run BPF LSM programs, or nil.
+func BPFLSM() error { return probeLSM(kernelConfig()) }
 
 // probeLSM: BPF LSM needs CONFIG_BPF_LSM, "bpf" among the active LSMs, and
 // a kernel that lets LSM programs load.

@@ -32,6 +32,15 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	b = appendJSONString(b, ev.Type)
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, ev.Source)
+	if a := ev.Alert; a != nil {
+		b = append(b, `,"alert":{"rule":`...)
+		b = appendJSONString(b, a.Rule)
+		b = append(b, `,"severity":`...)
+		b = appendJSONString(b, a.Severity)
+		b = append(b, `,"reason":`...)
+		b = appendJSONString(b, a.Reason)
+		b = append(b, '}')
+	}
 	if ev.HasResult {
 		b = append(b, `,"result":`...)
 		b = strconv.AppendInt(b, ev.Result, 10)
@@ -208,6 +217,14 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if ev.HasFlags {
 		b = append(b, `,"flags":`...)
 		b = strconv.AppendUint(b, ev.Flags, 10)
+	}
+	if ev.Hook != "" {
+		b = append(b, `,"hook":`...)
+		b = appendJSONString(b, ev.Hook)
+	}
+	if ev.Cmd != "" {
+		b = append(b, `,"cmd":`...)
+		b = appendJSONString(b, ev.Cmd)
 	}
 	if ev.HasProt {
 		b = append(b, `,"prot":[`...)

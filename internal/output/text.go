@@ -35,6 +35,13 @@ func (w *textWriter) Flush() error { return w.bw.Flush() }
 func appendText(b []byte, ev *event.Event) []byte {
 	b = ev.Time.Local().AppendFormat(b, "15:04:05.000000000")
 	b = append(b, ' ')
+	if a := ev.Alert; a != nil {
+		b = append(b, "ALERT "...)
+		b = appendTextString(b, a.Severity, false)
+		b = append(b, ' ')
+		b = appendTextString(b, a.Rule, false)
+		b = append(b, ' ')
+	}
 	b = appendTextString(b, ev.Type, false)
 	if p := ev.Process; p != nil {
 		b = append(b, " pid="...)
@@ -164,6 +171,14 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = append(b, " flags=0x"...)
 		b = strconv.AppendUint(b, ev.Flags, 16)
 	}
+	if ev.Hook != "" {
+		b = append(b, " hook="...)
+		b = appendTextString(b, ev.Hook, false)
+	}
+	if ev.Cmd != "" {
+		b = append(b, " cmd="...)
+		b = appendTextString(b, ev.Cmd, false)
+	}
 	if ev.HasProt {
 		b = append(b, " prot="...)
 		names := protNames(ev.Prot)
@@ -187,6 +202,10 @@ func appendText(b []byte, ev *event.Event) []byte {
 				b = append(b, ')')
 			}
 		}
+	}
+	if a := ev.Alert; a != nil {
+		b = append(b, " why="...)
+		b = appendTextString(b, a.Reason, true)
 	}
 	return append(b, '\n')
 }

@@ -14,13 +14,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpfmon/bpfmon/internal/alert"
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 )
 
 // Options configure a watch.
@@ -43,6 +47,15 @@ type Options struct {
 	ScanBudget   int64  // bytes per second, 0: unlimited
 	StatePath    string // the scanner's state file, "" for none
 	ScanMemory   int64  // bound on the scanner's snapshots, 0: default
+	// Policy selects the protected maps and sets the alert rules (nil:
+	// policy.Default, which protects bpfmon's own maps only).
+	Policy *policy.Policy
+	// AlertsOnly writes only events that carry an alert (and lost events).
+	AlertsOnly bool
+	// Enforce refuses non-owners write access to protected maps (BPF
+	// LSM). Where the kernel cannot, Run fails with an error wrapping
+	// lsm.ErrUnavailable: bpfmon never silently does less than asked.
+	Enforce bool
 }
 
 // Summary is what a watch did.
@@ -50,6 +63,7 @@ type Summary struct {
 	Events     uint64             // events written
 	Lost       uint64             // calls and kernel-side writes the kernel could not hand over
 	Incomplete uint64             // calls reported without their result
+	Alerts     uint64             // events written with an alert
 	Scan       *scanner.PassStats // the content scanner's last pass, if it ran
 }
 
@@ -66,11 +80,16 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if err := features.CheckTracing(); err != nil {
 		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
+	pol := opts.Policy
+	if pol == nil {
+		pol = policy.Default()
+	}
 	// The content scanner needs every write the sensor sees, to tell
-	// reported writes from unreported ones: then --event filters in user
-	// space only.
+	// reported writes from unreported ones, and the alert rules need every
+	// creation, load and handle to know owners: then --event filters in
+	// user space only.
 	sensorEvents := opts.Filter.Events
-	if opts.ScanInterval > 0 {
+	if opts.ScanInterval > 0 || len(pol.Protect) > 0 || opts.AlertsOnly {
 		sensorEvents = nil
 	}
 	sensor, err := bpfsyscall.New(bpfsyscall.Config{
@@ -99,33 +118,74 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		kernel = kernelwrite.Features(kw, err)
 		switch {
 		case err != nil && opts.KernelHooks != "" && opts.KernelHooks != kernelwrite.ModeAuto:
-			return sum, fmt.Errorf("%w: --kernel-hooks %s: %w", ErrSetup, opts.KernelHooks, err)
+			return sum, fmt.Errorf("--kernel-hooks %s: %w", opts.KernelHooks, err)
 		case err != nil:
 			fmt.Fprintf(opts.Log, "bpfmon: kernel-side writes unavailable, BPF programs' writes are found by the content scanner without the program's name: %v\n", err)
 		default:
 			defer kw.Close()
-			sensor.SetExtension(kw)
+			sensor.AddExtension(kw)
 			fmt.Fprintf(opts.Log, "bpfmon: watching writes by BPF programs (%s on %d kernel functions; writer named from the kernel stack)\n", kw.Kind(), kw.Hooked())
 		}
+	}
+	// Enforcement, loaded now, attached once the protected maps and their
+	// owners are in its maps.
+	var enforcer *lsm.Sensor
+	if opts.Enforce {
+		if enforcer, err = lsm.New(lsm.Config{Ring: sensor.Ring(), Calib: sensor.Calib()}); err != nil {
+			return sum, fmt.Errorf("--enforce: %w (see bpfmon features)", err)
+		}
+		defer enforcer.Close()
+		sensor.AddExtension(enforcer)
 	}
 	probes := features.Sensors{
 		Syscall: func() (string, error, error) { return sensor.Hook, sensor.HookFallback, nil },
 		Kernel:  func() features.KernelSensor { return kernel },
 	}
+	if enforcer != nil {
+		probes.Enforce = func() error { return nil } // loaded above; attached below
+	}
 	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(probes).Summary())
 	features.ReleaseBTF() // every program is loaded
 
-	// Two producers (the sensor and the scanner) share the writer.
+	// The alert engine learns the state at start (who holds what) from the
+	// map context's first inventory, and later ones from its refreshes.
+	cgroupNames := cgroups.NewResolver()
+	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: ownMaps(sensor, kw, enforcer), Cgroups: cgroupNames,
+		Warn: func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) }}
+	if enforcer != nil {
+		acfg.Enforcer = enforcer
+	}
+	alerts := alert.New(acfg)
+	maps := newMapContext(stop, func(maps []inventory.Map, atStart bool) {
+		if atStart {
+			alerts.Start(maps)
+		} else {
+			alerts.Refresh(maps)
+		}
+	})
+	logProtected(opts.Log, pol, alerts.Protected())
+	if enforcer != nil {
+		if err := enforcer.Attach(); err != nil {
+			return sum, fmt.Errorf("--enforce: %w", err)
+		}
+		fmt.Fprintf(opts.Log, "bpfmon: enforcing: non-owners are refused write access to the protected maps and to bpfmon's own (BPF LSM hooks %s)\n", strings.Join(enforcer.Hooks, ", "))
+	}
+
+	// Three producers (the sensor, the scanner, the alert engine's
+	// reports) share the writer.
 	var mu sync.Mutex
-	maps := newMapContext(stop)
 	write := func(ev *event.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
 		maps.enrich(ev)
-		if !opts.Filter.Match(ev) {
+		alerts.Evaluate(ev)
+		if !opts.Filter.Match(ev) || (opts.AlertsOnly && ev.Alert == nil && ev.Type != event.Lost) {
 			return nil
 		}
 		sum.Events++
+		if ev.Alert != nil {
+			sum.Alerts++
+		}
 		return w.Write(ev)
 	}
 	flush := func() error {
@@ -139,7 +199,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if opts.ScanInterval > 0 {
 		scan, err = scanner.New(scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
-			Exclude: ownMaps(sensor, kw),
+			Exclude: ownMaps(sensor, kw, enforcer),
 			Warn:    func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) },
 		})
 		if err != nil {
@@ -168,7 +228,9 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		scanDone <- nil
 	}
 
-	cgroupNames := cgroups.NewResolver()
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- reportSuppressed(alerts, stop, write) }()
+
 	emit := func(ev *event.Event) error {
 		if scan != nil {
 			explain(scan, ev)
@@ -182,6 +244,9 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	runErr := sensor.Run(stop, emit, flush)
 	if err := <-scanDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("content scanner: %w", err)
+	}
+	if err := <-alertsDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing alerts: %w", err)
 	}
 	if scan != nil {
 		last := scan.LastPass
@@ -200,11 +265,63 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	return sum, runErr
 }
 
+// reportSuppressed writes, every second and once more at stop, what the
+// alert engine's rate limit held back.
+func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, write func(*event.Event) error) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return writeAll(alerts.Tick(), write)
+		case <-tick.C:
+			if err := writeAll(alerts.Tick(), write); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func writeAll(evs []*event.Event, write func(*event.Event) error) error {
+	for _, ev := range evs {
+		if err := write(ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logProtected says at start what is protected, and by which rules.
+func logProtected(log io.Writer, pol *policy.Policy, protected []alert.Protected) {
+	if len(pol.Protect) == 0 {
+		fmt.Fprintf(log, "bpfmon: alerts: no map selected for protection (--protect, --policy); bpfmon's own maps are guarded\n")
+		return
+	}
+	var sels []string
+	for _, s := range pol.Protect {
+		sels = append(sels, s.String())
+	}
+	fmt.Fprintf(log, "bpfmon: alerts: protecting %d maps now, and any later one matching %s\n", len(protected), strings.Join(sels, " "))
+	for _, p := range protected {
+		var owners []string
+		for _, o := range p.Owners {
+			owners = append(owners, o.String()+" ("+o.How+")")
+		}
+		if len(owners) == 0 {
+			owners = []string{"none known"}
+		}
+		fmt.Fprintf(log, "bpfmon: alerts: map %d %q (%s); owners: %s\n", p.ID, p.Name, p.Why, strings.Join(owners, ", "))
+	}
+}
+
 // ownMaps lists bpfmon's maps, which its programs rewrite all the time.
-func ownMaps(sensor *bpfsyscall.Sensor, kw *kernelwrite.Sensor) []uint32 {
+func ownMaps(sensor *bpfsyscall.Sensor, kw *kernelwrite.Sensor, en *lsm.Sensor) []uint32 {
 	ids := sensor.MapIDs()
 	if kw != nil {
 		ids = append(ids, kw.MapIDs()...)
+	}
+	if en != nil {
+		ids = append(ids, en.MapIDs()...)
 	}
 	return ids
 }
@@ -269,7 +386,7 @@ func (f *Filter) Match(ev *event.Event) bool {
 // String renders the summary line printed at exit.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "bpfmon: %d events, %d lost", s.Events, s.Lost)
+	fmt.Fprintf(&b, "bpfmon: %d events, %d lost, %d alerts", s.Events, s.Lost, s.Alerts)
 	if s.Incomplete > 0 {
 		fmt.Fprintf(&b, ", %d without result", s.Incomplete)
 	}

@@ -60,7 +60,7 @@ type decoder struct {
 	pending map[uint32]*event.Event
 	procs   procCache
 	strings interner
-	ext     Extension // decodes kinds from firstExtensionKind on; nil: none
+	exts    []Extension // decode kinds from firstExtensionKind on
 }
 
 // firstExtensionKind is the first record kind that another sensor writes
@@ -73,6 +73,8 @@ const firstExtensionKind = 16
 // comes between that call's entry and exit records. Its methods are called
 // from Run's goroutine only.
 type Extension interface {
+	// Owns reports whether records of this kind are the extension's.
+	Owns(kind uint32) bool
 	// Decode handles one record; calls is the decoder's state.
 	Decode(raw []byte, calls Calls, emit func(*event.Event) error) error
 	// Tick runs every LossInterval, and once when Run has drained the
@@ -136,10 +138,13 @@ func (d *decoder) decode(raw []byte, emit func(*event.Event) error) error {
 		return emit(ev)
 	}
 	if len(raw) >= 4 && *(*uint32)(unsafe.Pointer(&raw[0])) >= firstExtensionKind {
-		if d.ext == nil {
-			return fmt.Errorf("record kind %d from a sensor that is not running", *(*uint32)(unsafe.Pointer(&raw[0])))
+		kind := *(*uint32)(unsafe.Pointer(&raw[0]))
+		for _, ext := range d.exts {
+			if ext.Owns(kind) {
+				return ext.Decode(raw, calls{d}, emit)
+			}
 		}
-		return d.ext.Decode(raw, calls{d}, emit)
+		return fmt.Errorf("record kind %d from a sensor that is not running", kind)
 	}
 	if len(raw) < recordHeader {
 		return fmt.Errorf("short record: %d bytes, want at least %d", len(raw), recordHeader)

@@ -113,13 +113,21 @@ func TestMapMmap(t *testing.T) {
 	src := "testdata/mmapmap.c"
 	bin32 := testutil.CC(t, src, "-m32")
 	bin64 := testutil.CC(t, src)
-	for _, tc := range []struct{ name, bin, mode string }{
-		{"mmap2 from a 32-bit process", bin32, "libc"},
-		{"old_mmap from a 32-bit process", bin32, "old"},
-		{"mmap2 by int 0x80 from 64-bit", bin64, "int80"},
+	for _, tc := range []struct{ name, bin, mode, arg string }{
+		{"mmap2 from a 32-bit process", bin32, "libc", strconv.Itoa(int(id))},
+		{"old_mmap from a 32-bit process", bin32, "old", strconv.Itoa(int(id))},
+		{"mmap2 by int 0x80 from 64-bit", bin64, "int80", strconv.Itoa(int(id))},
+		// Its first call: the executable's path is sent with it.
+		{"inherited fd, no bpf(2) call before", bin64, "libc", "fd3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := command(tc.bin, tc.mode, strconv.Itoa(int(id)))
+			cmd := command(tc.bin, tc.mode, tc.arg)
+			f, err := m.Clone()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(f.FD()), "map")}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: %v: %s", tc.bin, err, out)
@@ -128,11 +136,11 @@ func TestMapMmap(t *testing.T) {
 			if _, err := fmt.Sscanf(string(out), "fd=%d addr=%d", &fd, &addr); err != nil || fd < 0 || addr <= 0 {
 				t.Fatalf("output %q: %v", out, err)
 			}
-			ev := c.wait(t, "compat map_mmap", func(ev *event.Event) bool {
+			ev := c.wait(t, "map_mmap", func(ev *event.Event) bool {
 				return onMap(event.MapMmap, id)(ev) && ev.Process.PID == uint32(cmd.Process.Pid)
 			})
-			if !ev.Compat || ev.FD != int32(fd) || ev.Prot != unix.PROT_READ|unix.PROT_WRITE || ev.Result != addr {
-				t.Errorf("%s: compat %v fd %d (want %d) prot %d result %#x (want %#x)", describe(ev), ev.Compat, ev.FD, fd, ev.Prot, ev.Result, addr)
+			if ev.Compat != (tc.bin == bin32 || tc.mode == "int80") || ev.FD != int32(fd) || ev.Prot != unix.PROT_READ|unix.PROT_WRITE || ev.Result != addr || ev.Process.Exe != tc.bin {
+				t.Errorf("%s: compat %v fd %d (want %d) prot %d result %#x (want %#x) exe %q", describe(ev), ev.Compat, ev.FD, fd, ev.Prot, ev.Result, addr, ev.Process.Exe)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,6 +53,15 @@ var cmdEvents = map[uint32]string{
 	unix.BPF_MAP_DELETE_BATCH:            event.MapDeleteBatch,
 	unix.BPF_PROG_LOAD:                   event.ProgLoad,
 	cmdMmap:                              event.MapMmap, // not a bpf(2) command: watch_mmap, not cmd_mask
+}
+
+// CommandEvent names bpf(2) command cmd by the event type it is reported
+// as ("map_update" for BPF_MAP_UPDATE_ELEM, ...), or "cmd N".
+func CommandEvent(cmd uint32) string {
+	if name, ok := cmdEvents[cmd]; ok && cmd < 64 {
+		return name
+	}
+	return "cmd " + strconv.FormatUint(uint64(cmd), 10)
 }
 
 // Config selects what the sensor captures.
@@ -241,12 +251,16 @@ func (s *Sensor) ProgramIDs() []uint32 {
 }
 
 // Ring is the sensor's ring buffer, which other sensors may write into
-// with records an Extension decodes (see SetExtension).
+// with records an Extension decodes (see AddExtension).
 func (s *Sensor) Ring() *ebpf.Map { return s.objs.Events }
 
-// SetExtension has Run hand the records of another sensor, written into
+// AddExtension has Run hand the records of another sensor, written into
 // Ring, to ext. Call it before Run.
-func (s *Sensor) SetExtension(ext Extension) { s.dec.ext = ext }
+func (s *Sensor) AddExtension(ext Extension) { s.dec.exts = append(s.dec.exts, ext) }
+
+// Calib is the map holding the kernel address of the map file operations,
+// learnt at start: how another sensor's programs tell a map's file.
+func (s *Sensor) Calib() *ebpf.Map { return s.objs.Calib }
 
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
@@ -501,8 +515,8 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 		case <-stop:
 			// Detaching waits for running programs to finish, so every
 			// record they write is in the ring before Flush.
-			if s.dec.ext != nil {
-				s.dec.ext.Detach()
+			for _, ext := range s.dec.exts {
+				ext.Detach()
 			}
 			s.Detach()
 			s.reader.Flush()
@@ -545,8 +559,8 @@ func (s *Sensor) Run(stop <-chan struct{}, emit func(*event.Event) error, idle f
 			if err := s.reportLost(emit); err != nil {
 				return err
 			}
-			if s.dec.ext != nil {
-				if err := s.dec.ext.Tick(emit); err != nil {
+			for _, ext := range s.dec.exts {
+				if err := ext.Tick(emit); err != nil {
 					return err
 				}
 			}
@@ -561,8 +575,8 @@ func (s *Sensor) tick(emit func(*event.Event) error) error {
 	if err := s.reportLost(emit); err != nil {
 		return err
 	}
-	if s.dec.ext != nil {
-		if err := s.dec.ext.Tick(emit); err != nil {
+	for _, ext := range s.dec.exts {
+		if err := ext.Tick(emit); err != nil {
 			return err
 		}
 	}

@@ -630,6 +630,10 @@ func (s *Sensor) Hooked() int {
 	return n
 }
 
+// Owns implements bpfsyscall.Extension: the kinds of bpf/include/event.h
+// from REC_KWRITE up to the LSM sensor's.
+func (s *Sensor) Owns(kind uint32) bool { return kind >= recKwrite && kind < 32 }
+
 // Decode implements bpfsyscall.Extension.
 func (s *Sensor) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Event) error) error {
 	return s.dec.Decode(raw, calls, emit)

@@ -66,7 +66,7 @@ func start(t testing.TB, o options) *collector {
 		for _, h := range kw.Hooks {
 			t.Logf("hook %s: %s %s", h.Function, h.Kind, h.Reason())
 		}
-		sys.SetExtension(kw)
+		sys.AddExtension(kw)
 		c.kw = kw
 	}
 	if !o.deferRun {

@@ -9,7 +9,8 @@
 // through int $0x80). It gets an fd for MAP_ID (MAP_GET_FD_BY_ID), maps one
 // page of it shared and writable, and prints
 //   fd=N addr=A
-// where A is the address returned, or a negative errno.
+// where A is the address returned, or a negative errno. MAP_ID "fd3" maps
+// the inherited fd 3 instead, without any bpf(2) call.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdint.h>
@@ -34,7 +35,10 @@ int main(int argc, char **argv)
 	}
 	memset(attr, 0, sizeof(attr));
 	*(uint32_t *)attr = strtoul(argv[2], NULL, 0);
-	fd = syscall(SYS_bpf, CMD_GET_FD_BY_ID, attr, sizeof(attr));
+	if (!strcmp(argv[2], "fd3"))
+		fd = 3; /* inherited: the process makes no bpf(2) call at all */
+	else
+		fd = syscall(SYS_bpf, CMD_GET_FD_BY_ID, attr, sizeof(attr));
 	if (fd < 0) {
 		printf("fd=%d addr=0\n", -errno);
 		return 0;

@@ -1,0 +1,253 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * bpfmon BPF LSM sensor (--enforce): refuses write access to protected maps
+ * to every process that does not own them, and reports each refusal.
+ *
+ * A process writes a map through a writable fd, so the hooks close every way
+ * to get one and every way to use one:
+ *   bpf          a bpf(2) command that changes a map (update, delete,
+ *                lookup-and-delete, their batch forms, freeze), by map fd;
+ *   bpf_map      a new fd with write access (BPF_MAP_GET_FD_BY_ID,
+ *                BPF_OBJ_GET of a pin);
+ *   file_receive a writable map fd passed in (SCM_RIGHTS, pidfd_getfd);
+ *   mmap_file    a shared writable mapping of a BPF_F_MMAPABLE map.
+ * Without the bpf_map and file_receive hooks, the bpf hook alone would be
+ * racy: it resolves the fd before the command does, and another thread
+ * could dup2 a protected map's fd over it in between. With them, a
+ * non-owner never holds a writable fd to a protected map in the first place.
+ *
+ * Who owns a map is decided by user space (internal/alert) and written into
+ * the owners map: an executable (inode) in a cgroup (id), per map or for
+ * every map. Refusals are written, as struct deny, into the syscall
+ * sensor's ring buffer. bpfmon itself (self_tgid) is always allowed. Writes by BPF
+ * programs through helpers have no LSM hook and are not refused.
+ *
+ * Each program honours an earlier LSM program's refusal: the return value
+ * of the previous one is the slot after the hook's arguments.
+ */
+#define BPFMON_BTF
+#include "kernel.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "event.h"
+#include "common.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const __u32 self_tgid = 0;
+volatile const struct deny deny_layout = {};
+
+#define EPERM 1
+#define FMODE_WRITE 0x2
+#define PROT_WRITE 0x2
+#define MAP_SHARED 0x01
+#define MAP_SHARED_VALIDATE 0x03
+
+/* enum bpf_cmd */
+#define BPF_MAP_UPDATE_ELEM 2
+#define BPF_MAP_DELETE_ELEM 3
+#define BPF_MAP_LOOKUP_AND_DELETE_ELEM 21
+#define BPF_MAP_FREEZE 22
+#define BPF_MAP_LOOKUP_AND_DELETE_BATCH 25
+#define BPF_MAP_UPDATE_BATCH 26
+#define BPF_MAP_DELETE_BATCH 27
+/* union bpf_attr: map_fd of the element commands and of the batch ones */
+#define ATTR_ELEM_MAP_FD 0
+#define ATTR_BATCH_MAP_FD 36
+
+#define LSTAT_LOST 0 /* refusals not reported: the ring buffer was full */
+#define LSTAT_DENIED 1
+#define LSTAT_MAX 2
+
+struct owner_key {
+	__u32 map_id; /* 0: every protected map */
+	__u32 _pad;
+	__u64 exe_ino;
+	__u64 cgroup_id; /* 0: any cgroup */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} protected SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct owner_key);
+	__type(value, __u8);
+} owners SEC(".maps");
+
+/* bpf_map_fops, as the syscall sensor learnt it (the loader replaces this
+ * map with the sensor's): a file is a map's when its f_op is that. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} calib SEC(".maps");
+
+/* The syscall sensor's ring buffer: the loader replaces this definition
+ * with it, so a refusal is read in order with the call it refused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 12);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, LSTAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lstats SEC(".maps");
+
+/* map_of returns the map behind file f, NULL when f is not a map's. */
+static __always_inline struct bpf_map *map_of(struct file *f)
+{
+	__u32 zero = 0;
+
+	return map_of_file(f, bpf_map_lookup_elem(&calib, &zero));
+}
+
+static __always_inline bool owned(__u32 map_id)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct owner_key k = {};
+
+	k.exe_ino = exe_ino(t);
+	if (!k.exe_ino)
+		return false;
+	k.cgroup_id = bpf_get_current_cgroup_id();
+	k.map_id = map_id;
+	if (bpf_map_lookup_elem(&owners, &k))
+		return true;
+	k.map_id = 0;
+	if (bpf_map_lookup_elem(&owners, &k))
+		return true;
+	k.cgroup_id = 0;
+	if (bpf_map_lookup_elem(&owners, &k))
+		return true;
+	k.map_id = map_id;
+	return bpf_map_lookup_elem(&owners, &k) != 0;
+}
+
+/* check refuses the current task access to m if m is protected and the
+ * task does not own it, and reports the refusal. */
+static __always_inline int check(struct bpf_map *m, __u32 hook, __u32 cmd, __u32 mode)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct deny *d;
+	__u32 id;
+
+	if (!m || (__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	id = BPF_CORE_READ(m, id);
+	if (!bpf_map_lookup_elem(&protected, &id) || owned(id))
+		return 0;
+	count_inc(&lstats, LSTAT_DENIED);
+	d = bpf_ringbuf_reserve(&events, sizeof(*d), 0);
+	if (!d) {
+		count_inc(&lstats, LSTAT_LOST);
+		return -EPERM;
+	}
+	__builtin_memset(d, 0, sizeof(*d));
+	d->kind = REC_DENY;
+	d->hook = hook;
+	d->ktime = bpf_ktime_get_boot_ns();
+	FILL_TASK(d, t, pid_tgid);
+	d->cmd = cmd;
+	d->start_time = t->start_time;
+	d->exe_ino = exe_ino(t);
+	d->mode = mode;
+	read_map(m, &d->map);
+	bpf_ringbuf_submit(d, 0);
+	return -EPERM;
+}
+
+static __always_inline int on_bpf(int cmd, void *attr)
+{
+	__u32 off, fd = 0;
+
+	switch (cmd) {
+	case BPF_MAP_UPDATE_ELEM:
+	case BPF_MAP_DELETE_ELEM:
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+	case BPF_MAP_FREEZE:
+		off = ATTR_ELEM_MAP_FD;
+		break;
+	case BPF_MAP_LOOKUP_AND_DELETE_BATCH:
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH:
+		off = ATTR_BATCH_MAP_FD;
+		break;
+	default:
+		return 0;
+	}
+	/* attr is the kernel's copy of the caller's union bpf_attr. */
+	if (bpf_probe_read_kernel(&fd, sizeof(fd), attr + off) < 0)
+		return 0;
+	return check(map_of(fd_file(bpf_get_current_task_btf(), fd)), HOOK_BPF, cmd, 0);
+}
+
+/* security_bpf(int cmd, union bpf_attr *attr, unsigned int size) */
+SEC("lsm/bpf")
+int lsm_bpf(__u64 *ctx)
+{
+	if ((int)ctx[3])
+		return (int)ctx[3];
+	return on_bpf((int)ctx[0], (void *)ctx[1]);
+}
+
+/* Newer kernels add a fourth parameter (bool kernel: the call comes from a
+ * BPF program), which moves the previous result's slot. */
+SEC("lsm/bpf")
+int lsm_bpf4(__u64 *ctx)
+{
+	if ((int)ctx[4])
+		return (int)ctx[4];
+	return on_bpf((int)ctx[0], (void *)ctx[1]);
+}
+
+/* security_bpf_map(struct bpf_map *map, fmode_t fmode) */
+SEC("lsm/bpf_map")
+int lsm_bpf_map(__u64 *ctx)
+{
+	if ((int)ctx[2])
+		return (int)ctx[2];
+	if (!((__u32)ctx[1] & FMODE_WRITE))
+		return 0;
+	return check((struct bpf_map *)ctx[0], HOOK_BPF_MAP, 0, (__u32)ctx[1]);
+}
+
+/* security_file_receive(struct file *file) */
+SEC("lsm/file_receive")
+int lsm_file_receive(__u64 *ctx)
+{
+	struct file *f = (struct file *)ctx[0];
+	__u32 mode;
+
+	if ((int)ctx[1])
+		return (int)ctx[1];
+	mode = BPF_CORE_READ(f, f_mode);
+	if (!(mode & FMODE_WRITE))
+		return 0;
+	return check(map_of(f), HOOK_FILE_RECEIVE, 0, mode);
+}
+
+/* security_mmap_file(struct file *file, unsigned long reqprot,
+ *                    unsigned long prot, unsigned long flags) */
+SEC("lsm/mmap_file")
+int lsm_mmap_file(__u64 *ctx)
+{
+	__u32 type;
+
+	if ((int)ctx[4])
+		return (int)ctx[4];
+	type = ctx[3] & MAP_SHARED_VALIDATE;
+	if (!(ctx[2] & PROT_WRITE) || (type != MAP_SHARED && type != MAP_SHARED_VALIDATE))
+		return 0;
+	return check(map_of((struct file *)ctx[0]), HOOK_MMAP_FILE, 0, (__u32)ctx[2]);
+}

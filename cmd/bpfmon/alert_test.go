@@ -1,0 +1,376 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// actEnv makes the test binary a child that performs the listed actions
+// (see actChild) and exits. Run as a copy at another path, it is a
+// process that owns nothing: another executable, the same cgroup.
+const actEnv = "BPFMON_E2E_ACTS"
+
+// actChild performs comma-separated actions, each KIND:ARG[:ARG]:
+//
+//	getfd:ID        open map ID (BPF_MAP_GET_FD_BY_ID)
+//	objget:PATH     open a pinned map (BPF_OBJ_GET)
+//	update:ID:KEY   write KEY (u32) = 0x99 (u64) in map ID
+//	flood:ID:N      N such writes of keys 0..N-1
+//	mmap:ID         map the first page of map ID, shared and writable
+//	progload:ID     load a socket filter that uses map ID
+//
+// Maps are opened once and kept, as a real client would.
+func actChild(acts string) error {
+	open := map[string]*ebpf.Map{}
+	get := func(id string) (*ebpf.Map, error) {
+		if m := open[id]; m != nil {
+			return m, nil
+		}
+		n, err := strconv.ParseUint(id, 10, 32)
+		if err != nil {
+			return nil, err
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(n))
+		open[id] = m
+		return m, err
+	}
+	for _, act := range strings.Split(acts, ",") {
+		f := strings.Split(act, ":")
+		var m *ebpf.Map
+		var err error
+		if f[0] != "objget" {
+			if m, err = get(f[1]); err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+		}
+		switch f[0] {
+		case "getfd":
+		case "objget":
+			_, err = ebpf.LoadPinnedMap(f[1], nil)
+		case "update":
+			k, _ := strconv.Atoi(f[2])
+			err = m.Update(uint32(k), uint64(0x99), 0)
+		case "flood":
+			n, _ := strconv.Atoi(f[2])
+			for k := 0; k < n && err == nil; k++ {
+				err = m.Update(uint32(k%8), uint64(k), 0)
+			}
+		case "mmap":
+			_, err = unix.Mmap(m.FD(), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		case "progload":
+			_, err = usingProgram(m)
+		default:
+			err = fmt.Errorf("unknown action")
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", act, err)
+		}
+	}
+	return nil
+}
+
+// usingProgram loads a socket filter that uses m.
+func usingProgram(m *ebpf.Map) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: "e2e_uses", Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
+		asm.LoadMapPtr(asm.R1, m.FD()), asm.Mov.Imm(asm.R0, 0), asm.Return(),
+	}})
+}
+
+// foreignCopy copies the test binary to another path: the copy has its
+// own inode, so it is another executable, not an owner of anything.
+func foreignCopy(t *testing.T, name string) string {
+	t.Helper()
+	src, err := os.Open(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	path := filepath.Join(dir, name)
+	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// act runs exe as an action child and returns its pid.
+func act(t *testing.T, exe string, acts ...string) int {
+	t.Helper()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), actEnv+"="+strings.Join(acts, ","))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v: %s", filepath.Base(exe), acts, err, out)
+	}
+	return cmd.Process.Pid
+}
+
+type alertEvent struct {
+	Event  string
+	Source string
+	Count  uint64
+	Alert  *struct{ Rule, Severity, Reason string }
+	Map    *struct{ ID uint32 }
+	Prog   *struct{ ID uint32 }
+	Proc   *struct{ PID int } `json:"process"`
+}
+
+func parseAlerts(t *testing.T, lines []string) []alertEvent {
+	t.Helper()
+	var evs []alertEvent
+	for _, l := range lines {
+		var ev alertEvent
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
+func (ev alertEvent) on(id uint32) bool { return ev.Map != nil && ev.Map.ID == id }
+func (ev alertEvent) by(pid int) bool   { return ev.Proc != nil && ev.Proc.PID == pid }
+
+func newSpecMap(t *testing.T, spec *ebpf.MapSpec) (*ebpf.Map, uint32) {
+	t.Helper()
+	m, err := ebpf.NewMap(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	info, _ := m.Info()
+	id, _ := info.ID()
+	return m, uint32(id)
+}
+
+func itoa(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
+// TestAlertRules runs every detection rule against a live watch, each
+// with a benign control that must not alert. This process creates the
+// protected maps before watch starts, so it and every process running its
+// executable in its cgroup own them; a copy of the executable at another
+// path is the foreigner.
+func TestAlertRules(t *testing.T) {
+	testutil.RequireRoot(t)
+	prot, protID := newSpecMap(t, &ebpf.MapSpec{Name: "alert_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	mm, mmID := newSpecMap(t, &ebpf.MapSpec{Name: "alert_mmap", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 512, Flags: unix.BPF_F_MMAPABLE})
+	_, otherID := newMap(t)
+	pin := filepath.Join(testutil.BPFFSPath(t), fmt.Sprintf("bpfmon_alert_%d", os.Getpid()))
+	if err := prot.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer prot.Unpin()
+	foreign := foreignCopy(t, "foreign.test")
+
+	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--protect", "pin:"+pin, "--protect", "name:alert_mmap")
+	if !strings.Contains(w.stderr.String(), fmt.Sprintf("map %d \"alert_prot\" (pin:%s)", protID, pin)) {
+		t.Errorf("start message does not list the map protected by its pin:\n%s", w.stderr.String())
+	}
+	// One of bpfmon's own maps, for the self-access rule. Listing them
+	// opens them: this process's own handles alert too, rightly.
+	own, _, err := inventory.Collect(inventory.Options{PIDs: []uint32{uint32(w.cmd.Process.Pid)}, SkipPins: true})
+	if err != nil || len(own) == 0 {
+		t.Fatalf("bpfmon's maps: %v %v", own, err)
+	}
+	selfID := own[0].ID
+	time.Sleep(testutil.Timeout(700 * time.Millisecond)) // the scanner's baseline
+
+	// Benign: the owner writes, maps and uses its maps; so does another
+	// process of the owner's executable and cgroup.
+	if err := prot.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	ownerChild := act(t, os.Args[0], "update:"+itoa(protID)+":2", "getfd:"+itoa(mmID), "mmap:"+itoa(mmID))
+	ownProg, err := usingProgram(prot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ownProg.Close()
+	// The foreigner: a handle and a write; a pinned handle; a writable
+	// mapping; a program using the map; a handle to bpfmon's map; and a
+	// write to a map nobody protects.
+	f1 := act(t, foreign, "getfd:"+itoa(protID), "update:"+itoa(protID)+":3")
+	f2 := act(t, foreign, "objget:"+pin)
+	f3 := act(t, foreign, "getfd:"+itoa(mmID), "mmap:"+itoa(mmID))
+	f4 := act(t, foreign, "progload:"+itoa(protID))
+	f5 := act(t, foreign, "getfd:"+itoa(selfID))
+	f6 := act(t, foreign, "update:"+itoa(otherID)+":4")
+	// A store through the owner's own mapping: no hook sees it; the
+	// scanner does, and nothing explains it.
+	b, err := unix.Mmap(mm.FD(), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[8*5] = 0x55
+	unix.Munmap(b)
+	time.Sleep(testutil.Timeout(1500 * time.Millisecond)) // two scanner passes and their grace
+	lines := w.stop(t, syscall.SIGINT)
+	evs := parseAlerts(t, lines)
+
+	type want struct {
+		rule, event string
+		pid         int
+		mapID       uint32
+	}
+	wants := []want{
+		{"foreign-handle", "map_get_fd_by_id", f1, protID},
+		{"foreign-write", "map_update", f1, protID},
+		{"foreign-handle", "obj_get", f2, protID},
+		{"foreign-handle", "map_get_fd_by_id", f3, mmID},
+		{"foreign-mmap", "map_mmap", f3, mmID},
+		{"foreign-program", "prog_load", f4, 0},
+		{"self-access", "map_get_fd_by_id", f5, selfID},
+		{"unexplained-change", "map_changed", 0, mmID},
+	}
+	for _, wt := range wants {
+		found := false
+		for _, ev := range evs {
+			if ev.Event == wt.event && ev.Alert != nil && ev.Alert.Rule == wt.rule && (wt.pid == 0 || ev.by(wt.pid)) && (wt.mapID == 0 || ev.on(wt.mapID)) {
+				found = true
+				if ev.Alert.Severity == "" || !strings.Contains(ev.Alert.Reason, "map") {
+					t.Errorf("%s: incomplete alert %+v", wt.rule, *ev.Alert)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no %s alert on %s by pid %d on map %d\n%s", wt.rule, wt.event, wt.pid, wt.mapID, strings.Join(lines, "\n"))
+		}
+	}
+	// The benign controls: seen, and not alerted.
+	seen := map[string]int{}
+	for _, ev := range evs {
+		benign := (ev.by(os.Getpid()) && (ev.Alert == nil || ev.Alert.Rule != "self-access")) || ev.by(ownerChild) || ev.by(f6)
+		if benign {
+			seen[fmt.Sprintf("%s by %d", ev.Event, ev.Proc.PID)]++
+			if ev.Alert != nil {
+				t.Errorf("benign %s by pid %d alerted: %+v", ev.Event, ev.Proc.PID, *ev.Alert)
+			}
+		}
+		if ev.Alert != nil && ev.Alert.Rule == "foreign-write" && !ev.by(f1) {
+			t.Errorf("foreign-write alert for pid %v: %+v", ev.Proc, *ev.Alert)
+		}
+	}
+	for _, s := range []string{
+		fmt.Sprintf("map_update by %d", os.Getpid()), fmt.Sprintf("prog_load by %d", os.Getpid()), fmt.Sprintf("map_mmap by %d", os.Getpid()),
+		fmt.Sprintf("map_update by %d", ownerChild), fmt.Sprintf("map_mmap by %d", ownerChild), fmt.Sprintf("map_update by %d", f6),
+	} {
+		if seen[s] == 0 {
+			t.Errorf("benign control not seen: %s\n%s", s, strings.Join(lines, "\n"))
+		}
+	}
+}
+
+// TestAlertPolicyAndRateLimit: a policy file names an owner by executable
+// (its writes do not alert), changes a rule's severity and limits alerts to
+// a burst of 3 and 1 per second. A flood of foreign writes is alerted up to
+// the limit and the rest counted in alerts_suppressed; a foreign write to
+// another map, after the flood, is still alerted: new sources are never
+// buried. --alerts-only writes nothing else.
+func TestAlertPolicyAndRateLimit(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, a := newSpecMap(t, &ebpf.MapSpec{Name: "alert_a", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	_, c := newSpecMap(t, &ebpf.MapSpec{Name: "alert_c", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	foreign := foreignCopy(t, "foreign.test")
+	trusted := foreignCopy(t, "trusted.test")
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	pol := fmt.Sprintf(`version: 1
+protect:
+  - id: %d
+  - id: %d
+owners:
+  - exe: %s
+rules:
+  foreign-write: {severity: high}
+  foreign-handle: {enabled: false}
+alerts:
+  rate: 1
+  burst: 3
+`, a, c, trusted)
+	if err := os.WriteFile(policyFile, []byte(pol), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatch(t, "--format", "json", "--policy", policyFile, "--alerts-only", "--scan-interval", "0")
+	tr := act(t, trusted, "update:"+itoa(a)+":1")
+	const flood = 200
+	f := act(t, foreign, "flood:"+itoa(a)+":"+strconv.Itoa(flood), "update:"+itoa(c)+":1")
+	time.Sleep(testutil.Timeout(1500 * time.Millisecond)) // a suppression report
+	lines := w.stop(t, syscall.SIGINT)
+	evs := parseAlerts(t, lines)
+	// Tests running in parallel make alerts of their own (a content
+	// scanner reading bpfmon's maps is self-access): only this test's
+	// processes and rule are counted.
+	var alerted, suppressed, onC int
+	for _, ev := range evs {
+		switch {
+		case ev.Alert == nil && ev.Event != "lost":
+			t.Errorf("--alerts-only wrote an event without alert: %+v", ev)
+		case ev.Event == "alerts_suppressed" && ev.Alert.Rule == "foreign-write":
+			if ev.Alert.Severity != "high" || ev.Source != "alert" || !strings.Contains(ev.Alert.Reason, "rate limit 1/s after a burst of 3") {
+				t.Errorf("alerts_suppressed: %+v", *ev.Alert)
+			}
+			suppressed += int(ev.Count)
+		case ev.by(tr):
+			t.Errorf("the policy's owner alerted: %+v", *ev.Alert)
+		case ev.by(f) && ev.Alert.Rule == "foreign-handle":
+			t.Errorf("a disabled rule alerted: %+v", *ev.Alert)
+		case ev.Event == "map_update" && ev.by(f) && ev.on(a):
+			alerted++
+			if ev.Alert.Rule != "foreign-write" || ev.Alert.Severity != "high" {
+				t.Errorf("flood alert: %+v", *ev.Alert)
+			}
+		case ev.Event == "map_update" && ev.by(f) && ev.on(c):
+			onC++
+		}
+	}
+	// The burst, plus at most a few refilled at 1/s during the flood.
+	if alerted < 3 || alerted > 6 || alerted+suppressed != flood || onC != 1 {
+		t.Errorf("flood of %d: %d alerted, %d suppressed; write to the other map alerted %d times (want 1)\n%s",
+			flood, alerted, suppressed, onC, strings.Join(lines, "\n"))
+	}
+}
+
+// TestAlertEventsLost: with a map protected, events lost because the ring
+// buffer overflowed are an alert: the write that mattered may be among them.
+func TestAlertEventsLost(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, a := newSpecMap(t, &ebpf.MapSpec{Name: "alert_lost", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	m, _ := newMap(t)
+	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(a), "--alerts-only", "--ring-buffer", "4K", "--scan-interval", "0")
+	for i := 0; i < 20000; i++ {
+		m.Update(uint32(i%8), uint64(i), 0)
+	}
+	time.Sleep(testutil.Timeout(1500 * time.Millisecond)) // the loss report
+	lines := w.stop(t, syscall.SIGINT)
+	var lostAlert bool
+	for _, ev := range parseAlerts(t, lines) {
+		if ev.Event == "lost" && ev.Count > 0 && ev.Alert != nil && ev.Alert.Rule == "events-lost" && ev.Alert.Severity == "medium" {
+			lostAlert = true
+		}
+	}
+	if !lostAlert {
+		t.Errorf("no events-lost alert:\n%s", strings.Join(lines, "\n"))
+	}
+}

@@ -1,0 +1,351 @@
+package lsm
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/alert"
+	"github.com/bpfmon/bpfmon/internal/cgroups"
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+const childEnv = "BPFMON_LSM_CHILD"
+
+// TestMain lets the test binary, copied to another path (another
+// executable, so not an owner), act as the foreign process: it reads
+// commands from stdin and answers each with "ok" or the errno.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		child()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child commands:
+//
+//	open ID      keep a writable fd to map ID (BPF_MAP_GET_FD_BY_ID)
+//	openro ID    the same, read-only (BPF_F_RDONLY)
+//	update ID    write key 1 = 2 through the kept fd
+//	mmap ID      map the kept fd shared and writable
+//	recv         receive an fd over SCM_RIGHTS on fd 3: "ok", or "nofd"
+func child() {
+	fds := map[string]int{}
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		var err error
+		switch f[0] {
+		case "open", "openro":
+			id, _ := strconv.Atoi(f[1])
+			flags := uint32(0)
+			if f[0] == "openro" {
+				flags = unix.BPF_F_RDONLY
+			}
+			var fd int
+			fd, err = getFD(uint32(id), flags)
+			if err == nil && f[0] == "open" {
+				fds[f[1]] = fd
+			}
+		case "update":
+			m, e := ebpf.NewMapFromFD(fds[f[1]])
+			if e == nil {
+				fd2, _ := unix.Dup(fds[f[1]])
+				fds[f[1]] = fd2 // NewMapFromFD owns the first
+				err = m.Update(uint32(1), uint64(2), 0)
+			} else {
+				err = e
+			}
+		case "mmap":
+			_, err = unix.Mmap(fds[f[1]], 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		case "recv":
+			buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
+			_, oobn, _, _, rerr := unix.Recvmsg(3, buf, oob, 0)
+			err = rerr
+			if err == nil {
+				if msgs, _ := unix.ParseSocketControlMessage(oob[:oobn]); len(msgs) == 0 {
+					fmt.Println("nofd")
+					continue
+				}
+			}
+		}
+		var errno unix.Errno
+		switch {
+		case err == nil:
+			fmt.Println("ok")
+		case errors.As(err, &errno):
+			fmt.Println(errno.Error())
+		default:
+			fmt.Println(err)
+		}
+	}
+}
+
+// getFD is BPF_MAP_GET_FD_BY_ID with open flags, which the library does
+// not take.
+func getFD(id, flags uint32) (int, error) {
+	attr := make([]byte, 16)
+	*(*uint32)(ptr(attr)) = id
+	*(*uint32)(ptr(attr[8:])) = flags
+	r, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_MAP_GET_FD_BY_ID, uintptr(ptr(attr)), uintptr(len(attr)))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
+
+func ptr(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
+
+// foreign is a running child at another path.
+type foreign struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+}
+
+func startForeign(t *testing.T, extra ...*os.File) *foreign {
+	t.Helper()
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "foreign.test")
+	if err := os.WriteFile(path, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := &foreign{cmd: exec.Command(path, "-test.run=^$")}
+	f.cmd.Env = append(os.Environ(), childEnv+"=1")
+	f.cmd.ExtraFiles = extra
+	f.cmd.Stderr = os.Stderr
+	if f.in, err = f.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.out = bufio.NewScanner(out)
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.in.Close(); f.cmd.Wait() })
+	return f
+}
+
+// do sends a command and returns the answer.
+func (f *foreign) do(t *testing.T, cmd string) string {
+	t.Helper()
+	fmt.Fprintln(f.in, cmd)
+	if !f.out.Scan() {
+		t.Fatalf("foreign %q: no answer", cmd)
+	}
+	return f.out.Text()
+}
+
+func mapID(t *testing.T, m *ebpf.Map) uint32 {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := info.ID()
+	return uint32(id)
+}
+
+// start runs the syscall sensor with the LSM sensor on it. bpfmon's own
+// process is always allowed; here that is nobody (the test process must
+// be an owner to write).
+func start(t *testing.T) (*Sensor, *testutil.Events) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if err := features.BPFLSM(); err != nil {
+		t.Skipf("BPF LSM unavailable here (%v); make vmtest runs this test on kernels booted with lsm=...,bpf", err)
+	}
+	sys, err := bpfsyscall.New(bpfsyscall.Config{IncludeSelf: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	en, err := New(Config{Ring: sys.Ring(), Calib: sys.Calib(), SelfTGID: ^uint32(0)})
+	if err != nil {
+		sys.Close()
+		t.Fatalf("loading the LSM sensor: %v", err)
+	}
+	sys.AddExtension(en)
+	evs := &testutil.Events{Describe: func(ev *event.Event) string {
+		return fmt.Sprintf("%s %+v %+v hook=%s cmd=%s", ev.Type, ev.Process, ev.Map, ev.Hook, ev.Cmd)
+	}}
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() { done <- sys.Run(stop, evs.Add, nil) }()
+	t.Cleanup(func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("sensor run: %v", err)
+		}
+		en.Close()
+		sys.Close()
+	})
+	return en, evs
+}
+
+func self(t *testing.T) alert.Identity {
+	t.Helper()
+	o, err := alert.ProcessOwner(uint32(os.Getpid()), cgroups.NewResolver())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o.Identity
+}
+
+// TestEnforce: a non-owner is refused every way to write a protected map
+// (a bpf(2) update through an fd it already held, a new writable fd, an fd
+// passed over SCM_RIGHTS, a writable shared mapping), each refusal is
+// reported with its hook; reading stays possible; the owner's writes and
+// everyone's writes to other maps go through; a process made an owner for
+// every map (a policy owner) may write.
+func TestEnforce(t *testing.T) {
+	en, evs := start(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "lsm_prot", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 512, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	other, err := ebpf.NewMap(&ebpf.MapSpec{Name: "lsm_other", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	id, otherID := mapID(t, m), mapID(t, other)
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(sp[0])
+	peer := os.NewFile(uintptr(sp[1]), "peer")
+	defer peer.Close()
+
+	f := startForeign(t, peer)
+	ids, oids := strconv.Itoa(int(id)), strconv.Itoa(int(otherID))
+	for _, c := range []string{"open " + ids, "open " + oids} {
+		if got := f.do(t, c); got != "ok" {
+			t.Fatalf("before enforcement, %s: %s", c, got)
+		}
+	}
+	if err := en.Protect(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := en.AddOwner(id, self(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := en.Attach(); err != nil {
+		t.Fatalf("attaching: %v", err)
+	}
+	t.Logf("hooks: %v", en.Hooks)
+
+	eperm := unix.EPERM.Error()
+	for cmd, want := range map[string]string{
+		"update " + ids:  eperm, // a writable fd held from before
+		"mmap " + ids:    eperm,
+		"open " + ids:    eperm, // a new writable fd
+		"openro " + ids:  "ok",  // reading is not refused
+		"update " + oids: "ok",
+	} {
+		if got := f.do(t, cmd); got != want {
+			t.Errorf("foreign %s: %s, want %s", cmd, got, want)
+		}
+	}
+	rights := unix.UnixRights(m.FD())
+	if err := unix.Sendmsg(sp[0], []byte{0}, rights, nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.do(t, "recv"); got != "nofd" {
+		t.Errorf("foreign received a writable fd over SCM_RIGHTS: %s", got)
+	}
+	// The owner writes and maps its map.
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Errorf("the owner's update: %v", err)
+	}
+	if b, err := unix.Mmap(m.FD(), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		t.Errorf("the owner's mmap: %v", err)
+	} else {
+		unix.Munmap(b)
+	}
+
+	pid := uint32(f.cmd.Process.Pid)
+	for _, hook := range []string{"bpf", "mmap_file", "bpf_map", "file_receive"} {
+		ev := evs.Wait(t, testutil.Timeout(5*time.Second), "access_denied "+hook, func(ev *event.Event) bool {
+			return ev.Type == event.AccessDenied && ev.Hook == hook
+		})
+		if ev.Process == nil || ev.Process.PID != pid || ev.Map == nil || ev.Map.ID != id || ev.Map.Name != "lsm_prot" || ev.Source != event.SourceLSM ||
+			!ev.HasResult || ev.Result != -int64(unix.EPERM) || ev.Process.Exe == "" {
+			t.Errorf("%s refusal: %+v process %+v map %+v", hook, ev, ev.Process, ev.Map)
+		}
+		if hook == "bpf" && ev.Cmd != event.MapUpdate {
+			t.Errorf("bpf refusal of %q, want %q", ev.Cmd, event.MapUpdate)
+		}
+	}
+	// The refused bpf(2) update, as the syscall sensor saw it.
+	evs.Wait(t, testutil.Timeout(5*time.Second), "the refused update", func(ev *event.Event) bool {
+		return ev.Type == event.MapUpdate && ev.Process != nil && ev.Process.PID == pid && ev.Map != nil && ev.Map.ID == id && ev.Result == -int64(unix.EPERM)
+	})
+	evs.None(t, "a refusal of the owner or of another map", func(ev *event.Event) bool {
+		return ev.Type == event.AccessDenied && (ev.Process.PID != pid || ev.Map.ID != id)
+	})
+	if denied, lost, err := en.Stats(); err != nil || denied < 4 || lost != 0 {
+		t.Errorf("stats: %d refused, %d lost, %v", denied, lost, err)
+	}
+
+	// An owner of every map, by executable in any cgroup: the policy's.
+	var st unix.Stat_t
+	if err := unix.Stat(f.cmd.Path, &st); err != nil {
+		t.Fatal(err)
+	}
+	if err := en.AddOwner(0, alert.Identity{ExeIno: st.Ino}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.do(t, "update "+ids); got != "ok" {
+		t.Errorf("a policy owner's update: %s", got)
+	}
+}
+
+// TestFlagsMatchHeader checks the record kind and hooks against
+// bpf/include/event.h, which BTF does not carry, and the record's layout
+// against the object.
+func TestFlagsMatchHeader(t *testing.T) {
+	src, err := os.ReadFile("../../../bpf/include/event.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]int{"REC_DENY": recDeny, "HOOK_BPF": hookBPF, "HOOK_BPF_MAP": hookBPFMap,
+		"HOOK_FILE_RECEIVE": hookFileReceive, "HOOK_MMAP_FILE": hookMmapFile} {
+		if !strings.Contains(string(src), fmt.Sprintf("#define %s %d ", name, v)) && !strings.Contains(string(src), fmt.Sprintf("#define %s %d\n", name, v)) {
+			t.Errorf("%s is not %d in event.h", name, v)
+		}
+	}
+	spec, err := loadLsm()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hooks {
+		for _, p := range h.progs {
+			if spec.Programs[p] == nil {
+				t.Errorf("hook %s: program %s not in the object", h.name, p)
+			}
+		}
+	}
+}
