@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
@@ -34,6 +36,9 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	flood:ID:N      N such writes of keys 0..N-1
 //	mmap:ID         map the first page of map ID, shared and writable
 //	progload:ID     load a socket filter that uses map ID
+//	progwrite:ID    load and run (BPF_PROG_TEST_RUN) one that writes key 2 = 0x77
+//	updatefd:FD:KEY write KEY through fd FD, inherited
+//	wait            read a line from stdin first
 //
 // Maps are opened once and kept, as a real client would.
 func actChild(acts string) error {
@@ -54,6 +59,21 @@ func actChild(acts string) error {
 		f := strings.Split(act, ":")
 		var m *ebpf.Map
 		var err error
+		if f[0] == "wait" {
+			bufio.NewReader(os.Stdin).ReadString('\n')
+			continue
+		}
+		if f[0] == "updatefd" {
+			fd, _ := strconv.Atoi(f[1])
+			k, _ := strconv.Atoi(f[2])
+			if m, err = ebpf.NewMapFromFD(fd); err == nil {
+				err = m.Update(uint32(k), uint64(0x99), 0)
+			}
+			if err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+			continue
+		}
 		if f[0] != "objget" {
 			if m, err = get(f[1]); err != nil {
 				return fmt.Errorf("%s: %w", act, err)
@@ -75,6 +95,11 @@ func actChild(acts string) error {
 			_, err = unix.Mmap(m.FD(), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		case "progload":
 			_, err = usingProgram(m)
+		case "progwrite":
+			var p *ebpf.Program
+			if p, err = writingProgram(m); err == nil {
+				_, err = p.Run(&ebpf.RunOptions{Data: make([]byte, 64)})
+			}
 		default:
 			err = fmt.Errorf("unknown action")
 		}
@@ -89,6 +114,22 @@ func actChild(acts string) error {
 func usingProgram(m *ebpf.Map) (*ebpf.Program, error) {
 	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: "e2e_uses", Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
 		asm.LoadMapPtr(asm.R1, m.FD()), asm.Mov.Imm(asm.R0, 0), asm.Return(),
+	}})
+}
+
+// writingProgram loads a socket filter that sets key 2 of m (u32 keys, u64
+// values) to 0x77 with bpf_map_update_elem.
+func writingProgram(m *ebpf.Map) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: "e2e_writes", Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
+		asm.StoreImm(asm.R10, -4, 2, asm.Word),
+		asm.Mov.Imm(asm.R5, 0x77),
+		asm.StoreMem(asm.R10, -16, asm.R5, asm.DWord),
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Reg(asm.R2, asm.R10), asm.Add.Imm(asm.R2, -4),
+		asm.Mov.Reg(asm.R3, asm.R10), asm.Add.Imm(asm.R3, -16),
+		asm.Mov.Imm(asm.R4, 0),
+		asm.FnMapUpdateElem.Call(),
+		asm.Mov.Imm(asm.R0, 0), asm.Return(),
 	}})
 }
 
@@ -131,6 +172,7 @@ func act(t *testing.T, exe string, acts ...string) int {
 type alertEvent struct {
 	Event  string
 	Source string
+	Result *int64
 	Count  uint64
 	Alert  *struct{ Rule, Severity, Reason string }
 	Map    *struct{ ID uint32 }
@@ -372,5 +414,113 @@ func TestAlertEventsLost(t *testing.T) {
 	}
 	if !lostAlert {
 		t.Errorf("no events-lost alert:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestWatchEnforce: with --enforce on a kernel with BPF LSM, a foreign
+// process is refused a writable fd to a protected map (EPERM), and its
+// update through an fd it inherited fails with EPERM too; each attempt is
+// reported with its result and alert, each refusal as access_denied. The
+// owner's update still works, without alert.
+func TestWatchEnforce(t *testing.T) {
+	testutil.RequireRoot(t)
+	if err := features.BPFLSM(); err != nil {
+		t.Skipf("BPF LSM unavailable here (%v); make vmtest runs this test on kernels booted with lsm=...,bpf", err)
+	}
+	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "enforce_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	foreign := foreignCopy(t, "foreign.test")
+	w := startWatch(t, "--format", "json", "--enforce", "--protect", "id:"+itoa(id), "--scan-interval", "0")
+	if !strings.Contains(w.stderr.String(), "enforcing") {
+		t.Errorf("no enforcement message at start:\n%s", w.stderr.String())
+	}
+	run := func(acts string, extra ...*os.File) (int, string, error) {
+		cmd := exec.Command(foreign, "-test.run=^$")
+		cmd.Env = append(os.Environ(), actEnv+"="+acts)
+		cmd.ExtraFiles = extra
+		out, err := cmd.CombinedOutput()
+		return cmd.Process.Pid, string(out), err
+	}
+	byID, out, err := run("getfd:" + itoa(id))
+	if err == nil || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("a foreign writable fd: %v %s, want EPERM", err, out)
+	}
+	// An fd passed down at fork, kept across exec: another executable, so
+	// not an owner, holding a writable fd.
+	clone, err := m.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clone.Close()
+	inherited, out, err := run("updatefd:3:5", os.NewFile(uintptr(clone.FD()), "map"))
+	if err == nil || !strings.Contains(out, "operation not permitted") {
+		t.Errorf("a foreign update through an inherited fd: %v %s, want EPERM", err, out)
+	}
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Errorf("the owner's update: %v", err)
+	}
+	time.Sleep(testutil.Timeout(300 * time.Millisecond))
+	lines := w.stop(t, syscall.SIGINT)
+	eperm := -int64(unix.EPERM)
+	var refusedFD, deniedFD, refusedUpdate, deniedUpdate, owner bool
+	for _, ev := range parseAlerts(t, lines) {
+		failed := ev.Result != nil && *ev.Result == eperm
+		switch {
+		case ev.Event == "map_get_fd_by_id" && ev.by(byID):
+			refusedFD = refusedFD || failed
+		case ev.Event == "map_update" && ev.by(inherited) && ev.on(id):
+			refusedUpdate = refusedUpdate || (failed && ev.Alert != nil && ev.Alert.Rule == "foreign-write")
+		case ev.Event == "access_denied" && ev.Source == "lsm" && ev.on(id) && failed && ev.Alert != nil && ev.Alert.Rule == "write-denied":
+			deniedFD = deniedFD || ev.by(byID)
+			deniedUpdate = deniedUpdate || ev.by(inherited)
+		case ev.Event == "map_update" && ev.by(os.Getpid()) && ev.on(id):
+			owner = ev.Alert == nil && ev.Result != nil && *ev.Result == 0
+		}
+	}
+	if !refusedFD || !deniedFD || !refusedUpdate || !deniedUpdate || !owner {
+		t.Errorf("refused fd reported: %v, its refusal: %v; refused update reported with alert: %v, its refusal: %v; owner's update without alert: %v\n%s",
+			refusedFD, deniedFD, refusedUpdate, deniedUpdate, owner, strings.Join(lines, "\n"))
+	}
+}
+
+// TestAlertProgramWrite: where a kernel-side hook names the program that
+// wrote, a write to a protected map by a program a foreigner loaded is a
+// foreign-write alert; the same write by the owner's program is not.
+func TestAlertProgramWrite(t *testing.T) {
+	testutil.RequireRoot(t)
+	if kp, fe := features.Kprobes(), features.Fentry(); kp != nil && fe != nil {
+		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kp, fe)
+	}
+	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "alert_progw", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	foreign := foreignCopy(t, "foreign.test")
+	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(id), "--scan-interval", "0")
+	own, err := writingProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	if _, err := own.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := own.Info()
+	ownID, _ := info.ID()
+	f := act(t, foreign, "progwrite:"+itoa(id))
+	time.Sleep(testutil.Timeout(500 * time.Millisecond))
+	lines := w.stop(t, syscall.SIGINT)
+	var ownWrite, foreignWrite, foreignLoad bool
+	for _, ev := range parseAlerts(t, lines) {
+		switch {
+		case ev.Event == "map_update" && ev.Source == "kernel" && ev.on(id) && ev.Prog != nil && ev.Prog.ID == uint32(ownID):
+			ownWrite = true // its alerts are checked below
+			if ev.Alert != nil {
+				t.Errorf("the owner's program's write alerted: %+v", *ev.Alert)
+			}
+		case ev.Event == "map_update" && ev.Source == "kernel" && ev.on(id) && ev.by(f):
+			foreignWrite = foreignWrite || (ev.Alert != nil && ev.Alert.Rule == "foreign-write" && strings.Contains(ev.Alert.Reason, "e2e_writes"))
+		case ev.Event == "prog_load" && ev.by(f):
+			foreignLoad = foreignLoad || (ev.Alert != nil && ev.Alert.Rule == "foreign-program")
+		}
+	}
+	if !ownWrite || !foreignWrite || !foreignLoad {
+		t.Errorf("owner's program's write seen: %v; foreign program's write alerted: %v; its load alerted: %v\n%s", ownWrite, foreignWrite, foreignLoad, strings.Join(lines, "\n"))
 	}
 }
