@@ -374,7 +374,7 @@ func writeNone(e *env, w workload) cell {
 	return cell{ns: o.ns, made: o.count, failed: o.errors, err: err}
 }
 
-var reSummary = regexp.MustCompile(`bpfmon: (\d+) events, (\d+) lost`)
+var reSummary = regexp.MustCompile(`stopped: (\d+) events, (\d+) lost`)
 var reHook = regexp.MustCompile(`\((\S+) on raw_syscalls`)
 
 // errStart marks a monitor that could not be started.

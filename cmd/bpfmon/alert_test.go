@@ -228,7 +228,7 @@ func TestAlertRules(t *testing.T) {
 	foreign := foreignCopy(t, "foreign.test")
 
 	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--protect", "pin:"+pin, "--protect", "name:alert_mmap")
-	if !strings.Contains(w.stderr.String(), fmt.Sprintf("map %d \"alert_prot\" (pin:%s)", protID, pin)) {
+	if !strings.Contains(w.stderr.String(), fmt.Sprintf("id=%d name=alert_prot selector=pin:%s", protID, pin)) {
 		t.Errorf("start message does not list the map protected by its pin:\n%s", w.stderr.String())
 	}
 	// One of bpfmon's own maps, for the self-access rule. Listing them

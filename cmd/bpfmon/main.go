@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
@@ -140,6 +142,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "syscall sensor program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
+	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
@@ -224,6 +227,17 @@ drains, prints a summary on stderr and exits 0.`)
 		return exitUsage
 	}
 
+	var logger *slog.Logger
+	switch *logFormat {
+	case "text":
+		logger = slog.New(slog.NewTextHandler(stderr, nil))
+	case "json":
+		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+	default:
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --log-format %q: want text or json\n", *logFormat)
+		return exitUsage
+	}
+
 	pol := policy.Default()
 	if *policyPath != "" {
 		if pol, err = policy.Load(*policyPath); err != nil {
@@ -238,16 +252,17 @@ drains, prints a summary on stderr and exits 0.`)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sig
+		sdnotify.Notify(sdnotify.Stopping)
 		close(stop)
 		<-sig
-		fmt.Fprintln(stderr, "bpfmon: second signal, exiting without draining")
+		logger.Warn("second signal: exiting without draining")
 		os.Exit(exitError)
 	}()
 
 	opts := watch.Options{
 		Format:       *format,
 		Out:          out,
-		Log:          stderr,
+		Log:          logger,
 		ReadyFile:    *ready,
 		CaptureBytes: *capture,
 		RingBytes:    ringBytes,
@@ -270,13 +285,13 @@ drains, prints a summary on stderr and exits 0.`)
 	}
 	sum, err := watch.Run(opts, stop)
 	if err != nil {
-		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		logger.Error("bpfmon watch: " + err.Error())
 		if errors.Is(err, lsm.ErrUnavailable) || errors.Is(err, kernelwrite.ErrUnavailable) {
 			return exitUnavailable
 		}
 		return exitError
 	}
-	fmt.Fprintln(stderr, sum)
+	logger.Info(sum.String(), "events", sum.Events, "lost", sum.Lost, "alerts", sum.Alerts)
 	return exitOK
 }
 

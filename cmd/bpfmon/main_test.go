@@ -146,10 +146,10 @@ func (w *watcher) stop(t *testing.T, sig syscall.Signal) []string {
 	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 }
 
-// summary parses "bpfmon: N events, M lost" from stderr.
+// summary parses "stopped: N events, M lost" from stderr.
 func (w *watcher) summary(t *testing.T) (events, lost int) {
 	t.Helper()
-	m := regexp.MustCompile(`bpfmon: (\d+) events, (\d+) lost`).FindStringSubmatch(w.stderr.String())
+	m := regexp.MustCompile(`stopped: (\d+) events, (\d+) lost`).FindStringSubmatch(w.stderr.String())
 	if m == nil {
 		t.Fatalf("no summary on stderr: %q", w.stderr.String())
 	}

@@ -29,7 +29,7 @@ func TestExample(t *testing.T) {
 	}
 	want.Owners = []Owner{
 		{Exe: "/usr/bin/tracee", Cgroup: "/system.slice/tracee.service", Line: 34},
-		{Exe: "/usr/sbin/bpftool", Line: 38},
+		{Exe: "/usr/local/bin/agent-config-tool", Line: 41},
 	}
 	want.Rules[RuleForeignHandle] = Rule{Name: RuleForeignHandle, Severity: SeverityLow, Enabled: true}
 	want.Rules[RuleUnexplainedChange] = Rule{Name: RuleUnexplainedChange, Severity: SeverityHigh, Enabled: false}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
@@ -29,10 +31,10 @@ import (
 
 // Options configure a watch.
 type Options struct {
-	Format       string    // "json" or "text"
-	Out          io.Writer // where events go
-	Log          io.Writer // diagnostics and the summary (stderr)
-	ReadyFile    string    // written once all probes are attached
+	Format       string       // "json" or "text"
+	Out          io.Writer    // where events go
+	Log          *slog.Logger // diagnostics (stderr); nil: slog.Default
+	ReadyFile    string       // written once all probes are attached
 	CaptureBytes int
 	RingBytes    int
 	Hook         string // "" (best available), "tp_btf" or "raw_tracepoint"
@@ -73,6 +75,10 @@ var ErrSetup = errors.New("setup failed")
 // Run watches until stop is closed, then drains and returns the summary.
 func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	var sum Summary
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
 	w, err := output.New(opts.Format, opts.Out)
 	if err != nil {
 		return sum, err
@@ -103,9 +109,10 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	}
 	defer sensor.Close()
 
-	fmt.Fprintf(opts.Log, "bpfmon: watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs; capture %d bytes)\n", sensor.Hook, sensor.CaptureBytes())
+	log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs)", sensor.Hook),
+		"sensor", "syscall", "hook", sensor.Hook, "capture_bytes", sensor.CaptureBytes())
 	if sensor.HookFallback != nil {
-		fmt.Fprintf(opts.Log, "bpfmon: using raw tracepoints, slower: the tp_btf programs did not load: %v\n", sensor.HookFallback)
+		log.Warn("using raw tracepoints, slower: the tp_btf programs did not load", "sensor", "syscall", "reason", sensor.HookFallback.Error())
 	}
 
 	// The kernel-side sensor writes into the syscall sensor's ring buffer,
@@ -120,11 +127,11 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		case err != nil && opts.KernelHooks != "" && opts.KernelHooks != kernelwrite.ModeAuto:
 			return sum, fmt.Errorf("--kernel-hooks %s: %w", opts.KernelHooks, err)
 		case err != nil:
-			fmt.Fprintf(opts.Log, "bpfmon: kernel-side writes unavailable, BPF programs' writes are found by the content scanner without the program's name: %v\n", err)
+			log.Warn("kernel-side writes unavailable: BPF programs' writes are found by the content scanner, without the program's name", "sensor", "kernel", "reason", err.Error())
 		default:
 			defer kw.Close()
 			sensor.AddExtension(kw)
-			fmt.Fprintf(opts.Log, "bpfmon: watching writes by BPF programs (%s on %d kernel functions; writer named from the kernel stack)\n", kw.Kind(), kw.Hooked())
+			log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", "kernel", "hooks", kw.Kind(), "functions", kw.Hooked())
 		}
 	}
 	// Enforcement, loaded now, attached once the protected maps and their
@@ -144,14 +151,14 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if enforcer != nil {
 		probes.Enforce = func() error { return nil } // loaded above; attached below
 	}
-	fmt.Fprintf(opts.Log, "bpfmon: features: %s (details: bpfmon features)\n", features.Probe(probes).Summary())
+	log.Info("features (details: bpfmon features)", "features", features.Probe(probes).Summary())
 	features.ReleaseBTF() // every program is loaded
 
 	// The alert engine learns the state at start (who holds what) from the
 	// map context's first inventory, and later ones from its refreshes.
 	cgroupNames := cgroups.NewResolver()
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: ownMaps(sensor, kw, enforcer), Cgroups: cgroupNames,
-		Warn: func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) }}
+		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
 	if enforcer != nil {
 		acfg.Enforcer = enforcer
 	}
@@ -163,12 +170,12 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 			alerts.Refresh(maps)
 		}
 	})
-	logProtected(opts.Log, pol, alerts.Protected())
+	logProtected(log, pol, alerts.Protected())
 	if enforcer != nil {
 		if err := enforcer.Attach(); err != nil {
 			return sum, fmt.Errorf("--enforce: %w", err)
 		}
-		fmt.Fprintf(opts.Log, "bpfmon: enforcing: non-owners are refused write access to the protected maps and to bpfmon's own (BPF LSM hooks %s)\n", strings.Join(enforcer.Hooks, ", "))
+		log.Info("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", "sensor", "lsm", "hooks", strings.Join(enforcer.Hooks, ","))
 	}
 
 	// Three producers (the sensor, the scanner, the alert engine's
@@ -200,7 +207,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		scan, err = scanner.New(scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: ownMaps(sensor, kw, enforcer),
-			Warn:    func(err error) { fmt.Fprintf(opts.Log, "bpfmon: %v\n", err) },
+			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
 		})
 		if err != nil {
 			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
@@ -208,10 +215,10 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		if opts.StatePath != "" {
 			// A bad state file is reported and monitoring goes on.
 			if err := scan.LoadState(opts.StatePath); err != nil {
-				fmt.Fprintf(opts.Log, "bpfmon: %v\n", err)
+				log.Warn(err.Error(), "part", "scanner")
 			}
 		}
-		fmt.Fprintf(opts.Log, "bpfmon: content scanner: every %s, at most %d changed keys per map and pass\n", opts.ScanInterval, max(opts.ScanMaxKeyed, 1))
+		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
 	// Ready only now: the inventory at start (who holds what) and the
@@ -221,6 +228,9 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 		if err := writeReady(opts.ReadyFile); err != nil {
 			return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
 		}
+	}
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("telling systemd bpfmon is ready: "+err.Error(), "notify_socket", os.Getenv("NOTIFY_SOCKET"))
 	}
 	if scan != nil {
 		go func() { scanDone <- scan.Run(stop, write) }()
@@ -292,16 +302,16 @@ func writeAll(evs []*event.Event, write func(*event.Event) error) error {
 }
 
 // logProtected says at start what is protected, and by which rules.
-func logProtected(log io.Writer, pol *policy.Policy, protected []alert.Protected) {
+func logProtected(log *slog.Logger, pol *policy.Policy, protected []alert.Protected) {
 	if len(pol.Protect) == 0 {
-		fmt.Fprintf(log, "bpfmon: alerts: no map selected for protection (--protect, --policy); bpfmon's own maps are guarded\n")
+		log.Info("alerts: no map selected for protection (--protect, --policy); bpfmon's own maps are guarded")
 		return
 	}
 	var sels []string
 	for _, s := range pol.Protect {
 		sels = append(sels, s.String())
 	}
-	fmt.Fprintf(log, "bpfmon: alerts: protecting %d maps now, and any later one matching %s\n", len(protected), strings.Join(sels, " "))
+	log.Info("alerts: protecting the maps the policy selects, now and when they appear", "maps", len(protected), "selectors", strings.Join(sels, " "))
 	for _, p := range protected {
 		var owners []string
 		for _, o := range p.Owners {
@@ -310,7 +320,7 @@ func logProtected(log io.Writer, pol *policy.Policy, protected []alert.Protected
 		if len(owners) == 0 {
 			owners = []string{"none known"}
 		}
-		fmt.Fprintf(log, "bpfmon: alerts: map %d %q (%s); owners: %s\n", p.ID, p.Name, p.Why, strings.Join(owners, ", "))
+		log.Info("alerts: protected map", "id", p.ID, "name", p.Name, "selector", p.Why, "owners", strings.Join(owners, ", "))
 	}
 }
 
@@ -386,7 +396,7 @@ func (f *Filter) Match(ev *event.Event) bool {
 // String renders the summary line printed at exit.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "bpfmon: %d events, %d lost, %d alerts", s.Events, s.Lost, s.Alerts)
+	fmt.Fprintf(&b, "stopped: %d events, %d lost, %d alerts", s.Events, s.Lost, s.Alerts)
 	if s.Incomplete > 0 {
 		fmt.Fprintf(&b, ", %d without result", s.Incomplete)
 	}
