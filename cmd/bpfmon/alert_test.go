@@ -461,6 +461,11 @@ func TestWatchEnforce(t *testing.T) {
 	time.Sleep(testutil.Timeout(300 * time.Millisecond))
 	lines := w.stop(t, syscall.SIGINT)
 	eperm := -int64(unix.EPERM)
+	for _, l := range lines {
+		if strings.Contains(l, `"access_denied"`) || strings.Contains(l, `"result":-1,`) {
+			t.Log(l) // what an operator sees
+		}
+	}
 	var refusedFD, deniedFD, refusedUpdate, deniedUpdate, owner bool
 	for _, ev := range parseAlerts(t, lines) {
 		failed := ev.Result != nil && *ev.Result == eperm
