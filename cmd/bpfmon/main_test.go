@@ -421,17 +421,7 @@ func TestNotRootNamesCapability(t *testing.T) {
 // sees (kernel hooks off, as on kernels that allow none), as map_changed.
 func TestWatchScanner(t *testing.T) {
 	m, id := newMap(t) // before watch starts: in the scanner's baseline
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SocketFilter, License: "GPL", Instructions: asm.Instructions{
-		asm.StoreImm(asm.R10, -4, 2, asm.Word),
-		asm.Mov.Imm(asm.R5, 0x77),
-		asm.StoreMem(asm.R10, -16, asm.R5, asm.DWord),
-		asm.LoadMapPtr(asm.R1, m.FD()),
-		asm.Mov.Reg(asm.R2, asm.R10), asm.Add.Imm(asm.R2, -4),
-		asm.Mov.Reg(asm.R3, asm.R10), asm.Add.Imm(asm.R3, -16),
-		asm.Mov.Imm(asm.R4, 0),
-		asm.FnMapUpdateElem.Call(),
-		asm.Mov.Imm(asm.R0, 0), asm.Return(),
-	}})
+	prog, err := writingProgram(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -385,7 +385,7 @@ func (e *Engine) learn(ev *event.Event) {
 		bound(e.creators)
 		e.creators[ev.Map.ID] = c
 		if g := e.guarded[ev.Map.ID]; g != nil {
-			e.addOwner(g, c) // protected by id before it existed
+			e.addOwner(g, c) // the inventory's refresh saw the map first
 		} else if why := e.selects(ev.Map.ID, ev.Map.Name, nil, nil); why != "" {
 			e.protect(ev.Map.ID, ev.Map.Name, why)
 		}

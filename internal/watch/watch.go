@@ -63,7 +63,7 @@ type Options struct {
 // Summary is what a watch did.
 type Summary struct {
 	Events     uint64             // events written
-	Lost       uint64             // calls and kernel-side writes the kernel could not hand over
+	Lost       uint64             // calls, kernel-side writes and refusals the kernel could not hand over
 	Incomplete uint64             // calls reported without their result
 	Alerts     uint64             // events written with an alert
 	Scan       *scanner.PassStats // the content scanner's last pass, if it ran
@@ -265,6 +265,11 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	sum.Lost = sensor.Lost()
 	if kw != nil {
 		sum.Lost += kw.Lost()
+	}
+	if enforcer != nil {
+		if _, lost, err := enforcer.Stats(); err == nil {
+			sum.Lost += lost
+		}
 	}
 	if st, err := sensor.Stats(); err == nil {
 		sum.Incomplete = st.Incomplete
