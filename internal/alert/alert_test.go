@@ -1,0 +1,165 @@
+package alert
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/cgroups"
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/policy"
+)
+
+// The engine's live behaviour (every rule against real bpf(2) calls) is
+// tested end to end in cmd/bpfmon; these tests pin down its bookkeeping
+// with events built by hand: the rate limit, identities, the policy.
+
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func update(mapID uint32, who Identity, pid uint32) *event.Event {
+	return &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, HasResult: true,
+		Process: &event.Process{PID: pid, ExeIno: who.ExeIno, CgroupID: who.CgroupID, Exe: "/x"}, Map: &event.Map{ID: mapID, Name: "m"}}
+}
+
+func TestRateLimit(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	pol := policy.Default()
+	pol.AlertRate, pol.AlertBurst = 1, 2
+	pol.AddProtect(policy.Selector{Kind: policy.SelectID, Value: "7", ID: 7}, policy.Selector{Kind: policy.SelectID, Value: "8", ID: 8})
+	e := New(Config{Policy: pol, SelfPID: 1, Now: c.now})
+	e.Start([]inventory.Map{{ID: 7}, {ID: 8}})
+	foreign := Identity{ExeIno: 99, CgroupID: 5}
+	alerted := func(ev *event.Event) bool { e.Evaluate(ev); return ev.Alert != nil }
+
+	var got []bool
+	for i := 0; i < 5; i++ {
+		got = append(got, alerted(update(7, foreign, 100)))
+	}
+	if want := []bool{true, true, false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("a burst of 5 with burst 2: %v, want %v", got, want)
+	}
+	// Tokens gone, but a new map (or identity) is never held back.
+	if !alerted(update(8, foreign, 100)) || !alerted(update(7, Identity{ExeIno: 98, CgroupID: 5}, 101)) {
+		t.Error("a new map or identity was held back by another's flood")
+	}
+	// One second later, one token.
+	c.t = c.t.Add(time.Second)
+	if !alerted(update(7, foreign, 100)) || alerted(update(7, foreign, 100)) {
+		t.Error("refill: want one alert after a second, then none")
+	}
+	evs := e.Tick()
+	if len(evs) != 1 || evs[0].Type != event.AlertsSuppressed || evs[0].Count != 4 || evs[0].Alert == nil ||
+		evs[0].Alert.Rule != policy.RuleForeignWrite || evs[0].Alert.Severity != policy.SeverityCritical {
+		t.Fatalf("suppression report: %+v", evs)
+	}
+	if len(e.Tick()) != 0 {
+		t.Error("a second report of the same suppressions")
+	}
+}
+
+// TestOwners: the holders at start own a map by executable and cgroup, not
+// by pid; a policy owner without a cgroup owns it in any cgroup; a disabled
+// rule never alerts; the enforcer hears of every protected map and owner.
+func TestOwners(t *testing.T) {
+	cg := cgroups.NewResolver()
+	me, err := ProcessOwner(uint32(os.Getpid()), cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.AddProtect(policy.Selector{Kind: policy.SelectName, Value: "guarded"})
+	pol.Owners = []policy.Owner{{Exe: "/bin/sh"}}
+	pol.Rules[policy.RuleForeignHandle] = policy.Rule{Name: policy.RuleForeignHandle, Severity: "low", Enabled: false}
+	var sh unix.Stat_t
+	if err := unix.Stat("/bin/sh", &sh); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	en := &recorder{}
+	e := New(Config{Policy: pol, SelfPID: 1, Cgroups: cg, Enforcer: en, SelfMaps: []uint32{3}})
+	e.Start([]inventory.Map{
+		{ID: 7, Name: "guarded", Holders: []inventory.Holder{{PID: uint32(os.Getpid()), Exe: exe}}},
+		{ID: 9, Name: "other"},
+	})
+	p := e.Protected()
+	if len(p) != 1 || p[0].ID != 7 || p[0].Why != "name:guarded" || len(p[0].Owners) != 2 || p[0].Owners[0].Identity != me.Identity {
+		t.Fatalf("protected: %+v", p)
+	}
+	for _, tc := range []struct {
+		name string
+		ev   *event.Event
+		rule string
+	}{
+		{"the holder's executable in its cgroup, another pid", update(7, me.Identity, 4242), ""},
+		{"the holder's executable in another cgroup", update(7, Identity{me.ExeIno, me.CgroupID + 1}, 4242), policy.RuleForeignWrite},
+		{"the policy's owner in any cgroup", update(7, Identity{sh.Ino, 12345}, 4243), ""},
+		{"another executable", update(7, Identity{me.ExeIno + 1, me.CgroupID}, 4244), policy.RuleForeignWrite},
+		{"a map nobody protects", update(9, Identity{1, 1}, 4245), ""},
+		{"a disabled rule", &event.Event{Type: event.MapGetFDByID, HasResult: true, Result: 4,
+			Process: &event.Process{PID: 4246, ExeIno: 1, CgroupID: 1}, Map: &event.Map{ID: 7}}, ""},
+		{"bpfmon's own map", update(3, me.Identity, 4247), policy.RuleSelfAccess},
+	} {
+		e.Evaluate(tc.ev)
+		switch {
+		case tc.rule == "" && tc.ev.Alert != nil:
+			t.Errorf("%s: alert %+v", tc.name, *tc.ev.Alert)
+		case tc.rule != "" && (tc.ev.Alert == nil || tc.ev.Alert.Rule != tc.rule):
+			t.Errorf("%s: alert %+v, want %s", tc.name, tc.ev.Alert, tc.rule)
+		case tc.rule == policy.RuleForeignWrite && !strings.Contains(tc.ev.Alert.Reason, "owners: "+exe):
+			t.Errorf("%s: the reason does not name the owners: %s", tc.name, tc.ev.Alert.Reason)
+		}
+	}
+	// A map created later with the selected name: its creator owns it.
+	creator := Identity{ExeIno: 555, CgroupID: 6}
+	e.Evaluate(&event.Event{Type: event.MapCreate, HasResult: true, Result: 3, Process: &event.Process{PID: 50, ExeIno: 555, CgroupID: 6}, Map: &event.Map{ID: 20, Name: "guarded"}})
+	byCreator, byOther := update(20, creator, 51), update(20, me.Identity, 52)
+	e.Evaluate(byCreator)
+	e.Evaluate(byOther)
+	if byCreator.Alert != nil || byOther.Alert == nil {
+		t.Errorf("the creator's write alerted: %+v; another identity's did not: %v", byCreator.Alert, byOther.Alert == nil)
+	}
+	want := []string{"protect 3", "add 0 sh", "protect 7", "add 7 me", "protect 20", "add 20 555"}
+	for _, w := range want {
+		if !strings.Contains(strings.Join(en.log, ","), w) {
+			t.Errorf("the enforcer was not told %q: %v", w, en.log)
+		}
+	}
+}
+
+// recorder is an Enforcer that writes down what it is told.
+type recorder struct{ log []string }
+
+func (r *recorder) Protect(id uint32) error {
+	r.log = append(r.log, "protect "+itoa(id))
+	return nil
+}
+
+func (r *recorder) AddOwner(id uint32, o Identity) error {
+	who := itoa64(o.ExeIno)
+	if exe, err := os.Executable(); err == nil {
+		var st unix.Stat_t
+		if unix.Stat(exe, &st) == nil && st.Ino == o.ExeIno {
+			who = "me"
+		}
+	}
+	var sh unix.Stat_t
+	if unix.Stat("/bin/sh", &sh) == nil && sh.Ino == o.ExeIno {
+		who = "sh"
+	}
+	r.log = append(r.log, "add "+itoa(id)+" "+who)
+	return nil
+}
+
+func itoa(v uint32) string   { return strconv.FormatUint(uint64(v), 10) }
+func itoa64(v uint64) string { return strconv.FormatUint(v, 10) }
