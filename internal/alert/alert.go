@@ -405,7 +405,7 @@ func (e *Engine) learn(ev *event.Event) {
 		e.loaders[ev.Prog.ID] = l
 		if why := e.selects(0, "", nil, []event.Prog{*ev.Prog}); why != "" {
 			// The program the policy names: its loader owns its maps.
-			for _, id := range ev.ProgMaps {
+			for _, id := range progMaps(ev) {
 				if !e.self[id] {
 					e.protect(id, "", why, l)
 				}
@@ -541,19 +541,26 @@ func (e *Engine) matchProgLoad(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	key := limitKey{who: identity(p)}
-	for _, id := range ev.ProgMaps {
+	for _, id := range progMaps(ev) {
 		if e.self[id] {
 			key.rule, key.mapID = policy.RuleSelfAccess, id
 			return key.rule, fmt.Sprintf("%s loaded %s, which uses bpfmon's own map %d", e.who(p), e.progText(ev.Prog), id), key
 		}
 	}
-	for _, id := range ev.ProgMaps {
+	for _, id := range progMaps(ev) {
 		if g := e.guarded[id]; g != nil && !e.owns(g, p) {
 			key.rule, key.mapID = policy.RuleForeignProgram, id
 			return key.rule, fmt.Sprintf("%s, not an owner, loaded %s, which uses %s; %s", e.who(p), e.progText(ev.Prog), e.guardedText(g), e.ownersText(g)), key
 		}
 	}
 	return "", "", limitKey{}
+}
+
+func progMaps(ev *event.Event) []uint32 {
+	if ev.Extra == nil {
+		return nil
+	}
+	return ev.Extra.ProgMaps
 }
 
 func mapID(ev *event.Event) uint32 {
@@ -564,10 +571,13 @@ func mapID(ev *event.Event) uint32 {
 }
 
 func (e *Engine) deniedReason(ev *event.Event) string {
-	what := "access"
-	switch ev.Hook {
+	what, x := "access", ev.Extra
+	if x == nil {
+		x = &event.Extra{}
+	}
+	switch x.Hook {
 	case "bpf":
-		what = ev.Cmd
+		what = x.Cmd
 	case "bpf_map":
 		what = "a writable handle"
 	case "file_receive":
@@ -619,7 +629,7 @@ func (e *Engine) did(ev *event.Event) string {
 	case event.ObjGet:
 		return "obtained a handle (BPF_OBJ_GET " + ev.Path + ") to"
 	case event.MapMmap:
-		if ev.Prot&unix.PROT_WRITE != 0 {
+		if ev.Extra != nil && ev.Extra.Prot&unix.PROT_WRITE != 0 {
 			return "mapped, writable,"
 		}
 		return "mapped"

@@ -113,6 +113,23 @@ type Prog struct {
 	Type    uint32 // enum bpf_prog_type; 0: not known
 }
 
+// Extra is what prog_load, map_mmap and access_denied events carry
+// besides the common fields.
+type Extra struct {
+	// prog_load: the ids of the maps the new program uses (Event.Prog
+	// names the program), the first of ProgMapCount.
+	ProgMaps     []uint32
+	ProgMapCount uint32
+	// map_mmap (and an access_denied on mmap_file): the protection asked
+	// for (PROT_* bits); Event.Flags holds the MAP_* flags.
+	Prot    uint32
+	HasProt bool
+	// access_denied: the LSM hook that refused (bpf, bpf_map,
+	// file_receive, mmap_file) and, for the bpf hook, the command.
+	Hook string
+	Cmd  string
+}
+
 // Event is one report. Optional parts are nil or flagged by a Has field.
 type Event struct {
 	Time   time.Time
@@ -168,19 +185,9 @@ type Event struct {
 	Compat   bool   // called through the 32-bit compat syscall entry
 	ReqMapID uint32 // map_get_fd_by_id: the id asked for
 
-	// prog_load: the ids of the maps the new program uses (Prog names the
-	// program), the first of ProgMapCount.
-	ProgMaps     []uint32
-	ProgMapCount uint32
-	// map_mmap: the protection asked for (PROT_* bits); Flags holds the
-	// MAP_* flags.
-	Prot    uint32
-	HasProt bool
-
-	// access_denied: the LSM hook that refused (bpf, bpf_map,
-	// file_receive, mmap_file) and, for the bpf hook, the command.
-	Hook string
-	Cmd  string
+	// Extra holds what only the rarer event types carry, apart: an Event is
+	// allocated for every call on the hot path and should stay small.
+	Extra *Extra
 
 	// The content scanner's findings (map_changed, map_not_scanned).
 	OldValue    []byte // the value at the previous pass

@@ -139,18 +139,18 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		}
 		b = append(b, '}')
 	}
-	if ev.ProgMaps != nil {
+	if x := ev.Extra; x != nil && x.ProgMaps != nil {
 		b = append(b, `,"prog_maps":[`...)
-		for i, id := range ev.ProgMaps {
+		for i, id := range x.ProgMaps {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = strconv.AppendUint(b, uint64(id), 10)
 		}
 		b = append(b, ']')
-		if int(ev.ProgMapCount) > len(ev.ProgMaps) {
+		if int(x.ProgMapCount) > len(x.ProgMaps) {
 			b = append(b, `,"prog_map_count":`...)
-			b = strconv.AppendUint(b, uint64(ev.ProgMapCount), 10)
+			b = strconv.AppendUint(b, uint64(x.ProgMapCount), 10)
 		}
 	}
 	if ev.Interrupt {
@@ -218,17 +218,17 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"flags":`...)
 		b = strconv.AppendUint(b, ev.Flags, 10)
 	}
-	if ev.Hook != "" {
+	if x := ev.Extra; x != nil && x.Hook != "" {
 		b = append(b, `,"hook":`...)
-		b = appendJSONString(b, ev.Hook)
+		b = appendJSONString(b, x.Hook)
 	}
-	if ev.Cmd != "" {
+	if x := ev.Extra; x != nil && x.Cmd != "" {
 		b = append(b, `,"cmd":`...)
-		b = appendJSONString(b, ev.Cmd)
+		b = appendJSONString(b, x.Cmd)
 	}
-	if ev.HasProt {
+	if x := ev.Extra; x != nil && x.HasProt {
 		b = append(b, `,"prot":[`...)
-		for i, name := range protNames(ev.Prot) {
+		for i, name := range protNames(x.Prot) {
 			if i > 0 {
 				b = append(b, ',')
 			}

@@ -97,8 +97,8 @@ func goldenEvents() []struct {
 		{"prog_load", &event.Event{
 			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
 			HasResult: true, Result: 7, Process: proc(), HasFD: true, FD: 7,
-			Prog:     &event.Prog{ID: 99, Name: "xdp_fw", Tag: "a1b2c3d4e5f60718", Type: 6},
-			ProgMaps: []uint32{42, 43}, ProgMapCount: 70,
+			Prog:  &event.Prog{ID: 99, Name: "xdp_fw", Tag: "a1b2c3d4e5f60718", Type: 6},
+			Extra: &event.Extra{ProgMaps: []uint32{42, 43}, ProgMapCount: 70},
 		}},
 		{"prog_load_refused", &event.Event{
 			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
@@ -107,7 +107,7 @@ func goldenEvents() []struct {
 		{"mmap", &event.Event{
 			Time: t0, Type: event.MapMmap, Source: event.SourceSyscall,
 			HasResult: true, Result: 0x7f0000001000, Process: proc(), Map: hashMap, HasFD: true, FD: 3,
-			HasFlags: true, Flags: 1, HasProt: true, Prot: 3 | 8,
+			HasFlags: true, Flags: 1, Extra: &event.Extra{HasProt: true, Prot: 3 | 8},
 		}},
 	}
 }

@@ -97,17 +97,17 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = appendProgType(b, pr.Type)
 		}
 	}
-	if ev.ProgMaps != nil {
+	if x := ev.Extra; x != nil && x.ProgMaps != nil {
 		b = append(b, " prog_maps="...)
-		for i, id := range ev.ProgMaps {
+		for i, id := range x.ProgMaps {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = strconv.AppendUint(b, uint64(id), 10)
 		}
-		if int(ev.ProgMapCount) > len(ev.ProgMaps) {
+		if int(x.ProgMapCount) > len(x.ProgMaps) {
 			b = append(b, "…("...)
-			b = strconv.AppendUint(b, uint64(ev.ProgMapCount), 10)
+			b = strconv.AppendUint(b, uint64(x.ProgMapCount), 10)
 			b = append(b, " maps)"...)
 		}
 	}
@@ -171,17 +171,17 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = append(b, " flags=0x"...)
 		b = strconv.AppendUint(b, ev.Flags, 16)
 	}
-	if ev.Hook != "" {
+	if x := ev.Extra; x != nil && x.Hook != "" {
 		b = append(b, " hook="...)
-		b = appendTextString(b, ev.Hook, false)
+		b = appendTextString(b, x.Hook, false)
 	}
-	if ev.Cmd != "" {
+	if x := ev.Extra; x != nil && x.Cmd != "" {
 		b = append(b, " cmd="...)
-		b = appendTextString(b, ev.Cmd, false)
+		b = appendTextString(b, x.Cmd, false)
 	}
-	if ev.HasProt {
+	if x := ev.Extra; x != nil && x.HasProt {
 		b = append(b, " prot="...)
-		names := protNames(ev.Prot)
+		names := protNames(x.Prot)
 		if len(names) == 0 {
 			b = append(b, "none"...)
 		}

@@ -262,11 +262,10 @@ func (d *decoder) enter(r *bpfEvent, data []byte) *event.Event {
 		}
 	case cmdMmap:
 		ev.FD, ev.HasFD = r.Fd, true
-		ev.Prot, ev.HasProt = r.ReqId, true
+		ev.Extra = &event.Extra{Prot: r.ReqId, HasProt: true}
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
 	case unix.BPF_PROG_LOAD:
-		ev.Prog = &sl.prog
-		sl.prog.Type = r.ReqId
+		ev.Prog = &event.Prog{Type: r.ReqId}
 	case unix.BPF_MAP_CREATE:
 	default:
 		ev.FD, ev.HasFD = r.Fd, true
@@ -354,8 +353,7 @@ func (d *decoder) progLoaded(ev *event.Event, p *bpfProgLoaded) {
 	ev.Prog.Tag = hex.EncodeToString(p.Tag[:])
 	ev.Prog.Name = inventory.ProgramFullName(p.Id, d.strings.of(p.Name[:]))
 	n := min(int(p.Nmaps), len(p.MapIds))
-	ev.ProgMaps = append(make([]uint32, 0, n), p.MapIds[:n]...)
-	ev.ProgMapCount = p.MapCnt
+	ev.Extra = &event.Extra{ProgMaps: append(make([]uint32, 0, n), p.MapIds[:n]...), ProgMapCount: p.MapCnt}
 }
 
 const progLoadedSize = int(unsafe.Sizeof(bpfProgLoaded{}))
@@ -365,7 +363,6 @@ type eventSlot struct {
 	ev   event.Event
 	proc event.Process
 	m    event.Map
-	prog event.Prog
 }
 
 func (d *decoder) mapInfo(dst *event.Map, m *bpfMapInfo) {

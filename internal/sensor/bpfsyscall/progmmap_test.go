@@ -49,8 +49,8 @@ func TestProgLoad(t *testing.T) {
 	if !ev.HasResult || ev.Result < 0 || !ev.HasFD || int64(ev.FD) != ev.Result {
 		t.Errorf("result %v/%d fd %v/%d", ev.HasResult, ev.Result, ev.HasFD, ev.FD)
 	}
-	if want := []uint32{uint32(id1), uint32(id2)}; !slices.Equal(ev.ProgMaps, want) || ev.ProgMapCount != 2 {
-		t.Errorf("prog_maps %v of %d, want %v", ev.ProgMaps, ev.ProgMapCount, want)
+	if want := []uint32{uint32(id1), uint32(id2)}; ev.Extra == nil || !slices.Equal(ev.Extra.ProgMaps, want) || ev.Extra.ProgMapCount != 2 {
+		t.Errorf("prog_maps %+v, want %v", ev.Extra, want)
 	}
 
 	// The verifier refuses a program without an exit: reported with the
@@ -62,8 +62,8 @@ func TestProgLoad(t *testing.T) {
 	bad := c.wait(t, "refused prog_load", func(ev *event.Event) bool {
 		return ev.Type == event.ProgLoad && ev.HasResult && ev.Result < 0 && ev.Process != nil && ev.Process.PID == uint32(os.Getpid())
 	})
-	if bad.Prog == nil || bad.Prog.ID != 0 || bad.Prog.Type != uint32(ebpf.SocketFilter) || bad.ProgMaps != nil || bad.HasFD {
-		t.Errorf("refused load: %s prog %+v maps %v", describe(bad), bad.Prog, bad.ProgMaps)
+	if bad.Prog == nil || bad.Prog.ID != 0 || bad.Prog.Type != uint32(ebpf.SocketFilter) || bad.Extra != nil || bad.HasFD {
+		t.Errorf("refused load: %s prog %+v extra %+v", describe(bad), bad.Prog, bad.Extra)
 	}
 }
 
@@ -94,9 +94,9 @@ func TestMapMmap(t *testing.T) {
 
 	ev := c.wait(t, "map_mmap", onMap(event.MapMmap, id))
 	checkProc(t, ev, os.Getpid())
-	if !ev.HasProt || ev.Prot != unix.PROT_READ|unix.PROT_WRITE || !ev.HasFlags || ev.Flags&unix.MAP_SHARED == 0 ||
+	if ev.Extra == nil || !ev.Extra.HasProt || ev.Extra.Prot != unix.PROT_READ|unix.PROT_WRITE || !ev.HasFlags || ev.Flags&unix.MAP_SHARED == 0 ||
 		!ev.HasFD || ev.FD != int32(m.FD()) || ev.Compat {
-		t.Errorf("map_mmap: %s prot %v/%d flags %#x compat %v", describe(ev), ev.HasProt, ev.Prot, ev.Flags, ev.Compat)
+		t.Errorf("map_mmap: %s extra %+v flags %#x compat %v", describe(ev), ev.Extra, ev.Flags, ev.Compat)
 	}
 	if addr := int64(uintptr(unsafePtr(b))); !ev.HasResult || ev.Result != addr {
 		t.Errorf("map_mmap result %v/%#x, want the address %#x", ev.HasResult, ev.Result, addr)
@@ -139,8 +139,8 @@ func TestMapMmap(t *testing.T) {
 			ev := c.wait(t, "map_mmap", func(ev *event.Event) bool {
 				return onMap(event.MapMmap, id)(ev) && ev.Process.PID == uint32(cmd.Process.Pid)
 			})
-			if ev.Compat != (tc.bin == bin32 || tc.mode == "int80") || ev.FD != int32(fd) || ev.Prot != unix.PROT_READ|unix.PROT_WRITE || ev.Result != addr || ev.Process.Exe != tc.bin {
-				t.Errorf("%s: compat %v fd %d (want %d) prot %d result %#x (want %#x) exe %q", describe(ev), ev.Compat, ev.FD, fd, ev.Prot, ev.Result, addr, ev.Process.Exe)
+			if ev.Compat != (tc.bin == bin32 || tc.mode == "int80") || ev.FD != int32(fd) || ev.Extra == nil || ev.Extra.Prot != unix.PROT_READ|unix.PROT_WRITE || ev.Result != addr || ev.Process.Exe != tc.bin {
+				t.Errorf("%s: compat %v fd %d (want %d) extra %+v result %#x (want %#x) exe %q", describe(ev), ev.Compat, ev.FD, fd, ev.Extra, ev.Result, addr, ev.Process.Exe)
 			}
 		})
 	}

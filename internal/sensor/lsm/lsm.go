@@ -242,13 +242,13 @@ func (s *Sensor) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Eve
 			Comm: calls.String(d.Comm[:]), CgroupID: d.CgroupId, ExeIno: d.ExeIno, Exe: calls.Exe(d.Pid, d.StartTime, d.ExeIno)},
 		Map: &event.Map{ID: d.Map.Id, Name: calls.String(d.Map.Name[:]), Type: d.Map.Type, KeySize: d.Map.KeySize,
 			ValueSize: d.Map.ValueSize, MaxEntries: d.Map.MaxEntries, Flags: d.Map.Flags, Frozen: d.Map.Frozen != 0},
-		Hook: hookNames[d.Hook],
+		Extra: &event.Extra{Hook: hookNames[d.Hook]},
 	}
 	switch d.Hook {
 	case hookBPF:
-		ev.Cmd = bpfsyscall.CommandEvent(d.Cmd)
+		ev.Extra.Cmd = bpfsyscall.CommandEvent(d.Cmd)
 	case hookMmapFile:
-		ev.Prot, ev.HasProt = d.Mode, true
+		ev.Extra.Prot, ev.Extra.HasProt = d.Mode, true
 	default:
 		ev.Flags, ev.HasFlags = uint64(d.Mode), true // the fd's fmode
 	}

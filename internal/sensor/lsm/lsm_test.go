@@ -188,7 +188,7 @@ func start(t *testing.T) (*Sensor, *testutil.Events) {
 	}
 	sys.AddExtension(en)
 	evs := &testutil.Events{Describe: func(ev *event.Event) string {
-		return fmt.Sprintf("%s %+v %+v hook=%s cmd=%s", ev.Type, ev.Process, ev.Map, ev.Hook, ev.Cmd)
+		return fmt.Sprintf("%s %+v %+v %+v", ev.Type, ev.Process, ev.Map, ev.Extra)
 	}}
 	stop, done := make(chan struct{}), make(chan error, 1)
 	go func() { done <- sys.Run(stop, evs.Add, nil) }()
@@ -289,14 +289,14 @@ func TestEnforce(t *testing.T) {
 	pid := uint32(f.cmd.Process.Pid)
 	for _, hook := range []string{"bpf", "mmap_file", "bpf_map", "file_receive"} {
 		ev := evs.Wait(t, testutil.Timeout(5*time.Second), "access_denied "+hook, func(ev *event.Event) bool {
-			return ev.Type == event.AccessDenied && ev.Hook == hook
+			return ev.Type == event.AccessDenied && ev.Extra != nil && ev.Extra.Hook == hook
 		})
 		if ev.Process == nil || ev.Process.PID != pid || ev.Map == nil || ev.Map.ID != id || ev.Map.Name != "lsm_prot" || ev.Source != event.SourceLSM ||
 			!ev.HasResult || ev.Result != -int64(unix.EPERM) || ev.Process.Exe == "" {
 			t.Errorf("%s refusal: %+v process %+v map %+v", hook, ev, ev.Process, ev.Map)
 		}
-		if hook == "bpf" && ev.Cmd != event.MapUpdate {
-			t.Errorf("bpf refusal of %q, want %q", ev.Cmd, event.MapUpdate)
+		if hook == "bpf" && ev.Extra.Cmd != event.MapUpdate {
+			t.Errorf("bpf refusal of %q, want %q", ev.Extra.Cmd, event.MapUpdate)
 		}
 	}
 	// The refused bpf(2) update, as the syscall sensor saw it.
