@@ -583,8 +583,10 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct pt_regs *regs;
 	struct scratch *s;
 	struct event *e;
-	struct inflight in = {};
-	struct mmap_args margs = {};
+	/* Not initialised here: clang would zero them before the syscall
+	 * number check, on every syscall of every process. */
+	struct inflight in;
+	struct mmap_args margs;
 	struct bpf_map *mapped = 0;
 	__u64 pid_tgid, attr_ptr, ktime, start_time, ino;
 	__u32 cmd, size, zero = 0;
@@ -597,10 +599,10 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		struct attr_create create;
 		struct attr_obj obj;
 		struct attr_getid getid;
-	} attr = {};
+	} attr;
 
 	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT) {
-		if (!watch_mmap || (id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT))
+		if ((id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT) || !watch_mmap)
 			return 0;
 		t = current_task();
 		compat = KREAD(t, thread_info.status) & TS_COMPAT;
@@ -646,9 +648,11 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	/* Read no more than the caller passed: the kernel treats the rest as
 	 * zero, and so must we. */
 	CLAMP(size, ATTR_READ);
+	__builtin_memset(&attr, 0, sizeof(attr));
 	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
 
 report:
+	__builtin_memset(&in, 0, sizeof(in));
 	ktime = bpf_ktime_get_boot_ns();
 	start_time = KREAD(t, start_time);
 	ino = exe_ino(t);
