@@ -225,9 +225,16 @@ func (s *Sensor) protectMaps() error {
 
 // MapIDs lists the ids of the sensor's own maps, which its programs rewrite
 // constantly: the content scanner must not report them.
-func (s *Sensor) MapIDs() []uint32 {
+func (s *Sensor) MapIDs() []uint32 { return MapIDs(s.objs.coll.Maps) }
+
+// MapIDs lists the kernel ids of a collection's maps but those named in
+// skip (maps another sensor owns, put in by MapReplacements).
+func MapIDs(maps map[string]*ebpf.Map, skip ...string) []uint32 {
 	var ids []uint32
-	for _, m := range s.objs.coll.Maps {
+	for name, m := range maps {
+		if slices.Contains(skip, name) {
+			continue
+		}
 		if info, err := m.Info(); err == nil {
 			if id, ok := info.ID(); ok {
 				ids = append(ids, uint32(id))

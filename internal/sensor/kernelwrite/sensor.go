@@ -525,17 +525,7 @@ func (s *Sensor) tracksLoads() bool {
 // clear the counters or scribble on the scratch records. The programs
 // still write what they own.
 func (s *Sensor) protect(selfMaps []uint32) error {
-	ids := slices.Clone(selfMaps)
-	for name, m := range s.coll.Maps {
-		if name == "events" {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
+	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
 	filter := s.coll.Maps["self_maps"]
 	for _, id := range ids {
 		if err := filter.Put(id, uint8(1)); err != nil {
@@ -555,20 +545,7 @@ func (s *Sensor) protect(selfMaps []uint32) error {
 
 // MapIDs lists the sensor's own maps (the ring buffer is the syscall
 // sensor's).
-func (s *Sensor) MapIDs() []uint32 {
-	var ids []uint32
-	for name, m := range s.coll.Maps {
-		if name == "events" {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) MapIDs() []uint32 { return bpfsyscall.MapIDs(s.coll.Maps, "events") }
 
 // Kind summarises the hooks in use: "fexit", "kprobe" or "fexit+kprobe".
 func (s *Sensor) Kind() string {

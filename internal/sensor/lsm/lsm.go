@@ -208,20 +208,7 @@ func (s *Sensor) AddOwner(mapID uint32, id alert.Identity) error {
 
 // MapIDs lists the sensor's own maps (the ring buffer and calibration are
 // the syscall sensor's).
-func (s *Sensor) MapIDs() []uint32 {
-	var ids []uint32
-	for name, m := range s.coll.Maps {
-		if name == "events" || name == "calib" {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) MapIDs() []uint32 { return bpfsyscall.MapIDs(s.coll.Maps, "events", "calib") }
 
 // Owns implements bpfsyscall.Extension.
 func (s *Sensor) Owns(kind uint32) bool { return kind == recDeny }
