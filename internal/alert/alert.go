@@ -126,6 +126,7 @@ type Engine struct {
 	// The policy's owners, resolved to identities (exe paths are looked
 	// up again at each refresh: an upgrade replaces the inode).
 	policyOwners []Owner
+	warned       map[int]bool // policy owners (by index) said to be unresolvable
 	lim          limiter
 }
 
@@ -149,7 +150,7 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, pol: cfg.Policy, self: map[uint32]bool{}, guarded: map[uint32]*guarded{},
 		startHolders: map[uint32][]uint32{}, startProgs: map[uint32][]uint32{}, idents: map[uint32]Owner{},
-		creators: map[uint32]Owner{}, loaders: map[uint32]Owner{},
+		creators: map[uint32]Owner{}, loaders: map[uint32]Owner{}, warned: map[int]bool{},
 		lim: newLimiter(cfg.Policy.AlertRate, cfg.Policy.AlertBurst)}
 	for _, id := range cfg.SelfMaps {
 		e.self[id] = true
@@ -213,28 +214,25 @@ func (e *Engine) refresh(maps []inventory.Map) {
 	}
 }
 
-// resolvePolicyOwners turns the policy's owners into identities.
+// resolvePolicyOwners turns the policy's owners into identities. One that
+// cannot be resolved (no such executable or cgroup yet) is said once.
 func (e *Engine) resolvePolicyOwners() {
-	for _, po := range e.pol.Owners {
+	for i, po := range e.pol.Owners {
 		var st unix.Stat_t
 		if err := unix.Stat(po.Exe, &st); err != nil {
-			if !e.hasPolicyOwner(po.Exe, 0) {
-				e.cfg.Warn(fmt.Errorf("policy owner %s (line %d): %w; its writes alert until it exists", po.Exe, po.Line, err))
-			}
+			e.warnOwner(i, fmt.Errorf("policy owner %s (line %d): %w; its writes alert until it exists", po.Exe, po.Line, err))
 			continue
 		}
 		o := Owner{Identity: Identity{ExeIno: st.Ino}, Exe: po.Exe, Cgroup: po.Cgroup, How: "policy"}
 		if po.Cgroup != "" {
 			id, err := cgroupID(e.cfg.Cgroups, po.Cgroup)
 			if err != nil {
-				if !e.hasPolicyOwner(po.Exe, 0) {
-					e.cfg.Warn(fmt.Errorf("policy owner %s in cgroup %s (line %d): %w; its writes alert until the cgroup exists", po.Exe, po.Cgroup, po.Line, err))
-				}
+				e.warnOwner(i, fmt.Errorf("policy owner %s in cgroup %s (line %d): %w; its writes alert until the cgroup exists", po.Exe, po.Cgroup, po.Line, err))
 				continue
 			}
 			o.CgroupID = id
 		}
-		if e.hasPolicyOwner(po.Exe, st.Ino) && slices.ContainsFunc(e.policyOwners, func(x Owner) bool { return x.Identity == o.Identity }) {
+		if slices.ContainsFunc(e.policyOwners, func(x Owner) bool { return x.Identity == o.Identity }) {
 			continue
 		}
 		e.policyOwners = append(e.policyOwners, o)
@@ -244,8 +242,13 @@ func (e *Engine) resolvePolicyOwners() {
 	}
 }
 
-func (e *Engine) hasPolicyOwner(exe string, ino uint64) bool {
-	return slices.ContainsFunc(e.policyOwners, func(o Owner) bool { return o.Exe == exe && (ino == 0 || o.ExeIno == ino) })
+// warnOwner warns about policy owner i, once: the owners are looked up
+// again at every refresh.
+func (e *Engine) warnOwner(i int, err error) {
+	if !e.warned[i] {
+		e.warned[i] = true
+		e.cfg.Warn(err)
+	}
 }
 
 // selects returns the first selector of the policy that picks the map, as

@@ -137,6 +137,29 @@ func TestOwners(t *testing.T) {
 	}
 }
 
+// TestMissingOwnerWarnedOnce: a policy owner whose executable does not
+// exist is said once, not at every refresh; once it exists, it owns.
+func TestMissingOwnerWarnedOnce(t *testing.T) {
+	exe := t.TempDir() + "/agent"
+	pol := policy.Default()
+	pol.Owners = []policy.Owner{{Exe: exe, Line: 3}}
+	var warnings []string
+	e := New(Config{Policy: pol, Warn: func(err error) { warnings = append(warnings, err.Error()) }})
+	e.Start(nil)
+	e.Refresh(nil)
+	e.Refresh(nil)
+	if len(warnings) != 1 || !strings.Contains(warnings[0], exe) {
+		t.Fatalf("warnings: %q, want one naming %s", warnings, exe)
+	}
+	if err := os.WriteFile(exe, nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.Refresh(nil)
+	if len(e.policyOwners) != 1 || e.policyOwners[0].Exe != exe {
+		t.Errorf("policy owners once the executable exists: %+v", e.policyOwners)
+	}
+}
+
 // recorder is an Enforcer that writes down what it is told.
 type recorder struct{ log []string }
 

@@ -157,7 +157,8 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	// The alert engine learns the state at start (who holds what) from the
 	// map context's first inventory, and later ones from its refreshes.
 	cgroupNames := cgroups.NewResolver()
-	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: ownMaps(sensor, kw, enforcer), Cgroups: cgroupNames,
+	own := ownMaps(sensor, kw, enforcer)
+	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
 	if enforcer != nil {
 		acfg.Enforcer = enforcer
@@ -206,7 +207,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 	if opts.ScanInterval > 0 {
 		scan, err = scanner.New(scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
-			Exclude: ownMaps(sensor, kw, enforcer),
+			Exclude: own,
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
 		})
 		if err != nil {
