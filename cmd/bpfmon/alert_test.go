@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,31 +132,6 @@ func writingProgram(m *ebpf.Map) (*ebpf.Program, error) {
 	}})
 }
 
-// foreignCopy copies the test binary to another path: the copy has its
-// own inode, so it is another executable, not an owner of anything.
-func foreignCopy(t *testing.T, name string) string {
-	t.Helper()
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	path := filepath.Join(dir, name)
-	dst, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // act runs exe as an action child and returns its pid.
 func act(t *testing.T, exe string, acts ...string) int {
 	t.Helper()
@@ -225,7 +199,7 @@ func TestAlertRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prot.Unpin()
-	foreign := foreignCopy(t, "foreign.test")
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
 
 	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--protect", "pin:"+pin, "--protect", "name:alert_mmap")
 	if !strings.Contains(w.stderr.String(), fmt.Sprintf("id=%d name=alert_prot selector=pin:%s", protID, pin)) {
@@ -335,8 +309,8 @@ func TestAlertPolicyAndRateLimit(t *testing.T) {
 	testutil.RequireRoot(t)
 	_, a := newSpecMap(t, &ebpf.MapSpec{Name: "alert_a", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	_, c := newSpecMap(t, &ebpf.MapSpec{Name: "alert_c", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
-	foreign := foreignCopy(t, "foreign.test")
-	trusted := foreignCopy(t, "trusted.test")
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+	trusted := testutil.ForeignExecutable(t, "trusted.test")
 	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
 	pol := fmt.Sprintf(`version: 1
 protect:
@@ -428,7 +402,7 @@ func TestWatchEnforce(t *testing.T) {
 		t.Skipf("BPF LSM unavailable here (%v); make vmtest runs this test on kernels booted with lsm=...,bpf", err)
 	}
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "enforce_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
-	foreign := foreignCopy(t, "foreign.test")
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--enforce", "--protect", "id:"+itoa(id), "--scan-interval", "0")
 	if !strings.Contains(w.stderr.String(), "enforcing") {
 		t.Errorf("no enforcement message at start:\n%s", w.stderr.String())
@@ -496,7 +470,7 @@ func TestAlertProgramWrite(t *testing.T) {
 		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kp, fe)
 	}
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "alert_progw", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
-	foreign := foreignCopy(t, "foreign.test")
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(id), "--scan-interval", "0")
 	own, err := writingProgram(m)
 	if err != nil {

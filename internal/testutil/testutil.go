@@ -123,3 +123,21 @@ func joinArgs(a []string) string {
 	}
 	return s
 }
+
+// ForeignExecutable copies the running test binary to a new file called
+// name and returns its path. The copy has its own inode: run as a child, it
+// is another executable, so it owns none of the maps this process owns.
+func ForeignExecutable(t testing.TB, name string) string {
+	t.Helper()
+	src, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // a test may run it as nobody
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -121,16 +120,9 @@ type foreign struct {
 
 func startForeign(t *testing.T, extra ...*os.File) *foreign {
 	t.Helper()
-	src, err := os.ReadFile(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "foreign.test")
-	if err := os.WriteFile(path, src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f := &foreign{cmd: exec.Command(path, "-test.run=^$")}
+	f := &foreign{cmd: exec.Command(testutil.ForeignExecutable(t, "foreign.test"), "-test.run=^$")}
 	f.cmd.Env = append(os.Environ(), childEnv+"=1")
+	var err error
 	f.cmd.ExtraFiles = extra
 	f.cmd.Stderr = os.Stderr
 	if f.in, err = f.cmd.StdinPipe(); err != nil {
