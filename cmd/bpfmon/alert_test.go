@@ -420,12 +420,7 @@ func TestWatchEnforce(t *testing.T) {
 	}
 	// An fd passed down at fork, kept across exec: another executable, so
 	// not an owner, holding a writable fd.
-	clone, err := m.Clone()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer clone.Close()
-	inherited, out, err := run("updatefd:3:5", os.NewFile(uintptr(clone.FD()), "map"))
+	inherited, out, err := run("updatefd:3:5", testutil.DupFile(t, m.FD(), "map"))
 	if err == nil || !strings.Contains(out, "operation not permitted") {
 		t.Errorf("a foreign update through an inherited fd: %v %s, want EPERM", err, out)
 	}

@@ -141,3 +141,19 @@ func ForeignExecutable(t testing.TB, name string) string {
 	}
 	return path
 }
+
+// DupFile returns an *os.File that owns a duplicate of fd (to pass to a
+// child in ExtraFiles), closed when the test ends. Wrapping fd itself in
+// os.NewFile would give it two owners: when the *os.File is collected, its
+// finalizer closes the number, by then perhaps another test's map fd, and
+// that map is freed under it.
+func DupFile(t testing.TB, fd int, name string) *os.File {
+	t.Helper()
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), name)
+	t.Cleanup(func() { f.Close() })
+	return f
+}

@@ -122,12 +122,7 @@ func TestMapMmap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := command(tc.bin, tc.mode, tc.arg)
-			f, err := m.Clone()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(f.FD()), "map")}
+			cmd.ExtraFiles = []*os.File{testutil.DupFile(t, m.FD(), "map")}
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("%s: %v: %s", tc.bin, err, out)

@@ -285,8 +285,7 @@ func TestSCMRightsInChild(t *testing.T) {
 func TestInheritedDup2FD(t *testing.T) {
 	c := startSensor(t, Config{})
 	m, id := newMap(t, arraySpec)
-	f := os.NewFile(uintptr(m.FD()), "map")
-	pid := runChild(t, "inherit", "-", f)
+	pid := runChild(t, "inherit", "-", testutil.DupFile(t, m.FD(), "map"))
 	upd := c.wait(t, "map_update via inherited, dup2'ed fd", func(ev *event.Event) bool {
 		return onMap(event.MapUpdate, id)(ev) && ev.Process.PID == uint32(pid)
 	})
@@ -294,7 +293,6 @@ func TestInheritedDup2FD(t *testing.T) {
 	if upd.FD != 100 {
 		t.Errorf("fd %d, want 100 (the dup2 target)", upd.FD)
 	}
-	runtime.KeepAlive(m)
 }
 
 // TestSyscallABIs covers the compat entry from a 32-bit process, the compat
