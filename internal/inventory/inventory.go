@@ -27,7 +27,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
+	"github.com/bpfmon/bpfmon/internal/names"
 )
 
 // Program is a loaded BPF program that uses a map.
@@ -178,11 +179,11 @@ func cmpU32(a, b uint32) int {
 // walkMaps lists the maps selected by opts.IDs and opts.Names, sorted by
 // id, with what the maps themselves say (no programs, holders or pins).
 func walkMaps(opts Options) ([]Map, []error, error) {
-	var names map[string]bool
+	var wanted map[string]bool
 	if len(opts.Names) > 0 {
-		names = make(map[string]bool, len(opts.Names))
+		wanted = make(map[string]bool, len(opts.Names))
 		for _, n := range opts.Names {
-			names[n] = true
+			wanted[n] = true
 		}
 	}
 	var (
@@ -191,7 +192,7 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 		s    procScratch
 	)
 	add := func(id uint32, explicit bool) {
-		fd, err := mapFDByID(id)
+		fd, err := bpfsys.MapFDByID(id, unix.BPF_F_RDONLY)
 		if err != nil {
 			if !vanished(err) {
 				errs = append(errs, fmt.Errorf("map %d: opening by id: %w", id, err))
@@ -201,13 +202,13 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 			return
 		}
 		defer unix.Close(fd)
-		info, err := getMapInfo(fd)
+		info, err := bpfsys.GetMapInfo(fd)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("map %d: %w", id, err))
 			return
 		}
-		name := cString(info.Name[:])
-		if names != nil && !names[name] {
+		name := bpfsys.CString(info.Name[:])
+		if wanted != nil && !wanted[name] {
 			return
 		}
 		var fi fdinfo
@@ -220,13 +221,13 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 		maps = append(maps, Map{
 			ID:           info.ID,
 			Name:         name,
-			Type:         output.MapTypeName(info.Type),
+			Type:         names.MapType(info.Type),
 			TypeID:       info.Type,
 			KeySize:      info.KeySize,
 			ValueSize:    info.ValueSize,
 			MaxEntries:   info.MaxEntries,
 			Flags:        info.MapFlags,
-			FlagNames:    flagNames(info.MapFlags, fi.frozen),
+			FlagNames:    names.MapFlags(info.MapFlags, fi.frozen),
 			Frozen:       fi.frozen,
 			MemoryBytes:  fi.memlock,
 			BTFID:        info.BTFID,
@@ -246,7 +247,7 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 		return maps, errs, nil
 	}
 	for id := uint32(0); ; {
-		next, err := nextID(unix.BPF_MAP_GET_NEXT_ID, id)
+		next, err := bpfsys.NextMapID(id)
 		if errors.Is(err, unix.ENOENT) {
 			return maps, errs, nil
 		}
@@ -266,7 +267,7 @@ func walkPrograms() (map[uint32][]Program, []error) {
 		ids  = make([]uint32, 0, 64)
 	)
 	for id := uint32(0); ; {
-		next, err := nextID(unix.BPF_PROG_GET_NEXT_ID, id)
+		next, err := bpfsys.NextProgID(id)
 		if errors.Is(err, unix.ENOENT) {
 			return byMap, errs
 		}
@@ -274,21 +275,21 @@ func walkPrograms() (map[uint32][]Program, []error) {
 			return byMap, append(errs, fmt.Errorf("listing programs: %w", err))
 		}
 		id = next
-		fd, err := progFDByID(id)
+		fd, err := bpfsys.ProgFDByID(id)
 		if err != nil {
 			if !vanished(err) {
 				errs = append(errs, fmt.Errorf("program %d: opening by id: %w", id, err))
 			}
 			continue
 		}
-		var info progInfo
-		info, ids, err = getProgInfo(fd, ids)
+		var info bpfsys.ProgInfo
+		info, ids, err = bpfsys.GetProgInfo(fd, ids)
 		unix.Close(fd)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("program %d: %w", id, err))
 			continue
 		}
-		p := Program{ID: info.ID, Name: cString(info.Name[:]), Type: output.ProgTypeName(info.Type)}
+		p := Program{ID: info.ID, Name: bpfsys.CString(info.Name[:]), Type: names.ProgType(info.Type)}
 		for _, m := range ids {
 			if l := byMap[m]; len(l) == 0 || l[len(l)-1].ID != p.ID {
 				byMap[m] = append(l, p)

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 )
 
 func TestParseFdinfo(t *testing.T) {
@@ -54,17 +56,6 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
-func TestFlagNames(t *testing.T) {
-	if got := flagNames(0, false); got == nil || len(got) != 0 {
-		t.Errorf("no flags: got %#v", got)
-	}
-	got := flagNames(1|1<<10|1<<14|1<<31, true)
-	want := []string{"no_prealloc", "mmapable", "path_fd", "0x80000000", "frozen"}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q, want %q", got, want)
-	}
-}
-
 func FuzzParsers(f *testing.F) {
 	f.Add([]byte("map_id:\t1\nflags:\t02\n"))
 	f.Add([]byte("35 22 0:30 / /sys/fs/bpf rw - bpf bpf rw\n"))
@@ -73,6 +64,6 @@ func FuzzParsers(f *testing.F) {
 		parseFdinfo(b)
 		parseMountinfo(b)
 		unescapeMountinfo(b)
-		cString(b)
+		bpfsys.CString(b)
 	})
 }

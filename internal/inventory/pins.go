@@ -11,6 +11,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 )
 
 // bpfMount is one bpffs mount from mountinfo.
@@ -151,7 +153,7 @@ func walkPins() (map[uint32][]string, []error) {
 // if it is a map. Pinned links refuse read-only opens (EINVAL): they are
 // not maps, so that is not an error.
 func pinnedMapID(path string) (uint32, bool, error) {
-	fd, err := objGetRDOnly(path)
+	fd, err := bpfsys.ObjGet(path, unix.BPF_F_RDONLY)
 	if err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return 0, false, nil
@@ -167,7 +169,7 @@ func pinnedMapID(path string) (uint32, bool, error) {
 	if string(link[:n]) != mapFDTarget {
 		return 0, false, nil // a program
 	}
-	mi, err := getMapInfo(fd)
+	mi, err := bpfsys.GetMapInfo(fd)
 	if err != nil {
 		return 0, false, err
 	}

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/names"
 )
 
 // jsonWriter writes one JSON object per line. The field names and their
@@ -84,7 +85,7 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"name":`...)
 		b = appendJSONString(b, m.Name)
 		b = append(b, `,"type":"`...)
-		b = appendMapType(b, m.Type)
+		b = names.AppendMapType(b, m.Type)
 		b = append(b, `","key_size":`...)
 		b = strconv.AppendUint(b, uint64(m.KeySize), 10)
 		b = append(b, `,"value_size":`...)
@@ -134,7 +135,7 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		}
 		if pr.Type != 0 {
 			b = append(b, `,"type":"`...)
-			b = appendProgType(b, pr.Type)
+			b = names.AppendProgType(b, pr.Type)
 			b = append(b, '"')
 		}
 		b = append(b, '}')
@@ -228,7 +229,7 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	}
 	if x := ev.Extra; x != nil && x.HasProt {
 		b = append(b, `,"prot":[`...)
-		for i, name := range protNames(x.Prot) {
+		for i, name := range names.Prot(x.Prot) {
 			if i > 0 {
 				b = append(b, ',')
 			}

@@ -249,41 +249,6 @@ func TestWriteErrors(t *testing.T) {
 	}
 }
 
-func TestProgTypeName(t *testing.T) {
-	if ProgTypeName(1) != "socket_filter" || ProgTypeName(32) != "netfilter" || ProgTypeName(1000) != "unknown(1000)" {
-		t.Errorf("program type names: %q %q %q", ProgTypeName(1), ProgTypeName(32), ProgTypeName(1000))
-	}
-}
-
-func TestMapTypeName(t *testing.T) {
-	for typ, want := range map[uint32]string{
-		0: "unspec", 1: "hash", 2: "array", 12: "array_of_maps", 21: "percpu_cgroup_storage",
-		27: "ringbuf", 32: "cgrp_storage", 33: "arena", 34: "insn_array",
-		35: "unknown(35)", 1 << 31: "unknown(2147483648)",
-	} {
-		if got := MapTypeName(typ); got != want {
-			t.Errorf("MapTypeName(%d) = %q, want %q", typ, got, want)
-		}
-	}
-	for i, name := range mapTypeNames {
-		if name == "" {
-			t.Errorf("map type %d has no name", i)
-		}
-	}
-}
-
-func TestErrnoName(t *testing.T) {
-	for n, want := range map[int64]string{
-		1: "EPERM", 2: "ENOENT", 7: "E2BIG", 11: "EAGAIN", 14: "EFAULT", 22: "EINVAL",
-		95: "EOPNOTSUPP", 117: "EUCLEAN", 133: "EHWPOISON", 524: "ENOTSUPP",
-		0: "", 41: "", 134: "", 520: "", 1000: "", -1: "",
-	} {
-		if got := errnoName(n); got != want {
-			t.Errorf("errnoName(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestTimeFormat(t *testing.T) {
 	var tc timeCache
 	times := []time.Time{

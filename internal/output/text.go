@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/names"
 )
 
 // textWriter writes one line per event for people, for example
@@ -77,7 +78,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = append(b, ':')
 		b = appendTextString(b, m.Name, true)
 		b = append(b, '(')
-		b = appendMapType(b, m.Type)
+		b = names.AppendMapType(b, m.Type)
 		b = append(b, ')')
 	}
 	if pr := ev.Prog; pr != nil {
@@ -94,7 +95,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 		}
 		if pr.Type != 0 {
 			b = append(b, " prog_type="...)
-			b = appendProgType(b, pr.Type)
+			b = names.AppendProgType(b, pr.Type)
 		}
 	}
 	if x := ev.Extra; x != nil && x.ProgMaps != nil {
@@ -181,7 +182,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 	}
 	if x := ev.Extra; x != nil && x.HasProt {
 		b = append(b, " prot="...)
-		names := protNames(x.Prot)
+		names := names.Prot(x.Prot)
 		if len(names) == 0 {
 			b = append(b, "none"...)
 		}
@@ -196,7 +197,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = append(b, " result="...)
 		b = strconv.AppendInt(b, ev.Result, 10)
 		if ev.Result < 0 {
-			if name := errnoName(-ev.Result); name != "" {
+			if name := names.Errno(-ev.Result); name != "" {
 				b = append(b, '(')
 				b = append(b, name...)
 				b = append(b, ')')

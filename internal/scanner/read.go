@@ -14,6 +14,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
+	"github.com/bpfmon/bpfmon/internal/names"
 )
 
 // MapInfo is what the scanner knows of a map.
@@ -161,28 +164,9 @@ func checkScannable(info MapInfo) error {
 		return &NotScannableError{Reason: reason}
 	}
 	if info.KeySize == 0 {
-		return &NotScannableError{Reason: fmt.Sprintf("%s map with key size 0: no keys to enumerate", typeName(info.Type))}
+		return &NotScannableError{Reason: fmt.Sprintf("%s map with key size 0: no keys to enumerate", names.MapType(uint32(info.Type)))}
 	}
 	return nil
-}
-
-// typeName is the kernel's name of a map type (BPF_MAP_TYPE_<NAME>, lower
-// case), or its number.
-func typeName(t ebpf.MapType) string {
-	names := [...]string{
-		"unspec", "hash", "array", "prog_array", "perf_event_array",
-		"percpu_hash", "percpu_array", "stack_trace", "cgroup_array",
-		"lru_hash", "lru_percpu_hash", "lpm_trie", "array_of_maps",
-		"hash_of_maps", "devmap", "sockmap", "cpumap", "xskmap", "sockhash",
-		"cgroup_storage", "reuseport_sockarray", "percpu_cgroup_storage",
-		"queue", "stack", "sk_storage", "devmap_hash", "struct_ops",
-		"ringbuf", "inode_storage", "task_storage", "bloom_filter",
-		"user_ringbuf", "cgrp_storage", "arena", "insn_array",
-	}
-	if int(t) < len(names) {
-		return names[t]
-	}
-	return fmt.Sprintf("type %d", uint32(t))
 }
 
 func errnoString(e unix.Errno) string {
@@ -258,68 +242,36 @@ func (r *Reader) Read(id uint32, fn func(key, value []byte) error) (MapInfo, err
 	return info, nil
 }
 
-func bpfCall(cmd uintptr, attr unsafe.Pointer, size uintptr) (uintptr, unix.Errno) {
-	r, _, e := unix.Syscall(unix.SYS_BPF, cmd, uintptr(attr), size)
-	return r, e
-}
-
-func ptr(b []byte) uint64 {
-	if len(b) == 0 {
-		return 0
-	}
-	return uint64(uintptr(unsafe.Pointer(&b[0])))
-}
-
 // openMap is BPF_MAP_GET_FD_BY_ID with these open_flags (BPF_F_RDONLY for
 // a read-only fd, 0 for read-write).
 func openMap(id, openFlags uint32) (int, error) {
-	attr := struct {
-		ID        uint32
-		NextID    uint32
-		OpenFlags uint32
-	}{ID: id, OpenFlags: openFlags}
-	fd, errno := bpfCall(unix.BPF_MAP_GET_FD_BY_ID, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	switch errno {
-	case 0:
-		return int(fd), nil
-	case unix.ENOENT:
+	fd, err := bpfsys.MapFDByID(id, openFlags)
+	switch {
+	case err == nil:
+		return fd, nil
+	case errors.Is(err, unix.ENOENT):
 		return -1, fmt.Errorf("map %d: %w", id, ErrVanished)
 	}
-	return -1, fmt.Errorf("map %d: BPF_MAP_GET_FD_BY_ID: %w", id, os.NewSyscallError("bpf", errno))
+	return -1, fmt.Errorf("map %d: BPF_MAP_GET_FD_BY_ID: %w", id, os.NewSyscallError("bpf", err))
 }
 
 // mapInfo is BPF_OBJ_GET_INFO_BY_FD on a map fd.
 func mapInfo(fd int) (MapInfo, error) {
-	var buf [128]byte // struct bpf_map_info, with room to spare (zeroed)
-	attr := struct {
-		Fd      uint32
-		InfoLen uint32
-		Info    uint64
-	}{Fd: uint32(fd), InfoLen: uint32(len(buf)), Info: uint64(uintptr(unsafe.Pointer(&buf[0])))}
-	_, errno := bpfCall(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	if errno != 0 {
-		return MapInfo{}, fmt.Errorf("BPF_OBJ_GET_INFO_BY_FD: %w", os.NewSyscallError("bpf", errno))
-	}
-	ne := binary.NativeEndian
-	name := buf[24:40]
-	for i, c := range name {
-		if c == 0 {
-			name = name[:i]
-			break
-		}
+	info, err := bpfsys.GetMapInfo(fd)
+	if err != nil {
+		return MapInfo{}, fmt.Errorf("BPF_OBJ_GET_INFO_BY_FD: %w", os.NewSyscallError("bpf", err))
 	}
 	return MapInfo{
-		Type:       ebpf.MapType(ne.Uint32(buf[0:])),
-		ID:         ne.Uint32(buf[4:]),
-		KeySize:    ne.Uint32(buf[8:]),
-		ValueSize:  ne.Uint32(buf[12:]),
-		MaxEntries: ne.Uint32(buf[16:]),
-		Flags:      ne.Uint32(buf[20:]),
-		Name:       string(name),
-		// btf_id, btf_key_type_id, btf_value_type_id
-		BTFID:          ne.Uint32(buf[64:]),
-		BTFKeyTypeID:   ne.Uint32(buf[68:]),
-		BTFValueTypeID: ne.Uint32(buf[72:]),
+		Type:           ebpf.MapType(info.Type),
+		ID:             info.ID,
+		KeySize:        info.KeySize,
+		ValueSize:      info.ValueSize,
+		MaxEntries:     info.MaxEntries,
+		Flags:          info.MapFlags,
+		Name:           bpfsys.CString(info.Name[:]),
+		BTFID:          info.BTFID,
+		BTFKeyTypeID:   info.BTFKeyTypeID,
+		BTFValueTypeID: info.BTFValueTypeID,
 	}, nil
 }
 
@@ -404,18 +356,6 @@ func (r *Reader) deliver(n, ks, vs int, fn func(key, value []byte) error) error 
 
 var errBatchUnsupported = errors.New("batch lookup not supported")
 
-// batchAttr is the BPF_MAP_*_BATCH part of union bpf_attr.
-type batchAttr struct {
-	InBatch   uint64
-	OutBatch  uint64
-	Keys      uint64
-	Values    uint64
-	Count     uint32
-	MapFd     uint32
-	ElemFlags uint64
-	Flags     uint64
-}
-
 // readBatch reads the map with BPF_MAP_LOOKUP_BATCH. It returns
 // errBatchUnsupported if the kernel refuses the first call.
 func (r *Reader) readBatch(fd int, info MapInfo, fn func(key, value []byte) error) error {
@@ -432,17 +372,17 @@ func (r *Reader) readBatch(fd int, info MapInfo, fn func(key, value []byte) erro
 	for {
 		r.keys = grow(r.keys, count*ks)
 		r.vals = grow(r.vals, count*vs)
-		attr := batchAttr{
-			OutBatch: ptr(r.outTok),
-			Keys:     ptr(r.keys),
-			Values:   ptr(r.vals),
+		attr := bpfsys.BatchAttr{
+			OutBatch: bpfsys.Ptr(r.outTok),
+			Keys:     bpfsys.Ptr(r.keys),
+			Values:   bpfsys.Ptr(r.vals),
 			Count:    uint32(count),
-			MapFd:    uint32(fd),
+			MapFD:    uint32(fd),
 		}
 		if !first {
-			attr.InBatch = ptr(r.inTok)
+			attr.InBatch = bpfsys.Ptr(r.inTok)
 		}
-		_, errno := bpfCall(unix.BPF_MAP_LOOKUP_BATCH, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+		_, errno := bpfsys.Call(unix.BPF_MAP_LOOKUP_BATCH, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 		got := int(attr.Count)
 		switch {
 		case errno == 0 || errno == unix.ENOENT:
@@ -516,23 +456,18 @@ func (r *Reader) readSlow(fd int, info MapInfo, fn func(key, value []byte) error
 		if steps >= limit {
 			return fmt.Errorf("map %d: get_next_key walk did not end after %d steps (map changing faster than it can be read)", info.ID, limit)
 		}
-		gattr := struct {
-			MapFd   uint32
-			_       uint32
-			Key     uint64
-			NextKey uint64
-		}{MapFd: uint32(fd), NextKey: ptr(next)}
+		gattr := bpfsys.ElemAttr{MapFD: uint32(fd), Value: bpfsys.Ptr(next)} // Value: next_key
 		if !first {
-			gattr.Key = ptr(cur)
+			gattr.Key = bpfsys.Ptr(cur)
 		}
-		_, errno := bpfCall(unix.BPF_MAP_GET_NEXT_KEY, unsafe.Pointer(&gattr), unsafe.Sizeof(gattr))
+		_, errno := bpfsys.Call(unix.BPF_MAP_GET_NEXT_KEY, unsafe.Pointer(&gattr), unsafe.Sizeof(gattr))
 		r.nextKeyCalls++
 		if errno == unix.ENOENT {
 			break
 		}
 		if errno != 0 {
 			if first && refused(errno) {
-				return &NotScannableError{Reason: fmt.Sprintf("%s map: the kernel refuses to enumerate it: get_next_key: %s", typeName(info.Type), errnoString(errno))}
+				return &NotScannableError{Reason: fmt.Sprintf("%s map: the kernel refuses to enumerate it: get_next_key: %s", names.MapType(uint32(info.Type)), errnoString(errno))}
 			}
 			return fmt.Errorf("map %d: BPF_MAP_GET_NEXT_KEY: %w", info.ID, os.NewSyscallError("bpf", errno))
 		}
@@ -545,14 +480,8 @@ func (r *Reader) readSlow(fd int, info MapInfo, fn func(key, value []byte) error
 		key := r.keys[n*ks : (n+1)*ks]
 		val := r.vals[n*vs : (n+1)*vs]
 		copy(key, cur)
-		lattr := struct {
-			MapFd uint32
-			_     uint32
-			Key   uint64
-			Value uint64
-			Flags uint64
-		}{MapFd: uint32(fd), Key: ptr(key), Value: ptr(val)}
-		_, errno = bpfCall(unix.BPF_MAP_LOOKUP_ELEM, unsafe.Pointer(&lattr), unsafe.Sizeof(lattr))
+		lattr := bpfsys.ElemAttr{MapFD: uint32(fd), Key: bpfsys.Ptr(key), Value: bpfsys.Ptr(val)}
+		_, errno = bpfsys.Call(unix.BPF_MAP_LOOKUP_ELEM, unsafe.Pointer(&lattr), unsafe.Sizeof(lattr))
 		r.stats.SlowReads++
 		switch {
 		case errno == unix.ENOENT:
@@ -560,7 +489,7 @@ func (r *Reader) readSlow(fd int, info MapInfo, fn func(key, value []byte) error
 			first = false
 			continue
 		case errno != 0 && first && refused(errno):
-			return &NotScannableError{Reason: fmt.Sprintf("%s map: the kernel refuses to read its elements: lookup: %s", typeName(info.Type), errnoString(errno))}
+			return &NotScannableError{Reason: fmt.Sprintf("%s map: the kernel refuses to read its elements: lookup: %s", names.MapType(uint32(info.Type)), errnoString(errno))}
 		case errno != 0:
 			return fmt.Errorf("map %d: BPF_MAP_LOOKUP_ELEM: %w", info.ID, os.NewSyscallError("bpf", errno))
 		}

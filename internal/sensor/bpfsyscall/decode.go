@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 )
 
 // Record kinds and flags, mirrored from bpf/include/event.h. The layout of
@@ -351,7 +351,7 @@ func (d *decoder) progLoaded(ev *event.Event, p *bpfProgLoaded) {
 	ev.Prog.ID = p.Id
 	ev.Prog.Type = p.Type
 	ev.Prog.Tag = hex.EncodeToString(p.Tag[:])
-	ev.Prog.Name = inventory.ProgramFullName(p.Id, d.strings.of(p.Name[:]))
+	ev.Prog.Name = bpfsys.ProgramFullName(p.Id, d.strings.of(p.Name[:]))
 	n := min(int(p.Nmaps), len(p.MapIds))
 	ev.Extra = &event.Extra{ProgMaps: append(make([]uint32, 0, n), p.MapIds[:n]...), ProgMapCount: p.MapCnt}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 )
 
@@ -80,7 +80,7 @@ func newDecoder(cfg decoderConfig) (*decoder, error) {
 	}
 	// The programs loaded now. Loaded after the hooks are attached, so a
 	// program is either listed here or reported by a REC_PROG record.
-	imgs, err := inventory.ProgramImages()
+	imgs, err := bpfsys.ProgramImages()
 	if err != nil {
 		return nil, fmt.Errorf("listing the loaded programs' images: %w", err)
 	}
@@ -110,7 +110,7 @@ func (d *decoder) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Ev
 		d.rs.table.addRecord(r, calls.String(r.Name[:]))
 		if r.FuncCnt > r.Nfuncs {
 			// More functions than the record holds: read the rest.
-			if img, err := inventory.ProgramImageByID(r.Id); err == nil {
+			if img, err := bpfsys.ProgramImageByID(r.Id); err == nil {
 				d.rs.table.addImage(img)
 			}
 		}

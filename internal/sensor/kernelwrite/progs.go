@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 )
 
 // progTable maps addresses of JIT'd code to the programs they belong to.
@@ -68,8 +68,8 @@ func (t *progTable) add(start uint64, n uint32, prog *event.Prog, loaded uint64)
 }
 
 // addImage records every function of a program as bpf_prog_info reports it.
-func (t *progTable) addImage(img inventory.ProgramImage) {
-	prog := &event.Prog{ID: img.ID, Name: inventory.ProgramFullName(img.ID, img.Name), Tag: img.Tag}
+func (t *progTable) addImage(img bpfsys.ProgramImage) {
+	prog := &event.Prog{ID: img.ID, Name: bpfsys.ProgramFullName(img.ID, img.Name), Tag: img.Tag}
 	for i, s := range img.Starts {
 		if i < len(img.Lens) {
 			t.add(s, img.Lens[i], prog, img.LoadTime)
@@ -79,7 +79,7 @@ func (t *progTable) addImage(img inventory.ProgramImage) {
 
 // addRecord records a program from its REC_PROG record.
 func (t *progTable) addRecord(r *kwKprog, name string) {
-	prog := &event.Prog{ID: r.Id, Name: inventory.ProgramFullName(r.Id, name), Tag: hex.EncodeToString(r.Tag[:])}
+	prog := &event.Prog{ID: r.Id, Name: bpfsys.ProgramFullName(r.Id, name), Tag: hex.EncodeToString(r.Tag[:])}
 	for i := 0; i < int(r.Nfuncs) && i < len(r.Start); i++ {
 		t.add(r.Start[i], r.Len[i], prog, r.Ktime)
 	}
@@ -257,7 +257,7 @@ type confirmations struct {
 }
 
 type confirmation struct {
-	img inventory.ProgramImage
+	img bpfsys.ProgramImage
 	err error
 	at  time.Time
 }
@@ -270,7 +270,7 @@ func (c *confirmations) confirm(r *progRange, addr, ktime uint64) bool {
 		if len(c.m) >= 1024 {
 			clear(c.m)
 		}
-		img, err := inventory.ProgramImageByID(r.prog.ID)
+		img, err := bpfsys.ProgramImageByID(r.prog.ID)
 		cf = confirmation{img, err, time.Now()}
 		c.m[r.prog.ID] = cf
 	}

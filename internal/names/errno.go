@@ -1,4 +1,4 @@
-package output
+package names
 
 // errnoNames holds the Linux (x86_64, asm-generic) names of error numbers,
 // indexed by number, as include/uapi/asm-generic/errno*.h spells them.
@@ -165,8 +165,8 @@ var kernelErrnoNames = [...]string{
 	530 - kernelErrnoBase: "ERECALLCONFLICT",
 }
 
-// errnoName returns the symbolic name of errno n, or "" if it has none.
-func errnoName(n int64) string {
+// Errno returns the symbolic name of errno n, or "" if it has none.
+func Errno(n int64) string {
 	switch {
 	case n > 0 && n < int64(len(errnoNames)):
 		return errnoNames[n]

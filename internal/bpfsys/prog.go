@@ -1,4 +1,4 @@
-package inventory
+package bpfsys
 
 import (
 	"encoding/hex"
@@ -26,7 +26,7 @@ type ProgramImage struct {
 
 // progImageInfo is struct bpf_prog_info up to jited_func_lens.
 type progImageInfo struct {
-	progInfo                // 0..80
+	ProgInfo                // 0..80
 	Ifindex          uint32 // 80
 	GPL              uint32 // 84
 	NetnsDev         uint64 // 88
@@ -44,7 +44,7 @@ func ProgramImages() ([]ProgramImage, error) {
 	var out []ProgramImage
 	id := uint32(0)
 	for {
-		next, err := nextID(unix.BPF_PROG_GET_NEXT_ID, id)
+		next, err := NextProgID(id)
 		if errors.Is(err, unix.ENOENT) {
 			return out, nil
 		}
@@ -71,16 +71,16 @@ var ErrNoAddresses = errors.New("the kernel hides JIT'd program addresses (kerne
 func ProgramImageByID(id uint32) (ProgramImage, error) { return programImage(id) }
 
 func programImage(id uint32) (ProgramImage, error) {
-	fd, err := progFDByID(id)
+	fd, err := ProgFDByID(id)
 	if err != nil {
 		return ProgramImage{}, err
 	}
 	defer unix.Close(fd)
 	var info progImageInfo
-	if err := objInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info))); err != nil {
+	if err := ObjInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info))); err != nil {
 		return ProgramImage{}, err
 	}
-	img := ProgramImage{ID: info.ID, Name: cString(info.Name[:]), Tag: hex.EncodeToString(info.Tag[:]),
+	img := ProgramImage{ID: info.ID, Name: CString(info.Name[:]), Tag: hex.EncodeToString(info.Tag[:]),
 		Type: info.Type, LoadTime: info.LoadTime}
 	n := min(info.NrJitedKsyms, info.NrJitedFuncLens)
 	if n == 0 {
@@ -90,7 +90,7 @@ func programImage(id uint32) (ProgramImage, error) {
 	lens := make([]uint32, n)
 	info = progImageInfo{NrJitedKsyms: n, NrJitedFuncLens: n,
 		JitedKsyms: uint64(uintptr(unsafe.Pointer(&starts[0]))), JitedFuncLensPtr: uint64(uintptr(unsafe.Pointer(&lens[0])))}
-	err = objInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
+	err = ObjInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
 	runtime.KeepAlive(starts)
 	runtime.KeepAlive(lens)
 	if err != nil {
