@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
+	"github.com/bpfmon/bpfmon/internal/event"
 )
 
 // Record kinds and flags, mirrored from bpf/include/event.h. The layout of

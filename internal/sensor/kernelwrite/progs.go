@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
+	"github.com/bpfmon/bpfmon/internal/event"
 )
 
 // progTable maps addresses of JIT'd code to the programs they belong to.
