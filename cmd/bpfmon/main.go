@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -154,7 +153,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&pids, "pid", "report only calls by these process `IDs` (thread group ids; comma-separated or repeated)")
 	fs.Var(&mapIDs, "map-id", "report only events on these map `IDs` (comma-separated or repeated)")
 	fs.Var(&names, "map-name", "report only events on maps with these `NAMES` (names are chosen by map creators: not an identity)")
-	fs.Var(&events, "event", "report only these event `TYPES`: "+strings.Join(event.Types, ", "))
+	fs.Var(&events, "event", "report only these event `TYPES`: "+strings.Join(event.Names(), ", "))
 	fs.Usage = usageFunc(fs, `Usage: bpfmon watch [flags]
 
 Streams every bpf(2) call that changes a map or obtains a handle to one,
@@ -165,11 +164,10 @@ drains, prints a summary on stderr and exits 0.`)
 		return code
 	}
 
-	for _, e := range events {
-		if !slices.Contains(event.Types, e) {
-			fmt.Fprintf(stderr, "bpfmon watch: unknown event type %q; known: %s\n", e, strings.Join(event.Types, ", "))
-			return exitUsage
-		}
+	eventTypes, err := event.ParseTypes(events)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitUsage
 	}
 	ringBytes, err := parseSize(*ring)
 	if err != nil || ringBytes <= 0 || ringBytes > 1<<30 {
@@ -280,7 +278,7 @@ drains, prints a summary on stderr and exits 0.`)
 			PIDs:     pids,
 			MapIDs:   mapIDs,
 			MapNames: names,
-			Events:   events,
+			Events:   eventTypes,
 		},
 	}
 	sum, err := watch.Run(opts, stop)

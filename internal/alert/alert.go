@@ -34,17 +34,9 @@ import (
 	"github.com/bpfmon/bpfmon/internal/policy"
 )
 
-// Identity is who a process is, for ownership: its executable's inode and
-// its cgroup v2 id. CgroupID 0 (a policy owner without a cgroup) matches
-// any cgroup.
-type Identity struct {
-	ExeIno   uint64
-	CgroupID uint64
-}
-
 // Owner is an identity with what it looks like to a person.
 type Owner struct {
-	Identity
+	event.Identity
 	Exe    string // executable path, as seen when it was learnt
 	Cgroup string // cgroup path; "" for any
 	How    string // "creator", "holder" (at start), "loader" or "policy"
@@ -71,7 +63,7 @@ func (o Owner) String() string {
 type Enforcer interface {
 	Protect(mapID uint32) error
 	// AddOwner lets id write map mapID; mapID 0: every protected map.
-	AddOwner(mapID uint32, id Identity) error
+	AddOwner(mapID uint32, id event.Identity) error
 }
 
 // Config configures an Engine.
@@ -223,7 +215,7 @@ func (e *Engine) resolvePolicyOwners() {
 			e.warnOwner(i, fmt.Errorf("policy owner %s (line %d): %w; its writes alert until it exists", po.Exe, po.Line, err))
 			continue
 		}
-		o := Owner{Identity: Identity{ExeIno: st.Ino}, Exe: po.Exe, Cgroup: po.Cgroup, How: "policy"}
+		o := Owner{Identity: event.Identity{ExeIno: st.Ino}, Exe: po.Exe, Cgroup: po.Cgroup, How: "policy"}
 		if po.Cgroup != "" {
 			id, err := cgroupID(e.cfg.Cgroups, po.Cgroup)
 			if err != nil {
@@ -361,12 +353,7 @@ func (e *Engine) Evaluate(ev *event.Event) {
 
 func succeeded(ev *event.Event) bool { return !ev.HasResult || ev.Result >= 0 }
 
-func identity(p *event.Process) Identity {
-	if p == nil {
-		return Identity{}
-	}
-	return Identity{ExeIno: p.ExeIno, CgroupID: p.CgroupID}
-}
+func identity(p *event.Process) event.Identity { return p.Identity() }
 
 func (e *Engine) ownerOf(p *event.Process, how string) Owner {
 	return Owner{Identity: identity(p), Exe: p.Exe, Cgroup: e.cfg.Cgroups.Path(p.CgroupID), How: how}
@@ -456,13 +443,13 @@ func (e *Engine) progOwns(g *guarded, prog *event.Prog) bool {
 type limitKey struct {
 	rule   string
 	mapID  uint32
-	who    Identity
+	who    event.Identity
 	progID uint32
 }
 
-// writes are the write events, with how a reason says what was done, and
-// what was tried when the call failed.
-var writes = map[string][2]string{
+// verbs say, for the events that modify a map (event.Info.Modifies), what
+// was done, and what was tried when the call failed.
+var verbs = map[event.Type][2]string{
 	event.MapUpdate:            {"updated", "tried to update"},
 	event.MapDelete:            {"deleted from", "tried to delete from"},
 	event.MapLookupAndDelete:   {"deleted from", "tried to delete from"},
@@ -497,8 +484,8 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	key := limitKey{mapID: ev.Map.ID, who: identity(p)}
-	_, isWrite := writes[ev.Type]
-	handle := (ev.Type == event.MapGetFDByID || ev.Type == event.ObjGet) && succeeded(ev)
+	isWrite := ev.Type.Info().Modifies
+	handle := ev.Type.Info().Handle && succeeded(ev)
 	if e.self[ev.Map.ID] && p != nil && (handle || isWrite || ev.Type == event.MapMmap) {
 		key.rule = policy.RuleSelfAccess
 		return key.rule, fmt.Sprintf("%s %s bpfmon's own %s", e.who(p), e.did(ev), e.mapText(ev.Map.ID, ev.Map.Name)), key
@@ -520,7 +507,7 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		if ev.Prog == nil || e.progOwns(g, ev.Prog) {
 			return "", "", limitKey{} // the kernel itself, or an owner's program
 		}
-		key.rule, key.who, key.progID = policy.RuleForeignWrite, Identity{}, ev.Prog.ID
+		key.rule, key.who, key.progID = policy.RuleForeignWrite, event.Identity{}, ev.Prog.ID
 		return key.rule, fmt.Sprintf("%s %s %s; %s", e.progText(ev.Prog), e.did(ev), e.guardedText(g), e.ownersText(g)), key
 	case p == nil || e.owns(g, p):
 		return "", "", limitKey{}
@@ -620,7 +607,7 @@ func (e *Engine) who(p *event.Process) string {
 }
 
 func (e *Engine) did(ev *event.Event) string {
-	if w, ok := writes[ev.Type]; ok {
+	if w, ok := verbs[ev.Type]; ok {
 		if !succeeded(ev) {
 			return w[1]
 		}
@@ -637,7 +624,7 @@ func (e *Engine) did(ev *event.Event) string {
 		}
 		return "mapped"
 	}
-	return ev.Type + " on"
+	return string(ev.Type) + " on"
 }
 
 func (e *Engine) mapText(id uint32, name string) string {
@@ -752,7 +739,7 @@ func ProcessOwner(pid uint32, cg *cgroups.Resolver) (Owner, error) {
 	if err := unix.Stat(exe, &st); err != nil {
 		return Owner{}, err
 	}
-	o := Owner{Identity: Identity{ExeIno: st.Ino}}
+	o := Owner{Identity: event.Identity{ExeIno: st.Ino}}
 	o.Exe, _ = os.Readlink(exe)
 	path, err := cgroups.ProcessCgroup(pid)
 	if err != nil {

@@ -24,7 +24,7 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func update(mapID uint32, who Identity, pid uint32) *event.Event {
+func update(mapID uint32, who event.Identity, pid uint32) *event.Event {
 	return &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, HasResult: true,
 		Process: &event.Process{PID: pid, ExeIno: who.ExeIno, CgroupID: who.CgroupID, Exe: "/x"}, Map: &event.Map{ID: mapID, Name: "m"}}
 }
@@ -36,7 +36,7 @@ func TestRateLimit(t *testing.T) {
 	pol.AddProtect(policy.Selector{Kind: policy.SelectID, Value: "7", ID: 7}, policy.Selector{Kind: policy.SelectID, Value: "8", ID: 8})
 	e := New(Config{Policy: pol, SelfPID: 1, Now: c.now})
 	e.Start([]inventory.Map{{ID: 7}, {ID: 8}})
-	foreign := Identity{ExeIno: 99, CgroupID: 5}
+	foreign := event.Identity{ExeIno: 99, CgroupID: 5}
 	alerted := func(ev *event.Event) bool { e.Evaluate(ev); return ev.Alert != nil }
 
 	var got []bool
@@ -47,7 +47,7 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("a burst of 5 with burst 2: %v, want %v", got, want)
 	}
 	// Tokens gone, but a new map (or identity) is never held back.
-	if !alerted(update(8, foreign, 100)) || !alerted(update(7, Identity{ExeIno: 98, CgroupID: 5}, 101)) {
+	if !alerted(update(8, foreign, 100)) || !alerted(update(7, event.Identity{ExeIno: 98, CgroupID: 5}, 101)) {
 		t.Error("a new map or identity was held back by another's flood")
 	}
 	// One second later, one token.
@@ -102,10 +102,10 @@ func TestOwners(t *testing.T) {
 		rule string
 	}{
 		{"the holder's executable in its cgroup, another pid", update(7, me.Identity, 4242), ""},
-		{"the holder's executable in another cgroup", update(7, Identity{me.ExeIno, me.CgroupID + 1}, 4242), policy.RuleForeignWrite},
-		{"the policy's owner in any cgroup", update(7, Identity{sh.Ino, 12345}, 4243), ""},
-		{"another executable", update(7, Identity{me.ExeIno + 1, me.CgroupID}, 4244), policy.RuleForeignWrite},
-		{"a map nobody protects", update(9, Identity{1, 1}, 4245), ""},
+		{"the holder's executable in another cgroup", update(7, event.Identity{ExeIno: me.ExeIno, CgroupID: me.CgroupID + 1}, 4242), policy.RuleForeignWrite},
+		{"the policy's owner in any cgroup", update(7, event.Identity{ExeIno: sh.Ino, CgroupID: 12345}, 4243), ""},
+		{"another executable", update(7, event.Identity{ExeIno: me.ExeIno + 1, CgroupID: me.CgroupID}, 4244), policy.RuleForeignWrite},
+		{"a map nobody protects", update(9, event.Identity{ExeIno: 1, CgroupID: 1}, 4245), ""},
 		{"a disabled rule", &event.Event{Type: event.MapGetFDByID, HasResult: true, Result: 4,
 			Process: &event.Process{PID: 4246, ExeIno: 1, CgroupID: 1}, Map: &event.Map{ID: 7}}, ""},
 		{"bpfmon's own map", update(3, me.Identity, 4247), policy.RuleSelfAccess},
@@ -121,7 +121,7 @@ func TestOwners(t *testing.T) {
 		}
 	}
 	// A map created later with the selected name: its creator owns it.
-	creator := Identity{ExeIno: 555, CgroupID: 6}
+	creator := event.Identity{ExeIno: 555, CgroupID: 6}
 	e.Evaluate(&event.Event{Type: event.MapCreate, HasResult: true, Result: 3, Process: &event.Process{PID: 50, ExeIno: 555, CgroupID: 6}, Map: &event.Map{ID: 20, Name: "guarded"}})
 	byCreator, byOther := update(20, creator, 51), update(20, me.Identity, 52)
 	e.Evaluate(byCreator)
@@ -168,7 +168,7 @@ func (r *recorder) Protect(id uint32) error {
 	return nil
 }
 
-func (r *recorder) AddOwner(id uint32, o Identity) error {
+func (r *recorder) AddOwner(id uint32, o event.Identity) error {
 	who := itoa64(o.ExeIno)
 	if exe, err := os.Executable(); err == nil {
 		var st unix.Stat_t
@@ -194,9 +194,19 @@ func BenchmarkEvaluate(b *testing.B) {
 	pol.AddProtect(policy.Selector{Kind: policy.SelectID, Value: "7", ID: 7})
 	e := New(Config{Policy: pol, SelfPID: 1, SelfMaps: []uint32{3, 4, 5}})
 	e.Start([]inventory.Map{{ID: 7}, {ID: 9}})
-	ev := update(9, Identity{ExeIno: 99, CgroupID: 5}, 100)
+	ev := update(9, event.Identity{ExeIno: 99, CgroupID: 5}, 100)
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Evaluate(ev)
+	}
+}
+
+// TestVerbsCoverModifyingTypes: every event type the table says modifies
+// a map is alerted as a write, and its reason needs words for it.
+func TestVerbsCoverModifyingTypes(t *testing.T) {
+	for _, typ := range event.Types {
+		if _, ok := verbs[typ]; ok != typ.Info().Modifies {
+			t.Errorf("%s: verbs %v, modifies %v", typ, ok, typ.Info().Modifies)
+		}
 	}
 }

@@ -4,28 +4,36 @@
 // scripts depend on; see README.md.
 package event
 
-import "time"
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
 
-// Names of event types. They are the "event" field of every report.
+// Type is an event type: the "event" field of every report.
+type Type string
+
+// Names of event types.
 const (
-	MapUpdate            = "map_update"
-	MapDelete            = "map_delete"
-	MapLookupAndDelete   = "map_lookup_and_delete"
-	MapUpdateBatch       = "map_update_batch"
-	MapDeleteBatch       = "map_delete_batch"
-	MapLookupDeleteBatch = "map_lookup_and_delete_batch"
-	MapGetFDByID         = "map_get_fd_by_id"
-	ObjGet               = "obj_get"
-	ObjPin               = "obj_pin"
-	MapCreate            = "map_create"
-	MapFreeze            = "map_freeze"
-	ProgLoad             = "prog_load" // BPF_PROG_LOAD: the program, and the maps it uses
-	MapMmap              = "map_mmap"  // mmap(2) of a map's fd
-	Lost                 = "lost"
-	MapChanged           = "map_changed"     // the content scanner saw a change no sensor explains
-	MapNotScanned        = "map_not_scanned" // the content scanner cannot read a map, and says why
-	AccessDenied         = "access_denied"   // --enforce refused a process access to a protected map
-	AlertsSuppressed     = "alerts_suppressed"
+	MapUpdate            Type = "map_update"
+	MapDelete            Type = "map_delete"
+	MapLookupAndDelete   Type = "map_lookup_and_delete"
+	MapUpdateBatch       Type = "map_update_batch"
+	MapDeleteBatch       Type = "map_delete_batch"
+	MapLookupDeleteBatch Type = "map_lookup_and_delete_batch"
+	MapGetFDByID         Type = "map_get_fd_by_id"
+	ObjGet               Type = "obj_get"
+	ObjPin               Type = "obj_pin"
+	MapCreate            Type = "map_create"
+	MapFreeze            Type = "map_freeze"
+	ProgLoad             Type = "prog_load" // BPF_PROG_LOAD: the program, and the maps it uses
+	MapMmap              Type = "map_mmap"  // mmap(2) of a map's fd
+	Lost                 Type = "lost"
+	MapChanged           Type = "map_changed"     // the content scanner saw a change no sensor explains
+	MapNotScanned        Type = "map_not_scanned" // the content scanner cannot read a map, and says why
+	AccessDenied         Type = "access_denied"   // --enforce refused a process access to a protected map
+	AlertsSuppressed     Type = "alerts_suppressed"
 )
 
 // Kinds of change in a map_changed event.
@@ -35,13 +43,6 @@ const (
 	ChangeRemoved  = "removed"
 )
 
-// Types lists every event type a user can select with --event, in the
-// order the README documents them.
-var Types = []string{
-	MapUpdate, MapDelete, MapLookupAndDelete, MapUpdateBatch, MapDeleteBatch,
-	MapLookupDeleteBatch, MapGetFDByID, ObjGet, ObjPin, MapCreate, MapFreeze, ProgLoad,
-	MapMmap, Lost, MapChanged, MapNotScanned, AccessDenied, AlertsSuppressed,
-}
 
 // Sources of events.
 const (
@@ -51,6 +52,117 @@ const (
 	SourceLSM     = "lsm"    // bpfmon's BPF LSM programs (--enforce)
 	SourceAlert   = "alert"  // the alert engine itself (alerts_suppressed)
 )
+
+// Info is what an event of one type means for its map. It is the one
+// place that says which events write a map or obtain a handle to it: the
+// alert engine, the content scanner's bookkeeping and the sensors'
+// selection all ask it, so they cannot disagree.
+type Info struct {
+	// Modifies: a successful call changes the map, its elements or (a
+	// freeze) whether it can be changed. A stranger's is tampering.
+	Modifies bool
+	// Elements: a successful call changes elements, which the content
+	// scanner must then not report a second time.
+	Elements bool
+	// Handle: a successful call gives the caller a new fd to the map.
+	Handle bool
+	// Sources are the parts of bpfmon that report events of this type.
+	Sources []string
+}
+
+// table lists every type in the order the README documents them.
+var table = []struct {
+	t Type
+	Info
+}{
+	{MapUpdate, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}}},
+	{MapDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}}},
+	{MapLookupAndDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
+	{MapUpdateBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
+	{MapDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
+	{MapLookupDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
+	{MapGetFDByID, Info{Handle: true, Sources: []string{SourceSyscall}}},
+	{ObjGet, Info{Handle: true, Sources: []string{SourceSyscall}}},
+	{ObjPin, Info{Sources: []string{SourceSyscall}}},
+	{MapCreate, Info{Sources: []string{SourceSyscall}}},
+	{MapFreeze, Info{Modifies: true, Sources: []string{SourceSyscall}}},
+	{ProgLoad, Info{Sources: []string{SourceSyscall}}},
+	{MapMmap, Info{Sources: []string{SourceSyscall}}},
+	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM}}},
+	{MapChanged, Info{Sources: []string{SourceScan}}},
+	{MapNotScanned, Info{Sources: []string{SourceScan}}},
+	{AccessDenied, Info{Sources: []string{SourceLSM}}},
+	{AlertsSuppressed, Info{Sources: []string{SourceAlert}}},
+}
+
+// Types lists every event type a user can select with --event, in the
+// order the README documents them.
+var Types = func() []Type {
+	ts := make([]Type, len(table))
+	for i, e := range table {
+		ts[i] = e.t
+	}
+	return ts
+}()
+
+// Names lists the names of Types.
+func Names() []string {
+	names := make([]string, len(Types))
+	for i, t := range Types {
+		names[i] = string(t)
+	}
+	return names
+}
+
+var infos = func() map[Type]Info {
+	m := make(map[Type]Info, len(table))
+	for _, e := range table {
+		m[e.t] = e.Info
+	}
+	return m
+}()
+
+// Info returns what t means; the zero Info for a type bpfmon does not
+// report.
+func (t Type) Info() Info { return infos[t] }
+
+// Known reports whether bpfmon reports events of type t.
+func (t Type) Known() bool {
+	_, ok := infos[t]
+	return ok
+}
+
+// ReportedBy reports whether source reports events of type t.
+func (t Type) ReportedBy(source string) bool { return slices.Contains(infos[t].Sources, source) }
+
+// ParseTypes parses event type names, as --event takes them.
+func ParseTypes(names []string) ([]Type, error) {
+	out := make([]Type, 0, len(names))
+	for _, n := range names {
+		t := Type(n)
+		if !t.Known() {
+			return nil, fmt.Errorf("unknown event type %q; known: %s", n, strings.Join(Names(), ", "))
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Identity is who a process is, for ownership: its executable's inode and
+// its cgroup v2 id, both kernel identities a process cannot choose.
+// CgroupID 0 (a policy owner without a cgroup) matches any cgroup.
+type Identity struct {
+	ExeIno   uint64
+	CgroupID uint64
+}
+
+// Identity of p; the zero Identity for nil.
+func (p *Process) Identity() Identity {
+	if p == nil {
+		return Identity{}
+	}
+	return Identity{ExeIno: p.ExeIno, CgroupID: p.CgroupID}
+}
 
 // Alert marks an event that a tamper rule matched (internal/alert).
 type Alert struct {
@@ -133,7 +245,7 @@ type Extra struct {
 // Event is one report. Optional parts are nil or flagged by a Has field.
 type Event struct {
 	Time   time.Time
-	Type   string // one of the constants above
+	Type   Type
 	Source string
 	// Alert is set when a tamper rule matched the event.
 	Alert *Alert

@@ -20,7 +20,7 @@ func FuzzWriters(f *testing.F) {
 	f.Add("\xff\xfe", "\u2028\u0085", "\xed\xa0\x80", "\x7f\u009b", "\ufffd\xc3", "\u202e\xe2\x80", []byte("\n"), []byte("\""), int64(5), uint32(1<<31), uint8(0xaa), int64(-1<<62))
 	f.Fuzz(func(t *testing.T, typ, source, comm, exe, mapName, path string, key, value []byte, result int64, mapType uint32, bits uint8, nsec int64) {
 		ev := &event.Event{
-			Time: time.Unix(0, nsec), Type: typ, Source: source,
+			Time: time.Unix(0, nsec), Type: event.Type(typ), Source: source,
 			HasResult: bits&1 != 0, Result: result,
 			HasFD: bits&2 != 0, FD: int32(result),
 			Key: key, HasKey: bits&4 != 0, KeyTotal: uint64(len(key)) * 3,

@@ -30,7 +30,7 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	b = append(b, `{"time":"`...)
 	b = tc.appendUTC(b, ev.Time)
 	b = append(b, `","event":`...)
-	b = appendJSONString(b, ev.Type)
+	b = appendJSONString(b, string(ev.Type))
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, ev.Source)
 	if a := ev.Alert; a != nil {

@@ -43,7 +43,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = appendTextString(b, a.Rule, false)
 		b = append(b, ' ')
 	}
-	b = appendTextString(b, ev.Type, false)
+	b = appendTextString(b, string(ev.Type), false)
 	if p := ev.Process; p != nil {
 		b = append(b, " pid="...)
 		b = strconv.AppendUint(b, uint64(p.PID), 10)

@@ -353,8 +353,8 @@ func explain(scan *scanner.Scanner, ev *event.Event) {
 		if ev.HasResult && ev.Map.ID != 0 {
 			scan.Created(*ev.Map, ev.Time)
 		}
-	case event.MapUpdate, event.MapDelete, event.MapLookupAndDelete,
-		event.MapUpdateBatch, event.MapDeleteBatch, event.MapLookupDeleteBatch:
+	}
+	if ev.Type.Info().Elements {
 		complete := ev.HasKey && !ev.Truncated && !ev.KeyFault
 		scan.Explain(ev.Map.ID, ev.Key, ev.Map.KeySize, complete, ev.Time)
 	}
@@ -376,7 +376,7 @@ type Filter struct {
 	PIDs     []uint32
 	MapIDs   []uint32
 	MapNames []string
-	Events   []string
+	Events   []event.Type
 }
 
 // Match reports whether ev passes the filter.

@@ -161,7 +161,7 @@ func describe(ev *event.Event) string {
 }
 
 // onMap matches events of type typ on map id.
-func onMap(typ string, id ebpf.MapID) func(*event.Event) bool {
+func onMap(typ event.Type, id ebpf.MapID) func(*event.Event) bool {
 	return func(ev *event.Event) bool {
 		return ev.Type == typ && ev.Map != nil && ev.Map.ID == uint32(id)
 	}

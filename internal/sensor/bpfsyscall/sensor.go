@@ -15,7 +15,6 @@ import (
 	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -39,7 +38,7 @@ const (
 )
 
 // bpf_cmd values reported by this sensor, and the event types they map to.
-var cmdEvents = map[uint32]string{
+var cmdEvents = map[uint32]event.Type{
 	unix.BPF_MAP_CREATE:                  event.MapCreate,
 	unix.BPF_MAP_UPDATE_ELEM:             event.MapUpdate,
 	unix.BPF_MAP_DELETE_ELEM:             event.MapDelete,
@@ -59,7 +58,7 @@ var cmdEvents = map[uint32]string{
 // as ("map_update" for BPF_MAP_UPDATE_ELEM, ...), or "cmd N".
 func CommandEvent(cmd uint32) string {
 	if name, ok := cmdEvents[cmd]; ok && cmd < 64 {
-		return name
+		return string(name)
 	}
 	return "cmd " + strconv.FormatUint(uint64(cmd), 10)
 }
@@ -67,7 +66,7 @@ func CommandEvent(cmd uint32) string {
 // Config selects what the sensor captures.
 type Config struct {
 	// Events lists the event types to report; empty means all.
-	Events []string
+	Events []event.Type
 	// CaptureBytes limits the bytes captured per key and per value
 	// (0: DefaultCapture). At most MaxCapture.
 	CaptureBytes int
@@ -429,12 +428,13 @@ func (s *Sensor) Close() error {
 // cmdMask selects the bpf(2) commands behind the wanted event types. Types
 // that other parts of bpfmon report (lost, the scanner's) select nothing
 // here; names nobody reports are an error.
-func cmdMask(events []string) (uint64, error) {
+func cmdMask(events []event.Type) (uint64, error) {
 	var mask uint64
-	want := map[string]bool{}
+	want := map[event.Type]bool{}
 	for _, e := range events {
-		if !slices.Contains(event.Types, e) {
-			return 0, fmt.Errorf("unknown event type %q; known: %s", e, strings.Join(event.Types, ", "))
+		if !e.Known() {
+			_, err := event.ParseTypes([]string{string(e)})
+			return 0, err
 		}
 		want[e] = true
 	}
@@ -447,7 +447,7 @@ func cmdMask(events []string) (uint64, error) {
 }
 
 // watchMmap reports whether the wanted event types include map_mmap.
-func watchMmap(events []string) uint32 {
+func watchMmap(events []event.Type) uint32 {
 	if len(events) == 0 || slices.Contains(events, event.MapMmap) {
 		return 1
 	}

@@ -479,7 +479,7 @@ func TestSelfExcluded(t *testing.T) {
 }
 
 func TestEventSelection(t *testing.T) {
-	c := startSensor(t, Config{Events: []string{event.MapDelete}})
+	c := startSensor(t, Config{Events: []event.Type{event.MapDelete}})
 	m, id := newMap(t, arraySpec)
 	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
 		t.Fatal(err)
@@ -488,7 +488,7 @@ func TestEventSelection(t *testing.T) {
 	del := c.wait(t, "map_delete", onMap(event.MapDelete, id))
 	checkResult(t, del, -int64(unix.EINVAL))
 	c.none(t, "unselected map_update", onMap(event.MapUpdate, id))
-	if _, err := New(Config{Events: []string{"map_bogus"}}); err == nil || !strings.Contains(err.Error(), "map_bogus") {
+	if _, err := New(Config{Events: []event.Type{"map_bogus"}}); err == nil || !strings.Contains(err.Error(), "map_bogus") {
 		t.Errorf("unknown event type accepted: %v", err)
 	}
 }
@@ -497,7 +497,7 @@ func TestEventSelection(t *testing.T) {
 // must then be either reported or counted as lost, never silently missing.
 func TestLossIsCounted(t *testing.T) {
 	testutil.RequireRoot(t)
-	s, err := New(Config{IncludeSelf: true, RingBufferBytes: 4096, Events: []string{event.MapUpdate}})
+	s, err := New(Config{IncludeSelf: true, RingBufferBytes: 4096, Events: []event.Type{event.MapUpdate}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +541,7 @@ func TestLossIsCounted(t *testing.T) {
 // call are still reported with the full path of their executable: the path
 // is read in the kernel, not from /proc after the fact.
 func TestShortLivedProcessExe(t *testing.T) {
-	c := startSensor(t, Config{Events: []string{event.MapUpdate}})
+	c := startSensor(t, Config{Events: []event.Type{event.MapUpdate}})
 	_, id := newMap(t, arraySpec)
 	bin := testutil.CC(t, "testdata/bpfcall.c")
 	const runs = 20

@@ -199,7 +199,7 @@ func progIdentity(t *testing.T, p *ebpf.Program) event.Prog {
 }
 
 // kernelWrite matches kernel-side events of type typ on map id.
-func kernelWrite(typ string, id uint32) func(*event.Event) bool {
+func kernelWrite(typ event.Type, id uint32) func(*event.Event) bool {
 	return func(ev *event.Event) bool {
 		return ev.Source == event.SourceKernel && ev.Type == typ && ev.Map != nil && ev.Map.ID == id
 	}
@@ -413,7 +413,7 @@ func TestSyscallWriteReportedOnce(t *testing.T) {
 				allCPUs = append(allCPUs, le64(v)...)
 			}
 			for _, want := range []struct {
-				typ        string
+				typ        event.Type
 				id         uint32
 				key, value []byte
 				fexit      bool

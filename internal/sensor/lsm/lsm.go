@@ -27,7 +27,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
-	"github.com/bpfmon/bpfmon/internal/alert"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
@@ -198,7 +197,7 @@ func (s *Sensor) Protect(mapID uint32) error {
 }
 
 // AddOwner implements alert.Enforcer.
-func (s *Sensor) AddOwner(mapID uint32, id alert.Identity) error {
+func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 	k := lsmOwnerKey{MapId: mapID, ExeIno: id.ExeIno, CgroupId: id.CgroupID}
 	if err := s.coll.Maps["owners"].Put(&k, uint8(1)); err != nil {
 		return fmt.Errorf("adding an owner of map %d in the kernel: %w", mapID, err)

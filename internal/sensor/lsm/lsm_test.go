@@ -195,7 +195,7 @@ func start(t *testing.T) (*Sensor, *testutil.Events) {
 	return en, evs
 }
 
-func self(t *testing.T) alert.Identity {
+func self(t *testing.T) event.Identity {
 	t.Helper()
 	o, err := alert.ProcessOwner(uint32(os.Getpid()), cgroups.NewResolver())
 	if err != nil {
@@ -287,7 +287,7 @@ func TestEnforce(t *testing.T) {
 			!ev.HasResult || ev.Result != -int64(unix.EPERM) || ev.Process.Exe == "" {
 			t.Errorf("%s refusal: %+v process %+v map %+v", hook, ev, ev.Process, ev.Map)
 		}
-		if hook == "bpf" && ev.Extra.Cmd != event.MapUpdate {
+		if hook == "bpf" && ev.Extra.Cmd != string(event.MapUpdate) {
 			t.Errorf("bpf refusal of %q, want %q", ev.Extra.Cmd, event.MapUpdate)
 		}
 	}
@@ -307,7 +307,7 @@ func TestEnforce(t *testing.T) {
 	if err := unix.Stat(f.cmd.Path, &st); err != nil {
 		t.Fatal(err)
 	}
-	if err := en.AddOwner(0, alert.Identity{ExeIno: st.Ino}); err != nil {
+	if err := en.AddOwner(0, event.Identity{ExeIno: st.Ino}); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.do(t, "update "+ids); got != "ok" {
