@@ -27,33 +27,92 @@
 #include "kernel.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
-#include "event.h"
 #include "common.h"
+#include "record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Limits (MAX_CAPTURE, the bytes of a key or value, is record.h's). */
+enum kw_limits {
+	KW_FRAMES = 12,  /* return addresses kept from the kernel stack, innermost first */
+	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
+};
+
+/* kwrite_rec.op: what the hooked map operation does. */
+enum kw_op {
+	KOP_UPDATE = 1, /* map_update_elem (key, value) */
+	KOP_DELETE = 2, /* map_delete_elem (key) */
+	KOP_PUSH = 3,   /* map_push_elem: queue, stack, bloom filter (value) */
+	KOP_POP = 4,    /* map_pop_elem: queue, stack (value removed) */
+};
+
+/* kwrite_rec.flags */
+enum kw_flag {
+	KF_RESULT = 1 << 0,      /* result holds the operation's return (fexit) */
+	KF_IRQ = 1 << 1,         /* ran outside process context: no task */
+	KF_KEY_TRUNC = 1 << 2,   /* key longer than the capture limit */
+	KF_VALUE_TRUNC = 1 << 3, /* value longer than the capture limit */
+	KF_KEY_FAULT = 1 << 4,   /* key unreadable */
+	KF_VALUE_FAULT = 1 << 5, /* value unreadable */
+	KF_ALL_CPUS = 1 << 6,    /* value holds every CPU's value (bpf(2) on a per-CPU map) */
+	KF_OWNER_KEY = 1 << 7,   /* local storage: the key is the owner's id, not map key bytes */
+};
+
+/* Counters in the kstats map. */
+enum kw_stat {
+	KSTAT_LOST = 0,      /* writes not reported: the ring buffer was full */
+	KSTAT_PROG_LOST = 1, /* program load/free records lost: attribution must verify */
+	KSTAT_MAX = 2,
+};
+
+/* REC_KWRITE: one write seen by a kernel hook. */
+struct kwrite_rec {
+	struct rec_hdr hdr;
+	struct task_info task; /* zero with KF_IRQ */
+	__u32 op;              /* enum kw_op */
+	__u32 flags;           /* enum kw_flag */
+	__s64 result;          /* with KF_RESULT */
+	__u64 elem_flags;      /* update/push flags as passed */
+	__u32 key_len;         /* bytes of key in data[] */
+	__u32 value_len;       /* bytes of value after the key */
+	__u32 key_total;
+	__u32 value_total;
+	__u32 nframes;
+	__u32 _pad;
+	__u64 frames[KW_FRAMES];
+	struct map_info map;
+	/* followed by data: key, then value */
+};
+
+/* REC_PROG, REC_PROG_GONE: a program loaded or being freed, with the
+ * images of its functions; a program with more than PROG_FUNCS is
+ * completed from its bpf_prog_info. */
+struct kprog_rec {
+	struct rec_hdr hdr; /* no thread */
+	__u32 id;
+	__u32 type;     /* enum bpf_prog_type */
+	__u32 nfuncs;   /* images below: the main function first */
+	__u32 func_cnt; /* the kernel's count of functions (0: just the main one) */
+	__u8 tag[8];
+	char name[16];
+	__u64 start[PROG_FUNCS];
+	__u32 len[PROG_FUNCS];
+};
 
 /* Configuration, set by the loader; .rodata is frozen at load. */
 volatile const __u32 capture_limit = 4096;
 volatile const __u32 possible_cpus = 1;
-volatile const __u64 wakeup_bytes = 0;
-/* Not read by the programs: put the record types into the object's BTF so
- * bpf2go generates their Go twins and a test can compare the layouts. */
-volatile const struct kwrite kwrite_layout = {};
-volatile const struct kprog kprog_layout = {};
-
-#define KSTAT_LOST 0      /* writes not reported: the ring buffer was full */
-#define KSTAT_PROG_LOST 1 /* program load/free records lost: attribution must verify */
-#define KSTAT_MAX 2
-
-/* The syscall sensor's ring buffer: the loader replaces this definition
- * with it, so both sensors' records are read in one order. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 12);
-} events SEC(".maps");
+/* Not read by the programs: put the records into the object's BTF, for
+ * bpf2go. */
+volatile const struct kwrite_rec kwrite_rec_layout = {};
+volatile const struct kprog_rec kprog_rec_layout = {};
+volatile const enum kw_limits kw_limits_layout = 0;
+volatile const enum kw_op kw_op_layout = 0;
+volatile const enum kw_flag kw_flag_layout = 0;
+volatile const enum kw_stat kw_stat_layout = 0;
 
 struct kscratch {
-	struct kwrite w;
+	struct kwrite_rec w;
 	__u8 buf[2 * MAX_CAPTURE];
 };
 
@@ -85,7 +144,6 @@ struct {
 } kstats SEC(".maps");
 
 #define kstat_inc(idx) count_inc(&kstats, idx)
-#define rb_flags() ring_flags(&events, wakeup_bytes)
 
 /* THREAD_SIZE on x86-64 without KASAN, for kernels without VMAP_STACK. */
 #define THREAD_SIZE_DEFAULT 16384
@@ -182,7 +240,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u32 op, struct bpf_ma
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct kscratch *s = bpf_map_lookup_elem(&kscratch, &cpu);
 	struct task_struct *t;
-	struct kwrite *w;
+	struct kwrite_rec *w;
 	__u32 klen = 0, vlen = 0;
 	__u64 size;
 	long n;
@@ -194,23 +252,18 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u32 op, struct bpf_ma
 	read_map(map, &w->map);
 	if (bpf_map_lookup_elem(&self_maps, &w->map.id))
 		return 0;
-	w->kind = REC_KWRITE;
+	w->hdr.kind = REC_KWRITE;
+	w->hdr.ktime = bpf_ktime_get_boot_ns();
 	w->op = op;
-	w->ktime = bpf_ktime_get_boot_ns();
 	w->flags = kf;
 	w->result = ret;
 	w->elem_flags = elem_flags;
 
 	t = current_task();
-	if (in_task_stack(t, sp)) {
-		__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-		FILL_TASK(w, t, pid_tgid);
-		w->start_time = BPF_CORE_READ(t, start_time);
-		w->exe_ino = exe_ino(t);
-	} else {
+	if (in_task_stack(t, sp))
+		fill_task(&w->hdr, &w->task, t, bpf_get_current_pid_tgid());
+	else
 		w->flags |= KF_IRQ;
-	}
 
 	n = bpf_get_stack(ctx, w->frames, sizeof(w->frames), 0);
 	w->nframes = n > 0 ? (__u64)n / 8 : 0;
@@ -236,8 +289,8 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u32 op, struct bpf_ma
 
 	CLAMP(klen, MAX_CAPTURE);
 	CLAMP(vlen, MAX_CAPTURE);
-	size = sizeof(struct kwrite) + klen + vlen;
-	if (bpf_ringbuf_output(&events, s, size, rb_flags()) < 0)
+	size = sizeof(struct kwrite_rec) + klen + vlen;
+	if (bpf_ringbuf_output(&events, s, size, rec_flags()) < 0)
 		kstat_inc(KSTAT_LOST);
 	return 0;
 }
@@ -398,14 +451,14 @@ static __always_inline int on_prog(struct bpf_prog *fp, __u32 kind)
 {
 	struct bpf_prog_aux *aux = BPF_CORE_READ(fp, aux);
 	struct bpf_prog **funcs;
-	struct kprog r = {};
+	struct kprog_rec r = {};
 	__u32 i;
 
 	r.id = BPF_CORE_READ(aux, id);
 	if (r.id == 0)
 		return 0; /* a subprogram's own registration: its program follows */
-	r.kind = kind;
-	r.ktime = bpf_ktime_get_boot_ns();
+	r.hdr.kind = kind;
+	r.hdr.ktime = bpf_ktime_get_boot_ns();
 	r.type = BPF_CORE_READ(fp, type);
 	BPF_CORE_READ_INTO(&r.tag, fp, tag);
 	BPF_CORE_READ_INTO(&r.name, aux, name);
@@ -427,7 +480,7 @@ static __always_inline int on_prog(struct bpf_prog *fp, __u32 kind)
 			r.nfuncs = i + 1;
 		}
 	}
-	if (bpf_ringbuf_output(&events, &r, sizeof(r), rb_flags()) < 0)
+	if (bpf_ringbuf_output(&events, &r, sizeof(r), rec_flags()) < 0)
 		kstat_inc(KSTAT_PROG_LOST);
 	return 0;
 }

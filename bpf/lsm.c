@@ -18,8 +18,8 @@
  *
  * Who owns a map is decided by user space (internal/alert) and written into
  * the owners map: an executable (inode) in a cgroup (id), per map or for
- * every map. Refusals are written, as struct deny, into the syscall
- * sensor's ring buffer. bpfmon itself (self_tgid) is always allowed. Writes by BPF
+ * every map. Refusals are written, as struct deny_rec, into bpfmon's ring
+ * buffer, where they are read in order with the call they refused. bpfmon itself (self_tgid) is always allowed. Writes by BPF
  * programs through helpers have no LSM hook and are not refused.
  *
  * Each program honours an earlier LSM program's refusal: the return value
@@ -29,13 +29,43 @@
 #include "kernel.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
-#include "event.h"
 #include "common.h"
+#include "record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* deny_rec.hook: where an access was refused. */
+enum lsm_hook {
+	HOOK_BPF = 1,          /* security_bpf: a bpf(2) command on a map fd */
+	HOOK_BPF_MAP = 2,      /* security_bpf_map: a new writable fd to a map */
+	HOOK_FILE_RECEIVE = 3, /* security_file_receive: SCM_RIGHTS, pidfd_getfd */
+	HOOK_MMAP_FILE = 4,    /* security_mmap_file: a shared writable mapping */
+};
+
+/* Counters in the lstats map. */
+enum lsm_stat {
+	LSTAT_LOST = 0, /* refusals not reported: the ring buffer was full */
+	LSTAT_DENIED = 1,
+	LSTAT_MAX = 2,
+};
+
+/* REC_DENY: an access refused. */
+struct deny_rec {
+	struct rec_hdr hdr;
+	struct task_info task;
+	__u32 hook; /* enum lsm_hook */
+	__u32 cmd;  /* HOOK_BPF: enum bpf_cmd */
+	__u32 mode; /* HOOK_BPF_MAP, HOOK_FILE_RECEIVE: fmode; HOOK_MMAP_FILE: prot */
+	__u32 _pad;
+	struct map_info map;
+};
+
 volatile const __u32 self_tgid = 0;
-volatile const struct deny deny_layout = {};
+/* Not read by the programs: put the records into the object's BTF, for
+ * bpf2go. */
+volatile const struct deny_rec deny_rec_layout = {};
+volatile const enum lsm_hook lsm_hook_layout = 0;
+volatile const enum lsm_stat lsm_stat_layout = 0;
 
 #define EPERM 1
 #define FMODE_WRITE 0x2
@@ -55,9 +85,6 @@ volatile const struct deny deny_layout = {};
 #define ATTR_ELEM_MAP_FD 0
 #define ATTR_BATCH_MAP_FD 36
 
-#define LSTAT_LOST 0 /* refusals not reported: the ring buffer was full */
-#define LSTAT_DENIED 1
-#define LSTAT_MAX 2
 
 struct owner_key {
 	__u32 map_id; /* 0: every protected map */
@@ -88,13 +115,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } calib SEC(".maps");
-
-/* The syscall sensor's ring buffer: the loader replaces this definition
- * with it, so a refusal is read in order with the call it refused. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 12);
-} events SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -139,7 +159,7 @@ static __always_inline int check(struct bpf_map *m, __u32 hook, __u32 cmd, __u32
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct deny *d;
+	struct deny_rec *d;
 	__u32 id;
 
 	if (!m || (__u32)(pid_tgid >> 32) == self_tgid)
@@ -154,13 +174,11 @@ static __always_inline int check(struct bpf_map *m, __u32 hook, __u32 cmd, __u32
 		return -EPERM;
 	}
 	__builtin_memset(d, 0, sizeof(*d));
-	d->kind = REC_DENY;
+	d->hdr.kind = REC_DENY;
+	d->hdr.ktime = bpf_ktime_get_boot_ns();
+	fill_task(&d->hdr, &d->task, t, pid_tgid);
 	d->hook = hook;
-	d->ktime = bpf_ktime_get_boot_ns();
-	FILL_TASK(d, t, pid_tgid);
 	d->cmd = cmd;
-	d->start_time = t->start_time;
-	d->exe_ino = exe_ino(t);
 	d->mode = mode;
 	read_map(m, &d->map);
 	bpf_ringbuf_submit(d, 0);

@@ -19,10 +19,88 @@
 #include "kernel.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
-#include "event.h"
 #include "common.h"
+#include "record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Limits (MAX_CAPTURE, the bytes of a key or value, is record.h's). */
+enum call_limits {
+	MAX_PATH = 4096,
+	PROG_MAPS = 64, /* maps of a loaded program listed in struct prog_loaded */
+};
+
+/* call_rec.flags */
+enum call_flag {
+	CF_COMPAT = 1 << 0,        /* called through the 32-bit compat entry */
+	CF_MAP = 1 << 1,           /* map holds a resolved kernel map */
+	CF_MAP_REQUESTED = 1 << 2, /* map holds map_create's requested attributes */
+	CF_KEY_FAULT = 1 << 3,     /* key pointer could not be read */
+	CF_VALUE_FAULT = 1 << 4,   /* value pointer could not be read */
+	CF_KEY_TRUNC = 1 << 5,     /* key longer than the capture limit */
+	CF_VALUE_TRUNC = 1 << 6,   /* value longer than the capture limit */
+	CF_PATH_TRUNC = 1 << 7,    /* path longer than MAX_PATH or unreadable */
+	CF_NOT_MAP = 1 << 8,       /* the fd refers to a BPF object that is not a map */
+	CF_UNVERIFIED = 1 << 9,    /* file type not yet verified (calibration pending) */
+	CF_PATH_FD = 1 << 10,      /* path is relative to path_fd (BPF_F_PATH_FD) */
+	CF_BAD_FD = 1 << 11,       /* fd not open in the caller's table */
+	CF_PROG = 1 << 12,         /* BPF_PROG_LOAD exit: data holds a struct prog_loaded */
+};
+
+/* call_rec.cmd of an mmap(2) of a map fd: outside enum bpf_cmd. The entry
+ * record carries the map, fd, prot (in req_id) and flags (in elem_flags);
+ * the exit the address or -errno. */
+enum call_cmd {
+	CMD_MMAP = 4096,
+};
+
+/* The program a BPF_PROG_LOAD returned, read in the kernel at syscall
+ * exit from the new fd: the maps it uses (first PROG_MAPS of map_cnt). */
+struct prog_loaded {
+	__u32 id;
+	__u32 type; /* enum bpf_prog_type */
+	__u8 tag[8];
+	char name[16];
+	__u32 map_cnt; /* maps the program uses */
+	__u32 nmaps;   /* of which listed in map_ids */
+	__u32 map_ids[PROG_MAPS];
+};
+
+/* Every bpf(2) call of interest produces a REC_ENTER record at syscall
+ * entry (who, which map, the key and value bytes the caller passed) and an
+ * exit record at syscall exit: REC_EXIT, with the same layout, when the
+ * exit carries data (the map behind a newly returned fd, bytes the kernel
+ * wrote back), else a struct call_exit. User space pairs them by thread. */
+struct call_rec {
+	struct rec_hdr hdr;   /* REC_ENTER or REC_EXIT */
+	struct task_info task; /* REC_ENTER only */
+	__u32 cmd;            /* enum bpf_cmd, or CMD_MMAP */
+	__u32 flags;          /* enum call_flag */
+	__s64 result;         /* REC_EXIT: syscall return value */
+	__u64 elem_flags;     /* update/batch flags as passed */
+	__s32 fd;             /* map fd (bpf_fd for obj_pin) */
+	__u32 count;          /* batch: ENTER elements asked, EXIT elements processed */
+	__u32 req_id;         /* map_get_fd_by_id: requested id; prog_load: prog type; mmap: prot */
+	__s32 path_fd;
+	__u32 key_len;        /* bytes of key captured in data[] */
+	__u32 value_len;      /* bytes of value captured after the key */
+	__u64 key_total;      /* bytes of key the call carried */
+	__u64 value_total;
+	__u32 path_len;       /* obj_pin/obj_get: path bytes in data[], no NUL */
+	__u32 _pad;
+	struct map_info map;
+	/* followed by data: key, then value; or path; or a struct prog_loaded */
+};
+
+/* The exit record of calls whose exit carries no data: most of them. */
+struct call_exit {
+	struct rec_hdr hdr; /* REC_EXIT_SHORT; no ktime */
+	__u32 cmd;
+	__u32 flags; /* CF_COMPAT */
+	__s64 result;
+	__u32 count; /* batch: elements processed */
+	__u32 _pad;
+};
 
 /*
  * This file is built twice (see internal/sensor/bpfsyscall/gen.go):
@@ -76,22 +154,27 @@ volatile const __u32 capture_limit = 4096;
 volatile const __u32 possible_cpus = 1;
 volatile const __u64 cmd_mask = 0; /* bit n set: report bpf_cmd n */
 volatile const __u32 watch_mmap = 0; /* report mmap(2) of map fds */
-/* Wake the reader only once this much is buffered; it also polls on a short
- * timer. A wakeup per record would cost the calling task a context switch. */
-volatile const __u64 wakeup_bytes = 0;
-/* Not read by the programs: puts struct exit_short into the object's BTF so
- * bpf2go generates its Go twin and the layout test can compare them. */
-volatile const struct exit_short exit_short_layout = {};
+/* Not read by the programs: put the records into the object's BTF, for
+ * bpf2go. */
+volatile const struct call_rec call_rec_layout = {};
+volatile const struct call_exit call_exit_layout = {};
 volatile const struct prog_loaded prog_loaded_layout = {};
+volatile const enum call_flag call_flag_layout = 0;
+volatile const enum call_cmd call_cmd_layout = 0;
+volatile const enum call_limits call_limits_layout = 0;
 
-#define STAT_LOST 0        /* calls lost: their entry record did not fit */
-#define STAT_INFLIGHT 1    /* calls whose exit could not be tracked */
-#define STAT_LOST_EXIT 2   /* calls reported without result: exit record lost */
-#define STAT_PROC_LOST 3   /* executable paths not sent (user space falls back to /proc) */
-#define STAT_MAX 4
+/* Counters in the stats map. */
+enum call_stat {
+	STAT_LOST = 0,      /* calls lost: their entry record did not fit */
+	STAT_INFLIGHT = 1,  /* calls whose exit could not be tracked */
+	STAT_LOST_EXIT = 2, /* calls reported without result: exit record lost */
+	STAT_PROC_LOST = 3, /* executable paths not sent (user space falls back to /proc) */
+	STAT_MAX = 4,
+};
+volatile const enum call_stat call_stat_layout = 0;
 
 struct scratch {
-	struct event ev;
+	struct call_rec ev;
 	__u8 buf[2 * MAX_CAPTURE + MAX_PATH]; /* ev.data: key then value, or path */
 };
 
@@ -106,11 +189,6 @@ struct inflight {
 	struct map_info map;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 24); /* resized by the loader */
-} events SEC(".maps");
-
 /* One scratch record per CPU; too large for a per-CPU array (32 KiB limit),
  * so an array indexed by CPU number, sized by the loader. */
 struct {
@@ -120,7 +198,16 @@ struct {
 	__type(value, struct scratch);
 } scratch SEC(".maps");
 
-/* The executable whose path was last sent (REC_PROC) for a process or
+/* The REC_EXE record being built, per CPU: the call's record is built in
+ * scratch meanwhile. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct exe_rec);
+} exe_scratch SEC(".maps");
+
+/* The executable whose path was last sent (REC_EXE) for a process or
  * thread. A process that exec'd (new inode) or a reused pid (new start time)
  * is sent again. */
 struct exe_seen {
@@ -266,7 +353,7 @@ struct {
 #define FILE_WINDOW 32
 
 /* resolve_map fills mi from the map behind fd in t's fd table and returns
- * the EF_* flags describing the outcome. */
+ * the CF_* flags describing the outcome. */
 static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct map_info *mi)
 {
 	struct file *f = fd_file(t, fd);
@@ -276,14 +363,14 @@ static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct m
 	__u64 *known;
 
 	if (!f)
-		return EF_BAD_FD;
+		return CF_BAD_FD;
 	/* f_op and private_data, in one read when they are close, as they are
 	 * on every kernel so far. */
 	if (FILE_OFF(private_data) < FILE_WINDOW - sizeof(void *)) {
 		__u8 w[FILE_WINDOW];
 
 		if (bpf_probe_read_kernel(w, sizeof(w), (void *)f + bpf_core_field_offset(struct file, f_op)) < 0)
-			return EF_BAD_FD;
+			return CF_BAD_FD;
 		fop = *(void **)w;
 		m = *(void **)(w + (FILE_OFF(private_data) & (FILE_WINDOW - 1)));
 	} else {
@@ -292,13 +379,13 @@ static __always_inline __u32 resolve_map(struct task_struct *t, int fd, struct m
 	}
 	known = bpf_map_lookup_elem(&calib, &zero);
 	if (!known || *known == 0)
-		fl |= EF_UNVERIFIED;
+		fl |= CF_UNVERIFIED;
 	else if (*known != (__u64)fop)
-		return EF_NOT_MAP;
+		return CF_NOT_MAP;
 	if (!m)
-		return fl | EF_NOT_MAP;
+		return fl | CF_NOT_MAP;
 	read_map(m, mi);
-	return fl | EF_MAP;
+	return fl | CF_MAP;
 }
 
 /* value_bytes: what one element's value occupies in a user buffer. */
@@ -346,25 +433,25 @@ static __always_inline struct scratch *scratch_get(void)
 	return s;
 }
 
-#define rb_flags() ring_flags(&events, wakeup_bytes)
+
 
 static __always_inline int emit(struct scratch *s, __u32 lost_stat)
 {
-	__u64 size = sizeof(struct event);
+	__u64 size = sizeof(struct call_rec);
 	__u32 k = s->ev.key_len, v = s->ev.value_len, p = s->ev.path_len;
 
 	CLAMP(k, MAX_CAPTURE);
 	CLAMP(v, MAX_CAPTURE);
 	CLAMP(p, MAX_PATH);
 	size += k + v + p;
-	if (bpf_ringbuf_output(&events, s, size, rb_flags()) < 0) {
+	if (bpf_ringbuf_output(&events, s, size, rec_flags()) < 0) {
 		stat_inc(lost_stat);
 		return -1;
 	}
 	return 0;
 }
 
-/* send_exe emits a REC_PROC record with the path of the caller's
+/* send_exe emits a REC_EXE record with the path of the caller's
  * executable, once per process. The path is read here, in the kernel, so a
  * process that exits right after its call is still named by its binary.
  * Like d_path, it walks dentries up to each mount's root and crosses to the
@@ -374,11 +461,10 @@ static __always_inline int emit(struct scratch *s, __u32 lost_stat)
  * beyond the verifier's budget. Returns 0. */
 __attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime, __u64 start_time, __u64 ino)
 {
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	__u32 tgid = pid_tgid >> 32;
+	struct task_struct *t = current_task();
+	__u32 tgid = pid_tgid >> 32, zero = 0;
 	struct exe_seen seen = {};
-	struct scratch *s;
-	struct event *e;
+	struct exe_rec *e;
 	struct file *exe;
 	struct dentry *d, *parent, *root;
 	struct mount *mnt, *mparent;
@@ -395,16 +481,13 @@ __attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime, __u64 start_
 	if (!exe)
 		return 0;
 
-	s = scratch_get();
-	if (!s)
+	e = bpf_map_lookup_elem(&exe_scratch, &zero);
+	if (!e)
 		return 0;
-	e = &s->ev;
-	e->kind = REC_PROC;
-	e->ktime = ktime;
-	e->pid = tgid;
-	e->tid = (__u32)pid_tgid;
-	e->start_time = seen.start_time;
-	e->exe_ino = seen.ino;
+	__builtin_memset(&e->hdr, 0, sizeof(e->hdr) + sizeof(e->task));
+	e->hdr.kind = REC_EXE;
+	e->hdr.ktime = ktime;
+	fill_task(&e->hdr, &e->task, t, pid_tgid);
 
 	/* Each iteration fills slot i: a component, or nothing when it crosses
 	 * into the parent mount. Keeping i the only loop-carried counter lets
@@ -412,29 +495,31 @@ __attribute__((noinline)) int send_exe(__u64 pid_tgid, __u64 ktime, __u64 start_
 	d = BPF_CORE_READ(exe, f_path.dentry);
 	vm = BPF_CORE_READ(exe, f_path.mnt);
 	mnt = (void *)vm - bpf_core_field_offset(struct mount, mnt);
-	e->flags |= EF_EXE_TRUNC;
+	e->truncated = 1;
 	for (i = 0; i < EXE_SLOTS; i++) {
 		root = BPF_CORE_READ(vm, mnt_root);
 		parent = BPF_CORE_READ(d, d_parent);
 		if (d == root || d == parent) {
 			mparent = BPF_CORE_READ(mnt, mnt_parent);
 			if (d != root || mparent == mnt) {
-				e->flags &= ~EF_EXE_TRUNC; /* the root of the tree */
+				e->truncated = 0; /* the root of the tree */
 				break;
 			}
-			s->buf[i * EXE_SLOT] = 0;
+			e->slots[i][0] = 0;
 			d = BPF_CORE_READ(mnt, mnt_mountpoint);
 			mnt = mparent;
 			vm = (void *)mnt + bpf_core_field_offset(struct mount, mnt);
 			continue;
 		}
-		bpf_probe_read_kernel_str(s->buf + i * EXE_SLOT, EXE_SLOT, BPF_CORE_READ(d, d_name.name));
+		bpf_probe_read_kernel_str(e->slots[i], EXE_SLOT, BPF_CORE_READ(d, d_name.name));
 		d = parent;
 	}
 	e->count = i;
-	e->path_len = EXE_SLOTS * EXE_SLOT;
-	if (emit(s, STAT_PROC_LOST) == 0)
-		exe_sent_before(tgid, &seen, true);
+	if (bpf_ringbuf_output(&events, e, sizeof(*e), rec_flags()) < 0) {
+		stat_inc(STAT_PROC_LOST);
+		return 0;
+	}
+	exe_sent_before(tgid, &seen, true);
 	return 0;
 }
 
@@ -582,13 +667,13 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t;
 	struct pt_regs *regs;
 	struct scratch *s;
-	struct event *e;
+	struct call_rec *e;
 	/* Not initialised here: clang would zero them before the syscall
 	 * number check, on every syscall of every process. */
 	struct inflight in;
 	struct mmap_args margs;
 	struct bpf_map *mapped = 0;
-	__u64 pid_tgid, attr_ptr, ktime, start_time, ino;
+	__u64 pid_tgid, attr_ptr;
 	__u32 cmd, size, zero = 0;
 	int ret;
 	bool compat;
@@ -653,22 +738,16 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 
 report:
 	__builtin_memset(&in, 0, sizeof(in));
-	ktime = bpf_ktime_get_boot_ns();
-	start_time = KREAD(t, start_time);
-	ino = exe_ino(t);
-	send_exe(pid_tgid, ktime, start_time, ino);
-
 	s = scratch_get();
 	if (!s)
 		return 0;
 	e = &s->ev;
-	e->kind = REC_ENTER;
+	e->hdr.kind = REC_ENTER;
+	e->hdr.ktime = bpf_ktime_get_boot_ns();
+	fill_task(&e->hdr, &e->task, t, pid_tgid);
 	e->cmd = cmd;
-	e->ktime = ktime;
-	e->flags = compat ? EF_COMPAT : 0;
-	FILL_TASK(e, t, pid_tgid);
-	e->start_time = start_time;
-	e->exe_ino = ino;
+	e->flags = compat ? CF_COMPAT : 0;
+	send_exe(pid_tgid, e->hdr.ktime, e->task.start_time, e->task.exe_ino);
 
 	switch (cmd) {
 	case BPF_MAP_UPDATE_ELEM:
@@ -679,16 +758,16 @@ report:
 		e->fd = attr.elem.map_fd;
 		e->elem_flags = attr.elem.flags;
 		e->flags |= resolve_map(t, e->fd, &e->map);
-		if (!(e->flags & EF_MAP))
+		if (!(e->flags & CF_MAP))
 			break;
 		e->key_total = e->map.key_size;
-		klen = copy_user(s->buf, 0, attr.elem.key, e->key_total, &e->flags, EF_KEY_FAULT,
-				 EF_KEY_TRUNC);
+		klen = copy_user(s->buf, 0, attr.elem.key, e->key_total, &e->flags, CF_KEY_FAULT,
+				 CF_KEY_TRUNC);
 		e->key_len = klen;
 		if (cmd == BPF_MAP_UPDATE_ELEM) {
 			e->value_total = value_bytes(&e->map);
 			e->value_len = copy_user(s->buf, klen, attr.elem.value, e->value_total,
-						 &e->flags, EF_VALUE_FAULT, EF_VALUE_TRUNC);
+						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		} else if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM) {
 			in.out_ptr = attr.elem.value;
 			in.value_bytes = value_bytes(&e->map);
@@ -704,7 +783,7 @@ report:
 		e->count = attr.batch.count;
 		e->elem_flags = attr.batch.elem_flags;
 		e->flags |= resolve_map(t, e->fd, &e->map);
-		if (!(e->flags & EF_MAP))
+		if (!(e->flags & CF_MAP))
 			break;
 		if (cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
 			in.out_ptr = attr.batch.keys;
@@ -714,13 +793,13 @@ report:
 			break;
 		}
 		e->key_total = (__u64)e->count * e->map.key_size;
-		klen = copy_user(s->buf, 0, attr.batch.keys, e->key_total, &e->flags, EF_KEY_FAULT,
-				 EF_KEY_TRUNC);
+		klen = copy_user(s->buf, 0, attr.batch.keys, e->key_total, &e->flags, CF_KEY_FAULT,
+				 CF_KEY_TRUNC);
 		e->key_len = klen;
 		if (cmd == BPF_MAP_UPDATE_BATCH) {
 			e->value_total = (__u64)e->count * value_bytes(&e->map);
 			e->value_len = copy_user(s->buf, klen, attr.batch.values, e->value_total,
-						 &e->flags, EF_VALUE_FAULT, EF_VALUE_TRUNC);
+						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		}
 		break;
 	}
@@ -738,20 +817,20 @@ report:
 
 		e->elem_flags = attr.obj.file_flags;
 		if (attr.obj.file_flags & BPF_F_PATH_FD) {
-			e->flags |= EF_PATH_FD;
+			e->flags |= CF_PATH_FD;
 			e->path_fd = attr.obj.path_fd;
 		}
 		if (cmd == BPF_OBJ_PIN) {
 			e->fd = attr.obj.bpf_fd;
 			e->flags |= resolve_map(t, e->fd, &e->map);
-			if (e->flags & EF_NOT_MAP)
+			if (e->flags & CF_NOT_MAP)
 				return 0; /* pinning a program or link: not a map event */
 		}
 		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr.obj.pathname);
 		if (n > 0)
 			e->path_len = n - 1;
 		if (n <= 0 || n == MAX_PATH)
-			e->flags |= EF_PATH_TRUNC;
+			e->flags |= CF_PATH_TRUNC;
 		break;
 	}
 	case BPF_PROG_LOAD:
@@ -761,11 +840,11 @@ report:
 		e->fd = margs.fd;
 		e->req_id = margs.prot;
 		e->elem_flags = margs.flags;
-		e->flags |= EF_MAP;
+		e->flags |= CF_MAP;
 		read_map(mapped, &e->map);
 		break;
 	case BPF_MAP_CREATE:
-		e->flags |= EF_MAP_REQUESTED;
+		e->flags |= CF_MAP_REQUESTED;
 		e->map.type = attr.create.map_type;
 		e->map.key_size = attr.create.key_size;
 		e->map.value_size = attr.create.value_size;
@@ -803,7 +882,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct task_struct *t;
 	struct inflight in;
 	struct scratch *s;
-	struct event *e;
+	struct call_rec *e;
 	__u64 pid_tgid;
 	__u32 zero = 0;
 	__s64 *n, ret;
@@ -818,7 +897,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	__sync_fetch_and_add(n, -1);
 
 	ret = (__s64)ctx->args[1];
-	if ((in.flags & EF_COMPAT) && in.cmd != CMD_MMAP)
+	if ((in.flags & CF_COMPAT) && in.cmd != CMD_MMAP)
 		ret = (__s32)ret; /* compat tasks see a 32-bit return (mmap2's is an address) */
 
 	switch (in.cmd) {
@@ -831,23 +910,24 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	case BPF_MAP_DELETE_BATCH: {
 		/* Nothing but the result (and a batch count): a compact record
 		 * reserved in place, without the scratch copy. */
-		struct exit_short *x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+		struct call_exit *x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
 
 		if (!x) {
 			stat_inc(STAT_LOST_EXIT);
 			return 0;
 		}
-		x->kind = REC_EXIT_SHORT;
+		x->hdr.kind = REC_EXIT_SHORT;
+		x->hdr.tid = (__u32)pid_tgid;
+		x->hdr.ktime = 0;
 		x->cmd = in.cmd;
-		x->pid = pid_tgid >> 32;
-		x->tid = (__u32)pid_tgid;
+		x->flags = in.flags & CF_COMPAT;
 		x->result = ret;
-		x->flags = in.flags & EF_COMPAT;
 		x->count = 0;
+		x->_pad = 0;
 		if (in.cmd == BPF_MAP_UPDATE_BATCH || in.cmd == BPF_MAP_DELETE_BATCH)
 			bpf_probe_read_user(&x->count, sizeof(x->count),
 					    (void *)(in.attr + __builtin_offsetof(struct attr_batch, count)));
-		bpf_ringbuf_submit(x, rb_flags());
+		bpf_ringbuf_submit(x, rec_flags());
 		return 0;
 	}
 	}
@@ -856,13 +936,11 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	if (!s)
 		return 0;
 	e = &s->ev;
-	e->kind = REC_EXIT;
+	e->hdr.kind = REC_EXIT;
+	e->hdr.tid = (__u32)pid_tgid;
 	e->cmd = in.cmd;
-	e->ktime = bpf_ktime_get_boot_ns();
-	e->pid = pid_tgid >> 32;
-	e->tid = (__u32)pid_tgid;
 	e->result = ret;
-	e->flags = in.flags & EF_COMPAT;
+	e->flags = in.flags & CF_COMPAT;
 
 	switch (in.cmd) {
 	case BPF_MAP_CREATE:
@@ -877,7 +955,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		if (ret >= 0) {
 			e->fd = ret;
 			if (read_prog(t, ret, (struct prog_loaded *)s->buf)) {
-				e->flags |= EF_PROG;
+				e->flags |= CF_PROG;
 				e->value_len = sizeof(struct prog_loaded);
 			}
 		}
@@ -886,7 +964,7 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		if (ret == 0) {
 			e->value_total = in.value_bytes;
 			e->value_len = copy_user(s->buf, 0, in.out_ptr, e->value_total, &e->flags,
-						 EF_VALUE_FAULT, EF_VALUE_TRUNC);
+						 CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		}
 		break;
 	case BPF_MAP_UPDATE_BATCH:
@@ -902,12 +980,12 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		if (in.cmd != BPF_MAP_LOOKUP_AND_DELETE_BATCH)
 			break;
 		e->key_total = (__u64)count * in.key_size;
-		klen = copy_user(s->buf, 0, in.out_ptr, e->key_total, &e->flags, EF_KEY_FAULT,
-				 EF_KEY_TRUNC);
+		klen = copy_user(s->buf, 0, in.out_ptr, e->key_total, &e->flags, CF_KEY_FAULT,
+				 CF_KEY_TRUNC);
 		e->key_len = klen;
 		e->value_total = (__u64)count * in.value_bytes;
 		e->value_len = copy_user(s->buf, klen, in.out_ptr2, e->value_total, &e->flags,
-					 EF_VALUE_FAULT, EF_VALUE_TRUNC);
+					 CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		break;
 	}
 	default:

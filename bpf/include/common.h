@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Code shared by bpfmon's BPF programs: reading a struct bpf_map and the
- * calling task. Included after kernel.h, bpf_helpers.h, bpf_core_read.h and
- * event.h.
+ * Code shared by bpfmon's BPF programs: reading the calling task, its fd
+ * table and map files, counters, ring buffer flags. Included after
+ * kernel.h, bpf_helpers.h and bpf_core_read.h; record.h follows it.
  */
 #ifndef BPFMON_COMMON_H
 #define BPFMON_COMMON_H
@@ -25,42 +25,6 @@
  * the variable, which the verifier then rejects as unbounded. */
 #define CLAMP(v, max) asm volatile("if %0 <= %1 goto +1\n\t%0 = %1" : "+r"(v) : "i"(max))
 
-/* Offset of a struct bpf_map field relative to map_type, as relocated for the
- * running kernel. */
-#define MAP_OFF(field) (bpf_core_field_offset(struct bpf_map, field) - \
-			bpf_core_field_offset(struct bpf_map, map_type))
-#define MAP_WINDOW 128
-
-/* read_map copies the map's attributes with two reads instead of one per
- * field: the attributes sit together in struct bpf_map on every kernel
- * since 5.8 (map_type .. id), so one window starting at map_type covers
- * them, whatever their exact offsets; a field outside the window on some
- * future kernel falls back to its own read. */
-static __always_inline void read_map(struct bpf_map *m, struct map_info *mi)
-{
-	__u8 w[MAP_WINDOW];
-
-	if (bpf_probe_read_kernel(w, sizeof(w), (void *)m + bpf_core_field_offset(struct bpf_map, map_type)) < 0)
-		return;
-#define MAP_FIELD(dst, field, type)                                                   \
-	if (MAP_OFF(field) + sizeof(type) <= MAP_WINDOW)                              \
-		dst = *(type *)(w + (MAP_OFF(field) & (MAP_WINDOW - 1)));               \
-	else                                                                          \
-		dst = BPF_CORE_READ(m, field);
-	MAP_FIELD(mi->type, map_type, __u32);
-	MAP_FIELD(mi->key_size, key_size, __u32);
-	MAP_FIELD(mi->value_size, value_size, __u32);
-	MAP_FIELD(mi->max_entries, max_entries, __u32);
-	MAP_FIELD(mi->flags, map_flags, __u32);
-	MAP_FIELD(mi->id, id, __u32);
-#undef MAP_FIELD
-	if (MAP_OFF(name) + sizeof(mi->name) <= MAP_WINDOW)
-		__builtin_memcpy(mi->name, w + (MAP_OFF(name) & (MAP_WINDOW - 1)), sizeof(mi->name));
-	else
-		BPF_CORE_READ_INTO(&mi->name, m, name);
-	mi->frozen = BPF_CORE_READ(m, frozen);
-}
-
 static __always_inline bool percpu_type(__u32 type)
 {
 	return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
@@ -72,21 +36,6 @@ static __always_inline bool percpu_type(__u32 type)
 #else
 #define TASK_PPID(t) BPF_CORE_READ(t, real_parent, tgid)
 #endif
-
-/* FILL_TASK fills the process fields that struct event and struct kwrite
- * share (pid, tid, ppid, uid, gid, cgroup_id, comm) for the current task t. */
-#define FILL_TASK(e, t, pid_tgid)                                   \
-	do {                                                        \
-		__u64 uid_gid;                                      \
-		(e)->pid = (pid_tgid) >> 32;                        \
-		(e)->tid = (__u32)(pid_tgid);                       \
-		uid_gid = bpf_get_current_uid_gid();                \
-		(e)->uid = (__u32)uid_gid;                          \
-		(e)->gid = uid_gid >> 32;                           \
-		(e)->cgroup_id = bpf_get_current_cgroup_id();       \
-		bpf_get_current_comm((e)->comm, sizeof((e)->comm)); \
-		(e)->ppid = TASK_PPID(t);                           \
-	} while (0)
 
 /* exe_ino is the inode number of the task's executable, 0 for none. */
 static __always_inline __u64 exe_ino(struct task_struct *t)

@@ -2,16 +2,17 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"text/tabwriter"
 
 	"github.com/bpfmon/bpfmon/internal/features"
-	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
-	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
-	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
+	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/sensors"
 )
 
 func runFeatures(args []string, stdout, stderr io.Writer) int {
@@ -29,9 +30,7 @@ to. It loads small test programs and maps, and removes them.`)
 		fmt.Fprintf(stderr, "bpfmon features: unknown --format %q: want text or json\n", *format)
 		return exitUsage
 	}
-	var p sensorProbe
-	defer p.close()
-	r := features.Probe(features.Sensors{Syscall: p.syscall, Kernel: p.kernel, Enforce: p.enforce})
+	r := probe()
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
@@ -74,49 +73,22 @@ to. It loads small test programs and maps, and removes them.`)
 	return exitOK
 }
 
-// sensorProbe loads the sensors as watch would, notes what loaded and why
-// not, and removes them.
-type sensorProbe struct {
-	sys *bpfsyscall.Sensor
-}
-
-func (p *sensorProbe) syscall() (string, error, error) {
-	s, err := bpfsyscall.New(bpfsyscall.Config{})
+// probe starts every sensor as watch would, none of them required, arms
+// the enforcement programs (protecting nothing, they refuse nothing),
+// reports what each gives or why not, and removes them all.
+func probe() features.Report {
+	var parts [][]features.Feature
+	ring, err := record.NewRing(0)
 	if err != nil {
-		return "", nil, err
+		parts = append(parts, []features.Feature{{Name: "syscall_sensor", Detail: "creating the ring buffer: " + err.Error(),
+			Fallback: "none: watch cannot report bpf(2) calls"}})
+		return features.NewReport(append(parts, scanner.Features())...)
 	}
-	p.sys = s
-	return s.Hook, s.HookFallback, nil
-}
-
-// kernel loads the kernel-side sensor on the syscall sensor's ring buffer.
-func (p *sensorProbe) kernel() features.KernelSensor {
-	if p.sys == nil {
-		return features.KernelSensor{Err: errors.New("not probed: it writes into the syscall sensor's ring buffer, which did not load")}
-	}
-	kw, err := kernelwrite.New(kernelwrite.Config{Ring: p.sys.Ring(), SelfMaps: p.sys.MapIDs(), SelfPrograms: p.sys.ProgramIDs()})
-	if kw != nil {
-		defer kw.Close()
-	}
-	return kernelwrite.Features(kw, err)
-}
-
-// enforce loads and attaches the enforcement programs, protecting
-// nothing (they then refuse nothing), and removes them.
-func (p *sensorProbe) enforce() error {
-	if p.sys == nil {
-		return errors.New("not probed: its refusals go into the syscall sensor's ring buffer, which did not load")
-	}
-	en, err := lsm.New(lsm.Config{Ring: p.sys.Ring(), Calib: p.sys.Calib()})
-	if err != nil {
-		return err
-	}
-	defer en.Close()
-	return en.Attach()
-}
-
-func (p *sensorProbe) close() {
-	if p.sys != nil {
-		p.sys.Close()
-	}
+	defer ring.Close()
+	set := sensors.New(sensors.Config{Probe: true})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set.Start(sensor.NewEnv(ring, 0, quiet)) // optional sensors: never an error
+	set.Arm()
+	defer set.Close()
+	return features.NewReport(set.Features(), scanner.Features())
 }

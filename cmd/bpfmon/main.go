@@ -24,9 +24,10 @@ import (
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
+	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
-	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
 
@@ -133,7 +134,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
-	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", bpfsyscall.MaxCapture))
+	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
 	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
@@ -174,8 +175,8 @@ drains, prints a summary on stderr and exits 0.`)
 		fmt.Fprintf(stderr, "bpfmon watch: invalid --ring-buffer %q: want a size between 4K and 1G\n", *ring)
 		return exitUsage
 	}
-	if *capture < 1 || *capture > bpfsyscall.MaxCapture {
-		fmt.Fprintf(stderr, "bpfmon watch: invalid --capture-bytes %d: want 1 to %d\n", *capture, bpfsyscall.MaxCapture)
+	if *capture < 1 || *capture > record.MaxCapture {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --capture-bytes %d: want 1 to %d\n", *capture, record.MaxCapture)
 		return exitUsage
 	}
 
@@ -209,19 +210,14 @@ drains, prints a summary on stderr and exits 0.`)
 		fmt.Fprintf(stderr, "bpfmon watch: invalid content scanner flags: --scan-interval must be 0 or positive, --scan-max-keyed at least 1, --scan-budget and --scan-memory sizes\n")
 		return exitUsage
 	}
-	switch *hook {
-	case "auto":
-		*hook = ""
-	case bpfsyscall.HookTPBTF, bpfsyscall.HookRawTracepoint:
-	default:
-		fmt.Fprintf(stderr, "bpfmon watch: unknown --hook %q: want auto, tp_btf or raw_tracepoint\n", *hook)
+	hookBuild, err := bpfsyscall.ParseHook(*hook)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
 		return exitUsage
 	}
-
-	switch *kernelHooks {
-	case kernelwrite.ModeAuto, kernelwrite.ModeFexit, kernelwrite.ModeKprobe, kernelwrite.ModeOff:
-	default:
-		fmt.Fprintf(stderr, "bpfmon watch: unknown --kernel-hooks %q: want auto, fexit, kprobe or off\n", *kernelHooks)
+	kernelMode, err := kernelwrite.ParseMode(*kernelHooks)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
 		return exitUsage
 	}
 
@@ -264,8 +260,8 @@ drains, prints a summary on stderr and exits 0.`)
 		ReadyFile:    *ready,
 		CaptureBytes: *capture,
 		RingBytes:    ringBytes,
-		Hook:         *hook,
-		KernelHooks:  *kernelHooks,
+		Hook:         hookBuild,
+		KernelHooks:  kernelMode,
 		ScanInterval: *scanInterval,
 		ScanMaxKeyed: *scanMaxKeyed,
 		ScanBudget:   int64(budget),
@@ -284,7 +280,7 @@ drains, prints a summary on stderr and exits 0.`)
 	sum, err := watch.Run(opts, stop)
 	if err != nil {
 		logger.Error("bpfmon watch: " + err.Error())
-		if errors.Is(err, lsm.ErrUnavailable) || errors.Is(err, kernelwrite.ErrUnavailable) {
+		if errors.Is(err, sensor.ErrUnavailable) {
 			return exitUnavailable
 		}
 		return exitError

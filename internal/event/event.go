@@ -7,8 +7,11 @@ package event
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Type is an event type: the "event" field of every report.
@@ -43,7 +46,6 @@ const (
 	ChangeRemoved  = "removed"
 )
 
-
 // Sources of events.
 const (
 	SourceSyscall = "syscall"
@@ -68,6 +70,8 @@ type Info struct {
 	Handle bool
 	// Sources are the parts of bpfmon that report events of this type.
 	Sources []string
+	// cmd is the bpf(2) command reported as this type, -1 for none.
+	cmd int
 }
 
 // table lists every type in the order the README documents them.
@@ -75,24 +79,24 @@ var table = []struct {
 	t Type
 	Info
 }{
-	{MapUpdate, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}}},
-	{MapDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}}},
-	{MapLookupAndDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
-	{MapUpdateBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
-	{MapDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
-	{MapLookupDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}}},
-	{MapGetFDByID, Info{Handle: true, Sources: []string{SourceSyscall}}},
-	{ObjGet, Info{Handle: true, Sources: []string{SourceSyscall}}},
-	{ObjPin, Info{Sources: []string{SourceSyscall}}},
-	{MapCreate, Info{Sources: []string{SourceSyscall}}},
-	{MapFreeze, Info{Modifies: true, Sources: []string{SourceSyscall}}},
-	{ProgLoad, Info{Sources: []string{SourceSyscall}}},
-	{MapMmap, Info{Sources: []string{SourceSyscall}}},
-	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM}}},
-	{MapChanged, Info{Sources: []string{SourceScan}}},
-	{MapNotScanned, Info{Sources: []string{SourceScan}}},
-	{AccessDenied, Info{Sources: []string{SourceLSM}}},
-	{AlertsSuppressed, Info{Sources: []string{SourceAlert}}},
+	{MapUpdate, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}, cmd: unix.BPF_MAP_UPDATE_ELEM}},
+	{MapDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall, SourceKernel}, cmd: unix.BPF_MAP_DELETE_ELEM}},
+	{MapLookupAndDelete, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_LOOKUP_AND_DELETE_ELEM}},
+	{MapUpdateBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_UPDATE_BATCH}},
+	{MapDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_DELETE_BATCH}},
+	{MapLookupDeleteBatch, Info{Modifies: true, Elements: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_LOOKUP_AND_DELETE_BATCH}},
+	{MapGetFDByID, Info{Handle: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_GET_FD_BY_ID}},
+	{ObjGet, Info{Handle: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_OBJ_GET}},
+	{ObjPin, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_OBJ_PIN}},
+	{MapCreate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_CREATE}},
+	{MapFreeze, Info{Modifies: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_FREEZE}},
+	{ProgLoad, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_LOAD}},
+	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
+	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM}, cmd: -1}},
+	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
+	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
+	{AccessDenied, Info{Sources: []string{SourceLSM}, cmd: -1}},
+	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
 }
 
 // Types lists every event type a user can select with --event, in the
@@ -125,6 +129,42 @@ var infos = func() map[Type]Info {
 // Info returns what t means; the zero Info for a type bpfmon does not
 // report.
 func (t Type) Info() Info { return infos[t] }
+
+// Command returns the bpf(2) command (enum bpf_cmd) that the syscall
+// sensor reports as type t, and false for types that are not a command.
+func (t Type) Command() (uint32, bool) {
+	info, ok := infos[t]
+	if !ok || info.cmd < 0 {
+		return 0, false
+	}
+	return uint32(info.cmd), true
+}
+
+// CommandType returns the type bpf(2) command cmd is reported as, and
+// false for commands bpfmon does not report.
+func CommandType(cmd uint32) (Type, bool) {
+	t, ok := commands[cmd]
+	return t, ok
+}
+
+// CommandName names bpf(2) command cmd by the type it is reported as
+// ("map_update" for BPF_MAP_UPDATE_ELEM), or "cmd N".
+func CommandName(cmd uint32) string {
+	if t, ok := commands[cmd]; ok {
+		return string(t)
+	}
+	return "cmd " + strconv.FormatUint(uint64(cmd), 10)
+}
+
+var commands = func() map[uint32]Type {
+	m := map[uint32]Type{}
+	for _, e := range table {
+		if e.cmd >= 0 {
+			m[uint32(e.cmd)] = e.t
+		}
+	}
+	return m
+}()
 
 // Known reports whether bpfmon reports events of type t.
 func (t Type) Known() bool {

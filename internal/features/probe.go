@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/cilium/ebpf"
@@ -36,157 +37,63 @@ type FunctionHook struct {
 	Reason   string `json:"reason,omitempty"` // why not (by fexit, or at all)
 }
 
-// KernelSensor is what starting the kernel-side sensor gave: the hook
-// kind in use and each function's outcome, or why it could not start.
-type KernelSensor struct {
-	Kind      string // fexit, kprobe or fexit+kprobe
-	Functions []FunctionHook
-	// TracksLoads: program loads are hooked, so writes by programs loaded
-	// (and unloaded) after start are attributed too.
-	TracksLoads bool
-	// KernelCopy: bpf(2) writes are seen inside the kernel, by fexit.
-	KernelCopy bool
-	Err        error
-}
-
-// Sensors supply the outcome of starting bpfmon's sensors: the packages
-// that load them import this one.
-type Sensors struct {
-	Syscall SyscallSensorProbe
-	Kernel  func() KernelSensor
-	// Enforce loads and attaches the enforcement programs and removes
-	// them: why --enforce cannot work here, or nil.
-	Enforce func() error
-}
-
 // Report is the result of probing.
 type Report struct {
 	Kernel   string    `json:"kernel"`
 	Features []Feature `json:"features"`
 }
 
-// SyscallSensorProbe reports which build of the syscall sensor loads and
-// why the faster one does not, when it does not. It is supplied by the
-// caller (the sensor package imports this one).
-type SyscallSensorProbe func() (hook string, fallback error, err error)
+// Order is the order reports list features in: the common ones, then each
+// sensor's and the content scanner's in the order they come into play.
+// Features not listed come last, in the order given.
+var Order = []string{"privileges", "kernel_btf", "syscall_sensor", "compat_abi", "kernel_side_writes",
+	"program_attribution", "syscall_kernel_copy", "content_scanner", "batch_reads", "mmap_reads", "bpf_lsm"}
 
-// Probe tests what this kernel offers. It loads small programs and maps
-// and removes them again; the sensors themselves are probed by the
-// functions in sensors (either may be nil: not reported).
-func Probe(sensors Sensors) Report {
-	sensor := sensors.Syscall
-	r := Report{Kernel: KernelRelease()}
-	add := func(f Feature) { r.Features = append(r.Features, f) }
-	config := kernelConfig()
-
-	if err := CheckTracing(); err != nil {
-		add(Feature{Name: "privileges", Detail: err.Error(), Fallback: "none: bpfmon cannot run"})
-	} else {
-		add(Feature{Name: "privileges", Available: true, Detail: "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) are effective"})
+// NewReport is the report on this kernel: the common features (Base) and
+// those the sensors and the content scanner describe, in Order.
+func NewReport(parts ...[]Feature) Report {
+	r := Report{Kernel: KernelRelease(), Features: Base()}
+	for _, p := range parts {
+		r.Features = append(r.Features, p...)
 	}
-
-	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
-		add(Feature{Name: "kernel_btf", Detail: "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF unset)", Fallback: "none: the programs are relocated against it"})
-	} else {
-		add(Feature{Name: "kernel_btf", Available: true, Detail: "/sys/kernel/btf/vmlinux"})
-	}
-
-	if sensor != nil {
-		hook, fallback, err := sensor()
-		switch {
-		case err != nil:
-			add(Feature{Name: "syscall_sensor", Detail: err.Error(), Fallback: "none: watch cannot report bpf(2) calls"})
-		case fallback != nil:
-			add(Feature{Name: "syscall_sensor", Available: true, Detail: hook + " programs on raw_syscalls sys_enter/sys_exit (the faster tp_btf build did not load: " + fallback.Error() + ")"})
-		default:
-			add(Feature{Name: "syscall_sensor", Available: true, Detail: hook + " programs on raw_syscalls sys_enter/sys_exit"})
+	rank := func(name string) int {
+		if i := slices.Index(Order, name); i >= 0 {
+			return i
 		}
+		return len(Order)
 	}
-
-	switch config["CONFIG_IA32_EMULATION"] {
-	case "y":
-		add(Feature{Name: "compat_abi", Available: true, Detail: "CONFIG_IA32_EMULATION=y: 32-bit calls (and int $0x80 from 64-bit tasks) are reported, marked abi ia32"})
-	case "":
-		if config == nil {
-			add(Feature{Name: "compat_abi", Available: true, Detail: "kernel config not readable; the sensor reports 32-bit calls whenever the kernel accepts them"})
-		} else {
-			add(Feature{Name: "compat_abi", Detail: "CONFIG_IA32_EMULATION unset: the kernel has no 32-bit syscall entry, so there is nothing to watch there"})
-		}
-	}
-
-	if sensors.Kernel != nil {
-		for _, f := range kernelFeatures(sensors.Kernel()) {
-			add(f)
-		}
-	}
-
-	add(Feature{Name: "content_scanner", Available: true, Detail: "reads every readable map each --scan-interval"})
-	if err := probeBatch(); err != nil {
-		add(Feature{Name: "batch_reads", Detail: "BPF_MAP_LOOKUP_BATCH: " + err.Error(), Fallback: "GET_NEXT_KEY and LOOKUP, one element at a time"})
-	} else {
-		add(Feature{Name: "batch_reads", Available: true, Detail: "BPF_MAP_LOOKUP_BATCH"})
-	}
-	if err := probeMmap(); err != nil {
-		add(Feature{Name: "mmap_reads", Detail: "mmap of a BPF_F_MMAPABLE array: " + err.Error(), Fallback: "batch reads"})
-	} else {
-		add(Feature{Name: "mmap_reads", Available: true, Detail: "BPF_F_MMAPABLE arrays are read through a read-only mapping"})
-	}
-
-	lsmErr := probeLSM(config)
-	detail := "LSM programs load"
-	if lsmErr == nil && sensors.Enforce != nil {
-		lsmErr = sensors.Enforce()
-		detail = "enforcement (watch --enforce) works: LSM programs on the bpf, bpf_map, file_receive and mmap_file hooks load and attach"
-	}
-	if lsmErr != nil {
-		detail = lsmErr.Error()
-	}
-	add(Feature{Name: "bpf_lsm", Available: lsmErr == nil, Detail: detail,
-		Fallback: "no enforcement: tampering is reported as alerts, not refused (watch --enforce refuses to start)"})
+	slices.SortStableFunc(r.Features, func(a, b Feature) int { return rank(a.Name) - rank(b.Name) })
 	return r
 }
 
-// kernelFeatures describes the kernel-side sensor: writes by BPF programs,
-// their attribution, and the kernel's copy of bpf(2) writes.
-func kernelFeatures(k KernelSensor) []Feature {
-	const scannerFallback = "the content scanner finds their changes by reading maps, without naming the program"
-	if k.Err != nil {
-		reason := k.Err.Error()
-		return []Feature{
-			{Name: "kernel_side_writes", Detail: reason, Fallback: scannerFallback, Functions: k.Functions},
-			{Name: "program_attribution", Detail: "needs the kernel-side sensor, unavailable: " + reason,
-				Fallback: "map_changed events from the scanner carry the map, key and values, not the program"},
-			{Name: "syscall_kernel_copy", Detail: "needs the kernel-side sensor, unavailable: " + reason,
-				Fallback: "bpf(2) keys and values are read from the caller's buffers at syscall entry"},
-		}
+// Base probes what every part of bpfmon needs: privileges and the kernel's
+// BTF.
+func Base() []Feature {
+	var fs []Feature
+	if err := CheckTracing(); err != nil {
+		fs = append(fs, Feature{Name: "privileges", Detail: err.Error(), Fallback: "none: bpfmon cannot run"})
+	} else {
+		fs = append(fs, Feature{Name: "privileges", Available: true, Detail: "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) are effective"})
 	}
-	var hooked, missing []string
-	for _, f := range k.Functions {
-		if f.Kind != "" {
-			hooked = append(hooked, f.Function)
-		} else {
-			missing = append(missing, f.Function)
-		}
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		fs = append(fs, Feature{Name: "kernel_btf", Detail: "no /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF unset)", Fallback: "none: the programs are relocated against it"})
+	} else {
+		fs = append(fs, Feature{Name: "kernel_btf", Available: true, Detail: "/sys/kernel/btf/vmlinux"})
 	}
-	detail := fmt.Sprintf("%s on %d kernel functions", k.Kind, len(hooked))
-	if len(missing) > 0 {
-		detail += "; not hooked: " + strings.Join(missing, ", ") + " (see functions)"
+	return fs
+}
+
+// Compat describes the 32-bit syscall entry: whether there is one to
+// watch.
+func Compat() Feature {
+	config := KernelConfig()
+	switch {
+	case config["CONFIG_IA32_EMULATION"] == "y":
+		return Feature{Name: "compat_abi", Available: true, Detail: "CONFIG_IA32_EMULATION=y: 32-bit calls (and int $0x80 from 64-bit tasks) are reported, marked abi ia32"}
+	case config == nil:
+		return Feature{Name: "compat_abi", Available: true, Detail: "kernel config not readable; the sensor reports 32-bit calls whenever the kernel accepts them"}
 	}
-	writes := Feature{Name: "kernel_side_writes", Available: true, Detail: detail, Functions: k.Functions}
-	attr := Feature{Name: "program_attribution", Available: true,
-		Detail: "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
-			"loads tracked in order with the writes (bpf_prog_kallsyms_add), so short-lived programs are named too"}
-	if !k.TracksLoads {
-		attr.Detail = "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
-			"program loads are not hooked, so each attribution is confirmed with the kernel and a program already unloaded is reported unknown"
-	}
-	cp := Feature{Name: "syscall_kernel_copy", Available: k.KernelCopy,
-		Detail: "bpf(2) writes carry the kernel's own copy of key and value (fexit inside the call)"}
-	if !k.KernelCopy {
-		cp.Detail = "the map operations are hooked by kprobes, which the kernel does not run inside bpf(2) map updates"
-		cp.Fallback = "bpf(2) keys and values are read from the caller's buffers at syscall entry"
-	}
-	return []Feature{writes, attr, cp}
+	return Feature{Name: "compat_abi", Detail: "CONFIG_IA32_EMULATION unset: the kernel has no 32-bit syscall entry, so there is nothing to watch there"}
 }
 
 // Kprobes reports why the kernel has no kprobes, or nil: the kprobe PMU
@@ -218,37 +125,8 @@ func Fentry() error {
 	return nil
 }
 
-func probeBatch() error {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 2})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	m.Put(uint32(1), uint32(1))
-	var cursor ebpf.MapBatchCursor
-	keys, values := make([]uint32, 2), make([]uint32, 2)
-	_, err = m.BatchLookup(&cursor, keys, values, nil)
-	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-		return err
-	}
-	return nil
-}
-
-func probeMmap() error {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	b, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return err
-	}
-	return unix.Munmap(b)
-}
-
 // BPFLSM says why this kernel cannot run BPF LSM programs, or nil.
-func BPFLSM() error { return probeLSM(kernelConfig()) }
+func BPFLSM() error { return probeLSM(KernelConfig()) }
 
 // probeLSM: BPF LSM needs CONFIG_BPF_LSM, "bpf" among the active LSMs, and
 // a kernel that lets LSM programs load.
@@ -281,8 +159,8 @@ func probeLSM(config map[string]string) error {
 	return nil
 }
 
-// kernelConfig reads the running kernel's config, nil when unavailable.
-func kernelConfig() map[string]string {
+// KernelConfig reads the running kernel's config, nil when unavailable.
+func KernelConfig() map[string]string {
 	var rd io.Reader
 	if f, err := os.Open("/proc/config.gz"); err == nil {
 		defer f.Close()

@@ -1,70 +1,42 @@
 package features
 
 import (
-	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
-func TestProbeReportsEveryCapability(t *testing.T) {
+func TestBase(t *testing.T) {
 	testutil.RequireRoot(t)
-	kernel := KernelSensor{Err: errors.New("kprobes: none; fexit: denied")}
-	r := Probe(Sensors{Syscall: func() (string, error, error) { return "tp_btf", nil, nil }, Kernel: func() KernelSensor { return kernel }})
-	want := []string{"privileges", "kernel_btf", "syscall_sensor", "compat_abi", "kernel_side_writes",
-		"program_attribution", "syscall_kernel_copy", "content_scanner", "batch_reads", "mmap_reads", "bpf_lsm"}
-	got := map[string]Feature{}
-	for _, f := range r.Features {
-		got[f.Name] = f
-		if !f.Available && (f.Detail == "" || f.Fallback == "") {
-			t.Errorf("%s unavailable without a reason or a fallback: %+v", f.Name, f)
-		}
-	}
-	for _, name := range want {
-		if _, ok := got[name]; !ok {
-			t.Errorf("capability %s not reported", name)
-		}
-	}
 	// What every supported kernel (5.8+ with BTF) has, as root.
-	for _, name := range []string{"privileges", "kernel_btf", "syscall_sensor", "content_scanner", "batch_reads", "mmap_reads"} {
-		if !got[name].Available {
-			t.Errorf("%s not available: %s", name, got[name].Detail)
+	for _, f := range Base() {
+		if !f.Available {
+			t.Errorf("%s not available: %s", f.Name, f.Detail)
 		}
 	}
-	if r.Kernel == "" || !strings.Contains(r.Summary(), "syscall_sensor=yes") {
-		t.Errorf("kernel %q, summary %q", r.Kernel, r.Summary())
-	}
-	for _, name := range []string{"kernel_side_writes", "program_attribution", "syscall_kernel_copy"} {
-		if got[name].Available || !strings.Contains(got[name].Detail, "fexit: denied") {
-			t.Errorf("%s with the kernel-side sensor unavailable: %+v", name, got[name])
-		}
-	}
-	failing := Probe(Sensors{Syscall: func() (string, error, error) { return "", nil, errors.New("verifier said no") }})
-	for _, f := range failing.Features {
-		if f.Name == "syscall_sensor" && (f.Available || !strings.Contains(f.Detail, "verifier said no")) {
-			t.Errorf("a failing sensor reported as %+v", f)
-		}
+	if c := Compat(); c.Name != "compat_abi" || c.Detail == "" {
+		t.Errorf("compat: %+v", c)
 	}
 }
 
-func TestKernelSensorFeatures(t *testing.T) {
-	k := KernelSensor{Kind: "kprobe", Functions: []FunctionHook{
-		{Function: "htab_map_update_elem", Kind: "kprobe", Reason: "fexit: program load denied (EPERM)"},
-		{Function: "bpf_cgrp_storage_delete", Reason: "kprobe: not in kallsyms"},
-	}}
-	got := map[string]Feature{}
-	for _, f := range kernelFeatures(k) {
-		got[f.Name] = f
+// TestReportOrder: features come in Order whatever order the parts give
+// them in, unknown ones last, and the summary names each.
+func TestReportOrder(t *testing.T) {
+	r := NewReport(
+		[]Feature{{Name: "bpf_lsm"}, {Name: "new_thing", Available: true}},
+		[]Feature{{Name: "content_scanner", Available: true}, {Name: "syscall_sensor", Available: true}},
+	)
+	var names []string
+	for _, f := range r.Features {
+		names = append(names, f.Name)
 	}
-	if w := got["kernel_side_writes"]; !w.Available || !strings.Contains(w.Detail, "kprobe on 1 kernel functions") ||
-		!strings.Contains(w.Detail, "bpf_cgrp_storage_delete") || len(w.Functions) != 2 {
-		t.Errorf("kernel_side_writes: %+v", w)
+	want := []string{"privileges", "kernel_btf", "syscall_sensor", "content_scanner", "bpf_lsm", "new_thing"}
+	if !slices.Equal(names, want) {
+		t.Errorf("order %v, want %v", names, want)
 	}
-	if a := got["program_attribution"]; !a.Available || !strings.Contains(a.Detail, "unknown") {
-		t.Errorf("attribution without load tracking: %+v", a)
-	}
-	if c := got["syscall_kernel_copy"]; c.Available || c.Fallback == "" {
-		t.Errorf("kernel copy with kprobes: %+v", c)
+	if r.Kernel == "" || !strings.Contains(r.Summary(), "syscall_sensor=yes") || !strings.Contains(r.Summary(), "bpf_lsm=no") {
+		t.Errorf("kernel %q, summary %q", r.Kernel, r.Summary())
 	}
 }

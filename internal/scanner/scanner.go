@@ -158,6 +158,9 @@ func New(cfg Config) (*Scanner, error) {
 	return s, nil
 }
 
+// Last returns the stats of the last pass. Call it once Run returned.
+func (s *Scanner) Last() PassStats { return s.LastPass }
+
 // createdMap is a map the syscall sensor saw created.
 type createdMap struct {
 	m  event.Map

@@ -20,6 +20,8 @@ type mapContext struct {
 	pins     map[uint32][]string
 	owners   map[uint32]map[uint32]string // map id -> pid -> "creator" or "holder"
 	kick     chan struct{}
+	// collect reads the inventory.
+	collect func(inventory.Options) ([]inventory.Map, error)
 	// observe, when set, sees every inventory read, the one at start (with
 	// holders) first.
 	observe func(maps []inventory.Map, atStart bool)
@@ -28,9 +30,9 @@ type mapContext struct {
 // contextRefresh is how often the background refresh runs without a kick.
 const contextRefresh = 5 * time.Second
 
-func newMapContext(stop <-chan struct{}, observe func(maps []inventory.Map, atStart bool)) *mapContext {
+func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inventory.Map, error), observe func(maps []inventory.Map, atStart bool)) *mapContext {
 	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{},
-		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1), observe: observe}
+		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1), collect: collect, observe: observe}
 	c.refresh(true)
 	go func() {
 		for {
@@ -49,7 +51,7 @@ func newMapContext(stop <-chan struct{}, observe func(maps []inventory.Map, atSt
 
 // refresh reads the inventory; at start it also records each map's holders.
 func (c *mapContext) refresh(atStart bool) {
-	maps, _, err := inventory.Collect(inventory.Options{SkipHolders: !atStart})
+	maps, err := c.collect(inventory.Options{SkipHolders: !atStart})
 	if c.observe != nil && (err == nil || atStart) {
 		c.observe(maps, atStart) // at start even with nothing: the observer starts from it
 	}

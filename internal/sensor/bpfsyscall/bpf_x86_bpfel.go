@@ -13,21 +13,73 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type bpfEvent struct {
-	_          structs.HostLayout
-	Kind       uint32
+type bpfCallCmd uint32
+
+const (
+	bpfCallCmdCMD_MMAP bpfCallCmd = 4096
+)
+
+type bpfCallExit struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Cmd    uint32
+	Flags  uint32
+	Result int64
+	Count  uint32
+	Pad    uint32
+}
+
+type bpfCallFlag uint32
+
+const (
+	bpfCallFlagCF_COMPAT        bpfCallFlag = 1
+	bpfCallFlagCF_MAP           bpfCallFlag = 2
+	bpfCallFlagCF_MAP_REQUESTED bpfCallFlag = 4
+	bpfCallFlagCF_KEY_FAULT     bpfCallFlag = 8
+	bpfCallFlagCF_VALUE_FAULT   bpfCallFlag = 16
+	bpfCallFlagCF_KEY_TRUNC     bpfCallFlag = 32
+	bpfCallFlagCF_VALUE_TRUNC   bpfCallFlag = 64
+	bpfCallFlagCF_PATH_TRUNC    bpfCallFlag = 128
+	bpfCallFlagCF_NOT_MAP       bpfCallFlag = 256
+	bpfCallFlagCF_UNVERIFIED    bpfCallFlag = 512
+	bpfCallFlagCF_PATH_FD       bpfCallFlag = 1024
+	bpfCallFlagCF_BAD_FD        bpfCallFlag = 2048
+	bpfCallFlagCF_PROG          bpfCallFlag = 4096
+)
+
+type bpfCallLimits uint32
+
+const (
+	bpfCallLimitsMAX_PATH  bpfCallLimits = 4096
+	bpfCallLimitsPROG_MAPS bpfCallLimits = 64
+)
+
+type bpfCallRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
 	Cmd        uint32
-	Ktime      uint64
-	Pid        uint32
-	Tid        uint32
-	Ppid       uint32
-	Uid        uint32
-	Gid        uint32
 	Flags      uint32
-	CgroupId   uint64
-	StartTime  uint64
-	ExeIno     uint64
-	Comm       [16]int8
 	Result     int64
 	ElemFlags  uint64
 	Fd         int32
@@ -40,24 +92,58 @@ type bpfEvent struct {
 	ValueTotal uint64
 	PathLen    uint32
 	Pad        uint32
-	Map        bpfMapInfo
+	Map        struct {
+		_          structs.HostLayout
+		Id         uint32
+		Type       uint32
+		KeySize    uint32
+		ValueSize  uint32
+		MaxEntries uint32
+		Flags      uint32
+		Name       [16]int8
+		Frozen     uint8
+		Pad        [7]uint8
+	}
+}
+
+type bpfCallStat uint32
+
+const (
+	bpfCallStatSTAT_LOST      bpfCallStat = 0
+	bpfCallStatSTAT_INFLIGHT  bpfCallStat = 1
+	bpfCallStatSTAT_LOST_EXIT bpfCallStat = 2
+	bpfCallStatSTAT_PROC_LOST bpfCallStat = 3
+	bpfCallStatSTAT_MAX       bpfCallStat = 4
+)
+
+type bpfExeRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Count     uint32
+	Truncated uint32
+	Slots     [24][128]int8
 }
 
 type bpfExeSeen struct {
 	_         structs.HostLayout
 	StartTime uint64
 	Ino       uint64
-}
-
-type bpfExitShort struct {
-	_      structs.HostLayout
-	Kind   uint32
-	Cmd    uint32
-	Pid    uint32
-	Tid    uint32
-	Result int64
-	Count  uint32
-	Flags  uint32
 }
 
 type bpfInflight struct {
@@ -69,7 +155,18 @@ type bpfInflight struct {
 	OutPtr2    uint64
 	KeySize    uint32
 	ValueBytes uint32
-	Map        bpfMapInfo
+	Map        struct {
+		_          structs.HostLayout
+		Id         uint32
+		Type       uint32
+		KeySize    uint32
+		ValueSize  uint32
+		MaxEntries uint32
+		Flags      uint32
+		Name       [16]int8
+		Frozen     uint8
+		Pad        [7]uint8
+	}
 }
 
 type bpfMapInfo struct {
@@ -96,10 +193,94 @@ type bpfProgLoaded struct {
 	MapIds [64]uint32
 }
 
+type bpfRecHdr struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Tid   uint32
+	Ktime uint64
+}
+
+type bpfRecKind uint32
+
+const (
+	bpfRecKindREC_ENTER      bpfRecKind = 1
+	bpfRecKindREC_EXIT       bpfRecKind = 2
+	bpfRecKindREC_EXE        bpfRecKind = 3
+	bpfRecKindREC_EXIT_SHORT bpfRecKind = 4
+	bpfRecKindREC_KWRITE     bpfRecKind = 16
+	bpfRecKindREC_PROG       bpfRecKind = 17
+	bpfRecKindREC_PROG_GONE  bpfRecKind = 18
+	bpfRecKindREC_DENY       bpfRecKind = 32
+	bpfRecKindREC_KIND_MAX   bpfRecKind = 64
+)
+
+type bpfRecLimits uint32
+
+const (
+	bpfRecLimitsMAX_CAPTURE bpfRecLimits = 32768
+)
+
 type bpfScratch struct {
-	_   structs.HostLayout
-	Ev  bpfEvent
+	_  structs.HostLayout
+	Ev struct {
+		_   structs.HostLayout
+		Hdr struct {
+			_     structs.HostLayout
+			Kind  uint32
+			Tid   uint32
+			Ktime uint64
+		}
+		Task struct {
+			_         structs.HostLayout
+			Pid       uint32
+			Ppid      uint32
+			Uid       uint32
+			Gid       uint32
+			CgroupId  uint64
+			StartTime uint64
+			ExeIno    uint64
+			Comm      [16]int8
+		}
+		Cmd        uint32
+		Flags      uint32
+		Result     int64
+		ElemFlags  uint64
+		Fd         int32
+		Count      uint32
+		ReqId      uint32
+		PathFd     int32
+		KeyLen     uint32
+		ValueLen   uint32
+		KeyTotal   uint64
+		ValueTotal uint64
+		PathLen    uint32
+		Pad        uint32
+		Map        struct {
+			_          structs.HostLayout
+			Id         uint32
+			Type       uint32
+			KeySize    uint32
+			ValueSize  uint32
+			MaxEntries uint32
+			Flags      uint32
+			Name       [16]int8
+			Frozen     uint8
+			Pad        [7]uint8
+		}
+	}
 	Buf [69632]uint8
+}
+
+type bpfTaskInfo struct {
+	_         structs.HostLayout
+	Pid       uint32
+	Ppid      uint32
+	Uid       uint32
+	Gid       uint32
+	CgroupId  uint64
+	StartTime uint64
+	ExeIno    uint64
+	Comm      [16]int8
 }
 
 // Names of all BPF objects in the ELF.
@@ -108,6 +289,7 @@ type bpfScratch struct {
 const (
 	bpfMapCalib            = "calib"
 	bpfMapEvents           = "events"
+	bpfMapExeScratch       = "exe_scratch"
 	bpfMapExeSent          = "exe_sent"
 	bpfMapInflight         = "inflight"
 	bpfMapInflightCount    = "inflight_count"
@@ -115,13 +297,24 @@ const (
 	bpfMapStats            = "stats"
 	bpfProgSysEnter        = "sys_enter"
 	bpfProgSysExit         = "sys_exit"
+	bpfVarCallCmdLayout    = "call_cmd_layout"
+	bpfVarCallExitLayout   = "call_exit_layout"
+	bpfVarCallFlagLayout   = "call_flag_layout"
+	bpfVarCallLimitsLayout = "call_limits_layout"
+	bpfVarCallRecLayout    = "call_rec_layout"
+	bpfVarCallStatLayout   = "call_stat_layout"
 	bpfVarCaptureLimit     = "capture_limit"
 	bpfVarCmdMask          = "cmd_mask"
-	bpfVarExitShortLayout  = "exit_short_layout"
+	bpfVarExeRecLayout     = "exe_rec_layout"
 	bpfVarLoaderTgid       = "loader_tgid"
+	bpfVarMapInfoLayout    = "map_info_layout"
 	bpfVarPossibleCpus     = "possible_cpus"
 	bpfVarProgLoadedLayout = "prog_loaded_layout"
+	bpfVarRecHdrLayout     = "rec_hdr_layout"
+	bpfVarRecKindLayout    = "rec_kind_layout"
+	bpfVarRecLimitsLayout  = "rec_limits_layout"
 	bpfVarSelfTgid         = "self_tgid"
+	bpfVarTaskInfoLayout   = "task_info_layout"
 	bpfVarWakeupBytes      = "wakeup_bytes"
 	bpfVarWatchMmap        = "watch_mmap"
 )
@@ -178,6 +371,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Calib         *ebpf.MapSpec `ebpf:"calib"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExeScratch    *ebpf.MapSpec `ebpf:"exe_scratch"`
 	ExeSent       *ebpf.MapSpec `ebpf:"exe_sent"`
 	Inflight      *ebpf.MapSpec `ebpf:"inflight"`
 	InflightCount *ebpf.MapSpec `ebpf:"inflight_count"`
@@ -189,13 +383,24 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	CallCmdLayout    *ebpf.VariableSpec `ebpf:"call_cmd_layout"`
+	CallExitLayout   *ebpf.VariableSpec `ebpf:"call_exit_layout"`
+	CallFlagLayout   *ebpf.VariableSpec `ebpf:"call_flag_layout"`
+	CallLimitsLayout *ebpf.VariableSpec `ebpf:"call_limits_layout"`
+	CallRecLayout    *ebpf.VariableSpec `ebpf:"call_rec_layout"`
+	CallStatLayout   *ebpf.VariableSpec `ebpf:"call_stat_layout"`
 	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
 	CmdMask          *ebpf.VariableSpec `ebpf:"cmd_mask"`
-	ExitShortLayout  *ebpf.VariableSpec `ebpf:"exit_short_layout"`
+	ExeRecLayout     *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
 	LoaderTgid       *ebpf.VariableSpec `ebpf:"loader_tgid"`
+	MapInfoLayout    *ebpf.VariableSpec `ebpf:"map_info_layout"`
 	PossibleCpus     *ebpf.VariableSpec `ebpf:"possible_cpus"`
 	ProgLoadedLayout *ebpf.VariableSpec `ebpf:"prog_loaded_layout"`
+	RecHdrLayout     *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TaskInfoLayout   *ebpf.VariableSpec `ebpf:"task_info_layout"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WatchMmap        *ebpf.VariableSpec `ebpf:"watch_mmap"`
 }
@@ -222,6 +427,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Calib         *ebpf.Map `ebpf:"calib"`
 	Events        *ebpf.Map `ebpf:"events"`
+	ExeScratch    *ebpf.Map `ebpf:"exe_scratch"`
 	ExeSent       *ebpf.Map `ebpf:"exe_sent"`
 	Inflight      *ebpf.Map `ebpf:"inflight"`
 	InflightCount *ebpf.Map `ebpf:"inflight_count"`
@@ -233,6 +439,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Calib,
 		m.Events,
+		m.ExeScratch,
 		m.ExeSent,
 		m.Inflight,
 		m.InflightCount,
@@ -245,13 +452,24 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	CallCmdLayout    *ebpf.Variable `ebpf:"call_cmd_layout"`
+	CallExitLayout   *ebpf.Variable `ebpf:"call_exit_layout"`
+	CallFlagLayout   *ebpf.Variable `ebpf:"call_flag_layout"`
+	CallLimitsLayout *ebpf.Variable `ebpf:"call_limits_layout"`
+	CallRecLayout    *ebpf.Variable `ebpf:"call_rec_layout"`
+	CallStatLayout   *ebpf.Variable `ebpf:"call_stat_layout"`
 	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
 	CmdMask          *ebpf.Variable `ebpf:"cmd_mask"`
-	ExitShortLayout  *ebpf.Variable `ebpf:"exit_short_layout"`
+	ExeRecLayout     *ebpf.Variable `ebpf:"exe_rec_layout"`
 	LoaderTgid       *ebpf.Variable `ebpf:"loader_tgid"`
+	MapInfoLayout    *ebpf.Variable `ebpf:"map_info_layout"`
 	PossibleCpus     *ebpf.Variable `ebpf:"possible_cpus"`
 	ProgLoadedLayout *ebpf.Variable `ebpf:"prog_loaded_layout"`
+	RecHdrLayout     *ebpf.Variable `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.Variable `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.Variable `ebpf:"rec_limits_layout"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	TaskInfoLayout   *ebpf.Variable `ebpf:"task_info_layout"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WatchMmap        *ebpf.Variable `ebpf:"watch_mmap"`
 }

@@ -13,15 +13,144 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type bpfbtfExitShort struct {
-	_      structs.HostLayout
-	Kind   uint32
+type bpfbtfCallCmd uint32
+
+const (
+	bpfbtfCallCmdCMD_MMAP bpfbtfCallCmd = 4096
+)
+
+type bpfbtfCallExit struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
 	Cmd    uint32
-	Pid    uint32
-	Tid    uint32
+	Flags  uint32
 	Result int64
 	Count  uint32
-	Flags  uint32
+	Pad    uint32
+}
+
+type bpfbtfCallFlag uint32
+
+const (
+	bpfbtfCallFlagCF_COMPAT        bpfbtfCallFlag = 1
+	bpfbtfCallFlagCF_MAP           bpfbtfCallFlag = 2
+	bpfbtfCallFlagCF_MAP_REQUESTED bpfbtfCallFlag = 4
+	bpfbtfCallFlagCF_KEY_FAULT     bpfbtfCallFlag = 8
+	bpfbtfCallFlagCF_VALUE_FAULT   bpfbtfCallFlag = 16
+	bpfbtfCallFlagCF_KEY_TRUNC     bpfbtfCallFlag = 32
+	bpfbtfCallFlagCF_VALUE_TRUNC   bpfbtfCallFlag = 64
+	bpfbtfCallFlagCF_PATH_TRUNC    bpfbtfCallFlag = 128
+	bpfbtfCallFlagCF_NOT_MAP       bpfbtfCallFlag = 256
+	bpfbtfCallFlagCF_UNVERIFIED    bpfbtfCallFlag = 512
+	bpfbtfCallFlagCF_PATH_FD       bpfbtfCallFlag = 1024
+	bpfbtfCallFlagCF_BAD_FD        bpfbtfCallFlag = 2048
+	bpfbtfCallFlagCF_PROG          bpfbtfCallFlag = 4096
+)
+
+type bpfbtfCallLimits uint32
+
+const (
+	bpfbtfCallLimitsMAX_PATH  bpfbtfCallLimits = 4096
+	bpfbtfCallLimitsPROG_MAPS bpfbtfCallLimits = 64
+)
+
+type bpfbtfCallRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Cmd        uint32
+	Flags      uint32
+	Result     int64
+	ElemFlags  uint64
+	Fd         int32
+	Count      uint32
+	ReqId      uint32
+	PathFd     int32
+	KeyLen     uint32
+	ValueLen   uint32
+	KeyTotal   uint64
+	ValueTotal uint64
+	PathLen    uint32
+	Pad        uint32
+	Map        struct {
+		_          structs.HostLayout
+		Id         uint32
+		Type       uint32
+		KeySize    uint32
+		ValueSize  uint32
+		MaxEntries uint32
+		Flags      uint32
+		Name       [16]int8
+		Frozen     uint8
+		Pad        [7]uint8
+	}
+}
+
+type bpfbtfCallStat uint32
+
+const (
+	bpfbtfCallStatSTAT_LOST      bpfbtfCallStat = 0
+	bpfbtfCallStatSTAT_INFLIGHT  bpfbtfCallStat = 1
+	bpfbtfCallStatSTAT_LOST_EXIT bpfbtfCallStat = 2
+	bpfbtfCallStatSTAT_PROC_LOST bpfbtfCallStat = 3
+	bpfbtfCallStatSTAT_MAX       bpfbtfCallStat = 4
+)
+
+type bpfbtfExeRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Count     uint32
+	Truncated uint32
+	Slots     [24][128]int8
+}
+
+type bpfbtfMapInfo struct {
+	_          structs.HostLayout
+	Id         uint32
+	Type       uint32
+	KeySize    uint32
+	ValueSize  uint32
+	MaxEntries uint32
+	Flags      uint32
+	Name       [16]int8
+	Frozen     uint8
+	Pad        [7]uint8
 }
 
 type bpfbtfProgLoaded struct {
@@ -35,23 +164,56 @@ type bpfbtfProgLoaded struct {
 	MapIds [64]uint32
 }
 
+type bpfbtfRecHdr struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Tid   uint32
+	Ktime uint64
+}
+
+type bpfbtfRecKind uint32
+
+const (
+	bpfbtfRecKindREC_ENTER      bpfbtfRecKind = 1
+	bpfbtfRecKindREC_EXIT       bpfbtfRecKind = 2
+	bpfbtfRecKindREC_EXE        bpfbtfRecKind = 3
+	bpfbtfRecKindREC_EXIT_SHORT bpfbtfRecKind = 4
+	bpfbtfRecKindREC_KWRITE     bpfbtfRecKind = 16
+	bpfbtfRecKindREC_PROG       bpfbtfRecKind = 17
+	bpfbtfRecKindREC_PROG_GONE  bpfbtfRecKind = 18
+	bpfbtfRecKindREC_DENY       bpfbtfRecKind = 32
+	bpfbtfRecKindREC_KIND_MAX   bpfbtfRecKind = 64
+)
+
+type bpfbtfRecLimits uint32
+
+const (
+	bpfbtfRecLimitsMAX_CAPTURE bpfbtfRecLimits = 32768
+)
+
 type bpfbtfScratch struct {
 	_  structs.HostLayout
 	Ev struct {
-		_          structs.HostLayout
-		Kind       uint32
+		_   structs.HostLayout
+		Hdr struct {
+			_     structs.HostLayout
+			Kind  uint32
+			Tid   uint32
+			Ktime uint64
+		}
+		Task struct {
+			_         structs.HostLayout
+			Pid       uint32
+			Ppid      uint32
+			Uid       uint32
+			Gid       uint32
+			CgroupId  uint64
+			StartTime uint64
+			ExeIno    uint64
+			Comm      [16]int8
+		}
 		Cmd        uint32
-		Ktime      uint64
-		Pid        uint32
-		Tid        uint32
-		Ppid       uint32
-		Uid        uint32
-		Gid        uint32
 		Flags      uint32
-		CgroupId   uint64
-		StartTime  uint64
-		ExeIno     uint64
-		Comm       [16]int8
 		Result     int64
 		ElemFlags  uint64
 		Fd         int32
@@ -78,6 +240,18 @@ type bpfbtfScratch struct {
 		}
 	}
 	Buf [69632]uint8
+}
+
+type bpfbtfTaskInfo struct {
+	_         structs.HostLayout
+	Pid       uint32
+	Ppid      uint32
+	Uid       uint32
+	Gid       uint32
+	CgroupId  uint64
+	StartTime uint64
+	ExeIno    uint64
+	Comm      [16]int8
 }
 
 type bpfbtfTaskState struct {
@@ -118,19 +292,31 @@ type bpfbtfTaskState struct {
 const (
 	bpfbtfMapCalib            = "calib"
 	bpfbtfMapEvents           = "events"
+	bpfbtfMapExeScratch       = "exe_scratch"
 	bpfbtfMapInflightCount    = "inflight_count"
 	bpfbtfMapScratch          = "scratch"
 	bpfbtfMapStats            = "stats"
 	bpfbtfMapTaskState        = "task_state"
 	bpfbtfProgSysEnter        = "sys_enter"
 	bpfbtfProgSysExit         = "sys_exit"
+	bpfbtfVarCallCmdLayout    = "call_cmd_layout"
+	bpfbtfVarCallExitLayout   = "call_exit_layout"
+	bpfbtfVarCallFlagLayout   = "call_flag_layout"
+	bpfbtfVarCallLimitsLayout = "call_limits_layout"
+	bpfbtfVarCallRecLayout    = "call_rec_layout"
+	bpfbtfVarCallStatLayout   = "call_stat_layout"
 	bpfbtfVarCaptureLimit     = "capture_limit"
 	bpfbtfVarCmdMask          = "cmd_mask"
-	bpfbtfVarExitShortLayout  = "exit_short_layout"
+	bpfbtfVarExeRecLayout     = "exe_rec_layout"
 	bpfbtfVarLoaderTgid       = "loader_tgid"
+	bpfbtfVarMapInfoLayout    = "map_info_layout"
 	bpfbtfVarPossibleCpus     = "possible_cpus"
 	bpfbtfVarProgLoadedLayout = "prog_loaded_layout"
+	bpfbtfVarRecHdrLayout     = "rec_hdr_layout"
+	bpfbtfVarRecKindLayout    = "rec_kind_layout"
+	bpfbtfVarRecLimitsLayout  = "rec_limits_layout"
 	bpfbtfVarSelfTgid         = "self_tgid"
+	bpfbtfVarTaskInfoLayout   = "task_info_layout"
 	bpfbtfVarWakeupBytes      = "wakeup_bytes"
 	bpfbtfVarWatchMmap        = "watch_mmap"
 )
@@ -187,6 +373,7 @@ type bpfbtfProgramSpecs struct {
 type bpfbtfMapSpecs struct {
 	Calib         *ebpf.MapSpec `ebpf:"calib"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	ExeScratch    *ebpf.MapSpec `ebpf:"exe_scratch"`
 	InflightCount *ebpf.MapSpec `ebpf:"inflight_count"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -197,13 +384,24 @@ type bpfbtfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfbtfVariableSpecs struct {
+	CallCmdLayout    *ebpf.VariableSpec `ebpf:"call_cmd_layout"`
+	CallExitLayout   *ebpf.VariableSpec `ebpf:"call_exit_layout"`
+	CallFlagLayout   *ebpf.VariableSpec `ebpf:"call_flag_layout"`
+	CallLimitsLayout *ebpf.VariableSpec `ebpf:"call_limits_layout"`
+	CallRecLayout    *ebpf.VariableSpec `ebpf:"call_rec_layout"`
+	CallStatLayout   *ebpf.VariableSpec `ebpf:"call_stat_layout"`
 	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
 	CmdMask          *ebpf.VariableSpec `ebpf:"cmd_mask"`
-	ExitShortLayout  *ebpf.VariableSpec `ebpf:"exit_short_layout"`
+	ExeRecLayout     *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
 	LoaderTgid       *ebpf.VariableSpec `ebpf:"loader_tgid"`
+	MapInfoLayout    *ebpf.VariableSpec `ebpf:"map_info_layout"`
 	PossibleCpus     *ebpf.VariableSpec `ebpf:"possible_cpus"`
 	ProgLoadedLayout *ebpf.VariableSpec `ebpf:"prog_loaded_layout"`
+	RecHdrLayout     *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
 	SelfTgid         *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TaskInfoLayout   *ebpf.VariableSpec `ebpf:"task_info_layout"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	WatchMmap        *ebpf.VariableSpec `ebpf:"watch_mmap"`
 }
@@ -230,6 +428,7 @@ func (o *bpfbtfObjects) Close() error {
 type bpfbtfMaps struct {
 	Calib         *ebpf.Map `ebpf:"calib"`
 	Events        *ebpf.Map `ebpf:"events"`
+	ExeScratch    *ebpf.Map `ebpf:"exe_scratch"`
 	InflightCount *ebpf.Map `ebpf:"inflight_count"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -240,6 +439,7 @@ func (m *bpfbtfMaps) Close() error {
 	return _BpfbtfClose(
 		m.Calib,
 		m.Events,
+		m.ExeScratch,
 		m.InflightCount,
 		m.Scratch,
 		m.Stats,
@@ -251,13 +451,24 @@ func (m *bpfbtfMaps) Close() error {
 //
 // It can be passed to loadBpfbtfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfbtfVariables struct {
+	CallCmdLayout    *ebpf.Variable `ebpf:"call_cmd_layout"`
+	CallExitLayout   *ebpf.Variable `ebpf:"call_exit_layout"`
+	CallFlagLayout   *ebpf.Variable `ebpf:"call_flag_layout"`
+	CallLimitsLayout *ebpf.Variable `ebpf:"call_limits_layout"`
+	CallRecLayout    *ebpf.Variable `ebpf:"call_rec_layout"`
+	CallStatLayout   *ebpf.Variable `ebpf:"call_stat_layout"`
 	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
 	CmdMask          *ebpf.Variable `ebpf:"cmd_mask"`
-	ExitShortLayout  *ebpf.Variable `ebpf:"exit_short_layout"`
+	ExeRecLayout     *ebpf.Variable `ebpf:"exe_rec_layout"`
 	LoaderTgid       *ebpf.Variable `ebpf:"loader_tgid"`
+	MapInfoLayout    *ebpf.Variable `ebpf:"map_info_layout"`
 	PossibleCpus     *ebpf.Variable `ebpf:"possible_cpus"`
 	ProgLoadedLayout *ebpf.Variable `ebpf:"prog_loaded_layout"`
+	RecHdrLayout     *ebpf.Variable `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.Variable `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.Variable `ebpf:"rec_limits_layout"`
 	SelfTgid         *ebpf.Variable `ebpf:"self_tgid"`
+	TaskInfoLayout   *ebpf.Variable `ebpf:"task_info_layout"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 	WatchMmap        *ebpf.Variable `ebpf:"watch_mmap"`
 }

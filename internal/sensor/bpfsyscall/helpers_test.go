@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/testutil"
+	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 )
 
 // TestMain lets the test binary act as a child process that makes bpf(2)
@@ -101,52 +100,32 @@ func runChild(t *testing.T, mode, arg string, extra ...*os.File) int {
 
 // collector runs a sensor and keeps every event it reports.
 type collector struct {
+	*sensortest.Run
 	sensor *Sensor
-	stop   chan struct{}
-	done   chan error
-	once   sync.Once
-	events testutil.Events
 }
 
 func startSensor(t *testing.T, cfg Config) *collector {
 	t.Helper()
-	testutil.RequireRoot(t)
-	cfg.IncludeSelf = true
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatalf("starting the sensor: %v", err)
-	}
-	c := &collector{sensor: s, stop: make(chan struct{}), done: make(chan error, 1), events: testutil.Events{Describe: describe}}
-	go func() { c.done <- s.Run(c.stop, c.events.Add, nil) }()
-	t.Cleanup(func() {
-		c.finish(t)
-		s.Close()
-	})
-	return c
+	s := New(cfg)
+	return &collector{Run: sensortest.Start(t, sensortest.Options{Describe: describe}, s), sensor: s}
 }
 
 // finish stops the sensor, drains it and returns every event.
 func (c *collector) finish(t *testing.T) []*event.Event {
 	t.Helper()
-	c.once.Do(func() {
-		close(c.stop)
-		if err := <-c.done; err != nil {
-			t.Errorf("sensor run: %v", err)
-		}
-	})
-	return c.events.All(nil)
+	return c.Finish(t)
 }
 
 // wait returns the first event matching pred, failing after a timeout.
 func (c *collector) wait(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
-	return c.events.Wait(t, 5*time.Second, what, pred)
+	return c.Events.Wait(t, 5*time.Second, what, pred)
 }
 
 // none asserts that no event so far matches pred.
 func (c *collector) none(t *testing.T, what string, pred func(*event.Event) bool) {
 	t.Helper()
-	c.events.None(t, what, pred)
+	c.Events.None(t, what, pred)
 }
 
 func describe(ev *event.Event) string {

@@ -10,44 +10,59 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
-// record serialises r followed by data, as the kernel writes it.
-func record(r bpfEvent, data []byte) []byte {
-	b := append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&r)), recordHeader)...)
+// callRecord serialises r followed by data, as the kernel writes it.
+func callRecord(r bpfCallRec, data []byte) []byte {
+	b := append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(&r)), callRecSize)...)
 	return append(b, data...)
 }
 
 // updateRecords is the entry and exit record of one 8-byte map update.
 func updateRecords() (enter, exit []byte) {
-	r := bpfEvent{Kind: recEnter, Cmd: unix.BPF_MAP_UPDATE_ELEM, Ktime: 1e9, Pid: uint32(os.Getpid()), Tid: 7, Uid: 0,
-		Flags: efMap, CgroupId: 1, Fd: 5, KeyLen: 4, ValueLen: 8, KeyTotal: 4, ValueTotal: 8,
-		Map: bpfMapInfo{Id: 42, Type: 1, KeySize: 4, ValueSize: 8, MaxEntries: 1024}}
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r.Comm[0])), 16), "writer")
+	r := bpfCallRec{Cmd: unix.BPF_MAP_UPDATE_ELEM, Flags: uint32(cfMap), Fd: 5, KeyLen: 4, ValueLen: 8, KeyTotal: 4, ValueTotal: 8}
+	r.Hdr.Kind, r.Hdr.Tid, r.Hdr.Ktime = uint32(record.KindEnter), 7, 1e9
+	r.Task.Pid, r.Task.CgroupId = uint32(os.Getpid()), 1
+	r.Map.Id, r.Map.Type, r.Map.KeySize, r.Map.ValueSize, r.Map.MaxEntries = 42, 1, 4, 8, 1024
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r.Task.Comm[0])), 16), "writer")
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r.Map.Name[0])), 16), "cilium_policy")
-	enter = record(r, []byte{1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
-	x := bpfEvent{Kind: recExit, Cmd: unix.BPF_MAP_UPDATE_ELEM, Pid: r.Pid, Tid: 7}
-	return enter, record(x, nil)
+	enter = callRecord(r, []byte{1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8})
+	var x bpfCallExit
+	x.Hdr.Kind, x.Hdr.Tid, x.Cmd = uint32(record.KindExitShort), 7, unix.BPF_MAP_UPDATE_ELEM
+	return enter, unsafe.Slice((*byte)(unsafe.Pointer(&x)), callExitSize)
+}
+
+// demux decodes the sensor's records as the ring does.
+func demux(t testing.TB) *record.Demux {
+	d := record.NewDemux()
+	for kind, h := range handlers() {
+		if err := d.Handle(kind, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
 }
 
 // TestPipelineDecodesSyntheticUpdate keeps the benchmark's input honest.
 func TestPipelineDecodesSyntheticUpdate(t *testing.T) {
 	enter, exit := updateRecords()
-	d := newDecoder()
+	d := demux(t)
 	var got []*event.Event
 	emit := func(ev *event.Event) error { got = append(got, ev); return nil }
-	if err := d.decode(enter, emit); err != nil {
+	if err := d.Decode(enter, emit); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.decode(exit, emit); err != nil {
+	if err := d.Decode(exit, emit); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 1 || got[0].Type != event.MapUpdate || got[0].Map.Name != "cilium_policy" || len(got[0].Value) != 8 || !got[0].HasResult {
+	if len(got) != 1 || got[0].Type != event.MapUpdate || got[0].Map.Name != "cilium_policy" || len(got[0].Value) != 8 || !got[0].HasResult ||
+		got[0].Process.TID != 7 || got[0].Process.Comm != "writer" {
 		t.Fatalf("decoded %+v", got)
 	}
 	// Malformed input is an error, never a panic.
-	for _, bad := range [][]byte{nil, enter[:10], append(enter[:recordHeader:recordHeader], 1)} {
-		if err := d.decode(bad, emit); err == nil {
+	for _, bad := range [][]byte{nil, enter[:10], append(enter[:callRecSize:callRecSize], 1), exit[:callExitSize-1]} {
+		if err := d.Decode(bad, emit); err == nil {
 			t.Errorf("malformed record of %d bytes accepted", len(bad))
 		}
 	}
@@ -57,7 +72,7 @@ func TestPipelineDecodesSyntheticUpdate(t *testing.T) {
 // records and writing its event as a JSON line.
 func BenchmarkPipelineJSON(b *testing.B) {
 	enter, exit := updateRecords()
-	d := newDecoder()
+	d := demux(b)
 	w, err := output.New("json", io.Discard)
 	if err != nil {
 		b.Fatal(err)
@@ -65,10 +80,10 @@ func BenchmarkPipelineJSON(b *testing.B) {
 	emit := w.Write
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := d.decode(enter, emit); err != nil {
+		if err := d.Decode(enter, emit); err != nil {
 			b.Fatal(err)
 		}
-		if err := d.decode(exit, emit); err != nil {
+		if err := d.Decode(exit, emit); err != nil {
 			b.Fatal(err)
 		}
 	}

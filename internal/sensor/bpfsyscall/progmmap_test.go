@@ -102,7 +102,7 @@ func TestMapMmap(t *testing.T) {
 		t.Errorf("map_mmap result %v/%#x, want the address %#x", ev.HasResult, ev.Result, addr)
 	}
 	c.sensorIdle(t)
-	own := c.sensor.MapIDs() // its reader maps the ring buffer
+	own := c.Set.OwnMaps() // the ring buffer, which its reader maps
 	c.none(t, "mmap of a plain file", func(ev *event.Event) bool {
 		return ev.Type == event.MapMmap && ev.Process.PID == uint32(os.Getpid()) && ev.Map.ID != uint32(id) && !slices.Contains(own, ev.Map.ID)
 	})

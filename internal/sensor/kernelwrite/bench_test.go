@@ -14,8 +14,8 @@ import (
 // kernel, with no sensor, with fexit hooks and with kprobes. The sensors'
 // records are read and decoded meanwhile, as in bpfmon watch.
 func BenchmarkProgramWrite(b *testing.B) {
-	for _, mode := range []string{ModeOff, ModeFexit, ModeKprobe} {
-		b.Run(mode, func(b *testing.B) {
+	for _, mode := range []Mode{ModeOff, ModeFexit, ModeKprobe} {
+		b.Run(string(mode), func(b *testing.B) {
 			w, err := writers.Load()
 			if err != nil {
 				b.Fatal(err)
@@ -39,8 +39,8 @@ func BenchmarkProgramWrite(b *testing.B) {
 // syscall sensor only and with the kernel-side sensor's fexit hooks, which
 // take the kernel's copy of key and value inside the call.
 func BenchmarkSyscallWrite(b *testing.B) {
-	for _, mode := range []string{ModeOff, ModeFexit} {
-		b.Run(mode, func(b *testing.B) {
+	for _, mode := range []Mode{ModeOff, ModeFexit} {
+		b.Run(string(mode), func(b *testing.B) {
 			start(b, options{mode: mode})
 			m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 			if err != nil {

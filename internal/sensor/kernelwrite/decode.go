@@ -11,37 +11,29 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
-// Record kinds, operations and flags, mirrored from bpf/include/event.h
-// (a test compares them).
+// Operations and flags of struct kwrite_rec, as bpf2go generated them
+// from the C enums.
 const (
-	recKwrite   = 16
-	recProg     = 17
-	recProgGone = 18
+	kopUpdate = uint32(kwKwOpKOP_UPDATE)
+	kopDelete = uint32(kwKwOpKOP_DELETE)
+	kopPush   = uint32(kwKwOpKOP_PUSH)
+	kopPop    = uint32(kwKwOpKOP_POP)
 
-	kopUpdate = 1
-	kopDelete = 2
-	kopPush   = 3
-	kopPop    = 4
-
-	kfResult     = 1 << 0
-	kfIRQ        = 1 << 1
-	kfKeyTrunc   = 1 << 2
-	kfValueTrunc = 1 << 3
-	kfKeyFault   = 1 << 4
-	kfValueFault = 1 << 5
-	kfAllCPUs    = 1 << 6
-	kfOwnerKey   = 1 << 7
-
-	kstatLost     = 0
-	kstatProgLost = 1
+	kfResult     = uint32(kwKwFlagKF_RESULT)
+	kfIRQ        = uint32(kwKwFlagKF_IRQ)
+	kfKeyTrunc   = uint32(kwKwFlagKF_KEY_TRUNC)
+	kfValueTrunc = uint32(kwKwFlagKF_VALUE_TRUNC)
+	kfKeyFault   = uint32(kwKwFlagKF_KEY_FAULT)
+	kfValueFault = uint32(kwKwFlagKF_VALUE_FAULT)
+	kfOwnerKey   = uint32(kwKwFlagKF_OWNER_KEY)
 )
 
 const (
-	kwriteHeader = int(unsafe.Sizeof(kwKwrite{}))
-	kprogSize    = int(unsafe.Sizeof(kwKprog{}))
+	kwriteHeader = int(unsafe.Sizeof(kwKwriteRec{}))
+	kprogSize    = int(unsafe.Sizeof(kwKprogRec{}))
 )
 
 type decoderConfig struct {
@@ -57,14 +49,11 @@ type decoderConfig struct {
 }
 
 // decoder turns the sensor's records into events. Its methods run on the
-// syscall sensor's Run goroutine.
+// ring's reader goroutine.
 type decoder struct {
 	cfg     decoderConfig
 	rs      resolver
 	batches map[uint32]*batchCopy // by thread: the kernel's copies of a batch call so far
-	// reported is how many lost writes were last reported; misses the
-	// programs' recursion misses at that time.
-	reported uint64
 }
 
 func newDecoder(cfg decoderConfig) (*decoder, error) {
@@ -95,37 +84,32 @@ func newDecoder(cfg decoderConfig) (*decoder, error) {
 	return d, nil
 }
 
-// Decode implements bpfsyscall.Extension.
-func (d *decoder) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Event) error) error {
-	switch *(*uint32)(unsafe.Pointer(&raw[0])) {
-	case recProg, recProgGone:
-		if len(raw) < kprogSize {
-			return fmt.Errorf("short program record: %d bytes, want %d", len(raw), kprogSize)
-		}
-		r := (*kwKprog)(unsafe.Pointer(&raw[0]))
-		if r.Kind == recProgGone {
-			d.rs.table.gone(r.Id, time.Now())
-			return nil
-		}
-		d.rs.table.addRecord(r, calls.String(r.Name[:]))
-		if r.FuncCnt > r.Nfuncs {
-			// More functions than the record holds: read the rest.
-			if img, err := bpfsys.ProgramImageByID(r.Id); err == nil {
-				d.rs.table.addImage(img)
-			}
-		}
-		return nil
-	case recKwrite:
-		return d.write(raw, calls, emit)
+// prog handles a program's load (REC_PROG) or free (REC_PROG_GONE).
+func (d *decoder) prog(raw []byte, rd *record.Decoder, _ record.Emit) error {
+	if err := record.Check(raw, kprogSize, "program"); err != nil {
+		return err
 	}
-	return fmt.Errorf("unknown record kind %d", *(*uint32)(unsafe.Pointer(&raw[0])))
+	r := (*kwKprogRec)(unsafe.Pointer(&raw[0]))
+	if record.Kind(r.Hdr.Kind) == record.KindProgGone {
+		d.rs.table.gone(r.Id, time.Now())
+		return nil
+	}
+	d.rs.table.addRecord(r, rd.String(r.Name[:]))
+	if r.FuncCnt > r.Nfuncs {
+		// More functions than the record holds: read the rest.
+		if img, err := bpfsys.ProgramImageByID(r.Id); err == nil {
+			d.rs.table.addImage(img)
+		}
+	}
+	return nil
 }
 
-func (d *decoder) write(raw []byte, calls bpfsyscall.Calls, emit func(*event.Event) error) error {
-	if len(raw) < kwriteHeader {
-		return fmt.Errorf("short kernel write record: %d bytes, want at least %d", len(raw), kwriteHeader)
+// write handles a write seen by a kernel hook (REC_KWRITE).
+func (d *decoder) write(raw []byte, rd *record.Decoder, emit record.Emit) error {
+	if err := record.Check(raw, kwriteHeader, "kernel write"); err != nil {
+		return err
 	}
-	r := (*kwKwrite)(unsafe.Pointer(&raw[0]))
+	r := (*kwKwriteRec)(unsafe.Pointer(&raw[0]))
 	data := raw[kwriteHeader:]
 	if uint64(r.KeyLen)+uint64(r.ValueLen) > uint64(len(data)) || r.Nframes > uint32(len(r.Frames)) {
 		return fmt.Errorf("malformed kernel write record: key %d + value %d bytes of %d, %d frames", r.KeyLen, r.ValueLen, len(data), r.Nframes)
@@ -134,26 +118,29 @@ func (d *decoder) write(raw []byte, calls bpfsyscall.Calls, emit func(*event.Eve
 	value := data[r.KeyLen : r.KeyLen+r.ValueLen]
 	irq := r.Flags&kfIRQ != 0
 
-	prog, by := d.rs.writer(r.Frames[:r.Nframes], r.Ktime)
+	prog, by := d.rs.writer(r.Frames[:r.Nframes], r.Hdr.Ktime)
 	if by != byProgram && !irq {
 		// No program on the stack (or none could be seen): a bpf(2) call
 		// of this thread, if one is in flight on this map, is reported
 		// once, by the syscall sensor, with the kernel's copy.
-		if ev := calls.InFlight(r.Tid); ev != nil && sameCall(ev, r) {
+		if ev := rd.Calls.InFlight(r.Hdr.Tid); ev != nil && sameCall(ev, r) {
 			d.merge(ev, r, key, value)
 			return nil
 		}
-		if by == byKernel && r.Pid == d.cfg.selfTGID {
+		if by == byKernel && r.Task.Pid == d.cfg.selfTGID {
 			return nil // bpfmon's own bpf(2) calls, excluded as by the syscall sensor
 		}
 	}
 
-	ev := &event.Event{
-		Time:   calls.Time(r.Ktime),
+	sl := &eventSlot{}
+	ev := &sl.ev
+	*ev = event.Event{
+		Time:   rd.Time(r.Hdr.Ktime),
 		Source: event.SourceKernel,
 		Type:   event.MapUpdate,
-		Map:    mapOf((*kwMapInfo)(unsafe.Pointer(&r.Map)), calls),
+		Map:    &sl.m,
 	}
+	rd.Map(ev.Map, (*record.MapInfo)(unsafe.Pointer(&r.Map)))
 	if r.Op == kopDelete || r.Op == kopPop {
 		ev.Type = event.MapDelete
 	}
@@ -169,11 +156,8 @@ func (d *decoder) write(raw []byte, calls bpfsyscall.Calls, emit func(*event.Eve
 	if irq {
 		ev.Interrupt = true
 	} else {
-		ev.Process = &event.Process{
-			PID: r.Pid, TID: r.Tid, PPID: r.Ppid, UID: r.Uid, GID: r.Gid,
-			Comm: calls.String(r.Comm[:]), CgroupID: r.CgroupId,
-			Exe: calls.Exe(r.Pid, r.StartTime, r.ExeIno), ExeIno: r.ExeIno,
-		}
+		ev.Process = &sl.proc
+		rd.Process(ev.Process, raw)
 	}
 	if r.Op == kopUpdate || r.Op == kopPush {
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
@@ -196,14 +180,16 @@ func (d *decoder) write(raw []byte, calls bpfsyscall.Calls, emit func(*event.Eve
 	return emit(ev)
 }
 
-func mapOf(m *kwMapInfo, calls bpfsyscall.Calls) *event.Map {
-	return &event.Map{ID: m.Id, Name: calls.String(m.Name[:]), Type: m.Type, KeySize: m.KeySize,
-		ValueSize: m.ValueSize, MaxEntries: m.MaxEntries, Flags: m.Flags, Frozen: m.Frozen != 0}
+// eventSlot holds an event and what it points to, allocated together.
+type eventSlot struct {
+	ev   event.Event
+	proc event.Process
+	m    event.Map
 }
 
 // sameCall reports whether the kernel hook's record r is part of the bpf(2)
 // call ev: same map, and an operation that command performs.
-func sameCall(ev *event.Event, r *kwKwrite) bool {
+func sameCall(ev *event.Event, r *kwKwriteRec) bool {
 	if ev.Map == nil || ev.Map.ID != r.Map.Id || ev.Source != event.SourceSyscall {
 		return false
 	}
@@ -239,7 +225,7 @@ type batchCopy struct {
 // merge gives the syscall event ev the kernel's copy of key and value from
 // r. Where the caller's buffers, read at syscall entry, held other bytes,
 // ev says so: they changed during the call.
-func (d *decoder) merge(ev *event.Event, r *kwKwrite, key, value []byte) {
+func (d *decoder) merge(ev *event.Event, r *kwKwriteRec, key, value []byte) {
 	owner := r.Flags&kfOwnerKey != 0
 	if ev.Type != event.MapUpdateBatch && ev.Type != event.MapDeleteBatch {
 		differs := false
@@ -261,13 +247,13 @@ func (d *decoder) merge(ev *event.Event, r *kwKwrite, key, value []byte) {
 		return
 	}
 
-	b := d.batches[r.Tid]
+	b := d.batches[r.Hdr.Tid]
 	if b == nil || b.ev != ev {
 		if len(d.batches) >= 1024 {
 			clear(d.batches)
 		}
 		b = &batchCopy{ev: ev, userKey: ev.Key, userValue: ev.Value}
-		d.batches[r.Tid] = b
+		d.batches[r.Hdr.Tid] = b
 	}
 	capture := d.cfg.capture
 	// Element i of the batch is at offset i*size in the caller's buffers.
@@ -312,52 +298,42 @@ func prefixEqual(a, b []byte) bool {
 	return bytes.Equal(a[:n], b[:n])
 }
 
-// Tick implements bpfsyscall.Extension: it reports writes lost since the
-// last tick (the ring buffer was full, or a hook was skipped because a
-// BPF program was already running on that CPU) and forgets freed
-// programs.
-func (d *decoder) Tick(emit func(*event.Event) error) error {
+// tick runs every record.LossInterval: it forgets freed programs, and
+// once a load or free record was lost, has every attribution confirmed.
+func (d *decoder) tick(record.Emit) error {
 	d.rs.table.prune(time.Now())
-	lost, progLost, err := d.counters()
+	progLost, err := d.counter(kwKwStatKSTAT_PROG_LOST, d.cfg.loadProgs)
 	if err != nil {
 		return err
 	}
 	if progLost > 0 {
 		d.rs.table.verify = true
 	}
-	if lost <= d.reported {
-		return nil
-	}
-	n := lost - d.reported
-	d.reported = lost
-	return emit(&event.Event{Time: time.Now(), Type: event.Lost, Source: event.SourceKernel, Count: n, HasCount: true})
+	return nil
 }
 
-// counters sums the kernel's lost-write counters and the programs'
-// recursion misses (a hook that did not run), and the lost program
-// records.
-func (d *decoder) counters() (lost, progLost uint64, err error) {
-	for idx, dst := range map[uint32]*uint64{kstatLost: &lost, kstatProgLost: &progLost} {
-		var per []uint64
-		if err := d.cfg.stats.Lookup(idx, &per); err != nil {
-			return 0, 0, fmt.Errorf("reading the kernel-side sensor's counters: %w", err)
-		}
-		for _, v := range per {
-			*dst += v
-		}
-	}
-	for _, p := range d.cfg.writeProgs {
-		if st, err := p.Stats(); err == nil {
-			lost += st.RecursionMisses
-		}
-	}
-	for _, p := range d.cfg.loadProgs {
-		if st, err := p.Stats(); err == nil {
-			progLost += st.RecursionMisses
-		}
-	}
-	return lost, progLost, nil
+// lostWrites counts the writes not reported: the ring buffer was full, or
+// the kernel skipped a hook because a BPF program was already running on
+// that CPU.
+func (d *decoder) lostWrites() (uint64, error) {
+	return d.counter(kwKwStatKSTAT_LOST, d.cfg.writeProgs)
 }
 
-// Lost is the number of writes reported lost so far.
-func (d *decoder) Lost() uint64 { return d.reported }
+// counter sums kstats counter idx over CPUs and the recursion misses of
+// progs (a hook that did not run).
+func (d *decoder) counter(idx kwKwStat, progs []*ebpf.Program) (uint64, error) {
+	var per []uint64
+	if err := d.cfg.stats.Lookup(uint32(idx), &per); err != nil {
+		return 0, fmt.Errorf("reading the kernel-side sensor's counters: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	for _, p := range progs {
+		if st, err := p.Stats(); err == nil {
+			n += st.RecursionMisses
+		}
+	}
+	return n, nil
+}

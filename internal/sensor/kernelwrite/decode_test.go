@@ -2,18 +2,16 @@ package kernelwrite
 
 import (
 	"bytes"
-	"os"
 	"reflect"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/btf"
-
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
 // A kernel's text symbols as /proc/kallsyms lists them: the core kernel
@@ -152,24 +150,11 @@ func TestTableReplaceAndPrune(t *testing.T) {
 	}
 }
 
-// fakeCalls stands in for the syscall sensor's decoder state.
-type fakeCalls struct{ pending map[uint32]*event.Event }
-
-func (f fakeCalls) InFlight(tid uint32) *event.Event { return f.pending[tid] }
-func (fakeCalls) Time(k uint64) time.Time            { return time.Unix(0, int64(k)) }
-func (fakeCalls) String(b []int8) string {
-	n := 0
-	for n < len(b) && b[n] != 0 {
-		n++
-	}
-	return string(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
-}
-func (fakeCalls) Exe(uint32, uint64, uint64) string { return "/bin/x" }
-
-// record builds a REC_KWRITE record.
-func record(op, tid, mapID uint32, flags uint32, frames []uint64, key, value []byte) []byte {
-	var r kwKwrite
-	r.Kind, r.Op, r.Pid, r.Tid, r.Flags, r.Ktime = recKwrite, op, tid, tid, flags|kfResult, 200
+// kwriteRecord builds a REC_KWRITE record.
+func kwriteRecord(op, tid, mapID uint32, flags uint32, frames []uint64, key, value []byte) []byte {
+	var r kwKwriteRec
+	r.Hdr.Kind, r.Hdr.Tid, r.Hdr.Ktime = uint32(record.KindKwrite), tid, 200
+	r.Op, r.Task.Pid, r.Flags = op, tid, flags|kfResult
 	r.Map.Id, r.Map.KeySize, r.Map.ValueSize = mapID, 4, 8
 	copy(r.Frames[:], frames)
 	r.Nframes = uint32(len(frames))
@@ -179,18 +164,30 @@ func record(op, tid, mapID uint32, flags uint32, frames []uint64, key, value []b
 	return append(append(append([]byte(nil), b...), key...), value...)
 }
 
+// demux decodes d's records as the ring does.
+func demux(t *testing.T, d *decoder) *record.Demux {
+	t.Helper()
+	m := record.NewDemux()
+	for kind, h := range map[record.Kind]record.Handler{record.KindKwrite: d.write, record.KindProg: d.prog, record.KindProgGone: d.prog} {
+		if err := m.Handle(kind, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
 func TestDecodeProgramWriteAndKernelCopy(t *testing.T) {
 	d := &decoder{cfg: decoderConfig{selfTGID: 999, capture: 4096}, rs: *testResolver(t), batches: map[uint32]*batchCopy{}}
+	m := demux(t, d)
 	var out []*event.Event
 	emit := func(ev *event.Event) error { out = append(out, ev); return nil }
 
 	// A program's write is its own event.
-	calls := fakeCalls{pending: map[uint32]*event.Event{}}
-	if err := d.Decode(record(kopUpdate, 5, 42, 0, []uint64{coreOp, progStart + 1}, le32(1), le64(2)), calls, emit); err != nil {
+	if err := m.Decode(kwriteRecord(kopUpdate, 5, 42, 0, []uint64{coreOp, progStart + 1}, le32(1), le64(2)), emit); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != 1 || out[0].Source != event.SourceKernel || out[0].Prog == nil || out[0].Prog.ID != 7 ||
-		!bytes.Equal(out[0].Key, le32(1)) || !bytes.Equal(out[0].Value, le64(2)) || out[0].Process.PID != 5 || !out[0].HasResult {
+		!bytes.Equal(out[0].Key, le32(1)) || !bytes.Equal(out[0].Value, le64(2)) || out[0].Process.PID != 5 || out[0].Process.TID != 5 || !out[0].HasResult {
 		t.Fatalf("program write: %+v", out)
 	}
 
@@ -198,8 +195,8 @@ func TestDecodeProgramWriteAndKernelCopy(t *testing.T) {
 	// kernel's copy, and says the user buffer changed meanwhile.
 	pending := &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, Map: &event.Map{ID: 42},
 		Key: le32(9), HasKey: true, Value: le64(1), HasValue: true}
-	calls.pending[6] = pending
-	if err := d.Decode(record(kopUpdate, 6, 42, 0, []uint64{coreOp, coreSys}, le32(9), le64(0x66)), calls, emit); err != nil {
+	m.Calls.Begin(6, pending)
+	if err := m.Decode(kwriteRecord(kopUpdate, 6, 42, 0, []uint64{coreOp, coreSys}, le32(9), le64(0x66)), emit); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != 1 {
@@ -210,7 +207,7 @@ func TestDecodeProgramWriteAndKernelCopy(t *testing.T) {
 	}
 
 	// Same thread, another map: not part of that call.
-	if err := d.Decode(record(kopUpdate, 6, 43, 0, []uint64{coreOp, coreSys}, le32(9), le64(0x66)), calls, emit); err != nil {
+	if err := m.Decode(kwriteRecord(kopUpdate, 6, 43, 0, []uint64{coreOp, coreSys}, le32(9), le64(0x66)), emit); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != 2 || out[1].Prog != nil || out[1].Map.ID != 43 {
@@ -218,7 +215,7 @@ func TestDecodeProgramWriteAndKernelCopy(t *testing.T) {
 	}
 
 	// bpfmon's own bpf(2) calls are dropped, as the syscall sensor does.
-	if err := d.Decode(record(kopDelete, 999<<0, 44, 0, []uint64{coreOp, coreSys}, le32(1), nil), fakeCalls{}, emit); err != nil {
+	if err := m.Decode(kwriteRecord(kopDelete, 999<<0, 44, 0, []uint64{coreOp, coreSys}, le32(1), nil), emit); err != nil {
 		t.Fatal(err)
 	}
 	if len(out) != 2 {
@@ -226,11 +223,11 @@ func TestDecodeProgramWriteAndKernelCopy(t *testing.T) {
 	}
 
 	// In interrupt context there is no process, and no call to merge into.
-	calls.pending[7] = &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, Map: &event.Map{ID: 42}}
-	if err := d.Decode(record(kopUpdate, 7, 42, kfIRQ, []uint64{coreOp, progStart + 1}, le32(1), le64(2)), calls, emit); err != nil {
+	m.Calls.Begin(7, &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, Map: &event.Map{ID: 42}})
+	if err := m.Decode(kwriteRecord(kopUpdate, 7, 42, kfIRQ, []uint64{coreOp, progStart + 1}, le32(1), le64(2)), emit); err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 3 || !out[2].Interrupt || out[2].Process != nil || calls.pending[7].KernelCopy {
+	if len(out) != 3 || !out[2].Interrupt || out[2].Process != nil || m.Calls.InFlight(7).KernelCopy {
 		t.Errorf("interrupt write: %+v", out[2:])
 	}
 }
@@ -240,10 +237,11 @@ func TestMergeBatch(t *testing.T) {
 	ev := &event.Event{Type: event.MapUpdateBatch, Source: event.SourceSyscall, Map: &event.Map{ID: 42},
 		Key: append(append(le32(1), le32(2)...), le32(3)...), HasKey: true,
 		Value: append(le64(10), le64(20)[:4]...), HasValue: true} // captured at entry, cut at 12 bytes
-	calls := fakeCalls{pending: map[uint32]*event.Event{8: ev}}
+	m := demux(t, d)
+	m.Calls.Begin(8, ev)
 	emit := func(ev *event.Event) error { t.Errorf("emitted %+v", ev); return nil }
 	for i, v := range []uint64{10, 20, 30} {
-		if err := d.Decode(record(kopUpdate, 8, 42, 0, []uint64{coreOp, coreSys}, le32(uint32(i+1)), le64(v)), calls, emit); err != nil {
+		if err := m.Decode(kwriteRecord(kopUpdate, 8, 42, 0, []uint64{coreOp, coreSys}, le32(uint32(i+1)), le64(v)), emit); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -260,68 +258,73 @@ func TestMergeBatch(t *testing.T) {
 
 func TestMalformedRecords(t *testing.T) {
 	d := &decoder{cfg: decoderConfig{capture: 16}, rs: *testResolver(t), batches: map[uint32]*batchCopy{}}
+	m := demux(t, d)
 	emit := func(*event.Event) error { return nil }
-	good := record(kopUpdate, 1, 1, 0, nil, le32(1), le64(1))
+	good := kwriteRecord(kopUpdate, 1, 1, 0, nil, le32(1), le64(1))
 	for name, raw := range map[string][]byte{
 		"short":        good[:kwriteHeader-1],
 		"lengths":      good[:len(good)-1],
-		"program":      {recProg, 0, 0, 0, 1},
-		"unknown kind": {99, 0, 0, 0},
+		"program":      append([]byte{byte(record.KindProg)}, make([]byte, 16)...),
+		"unknown kind": append([]byte{99}, make([]byte, 16)...),
 	} {
-		if err := d.Decode(raw, fakeCalls{}, emit); err == nil {
+		if err := m.Decode(raw, emit); err == nil {
 			t.Errorf("%s record accepted", name)
 		}
 	}
 	bad := append([]byte(nil), good...)
-	(*kwKwrite)(unsafe.Pointer(&bad[0])).Nframes = 1000
-	if err := d.Decode(bad, fakeCalls{}, emit); err == nil {
+	(*kwKwriteRec)(unsafe.Pointer(&bad[0])).Nframes = 1000
+	if err := m.Decode(bad, emit); err == nil {
 		t.Error("frame count beyond the record accepted")
 	}
 }
 
-// TestLayoutMatchesObject compares the Go record types with the object's
-// BTF, and the constants with bpf/include/event.h.
+// TestLayoutMatchesObject checks that the object speaks the record
+// protocol and that the Go record types match its BTF.
 func TestLayoutMatchesObject(t *testing.T) {
 	spec, err := loadKw()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, goType := range map[string]reflect.Type{"kwrite": reflect.TypeOf(kwKwrite{}), "kprog": reflect.TypeOf(kwKprog{})} {
-		var st *btf.Struct
-		if err := spec.Types.TypeByName(name, &st); err != nil {
-			t.Fatal(err)
-		}
-		if uintptr(st.Size) != goType.Size() {
-			t.Errorf("struct %s: %d bytes in C, %d in Go", name, st.Size, goType.Size())
+	if err := record.CheckObject(spec); err != nil {
+		t.Error(err)
+	}
+	for name, goType := range map[string]reflect.Type{"kwrite_rec": reflect.TypeFor[kwKwriteRec](), "kprog_rec": reflect.TypeFor[kwKprogRec]()} {
+		if err := record.CheckType(spec, name, goType); err != nil {
+			t.Error(err)
 		}
 	}
-	src, err := os.ReadFile("../../../bpf/include/event.h")
-	if err != nil {
-		t.Fatal(err)
+}
+
+func TestFeaturesFromHooks(t *testing.T) {
+	s := &Sensor{Hooks: []HookStatus{
+		{Function: "htab_map_update_elem", Kind: "kprobe", FexitError: "program load denied (EPERM)"},
+		{Function: "bpf_cgrp_storage_delete", KprobeError: "not in kallsyms"},
+	}}
+	got := map[string]features.Feature{}
+	for _, f := range s.Features(nil) {
+		got[f.Name] = f
 	}
-	want := map[string]int{
-		"REC_KWRITE": recKwrite, "REC_PROG": recProg, "REC_PROG_GONE": recProgGone,
-		"KOP_UPDATE": kopUpdate, "KOP_DELETE": kopDelete, "KOP_PUSH": kopPush, "KOP_POP": kopPop,
-		"KF_RESULT": kfResult, "KF_IRQ": kfIRQ, "KF_KEY_TRUNC": kfKeyTrunc, "KF_VALUE_TRUNC": kfValueTrunc,
-		"KF_KEY_FAULT": kfKeyFault, "KF_VALUE_FAULT": kfValueFault, "KF_ALL_CPUS": kfAllCPUs, "KF_OWNER_KEY": kfOwnerKey,
+	if w := got["kernel_side_writes"]; !w.Available || !strings.Contains(w.Detail, "kprobe on 1 kernel functions") ||
+		!strings.Contains(w.Detail, "bpf_cgrp_storage_delete") || len(w.Functions) != 2 || w.Functions[0].Reason != "fexit: program load denied (EPERM)" {
+		t.Errorf("kernel_side_writes: %+v", w)
 	}
-	re := regexp.MustCompile(`(?m)^#define (\w+) \(?(1 << )?(\d+)\)?`)
-	seen := 0
-	for _, m := range re.FindAllStringSubmatch(string(src), -1) {
-		w, ok := want[m[1]]
-		if !ok {
-			continue
-		}
-		seen++
-		v, _ := strconv.Atoi(m[3])
-		if m[2] != "" {
-			v = 1 << v
-		}
-		if v != w {
-			t.Errorf("%s is %d in event.h, %d in Go", m[1], v, w)
+	if a := got["program_attribution"]; !a.Available || !strings.Contains(a.Detail, "unknown") {
+		t.Errorf("attribution without load tracking: %+v", a)
+	}
+	if c := got["syscall_kernel_copy"]; c.Available || c.Fallback == "" {
+		t.Errorf("kernel copy with kprobes: %+v", c)
+	}
+	// Unavailable: each feature says why, with the per-function outcome.
+	err := &UnavailableError{Hooks: s.Hooks, Reason: "fexit: denied"}
+	for _, f := range s.Features(err) {
+		if f.Available || !strings.Contains(f.Detail, "fexit: denied") || f.Fallback == "" {
+			t.Errorf("with the sensor unavailable: %+v", f)
 		}
 	}
-	if seen != len(want) {
-		t.Errorf("found %d of %d constants in event.h", seen, len(want))
+	if fs := s.Features(err); len(fs[0].Functions) != 2 {
+		t.Errorf("functions of an unavailable sensor: %+v", fs[0].Functions)
+	}
+	if fs := s.Features(sensor.ErrNotStarted); !strings.Contains(fs[0].Detail, "--kernel-hooks off") {
+		t.Errorf("turned off: %+v", fs[0])
 	}
 }

@@ -13,15 +13,42 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type kwKprog struct {
-	_       structs.HostLayout
-	Kind    uint32
+type kwExeRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Count     uint32
+	Truncated uint32
+	Slots     [24][128]int8
+}
+
+type kwKprogRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
 	Id      uint32
-	Ktime   uint64
 	Type    uint32
 	Nfuncs  uint32
 	FuncCnt uint32
-	Pad     uint32
 	Tag     [8]uint8
 	Name    [16]int8
 	Start   [8]uint64
@@ -31,20 +58,26 @@ type kwKprog struct {
 type kwKscratch struct {
 	_ structs.HostLayout
 	W struct {
-		_          structs.HostLayout
-		Kind       uint32
+		_   structs.HostLayout
+		Hdr struct {
+			_     structs.HostLayout
+			Kind  uint32
+			Tid   uint32
+			Ktime uint64
+		}
+		Task struct {
+			_         structs.HostLayout
+			Pid       uint32
+			Ppid      uint32
+			Uid       uint32
+			Gid       uint32
+			CgroupId  uint64
+			StartTime uint64
+			ExeIno    uint64
+			Comm      [16]int8
+		}
 		Op         uint32
-		Ktime      uint64
-		Pid        uint32
-		Tid        uint32
-		Ppid       uint32
-		Uid        uint32
-		Gid        uint32
 		Flags      uint32
-		CgroupId   uint64
-		StartTime  uint64
-		ExeIno     uint64
-		Comm       [16]int8
 		Result     int64
 		ElemFlags  uint64
 		KeyLen     uint32
@@ -54,26 +87,80 @@ type kwKscratch struct {
 		Nframes    uint32
 		Pad        uint32
 		Frames     [12]uint64
-		Map        kwMapInfo
+		Map        struct {
+			_          structs.HostLayout
+			Id         uint32
+			Type       uint32
+			KeySize    uint32
+			ValueSize  uint32
+			MaxEntries uint32
+			Flags      uint32
+			Name       [16]int8
+			Frozen     uint8
+			Pad        [7]uint8
+		}
 	}
 	Buf [65536]uint8
 }
 
-type kwKwrite struct {
-	_          structs.HostLayout
-	Kind       uint32
+type kwKwFlag uint32
+
+const (
+	kwKwFlagKF_RESULT      kwKwFlag = 1
+	kwKwFlagKF_IRQ         kwKwFlag = 2
+	kwKwFlagKF_KEY_TRUNC   kwKwFlag = 4
+	kwKwFlagKF_VALUE_TRUNC kwKwFlag = 8
+	kwKwFlagKF_KEY_FAULT   kwKwFlag = 16
+	kwKwFlagKF_VALUE_FAULT kwKwFlag = 32
+	kwKwFlagKF_ALL_CPUS    kwKwFlag = 64
+	kwKwFlagKF_OWNER_KEY   kwKwFlag = 128
+)
+
+type kwKwLimits uint32
+
+const (
+	kwKwLimitsKW_FRAMES  kwKwLimits = 12
+	kwKwLimitsPROG_FUNCS kwKwLimits = 8
+)
+
+type kwKwOp uint32
+
+const (
+	kwKwOpKOP_UPDATE kwKwOp = 1
+	kwKwOpKOP_DELETE kwKwOp = 2
+	kwKwOpKOP_PUSH   kwKwOp = 3
+	kwKwOpKOP_POP    kwKwOp = 4
+)
+
+type kwKwStat uint32
+
+const (
+	kwKwStatKSTAT_LOST      kwKwStat = 0
+	kwKwStatKSTAT_PROG_LOST kwKwStat = 1
+	kwKwStatKSTAT_MAX       kwKwStat = 2
+)
+
+type kwKwriteRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
 	Op         uint32
-	Ktime      uint64
-	Pid        uint32
-	Tid        uint32
-	Ppid       uint32
-	Uid        uint32
-	Gid        uint32
 	Flags      uint32
-	CgroupId   uint64
-	StartTime  uint64
-	ExeIno     uint64
-	Comm       [16]int8
 	Result     int64
 	ElemFlags  uint64
 	KeyLen     uint32
@@ -110,66 +197,115 @@ type kwMapInfo struct {
 	Pad        [7]uint8
 }
 
+type kwRecHdr struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Tid   uint32
+	Ktime uint64
+}
+
+type kwRecKind uint32
+
+const (
+	kwRecKindREC_ENTER      kwRecKind = 1
+	kwRecKindREC_EXIT       kwRecKind = 2
+	kwRecKindREC_EXE        kwRecKind = 3
+	kwRecKindREC_EXIT_SHORT kwRecKind = 4
+	kwRecKindREC_KWRITE     kwRecKind = 16
+	kwRecKindREC_PROG       kwRecKind = 17
+	kwRecKindREC_PROG_GONE  kwRecKind = 18
+	kwRecKindREC_DENY       kwRecKind = 32
+	kwRecKindREC_KIND_MAX   kwRecKind = 64
+)
+
+type kwRecLimits uint32
+
+const (
+	kwRecLimitsMAX_CAPTURE kwRecLimits = 32768
+)
+
+type kwTaskInfo struct {
+	_         structs.HostLayout
+	Pid       uint32
+	Ppid      uint32
+	Uid       uint32
+	Gid       uint32
+	CgroupId  uint64
+	StartTime uint64
+	ExeIno    uint64
+	Comm      [16]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	kwMapEvents         = "events"
-	kwMapKscratch       = "kscratch"
-	kwMapKstats         = "kstats"
-	kwMapSelfMaps       = "self_maps"
-	kwProgFeProgAdd     = "fe_prog_add"
-	kwProgFeProgDel     = "fe_prog_del"
-	kwProgFxArrayUpd    = "fx_array_upd"
-	kwProgFxBloomPush   = "fx_bloom_push"
-	kwProgFxCgrpDel     = "fx_cgrp_del"
-	kwProgFxHtabDel     = "fx_htab_del"
-	kwProgFxHtabUpd     = "fx_htab_upd"
-	kwProgFxInodeDel    = "fx_inode_del"
-	kwProgFxLruDel      = "fx_lru_del"
-	kwProgFxLruUpd      = "fx_lru_upd"
-	kwProgFxLrupcpuUpd  = "fx_lrupcpu_upd"
-	kwProgFxLstorUpd    = "fx_lstor_upd"
-	kwProgFxLstorUpd6   = "fx_lstor_upd6"
-	kwProgFxPcpuUpd     = "fx_pcpu_upd"
-	kwProgFxPcpuarrSys  = "fx_pcpuarr_sys"
-	kwProgFxPcpuhashSys = "fx_pcpuhash_sys"
-	kwProgFxQsPush      = "fx_qs_push"
-	kwProgFxQueuePop    = "fx_queue_pop"
-	kwProgFxSkDel       = "fx_sk_del"
-	kwProgFxStackPop    = "fx_stack_pop"
-	kwProgFxTaskDel     = "fx_task_del"
-	kwProgFxTaskDelR    = "fx_task_del_r"
-	kwProgFxTrieDel     = "fx_trie_del"
-	kwProgFxTrieUpd     = "fx_trie_upd"
-	kwProgKpArrayUpd    = "kp_array_upd"
-	kwProgKpBloomPush   = "kp_bloom_push"
-	kwProgKpCgrpDel     = "kp_cgrp_del"
-	kwProgKpHtabDel     = "kp_htab_del"
-	kwProgKpHtabUpd     = "kp_htab_upd"
-	kwProgKpInodeDel    = "kp_inode_del"
-	kwProgKpLruDel      = "kp_lru_del"
-	kwProgKpLruUpd      = "kp_lru_upd"
-	kwProgKpLrupcpuUpd  = "kp_lrupcpu_upd"
-	kwProgKpLstorUpd    = "kp_lstor_upd"
-	kwProgKpPcpuUpd     = "kp_pcpu_upd"
-	kwProgKpPcpuarrSys  = "kp_pcpuarr_sys"
-	kwProgKpPcpuhashSys = "kp_pcpuhash_sys"
-	kwProgKpProgAdd     = "kp_prog_add"
-	kwProgKpProgDel     = "kp_prog_del"
-	kwProgKpQsPush      = "kp_qs_push"
-	kwProgKpQueuePop    = "kp_queue_pop"
-	kwProgKpSkDel       = "kp_sk_del"
-	kwProgKpStackPop    = "kp_stack_pop"
-	kwProgKpTaskDel     = "kp_task_del"
-	kwProgKpTaskDelR    = "kp_task_del_r"
-	kwProgKpTrieDel     = "kp_trie_del"
-	kwProgKpTrieUpd     = "kp_trie_upd"
-	kwVarCaptureLimit   = "capture_limit"
-	kwVarKprogLayout    = "kprog_layout"
-	kwVarKwriteLayout   = "kwrite_layout"
-	kwVarPossibleCpus   = "possible_cpus"
-	kwVarWakeupBytes    = "wakeup_bytes"
+	kwMapEvents          = "events"
+	kwMapKscratch        = "kscratch"
+	kwMapKstats          = "kstats"
+	kwMapSelfMaps        = "self_maps"
+	kwProgFeProgAdd      = "fe_prog_add"
+	kwProgFeProgDel      = "fe_prog_del"
+	kwProgFxArrayUpd     = "fx_array_upd"
+	kwProgFxBloomPush    = "fx_bloom_push"
+	kwProgFxCgrpDel      = "fx_cgrp_del"
+	kwProgFxHtabDel      = "fx_htab_del"
+	kwProgFxHtabUpd      = "fx_htab_upd"
+	kwProgFxInodeDel     = "fx_inode_del"
+	kwProgFxLruDel       = "fx_lru_del"
+	kwProgFxLruUpd       = "fx_lru_upd"
+	kwProgFxLrupcpuUpd   = "fx_lrupcpu_upd"
+	kwProgFxLstorUpd     = "fx_lstor_upd"
+	kwProgFxLstorUpd6    = "fx_lstor_upd6"
+	kwProgFxPcpuUpd      = "fx_pcpu_upd"
+	kwProgFxPcpuarrSys   = "fx_pcpuarr_sys"
+	kwProgFxPcpuhashSys  = "fx_pcpuhash_sys"
+	kwProgFxQsPush       = "fx_qs_push"
+	kwProgFxQueuePop     = "fx_queue_pop"
+	kwProgFxSkDel        = "fx_sk_del"
+	kwProgFxStackPop     = "fx_stack_pop"
+	kwProgFxTaskDel      = "fx_task_del"
+	kwProgFxTaskDelR     = "fx_task_del_r"
+	kwProgFxTrieDel      = "fx_trie_del"
+	kwProgFxTrieUpd      = "fx_trie_upd"
+	kwProgKpArrayUpd     = "kp_array_upd"
+	kwProgKpBloomPush    = "kp_bloom_push"
+	kwProgKpCgrpDel      = "kp_cgrp_del"
+	kwProgKpHtabDel      = "kp_htab_del"
+	kwProgKpHtabUpd      = "kp_htab_upd"
+	kwProgKpInodeDel     = "kp_inode_del"
+	kwProgKpLruDel       = "kp_lru_del"
+	kwProgKpLruUpd       = "kp_lru_upd"
+	kwProgKpLrupcpuUpd   = "kp_lrupcpu_upd"
+	kwProgKpLstorUpd     = "kp_lstor_upd"
+	kwProgKpPcpuUpd      = "kp_pcpu_upd"
+	kwProgKpPcpuarrSys   = "kp_pcpuarr_sys"
+	kwProgKpPcpuhashSys  = "kp_pcpuhash_sys"
+	kwProgKpProgAdd      = "kp_prog_add"
+	kwProgKpProgDel      = "kp_prog_del"
+	kwProgKpQsPush       = "kp_qs_push"
+	kwProgKpQueuePop     = "kp_queue_pop"
+	kwProgKpSkDel        = "kp_sk_del"
+	kwProgKpStackPop     = "kp_stack_pop"
+	kwProgKpTaskDel      = "kp_task_del"
+	kwProgKpTaskDelR     = "kp_task_del_r"
+	kwProgKpTrieDel      = "kp_trie_del"
+	kwProgKpTrieUpd      = "kp_trie_upd"
+	kwVarCaptureLimit    = "capture_limit"
+	kwVarExeRecLayout    = "exe_rec_layout"
+	kwVarKprogRecLayout  = "kprog_rec_layout"
+	kwVarKwFlagLayout    = "kw_flag_layout"
+	kwVarKwLimitsLayout  = "kw_limits_layout"
+	kwVarKwOpLayout      = "kw_op_layout"
+	kwVarKwStatLayout    = "kw_stat_layout"
+	kwVarKwriteRecLayout = "kwrite_rec_layout"
+	kwVarMapInfoLayout   = "map_info_layout"
+	kwVarPossibleCpus    = "possible_cpus"
+	kwVarRecHdrLayout    = "rec_hdr_layout"
+	kwVarRecKindLayout   = "rec_kind_layout"
+	kwVarRecLimitsLayout = "rec_limits_layout"
+	kwVarTaskInfoLayout  = "task_info_layout"
+	kwVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadKw returns the embedded CollectionSpec for kw.
@@ -277,11 +413,21 @@ type kwMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kwVariableSpecs struct {
-	CaptureLimit *ebpf.VariableSpec `ebpf:"capture_limit"`
-	KprogLayout  *ebpf.VariableSpec `ebpf:"kprog_layout"`
-	KwriteLayout *ebpf.VariableSpec `ebpf:"kwrite_layout"`
-	PossibleCpus *ebpf.VariableSpec `ebpf:"possible_cpus"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CaptureLimit    *ebpf.VariableSpec `ebpf:"capture_limit"`
+	ExeRecLayout    *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
+	KprogRecLayout  *ebpf.VariableSpec `ebpf:"kprog_rec_layout"`
+	KwFlagLayout    *ebpf.VariableSpec `ebpf:"kw_flag_layout"`
+	KwLimitsLayout  *ebpf.VariableSpec `ebpf:"kw_limits_layout"`
+	KwOpLayout      *ebpf.VariableSpec `ebpf:"kw_op_layout"`
+	KwStatLayout    *ebpf.VariableSpec `ebpf:"kw_stat_layout"`
+	KwriteRecLayout *ebpf.VariableSpec `ebpf:"kwrite_rec_layout"`
+	MapInfoLayout   *ebpf.VariableSpec `ebpf:"map_info_layout"`
+	PossibleCpus    *ebpf.VariableSpec `ebpf:"possible_cpus"`
+	RecHdrLayout    *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
+	RecKindLayout   *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
+	RecLimitsLayout *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
+	TaskInfoLayout  *ebpf.VariableSpec `ebpf:"task_info_layout"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // kwObjects contains all objects after they have been loaded into the kernel.
@@ -323,11 +469,21 @@ func (m *kwMaps) Close() error {
 //
 // It can be passed to loadKwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kwVariables struct {
-	CaptureLimit *ebpf.Variable `ebpf:"capture_limit"`
-	KprogLayout  *ebpf.Variable `ebpf:"kprog_layout"`
-	KwriteLayout *ebpf.Variable `ebpf:"kwrite_layout"`
-	PossibleCpus *ebpf.Variable `ebpf:"possible_cpus"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CaptureLimit    *ebpf.Variable `ebpf:"capture_limit"`
+	ExeRecLayout    *ebpf.Variable `ebpf:"exe_rec_layout"`
+	KprogRecLayout  *ebpf.Variable `ebpf:"kprog_rec_layout"`
+	KwFlagLayout    *ebpf.Variable `ebpf:"kw_flag_layout"`
+	KwLimitsLayout  *ebpf.Variable `ebpf:"kw_limits_layout"`
+	KwOpLayout      *ebpf.Variable `ebpf:"kw_op_layout"`
+	KwStatLayout    *ebpf.Variable `ebpf:"kw_stat_layout"`
+	KwriteRecLayout *ebpf.Variable `ebpf:"kwrite_rec_layout"`
+	MapInfoLayout   *ebpf.Variable `ebpf:"map_info_layout"`
+	PossibleCpus    *ebpf.Variable `ebpf:"possible_cpus"`
+	RecHdrLayout    *ebpf.Variable `ebpf:"rec_hdr_layout"`
+	RecKindLayout   *ebpf.Variable `ebpf:"rec_kind_layout"`
+	RecLimitsLayout *ebpf.Variable `ebpf:"rec_limits_layout"`
+	TaskInfoLayout  *ebpf.Variable `ebpf:"task_info_layout"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // kwPrograms contains all programs after they have been loaded into the kernel.

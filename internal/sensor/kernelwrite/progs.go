@@ -78,10 +78,10 @@ func (t *progTable) addImage(img bpfsys.ProgramImage) {
 }
 
 // addRecord records a program from its REC_PROG record.
-func (t *progTable) addRecord(r *kwKprog, name string) {
+func (t *progTable) addRecord(r *kwKprogRec, name string) {
 	prog := &event.Prog{ID: r.Id, Name: bpfsys.ProgramFullName(r.Id, name), Tag: hex.EncodeToString(r.Tag[:])}
 	for i := 0; i < int(r.Nfuncs) && i < len(r.Start); i++ {
-		t.add(r.Start[i], r.Len[i], prog, r.Ktime)
+		t.add(r.Start[i], r.Len[i], prog, r.Hdr.Ktime)
 	}
 }
 

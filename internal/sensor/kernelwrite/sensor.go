@@ -9,8 +9,9 @@
 // The kernel side (bpf/kernelwrite.c) hooks the map types' operations with
 // fexit programs where the kernel allows BPF trampolines, and with kprobes
 // otherwise, choosing per function at start. Its records go into the
-// syscall sensor's ring buffer and are decoded here, in order with the
-// syscall records, as a bpfsyscall.Extension. The program that wrote is
+// ring buffer every sensor shares, and are decoded here, in order with the
+// syscall sensor's records: a bpf(2) call's own write completes that
+// call's event instead of making a second one. The program that wrote is
 // found from the return addresses on the kernel stack, resolved against the
 // JIT'd images of the programs loaded (see progs.go).
 package kernelwrite
@@ -18,7 +19,6 @@ package kernelwrite
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 
@@ -29,16 +29,41 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
-	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
+
+// Mode chooses the kind of hook.
+type Mode string
 
 // Hook kinds.
 const (
-	ModeAuto   = "auto"   // fexit where the kernel allows it, else kprobes
-	ModeFexit  = "fexit"  // fexit (fentry) only
-	ModeKprobe = "kprobe" // kprobes only
-	ModeOff    = "off"
+	ModeAuto   Mode = "auto"   // fexit where the kernel allows it, else kprobes
+	ModeFexit  Mode = "fexit"  // fexit (fentry) only
+	ModeKprobe Mode = "kprobe" // kprobes only
+	ModeOff    Mode = "off"
 )
+
+// ParseMode parses --kernel-hooks.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeFexit, ModeKprobe, ModeOff:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown --kernel-hooks %q: want auto, fexit, kprobe or off", s)
+}
+
+// Need is how much the set needs the sensor in mode m: a forced kind of
+// hook must work, auto takes what there is.
+func (m Mode) Need() sensor.Need {
+	switch m {
+	case ModeOff:
+		return sensor.Off
+	case ModeFexit, ModeKprobe:
+		return sensor.Required
+	}
+	return sensor.Optional
+}
 
 // hook is one kernel function the sensor can hook, with its two programs.
 type hook struct {
@@ -112,21 +137,9 @@ func (h HookStatus) Reason() string {
 
 // Config configures the sensor.
 type Config struct {
-	// Ring is the syscall sensor's ring buffer, which the records go into.
-	Ring *ebpf.Map
-	// Mode is ModeAuto (default), ModeFexit or ModeKprobe.
-	Mode string
-	// CaptureBytes limits key and value bytes per record (as the syscall
-	// sensor's).
-	CaptureBytes int
-	// SelfMaps and SelfPrograms are bpfmon's other maps and programs: its
-	// maps are never reported, its programs never named as writers.
-	SelfMaps, SelfPrograms []uint32
-	// SelfTGID is bpfmon's process: its own bpf(2) calls are not
-	// reported (the syscall sensor excludes them too). 0: this process.
-	SelfTGID uint32
-	// IncludeSelf reports the current process's bpf(2) calls too (tests).
-	IncludeSelf bool
+	// Mode is ModeAuto (the default, also for ""), ModeFexit or
+	// ModeKprobe.
+	Mode Mode
 }
 
 // ErrUnavailable wraps the reason no kernel-side hook works here.
@@ -140,93 +153,97 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.Reason }
-func (e *UnavailableError) Unwrap() error { return ErrUnavailable }
+func (e *UnavailableError) Unwrap() []error {
+	return []error{ErrUnavailable, sensor.ErrUnavailable}
+}
 
-// Sensor is the loaded and attached kernel-side sensor.
+// Sensor is the kernel-side sensor.
 type Sensor struct {
-	// Hooks is the outcome for every function, hooked or not.
+	// Hooks is the outcome for every function, hooked or not, once
+	// started.
 	Hooks []HookStatus
 
+	mode       Mode
 	coll       *ebpf.Collection // maps
 	progs      []*ebpf.Program  // attached programs
 	writeProgs []*ebpf.Program  // of which the write hooks
 	loadProgs  []*ebpf.Program  // and the program load/free hooks
 	links      []link.Link
 	dec        *decoder
+	loss       *record.Loss
 }
 
-// New loads and attaches the sensor. It fails with an error wrapping
-// ErrUnavailable when no write hook can be attached, naming each reason.
-func New(cfg Config) (*Sensor, error) {
-	if cfg.Ring == nil {
-		return nil, errors.New("kernelwrite: no ring buffer")
-	}
+// New returns the sensor, not started.
+func New(cfg Config) *Sensor {
 	mode := cfg.Mode
 	if mode == "" {
 		mode = ModeAuto
 	}
-	if mode != ModeAuto && mode != ModeFexit && mode != ModeKprobe {
-		return nil, fmt.Errorf("unknown kernel hook mode %q: want %s, %s or %s", mode, ModeAuto, ModeFexit, ModeKprobe)
+	return &Sensor{mode: mode}
+}
+
+// Name implements sensor.Sensor.
+func (s *Sensor) Name() string { return "kernel" }
+
+// Start loads and attaches the sensor (sensor.Sensor). It fails with an
+// error wrapping ErrUnavailable when no write hook can be attached,
+// naming each reason.
+func (s *Sensor) Start(env *sensor.Env) error {
+	err := s.start(env)
+	if err != nil {
+		s.Close()
 	}
-	capBytes := cfg.CaptureBytes
+	return err
+}
+
+func (s *Sensor) start(env *sensor.Env) error {
+	mode := s.mode
+	capBytes := env.CaptureBytes
 	if capBytes <= 0 {
-		capBytes = 4096
+		capBytes = record.MaxCapture
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
-		return nil, fmt.Errorf("counting possible CPUs: %w", err)
-	}
-	self := cfg.SelfTGID
-	if self == 0 && !cfg.IncludeSelf {
-		self = uint32(os.Getpid())
+		return fmt.Errorf("counting possible CPUs: %w", err)
 	}
 
 	spec, err := loadKw()
 	if err != nil {
-		return nil, fmt.Errorf("parsing the embedded BPF object: %w", err)
+		return fmt.Errorf("parsing the embedded BPF object: %w", err)
 	}
-	spec.Maps["kscratch"].MaxEntries = uint32(cpus)
-	ringInfo, err := cfg.Ring.Info()
+	var specs kwSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
+	}
+	specs.Kscratch.MaxEntries = uint32(cpus)
+	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
+		return fmt.Errorf("setting capture_limit: %w", err)
+	}
+	if err := specs.PossibleCpus.Set(uint32(cpus)); err != nil {
+		return fmt.Errorf("setting possible_cpus: %w", err)
+	}
+	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
-		return nil, fmt.Errorf("reading the ring buffer's info: %w", err)
-	}
-	spec.Maps["events"].MaxEntries = ringInfo.MaxEntries
-	for name, v := range map[string]any{
-		"capture_limit": uint32(capBytes),
-		"possible_cpus": uint32(cpus),
-		"wakeup_bytes":  uint64(min(ringInfo.MaxEntries/8, 256<<10)),
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("setting %s: %w (regenerate the BPF object with go generate)", name, err)
-		}
+		return err
 	}
 
-	s := &Sensor{}
-	ok := false
-	defer func() {
-		if !ok {
-			s.Close()
-		}
-	}()
-	// The maps first, with the ring buffer replaced by the syscall
-	// sensor's; then the programs, fexit where possible, kprobes for the
-	// rest (see loader).
+	// The maps first, with the ring buffer replaced by bpfmon's; then the
+	// programs, fexit where possible, kprobes for the rest (see loader).
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
-	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": cfg.Ring}, Cache: features.BTF()})
+	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
-		return nil, fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
+		return fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
 	}
-	replace := map[string]*ebpf.Map{"events": cfg.Ring}
 	for name, m := range s.coll.Maps {
-		if name != "events" {
+		if name != kwMapEvents {
 			replace[name] = m
 		}
 	}
 	// Before any hook runs: bpfmon's maps must be filtered from the first
 	// record on.
-	if err := s.protect(cfg.SelfMaps); err != nil {
-		return nil, err
+	if err := s.protect(env.Self.Maps); err != nil {
+		return err
 	}
 
 	syms, err := readKallsyms()
@@ -296,7 +313,7 @@ func New(cfg Config) (*Sensor, error) {
 		s.progs = append(s.progs, p)
 	}
 	if writeHooks == 0 {
-		return nil, &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
+		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
 	}
 	for _, p := range s.progs {
 		if info, err := p.Info(); err == nil {
@@ -307,21 +324,30 @@ func New(cfg Config) (*Sensor, error) {
 	}
 
 	s.dec, err = newDecoder(decoderConfig{
-		selfTGID:     self,
-		selfPrograms: append(slices.Clone(cfg.SelfPrograms), selfProgs...),
+		selfTGID:     env.Self.TGID,
+		selfPrograms: append(slices.Clone(env.Self.Programs), selfProgs...),
 		capture:      capBytes,
 		kallsyms:     syms,
-		stats:        s.coll.Maps["kstats"],
+		stats:        s.coll.Maps[kwMapKstats],
 		writeProgs:   s.writeProgs,
 		loadProgs:    s.loadProgs,
 		trackLoads:   s.tracksLoads(),
 		hooked:       s.hookedFunctions(),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ok = true
-	return s, nil
+	for kind, h := range map[record.Kind]record.Handler{
+		record.KindKwrite: s.dec.write, record.KindProg: s.dec.prog, record.KindProgGone: s.dec.prog,
+	} {
+		if err := env.Ring.Handle(kind, h); err != nil {
+			return err
+		}
+	}
+	s.loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
+	env.Ring.OnTick(s.dec.tick)
+	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", "kernel", "hooks", s.Kind(), "functions", s.Hooked())
+	return nil
 }
 
 // checkFexitTarget verifies, from the kernel's BTF, that fn exists and has
@@ -526,14 +552,14 @@ func (s *Sensor) tracksLoads() bool {
 // still write what they own.
 func (s *Sensor) protect(selfMaps []uint32) error {
 	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
-	filter := s.coll.Maps["self_maps"]
+	filter := s.coll.Maps[kwMapSelfMaps]
 	for _, id := range ids {
 		if err := filter.Put(id, uint8(1)); err != nil {
 			return fmt.Errorf("filling the self-map filter: %w", err)
 		}
 	}
 	for name, m := range s.coll.Maps {
-		if name == "events" || name == ".rodata" {
+		if name == kwMapEvents || name == ".rodata" {
 			continue
 		}
 		if err := m.Freeze(); err != nil {
@@ -543,9 +569,45 @@ func (s *Sensor) protect(selfMaps []uint32) error {
 	return nil
 }
 
-// MapIDs lists the sensor's own maps (the ring buffer is the syscall
-// sensor's).
-func (s *Sensor) MapIDs() []uint32 { return bpfsyscall.MapIDs(s.coll.Maps, "events") }
+// MapIDs implements sensor.Sensor (the ring buffer is the ring's).
+func (s *Sensor) MapIDs() []uint32 {
+	if s.coll == nil {
+		return nil
+	}
+	var ids []uint32
+	for name, m := range s.coll.Maps {
+		if name == kwMapEvents {
+			continue
+		}
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// ProgramIDs implements sensor.Sensor.
+func (s *Sensor) ProgramIDs() []uint32 {
+	var ids []uint32
+	for _, p := range s.progs {
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// Stats implements sensor.Sensor.
+func (s *Sensor) Stats() sensor.Stats {
+	if s.loss == nil {
+		return sensor.Stats{}
+	}
+	return sensor.Stats{Lost: s.loss.Reported()}
+}
 
 // Kind summarises the hooks in use: "fexit", "kprobe" or "fexit+kprobe".
 func (s *Sensor) Kind() string {
@@ -567,33 +629,65 @@ func (s *Sensor) Kind() string {
 	return "fexit"
 }
 
-// Features describes the sensor, or why starting it failed (err from
-// New), for `bpfmon features`.
-func Features(s *Sensor, err error) features.KernelSensor {
-	var hs []HookStatus
+// Features implements sensor.Sensor: writes by BPF programs, their
+// attribution, and the kernel's copy of bpf(2) writes; or why not.
+func (s *Sensor) Features(startErr error) []features.Feature {
+	const scannerFallback = "the content scanner finds their changes by reading maps, without naming the program"
+	hs := s.Hooks
 	var ue *UnavailableError
-	switch {
-	case s != nil:
-		hs = s.Hooks
-	case errors.As(err, &ue):
+	if errors.As(startErr, &ue) {
 		hs = ue.Hooks
 	}
-	var k features.KernelSensor
+	var fns []features.FunctionHook
 	for _, h := range hs {
-		k.Functions = append(k.Functions, features.FunctionHook{Function: h.Function, Covers: h.Covers, Kind: h.Kind, Reason: h.Reason()})
+		fns = append(fns, features.FunctionHook{Function: h.Function, Covers: h.Covers, Kind: h.Kind, Reason: h.Reason()})
 	}
-	if s == nil {
-		k.Err = err
-		return k
-	}
-	k.Kind = s.Kind()
-	k.TracksLoads = s.tracksLoads()
-	for _, h := range s.Hooks {
-		if h.Function == "htab_map_update_elem" {
-			k.KernelCopy = h.Kind == "fexit"
+	if startErr != nil {
+		reason := startErr.Error()
+		if errors.Is(startErr, sensor.ErrNotStarted) {
+			reason = "turned off (--kernel-hooks off)"
+		}
+		return []features.Feature{
+			{Name: "kernel_side_writes", Detail: reason, Fallback: scannerFallback, Functions: fns},
+			{Name: "program_attribution", Detail: "needs the kernel-side sensor, unavailable: " + reason,
+				Fallback: "map_changed events from the scanner carry the map, key and values, not the program"},
+			{Name: "syscall_kernel_copy", Detail: "needs the kernel-side sensor, unavailable: " + reason,
+				Fallback: "bpf(2) keys and values are read from the caller's buffers at syscall entry"},
 		}
 	}
-	return k
+	var hooked, missing []string
+	for _, f := range fns {
+		if f.Kind != "" {
+			hooked = append(hooked, f.Function)
+		} else {
+			missing = append(missing, f.Function)
+		}
+	}
+	detail := fmt.Sprintf("%s on %d kernel functions", s.Kind(), len(hooked))
+	if len(missing) > 0 {
+		detail += "; not hooked: " + strings.Join(missing, ", ") + " (see functions)"
+	}
+	writes := features.Feature{Name: "kernel_side_writes", Available: true, Detail: detail, Functions: fns}
+	attr := features.Feature{Name: "program_attribution", Available: true,
+		Detail: "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
+			"loads tracked in order with the writes (bpf_prog_kallsyms_add), so short-lived programs are named too"}
+	if !s.tracksLoads() {
+		attr.Detail = "return addresses on the kernel stack, resolved against the JIT'd images of loaded programs; " +
+			"program loads are not hooked, so each attribution is confirmed with the kernel and a program already unloaded is reported unknown"
+	}
+	kernelCopy := false
+	for _, h := range s.Hooks {
+		if h.Function == "htab_map_update_elem" {
+			kernelCopy = h.Kind == "fexit"
+		}
+	}
+	cp := features.Feature{Name: "syscall_kernel_copy", Available: kernelCopy,
+		Detail: "bpf(2) writes carry the kernel's own copy of key and value (fexit inside the call)"}
+	if !kernelCopy {
+		cp.Detail = "the map operations are hooked by kprobes, which the kernel does not run inside bpf(2) map updates"
+		cp.Fallback = "bpf(2) keys and values are read from the caller's buffers at syscall entry"
+	}
+	return []features.Feature{writes, attr, cp}
 }
 
 // Hooked counts the functions hooked for writes.
@@ -606,21 +700,6 @@ func (s *Sensor) Hooked() int {
 	}
 	return n
 }
-
-// Owns implements bpfsyscall.Extension: the kinds of bpf/include/event.h
-// from REC_KWRITE up to the LSM sensor's.
-func (s *Sensor) Owns(kind uint32) bool { return kind >= recKwrite && kind < 32 }
-
-// Decode implements bpfsyscall.Extension.
-func (s *Sensor) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Event) error) error {
-	return s.dec.Decode(raw, calls, emit)
-}
-
-// Tick implements bpfsyscall.Extension.
-func (s *Sensor) Tick(emit func(*event.Event) error) error { return s.dec.Tick(emit) }
-
-// Lost is the number of writes reported lost so far.
-func (s *Sensor) Lost() uint64 { return s.dec.Lost() }
 
 // Detach removes the hooks; records already written remain to be read.
 func (s *Sensor) Detach() {
@@ -636,7 +715,7 @@ func (s *Sensor) Close() error {
 	for _, p := range s.progs {
 		p.Close()
 	}
-	s.progs = nil
+	s.progs, s.writeProgs, s.loadProgs = nil, nil, nil
 	if s.coll != nil {
 		s.coll.Close()
 		s.coll = nil

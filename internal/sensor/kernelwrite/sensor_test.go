@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +17,24 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite/writers"
+	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
-// collector runs the syscall sensor with the kernel-side sensor on its
-// ring buffer and keeps every event.
+// collector runs the syscall sensor with the kernel-side sensor on the
+// same ring buffer and keeps every event.
 type collector struct {
-	sys    *bpfsyscall.Sensor
-	kw     *Sensor
-	stop   chan struct{}
-	done   chan error
-	once   sync.Once
-	events testutil.Events
+	*sensortest.Run
+	sys *bpfsyscall.Sensor
+	kw  *Sensor
 }
 
 type options struct {
-	mode string
-	hook string // the syscall sensor's build
+	mode Mode
+	hook bpfsyscall.Hook // the syscall sensor's build
 	ring int
 	// deferRun leaves the ring buffer unread until c.run is called.
 	deferRun bool
@@ -49,36 +47,19 @@ type options struct {
 func start(t testing.TB, o options) *collector {
 	t.Helper()
 	testutil.RequireRoot(t)
+	c := &collector{sys: bpfsyscall.New(bpfsyscall.Config{Hook: o.hook})}
+	sensors := []sensor.Sensor{c.sys}
 	if o.mode != ModeOff {
 		requireHooks(t)
+		c.kw = New(Config{Mode: o.mode})
+		sensors = append(sensors, c.kw)
 	}
-	sys, err := bpfsyscall.New(bpfsyscall.Config{IncludeSelf: true, Hook: o.hook, RingBufferBytes: o.ring})
-	if err != nil {
-		t.Fatalf("starting the syscall sensor: %v", err)
-	}
-	c := &collector{sys: sys, stop: make(chan struct{}), done: make(chan error, 1), events: testutil.Events{Describe: describe}}
-	if o.mode != ModeOff {
-		kw, err := New(Config{Ring: sys.Ring(), Mode: o.mode, SelfMaps: sys.MapIDs(), SelfPrograms: sys.ProgramIDs(), IncludeSelf: true})
-		if err != nil {
-			sys.Close()
-			t.Fatalf("starting the kernel-side sensor: %v", err)
-		}
-		for _, h := range kw.Hooks {
+	c.Run = sensortest.Start(t, sensortest.Options{RingBytes: o.ring, Deferred: o.deferRun, Describe: describe}, sensors...)
+	if c.kw != nil {
+		for _, h := range c.kw.Hooks {
 			t.Logf("hook %s: %s %s", h.Function, h.Kind, h.Reason())
 		}
-		sys.AddExtension(kw)
-		c.kw = kw
 	}
-	if !o.deferRun {
-		c.run()
-	}
-	t.Cleanup(func() {
-		c.finish(t)
-		if c.kw != nil {
-			c.kw.Close()
-		}
-		sys.Close()
-	})
 	return c
 }
 
@@ -93,28 +74,20 @@ func requireHooks(t testing.TB) {
 }
 
 // run starts reading the ring buffer.
-func (c *collector) run() {
-	go func() { c.done <- c.sys.Run(c.stop, c.events.Add, nil) }()
-}
+func (c *collector) run() { c.Read() }
 
 func (c *collector) finish(t testing.TB) []*event.Event {
 	t.Helper()
-	c.once.Do(func() {
-		close(c.stop)
-		if err := <-c.done; err != nil {
-			t.Errorf("sensor run: %v", err)
-		}
-	})
-	return c.events.All(nil)
+	return c.Finish(t)
 }
 
 func (c *collector) wait(t *testing.T, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
-	return c.events.Wait(t, 10*time.Second, what, pred)
+	return c.Events.Wait(t, 10*time.Second, what, pred)
 }
 
 // all returns the events so far matching pred.
-func (c *collector) all(pred func(*event.Event) bool) []*event.Event { return c.events.All(pred) }
+func (c *collector) all(pred func(*event.Event) bool) []*event.Event { return c.Events.All(pred) }
 
 // idle returns once every record written before the call was decoded: a
 // marker update through bpf(2) is ordered after them in the ring buffer.
@@ -137,7 +110,7 @@ func (c *collector) idle(t *testing.T) {
 		if err := m.Update(uint32(0), uint32(try), 0); err != nil {
 			t.Fatal(err)
 		}
-		if c.events.Poll(time.Second, marker) != nil {
+		if c.Events.Poll(time.Second, marker) != nil {
 			return
 		}
 	}
@@ -224,8 +197,8 @@ func checkWrite(t *testing.T, c *collector, ev *event.Event, want event.Prog, fn
 }
 
 func TestProgramWritesEveryMapType(t *testing.T) {
-	for _, mode := range []string{ModeAuto, ModeKprobe} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []Mode{ModeAuto, ModeKprobe} {
+		t.Run(string(mode), func(t *testing.T) {
 			if mode == ModeKprobe && features.Kprobes() != nil {
 				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
 			}
@@ -368,8 +341,8 @@ func TestShortLivedProgram(t *testing.T) {
 // A bpf(2) update is reported once, by the syscall sensor; with fexit it
 // carries the kernel's copy of key and value.
 func TestSyscallWriteReportedOnce(t *testing.T) {
-	for _, mode := range []string{ModeAuto, ModeKprobe} {
-		t.Run(mode, func(t *testing.T) {
+	for _, mode := range []Mode{ModeAuto, ModeKprobe} {
+		t.Run(string(mode), func(t *testing.T) {
 			if mode == ModeKprobe && features.Kprobes() != nil {
 				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
 			}
@@ -498,7 +471,7 @@ func TestOwnMapsNotReported(t *testing.T) {
 	}
 	c.idle(t)
 	own := map[uint32]bool{}
-	for _, id := range append(c.sys.MapIDs(), c.kw.MapIDs()...) {
+	for _, id := range c.Set.OwnMaps() {
 		own[id] = true
 	}
 	for _, ev := range c.all(func(ev *event.Event) bool { return ev.Source == event.SourceKernel }) {
@@ -587,14 +560,9 @@ func TestUnavailableNamesReasons(t *testing.T) {
 	if kp == nil || fe == nil {
 		t.Skip("this kernel has kernel-side hooks; the unavailable path is tested where it has none")
 	}
-	sys, err := bpfsyscall.New(bpfsyscall.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sys.Close()
-	_, err = New(Config{Ring: sys.Ring()})
-	if !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("New: %v, want ErrUnavailable", err)
+	_, err := sensortest.TryStart(t, sensortest.Options{}, bpfsyscall.New(bpfsyscall.Config{}), New(Config{}))
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, sensor.ErrUnavailable) {
+		t.Fatalf("Start: %v, want ErrUnavailable", err)
 	}
 	t.Logf("%v", err)
 	for _, want := range []string{"kprobe", "fexit", "EPERM"} {

@@ -10,16 +10,14 @@
 // them is decided in user space (internal/alert, through the Enforcer
 // interface) and kept in the programs' maps.
 //
-// The refusal records go into the syscall sensor's ring buffer and are
-// decoded there, as a bpfsyscall.Extension, in order with the bpf(2) call
-// they refused.
+// The refusal records go into bpfmon's one ring buffer and are decoded
+// here, in order with the bpf(2) call they refused.
 package lsm
 
 import (
 	"errors"
 	"fmt"
-	"os"
-	"time"
+	"strings"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -29,21 +27,17 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
-	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
-// Record kind and hooks, mirrored from bpf/include/event.h (a test
-// compares them).
+// The hooks of struct deny_rec, as bpf2go generated them from enum
+// lsm_hook.
 const (
-	recDeny = 32
-
-	hookBPF         = 1
-	hookBPFMap      = 2
-	hookFileReceive = 3
-	hookMmapFile    = 4
-
-	lstatLost   = 0
-	lstatDenied = 1
+	hookBPF         = uint32(lsmLsmHookHOOK_BPF)
+	hookBPFMap      = uint32(lsmLsmHookHOOK_BPF_MAP)
+	hookFileReceive = uint32(lsmLsmHookHOOK_FILE_RECEIVE)
+	hookMmapFile    = uint32(lsmLsmHookHOOK_MMAP_FILE)
 )
 
 var hookNames = map[uint32]string{hookBPF: "bpf", hookBPFMap: "bpf_map", hookFileReceive: "file_receive", hookMmapFile: "mmap_file"}
@@ -65,64 +59,73 @@ var hooks = []hook{
 // ErrUnavailable wraps the reason this kernel cannot enforce.
 var ErrUnavailable = errors.New("enforcement (BPF LSM) is not available")
 
-// Config configures the sensor.
-type Config struct {
-	// Ring and Calib are the syscall sensor's ring buffer and its map
-	// file calibration.
-	Ring, Calib *ebpf.Map
-	// SelfTGID is always allowed (bpfmon); 0: this process.
-	SelfTGID uint32
+// unavailable wraps err as a reason this kernel cannot enforce.
+func unavailable(err error) error {
+	return &unavailableError{err}
 }
 
-// Sensor holds the loaded programs. It implements alert.Enforcer and
-// bpfsyscall.Extension.
+type unavailableError struct{ err error }
+
+func (e *unavailableError) Error() string { return ErrUnavailable.Error() + ": " + e.err.Error() }
+func (e *unavailableError) Unwrap() []error {
+	return []error{ErrUnavailable, sensor.ErrUnavailable, e.err}
+}
+
+// Sensor holds the programs. It implements alert.Enforcer.
 type Sensor struct {
-	// Hooks names the LSM hooks attached, once Attach returned.
+	// Hooks names the LSM hooks attached, once armed.
 	Hooks []string
 
 	coll  *ebpf.Collection
 	progs []*ebpf.Program
 	links []link.Link
-	// reported is the lost-refusal count last reported.
-	reported uint64
+	loss  *record.Loss
+	log   func(msg string, args ...any)
 }
 
-// New loads the programs without attaching them: fill the protected maps
-// and owners first (Protect, AddOwner), then Attach. It fails with an error
-// wrapping ErrUnavailable, naming the reason, when the kernel cannot
-// enforce.
-func New(cfg Config) (*Sensor, error) {
-	if cfg.Ring == nil || cfg.Calib == nil {
-		return nil, errors.New("lsm: the syscall sensor's ring buffer and calibration are needed")
+// New returns the sensor, not started.
+func New() *Sensor { return &Sensor{} }
+
+// Name implements sensor.Sensor.
+func (s *Sensor) Name() string { return "lsm" }
+
+// Start loads the programs without attaching them (sensor.Sensor): fill
+// the protected maps and owners first (Protect, AddOwner), then Arm. It
+// fails with an error wrapping ErrUnavailable, naming the reason, when the
+// kernel cannot enforce. It needs the syscall sensor's map file
+// calibration (env.MapFileOps). bpfmon (env.Self.TGID) is never refused.
+func (s *Sensor) Start(env *sensor.Env) error {
+	if env.MapFileOps == nil {
+		return errors.New("needs the syscall sensor's map file calibration, and the syscall sensor did not start")
 	}
 	if err := features.BPFLSM(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return unavailable(err)
 	}
 	spec, err := loadLsm()
 	if err != nil {
-		return nil, fmt.Errorf("parsing the embedded BPF object: %w", err)
+		return fmt.Errorf("parsing the embedded BPF object: %w", err)
 	}
-	self := cfg.SelfTGID
-	if self == 0 {
-		self = uint32(os.Getpid())
+	var specs lsmVariableSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
 	}
-	if err := spec.Variables["self_tgid"].Set(self); err != nil {
-		return nil, fmt.Errorf("setting self_tgid: %w (regenerate the BPF object with go generate)", err)
+	if err := specs.SelfTgid.Set(env.Self.TGID); err != nil {
+		return fmt.Errorf("setting self_tgid: %w", err)
 	}
-	ringInfo, err := cfg.Ring.Info()
+	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
-		return nil, fmt.Errorf("reading the ring buffer's info: %w", err)
+		return err
 	}
-	spec.Maps["events"].MaxEntries = ringInfo.MaxEntries
+	replace[lsmMapCalib] = env.MapFileOps
 	kernel, err := features.KernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("%w: no kernel BTF: %w", ErrUnavailable, err)
+		return unavailable(fmt.Errorf("no kernel BTF: %w", err))
 	}
 	want := map[string]bool{}
 	for _, h := range hooks {
 		prog, err := pick(kernel, h)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return unavailable(err)
 		}
 		want[prog] = true
 	}
@@ -131,18 +134,17 @@ func New(cfg Config) (*Sensor, error) {
 			delete(spec.Programs, name)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"events": cfg.Ring, "calib": cfg.Calib}, Cache: features.BTF()})
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("%w: LSM program load denied (EPERM)", ErrUnavailable)
+			return unavailable(errors.New("LSM program load denied (EPERM)"))
 		} else if errors.As(err, &ve) {
-			return nil, fmt.Errorf("%w: the verifier rejected an LSM program: %v", ErrUnavailable, ve)
+			return unavailable(fmt.Errorf("the verifier rejected an LSM program: %v", ve))
 		}
-		return nil, fmt.Errorf("%w: loading the LSM programs: %w", ErrUnavailable, err)
+		return unavailable(fmt.Errorf("loading the LSM programs: %w", err))
 	}
-	s := &Sensor{coll: coll}
+	s.coll = coll
 	for _, h := range hooks {
 		for _, name := range h.progs {
 			if p := coll.Programs[name]; p != nil {
@@ -150,7 +152,13 @@ func New(cfg Config) (*Sensor, error) {
 			}
 		}
 	}
-	return s, nil
+	if err := env.Ring.Handle(record.KindDeny, decodeDeny); err != nil {
+		s.Close()
+		return err
+	}
+	s.loss = env.Ring.CountLost(event.SourceLSM, s.lost)
+	s.log = env.Log.Info
+	return nil
 }
 
 // pick returns h's program for this kernel's signature of the hook.
@@ -170,14 +178,14 @@ func pick(kernel *btf.Spec, h hook) (string, error) {
 	return prog, nil
 }
 
-// Attach attaches every hook. Any failure detaches all and is returned:
-// enforcement is all or nothing.
-func (s *Sensor) Attach() error {
+// Arm attaches every hook (sensor.Armer). Any failure detaches all and is
+// returned: enforcement is all or nothing.
+func (s *Sensor) Arm() error {
 	for _, p := range s.progs {
 		l, err := link.AttachLSM(link.LSMOptions{Program: p})
 		if err != nil {
 			s.Detach()
-			return fmt.Errorf("%w: attaching an LSM program: %w", ErrUnavailable, err)
+			return unavailable(fmt.Errorf("attaching an LSM program: %w", err))
 		}
 		s.links = append(s.links, l)
 	}
@@ -185,12 +193,15 @@ func (s *Sensor) Attach() error {
 	for _, h := range hooks {
 		s.Hooks = append(s.Hooks, h.name)
 	}
+	if s.log != nil {
+		s.log("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", "sensor", "lsm", "hooks", strings.Join(s.Hooks, ","))
+	}
 	return nil
 }
 
 // Protect implements alert.Enforcer.
 func (s *Sensor) Protect(mapID uint32) error {
-	if err := s.coll.Maps["protected"].Put(mapID, uint8(1)); err != nil {
+	if err := s.coll.Maps[lsmMapProtected].Put(mapID, uint8(1)); err != nil {
 		return fmt.Errorf("protecting map %d in the kernel: %w", mapID, err)
 	}
 	return nil
@@ -199,82 +210,124 @@ func (s *Sensor) Protect(mapID uint32) error {
 // AddOwner implements alert.Enforcer.
 func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 	k := lsmOwnerKey{MapId: mapID, ExeIno: id.ExeIno, CgroupId: id.CgroupID}
-	if err := s.coll.Maps["owners"].Put(&k, uint8(1)); err != nil {
+	if err := s.coll.Maps[lsmMapOwners].Put(&k, uint8(1)); err != nil {
 		return fmt.Errorf("adding an owner of map %d in the kernel: %w", mapID, err)
 	}
 	return nil
 }
 
-// MapIDs lists the sensor's own maps (the ring buffer and calibration are
-// the syscall sensor's).
-func (s *Sensor) MapIDs() []uint32 { return bpfsyscall.MapIDs(s.coll.Maps, "events", "calib") }
-
-// Owns implements bpfsyscall.Extension.
-func (s *Sensor) Owns(kind uint32) bool { return kind == recDeny }
-
-const denySize = int(unsafe.Sizeof(lsmDeny{}))
-
-// Decode implements bpfsyscall.Extension: a refusal becomes an
-// access_denied event.
-func (s *Sensor) Decode(raw []byte, calls bpfsyscall.Calls, emit func(*event.Event) error) error {
-	if len(raw) < denySize {
-		return fmt.Errorf("short refusal record: %d bytes, want %d", len(raw), denySize)
+// MapIDs implements sensor.Sensor (the ring buffer and the calibration
+// are not the sensor's).
+func (s *Sensor) MapIDs() []uint32 {
+	if s.coll == nil {
+		return nil
 	}
-	d := (*lsmDeny)(unsafe.Pointer(&raw[0]))
+	var ids []uint32
+	for name, m := range s.coll.Maps {
+		if name == lsmMapEvents || name == lsmMapCalib {
+			continue
+		}
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// ProgramIDs implements sensor.Sensor.
+func (s *Sensor) ProgramIDs() []uint32 {
+	var ids []uint32
+	for _, p := range s.progs {
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+const denySize = int(unsafe.Sizeof(lsmDenyRec{}))
+
+// decodeDeny turns a refusal into an access_denied event.
+func decodeDeny(raw []byte, d *record.Decoder, emit record.Emit) error {
+	if err := record.Check(raw, denySize, "refusal"); err != nil {
+		return err
+	}
+	r := (*lsmDenyRec)(unsafe.Pointer(&raw[0]))
 	ev := &event.Event{
-		Time: calls.Time(d.Ktime), Type: event.AccessDenied, Source: event.SourceLSM,
+		Time: d.Time(r.Hdr.Ktime), Type: event.AccessDenied, Source: event.SourceLSM,
 		HasResult: true, Result: -int64(unix.EPERM),
-		Process: &event.Process{PID: d.Pid, TID: d.Tid, PPID: d.Ppid, UID: d.Uid, GID: d.Gid,
-			Comm: calls.String(d.Comm[:]), CgroupID: d.CgroupId, ExeIno: d.ExeIno, Exe: calls.Exe(d.Pid, d.StartTime, d.ExeIno)},
-		Map: &event.Map{ID: d.Map.Id, Name: calls.String(d.Map.Name[:]), Type: d.Map.Type, KeySize: d.Map.KeySize,
-			ValueSize: d.Map.ValueSize, MaxEntries: d.Map.MaxEntries, Flags: d.Map.Flags, Frozen: d.Map.Frozen != 0},
-		Extra: &event.Extra{Hook: hookNames[d.Hook]},
+		Process: &event.Process{}, Map: &event.Map{},
+		Extra: &event.Extra{Hook: hookNames[r.Hook]},
 	}
-	switch d.Hook {
+	d.Process(ev.Process, raw)
+	d.Map(ev.Map, (*record.MapInfo)(unsafe.Pointer(&r.Map)))
+	switch r.Hook {
 	case hookBPF:
-		ev.Extra.Cmd = bpfsyscall.CommandEvent(d.Cmd)
+		ev.Extra.Cmd = event.CommandName(r.Cmd)
 	case hookMmapFile:
-		ev.Extra.Prot, ev.Extra.HasProt = d.Mode, true
+		ev.Extra.Prot, ev.Extra.HasProt = r.Mode, true
 	default:
-		ev.Flags, ev.HasFlags = uint64(d.Mode), true // the fd's fmode
+		ev.Flags, ev.HasFlags = uint64(r.Mode), true // the fd's fmode
 	}
 	return emit(ev)
 }
 
-// Tick implements bpfsyscall.Extension: refusals whose record did not fit
-// in the ring buffer are reported lost (the refusal itself happened).
-func (s *Sensor) Tick(emit func(*event.Event) error) error {
-	lost, _, err := s.counts()
-	if err != nil || lost <= s.reported {
-		return err
+// Stats implements sensor.Sensor: refusals whose record did not fit in
+// the ring buffer (the refusal itself happened).
+func (s *Sensor) Stats() sensor.Stats {
+	if s.loss == nil {
+		return sensor.Stats{}
 	}
-	n := lost - s.reported
-	s.reported = lost
-	return emit(&event.Event{Type: event.Lost, Source: event.SourceLSM, HasCount: true, Count: n, Time: time.Now()})
+	return sensor.Stats{Lost: s.loss.Reported()}
 }
 
-// Stats returns how many accesses were refused and how many refusals went
-// unreported.
-func (s *Sensor) Stats() (denied, lost uint64, err error) {
-	lost, denied, err = s.counts()
-	return denied, lost, err
-}
+// Denied returns how many accesses were refused.
+func (s *Sensor) Denied() (uint64, error) { return s.counter(lsmLsmStatLSTAT_DENIED) }
 
-func (s *Sensor) counts() (lost, denied uint64, err error) {
+func (s *Sensor) lost() (uint64, error) { return s.counter(lsmLsmStatLSTAT_LOST) }
+
+func (s *Sensor) counter(idx lsmLsmStat) (uint64, error) {
 	var perCPU []uint64
-	for i, dst := range []*uint64{&lost, &denied} {
-		if err := s.coll.Maps["lstats"].Lookup(uint32([]int{lstatLost, lstatDenied}[i]), &perCPU); err != nil {
-			return 0, 0, err
-		}
-		for _, v := range perCPU {
-			*dst += v
-		}
+	if err := s.coll.Maps[lsmMapLstats].Lookup(uint32(idx), &perCPU); err != nil {
+		return 0, err
 	}
-	return lost, denied, nil
+	var n uint64
+	for _, v := range perCPU {
+		n += v
+	}
+	return n, nil
 }
 
-// Detach implements bpfsyscall.Extension: the hooks go; refusals already
-// recorded remain to be read.
+// Features implements sensor.Sensor: whether this kernel can enforce.
+func (s *Sensor) Features(startErr error) []features.Feature {
+	f := features.Feature{Name: "bpf_lsm", Available: true,
+		Detail:   "enforcement (watch --enforce) works: LSM programs on the bpf, bpf_map, file_receive and mmap_file hooks load and attach",
+		Fallback: "no enforcement: tampering is reported as alerts, not refused (watch --enforce refuses to start)"}
+	switch {
+	case errors.Is(startErr, sensor.ErrNotStarted):
+		// Not asked for: the quick probe only.
+		if err := features.BPFLSM(); err != nil {
+			f.Available, f.Detail = false, err.Error()
+		} else {
+			f.Detail = "LSM programs load"
+		}
+	case startErr != nil:
+		f.Available, f.Detail = false, startErr.Error()
+		var ue *unavailableError
+		if errors.As(startErr, &ue) {
+			f.Detail = ue.err.Error()
+		}
+	case s.links == nil:
+		f.Detail = "LSM programs load"
+	}
+	return []features.Feature{f}
+}
+
+// Detach removes the hooks; refusals already recorded remain to be read.
 func (s *Sensor) Detach() {
 	for _, l := range s.links {
 		l.Close()
@@ -289,5 +342,6 @@ func (s *Sensor) Close() error {
 		s.coll.Close()
 		s.coll = nil
 	}
+	s.progs = nil
 	return nil
 }

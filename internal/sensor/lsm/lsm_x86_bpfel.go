@@ -13,24 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type lsmDeny struct {
-	_         structs.HostLayout
-	Kind      uint32
-	Hook      uint32
-	Ktime     uint64
-	Pid       uint32
-	Tid       uint32
-	Ppid      uint32
-	Uid       uint32
-	Gid       uint32
-	Cmd       uint32
-	CgroupId  uint64
-	StartTime uint64
-	ExeIno    uint64
-	Comm      [16]int8
-	Mode      uint32
-	Pad       uint32
-	Map       struct {
+type lsmDenyRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Hook uint32
+	Cmd  uint32
+	Mode uint32
+	Pad  uint32
+	Map  struct {
 		_          structs.HostLayout
 		Id         uint32
 		Type       uint32
@@ -44,12 +50,105 @@ type lsmDeny struct {
 	}
 }
 
+type lsmExeRec struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Kind  uint32
+		Tid   uint32
+		Ktime uint64
+	}
+	Task struct {
+		_         structs.HostLayout
+		Pid       uint32
+		Ppid      uint32
+		Uid       uint32
+		Gid       uint32
+		CgroupId  uint64
+		StartTime uint64
+		ExeIno    uint64
+		Comm      [16]int8
+	}
+	Count     uint32
+	Truncated uint32
+	Slots     [24][128]int8
+}
+
+type lsmLsmHook uint32
+
+const (
+	lsmLsmHookHOOK_BPF          lsmLsmHook = 1
+	lsmLsmHookHOOK_BPF_MAP      lsmLsmHook = 2
+	lsmLsmHookHOOK_FILE_RECEIVE lsmLsmHook = 3
+	lsmLsmHookHOOK_MMAP_FILE    lsmLsmHook = 4
+)
+
+type lsmLsmStat uint32
+
+const (
+	lsmLsmStatLSTAT_LOST   lsmLsmStat = 0
+	lsmLsmStatLSTAT_DENIED lsmLsmStat = 1
+	lsmLsmStatLSTAT_MAX    lsmLsmStat = 2
+)
+
+type lsmMapInfo struct {
+	_          structs.HostLayout
+	Id         uint32
+	Type       uint32
+	KeySize    uint32
+	ValueSize  uint32
+	MaxEntries uint32
+	Flags      uint32
+	Name       [16]int8
+	Frozen     uint8
+	Pad        [7]uint8
+}
+
 type lsmOwnerKey struct {
 	_        structs.HostLayout
 	MapId    uint32
 	Pad      uint32
 	ExeIno   uint64
 	CgroupId uint64
+}
+
+type lsmRecHdr struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Tid   uint32
+	Ktime uint64
+}
+
+type lsmRecKind uint32
+
+const (
+	lsmRecKindREC_ENTER      lsmRecKind = 1
+	lsmRecKindREC_EXIT       lsmRecKind = 2
+	lsmRecKindREC_EXE        lsmRecKind = 3
+	lsmRecKindREC_EXIT_SHORT lsmRecKind = 4
+	lsmRecKindREC_KWRITE     lsmRecKind = 16
+	lsmRecKindREC_PROG       lsmRecKind = 17
+	lsmRecKindREC_PROG_GONE  lsmRecKind = 18
+	lsmRecKindREC_DENY       lsmRecKind = 32
+	lsmRecKindREC_KIND_MAX   lsmRecKind = 64
+)
+
+type lsmRecLimits uint32
+
+const (
+	lsmRecLimitsMAX_CAPTURE lsmRecLimits = 32768
+)
+
+type lsmTaskInfo struct {
+	_         structs.HostLayout
+	Pid       uint32
+	Ppid      uint32
+	Uid       uint32
+	Gid       uint32
+	CgroupId  uint64
+	StartTime uint64
+	ExeIno    uint64
+	Comm      [16]int8
 }
 
 // Names of all BPF objects in the ELF.
@@ -66,8 +165,17 @@ const (
 	lsmProgLsmBpfMap      = "lsm_bpf_map"
 	lsmProgLsmFileReceive = "lsm_file_receive"
 	lsmProgLsmMmapFile    = "lsm_mmap_file"
-	lsmVarDenyLayout      = "deny_layout"
+	lsmVarDenyRecLayout   = "deny_rec_layout"
+	lsmVarExeRecLayout    = "exe_rec_layout"
+	lsmVarLsmHookLayout   = "lsm_hook_layout"
+	lsmVarLsmStatLayout   = "lsm_stat_layout"
+	lsmVarMapInfoLayout   = "map_info_layout"
+	lsmVarRecHdrLayout    = "rec_hdr_layout"
+	lsmVarRecKindLayout   = "rec_kind_layout"
+	lsmVarRecLimitsLayout = "rec_limits_layout"
 	lsmVarSelfTgid        = "self_tgid"
+	lsmVarTaskInfoLayout  = "task_info_layout"
+	lsmVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -134,8 +242,17 @@ type lsmMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmVariableSpecs struct {
-	DenyLayout *ebpf.VariableSpec `ebpf:"deny_layout"`
-	SelfTgid   *ebpf.VariableSpec `ebpf:"self_tgid"`
+	DenyRecLayout   *ebpf.VariableSpec `ebpf:"deny_rec_layout"`
+	ExeRecLayout    *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
+	LsmHookLayout   *ebpf.VariableSpec `ebpf:"lsm_hook_layout"`
+	LsmStatLayout   *ebpf.VariableSpec `ebpf:"lsm_stat_layout"`
+	MapInfoLayout   *ebpf.VariableSpec `ebpf:"map_info_layout"`
+	RecHdrLayout    *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
+	RecKindLayout   *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
+	RecLimitsLayout *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
+	SelfTgid        *ebpf.VariableSpec `ebpf:"self_tgid"`
+	TaskInfoLayout  *ebpf.VariableSpec `ebpf:"task_info_layout"`
+	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // lsmObjects contains all objects after they have been loaded into the kernel.
@@ -179,8 +296,17 @@ func (m *lsmMaps) Close() error {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmVariables struct {
-	DenyLayout *ebpf.Variable `ebpf:"deny_layout"`
-	SelfTgid   *ebpf.Variable `ebpf:"self_tgid"`
+	DenyRecLayout   *ebpf.Variable `ebpf:"deny_rec_layout"`
+	ExeRecLayout    *ebpf.Variable `ebpf:"exe_rec_layout"`
+	LsmHookLayout   *ebpf.Variable `ebpf:"lsm_hook_layout"`
+	LsmStatLayout   *ebpf.Variable `ebpf:"lsm_stat_layout"`
+	MapInfoLayout   *ebpf.Variable `ebpf:"map_info_layout"`
+	RecHdrLayout    *ebpf.Variable `ebpf:"rec_hdr_layout"`
+	RecKindLayout   *ebpf.Variable `ebpf:"rec_kind_layout"`
+	RecLimitsLayout *ebpf.Variable `ebpf:"rec_limits_layout"`
+	SelfTgid        *ebpf.Variable `ebpf:"self_tgid"`
+	TaskInfoLayout  *ebpf.Variable `ebpf:"task_info_layout"`
+	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // lsmPrograms contains all programs after they have been loaded into the kernel.

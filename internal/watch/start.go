@@ -1,0 +1,270 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/alert"
+	"github.com/bpfmon/bpfmon/internal/cgroups"
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/output"
+	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/sdnotify"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/sensors"
+)
+
+// contentScanner is what watch uses of the content scanner.
+type contentScanner interface {
+	explainer
+	Run(stop <-chan struct{}, emit func(*event.Event) error) error
+	LoadState(path string) error
+	Last() scanner.PassStats
+}
+
+// parts are what a watch is assembled from. Production builds them from
+// the real packages; the tests of the start order replace them with parts
+// that record what was done when.
+type parts struct {
+	sensors   func(sensors.Config) *sensor.Set
+	inventory func(inventory.Options) ([]inventory.Map, error)
+	scanner   func(scanner.Config) (contentScanner, error)
+	// ready tells whoever waits that bpfmon is ready: the ready file
+	// (when path is not empty) and systemd.
+	ready func(path string, log *slog.Logger) error
+}
+
+func production() parts {
+	return parts{
+		sensors: sensors.New,
+		inventory: func(o inventory.Options) ([]inventory.Map, error) {
+			maps, _, err := inventory.Collect(o)
+			return maps, err
+		},
+		scanner: func(c scanner.Config) (contentScanner, error) { return scanner.New(c) },
+		ready:   ready,
+	}
+}
+
+// run starts everything, in this order, each step needing the ones
+// before it:
+//  1. the sensors, so that nothing done from then on is missed;
+//  2. the map context's first inventory, which the alert engine takes as
+//     the state at start (who holds what), and the protected set from it;
+//  3. the enforcement programs, armed only once the protected set and its
+//     owners are in their maps (armed before, they would let through what
+//     they should refuse);
+//  4. the content scanner, which records which maps exist now;
+//  5. the ready file and systemd's READY=1: from now on nothing done can
+//     be mistaken for the state at start.
+//
+// Then it reads until stop is closed, drains, and summarises.
+func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
+	var sum Summary
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	w, err := output.New(opts.Format, opts.Out)
+	if err != nil {
+		return sum, err
+	}
+	if err := features.CheckTracing(); err != nil {
+		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	pol := opts.Policy
+	if pol == nil {
+		pol = policy.Default()
+	}
+
+	// 1. The sensors. The content scanner needs every write the sensors
+	// see, to tell reported writes from unreported ones, and the alert
+	// rules need every creation, load and handle to know owners: then
+	// --event filters in user space only.
+	sensorEvents := opts.Filter.Events
+	if opts.ScanInterval > 0 || len(pol.Protect) > 0 || opts.AlertsOnly {
+		sensorEvents = nil
+	}
+	ring, err := record.NewRing(opts.RingBytes)
+	if err != nil {
+		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	defer ring.Close()
+	set := p.sensors(sensors.Config{
+		Syscall: bpfsyscall.Config{Events: sensorEvents, Hook: opts.Hook},
+		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks},
+		Enforce: opts.Enforce,
+	})
+	if err := set.Start(sensor.NewEnv(ring, opts.CaptureBytes, log)); err != nil {
+		return sum, startError(opts, err)
+	}
+	defer set.Close()
+	log.Info("features (details: bpfmon features)", "features", features.NewReport(set.Features(), scanner.Features()).Summary())
+	features.ReleaseBTF() // every program is loaded
+
+	// 2. The state at start, and what is protected. The alert engine
+	// learns who holds what from the map context's first inventory, and
+	// later changes from its refreshes.
+	cgroupNames := cgroups.NewResolver()
+	own := set.OwnMaps()
+	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
+		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
+	if en, ok := set.Started("lsm").(alert.Enforcer); ok {
+		acfg.Enforcer = en
+	}
+	alerts := alert.New(acfg)
+	maps := newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
+		if atStart {
+			alerts.Start(maps)
+		} else {
+			alerts.Refresh(maps)
+		}
+	})
+	logProtected(log, pol, alerts.Protected())
+
+	// 3. Enforcement, now that its maps hold the protected set.
+	if err := set.Arm(); err != nil {
+		return sum, startError(opts, err)
+	}
+
+	// 4. The content scanner.
+	var scan contentScanner
+	if opts.ScanInterval > 0 {
+		scan, err = p.scanner(scanner.Config{
+			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
+			Exclude: own,
+			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
+		})
+		if err != nil {
+			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
+		}
+		if opts.StatePath != "" {
+			// A bad state file is reported and monitoring goes on.
+			if err := scan.LoadState(opts.StatePath); err != nil {
+				log.Warn(err.Error(), "part", "scanner")
+			}
+		}
+		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
+	}
+
+	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w}
+	if scan != nil {
+		out.scan = scan
+	}
+
+	// 5. Ready.
+	if err := p.ready(opts.ReadyFile, log); err != nil {
+		return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
+	}
+
+	scanDone := make(chan error, 1)
+	if scan != nil {
+		go func() { scanDone <- scan.Run(stop, out.write) }()
+	} else {
+		scanDone <- nil
+	}
+	alertsDone := make(chan error, 1)
+	go func() { alertsDone <- reportSuppressed(alerts, stop, out) }()
+
+	runErr := set.Run(stop, out.fromSensor, out.flush)
+	if err := <-scanDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("content scanner: %w", err)
+	}
+	if err := <-alertsDone; err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing alerts: %w", err)
+	}
+	if scan != nil {
+		last := scan.Last()
+		sum.Scan = &last
+	}
+	st := set.Stats()
+	sum.Lost, sum.Incomplete = st.Lost, st.Incomplete
+	if err := out.flush(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing events: %w", err)
+	}
+	sum.Events, sum.Alerts = out.counts()
+	return sum, runErr
+}
+
+// startError says which part of the command line a sensor that could not
+// start was asked for by.
+func startError(opts Options, err error) error {
+	var se *sensor.StartError
+	if !errors.As(err, &se) {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	switch se.Sensor {
+	case "kernel":
+		return fmt.Errorf("--kernel-hooks %s: %w", opts.KernelHooks, se.Err)
+	case "lsm":
+		return fmt.Errorf("--enforce: %w (see bpfmon features)", se.Err)
+	}
+	return fmt.Errorf("%w: %w", ErrSetup, se.Err)
+}
+
+// ready writes the ready file, if asked, and tells systemd.
+func ready(path string, log *slog.Logger) error {
+	if path != "" {
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	}
+	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
+		log.Warn("telling systemd bpfmon is ready: "+err.Error(), "notify_socket", os.Getenv("NOTIFY_SOCKET"))
+	}
+	return nil
+}
+
+// reportSuppressed writes, every second and once more at stop, what the
+// alert engine's rate limit held back.
+func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, out *sink) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return out.writeAll(alerts.Tick())
+		case <-tick.C:
+			if err := out.writeAll(alerts.Tick()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// logProtected says at start what is protected, and by which rules.
+func logProtected(log *slog.Logger, pol *policy.Policy, protected []alert.Protected) {
+	if len(pol.Protect) == 0 {
+		log.Info("alerts: no map selected for protection (--protect, --policy); bpfmon's own maps are guarded")
+		return
+	}
+	var sels []string
+	for _, s := range pol.Protect {
+		sels = append(sels, s.String())
+	}
+	log.Info("alerts: protecting the maps the policy selects, now and when they appear", "maps", len(protected), "selectors", strings.Join(sels, " "))
+	for _, p := range protected {
+		var owners []string
+		for _, o := range p.Owners {
+			owners = append(owners, o.String()+" ("+o.How+")")
+		}
+		if len(owners) == 0 {
+			owners = []string{"none known"}
+		}
+		log.Info("alerts: protected map", "id", p.ID, "name", p.Name, "selector", p.Why, "owners", strings.Join(owners, ", "))
+	}
+}
