@@ -296,3 +296,53 @@ func (s *Set) Close() {
 		}
 	}
 }
+
+// MapIDs lists the kernel ids of a collection's maps but those named in
+// skip (maps the sensor does not own: the ring buffer, another sensor's).
+func MapIDs(coll *ebpf.Collection, skip ...string) []uint32 {
+	if coll == nil {
+		return nil
+	}
+	var ids []uint32
+	for name, m := range coll.Maps {
+		if slices.Contains(skip, name) {
+			continue
+		}
+		if info, err := m.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// ProgramIDs lists the kernel ids of progs (nil ones skipped).
+func ProgramIDs(progs ...*ebpf.Program) []uint32 {
+	var ids []uint32
+	for _, p := range progs {
+		if p == nil {
+			continue
+		}
+		if info, err := p.Info(); err == nil {
+			if id, ok := info.ID(); ok {
+				ids = append(ids, uint32(id))
+			}
+		}
+	}
+	return ids
+}
+
+// Counter sums counter idx of a per-CPU array of counters (count_inc in
+// bpf/include/common.h) over the CPUs.
+func Counter(m *ebpf.Map, idx uint32) (uint64, error) {
+	var per []uint64
+	if err := m.Lookup(idx, &per); err != nil {
+		return 0, err
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}

@@ -191,43 +191,10 @@ func (s *Sensor) protectMaps() error {
 
 // MapIDs implements sensor.Sensor: the maps its programs rewrite
 // constantly, which the content scanner must not report.
-func (s *Sensor) MapIDs() []uint32 { return mapIDs(s.objs.coll, bpfMapEvents) }
-
-// mapIDs lists the kernel ids of a collection's maps but those named in
-// skip.
-func mapIDs(coll *ebpf.Collection, skip ...string) []uint32 {
-	if coll == nil {
-		return nil
-	}
-	var ids []uint32
-	for name, m := range coll.Maps {
-		if slices.Contains(skip, name) {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.objs.coll, bpfMapEvents) }
 
 // ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 {
-	var ids []uint32
-	for _, p := range []*ebpf.Program{s.objs.sysEnter, s.objs.sysExit} {
-		if p == nil {
-			continue
-		}
-		if info, err := p.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.objs.sysEnter, s.objs.sysExit) }
 
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
@@ -335,13 +302,9 @@ func (s *Sensor) attach(name string, prog *ebpf.Program) (link.Link, error) {
 
 // counter sums counter idx of the stats map over CPUs.
 func (s *Sensor) counter(idx bpfCallStat) (uint64, error) {
-	var per []uint64
-	if err := s.objs.stats.Lookup(uint32(idx), &per); err != nil {
+	n, err := sensor.Counter(s.objs.stats, uint32(idx))
+	if err != nil {
 		return 0, fmt.Errorf("reading the syscall sensor's counters: %w", err)
-	}
-	var n uint64
-	for _, v := range per {
-		n += v
 	}
 	return n, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
@@ -322,13 +323,9 @@ func (d *decoder) lostWrites() (uint64, error) {
 // counter sums kstats counter idx over CPUs and the recursion misses of
 // progs (a hook that did not run).
 func (d *decoder) counter(idx kwKwStat, progs []*ebpf.Program) (uint64, error) {
-	var per []uint64
-	if err := d.cfg.stats.Lookup(uint32(idx), &per); err != nil {
+	n, err := sensor.Counter(d.cfg.stats, uint32(idx))
+	if err != nil {
 		return 0, fmt.Errorf("reading the kernel-side sensor's counters: %w", err)
-	}
-	var n uint64
-	for _, v := range per {
-		n += v
 	}
 	for _, p := range progs {
 		if st, err := p.Stats(); err == nil {

@@ -295,7 +295,6 @@ func (s *Sensor) start(env *sensor.Env) error {
 			s.Hooks[i].Kind, s.Hooks[i].KprobeError = kind, reason
 		}, "kprobe")
 	}
-	var selfProgs []uint32
 	writeHooks := 0
 	for i, p := range attached {
 		switch {
@@ -315,17 +314,9 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if writeHooks == 0 {
 		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
 	}
-	for _, p := range s.progs {
-		if info, err := p.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				selfProgs = append(selfProgs, uint32(id))
-			}
-		}
-	}
-
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
-		selfPrograms: append(slices.Clone(env.Self.Programs), selfProgs...),
+		selfPrograms: append(slices.Clone(env.Self.Programs), s.ProgramIDs()...),
 		capture:      capBytes,
 		kallsyms:     syms,
 		stats:        s.coll.Maps[kwMapKstats],
@@ -570,36 +561,10 @@ func (s *Sensor) protect(selfMaps []uint32) error {
 }
 
 // MapIDs implements sensor.Sensor (the ring buffer is the ring's).
-func (s *Sensor) MapIDs() []uint32 {
-	if s.coll == nil {
-		return nil
-	}
-	var ids []uint32
-	for name, m := range s.coll.Maps {
-		if name == kwMapEvents {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, kwMapEvents) }
 
 // ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 {
-	var ids []uint32
-	for _, p := range s.progs {
-		if info, err := p.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
 
 // Stats implements sensor.Sensor.
 func (s *Sensor) Stats() sensor.Stats {

@@ -218,36 +218,10 @@ func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 
 // MapIDs implements sensor.Sensor (the ring buffer and the calibration
 // are not the sensor's).
-func (s *Sensor) MapIDs() []uint32 {
-	if s.coll == nil {
-		return nil
-	}
-	var ids []uint32
-	for name, m := range s.coll.Maps {
-		if name == lsmMapEvents || name == lsmMapCalib {
-			continue
-		}
-		if info, err := m.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, lsmMapEvents, lsmMapCalib) }
 
 // ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 {
-	var ids []uint32
-	for _, p := range s.progs {
-		if info, err := p.Info(); err == nil {
-			if id, ok := info.ID(); ok {
-				ids = append(ids, uint32(id))
-			}
-		}
-	}
-	return ids
-}
+func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
 
 const denySize = int(unsafe.Sizeof(lsmDenyRec{}))
 
@@ -291,15 +265,7 @@ func (s *Sensor) Denied() (uint64, error) { return s.counter(lsmLsmStatLSTAT_DEN
 func (s *Sensor) lost() (uint64, error) { return s.counter(lsmLsmStatLSTAT_LOST) }
 
 func (s *Sensor) counter(idx lsmLsmStat) (uint64, error) {
-	var perCPU []uint64
-	if err := s.coll.Maps[lsmMapLstats].Lookup(uint32(idx), &perCPU); err != nil {
-		return 0, err
-	}
-	var n uint64
-	for _, v := range perCPU {
-		n += v
-	}
-	return n, nil
+	return sensor.Counter(s.coll.Maps[lsmMapLstats], uint32(idx))
 }
 
 // Features implements sensor.Sensor: whether this kernel can enforce.

@@ -1,0 +1,160 @@
+package watch
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensors"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// steps is the order in which a watch did things, as its fake parts saw
+// them.
+type steps struct {
+	mu  sync.Mutex
+	log []string
+}
+
+func (s *steps) add(format string, args ...any) {
+	s.mu.Lock()
+	s.log = append(s.log, fmt.Sprintf(format, args...))
+	s.mu.Unlock()
+}
+
+func (s *steps) all() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.log)
+}
+
+// first is the index of the first step starting with prefix, -1 if none.
+func (s *steps) first(prefix string) int {
+	return slices.IndexFunc(s.all(), func(l string) bool { return strings.HasPrefix(l, prefix) })
+}
+
+// fakeSensor stands for a sensor: it loads nothing.
+type fakeSensor struct {
+	name  string
+	steps *steps
+}
+
+func (f *fakeSensor) Name() string { return f.name }
+func (f *fakeSensor) Start(*sensor.Env) error {
+	f.steps.add("start %s", f.name)
+	return nil
+}
+func (f *fakeSensor) MapIDs() []uint32                  { return nil }
+func (f *fakeSensor) ProgramIDs() []uint32              { return nil }
+func (f *fakeSensor) Stats() sensor.Stats               { return sensor.Stats{} }
+func (f *fakeSensor) Features(error) []features.Feature { return nil }
+func (f *fakeSensor) Detach()                           {}
+func (f *fakeSensor) Close() error                      { return nil }
+func (f *fakeSensor) Protect(id uint32) error           { f.steps.add("protect %d", id); return nil }
+func (f *fakeSensor) Arm() error                        { f.steps.add("arm %s", f.name); return nil }
+func (f *fakeSensor) AddOwner(id uint32, _ event.Identity) error {
+	f.steps.add("owner %d", id)
+	return nil
+}
+
+// fakeScanner records that it was created: the moment the scanner
+// records which maps exist.
+type fakeScanner struct{}
+
+func (fakeScanner) Explain(uint32, []byte, uint32, bool, time.Time) {}
+func (fakeScanner) Created(event.Map, time.Time)                    {}
+func (fakeScanner) LoadState(string) error                          { return nil }
+func (fakeScanner) Last() scanner.PassStats                         { return scanner.PassStats{} }
+func (fakeScanner) Run(stop <-chan struct{}, _ func(*event.Event) error) error {
+	<-stop
+	return nil
+}
+
+// TestStartOrder checks the invariants of run's start order, with parts
+// that record what was done when:
+//   - the state at start (the first inventory, holders included) and the
+//     scanner's record of which maps exist are taken before bpfmon says
+//     it is ready, so nothing done after that is mistaken for them;
+//   - the enforcement programs are armed only once the protected maps and
+//     their owners are in their maps, and before bpfmon is ready.
+func TestStartOrder(t *testing.T) {
+	testutil.RequireRoot(t) // the ring buffer and the features' probes
+	st := &steps{}
+	ready := make(chan struct{})
+	p := parts{
+		sensors: func(c sensors.Config) *sensor.Set {
+			if !c.Enforce {
+				t.Error("enforcement not asked of the sensors")
+			}
+			return sensor.NewSet(
+				sensor.Entry{Sensor: &fakeSensor{name: "syscall", steps: st}, Need: sensor.Required},
+				sensor.Entry{Sensor: &fakeSensor{name: "lsm", steps: st}, Need: sensor.Required},
+			)
+		},
+		inventory: func(o inventory.Options) ([]inventory.Map, error) {
+			st.add("inventory holders=%v", !o.SkipHolders)
+			return []inventory.Map{{ID: 42, Name: "guarded", Holders: []inventory.Holder{{PID: uint32(os.Getpid())}}}}, nil
+		},
+		scanner: func(scanner.Config) (contentScanner, error) {
+			st.add("scanner")
+			return fakeScanner{}, nil
+		},
+		ready: func(string, *slog.Logger) error {
+			st.add("ready")
+			close(ready)
+			return nil
+		},
+	}
+	sel, err := policy.ParseSelector("id:42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	pol.AddProtect(sel)
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := run(Options{Format: "json", Out: io.Discard, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			ScanInterval: time.Hour, Policy: pol, Enforce: true}, stop, p)
+		done <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	case <-time.After(testutil.Timeout(10 * time.Second)):
+		t.Fatal("never ready")
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("steps: %q", st.all())
+
+	at := func(step string) int {
+		i := st.first(step)
+		if i < 0 {
+			t.Errorf("no step %q in %q", step, st.all())
+		}
+		return i
+	}
+	started, inv, protect, owner, arm, scan, rdy := at("start lsm"), at("inventory holders=true"), at("protect 42"), at("owner 42"), at("arm lsm"), at("scanner"), at("ready")
+	if !(started < inv && inv < protect && protect < arm && owner < arm) {
+		t.Errorf("the LSM programs were armed before the protected set was filled: %q", st.all())
+	}
+	if !(inv < rdy && scan < rdy && arm < rdy) {
+		t.Errorf("ready before the state at start was recorded: %q", st.all())
+	}
+}
