@@ -9,10 +9,15 @@
 // the cost, so these helpers make exactly the calls needed. Errors are the
 // kernel's unix.Errno, so callers can tell ENOENT (the object vanished)
 // from the rest.
+//
+// Every field that carries an address is an unsafe.Pointer, never an
+// integer: the memory it points to may be on a goroutine's stack, which
+// the runtime moves when it grows, and it adjusts only what it knows to be
+// a pointer. An address kept as a uint64 would still name the old stack,
+// and the kernel would write there.
 package bpfsys
 
 import (
-	"runtime"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -32,13 +37,13 @@ func call(cmd int, attr unsafe.Pointer, size uintptr) (uintptr, error) {
 	return r, nil
 }
 
-// Ptr is the address of b's first byte as bpf_attr wants it, 0 when b is
-// empty. The caller keeps b alive across the call.
-func Ptr(b []byte) uint64 {
+// Ptr is the address of b's first byte as bpf_attr wants it, nil when b is
+// empty.
+func Ptr(b []byte) unsafe.Pointer {
 	if len(b) == 0 {
-		return 0
+		return nil
 	}
-	return uint64(uintptr(unsafe.Pointer(&b[0])))
+	return unsafe.Pointer(&b[0])
 }
 
 // GetIDAttr is the BPF_*_GET_FD_BY_ID and BPF_*_GET_NEXT_ID part of union
@@ -79,7 +84,7 @@ func nextID(cmd int, start uint32) (uint32, error) {
 
 // ObjAttr is the BPF_OBJ_PIN and BPF_OBJ_GET part of union bpf_attr.
 type ObjAttr struct {
-	Pathname  uint64
+	Pathname  unsafe.Pointer
 	BPFFD     uint32
 	FileFlags uint32
 	PathFD    int32
@@ -93,21 +98,20 @@ func ObjGet(path string, fileFlags uint32) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	attr := ObjAttr{Pathname: uint64(uintptr(unsafe.Pointer(p))), FileFlags: fileFlags}
+	attr := ObjAttr{Pathname: unsafe.Pointer(p), FileFlags: fileFlags}
 	fd, err := call(unix.BPF_OBJ_GET, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	runtime.KeepAlive(p)
 	return int(fd), err
 }
 
 type objInfoAttr struct {
 	FD      uint32
 	InfoLen uint32
-	Info    uint64
+	Info    unsafe.Pointer
 }
 
 // ObjInfo is BPF_OBJ_GET_INFO_BY_FD into buf, size bytes.
 func ObjInfo(fd int, buf unsafe.Pointer, size uint32) error {
-	attr := objInfoAttr{FD: uint32(fd), InfoLen: size, Info: uint64(uintptr(buf))}
+	attr := objInfoAttr{FD: uint32(fd), InfoLen: size, Info: buf}
 	_, err := call(unix.BPF_OBJ_GET_INFO_BY_FD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	return err
 }
@@ -144,14 +148,14 @@ type ProgInfo struct {
 	Type            uint32 // 0
 	ID              uint32 // 4
 	Tag             [8]byte
-	JitedProgLen    uint32 // 16
-	XlatedProgLen   uint32 // 20
-	JitedProgInsns  uint64 // 24
-	XlatedProgInsns uint64 // 32
-	LoadTime        uint64 // 40
-	CreatedByUID    uint32 // 48
-	NrMapIDs        uint32 // 52
-	MapIDs          uint64 // 56
+	JitedProgLen    uint32         // 16
+	XlatedProgLen   uint32         // 20
+	JitedProgInsns  unsafe.Pointer // 24
+	XlatedProgInsns unsafe.Pointer // 32
+	LoadTime        uint64         // 40
+	CreatedByUID    uint32         // 48
+	NrMapIDs        uint32         // 52
+	MapIDs          unsafe.Pointer // 56
 	Name            [16]byte
 }
 
@@ -163,10 +167,9 @@ func GetProgInfo(fd int, ids []uint32) (ProgInfo, []uint32, error) {
 		if cap(ids) > 0 {
 			ids = ids[:cap(ids)]
 			info.NrMapIDs = uint32(len(ids))
-			info.MapIDs = uint64(uintptr(unsafe.Pointer(&ids[0])))
+			info.MapIDs = unsafe.Pointer(&ids[0])
 		}
 		err := ObjInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
-		runtime.KeepAlive(ids)
 		if err != nil {
 			return info, ids[:0], err
 		}
@@ -182,17 +185,17 @@ func GetProgInfo(fd int, ids []uint32) (ProgInfo, []uint32, error) {
 type ElemAttr struct {
 	MapFD uint32
 	_     uint32
-	Key   uint64
-	Value uint64
+	Key   unsafe.Pointer
+	Value unsafe.Pointer
 	Flags uint64
 }
 
 // BatchAttr is the BPF_MAP_*_BATCH part of union bpf_attr.
 type BatchAttr struct {
-	InBatch   uint64
-	OutBatch  uint64
-	Keys      uint64
-	Values    uint64
+	InBatch   unsafe.Pointer
+	OutBatch  unsafe.Pointer
+	Keys      unsafe.Pointer
+	Values    unsafe.Pointer
 	Count     uint32
 	MapFD     uint32
 	ElemFlags uint64

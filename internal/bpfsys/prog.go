@@ -3,7 +3,6 @@ package bpfsys
 import (
 	"encoding/hex"
 	"errors"
-	"runtime"
 	"strings"
 	"unsafe"
 
@@ -26,15 +25,15 @@ type ProgramImage struct {
 
 // progImageInfo is struct bpf_prog_info up to jited_func_lens.
 type progImageInfo struct {
-	ProgInfo                // 0..80
-	Ifindex          uint32 // 80
-	GPL              uint32 // 84
-	NetnsDev         uint64 // 88
-	NetnsIno         uint64 // 96
-	NrJitedKsyms     uint32 // 104
-	NrJitedFuncLens  uint32 // 108
-	JitedKsyms       uint64 // 112
-	JitedFuncLensPtr uint64 // 120
+	ProgInfo                        // 0..80
+	Ifindex          uint32         // 80
+	GPL              uint32         // 84
+	NetnsDev         uint64         // 88
+	NetnsIno         uint64         // 96
+	NrJitedKsyms     uint32         // 104
+	NrJitedFuncLens  uint32         // 108
+	JitedKsyms       unsafe.Pointer // 112
+	JitedFuncLensPtr unsafe.Pointer // 120
 }
 
 // ProgramImages lists every loaded program's JIT'd images. Programs that
@@ -89,14 +88,12 @@ func programImage(id uint32) (ProgramImage, error) {
 	starts := make([]uint64, n)
 	lens := make([]uint32, n)
 	info = progImageInfo{NrJitedKsyms: n, NrJitedFuncLens: n,
-		JitedKsyms: uint64(uintptr(unsafe.Pointer(&starts[0]))), JitedFuncLensPtr: uint64(uintptr(unsafe.Pointer(&lens[0])))}
+		JitedKsyms: unsafe.Pointer(&starts[0]), JitedFuncLensPtr: unsafe.Pointer(&lens[0])}
 	err = ObjInfo(fd, unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
-	runtime.KeepAlive(starts)
-	runtime.KeepAlive(lens)
 	if err != nil {
 		return img, err
 	}
-	if info.JitedKsyms == 0 || starts[0] == 0 {
+	if info.JitedKsyms == nil || starts[0] == 0 {
 		return img, ErrNoAddresses
 	}
 	img.Starts, img.Lens = starts, lens
