@@ -50,18 +50,18 @@ func (c Config) enforce() sensor.Need {
 // Syscall, Kernel and Enforcer return the set's running sensors of each
 // kind, nil when that one is not running.
 func Syscall(s *sensor.Set) *bpfsyscall.Sensor {
-	x, _ := s.Started("syscall").(*bpfsyscall.Sensor)
+	x, _ := s.Started(bpfsyscall.Name).(*bpfsyscall.Sensor)
 	return x
 }
 
 // Kernel: see Syscall.
 func Kernel(s *sensor.Set) *kernelwrite.Sensor {
-	x, _ := s.Started("kernel").(*kernelwrite.Sensor)
+	x, _ := s.Started(kernelwrite.Name).(*kernelwrite.Sensor)
 	return x
 }
 
 // Enforcer: see Syscall.
 func Enforcer(s *sensor.Set) *lsm.Sensor {
-	x, _ := s.Started("lsm").(*lsm.Sensor)
+	x, _ := s.Started(lsm.Name).(*lsm.Sensor)
 	return x
 }

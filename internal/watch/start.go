@@ -20,6 +20,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensors"
 )
@@ -119,7 +120,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	own := set.OwnMaps()
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
-	if en, ok := set.Started("lsm").(alert.Enforcer); ok {
+	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
 	}
 	alerts := alert.New(acfg)
@@ -204,9 +205,9 @@ func startError(opts Options, err error) error {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	switch se.Sensor {
-	case "kernel":
+	case kernelwrite.Name:
 		return fmt.Errorf("--kernel-hooks %s: %w", opts.KernelHooks, se.Err)
-	case "lsm":
+	case lsm.Name:
 		return fmt.Errorf("--enforce: %w (see bpfmon features)", se.Err)
 	}
 	return fmt.Errorf("%w: %w", ErrSetup, se.Err)

@@ -77,8 +77,11 @@ type Sensor struct {
 // New returns the sensor, not started.
 func New(cfg Config) *Sensor { return &Sensor{cfg: cfg} }
 
+// Name is the sensor's name in logs, errors and the set.
+const Name = "syscall"
+
 // Name implements sensor.Sensor.
-func (s *Sensor) Name() string { return "syscall" }
+func (s *Sensor) Name() string { return Name }
 
 // Start loads the programs and attaches them (sensor.Sensor). Events are
 // produced from the moment it returns. It puts the kernel's map file
@@ -151,9 +154,9 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	env.MapFileOps = s.objs.calib
 
 	env.Log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs)", s.Hook),
-		"sensor", "syscall", "hook", string(s.Hook), "capture_bytes", capBytes)
+		"sensor", Name, "hook", string(s.Hook), "capture_bytes", capBytes)
 	if s.HookFallback != nil {
-		env.Log.Warn("using raw tracepoints, slower: the tp_btf programs did not load", "sensor", "syscall", "reason", s.HookFallback.Error())
+		env.Log.Warn("using raw tracepoints, slower: the tp_btf programs did not load", "sensor", Name, "reason", s.HookFallback.Error())
 	}
 	return nil
 }

@@ -182,8 +182,11 @@ func New(cfg Config) *Sensor {
 	return &Sensor{mode: mode}
 }
 
+// Name is the sensor's name in logs, errors and the set.
+const Name = "kernel"
+
 // Name implements sensor.Sensor.
-func (s *Sensor) Name() string { return "kernel" }
+func (s *Sensor) Name() string { return Name }
 
 // Start loads and attaches the sensor (sensor.Sensor). It fails with an
 // error wrapping ErrUnavailable when no write hook can be attached,
@@ -337,7 +340,7 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	s.loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
 	env.Ring.OnTick(s.dec.tick)
-	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", "kernel", "hooks", s.Kind(), "functions", s.Hooked())
+	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked())
 	return nil
 }
 

@@ -86,8 +86,11 @@ type Sensor struct {
 // New returns the sensor, not started.
 func New() *Sensor { return &Sensor{} }
 
+// Name is the sensor's name in logs, errors and the set.
+const Name = "lsm"
+
 // Name implements sensor.Sensor.
-func (s *Sensor) Name() string { return "lsm" }
+func (s *Sensor) Name() string { return Name }
 
 // Start loads the programs without attaching them (sensor.Sensor): fill
 // the protected maps and owners first (Protect, AddOwner), then Arm. It
@@ -194,7 +197,7 @@ func (s *Sensor) Arm() error {
 		s.Hooks = append(s.Hooks, h.name)
 	}
 	if s.log != nil {
-		s.log("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", "sensor", "lsm", "hooks", strings.Join(s.Hooks, ","))
+		s.log("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", "sensor", Name, "hooks", strings.Join(s.Hooks, ","))
 	}
 	return nil
 }

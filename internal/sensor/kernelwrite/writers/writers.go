@@ -96,7 +96,7 @@ func LoadTaskStorage(tid uint32, value uint64, del bool) (*TaskStorage, error) {
 		return nil, err
 	}
 	for name := range spec.Programs {
-		if name != "task_storage" {
+		if name != writersProgTaskStorage {
 			delete(spec.Programs, name)
 		}
 	}
@@ -104,8 +104,15 @@ func LoadTaskStorage(tid uint32, value uint64, del bool) (*TaskStorage, error) {
 	if del {
 		d = 1
 	}
-	for name, v := range map[string]any{"target_tid": tid, "task_value": value, "delete_too": d} {
-		if err := spec.Variables[name].Set(v); err != nil {
+	var vars writersVariableSpecs
+	if err := spec.Assign(&vars); err != nil {
+		return nil, err
+	}
+	for _, v := range []struct {
+		spec  *ebpf.VariableSpec
+		value any
+	}{{vars.TargetTid, tid}, {vars.TaskValue, value}, {vars.DeleteToo, d}} {
+		if err := v.spec.Set(v.value); err != nil {
 			return nil, err
 		}
 	}
@@ -117,10 +124,10 @@ func LoadTaskStorage(tid uint32, value uint64, del bool) (*TaskStorage, error) {
 }
 
 // Program is the tp_btf program.
-func (t *TaskStorage) Program() *ebpf.Program { return t.coll.Programs["task_storage"] }
+func (t *TaskStorage) Program() *ebpf.Program { return t.coll.Programs[writersProgTaskStorage] }
 
 // Map is the task storage map.
-func (t *TaskStorage) Map() *ebpf.Map { return t.coll.Maps["w_task"] }
+func (t *TaskStorage) Map() *ebpf.Map { return t.coll.Maps[writersMapW_task] }
 
 // Close unloads it.
 func (t *TaskStorage) Close() { t.coll.Close() }
