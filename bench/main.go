@@ -47,10 +47,17 @@ const bpftraceProgram = `tracepoint:syscalls:sys_enter_bpf { printf("%d %d\n", p
 const (
 	monNone     = "none"
 	monBpfmon   = "bpfmon"
+	monBaseline = "bpfmon-base" // --baseline: another build, for before/after
 	monBpftrace = "bpftrace"
 )
 
-var monitors = []string{monNone, monBpfmon, monBpftrace}
+// monitors lists the monitors measured, in the order each round runs them.
+func (e *env) monitors() []string {
+	if e.baseline == "" {
+		return []string{monNone, monBpfmon, monBpftrace}
+	}
+	return []string{monNone, monBpfmon, monBaseline, monBpftrace}
+}
 
 // Timeouts for one step. Generous: a monitor can slow the writer a lot.
 const (
@@ -77,7 +84,8 @@ type config struct {
 	idle         time.Duration
 	quick        bool
 	skipBpftrace bool
-	scale        int // iteration divisor: 10 with --quick
+	baseline     string // another bpfmon binary, measured beside this tree's
+	scale        int    // iteration divisor: 10 with --quick
 }
 
 // env is what preflight and the builds found.
@@ -85,6 +93,7 @@ type env struct {
 	tmp         string
 	root        string // module root
 	bpfmon      string // binaries
+	baseline    string // --baseline, absolute; "" for none
 	writer      string
 	getpid      string
 	bpftraceErr string // why the bpftrace column is n/a, if it is
@@ -105,6 +114,7 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long to measure bpfmon's idle CPU")
 	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: 10x fewer iterations, 1 round, 1 s idle")
 	flag.BoolVar(&cfg.skipBpftrace, "skip-bpftrace", false, "do not measure bpftrace")
+	flag.StringVar(&cfg.baseline, "baseline", "", "also measure this bpfmon `binary` (a build of an earlier commit) in the same rounds, as monitor bpfmon-base: before/after in one run")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]   (as root, from the bpfmon module)\n\nFlags:\n")
 		flag.PrintDefaults()
@@ -171,6 +181,16 @@ func main() {
 func run(cfg config, tmp string) error {
 	start := time.Now()
 	e := &env{tmp: tmp}
+	if cfg.baseline != "" {
+		abs, err := filepath.Abs(cfg.baseline)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("--baseline: %w", err)
+		}
+		e.baseline = abs
+	}
 	if err := preflight(cfg, e); err != nil {
 		return err
 	}
@@ -188,7 +208,10 @@ func run(cfg config, tmp string) error {
 	writes := measureWrites(cfg, e, workloads)
 	gp := measureGetpid(cfg, e)
 	pipe := measurePipeline(cfg, e)
-	idle := measureIdle(cfg, e)
+	idle := []idleResult{measureIdle(cfg, e, e.bpfmon)}
+	if e.baseline != "" {
+		idle = append(idle, measureIdle(cfg, e, e.baseline))
+	}
 	scan := measureScan(cfg)
 
 	info.loadEnd = loadavg()
@@ -303,7 +326,7 @@ func measureWrites(cfg config, e *env, workloads []workload) writeResults {
 	}
 	for r := 1; r <= cfg.rounds; r++ {
 		for i, w := range workloads {
-			for _, m := range monitors {
+			for _, m := range e.monitors() {
 				if m == monBpftrace && e.bpftraceErr != "" {
 					continue
 				}
@@ -312,7 +335,9 @@ func measureWrites(cfg config, e *env, workloads []workload) writeResults {
 				case monNone:
 					c = writeNone(e, w)
 				case monBpfmon:
-					c = writeBpfmon(e, w)
+					c = writeBpfmon(e, e.bpfmon, w)
+				case monBaseline:
+					c = writeBpfmon(e, e.baseline, w)
 				case monBpftrace:
 					c = writeBpftrace(e, w)
 				}
@@ -380,10 +405,10 @@ var reHook = regexp.MustCompile(`\((\S+) on raw_syscalls`)
 // errStart marks a monitor that could not be started.
 var errStart = errors.New("could not start")
 
-func writeBpfmon(e *env, w workload) cell {
+func writeBpfmon(e *env, bin string, w workload) cell {
 	out := filepath.Join(e.tmp, "bpfmon.json")
 	defer os.Remove(out)
-	mon, err := startBpfmon(e, out)
+	mon, err := startBpfmon(e, bin, out)
 	if err != nil {
 		return cell{err: err}
 	}
@@ -398,7 +423,7 @@ func writeBpfmon(e *env, w workload) cell {
 		return c
 	}
 	stderr := mon.stderrText()
-	if e.hook == "" {
+	if e.hook == "" && bin == e.bpfmon {
 		if m := reHook.FindStringSubmatch(stderr); m != nil {
 			e.hook = m[1]
 		}
@@ -413,12 +438,12 @@ func writeBpfmon(e *env, w workload) cell {
 	return c
 }
 
-// startBpfmon starts `bpfmon watch` writing JSON to out and waits until its
-// probes are attached.
-func startBpfmon(e *env, out string) (*bg, error) {
+// startBpfmon starts `bpfmon watch` (the binary bin) writing JSON to out
+// and waits until its probes are attached.
+func startBpfmon(e *env, bin, out string) (*bg, error) {
 	ready := filepath.Join(e.tmp, "bpfmon.ready")
 	os.Remove(ready)
-	cmd := exec.Command(e.bpfmon, "watch", "--format", "json", "--output", out, "--ready-file", ready)
+	cmd := exec.Command(bin, "watch", "--format", "json", "--output", out, "--ready-file", ready)
 	mon, err := startBG("bpfmon", cmd, filepath.Join(e.tmp, "bpfmon.stderr"), "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: bpfmon: %v", errStart, err)
@@ -497,10 +522,10 @@ func writeBpftrace(e *env, w workload) cell {
 // Other syscalls.
 
 type getpidResults struct {
-	none, bpfmon []float64 // ns per call, per round
-	ratios       []float64 // bpfmon/none, per round
-	count        int
-	err          error
+	none, bpfmon, base []float64 // ns per call, per round (base: --baseline)
+	ratios, baseRatios []float64 // bpfmon/none and base/none, per round
+	count              int
+	err                error
 }
 
 func measureGetpid(cfg config, e *env) getpidResults {
@@ -518,8 +543,8 @@ func measureGetpid(cfg config, e *env) getpidResults {
 		}
 		return strconv.ParseFloat(s, 64)
 	}
-	watched := func() (float64, error) {
-		mon, err := startBpfmon(e, os.DevNull)
+	watched := func(bin string) (float64, error) {
+		mon, err := startBpfmon(e, bin, os.DevNull)
 		if err != nil {
 			return 0, err
 		}
@@ -531,28 +556,38 @@ func measureGetpid(cfg config, e *env) getpidResults {
 		_, err = mon.stop(syscall.SIGINT, stopTimeout)
 		return ns, err
 	}
+	// Each round measures every side once; the order rotates so that
+	// drift does not favour any of them.
+	sides := []func() (float64, error){one, func() (float64, error) { return watched(e.bpfmon) }}
+	if e.baseline != "" {
+		sides = append(sides, func() (float64, error) { return watched(e.baseline) })
+	}
 	for r := 1; r <= cfg.getpidRounds; r++ {
-		// Alternate the order so that drift does not favour either side.
-		var a, b float64
-		var err error
-		if r%2 == 1 {
-			if a, err = one(); err == nil {
-				b, err = watched()
+		got := make([]float64, len(sides))
+		for k := range sides {
+			i := (k + r) % len(sides)
+			if r%2 == 0 {
+				i = (len(sides) - 1 - k + r) % len(sides)
 			}
-		} else {
-			if b, err = watched(); err == nil {
-				a, err = one()
+			ns, err := sides[i]()
+			if err != nil {
+				res.err = err
+				progress("getpid round %d/%d: error: %v", r, cfg.getpidRounds, err)
+				return res
 			}
+			got[i] = ns
 		}
-		if err != nil {
-			res.err = err
-			progress("getpid round %d/%d: error: %v", r, cfg.getpidRounds, err)
-			return res
-		}
+		a, b := got[0], got[1]
 		res.none = append(res.none, a)
 		res.bpfmon = append(res.bpfmon, b)
 		res.ratios = append(res.ratios, b/a)
-		progress("getpid round %d/%d  none %.1f ns/call, bpfmon %.1f ns/call (%+.1f%%)", r, cfg.getpidRounds, a, b, (b/a-1)*100)
+		msg := fmt.Sprintf("getpid round %d/%d  none %.1f ns/call, bpfmon %.1f ns/call (%+.1f%%)", r, cfg.getpidRounds, a, b, (b/a-1)*100)
+		if len(got) > 2 {
+			res.base = append(res.base, got[2])
+			res.baseRatios = append(res.baseRatios, got[2]/a)
+			msg += fmt.Sprintf(", baseline %.1f ns/call (%+.1f%%)", got[2], (got[2]/a-1)*100)
+		}
+		progress("%s", msg)
 	}
 	return res
 }
@@ -669,6 +704,7 @@ func measureScan(cfg config) scanResult {
 // Idle CPU.
 
 type idleResult struct {
+	bin        string // the bpfmon measured
 	maps       int
 	window     time.Duration
 	percent    float64 // exact: the process CPU-time clock
@@ -679,8 +715,8 @@ type idleResult struct {
 	clockError string // why percent is from /proc/PID/stat only
 }
 
-func measureIdle(cfg config, e *env) idleResult {
-	res := idleResult{maps: 1000}
+func measureIdle(cfg config, e *env, bin string) idleResult {
+	res := idleResult{maps: 1000, bin: bin}
 	progress("idle: creating %d maps, then %v of bpfmon watch doing nothing", res.maps, cfg.idle)
 	var maps []*ebpf.Map
 	defer func() {
@@ -698,7 +734,7 @@ func measureIdle(cfg config, e *env) idleResult {
 	}
 	out := filepath.Join(e.tmp, "idle.json")
 	defer os.Remove(out)
-	mon, err := startBpfmon(e, out)
+	mon, err := startBpfmon(e, bin, out)
 	if err != nil {
 		res.err = err
 		return res

@@ -168,7 +168,9 @@ func status(ok bool) string {
 	return "MISSED"
 }
 
-func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writes writeResults, gp getpidResults, pipe pipelineResult, idle idleResult, scan scanResult) {
+func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writes writeResults, gp getpidResults, pipe pipelineResult, idles []idleResult, scan scanResult) {
+	idle := idles[0]
+	monitors := e.monitors()
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 
 	aggs := make([]map[string]agg, len(workloads))
@@ -197,6 +199,9 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	p("| bpfmon | %s |", md(in.bpfmon))
 	if e.hook != "" {
 		p("| bpfmon programs | %s (from its start message) |", md(e.hook))
+	}
+	if e.baseline != "" {
+		p("| baseline (bpfmon-base) | %s (%s) |", md(e.baseline), md(strings.TrimSpace(cmdOutput(e.baseline, "version"))))
 	}
 	p("| load average (1, 5, 15 min) | %s at start, %s at end |", in.loadStart, in.loadEnd)
 	p("| rounds | %d (map writes), %d (getpid); medians reported |", cfg.rounds, cfg.getpidRounds)
@@ -286,7 +291,7 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	// Map writes.
 	p("## Map writes")
 	p("")
-	p("A C program (bench/c/writer.c) creates a map (u32 key, 1,024 entries) and makes a tight loop of raw `BPF_MAP_UPDATE_ELEM` calls (key i %% 1024, value changing with i); ns/update is its own CLOCK_MONOTONIC time over the loop. For each workload, each round runs it with no monitor, under bpfmon, and under bpftrace, in that order. Reported and lost are the worst round.")
+	p("A C program (bench/c/writer.c) creates a map (u32 key, 1,024 entries) and makes a tight loop of raw `BPF_MAP_UPDATE_ELEM` calls (key i %% 1024, value changing with i); ns/update is its own CLOCK_MONOTONIC time over the loop. For each workload, each round runs it with no monitor, under bpfmon%s, and under bpftrace, in that order. Reported and lost are the worst round.", baselineNote(e))
 	p("")
 	p("| workload | updates | monitor | ns/update (median) | each round | vs none | reported / made | lost | writer exit to monitor exit |")
 	p("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -343,7 +348,13 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		p("| --- | ---: |")
 		p("| no monitor | %.1f |", median(gp.none))
 		p("| bpfmon watch | %.1f |", median(gp.bpfmon))
+		if len(gp.base) > 0 {
+			p("| bpfmon watch, baseline | %.1f |", median(gp.base))
+		}
 		p("| median of per-round ratios | %.3f (%+.1f%%) |", median(gp.ratios), (median(gp.ratios)-1)*100)
+		if len(gp.baseRatios) > 0 {
+			p("| median of per-round ratios, baseline | %.3f (%+.1f%%) |", median(gp.baseRatios), (median(gp.baseRatios)-1)*100)
+		}
 		if gp.err != nil {
 			p("")
 			p("Stopped early: %s", md(gp.err.Error()))
@@ -373,13 +384,23 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	} else {
 		p("With %s extra maps (array, 4-byte key and value) held by the harness, `bpfmon watch --format json --output FILE` ran for %.1f s after it was ready, with no load from the harness.", commas(int64(idle.maps)), idle.window.Seconds())
 		p("")
-		p("| CPU, all threads (process CPU clock) | utime+stime (/proc/PID/stat, clock-tick resolution) | RSS | events reported (other processes) |")
-		p("| ---: | ---: | ---: | ---: |")
-		exact := fmt.Sprintf("%.2f%% of a core", idle.percent)
-		if idle.clockError != "" {
-			exact = "n/a: " + md(idle.clockError)
+		p("| bpfmon | CPU, all threads (process CPU clock) | utime+stime (/proc/PID/stat, clock-tick resolution) | RSS | events reported (other processes) |")
+		p("| --- | ---: | ---: | ---: | ---: |")
+		for i, idle := range idles {
+			which := monBpfmon
+			if i > 0 {
+				which = monBaseline
+			}
+			if idle.err != nil {
+				p("| %s | n/a: %s | | | |", which, md(idle.err.Error()))
+				continue
+			}
+			exact := fmt.Sprintf("%.2f%% of a core", idle.percent)
+			if idle.clockError != "" {
+				exact = "n/a: " + md(idle.clockError)
+			}
+			p("| %s | %s | %.1f%% of a core | %.1f MiB | %s |", which, exact, idle.statPct, float64(idle.rssKiB)/1024, commas(idle.events))
 		}
-		p("| %s | %.1f%% of a core | %.1f MiB | %s |", exact, idle.statPct, float64(idle.rssKiB)/1024, commas(idle.events))
 		p("")
 		p("The kernel programs' cost on other processes' syscalls is charged to those processes: see Other syscalls.")
 	}
@@ -429,4 +450,12 @@ func errString(err error) string {
 		return "no result"
 	}
 	return err.Error()
+}
+
+// baselineNote names the baseline among the monitors, when there is one.
+func baselineNote(e *env) string {
+	if e.baseline == "" {
+		return ""
+	}
+	return ", under the baseline build (bpfmon-base)"
 }
