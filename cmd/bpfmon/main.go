@@ -134,7 +134,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
-	capture := fs.Int("capture-bytes", bpfsyscall.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
+	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
 	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")

@@ -75,7 +75,7 @@ type Env struct {
 	// adds each sensor's maps and programs once it started.
 	Self Self
 	// CaptureBytes limits the bytes captured per key and per value, for
-	// every sensor.
+	// every sensor (1 to record.MaxCapture).
 	CaptureBytes int
 	// MapFileOps holds the kernel's address of the map file operations,
 	// learnt by the syscall sensor at start (nil before): how programs
@@ -95,10 +95,13 @@ type Self struct {
 }
 
 // NewEnv returns an Env on ring for this process, with a capture limit of
-// captureBytes.
+// captureBytes (0: record.DefaultCapture).
 func NewEnv(ring *record.Ring, captureBytes int, log *slog.Logger) *Env {
 	if log == nil {
 		log = slog.Default()
+	}
+	if captureBytes == 0 {
+		captureBytes = record.DefaultCapture
 	}
 	return &Env{Ring: ring, Self: Self{TGID: uint32(os.Getpid()), Maps: []uint32{ring.MapID()}},
 		CaptureBytes: captureBytes, Log: log}

@@ -27,9 +27,6 @@ import (
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
-// DefaultCapture is the default of the bytes captured per key and value.
-const DefaultCapture = 4096
-
 // Hook is a build of the sensor's programs.
 type Hook string
 
@@ -89,10 +86,7 @@ func (s *Sensor) Name() string { return Name }
 func (s *Sensor) Start(env *sensor.Env) error {
 	mask := cmdMask(s.cfg.Events)
 	capBytes := env.CaptureBytes
-	if capBytes == 0 {
-		capBytes = DefaultCapture
-	}
-	if capBytes < 0 || capBytes > record.MaxCapture {
+	if capBytes <= 0 || capBytes > record.MaxCapture {
 		return fmt.Errorf("capture limit %d bytes out of range: must be between 1 and %d", capBytes, record.MaxCapture)
 	}
 	cpus, err := ebpf.PossibleCPU()

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
@@ -402,11 +403,11 @@ func TestLargeValues(t *testing.T) {
 		}
 		ev := c.wait(t, "large update", onMap(event.MapUpdate, id))
 		checkResult(t, ev, 0)
-		want := value[:min(len(value), DefaultCapture)]
+		want := value[:min(len(value), record.DefaultCapture)]
 		if !bytes.Equal(ev.Value, want) {
 			t.Errorf("%d-byte value: captured %d bytes, prefix mismatch", size, len(ev.Value))
 		}
-		if ev.Truncated != (size > DefaultCapture) || ev.ValueTotal != uint64(size) {
+		if ev.Truncated != (size > record.DefaultCapture) || ev.ValueTotal != uint64(size) {
 			t.Errorf("%d-byte value: truncated=%v total=%d", size, ev.Truncated, ev.ValueTotal)
 		}
 	}

@@ -202,8 +202,8 @@ func (s *Sensor) Start(env *sensor.Env) error {
 func (s *Sensor) start(env *sensor.Env) error {
 	mode := s.mode
 	capBytes := env.CaptureBytes
-	if capBytes <= 0 {
-		capBytes = record.MaxCapture
+	if capBytes <= 0 || capBytes > record.MaxCapture {
+		return fmt.Errorf("capture limit %d bytes out of range: must be between 1 and %d", capBytes, record.MaxCapture)
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {

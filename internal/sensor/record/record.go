@@ -43,8 +43,12 @@ const (
 )
 
 // MaxCapture is the most bytes of a key or of a value a record can carry
-// (MAX_CAPTURE); each sensor's runtime limit may be lower.
+// (MAX_CAPTURE); the runtime limit, the same for every sensor, may be
+// lower.
 const MaxCapture = int(recordRecLimitsMAX_CAPTURE)
+
+// DefaultCapture is the default runtime limit.
+const DefaultCapture = 4096
 
 // Header is struct rec_hdr, which every record starts with.
 type Header = recordRecHdr
