@@ -19,7 +19,6 @@ type fake struct {
 	armErr   error
 	maps     []uint32
 	sawMaps  []uint32 // env.Self.Maps when it started
-	armable  bool
 }
 
 func (f *fake) Name() string { return f.name }
