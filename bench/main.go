@@ -400,7 +400,7 @@ func writeNone(e *env, w workload) cell {
 }
 
 var reSummary = regexp.MustCompile(`stopped: (\d+) events, (\d+) lost`)
-var reHook = regexp.MustCompile(`\((\S+) on raw_syscalls`)
+var reHook = regexp.MustCompile(`watching bpf\(2\) map calls from every process \((\S+) on `)
 
 // errStart marks a monitor that could not be started.
 var errStart = errors.New("could not start")

@@ -629,20 +629,26 @@ struct mmap_args {
 	__u32 flags;
 };
 
-/* mmap_map returns the map an mmap(2) maps, or NULL for every other mmap
- * (anonymous memory, files), which costs one fd-table read. buf is scratch
- * space of 20 bytes for old_mmap's argument struct. Until the map file type
- * is known (calibration at start) it returns NULL: an unverified fd could
- * be any file. */
-static __always_inline struct bpf_map *mmap_map(struct pt_regs *regs, struct task_struct *t, bool compat, bool old,
-						struct mmap_args *a, __u32 *buf)
-{
-	__u32 zero = 0;
+/* The parts of union bpf_attr read at entry. */
+union attr_read {
+	__u8 raw[ATTR_READ];
+	struct attr_elem elem;
+	struct attr_batch batch;
+	struct attr_create create;
+	struct attr_obj obj;
+	struct attr_getid getid;
+};
 
+/* mmap_args_of reads an mmap(2)'s arguments from the caller's registers:
+ * mmap (x86-64), mmap2 (ia32; old is false) or old_mmap (ia32, whose
+ * arguments are a struct in user memory). buf is scratch space of 20
+ * bytes. It reports false when they cannot be read. */
+static __always_inline bool mmap_args_of(struct pt_regs *regs, bool compat, bool old, struct mmap_args *a, __u32 *buf)
+{
 	if (old) {
 		/* struct mmap_arg_struct { addr, len, prot, flags, fd, offset }, 32-bit each */
 		if (bpf_probe_read_user(buf, 5 * sizeof(__u32), (void *)(__u64)(__u32)KREAD(regs, bx)) < 0)
-			return 0;
+			return false;
 		a->prot = buf[2];
 		a->flags = buf[3];
 		a->fd = buf[4];
@@ -655,89 +661,47 @@ static __always_inline struct bpf_map *mmap_map(struct pt_regs *regs, struct tas
 		a->flags = KREAD(regs, r10);
 		a->fd = KREAD(regs, r8);
 	}
-	if (a->fd < 0)
+	return true;
+}
+
+/* mmap_map returns the map an mmap(2) maps, or NULL for every other mmap
+ * (anonymous memory, files), which costs one fd-table read. Until the map
+ * file type is known (calibration at start) it returns NULL: an unverified
+ * fd could be any file. */
+static __always_inline struct bpf_map *mmap_map(struct pt_regs *regs, struct task_struct *t, bool compat, bool old,
+						struct mmap_args *a, __u32 *buf)
+{
+	__u32 zero = 0;
+
+	if (!mmap_args_of(regs, compat, old, a, buf) || a->fd < 0)
 		return 0;
 	return map_of_file(fd_file(t, a->fd), bpf_map_lookup_elem(&calib, &zero));
 }
 
-SEC(SEC_ENTER)
-int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+/* inflight_add adds n to the number of calls between their entry and exit
+ * records, which Detach waits for. */
+static __always_inline void inflight_add(__s64 n)
 {
-	long id = ctx->args[1];
-	struct task_struct *t;
-	struct pt_regs *regs;
+	__u32 zero = 0;
+	__s64 *c = bpf_map_lookup_elem(&inflight_count, &zero);
+
+	if (c)
+		__sync_fetch_and_add(c, n);
+}
+
+/* report_enter writes a call's entry record: who, which map, the key and
+ * value bytes, the path. With track, it keeps what the exit needs in the
+ * in-flight table (the raw_syscalls builds: their exit program sees only
+ * the result); without, the exit program finds it in the call's own
+ * arguments (the trampoline build). */
+static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, bool compat, __u32 cmd, __u64 attr_ptr,
+					 union attr_read *attr, struct mmap_args *margs, struct bpf_map *mapped, bool track)
+{
+	struct inflight in;
 	struct scratch *s;
 	struct call_rec *e;
-	/* Not initialised here: clang would zero them before the syscall
-	 * number check, on every syscall of every process. */
-	struct inflight in;
-	struct mmap_args margs;
-	struct bpf_map *mapped = 0;
-	__u64 pid_tgid, attr_ptr;
-	__u32 cmd, size, zero = 0;
 	int ret;
-	bool compat;
-	union {
-		__u8 raw[ATTR_READ];
-		struct attr_elem elem;
-		struct attr_batch batch;
-		struct attr_create create;
-		struct attr_obj obj;
-		struct attr_getid getid;
-	} attr;
 
-	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT) {
-		if ((id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT) || !watch_mmap)
-			return 0;
-		t = current_task();
-		compat = KREAD(t, thread_info.status) & TS_COMPAT;
-		if (compat ? id == NR_MMAP_NATIVE : id != NR_MMAP_NATIVE)
-			return 0; /* the other ABI's syscall of that number */
-		pid_tgid = bpf_get_current_pid_tgid();
-		if ((__u32)(pid_tgid >> 32) == self_tgid)
-			return 0;
-		mapped = mmap_map((struct pt_regs *)ctx->args[0], t, compat, id == NR_OLD_MMAP_COMPAT, &margs,
-				  (__u32 *)attr.raw);
-		if (!mapped)
-			return 0;
-		cmd = CMD_MMAP;
-		attr_ptr = 0;
-		goto report;
-	}
-	t = current_task();
-	compat = KREAD(t, thread_info.status) & TS_COMPAT;
-	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
-		return 0;
-
-	/* bpf(int cmd, union bpf_attr *attr, unsigned int size): the kernel
-	 * truncates cmd and size to 32 bits, and so must we. */
-	regs = (struct pt_regs *)ctx->args[0];
-	if (compat) {
-		cmd = (__u32)KREAD(regs, bx);
-		attr_ptr = (__u32)KREAD(regs, cx);
-		size = (__u32)KREAD(regs, dx);
-	} else {
-		cmd = (__u32)KREAD(regs, di);
-		attr_ptr = KREAD(regs, si);
-		size = (__u32)KREAD(regs, dx);
-	}
-
-	pid_tgid = bpf_get_current_pid_tgid();
-	if (cmd == BPF_MAP_FREEZE && (__u32)(pid_tgid >> 32) == loader_tgid)
-		calibrate(t, attr_ptr);
-	if ((__u32)(pid_tgid >> 32) == self_tgid)
-		return 0;
-	if (cmd >= 64 || !(cmd_mask & (1ULL << cmd)))
-		return 0;
-
-	/* Read no more than the caller passed: the kernel treats the rest as
-	 * zero, and so must we. */
-	CLAMP(size, ATTR_READ);
-	__builtin_memset(&attr, 0, sizeof(attr));
-	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
-
-report:
-	__builtin_memset(&in, 0, sizeof(in));
 	s = scratch_get();
 	if (!s)
 		return 0;
@@ -749,27 +713,28 @@ report:
 	e->flags = compat ? CF_COMPAT : 0;
 	send_exe(pid_tgid, e->hdr.ktime, e->task.start_time, e->task.exe_ino);
 
+	__builtin_memset(&in, 0, sizeof(in));
 	switch (cmd) {
 	case BPF_MAP_UPDATE_ELEM:
 	case BPF_MAP_DELETE_ELEM:
 	case BPF_MAP_LOOKUP_AND_DELETE_ELEM: {
 		__u32 klen;
 
-		e->fd = attr.elem.map_fd;
-		e->elem_flags = attr.elem.flags;
+		e->fd = attr->elem.map_fd;
+		e->elem_flags = attr->elem.flags;
 		e->flags |= resolve_map(t, e->fd, &e->map);
 		if (!(e->flags & CF_MAP))
 			break;
 		e->key_total = e->map.key_size;
-		klen = copy_user(s->buf, 0, attr.elem.key, e->key_total, &e->flags, CF_KEY_FAULT,
+		klen = copy_user(s->buf, 0, attr->elem.key, e->key_total, &e->flags, CF_KEY_FAULT,
 				 CF_KEY_TRUNC);
 		e->key_len = klen;
 		if (cmd == BPF_MAP_UPDATE_ELEM) {
 			e->value_total = value_bytes(&e->map);
-			e->value_len = copy_user(s->buf, klen, attr.elem.value, e->value_total,
+			e->value_len = copy_user(s->buf, klen, attr->elem.value, e->value_total,
 						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		} else if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM) {
-			in.out_ptr = attr.elem.value;
+			in.out_ptr = attr->elem.value;
 			in.value_bytes = value_bytes(&e->map);
 		}
 		break;
@@ -779,54 +744,54 @@ report:
 	case BPF_MAP_LOOKUP_AND_DELETE_BATCH: {
 		__u32 klen;
 
-		e->fd = attr.batch.map_fd;
-		e->count = attr.batch.count;
-		e->elem_flags = attr.batch.elem_flags;
+		e->fd = attr->batch.map_fd;
+		e->count = attr->batch.count;
+		e->elem_flags = attr->batch.elem_flags;
 		e->flags |= resolve_map(t, e->fd, &e->map);
 		if (!(e->flags & CF_MAP))
 			break;
 		if (cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
-			in.out_ptr = attr.batch.keys;
-			in.out_ptr2 = attr.batch.values;
+			in.out_ptr = attr->batch.keys;
+			in.out_ptr2 = attr->batch.values;
 			in.key_size = e->map.key_size;
 			in.value_bytes = value_bytes(&e->map);
 			break;
 		}
 		e->key_total = (__u64)e->count * e->map.key_size;
-		klen = copy_user(s->buf, 0, attr.batch.keys, e->key_total, &e->flags, CF_KEY_FAULT,
+		klen = copy_user(s->buf, 0, attr->batch.keys, e->key_total, &e->flags, CF_KEY_FAULT,
 				 CF_KEY_TRUNC);
 		e->key_len = klen;
 		if (cmd == BPF_MAP_UPDATE_BATCH) {
 			e->value_total = (__u64)e->count * value_bytes(&e->map);
-			e->value_len = copy_user(s->buf, klen, attr.batch.values, e->value_total,
+			e->value_len = copy_user(s->buf, klen, attr->batch.values, e->value_total,
 						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		}
 		break;
 	}
 	case BPF_MAP_FREEZE:
-		e->fd = attr.elem.map_fd;
+		e->fd = attr->elem.map_fd;
 		e->flags |= resolve_map(t, e->fd, &e->map);
 		break;
 	case BPF_MAP_GET_FD_BY_ID:
-		e->req_id = attr.getid.map_id;
-		e->elem_flags = attr.getid.open_flags;
+		e->req_id = attr->getid.map_id;
+		e->elem_flags = attr->getid.open_flags;
 		break;
 	case BPF_OBJ_PIN:
 	case BPF_OBJ_GET: {
 		long n;
 
-		e->elem_flags = attr.obj.file_flags;
-		if (attr.obj.file_flags & BPF_F_PATH_FD) {
+		e->elem_flags = attr->obj.file_flags;
+		if (attr->obj.file_flags & BPF_F_PATH_FD) {
 			e->flags |= CF_PATH_FD;
-			e->path_fd = attr.obj.path_fd;
+			e->path_fd = attr->obj.path_fd;
 		}
 		if (cmd == BPF_OBJ_PIN) {
-			e->fd = attr.obj.bpf_fd;
+			e->fd = attr->obj.bpf_fd;
 			e->flags |= resolve_map(t, e->fd, &e->map);
 			if (e->flags & CF_NOT_MAP)
 				return 0; /* pinning a program or link: not a map event */
 		}
-		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr.obj.pathname);
+		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr->obj.pathname);
 		if (n > 0)
 			e->path_len = n - 1;
 		if (n <= 0 || n == MAX_PATH)
@@ -834,29 +799,29 @@ report:
 		break;
 	}
 	case BPF_PROG_LOAD:
-		e->req_id = *(__u32 *)attr.raw; /* prog_type */
+		e->req_id = *(__u32 *)attr->raw; /* prog_type */
 		break;
 	case CMD_MMAP:
-		e->fd = margs.fd;
-		e->req_id = margs.prot;
-		e->elem_flags = margs.flags;
+		e->fd = margs->fd;
+		e->req_id = margs->prot;
+		e->elem_flags = margs->flags;
 		e->flags |= CF_MAP;
 		read_map(mapped, &e->map);
 		break;
 	case BPF_MAP_CREATE:
 		e->flags |= CF_MAP_REQUESTED;
-		e->map.type = attr.create.map_type;
-		e->map.key_size = attr.create.key_size;
-		e->map.value_size = attr.create.value_size;
-		e->map.max_entries = attr.create.max_entries;
-		e->map.flags = attr.create.map_flags;
-		__builtin_memcpy(e->map.name, attr.create.map_name, sizeof(e->map.name));
+		e->map.type = attr->create.map_type;
+		e->map.key_size = attr->create.key_size;
+		e->map.value_size = attr->create.value_size;
+		e->map.max_entries = attr->create.max_entries;
+		e->map.flags = attr->create.map_flags;
+		__builtin_memcpy(e->map.name, attr->create.map_name, sizeof(e->map.name));
 		break;
 	default:
 		return 0;
 	}
 
-	if (emit(s, STAT_LOST) < 0)
+	if (emit(s, STAT_LOST) < 0 || !track)
 		return 0; /* counted as lost; no exit record without its entry */
 
 	in.cmd = cmd;
@@ -868,39 +833,86 @@ report:
 		stat_inc(STAT_INFLIGHT);
 		return 0;
 	}
-	if (ret == 0) {
-		__s64 *n = bpf_map_lookup_elem(&inflight_count, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
-	}
+	if (ret == 0)
+		inflight_add(1);
 	return 0;
 }
 
-SEC(SEC_EXIT)
-int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+/* bpf_entry handles a bpf(int cmd, union bpf_attr *attr, unsigned int
+ * size) call entering the kernel. The kernel truncates cmd and size to 32
+ * bits, and so must the caller. */
+static __always_inline int bpf_entry(struct task_struct *t, bool compat, __u32 cmd, __u64 attr_ptr, __u32 size, bool track)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	union attr_read attr;
+
+	if (cmd == BPF_MAP_FREEZE && (__u32)(pid_tgid >> 32) == loader_tgid)
+		calibrate(t, attr_ptr);
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	if (cmd >= 64 || !(cmd_mask & (1ULL << cmd)))
+		return 0;
+	if (!track)
+		inflight_add(1); /* the exit program takes it off, whatever happens here */
+
+	/* Read no more than the caller passed: the kernel treats the rest as
+	 * zero, and so must we. */
+	CLAMP(size, ATTR_READ);
+	__builtin_memset(&attr, 0, sizeof(attr));
+	bpf_probe_read_user(&attr, size, (void *)attr_ptr);
+	return report_enter(t, pid_tgid, compat, cmd, attr_ptr, &attr, 0, 0, track);
+}
+
+SEC(SEC_ENTER)
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	long id = ctx->args[1];
 	struct task_struct *t;
-	struct inflight in;
+	struct pt_regs *regs;
+	/* Not initialised here: clang would zero them before the syscall
+	 * number check, on every syscall of every process. */
+	struct mmap_args margs;
+	struct bpf_map *mapped;
+	__u32 buf[5];
+	__u64 pid_tgid;
+	bool compat;
+
+	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT) {
+		if ((id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT) || !watch_mmap)
+			return 0;
+		t = current_task();
+		compat = KREAD(t, thread_info.status) & TS_COMPAT;
+		if (compat ? id == NR_MMAP_NATIVE : id != NR_MMAP_NATIVE)
+			return 0; /* the other ABI's syscall of that number */
+		pid_tgid = bpf_get_current_pid_tgid();
+		if ((__u32)(pid_tgid >> 32) == self_tgid)
+			return 0;
+		mapped = mmap_map((struct pt_regs *)ctx->args[0], t, compat, id == NR_OLD_MMAP_COMPAT, &margs, buf);
+		if (!mapped)
+			return 0;
+		return report_enter(t, pid_tgid, compat, CMD_MMAP, 0, 0, &margs, mapped, true);
+	}
+	t = current_task();
+	compat = KREAD(t, thread_info.status) & TS_COMPAT;
+	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
+		return 0;
+	regs = (struct pt_regs *)ctx->args[0];
+	if (compat)
+		return bpf_entry(t, true, (__u32)KREAD(regs, bx), (__u32)KREAD(regs, cx), (__u32)KREAD(regs, dx), true);
+	return bpf_entry(t, false, (__u32)KREAD(regs, di), KREAD(regs, si), (__u32)KREAD(regs, dx), true);
+}
+
+/* report_exit writes a call's exit record: its result, and what the kernel
+ * handed back. */
+static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, struct inflight *in, __s64 ret)
+{
 	struct scratch *s;
 	struct call_rec *e;
-	__u64 pid_tgid;
-	__u32 zero = 0;
-	__s64 *n, ret;
 
-	n = bpf_map_lookup_elem(&inflight_count, &zero);
-	if (!n || *n <= 0)
-		return 0;
-	pid_tgid = bpf_get_current_pid_tgid();
-	t = current_task();
-	if (inflight_take(t, pid_tgid, &in) < 0)
-		return 0;
-	__sync_fetch_and_add(n, -1);
-
-	ret = (__s64)ctx->args[1];
-	if ((in.flags & CF_COMPAT) && in.cmd != CMD_MMAP)
+	if ((in->flags & CF_COMPAT) && in->cmd != CMD_MMAP)
 		ret = (__s32)ret; /* compat tasks see a 32-bit return (mmap2's is an address) */
 
-	switch (in.cmd) {
+	switch (in->cmd) {
 	case CMD_MMAP:
 	case BPF_MAP_UPDATE_ELEM:
 	case BPF_MAP_DELETE_ELEM:
@@ -919,14 +931,14 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		x->hdr.kind = REC_EXIT_SHORT;
 		x->hdr.tid = (__u32)pid_tgid;
 		x->hdr.ktime = 0;
-		x->cmd = in.cmd;
-		x->flags = in.flags & CF_COMPAT;
+		x->cmd = in->cmd;
+		x->flags = in->flags & CF_COMPAT;
 		x->result = ret;
 		x->count = 0;
 		x->_pad = 0;
-		if (in.cmd == BPF_MAP_UPDATE_BATCH || in.cmd == BPF_MAP_DELETE_BATCH)
+		if (in->cmd == BPF_MAP_UPDATE_BATCH || in->cmd == BPF_MAP_DELETE_BATCH)
 			bpf_probe_read_user(&x->count, sizeof(x->count),
-					    (void *)(in.attr + __builtin_offsetof(struct attr_batch, count)));
+					    (void *)(in->attr + __builtin_offsetof(struct attr_batch, count)));
 		bpf_ringbuf_submit(x, rec_flags());
 		return 0;
 	}
@@ -938,11 +950,11 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	e = &s->ev;
 	e->hdr.kind = REC_EXIT;
 	e->hdr.tid = (__u32)pid_tgid;
-	e->cmd = in.cmd;
+	e->cmd = in->cmd;
 	e->result = ret;
-	e->flags = in.flags & CF_COMPAT;
+	e->flags = in->flags & CF_COMPAT;
 
-	switch (in.cmd) {
+	switch (in->cmd) {
 	case BPF_MAP_CREATE:
 	case BPF_MAP_GET_FD_BY_ID:
 	case BPF_OBJ_GET:
@@ -962,8 +974,8 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		break;
 	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
 		if (ret == 0) {
-			e->value_total = in.value_bytes;
-			e->value_len = copy_user(s->buf, 0, in.out_ptr, e->value_total, &e->flags,
+			e->value_total = in->value_bytes;
+			e->value_len = copy_user(s->buf, 0, in->out_ptr, e->value_total, &e->flags,
 						 CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		}
 		break;
@@ -975,16 +987,16 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		/* The kernel writes the number of elements processed back into
 		 * attr->batch.count, also on error. */
 		bpf_probe_read_user(&count, sizeof(count),
-				    (void *)(in.attr + __builtin_offsetof(struct attr_batch, count)));
+				    (void *)(in->attr + __builtin_offsetof(struct attr_batch, count)));
 		e->count = count;
-		if (in.cmd != BPF_MAP_LOOKUP_AND_DELETE_BATCH)
+		if (in->cmd != BPF_MAP_LOOKUP_AND_DELETE_BATCH)
 			break;
-		e->key_total = (__u64)count * in.key_size;
-		klen = copy_user(s->buf, 0, in.out_ptr, e->key_total, &e->flags, CF_KEY_FAULT,
+		e->key_total = (__u64)count * in->key_size;
+		klen = copy_user(s->buf, 0, in->out_ptr, e->key_total, &e->flags, CF_KEY_FAULT,
 				 CF_KEY_TRUNC);
 		e->key_len = klen;
-		e->value_total = (__u64)count * in.value_bytes;
-		e->value_len = copy_user(s->buf, klen, in.out_ptr2, e->value_total, &e->flags,
+		e->value_total = (__u64)count * in->value_bytes;
+		e->value_len = copy_user(s->buf, klen, in->out_ptr2, e->value_total, &e->flags,
 					 CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		break;
 	}
@@ -994,3 +1006,152 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	emit(s, STAT_LOST_EXIT);
 	return 0;
 }
+
+SEC(SEC_EXIT)
+int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct inflight in;
+	__u64 pid_tgid;
+	__u32 zero = 0;
+	__s64 *n;
+
+	n = bpf_map_lookup_elem(&inflight_count, &zero);
+	if (!n || *n <= 0)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	if (inflight_take(current_task(), pid_tgid, &in) < 0)
+		return 0;
+	__sync_fetch_and_add(n, -1);
+	return report_exit(current_task(), pid_tgid, &in, (__s64)ctx->args[1]);
+}
+
+#ifdef BPFMON_BTF
+/*
+ * The trampoline build: fentry and fexit programs on the bpf syscall's own
+ * body, and an fexit program on the map files' mmap operation. Processes
+ * that never call bpf(2) nor map a map run no bpfmon code at all, where the
+ * raw_syscalls programs above run on every syscall of every process. The
+ * loader chooses it where the kernel allows BPF trampolines, and then loads
+ * these programs instead of sys_enter and sys_exit.
+ *
+ * The hook is __sys_bpf(enum bpf_cmd cmd, bpfptr_t uattr, unsigned int
+ * size), which the syscall entries of both ABIs call: the per-ABI entries
+ * (__x64_sys_bpf, __ia32_sys_bpf) are declared twice in some kernels' BTF
+ * (the weak stub of kernel/sys_ni.c beside the real one), and a loader
+ * cannot tell which to trust. The ABI is the task's TS_COMPAT status, as in
+ * the raw_syscalls builds. uattr is a struct passed by value, in two slots
+ * (the user or kernel pointer, then is_kernel); calls from BPF syscall
+ * programs (bpf_sys_bpf, kernel attributes) are not bpf(2) calls and are
+ * left out, as the raw_syscalls builds never see them.
+ */
+#define SYS_BPF_CMD(ctx) ((__u32)(ctx)[0])
+#define SYS_BPF_ATTR(ctx) ((ctx)[1])
+#define SYS_BPF_KERNEL(ctx) ((ctx)[2] & 1)
+#define SYS_BPF_SIZE(ctx) ((__u32)(ctx)[3])
+#define SYS_BPF_RET(ctx) ((__s64)(__s32)(ctx)[4])
+
+SEC("fentry/__sys_bpf")
+int fe_bpf(__u64 *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (SYS_BPF_KERNEL(ctx))
+		return 0;
+	return bpf_entry(t, t->thread_info.status & TS_COMPAT, SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx), SYS_BPF_SIZE(ctx), false);
+}
+
+/* bpf_exit handles a bpf(2) call's return in the trampoline build. What
+ * its exit record needs comes from the call's own arguments, which the
+ * fexit program sees, instead of an in-flight table: only lookup-and-delete
+ * reads its attributes and map again, for where the kernel wrote back. */
+static __always_inline int bpf_exit(bool compat, __u32 cmd, __u64 attr_ptr, __u32 size, __s64 ret)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct inflight in;
+
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	if (cmd >= 64 || !(cmd_mask & (1ULL << cmd)))
+		return 0;
+	inflight_add(-1);
+	__builtin_memset(&in, 0, sizeof(in));
+	in.cmd = cmd;
+	in.flags = compat ? CF_COMPAT : 0;
+	in.attr = attr_ptr;
+	if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
+		union attr_read attr;
+		struct map_info mi;
+		int fd;
+
+		__builtin_memset(&attr, 0, sizeof(attr));
+		__builtin_memset(&mi, 0, sizeof(mi));
+		CLAMP(size, ATTR_READ);
+		bpf_probe_read_user(&attr, size, (void *)attr_ptr);
+		fd = cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM ? attr.elem.map_fd : attr.batch.map_fd;
+		if (resolve_map(t, fd, &mi) & CF_MAP) {
+			in.key_size = mi.key_size;
+			in.value_bytes = value_bytes(&mi);
+		}
+		if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM) {
+			in.out_ptr = attr.elem.value;
+		} else {
+			in.out_ptr = attr.batch.keys;
+			in.out_ptr2 = attr.batch.values;
+		}
+	}
+	return report_exit(t, pid_tgid, &in, ret);
+}
+
+SEC("fexit/__sys_bpf")
+int fx_bpf(__u64 *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (SYS_BPF_KERNEL(ctx))
+		return 0;
+	return bpf_exit(t->thread_info.status & TS_COMPAT, SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx), SYS_BPF_SIZE(ctx), SYS_BPF_RET(ctx));
+}
+
+/* bpf_map_mmap(struct file *filp, struct vm_area_struct *vma) is the map
+ * files' mmap operation: every mapping of a map passes here, whatever the
+ * syscall or ABI, with the file itself, so no fd can be swapped under the
+ * check. The mmap(2)'s arguments (fd, prot, flags) are read from the
+ * task's registers when the call is one of the mmap syscalls; the address
+ * is the new mapping's start. A mapping refused before the map's mmap
+ * operation is reached (an fd opened without write access, an LSM) is not
+ * seen here. */
+SEC("fexit/bpf_map_mmap")
+int fx_map_mmap(__u64 *ctx)
+{
+	struct file *f = (struct file *)ctx[0];
+	struct vm_area_struct *vma = (struct vm_area_struct *)ctx[1];
+	int ret = (int)ctx[2];
+	struct task_struct *t;
+	struct pt_regs *regs;
+	struct mmap_args margs;
+	struct inflight in;
+	__u64 pid_tgid, nr;
+	__u32 buf[5];
+	bool compat;
+
+	if (!watch_mmap)
+		return 0;
+	pid_tgid = bpf_get_current_pid_tgid();
+	if ((__u32)(pid_tgid >> 32) == self_tgid)
+		return 0;
+	t = bpf_get_current_task_btf();
+	compat = t->thread_info.status & TS_COMPAT;
+	__builtin_memset(&margs, 0, sizeof(margs));
+	margs.fd = -1;
+	regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	nr = regs->orig_ax;
+	if (compat ? (nr == NR_MMAP2_COMPAT || nr == NR_OLD_MMAP_COMPAT) : nr == NR_MMAP_NATIVE)
+		mmap_args_of(regs, compat, nr == NR_OLD_MMAP_COMPAT, &margs, buf);
+	report_enter(t, pid_tgid, compat, CMD_MMAP, 0, 0, &margs, f->private_data, false);
+	__builtin_memset(&in, 0, sizeof(in));
+	in.cmd = CMD_MMAP;
+	in.flags = compat ? CF_COMPAT : 0;
+	return report_exit(t, pid_tgid, &in, ret == 0 ? (__s64)vma->vm_start : ret);
+}
+#endif

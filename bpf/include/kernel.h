@@ -119,6 +119,33 @@ struct mm_struct {
 	struct file *exe_file;
 } __attribute__((preserve_access_index));
 
+/* Who a task is: its credentials and cgroups, read directly by the BTF
+ * builds instead of through the helpers. */
+typedef struct {
+	unsigned int val;
+} kuid_t;
+typedef struct {
+	unsigned int val;
+} kgid_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+} __attribute__((preserve_access_index));
+
+struct kernfs_node;
+
+struct cgroup;
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+} __attribute__((preserve_access_index));
+
+/* A mapping: where it starts (the address mmap(2) returns). */
+struct vm_area_struct {
+	unsigned long vm_start;
+} __attribute__((preserve_access_index));
+
 /* The task's kernel stack: its base, and with CONFIG_VMAP_STACK its size. */
 struct vm_struct {
 	unsigned int nr_pages;
@@ -134,6 +161,9 @@ struct task_struct {
 	struct task_struct *real_parent;
 	struct files_struct *files;
 	struct mm_struct *mm;
+	const struct cred *cred;
+	struct css_set *cgroups;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 /* Declared as an enum, as in the kernel: CO-RE refuses to relocate a field

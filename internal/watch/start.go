@@ -205,6 +205,10 @@ func startError(opts Options, err error) error {
 		return fmt.Errorf("%w: %w", ErrSetup, err)
 	}
 	switch se.Sensor {
+	case bpfsyscall.Name:
+		if opts.Hook != bpfsyscall.HookAuto {
+			return fmt.Errorf("--hook %s: %w", opts.Hook, se.Err)
+		}
 	case kernelwrite.Name:
 		return fmt.Errorf("--kernel-hooks %s: %w", opts.KernelHooks, se.Err)
 	case lsm.Name:

@@ -297,6 +297,9 @@ const (
 	bpfbtfMapScratch          = "scratch"
 	bpfbtfMapStats            = "stats"
 	bpfbtfMapTaskState        = "task_state"
+	bpfbtfProgFeBpf           = "fe_bpf"
+	bpfbtfProgFxBpf           = "fx_bpf"
+	bpfbtfProgFxMapMmap       = "fx_map_mmap"
 	bpfbtfProgSysEnter        = "sys_enter"
 	bpfbtfProgSysExit         = "sys_exit"
 	bpfbtfVarCallCmdLayout    = "call_cmd_layout"
@@ -363,8 +366,11 @@ type bpfbtfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfbtfProgramSpecs struct {
-	SysEnter *ebpf.ProgramSpec `ebpf:"sys_enter"`
-	SysExit  *ebpf.ProgramSpec `ebpf:"sys_exit"`
+	FeBpf     *ebpf.ProgramSpec `ebpf:"fe_bpf"`
+	FxBpf     *ebpf.ProgramSpec `ebpf:"fx_bpf"`
+	FxMapMmap *ebpf.ProgramSpec `ebpf:"fx_map_mmap"`
+	SysEnter  *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysExit   *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
 
 // bpfbtfMapSpecs contains maps before they are loaded into the kernel.
@@ -477,12 +483,18 @@ type bpfbtfVariables struct {
 //
 // It can be passed to loadBpfbtfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfbtfPrograms struct {
-	SysEnter *ebpf.Program `ebpf:"sys_enter"`
-	SysExit  *ebpf.Program `ebpf:"sys_exit"`
+	FeBpf     *ebpf.Program `ebpf:"fe_bpf"`
+	FxBpf     *ebpf.Program `ebpf:"fx_bpf"`
+	FxMapMmap *ebpf.Program `ebpf:"fx_map_mmap"`
+	SysEnter  *ebpf.Program `ebpf:"sys_enter"`
+	SysExit   *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *bpfbtfPrograms) Close() error {
 	return _BpfbtfClose(
+		p.FeBpf,
+		p.FxBpf,
+		p.FxMapMmap,
 		p.SysEnter,
 		p.SysExit,
 	)

@@ -3,9 +3,13 @@ package bpfsyscall
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,12 +17,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 )
 
 // TestMain lets the test binary act as a child process that makes bpf(2)
 // calls: the tests need callers other than themselves (by id, pinned path,
 // SCM_RIGHTS, inherited fds, hostile names).
+//
+// It also runs the whole suite once per build of the sensor: first on the
+// build this kernel picks, then, in a copy of the test binary, on each
+// other build it loads (BPFMON_TEST_BUILD), so that every event type,
+// handle path and ABI is checked on every build a user may get. A build
+// the kernel does not load is skipped, with the reason.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("BPFMON_CHILD"); mode != "" {
 		if err := child(mode, os.Args[len(os.Args)-1]); err != nil {
@@ -27,7 +39,78 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	testBuild = Hook(os.Getenv(buildEnv))
+	code := m.Run()
+	if testBuild == HookAuto && os.Geteuid() == 0 && !listing() {
+		code = max(code, otherBuilds())
+	}
+	os.Exit(code)
+}
+
+const buildEnv = "BPFMON_TEST_BUILD"
+
+// testBuild is the build the tests run on; HookAuto: the kernel's pick.
+var testBuild Hook
+
+// forTest has cfg use the build under test.
+func forTest(cfg Config) Config {
+	if cfg.Hook == HookAuto {
+		cfg.Hook = testBuild
+	}
+	return cfg
+}
+
+// listing reports whether the binary only lists tests (-test.list).
+func listing() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.list") {
+			return true
+		}
+	}
+	return false
+}
+
+// otherBuilds runs the suite on every build but the kernel's pick, each
+// in a copy of this binary, and returns the worst exit code.
+func otherBuilds() int {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// try starts a sensor of build h (HookAuto: the kernel's pick) on a
+	// ring of its own, and stops it.
+	try := func(h Hook) (Hook, error) {
+		ring, err := record.NewRing(0)
+		if err != nil {
+			return "", err
+		}
+		defer ring.Close()
+		s := New(Config{Hook: h})
+		defer s.Close()
+		err = s.Start(sensor.NewEnv(ring, 0, quiet))
+		return s.Hook, err
+	}
+	picked, err := try(HookAuto)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "builds: the kernel's pick does not start: %v\n", err)
+		return 1
+	}
+	code := 0
+	for _, h := range Hooks {
+		if h == picked {
+			continue
+		}
+		if _, err := try(h); err != nil {
+			fmt.Printf("=== builds: %s skipped: this kernel does not load it: %v\n", h, err)
+			continue
+		}
+		fmt.Printf("=== builds: the whole suite again on the %s build\n", h)
+		cmd := exec.Command(os.Args[0], append(slices.Clone(os.Args[1:]), "-test.bench=^$")...)
+		cmd.Env = append(os.Environ(), buildEnv+"="+string(h))
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Printf("=== builds: %s: FAIL: %v\n", h, err)
+			code = 1
+		}
+	}
+	return code
 }
 
 // Each child mode updates key childKey[mode] with value childValue.
@@ -106,7 +189,7 @@ type collector struct {
 
 func startSensor(t *testing.T, cfg Config) *collector {
 	t.Helper()
-	s := New(cfg)
+	s := New(forTest(cfg))
 	return &collector{Run: sensortest.Start(t, sensortest.Options{Describe: describe}, s), sensor: s}
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -30,22 +31,33 @@ import (
 // Hook is a build of the sensor's programs.
 type Hook string
 
-// The builds.
+// The builds, fastest first.
 const (
-	HookAuto          Hook = ""               // the best this kernel supports
-	HookTPBTF         Hook = "tp_btf"         // Linux 5.11+: BTF-typed loads, task-local storage
-	HookRawTracepoint Hook = "raw_tracepoint" // older kernels: probe reads, LRU hashes
+	HookAuto Hook = "" // the fastest this kernel supports
+	// HookFentry: fentry/fexit on the bpf syscall itself and fexit on the
+	// map files' mmap operation (BPF trampolines; most distribution
+	// kernels): other syscalls run no bpfmon code.
+	HookFentry Hook = "fentry"
+	// HookTPBTF: tp_btf programs on raw_syscalls sys_enter/sys_exit (Linux
+	// 5.11+: BTF-typed loads, task-local storage), on every syscall.
+	HookTPBTF Hook = "tp_btf"
+	// HookRawTracepoint: raw tracepoints on the same hooks, with probe
+	// reads and LRU hashes, for older kernels.
+	HookRawTracepoint Hook = "raw_tracepoint"
 )
 
-// ParseHook parses --hook: auto, tp_btf or raw_tracepoint.
+// Hooks lists the builds, fastest first: the order HookAuto tries them in.
+var Hooks = []Hook{HookFentry, HookTPBTF, HookRawTracepoint}
+
+// ParseHook parses --hook: auto, fentry, tp_btf or raw_tracepoint.
 func ParseHook(s string) (Hook, error) {
 	switch h := Hook(s); h {
 	case "auto":
 		return HookAuto, nil
-	case HookTPBTF, HookRawTracepoint:
+	case HookFentry, HookTPBTF, HookRawTracepoint:
 		return h, nil
 	}
-	return "", fmt.Errorf("unknown --hook %q: want auto, %s or %s", s, HookTPBTF, HookRawTracepoint)
+	return "", fmt.Errorf("unknown --hook %q: want auto, %s, %s or %s", s, HookFentry, HookTPBTF, HookRawTracepoint)
 }
 
 // Config selects what the sensor captures.
@@ -60,15 +72,16 @@ type Config struct {
 type Sensor struct {
 	// Hook names the build in use, once started.
 	Hook Hook
-	// HookFallback says why the tp_btf build was not used, if it was not.
+	// HookFallback says why the faster builds were not used, if they
+	// were not.
 	HookFallback error
 
-	cfg       Config
-	objs      objects
-	enterLink link.Link
-	exitLink  link.Link
-	loss      *record.Loss
-	capture   int
+	cfg        Config
+	objs       objects
+	enterLinks []link.Link
+	exitLinks  []link.Link
+	loss       *record.Loss
+	capture    int
 }
 
 // New returns the sensor, not started.
@@ -111,15 +124,16 @@ func (s *Sensor) Start(env *sensor.Env) error {
 		watchMmap:  watchMmap(s.cfg.Events),
 	}
 
-	// The tp_btf build is the fast one; kernels before 5.11 (no
-	// bpf_get_current_task_btf) or that refuse BTF tracing programs get the
+	// The fastest build that this kernel loads: kernels that refuse BPF
+	// trampolines get the tp_btf build, those before 5.11 (no
+	// bpf_get_current_task_btf, no task storage for tracing programs) the
 	// raw tracepoint build.
-	builds := []Hook{HookTPBTF, HookRawTracepoint}
+	try := Hooks
 	if s.cfg.Hook != HookAuto {
-		builds = []Hook{s.cfg.Hook}
+		try = []Hook{s.cfg.Hook}
 	}
 	var failures []error
-	for _, build := range builds {
+	for _, build := range try {
 		err := s.start(build, env.Ring, consts)
 		if err == nil {
 			break
@@ -128,10 +142,15 @@ func (s *Sensor) Start(env *sensor.Env) error {
 		failures = append(failures, fmt.Errorf("%s: %w", build, err))
 	}
 	if s.Hook == "" {
-		return errors.Join(failures...)
+		err := errors.Join(failures...)
+		if s.cfg.Hook != HookAuto {
+			// The build the command line asked for is not available.
+			return fmt.Errorf("%w: %w", sensor.ErrUnavailable, err)
+		}
+		return err
 	}
 	if len(failures) > 0 {
-		s.HookFallback = failures[0]
+		s.HookFallback = errors.Join(failures...)
 	}
 	if err := s.protectMaps(); err != nil {
 		s.Close()
@@ -147,12 +166,41 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	s.capture = capBytes
 	env.MapFileOps = s.objs.calib
 
-	env.Log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on raw_syscalls sys_enter/sys_exit, 64-bit and ia32 ABIs)", s.Hook),
+	env.Log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on %s, 64-bit and ia32 ABIs)", s.Hook, buildOf[s.Hook].where),
 		"sensor", Name, "hook", string(s.Hook), "capture_bytes", capBytes)
 	if s.HookFallback != nil {
-		env.Log.Warn("using raw tracepoints, slower: the tp_btf programs did not load", "sensor", Name, "reason", s.HookFallback.Error())
+		env.Log.Warn(fmt.Sprintf("using the %s build, slower: the faster ones did not load", s.Hook), "sensor", Name, "reason", oneLine(s.HookFallback))
 	}
 	return nil
+}
+
+// oneLine joins a joined error's lines with "; ".
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+// build is how one build hooks the kernel: its object, the programs it
+// attaches on the way in and on the way out of a call, and where.
+type build struct {
+	object func() (*ebpf.CollectionSpec, error)
+	// enter and exit are attached exit first, so that no call can enter
+	// between the attachments and leave an entry without its exit.
+	enter, exit []string
+	// mmap is the program that reports mmaps, if apart: left out when
+	// map_mmap is not watched.
+	mmap  string
+	where string
+}
+
+// buildOf describes each build (tests may replace an object).
+var buildOf = map[Hook]*build{
+	HookFentry: {object: loadBpfbtf,
+		enter: []string{bpfbtfProgFeBpf},
+		exit:  []string{bpfbtfProgFxBpf, bpfbtfProgFxMapMmap},
+		mmap:  bpfbtfProgFxMapMmap,
+		where: "the bpf syscall and the map files' mmap (fentry/fexit)"},
+	HookTPBTF: {object: loadBpfbtf, enter: []string{bpfbtfProgSysEnter}, exit: []string{bpfbtfProgSysExit},
+		where: "raw_syscalls sys_enter/sys_exit"},
+	HookRawTracepoint: {object: loadBpf, enter: []string{bpfProgSysEnter}, exit: []string{bpfProgSysExit},
+		where: "raw_syscalls sys_enter/sys_exit"},
 }
 
 // constants are the programs' configuration, in .rodata.
@@ -181,7 +229,7 @@ func (s *Sensor) protectMaps() error {
 		return fmt.Errorf("reading calibration: %w", err)
 	}
 	if fop == 0 {
-		return errors.New("calibration failed: the sys_enter program did not see bpfmon's own BPF_MAP_FREEZE call; is raw_syscalls:sys_enter working on this kernel?")
+		return fmt.Errorf("calibration failed: the entry program did not see bpfmon's own BPF_MAP_FREEZE call; is %s working on this kernel?", buildOf[s.Hook].where)
 	}
 	return nil
 }
@@ -191,19 +239,36 @@ func (s *Sensor) protectMaps() error {
 func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.objs.coll, bpfMapEvents) }
 
 // ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.objs.sysEnter, s.objs.sysExit) }
+func (s *Sensor) ProgramIDs() []uint32 {
+	var progs []*ebpf.Program
+	if s.objs.coll != nil {
+		for _, p := range s.objs.coll.Programs {
+			progs = append(progs, p)
+		}
+	}
+	return sensor.ProgramIDs(progs...)
+}
+
+// programs are the programs loaded, by name.
+func (s *Sensor) programs() map[string]*ebpf.Program {
+	out := map[string]*ebpf.Program{}
+	if s.objs.coll != nil {
+		for name, p := range s.objs.coll.Programs {
+			out[name] = p
+		}
+	}
+	return out
+}
 
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
 
-// objects are the parts of either build of bpf/syscall.c that this
+// objects are the parts of the builds of bpf/syscall.c that this
 // package uses. The builds keep their per-call state in different maps
 // (task storage or an LRU hash), so the collection is kept whole: every
 // map is frozen and listed as bpfmon's.
 type objects struct {
 	coll          *ebpf.Collection
-	sysEnter      *ebpf.Program
-	sysExit       *ebpf.Program
 	inflightCount *ebpf.Map
 	stats         *ebpf.Map
 	calib         *ebpf.Map
@@ -217,34 +282,55 @@ func (o *objects) Close() {
 }
 
 // start loads one build of the programs and attaches them.
-func (s *Sensor) start(build Hook, ring *record.Ring, c constants) error {
-	load := loadBpf
-	if build == HookTPBTF {
-		load = loadBpfbtf
+func (s *Sensor) start(hook Hook, ring *record.Ring, c constants) error {
+	b := buildOf[hook]
+	want := map[string]bool{}
+	for _, name := range append(slices.Clone(b.enter), b.exit...) {
+		want[name] = true
 	}
-	if err := s.load(load, ring, c); err != nil {
+	if b.mmap != "" && c.watchMmap == 0 {
+		delete(want, b.mmap)
+	}
+	if err := s.load(b.object, want, ring, c); err != nil {
 		return err
 	}
-	s.Hook = build
-	// Exit first, so no call can enter between the two attachments and
-	// leave an entry without its exit.
-	var err error
-	if s.exitLink, err = s.attach("sys_exit", s.objs.sysExit); err != nil {
-		return err
+	s.Hook = hook
+	for _, name := range b.exit {
+		if p := s.objs.coll.Programs[name]; p != nil {
+			l, err := s.attach(name, p)
+			if err != nil {
+				return err
+			}
+			s.exitLinks = append(s.exitLinks, l)
+		}
 	}
-	if s.enterLink, err = s.attach("sys_enter", s.objs.sysEnter); err != nil {
-		return err
+	for _, name := range b.enter {
+		if p := s.objs.coll.Programs[name]; p != nil {
+			l, err := s.attach(name, p)
+			if err != nil {
+				return err
+			}
+			s.enterLinks = append(s.enterLinks, l)
+		}
 	}
 	return nil
 }
 
-// load loads one build of the programs into s.objs.
-func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), ring *record.Ring, c constants) error {
+// load loads the programs want names of one build's object into s.objs.
+func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), want map[string]bool, ring *record.Ring, c constants) error {
 	spec, err := specFn()
 	if err != nil {
 		return fmt.Errorf("parsing the embedded BPF object: %w", err)
 	}
-	// What both builds have, by the names bpf2go generated.
+	for name := range spec.Programs {
+		if !want[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	if len(spec.Programs) != len(want) {
+		return errors.New("BPF object lacks a program: regenerate it with go generate")
+	}
+	// What every build has, by the names bpf2go generated.
 	var specs struct {
 		Scratch      *ebpf.MapSpec      `ebpf:"scratch"`
 		SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
@@ -277,22 +363,21 @@ func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), ring *record.
 	if err != nil {
 		return explainLoadError(err)
 	}
-	s.objs = objects{coll: coll,
-		sysEnter: coll.Programs[bpfProgSysEnter], sysExit: coll.Programs[bpfProgSysExit],
-		inflightCount: coll.Maps[bpfMapInflightCount], stats: coll.Maps[bpfMapStats], calib: coll.Maps[bpfMapCalib]}
+	s.objs = objects{coll: coll, inflightCount: coll.Maps[bpfMapInflightCount], stats: coll.Maps[bpfMapStats], calib: coll.Maps[bpfMapCalib]}
 	return nil
 }
 
 func (s *Sensor) attach(name string, prog *ebpf.Program) (link.Link, error) {
-	var l link.Link
-	var err error
-	if s.Hook == HookTPBTF {
-		l, err = link.AttachTracing(link.TracingOptions{Program: prog})
-	} else {
-		l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+	if s.Hook == HookRawTracepoint {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
+		if err != nil {
+			return nil, attachError("raw tracepoint raw_syscalls:"+name, err)
+		}
+		return l, nil
 	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
 	if err != nil {
-		return nil, attachError(name, err)
+		return nil, attachError(prog.String(), err)
 	}
 	return l, nil
 }
@@ -331,12 +416,18 @@ func (s *Sensor) Stats() sensor.Stats {
 
 // Features implements sensor.Sensor: which build runs, and the compat ABI.
 func (s *Sensor) Features(startErr error) []features.Feature {
-	f := features.Feature{Name: "syscall_sensor", Available: true, Detail: string(s.Hook) + " programs on raw_syscalls sys_enter/sys_exit"}
+	var f features.Feature
 	switch {
 	case startErr != nil:
-		f = features.Feature{Name: "syscall_sensor", Detail: startErr.Error(), Fallback: "none: watch cannot report bpf(2) calls"}
-	case s.HookFallback != nil:
-		f.Detail += " (the faster tp_btf build did not load: " + s.HookFallback.Error() + ")"
+		f = features.Feature{Name: "syscall_sensor", Detail: oneLine(startErr), Fallback: "none: watch cannot report bpf(2) calls"}
+	default:
+		f = features.Feature{Name: "syscall_sensor", Available: true, Detail: string(s.Hook) + " programs on " + buildOf[s.Hook].where}
+		if s.Hook == HookFentry {
+			f.Detail += ": other syscalls run no bpfmon code"
+		}
+		if s.HookFallback != nil {
+			f.Detail += " (the faster builds did not load: " + oneLine(s.HookFallback) + ")"
+		}
 	}
 	return []features.Feature{f, features.Compat()}
 }
@@ -345,15 +436,15 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 const drainWait = 250 * time.Millisecond
 
 // Detach stops new events; records already in the ring buffer remain to be
-// read. Calls already inside bpf(2) still get their exit record: sys_enter
-// is detached first, and sys_exit only once the in-flight count drops to
-// zero or drainWait has passed.
+// read. Calls already inside bpf(2) still get their exit record: the entry
+// programs are detached first, the exit programs only once the in-flight
+// count drops to zero or drainWait has passed.
 func (s *Sensor) Detach() {
-	if s.enterLink != nil {
-		s.enterLink.Close()
-		s.enterLink = nil
+	for _, l := range s.enterLinks {
+		l.Close()
 	}
-	if s.exitLink == nil {
+	s.enterLinks = nil
+	if s.exitLinks == nil {
 		return
 	}
 	for deadline := time.Now().Add(drainWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -362,8 +453,10 @@ func (s *Sensor) Detach() {
 			break
 		}
 	}
-	s.exitLink.Close()
-	s.exitLink = nil
+	for _, l := range s.exitLinks {
+		l.Close()
+	}
+	s.exitLinks = nil
 }
 
 // Close detaches the programs and frees everything.
@@ -403,13 +496,13 @@ func explainLoadError(err error) error {
 	var ve *ebpf.VerifierError
 	switch {
 	case errors.Is(err, unix.EPERM):
-		return fmt.Errorf("loading the syscall sensor: %w (need root, or CAP_BPF and CAP_PERFMON)", err)
+		return errors.New("program load denied (EPERM)")
 	case errors.As(err, &ve):
 		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", features.KernelRelease(), ve)
 	}
 	return fmt.Errorf("loading the syscall sensor: %w", err)
 }
 
-func attachError(name string, err error) error {
-	return fmt.Errorf("attaching raw tracepoint raw_syscalls:%s: %w (bpfmon needs raw tracepoints on raw_syscalls, present since Linux 4.17 with CONFIG_FTRACE_SYSCALLS; kernel %s)", name, err, features.KernelRelease())
+func attachError(what string, err error) error {
+	return fmt.Errorf("attaching %s: %w (kernel %s)", what, err, features.KernelRelease())
 }

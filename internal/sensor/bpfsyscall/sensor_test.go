@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -450,7 +451,7 @@ func TestHostileCommInChild(t *testing.T) {
 }
 
 func TestSelfExcluded(t *testing.T) {
-	r := sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Deferred: true}, New(Config{}))
+	r := sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Deferred: true}, New(forTest(Config{})))
 	m, id := newMap(t, arraySpec)
 	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
 		t.Fatal(err)
@@ -486,7 +487,7 @@ func TestEventSelection(t *testing.T) {
 // TestLossIsCounted fills a tiny ring buffer before reading it: every call
 // must then be either reported or counted as lost, never silently missing.
 func TestLossIsCounted(t *testing.T) {
-	s := New(Config{Events: []event.Type{event.MapUpdate}})
+	s := New(forTest(Config{Events: []event.Type{event.MapUpdate}}))
 	r := sensortest.Start(t, sensortest.Options{RingBytes: 4096, Deferred: true}, s)
 	m, id := newMap(t, arraySpec)
 	const calls = 500
@@ -572,16 +573,47 @@ func TestQueuePop(t *testing.T) {
 	}
 }
 
-// TestBothBuilds runs the core scenarios on each build of the programs: the
-// tp_btf build (the default on this kernel) and the raw tracepoint build
-// that older kernels fall back to.
-func TestBothBuilds(t *testing.T) {
-	if s := startSensor(t, Config{}).sensor; s.Hook != HookTPBTF {
-		t.Errorf("default hook on this kernel is %s (tp_btf failed: %v)", s.Hook, s.HookFallback)
+// TestBuilds: the kernel's pick is the fastest build it loads, with the
+// reason each faster one did not; and the core scenarios run on each build
+// (the whole suite does too, see TestMain). A build this kernel does not
+// load is skipped with the kernel's reason.
+func TestBuilds(t *testing.T) {
+	testutil.RequireRoot(t)
+	loads := map[Hook]error{}
+	for _, h := range Hooks {
+		r, err := sensortest.TryStart(t, sensortest.Options{}, New(Config{Hook: h}))
+		loads[h] = err
+		if r != nil {
+			r.Finish(t)
+			r.Set.Close()
+		}
+	}
+	want := HookAuto
+	for _, h := range Hooks {
+		if loads[h] == nil {
+			want = h
+			break
+		}
+	}
+	pick := New(Config{}) // the kernel's pick, whatever build the suite runs on
+	sensortest.Start(t, sensortest.Options{}, pick)
+	if pick.Hook != want {
+		t.Errorf("the kernel's pick is %s, want %s, the fastest that loads (%v)", pick.Hook, want, loads)
+	}
+	for _, h := range Hooks {
+		if h == want {
+			break
+		}
+		if pick.HookFallback == nil || !strings.Contains(pick.HookFallback.Error(), string(h)+":") {
+			t.Errorf("the fallback does not say why %s did not load: %v", h, pick.HookFallback)
+		}
 	}
 	bin32 := testutil.CC(t, "testdata/bpfcall.c", "-m32")
-	for _, hook := range []Hook{HookTPBTF, HookRawTracepoint} {
+	for _, hook := range Hooks {
 		t.Run(string(hook), func(t *testing.T) {
+			if err := loads[hook]; err != nil {
+				t.Skipf("this kernel does not load the %s build: %v", hook, err)
+			}
 			c := startSensor(t, Config{Hook: hook})
 			if c.sensor.Hook != hook {
 				t.Fatalf("hook %s, want %s", c.sensor.Hook, hook)

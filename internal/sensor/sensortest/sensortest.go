@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,8 @@ type Options struct {
 	Deferred bool
 	// Describe renders an event in failure messages.
 	Describe func(*event.Event) string
+	// Discard counts the events instead of keeping them (benchmarks).
+	Discard bool
 }
 
 // Run is sensors started on their own ring, and the events read so far.
@@ -37,10 +40,14 @@ type Run struct {
 	Set  *sensor.Set
 	Env  *sensor.Env
 
-	stop chan struct{}
-	done chan error
-	once sync.Once
-	read bool
+	// Discarded counts the events read with Options.Discard.
+	Discarded atomic.Uint64
+
+	stop    chan struct{}
+	done    chan error
+	once    sync.Once
+	read    bool
+	discard bool
 }
 
 // Start starts the sensors, each required, in order, and unless
@@ -77,7 +84,7 @@ func TryStart(t testing.TB, o Options, sensors ...sensor.Sensor) (*Run, error) {
 		ring.Close()
 		return nil, err
 	}
-	r := &Run{Ring: ring, Set: set, Env: env, stop: make(chan struct{}), done: make(chan error, 1)}
+	r := &Run{Ring: ring, Set: set, Env: env, stop: make(chan struct{}), done: make(chan error, 1), discard: o.Discard}
 	r.Events.Describe = o.Describe
 	if r.Events.Describe == nil {
 		r.Events.Describe = func(ev *event.Event) string { return string(ev.Type) }
@@ -99,7 +106,11 @@ func (r *Run) Read() {
 		return
 	}
 	r.read = true
-	go func() { r.done <- r.Set.Run(r.stop, r.Events.Add, nil) }()
+	emit := r.Events.Add
+	if r.discard {
+		emit = func(*event.Event) error { r.Discarded.Add(1); return nil }
+	}
+	go func() { r.done <- r.Set.Run(r.stop, emit, nil) }()
 }
 
 // Finish stops the sensors, drains the ring and returns every event.
