@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -143,6 +144,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "syscall sensor program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
 	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
@@ -276,6 +278,19 @@ drains, prints a summary on stderr and exits 0.`)
 			MapNames: names,
 			Events:   eventTypes,
 		},
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --cpu-profile: %v\n", err)
+			return exitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --cpu-profile: %v\n", err)
+			return exitError
+		}
+		defer pprof.StopCPUProfile()
 	}
 	sum, err := watch.Run(opts, stop)
 	if err != nil {
