@@ -211,3 +211,76 @@ func CString(b []byte) string {
 	}
 	return string(b)
 }
+
+// linkInfoIter is the start of struct bpf_link_info, with the iterator
+// part of its union.
+type linkInfoIter struct {
+	Type          uint32 // 0: enum bpf_link_type
+	ID            uint32 // 4
+	ProgID        uint32 // 8
+	_             uint32 // 12
+	TargetName    unsafe.Pointer
+	TargetNameLen uint32 // 24
+	MapID         uint32 // 28: iter.map.map_id
+	_             [32]byte
+}
+
+const linkTypeIter = 4 // BPF_LINK_TYPE_ITER
+
+// IteratedMaps lists the maps that a BPF iterator link walks the elements
+// of (bpf_map_elem, bpf_sk_storage_map): its program gets a writable
+// pointer to every value, and can rewrite the map with no update call.
+func IteratedMaps() (map[uint32]bool, error) {
+	out := map[uint32]bool{}
+	for id := uint32(0); ; {
+		attr := GetIDAttr{ID: id}
+		if _, err := call(unix.BPF_LINK_GET_NEXT_ID, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
+			if err == unix.ENOENT {
+				return out, nil
+			}
+			return out, err
+		}
+		id = attr.NextID
+		get := GetIDAttr{ID: id}
+		fd, err := call(unix.BPF_LINK_GET_FD_BY_ID, unsafe.Pointer(&get), unsafe.Sizeof(get))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		var info linkInfoIter
+		err = ObjInfo(int(fd), unsafe.Pointer(&info), uint32(unsafe.Sizeof(info)))
+		unix.Close(int(fd))
+		if err == nil && info.Type == linkTypeIter && info.MapID != 0 {
+			out[info.MapID] = true
+		}
+	}
+}
+
+const progTypeSyscall = 31 // BPF_PROG_TYPE_SYSCALL
+
+// SyscallPrograms reports whether any BPF_PROG_TYPE_SYSCALL program is
+// loaded: such a program can make bpf(2) commands from inside the kernel
+// (bpf_sys_bpf), on any map its caller holds an fd to, and no syscall
+// hook sees them.
+func SyscallPrograms() (bool, error) {
+	var ids []uint32
+	for id := uint32(0); ; {
+		next, err := NextProgID(id)
+		if err == unix.ENOENT {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		id = next
+		fd, err := ProgFDByID(id)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		var info ProgInfo
+		info, ids, err = GetProgInfo(fd, ids)
+		unix.Close(fd)
+		if err == nil && info.Type == progTypeSyscall {
+			return true, nil
+		}
+	}
+}

@@ -95,6 +95,13 @@ type Options struct {
 
 	SkipPins    bool // do not walk bpffs: Pins stays empty
 	SkipHolders bool // do not report holders (PIDs still filters)
+
+	// Known are maps listed before, by id: those still there are not read
+	// again (a map's attributes do not change, but for frozen and memory,
+	// which keep their earlier values); their programs, pins and holders
+	// are. On a host with thousands of maps a refresh then costs a walk of
+	// the ids, not three syscalls and a file read per map.
+	Known map[uint32]Map
 }
 
 // Collect lists the maps selected by opts, sorted by id. The []error holds
@@ -192,6 +199,11 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 		s    procScratch
 	)
 	add := func(id uint32, explicit bool) {
+		if m, ok := opts.Known[id]; ok && (wanted == nil || wanted[m.Name]) {
+			m.Programs, m.Holders, m.Pins = []Program{}, []Holder{}, []string{}
+			maps = append(maps, m)
+			return
+		}
 		fd, err := bpfsys.MapFDByID(id, unix.BPF_F_RDONLY)
 		if err != nil {
 			if !vanished(err) {

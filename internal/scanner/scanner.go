@@ -8,6 +8,7 @@
 package scanner
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -45,16 +46,33 @@ type Config struct {
 	Exclude []uint32
 	// Warn receives problems that do not stop scanning (saving state).
 	Warn func(error)
+	// Quiet, when set, says whether a map can change only through bpf(2),
+	// which the syscall sensor reports: no program uses it, no iterator
+	// walks it, no program on the host can make bpf(2) calls itself. The
+	// scanner itself adds: not mmapable, not an inner map of a
+	// map-in-map. Such a map is read again only once a reported write
+	// (Explain, Created) or a loss (Unsure) concerns it, and at every
+	// FullEvery-th pass: an idle host with thousands of maps costs a walk
+	// of their ids, not a read of each.
+	Quiet func(id uint32) bool
 }
+
+// FullEvery is how often, in passes, every map is read, quiet or not: a
+// write by a path bpfmon does not know of is found within that many
+// passes.
+const FullEvery = 12
 
 // Scanner reads and diffs maps. Explain may be called from any goroutine.
 type Scanner struct {
 	cfg    Config
 	reader *Reader
 
-	mu        sync.Mutex
-	writes    map[writeKey]time.Time // latest reported write per map and key
-	mapWrites map[uint32]time.Time   // latest write to a map whose keys are unknown
+	mu sync.Mutex
+	// writes holds the latest reported write per map and key (Unix ns,
+	// behind a pointer: a write to a key seen before, the common case,
+	// updates it without allocating the key again).
+	writes    map[uint32]map[string]*int64
+	mapWrites map[uint32]time.Time // latest write to a map whose keys are unknown
 
 	snaps    map[uint32]*snapshot
 	created  map[uint32]createdMap // maps created since start, not yet read
@@ -68,6 +86,12 @@ type Scanner struct {
 	saveErr   string // last warning about saving, not repeated
 
 	memUsed uint64 // estimated memory the snapshots hold
+
+	// dirty are the maps a reported write or creation concerned since
+	// their last read; unsure is set by a loss: every map is read next.
+	dirty  map[uint32]bool
+	unsure bool
+	passes int
 
 	// Map ids are allocated upwards (cyclically): a map with an id above
 	// startMaxID was created after start, and its initial contents are
@@ -89,11 +113,9 @@ type PassStats struct {
 	SnapshotMemory uint64 // estimated memory the snapshots hold
 	Duration       time.Duration
 	Events, Quiet  int // events reported; changes explained by sensors
-}
-
-type writeKey struct {
-	mapID uint32
-	key   string
+	// Unread counts the maps not read in this pass: quiet, and no
+	// reported write since their last read (see Config.Quiet).
+	Unread int
 }
 
 // snapshot is a map's contents at one pass: the elements themselves while
@@ -137,9 +159,9 @@ func New(cfg Config) (*Scanner, error) {
 	}
 	s := &Scanner{
 		cfg: cfg, reader: r,
-		writes: map[writeKey]time.Time{}, mapWrites: map[uint32]time.Time{},
+		writes: map[uint32]map[string]*int64{}, mapWrites: map[uint32]time.Time{},
 		snaps: map[uint32]*snapshot{}, reported: map[uint32]bool{}, exclude: map[uint32]bool{},
-		created: map[uint32]createdMap{},
+		created: map[uint32]createdMap{}, dirty: map[uint32]bool{},
 	}
 	for _, id := range cfg.Exclude {
 		s.exclude[id] = true
@@ -156,6 +178,46 @@ func New(cfg Config) (*Scanner, error) {
 		}
 	}
 	return s, nil
+}
+
+// Unsure has the next pass read every map: a sensor lost records, so a
+// write it did not report may have changed a quiet one.
+func (s *Scanner) Unsure() {
+	s.mu.Lock()
+	s.unsure = true
+	s.mu.Unlock()
+}
+
+// unread reports whether map mid, read before as prev, may be left unread
+// in this pass, and takes it off the dirty list otherwise.
+func (s *Scanner) unread(mid uint32, prev *snapshot, full bool, inner map[uint32]bool) bool {
+	s.mu.Lock()
+	dirty := s.dirty[mid]
+	delete(s.dirty, mid)
+	s.mu.Unlock()
+	return prev != nil && !full && !dirty && s.cfg.Quiet != nil && prev.info.Flags&bpfFMmapable == 0 &&
+		!inner[mid] && prev.info.Type != ebpf.ArrayOfMaps && prev.info.Type != ebpf.HashOfMaps && s.cfg.Quiet(mid)
+}
+
+// innerMaps lists the maps that the map-in-maps hold, from their last
+// snapshots (user space reads an inner map as its id). all is set when an
+// outer map's contents are kept only as hashes: then any map may be one.
+func (s *Scanner) innerMaps() (inner map[uint32]bool, all bool) {
+	inner = map[uint32]bool{}
+	for _, snap := range s.snaps {
+		if snap.info.Type != ebpf.ArrayOfMaps && snap.info.Type != ebpf.HashOfMaps {
+			continue
+		}
+		if snap.entries == nil {
+			return inner, true
+		}
+		for _, v := range snap.entries {
+			if len(v) >= 4 {
+				inner[binary.NativeEndian.Uint32([]byte(v))] = true
+			}
+		}
+	}
+	return inner, false
 }
 
 // Last returns the stats of the last pass. Call it once Run returned.
@@ -175,6 +237,7 @@ type createdMap struct {
 func (s *Scanner) Created(m event.Map, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dirty[m.ID] = true
 	s.created[m.ID] = createdMap{m, at}
 }
 
@@ -216,15 +279,26 @@ func (s *Scanner) Explain(mapID uint32, keys []byte, keySize uint32, complete bo
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !complete || keySize == 0 || len(keys) == 0 || len(keys)%int(keySize) != 0 {
+		s.dirty[mapID] = true
 		if at.After(s.mapWrites[mapID]) {
 			s.mapWrites[mapID] = at
 		}
 		return
 	}
+	s.dirty[mapID] = true
+	m := s.writes[mapID]
+	if m == nil {
+		m = map[string]*int64{}
+		s.writes[mapID] = m
+	}
+	ns := at.UnixNano()
 	for off := 0; off+int(keySize) <= len(keys); off += int(keySize) {
-		k := writeKey{mapID, string(keys[off : off+int(keySize)])}
-		if at.After(s.writes[k]) {
-			s.writes[k] = at
+		key := keys[off : off+int(keySize)]
+		if t := m[string(key)]; t != nil { // no allocation for the lookup
+			*t = max(*t, ns)
+		} else {
+			t := ns // one each: a key's time is its own
+			m[string(key)] = &t
 		}
 	}
 }
@@ -239,8 +313,8 @@ func (s *Scanner) explained(mapID uint32, key string, since time.Time) bool {
 	if t, ok := s.mapWrites[mapID]; ok && t.After(since) {
 		return true
 	}
-	t, ok := s.writes[writeKey{mapID, key}]
-	return ok && t.After(since)
+	t := s.writes[mapID][key]
+	return t != nil && *t > since.UnixNano()
 }
 
 // explainedHash is explained for a key known only by its hash.
@@ -251,8 +325,8 @@ func (s *Scanner) explainedHash(mapID uint32, kh uint64, since time.Time) bool {
 	if t, ok := s.mapWrites[mapID]; ok && t.After(since) {
 		return true
 	}
-	for k, t := range s.writes {
-		if k.mapID == mapID && t.After(since) && hash64([]byte(k.key))|1 == kh {
+	for k, t := range s.writes[mapID] {
+		if *t > since.UnixNano() && hash64([]byte(k))|1 == kh {
 			return true
 		}
 	}
@@ -267,9 +341,14 @@ const explainSlack = 50 * time.Millisecond
 func (s *Scanner) forget(before time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, t := range s.writes {
-		if t.Before(before) {
-			delete(s.writes, k)
+	for id, m := range s.writes {
+		for k, t := range m {
+			if *t < before.UnixNano() {
+				delete(m, k)
+			}
+		}
+		if len(m) == 0 {
+			delete(s.writes, id)
 		}
 	}
 	for k, t := range s.mapWrites {
@@ -312,6 +391,13 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	var found [][]candidate
 	var summaries []*event.Event
 	removedUnknown := map[*event.Map][]candidate{}
+	s.mu.Lock()
+	full := s.unsure || s.passes%FullEvery == 0
+	s.unsure = false
+	s.mu.Unlock()
+	s.passes++
+	inner, allInner := s.innerMaps()
+	full = full || allInner
 
 	for id := ebpf.MapID(0); ; {
 		next, err := ebpf.MapGetNextID(id)
@@ -333,6 +419,10 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 		seen[mid] = true
 		prev := s.snaps[mid]
+		if s.unread(mid, prev, full, inner) {
+			st.Unread++
+			continue
+		}
 		if prev != nil {
 			s.memUsed -= prev.mem // replaced by this read
 		} else {

@@ -335,3 +335,104 @@ func TestCreatedMapBaseline(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainTimes: each key keeps its own latest write time, also keys
+// first explained together by one batch call, and a map's writes are
+// forgotten once old.
+func TestExplainTimes(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	s.Explain(7, append(le32(1), le32(2)...), 4, true, t0) // a batch of two
+	s.Explain(7, le32(1), 4, true, t0.Add(2*time.Second))
+	since := t0.Add(time.Second + explainSlack)
+	if !s.explained(7, string(le32(1)), since) {
+		t.Error("key 1, written again later, not explained")
+	}
+	if s.explained(7, string(le32(2)), since) {
+		t.Error("key 2 took key 1's later time")
+	}
+	if s.explained(8, string(le32(1)), t0.Add(-time.Second)) {
+		t.Error("another map's key explained")
+	}
+	s.forget(t0.Add(time.Second))
+	if s.explained(7, string(le32(2)), t0.Add(-time.Second)) || !s.explained(7, string(le32(1)), since) {
+		t.Error("forget dropped the wrong writes")
+	}
+}
+
+// TestQuietMaps: a map that can change only through bpf(2) is not read
+// again until a reported write concerns it, a sensor lost records, or the
+// FullEvery-th pass comes; a write by no reported path is then found.
+func TestQuietMaps(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_quiet", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	mm, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_quiet_mm", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1, Flags: unix.BPF_F_MMAPABLE})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mm.Close()
+	id, mmID := mapID(t, m), mapID(t, mm)
+	s, err := New(Config{Interval: time.Second, Grace: 10 * time.Millisecond, Quiet: func(uint32) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := func(i int) int {
+		n := 0
+		err := s.Pass(nil, func(ev *event.Event) error {
+			if ev.Map != nil && (ev.Map.ID == id || ev.Map.ID == mmID) && ev.Type == event.MapChanged {
+				n++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	changed(0) // the full first pass: both read
+	if s.LastPass.Unread != 0 {
+		t.Fatal("the first pass left maps unread")
+	}
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := mm.Update(uint32(0), uint64(1), 0); err != nil { // stands for a write through the mapping
+		t.Fatal(err)
+	}
+	// Pass 1: the hash is quiet and unexplained, so not read; the
+	// mmapable array is never quiet.
+	if n := changed(1); n != 1 {
+		t.Fatalf("pass 1: %d map_changed events, want only the mmapable array's", n)
+	}
+	if s.LastPass.Unread == 0 {
+		t.Error("pass 1 read every map")
+	}
+	s.Unsure() // a sensor lost records
+	if n := changed(2); n != 1 {
+		t.Fatalf("pass after a loss: %d map_changed events, want the hash's unreported write", n)
+	}
+	// A reported write: read at the next pass, and explained.
+	m.Update(uint32(2), uint64(2), 0)
+	s.Explain(id, le32(2), 4, true, time.Now())
+	if n := changed(3); n != 0 {
+		t.Fatalf("an explained write made %d map_changed events", n)
+	}
+	// An unreported write is found at the full pass at the latest.
+	m.Update(uint32(3), uint64(3), 0)
+	found := -1
+	for i := 4; i <= FullEvery+1 && found < 0; i++ {
+		if changed(i) > 0 {
+			found = i
+		}
+	}
+	if found != FullEvery {
+		t.Fatalf("an unreported write to a quiet map found at pass %d, want the full pass %d", found, FullEvery)
+	}
+}

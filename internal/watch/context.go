@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 )
@@ -19,7 +20,18 @@ type mapContext struct {
 	programs map[uint32][]event.MapProgram
 	pins     map[uint32][]string
 	owners   map[uint32]map[uint32]string // map id -> pid -> "creator" or "holder"
-	kick     chan struct{}
+	// known is the last inventory, by map id: a refresh reads only the
+	// maps it does not list.
+	known map[uint32]inventory.Map
+	// iterated are the maps a BPF iterator walks; syscallProgs is set
+	// while a program that can make bpf(2) calls from the kernel is
+	// loaded.
+	iterated     map[uint32]bool
+	syscallProgs bool
+	// loads counts the program loads whose maps are not known yet;
+	// refreshed is its value when the last finished refresh began.
+	loads, refreshed int
+	kick             chan struct{}
 	// collect reads the inventory.
 	collect func(inventory.Options) ([]inventory.Map, error)
 	// observe, when set, sees every inventory read, the one at start (with
@@ -51,7 +63,14 @@ func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inve
 
 // refresh reads the inventory; at start it also records each map's holders.
 func (c *mapContext) refresh(atStart bool) {
-	maps, err := c.collect(inventory.Options{SkipHolders: !atStart})
+	opts := inventory.Options{SkipHolders: !atStart}
+	c.mu.Lock()
+	if !atStart {
+		opts.Known = c.known
+	}
+	loads := c.loads
+	c.mu.Unlock()
+	maps, err := c.collect(opts)
 	if c.observe != nil && (err == nil || atStart) {
 		c.observe(maps, atStart) // at start even with nothing: the observer starts from it
 	}
@@ -66,9 +85,22 @@ func (c *mapContext) refresh(atStart bool) {
 		}
 		pins[m.ID] = m.Pins
 	}
+	known := make(map[uint32]inventory.Map, len(maps))
+	for _, m := range maps {
+		known[m.ID] = m
+	}
+	iterated, ierr := bpfsys.IteratedMaps()
+	syscallProgs, serr := bpfsys.SyscallPrograms()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.programs, c.pins = programs, pins
+	c.programs, c.pins, c.known = programs, pins, known
+	c.refreshed = loads
+	// Not knowing is not quiet.
+	c.iterated, c.syscallProgs = iterated, syscallProgs || serr != nil
+	if ierr != nil {
+		c.iterated = nil
+		c.syscallProgs = true
+	}
 	if atStart {
 		for _, m := range maps {
 			for _, h := range m.Holders {
@@ -89,13 +121,17 @@ func (c *mapContext) own(mapID, pid uint32, how string) {
 
 // enrich adds the context to ev, and learns from create and pin events.
 func (c *mapContext) enrich(ev *event.Event) {
+	ok := !ev.HasResult || ev.Result >= 0
+	if ev.Type == event.ProgLoad && ok {
+		c.loaded(ev)
+		return
+	}
 	m := ev.Map
 	if m == nil || m.ID == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ok := !ev.HasResult || ev.Result >= 0
 	switch {
 	case ev.Type == event.MapCreate && ok && ev.Process != nil:
 		c.own(m.ID, ev.Process.PID, "creator")
@@ -112,6 +148,39 @@ func (c *mapContext) enrich(ev *event.Event) {
 			p.Relation = "newcomer"
 		}
 	}
+}
+
+// loaded learns from a program load: the maps it uses have a program from
+// now on, before the next refresh lists it. Where the event could not say
+// which maps (a list cut short, no program details), no map is quiet
+// until a refresh that began after the load has finished.
+func (c *mapContext) loaded(ev *event.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	x := ev.Extra
+	if ev.Prog == nil || x == nil || int(x.ProgMapCount) > len(x.ProgMaps) {
+		c.loads++
+		c.poke()
+		return
+	}
+	for _, id := range x.ProgMaps {
+		c.programs[id] = append(c.programs[id], event.MapProgram{ID: ev.Prog.ID, Name: ev.Prog.Name})
+	}
+	if ev.Prog.Type == progTypeSyscall {
+		c.syscallProgs = true
+	}
+}
+
+// progTypeSyscall is BPF_PROG_TYPE_SYSCALL.
+const progTypeSyscall = 31
+
+// quiet reports whether map id can change only through bpf(2), as far as
+// the inventory knows: no program uses it, no iterator walks it, and no
+// program that makes bpf(2) calls itself is loaded (scanner.Config.Quiet).
+func (c *mapContext) quiet(id uint32) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && !c.syscallProgs && c.refreshed == c.loads
 }
 
 // poke asks for a refresh soon.

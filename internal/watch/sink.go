@@ -18,6 +18,8 @@ type (
 	explainer interface {
 		Explain(mapID uint32, keys []byte, keySize uint32, complete bool, at time.Time)
 		Created(m event.Map, at time.Time)
+		// Unsure: records were lost, a write may be unreported.
+		Unsure()
 	}
 	// enricher adds what the inventory knows to an event's map and
 	// process.
@@ -105,6 +107,10 @@ func (s *sink) counts() (written, alerted uint64) {
 // it makes is not reported twice, and about maps created, whose initial
 // contents are known. Calls that failed change nothing.
 func explain(scan explainer, ev *event.Event) {
+	if ev.Type == event.Lost {
+		scan.Unsure()
+		return
+	}
 	if ev.Map == nil || (ev.HasResult && ev.Result < 0) {
 		return
 	}

@@ -58,6 +58,7 @@ func (e traceExplainer) Explain(mapID uint32, keys []byte, keySize uint32, compl
 func (e traceExplainer) Created(m event.Map, _ time.Time) {
 	e.log = append(e.log, fmt.Sprintf("created %d", m.ID))
 }
+func (e traceExplainer) Unsure() { e.log = append(e.log, "unsure") }
 
 type cgroupNames map[uint64]string
 
@@ -136,6 +137,7 @@ func TestSinkFromSensor(t *testing.T) {
 		write(event.MapCreate, 7, 4),
 		write(event.MapFreeze, 5, 0), // modifies, no element changes
 		write(event.MapGetFDByID, 5, 3),
+		{Type: event.Lost, Source: event.SourceSyscall, Count: 1, HasCount: true, Process: &event.Process{CgroupID: 7}},
 	} {
 		if err := s.fromSensor(ev); err != nil {
 			t.Fatal(err)
@@ -146,11 +148,11 @@ func TestSinkFromSensor(t *testing.T) {
 	}
 	var told []string
 	for _, l := range tr.log {
-		if strings.HasPrefix(l, "explain") || strings.HasPrefix(l, "created") {
+		if strings.HasPrefix(l, "explain") || strings.HasPrefix(l, "created") || l == "unsure" {
 			told = append(told, l)
 		}
 	}
-	if want := []string{"explain 5 01000000 4 true", "explain 6 01000000 4 false", "created 7"}; !slices.Equal(told, want) {
+	if want := []string{"explain 5 01000000 4 true", "explain 6 01000000 4 false", "created 7", "unsure"}; !slices.Equal(told, want) {
 		t.Errorf("told the scanner %q, want %q", told, want)
 	}
 }

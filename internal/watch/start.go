@@ -31,6 +31,8 @@ type contentScanner interface {
 	Run(stop <-chan struct{}, emit func(*event.Event) error) error
 	LoadState(path string) error
 	Last() scanner.PassStats
+	// Unsure has the next pass read every map (records were lost).
+	Unsure()
 }
 
 // parts are what a watch is assembled from. Production builds them from
@@ -141,11 +143,17 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	// 4. The content scanner.
 	var scan contentScanner
 	if opts.ScanInterval > 0 {
-		scan, err = p.scanner(scanner.Config{
+		cfg := scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: own,
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
-		})
+		}
+		// A map only bpf(2) can change needs reading only after a
+		// reported write, if the sensor that reports them runs.
+		if set.Started(bpfsyscall.Name) != nil {
+			cfg.Quiet = maps.quiet
+		}
+		scan, err = p.scanner(cfg)
 		if err != nil {
 			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
 		}

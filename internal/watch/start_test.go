@@ -76,6 +76,7 @@ type fakeScanner struct{}
 func (fakeScanner) Explain(uint32, []byte, uint32, bool, time.Time) {}
 func (fakeScanner) Created(event.Map, time.Time)                    {}
 func (fakeScanner) LoadState(string) error                          { return nil }
+func (fakeScanner) Unsure()                                         {}
 func (fakeScanner) Last() scanner.PassStats                         { return scanner.PassStats{} }
 func (fakeScanner) Run(stop <-chan struct{}, _ func(*event.Event) error) error {
 	<-stop

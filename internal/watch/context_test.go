@@ -1,0 +1,54 @@
+package watch
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
+)
+
+// TestQuietMaps: a map stops being quiet (read only after a reported
+// write) as soon as a program load says it uses it, and every map does
+// when a load could not say which maps it uses, until a refresh lists
+// them. Quiet needs the iterator list: not knowing is not quiet.
+func TestQuietMaps(t *testing.T) {
+	refreshed := make(chan struct{}, 10)
+	collect := func(inventory.Options) ([]inventory.Map, error) {
+		refreshed <- struct{}{}
+		return []inventory.Map{{ID: 5}, {ID: 6}}, nil
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	c := newMapContext(stop, collect, nil)
+	<-refreshed
+	if c.iterated == nil {
+		t.Skip("BPF links cannot be listed here; quiet needs them")
+	}
+	if c.syscallProgs {
+		t.Skip("a BPF_PROG_TYPE_SYSCALL program is loaded on this host: no map is quiet")
+	}
+	if !c.quiet(5) || !c.quiet(6) {
+		t.Fatal("maps no program uses are not quiet")
+	}
+	load := func(ids []uint32, count uint32) {
+		c.enrich(&event.Event{Type: event.ProgLoad, HasResult: true, Result: 3,
+			Prog: &event.Prog{ID: 9, Name: "p"}, Extra: &event.Extra{ProgMaps: ids, ProgMapCount: count}})
+	}
+	load([]uint32{5}, 1)
+	if c.quiet(5) || !c.quiet(6) {
+		t.Errorf("after a load using map 5: quiet(5)=%v quiet(6)=%v, want false true", c.quiet(5), c.quiet(6))
+	}
+	load([]uint32{5}, 2) // a list cut short
+	if c.quiet(6) {
+		t.Error("map 6 quiet after a load whose maps are not all known")
+	}
+	<-refreshed // the load's kick; the refresh ends after collect returns
+	for range 100 {
+		if c.quiet(6) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("map 6 not quiet again after a refresh")
+}
