@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,13 @@ type Config struct {
 	// FullEvery-th pass: an idle host with thousands of maps costs a walk
 	// of their ids, not a read of each.
 	Quiet func(id uint32) bool
+	// QuietHost, when set, says whether every map creation is reported
+	// too (no program that makes bpf(2) calls from the kernel is
+	// loaded, no record was lost). Then a pass between full ones visits
+	// only the maps it knows and those reported created, without listing
+	// every map id on the host (a syscall each); a map that appeared
+	// otherwise is found at the next full pass.
+	QuietHost func() bool
 }
 
 // FullEvery is how often, in passes, every map is read, quiet or not: a
@@ -113,8 +121,9 @@ type PassStats struct {
 	SnapshotMemory uint64 // estimated memory the snapshots hold
 	Duration       time.Duration
 	Events, Quiet  int // events reported; changes explained by sensors
-	// Unread counts the maps not read in this pass: quiet, and no
-	// reported write since their last read (see Config.Quiet).
+	// Unread counts the maps of Maps not read again in this pass: quiet,
+	// and no reported write since their last read (see Config.Quiet);
+	// their last snapshots stand for them.
 	Unread int
 }
 
@@ -178,6 +187,52 @@ func New(cfg Config) (*Scanner, error) {
 		}
 	}
 	return s, nil
+}
+
+// walkIDs lists every map id on the host, in order.
+func walkIDs() func() (uint32, bool, error) {
+	var id ebpf.MapID
+	return func() (uint32, bool, error) {
+		next, err := ebpf.MapGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, false, nil // no map after id
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		id = next
+		return uint32(id), true, nil
+	}
+}
+
+// knownIDs lists the maps read before, reported created or written since,
+// in order (see Config.QuietHost).
+func (s *Scanner) knownIDs() func() (uint32, bool, error) {
+	ids := make([]uint32, 0, len(s.snaps)+len(s.created))
+	for id := range s.snaps {
+		ids = append(ids, id)
+	}
+	s.mu.Lock()
+	for id := range s.created {
+		if s.snaps[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	for id := range s.dirty {
+		if s.snaps[id] == nil && s.created[id].at.IsZero() {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	i := 0
+	return func() (uint32, bool, error) {
+		if i == len(ids) {
+			return 0, false, nil
+		}
+		i++
+		return ids[i-1], true, nil
+	}
 }
 
 // Unsure has the next pass read every map: a sensor lost records, so a
@@ -398,29 +453,38 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	s.passes++
 	inner, allInner := s.innerMaps()
 	full = full || allInner
+	nextID := walkIDs()
+	if !full && s.cfg.Quiet != nil && s.cfg.QuietHost != nil && s.cfg.QuietHost() {
+		nextID = s.knownIDs()
+	}
 
-	for id := ebpf.MapID(0); ; {
-		next, err := ebpf.MapGetNextID(id)
-		if errors.Is(err, os.ErrNotExist) {
-			break // no map after id
-		}
+	for {
+		mid, ok, err := nextID()
 		if err != nil {
 			return fmt.Errorf("listing maps: %w", err)
 		}
-		id = next
+		if !ok {
+			break
+		}
 		select {
 		case <-stop:
 			return nil
 		default:
 		}
-		mid := uint32(id)
 		if s.exclude[mid] {
 			continue
 		}
 		seen[mid] = true
 		prev := s.snaps[mid]
 		if s.unread(mid, prev, full, inner) {
+			// Its snapshot stands: counted as the pass's, as if read.
 			st.Unread++
+			st.Maps++
+			st.Elements += uint64(prev.n)
+			st.SnapshotBytes += prev.bytes
+			if prev.hashes != nil {
+				st.Hashed++
+			}
 			continue
 		}
 		if prev != nil {

@@ -180,7 +180,20 @@ const progTypeSyscall = 31
 func (c *mapContext) quiet(id uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && !c.syscallProgs && c.refreshed == c.loads
+	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && c.quietHostLocked()
+}
+
+// quietHost reports whether every change of a map, creation included,
+// goes through bpf(2) from user space as far as the inventory knows (see
+// scanner.Config.QuietHost).
+func (c *mapContext) quietHost() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.quietHostLocked()
+}
+
+func (c *mapContext) quietHostLocked() bool {
+	return c.iterated != nil && !c.syscallProgs && c.refreshed == c.loads
 }
 
 // poke asks for a refresh soon.

@@ -151,7 +151,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		// A map only bpf(2) can change needs reading only after a
 		// reported write, if the sensor that reports them runs.
 		if set.Started(bpfsyscall.Name) != nil {
-			cfg.Quiet = maps.quiet
+			cfg.Quiet, cfg.QuietHost = maps.quiet, maps.quietHost
 		}
 		scan, err = p.scanner(cfg)
 		if err != nil {
