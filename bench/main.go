@@ -10,7 +10,7 @@
 //     `bpfmon watch` and under a bpftrace one-liner, rounds interleaved;
 //   - other syscalls: a getpid loop with and without `bpfmon watch`;
 //   - the JSON pipeline alone: BenchmarkPipelineJSON;
-//   - bpfmon's own CPU while idle, with 1,000 extra maps on the host.
+//   - bpfmon's own CPU while idle, with 10,000 extra maps on the host (--idle-maps), over one cycle of the scanner's full passes.
 //
 // Every child runs in its own process group, dies with the harness
 // (PR_SET_PDEATHSIG) and is killed on errors and on SIGINT/SIGTERM.
@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/bpfmon/bpfmon/internal/scanner"
 	"golang.org/x/sys/unix"
 )
 
@@ -85,7 +87,14 @@ type config struct {
 	quick        bool
 	skipBpftrace bool
 	baseline     string // another bpfmon binary, measured beside this tree's
-	scale        int    // iteration divisor: 10 with --quick
+	// inside: run in a test virtual machine (vmtest --workloads): the
+	// builds' workloads only, with the binaries given.
+	inside               bool
+	bpfmonBin, writerBin string
+	getpidBin            string
+	vm                   bool // also run the workloads in the virtual machines
+	idleMaps             int  // maps on the host during the idle measurement
+	scale                int  // iteration divisor: 10 with --quick
 }
 
 // env is what preflight and the builds found.
@@ -111,10 +120,16 @@ func main() {
 	var cfg config
 	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds of the map-write measurements")
 	flag.IntVar(&cfg.getpidRounds, "getpid-rounds", 7, "interleaved rounds of the getpid measurement")
-	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long to measure bpfmon's idle CPU")
+	flag.DurationVar(&cfg.idle, "idle", time.Duration(scanner.FullEvery)*scanner.DefaultInterval, "how long to measure bpfmon's idle CPU (one cycle of the content scanner's full passes)")
 	flag.BoolVar(&cfg.quick, "quick", false, "smoke run: 10x fewer iterations, 1 round, 1 s idle")
 	flag.BoolVar(&cfg.skipBpftrace, "skip-bpftrace", false, "do not measure bpftrace")
 	flag.StringVar(&cfg.baseline, "baseline", "", "also measure this bpfmon `binary` (a build of an earlier commit) in the same rounds, as monitor bpfmon-base: before/after in one run")
+	flag.BoolVar(&cfg.vm, "vm", true, "also run the map-write and getpid workloads with each sensor build in the test matrix's virtual machines (make vmtest's kernels)")
+	flag.IntVar(&cfg.idleMaps, "idle-maps", 10000, "maps held on the host while bpfmon's idle CPU is measured")
+	flag.BoolVar(&cfg.inside, "inside", false, "run inside a test virtual machine: the builds' workloads only (vmtest --workloads)")
+	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
+	flag.StringVar(&cfg.writerBin, "writer-bin", "", "with --inside: the writer binary (bench/c/writer.c)")
+	flag.StringVar(&cfg.getpidBin, "getpid-bin", "", "with --inside: the getpid binary (bench/c/getpid.c)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]   (as root, from the bpfmon module)\n\nFlags:\n")
 		flag.PrintDefaults()
@@ -181,6 +196,14 @@ func main() {
 func run(cfg config, tmp string) error {
 	start := time.Now()
 	e := &env{tmp: tmp}
+	if cfg.inside {
+		e.bpfmon, e.writer, e.getpid = cfg.bpfmonBin, cfg.writerBin, cfg.getpidBin
+		b := measureBuilds(cfg, e)
+		fmt.Println(markBenchBegin)
+		reportBuilds(os.Stdout, cfg, b)
+		fmt.Println(markBenchEnd)
+		return nil
+	}
 	if cfg.baseline != "" {
 		abs, err := filepath.Abs(cfg.baseline)
 		if err != nil {
@@ -213,11 +236,58 @@ func run(cfg config, tmp string) error {
 		idle = append(idle, measureIdle(cfg, e, e.baseline))
 	}
 	scan := measureScan(cfg)
+	builds := measureBuilds(cfg, e)
+	var vms string
+	if cfg.vm {
+		vms = measureVMs(cfg, e)
+	}
 
 	info.loadEnd = loadavg()
 	info.elapsed = time.Since(start)
 	report(os.Stdout, cfg, e, info, workloads, writes, gp, pipe, idle, scan)
+	fmt.Println()
+	fmt.Println("## Sensor builds, this machine")
+	fmt.Println()
+	reportBuilds(os.Stdout, cfg, builds)
+	if vms != "" {
+		fmt.Println()
+		fmt.Print(vms)
+	}
 	return nil
+}
+
+// Markers around the report that --inside prints on the console.
+const (
+	markBenchBegin = "VMBENCH-BEGIN"
+	markBenchEnd   = "VMBENCH-END"
+)
+
+// measureVMs runs the builds' workloads in the test matrix's virtual
+// machines (vmtest --workloads) and returns their reports.
+func measureVMs(cfg config, e *env) string {
+	args := []string{"run", "./vmtest", "--workloads", "--host=false"}
+	if cfg.quick {
+		args = append(args, "--workload-flags=--quick")
+	}
+	progress("go %s", strings.Join(args, " "))
+	cmd := exec.Command("go", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := runCmd(cmd, 40*time.Minute); err != nil {
+		return fmt.Sprintf("## Sensor builds, virtual machines\n\nn/a: vmtest --workloads: %v: %s\n", err, md(lastLine(out.String())))
+	}
+	var b strings.Builder
+	files, _ := filepath.Glob(filepath.Join(e.root, "out", "vmtest", "*.bench.md"))
+	slices.Sort(files)
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		b.Write(data)
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // ---------------------------------------------------------------------------
@@ -440,10 +510,10 @@ func writeBpfmon(e *env, bin string, w workload) cell {
 
 // startBpfmon starts `bpfmon watch` (the binary bin) writing JSON to out
 // and waits until its probes are attached.
-func startBpfmon(e *env, bin, out string) (*bg, error) {
+func startBpfmon(e *env, bin, out string, args ...string) (*bg, error) {
 	ready := filepath.Join(e.tmp, "bpfmon.ready")
 	os.Remove(ready)
-	cmd := exec.Command(bin, "watch", "--format", "json", "--output", out, "--ready-file", ready)
+	cmd := exec.Command(bin, append([]string{"watch", "--format", "json", "--output", out, "--ready-file", ready}, args...)...)
 	mon, err := startBG("bpfmon", cmd, filepath.Join(e.tmp, "bpfmon.stderr"), "")
 	if err != nil {
 		return nil, fmt.Errorf("%w: bpfmon: %v", errStart, err)
@@ -716,7 +786,7 @@ type idleResult struct {
 }
 
 func measureIdle(cfg config, e *env, bin string) idleResult {
-	res := idleResult{maps: 1000, bin: bin}
+	res := idleResult{maps: cfg.idleMaps, bin: bin}
 	progress("idle: creating %d maps, then %v of bpfmon watch doing nothing", res.maps, cfg.idle)
 	var maps []*ebpf.Map
 	defer func() {
@@ -725,7 +795,7 @@ func measureIdle(cfg config, e *env, bin string) idleResult {
 		}
 	}()
 	for range res.maps {
-		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_idle", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_idle", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 		if err != nil {
 			res.err = fmt.Errorf("creating map %d of %d: %v", len(maps)+1, res.maps, err)
 			return res

@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -382,7 +384,7 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	if idle.err != nil {
 		p("n/a: %s", md(idle.err.Error()))
 	} else {
-		p("With %s extra maps (array, 4-byte key and value) held by the harness, `bpfmon watch --format json --output FILE` ran for %.1f s after it was ready, with no load from the harness.", commas(int64(idle.maps)), idle.window.Seconds())
+		p("With %s extra maps (hash, 4-byte key and value, one element each) held by the harness, `bpfmon watch --format json --output FILE` ran for %.1f s after it was ready, with no load from the harness.", commas(int64(idle.maps)), idle.window.Seconds())
 		p("")
 		p("| bpfmon | CPU, all threads (process CPU clock) | utime+stime (/proc/PID/stat, clock-tick resolution) | RSS | events reported (other processes) |")
 		p("| --- | ---: | ---: | ---: | ---: |")
@@ -407,7 +409,7 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	p("")
 	p("## Content scanner")
 	p("")
-	p("`%s`: one full pass (every map on the host, dominated by a 1,000,000-entry hash map, u32 keys and u64 values) after a baseline pass, unlimited budget. Idle CPU above includes the scanner's passes over the 1,000 maps.", scan.cmdline)
+	p("`%s`: one full pass (every map on the host, dominated by a 1,000,000-entry hash map, u32 keys and u64 values) after a baseline pass, unlimited budget. Idle CPU above includes the scanner's passes over the %s maps.", scan.cmdline, commas(int64(idle.maps)))
 	p("")
 	if scan.na != "" {
 		p("%s", scan.na)
@@ -458,4 +460,66 @@ func baselineNote(e *env) string {
 		return ""
 	}
 	return ", under the baseline build (bpfmon-base)"
+}
+
+// reportBuilds renders the sensor builds' section.
+func reportBuilds(w io.Writer, cfg config, b buildResults) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("Uname: %s. A burst of %s 8-byte array updates (bench/c/writer.c) and a getpid loop, with no monitor and under `bpfmon watch --hook BUILD` for each build this kernel loads, %s interleaved. Programs: the run time of bpfmon's programs per update, as the kernel times them (bpf_stats, in a second burst with them on), over the bare update. CPU: bpfmon's own CPU from ready to exit (burst, drain, stop) per event. Medians of the rounds.", md(uname()), commas(int64(b.updates)), plural(cfg.rounds, "round"))
+	p("")
+	none, gp := median(b.none), median(b.getpid)
+	p("| build | writer ns/update | vs none | programs ns/call | over the bare update | bpfmon CPU ns/event | over the bare update | getpid ns/call | vs none | lost |")
+	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| none | %s | 1.00x | | | | | %.1f | 1.000 | |", nsText(none), gp)
+	if len(b.floor) > 0 {
+		fl := median(b.floor)
+		p("| empty %s programs on sys_enter/sys_exit (the floor of any raw_syscalls monitor) | | | | | | | %.1f | %.3f | |", b.floorOf, fl, fl/gp)
+	} else if b.floorNA != "" {
+		p("| empty programs on sys_enter/sys_exit | n/a: %s | | | | | | | | |", md(b.floorNA))
+	}
+	for _, h := range sensorBuilds {
+		if err := b.loads[h]; err != nil {
+			p("| %s | n/a: %s | | | | | | | | |", h, md(err.Error()))
+			continue
+		}
+		cells := b.cells[h]
+		if len(cells) == 0 {
+			p("| %s | n/a: every round failed | | | | | | | | |", h)
+			continue
+		}
+		var ns, prog, cpu, g []float64
+		var lost int64
+		for _, c := range cells {
+			ns, prog, cpu, g = append(ns, c.ns), append(prog, c.progNS), append(cpu, c.cpuNS), append(g, c.getpid)
+			lost = max(lost, c.lost)
+		}
+		p("| %s | %s | %.2fx | %.0f | %.2fx | %.0f | %.2fx | %.1f | %.3f | %s |", h, nsText(median(ns)), median(ns)/none,
+			median(prog), median(prog)/none, median(cpu), median(cpu)/none, median(g), median(g)/gp, commas(lost))
+	}
+	// Which programs the run time is spent in: the syscall sensor's, or
+	// the kernel-side sensor's, which also runs on these updates.
+	p("")
+	p("Programs per update, by name (medians; runs per update in brackets):")
+	p("")
+	for _, h := range sensorBuilds {
+		cells := b.cells[h]
+		if b.loads[h] != nil || len(cells) == 0 {
+			continue
+		}
+		names := map[string]bool{}
+		for _, c := range cells {
+			for n := range c.perProg {
+				names[n] = true
+			}
+		}
+		var parts []string
+		for _, n := range slices.Sorted(maps.Keys(names)) {
+			var ns, runs []float64
+			for _, c := range cells {
+				ns, runs = append(ns, c.perProg[n][0]), append(runs, c.perProg[n][1])
+			}
+			parts = append(parts, fmt.Sprintf("%s %.0f ns (%.2f)", md(n), median(ns), median(runs)))
+		}
+		p("- %s: %s", h, strings.Join(parts, ", "))
+	}
 }

@@ -78,6 +78,10 @@ type options struct {
 	cpus    int
 	host    bool
 	append  string // extra kernel command line
+	// workloads runs bench's sensor-build workloads (bench --inside)
+	// instead of the tests; workloadFlags are its extra flags.
+	workloads     bool
+	workloadFlags string
 }
 
 func run() (int, error) {
@@ -99,6 +103,8 @@ func run() (int, error) {
 	flag.IntVar(&o.cpus, "cpus", 1, "processors of each virtual machine")
 	flag.BoolVar(&o.host, "host", true, "also run the tests on this machine's own kernel")
 	flag.StringVar(&o.append, "append", "", "extra kernel command line for the virtual machines (e.g. loglevel=7)")
+	flag.BoolVar(&o.workloads, "workloads", false, "instead of the tests, run bench's map-write and getpid workloads with each sensor build (make bench does); reports go to OUT/KERNEL.bench.md")
+	flag.StringVar(&o.workloadFlags, "workload-flags", "", "extra flags for bench --inside (e.g. --quick)")
 	flag.Parse()
 	if only != "" {
 		o.kernels = strings.Split(only, ",")
@@ -138,8 +144,15 @@ func run() (int, error) {
 	}
 
 	start := time.Now()
-	step("building the test binaries")
-	b, err := build(root, work, o.pkgs)
+	var b *binaries
+	if o.workloads {
+		step("building bench, bpfmon and the load programs")
+		b, err = buildWorkloads(root, work)
+		o.host = false
+	} else {
+		step("building the test binaries")
+		b, err = build(root, work, o.pkgs)
+	}
 	if err != nil {
 		return 1, err
 	}
@@ -253,6 +266,40 @@ func build(root, work string, want []string) (*binaries, error) {
 	}
 	return b, prebuildC(root, b.prebuilt)
 }
+
+// buildWorkloads builds what bench --inside needs, statically: bench
+// itself, bpfmon, and the writer and getpid loops.
+func buildWorkloads(root, work string) (*binaries, error) {
+	b := &binaries{dir: filepath.Join(work, "bin"), prebuilt: filepath.Join(work, "prebuilt"), pkgs: []string{workloadsPkg}}
+	for _, d := range []string{b.dir, b.prebuilt} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	b.bpfmon = filepath.Join(b.dir, "bpfmon")
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	for _, c := range []*exec.Cmd{
+		command(root, "go", "build", "-o", b.bpfmon, "./cmd/bpfmon"),
+		command(root, "go", "build", "-o", filepath.Join(b.dir, "bench"), "./bench"),
+		command(root, "gcc", "-O2", "-Wall", "-static", "-o", filepath.Join(b.dir, "writer"), "bench/c/writer.c"),
+		command(root, "gcc", "-O2", "-Wall", "-static", "-o", filepath.Join(b.dir, "getpid"), "bench/c/getpid.c"),
+	} {
+		c.Env = env
+		if out, err := c.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	return b, nil
+}
+
+// workloadsPkg is the result name of bench --inside in the report.
+const workloadsPkg = "bench"
+
+// Markers bench --inside prints around its report.
+const (
+	markBenchBegin = "VMBENCH-BEGIN"
+	markBenchEnd   = "VMBENCH-END"
+)
 
 // prebuildC compiles every C test helper (testdata/*.c) statically, 64-
 // and 32-bit, named as testutil.CC looks them up: the virtual machines have
@@ -396,7 +443,30 @@ func runVM(root, work string, b *binaries, k kernel, o options) result {
 	}
 	r.failures, r.skips = scanTestOutput(text)
 	r.took = time.Since(start)
+	if o.workloads {
+		saveBenchReport(text, k, &r, o)
+	}
 	return r
+}
+
+// saveBenchReport keeps what bench --inside printed between its markers,
+// as OUT/KERNEL.bench.md.
+func saveBenchReport(text string, k kernel, r *result, o options) {
+	i := strings.Index(text, markBenchBegin)
+	j := strings.Index(text, markBenchEnd)
+	if i < 0 || j < i {
+		if r.err == nil {
+			r.err = errors.New("bench --inside printed no report (see the console log)")
+		}
+		return
+	}
+	body := strings.TrimSpace(text[i+len(markBenchBegin) : j])
+	md := fmt.Sprintf("## Sensor builds, %s virtual machine (%s, qemu software emulation)\n\n%s\n", k.name, r.release, body)
+	path := filepath.Join(o.out, k.name+".bench.md")
+	if err := os.WriteFile(path, []byte(md), 0o644); err != nil && r.err == nil {
+		r.err = err
+	}
+	fmt.Print("\n" + md)
 }
 
 // Markers the init script prints. The serial console may prefix the first
@@ -533,6 +603,12 @@ ip link set lo up
 export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp BPFMON_TIME_SCALE=6
 echo "` + markRelease + `$(uname -r)"
 `)
+	if o.workloads {
+		fmt.Fprintf(&s, "cd /tmp && /bin/bench --inside --bpfmon-bin /bin/bpfmon --writer-bin /bin/writer --getpid-bin /bin/getpid %s; echo \"%s%s $?\"\n",
+			o.workloadFlags, markResult, workloadsPkg)
+		s.WriteString("echo " + markDone + "\npoweroff -f\n")
+		return s.String()
+	}
 	args := fmt.Sprintf("-test.count=%d -test.v", o.count)
 	if o.run != "" {
 		args += " -test.run '" + strings.ReplaceAll(o.run, "'", `'\''`) + "'"
