@@ -142,7 +142,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
 	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
-	hook := fs.String("hook", "auto", "syscall sensor program type: auto (tp_btf where the kernel allows, else raw_tracepoint), tp_btf, or raw_tracepoint")
+	hook := fs.String("hook", "auto", "syscall sensor build: auto (the first the kernel loads of fentry, tp_btf, raw_tracepoint), fentry (trampolines on the bpf syscall and map mmaps only), tp_btf or raw_tracepoint (raw_syscalls: every syscall)")
 	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
