@@ -34,7 +34,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Limits (MAX_CAPTURE, the bytes of a key or value, is record.h's). */
 enum kw_limits {
-	KW_FRAMES = 12,  /* return addresses kept from the kernel stack, innermost first */
+	KW_FRAMES = 6,  /* return addresses kept from the kernel stack, innermost first */
 	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
 };
 

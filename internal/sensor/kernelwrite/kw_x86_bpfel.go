@@ -86,7 +86,7 @@ type kwKscratch struct {
 		ValueTotal uint32
 		Nframes    uint32
 		Pad        uint32
-		Frames     [12]uint64
+		Frames     [6]uint64
 		Map        struct {
 			_          structs.HostLayout
 			Id         uint32
@@ -119,7 +119,7 @@ const (
 type kwKwLimits uint32
 
 const (
-	kwKwLimitsKW_FRAMES  kwKwLimits = 12
+	kwKwLimitsKW_FRAMES  kwKwLimits = 6
 	kwKwLimitsPROG_FUNCS kwKwLimits = 8
 )
 
@@ -169,7 +169,7 @@ type kwKwriteRec struct {
 	ValueTotal uint32
 	Nframes    uint32
 	Pad        uint32
-	Frames     [12]uint64
+	Frames     [6]uint64
 	Map        struct {
 		_          structs.HostLayout
 		Id         uint32
