@@ -30,6 +30,7 @@ const (
 	kfKeyFault   = uint32(kwKwFlagKF_KEY_FAULT)
 	kfValueFault = uint32(kwKwFlagKF_VALUE_FAULT)
 	kfOwnerKey   = uint32(kwKwFlagKF_OWNER_KEY)
+	kfSyscall    = uint32(kwKwFlagKF_SYSCALL)
 )
 
 const (
@@ -119,7 +120,19 @@ func (d *decoder) write(raw []byte, rd *record.Decoder, emit record.Emit) error 
 	value := data[r.KeyLen : r.KeyLen+r.ValueLen]
 	irq := r.Flags&kfIRQ != 0
 
-	prog, by := d.rs.writer(r.Frames[:r.Nframes], r.Hdr.Ktime)
+	var prog *event.Prog
+	var by attribution
+	if r.Flags&kfSyscall != 0 {
+		// The bpf(2) command code's own write (from_syscall in the C
+		// file): its call is in flight, or the write comes from a
+		// program making bpf(2) commands itself, which is not named.
+		by = byKernel
+		if ev := rd.Calls.InFlight(r.Hdr.Tid); ev == nil || !sameCall(ev, r) {
+			by = byUnknown
+		}
+	} else {
+		prog, by = d.rs.writer(r.Frames[:r.Nframes], r.Hdr.Ktime)
+	}
 	if by != byProgram && !irq {
 		// No program on the stack (or none could be seen): a bpf(2) call
 		// of this thread, if one is in flight on this map, is reported
@@ -128,7 +141,7 @@ func (d *decoder) write(raw []byte, rd *record.Decoder, emit record.Emit) error 
 			d.merge(ev, r, key, value)
 			return nil
 		}
-		if by == byKernel && r.Task.Pid == d.cfg.selfTGID {
+		if (by == byKernel || r.Flags&kfSyscall != 0) && r.Task.Pid == d.cfg.selfTGID {
 			return nil // bpfmon's own bpf(2) calls, excluded as by the syscall sensor
 		}
 	}

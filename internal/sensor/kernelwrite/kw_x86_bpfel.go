@@ -114,13 +114,15 @@ const (
 	kwKwFlagKF_VALUE_FAULT kwKwFlag = 32
 	kwKwFlagKF_ALL_CPUS    kwKwFlag = 64
 	kwKwFlagKF_OWNER_KEY   kwKwFlag = 128
+	kwKwFlagKF_SYSCALL     kwKwFlag = 256
 )
 
 type kwKwLimits uint32
 
 const (
-	kwKwLimitsKW_FRAMES  kwKwLimits = 6
-	kwKwLimitsPROG_FUNCS kwKwLimits = 8
+	kwKwLimitsKW_FRAMES   kwKwLimits = 6
+	kwKwLimitsPROG_FUNCS  kwKwLimits = 8
+	kwKwLimitsSYS_CALLERS kwKwLimits = 8
 )
 
 type kwKwOp uint32
@@ -137,7 +139,8 @@ type kwKwStat uint32
 const (
 	kwKwStatKSTAT_LOST      kwKwStat = 0
 	kwKwStatKSTAT_PROG_LOST kwKwStat = 1
-	kwKwStatKSTAT_MAX       kwKwStat = 2
+	kwKwStatKSTAT_SYSCALL   kwKwStat = 2
+	kwKwStatKSTAT_MAX       kwKwStat = 3
 )
 
 type kwKwriteRec struct {
@@ -304,6 +307,8 @@ const (
 	kwVarRecHdrLayout    = "rec_hdr_layout"
 	kwVarRecKindLayout   = "rec_kind_layout"
 	kwVarRecLimitsLayout = "rec_limits_layout"
+	kwVarSysCallerHi     = "sys_caller_hi"
+	kwVarSysCallerLo     = "sys_caller_lo"
 	kwVarTaskInfoLayout  = "task_info_layout"
 	kwVarWakeupBytes     = "wakeup_bytes"
 )
@@ -426,6 +431,8 @@ type kwVariableSpecs struct {
 	RecHdrLayout    *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
 	RecKindLayout   *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
 	RecLimitsLayout *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
+	SysCallerHi     *ebpf.VariableSpec `ebpf:"sys_caller_hi"`
+	SysCallerLo     *ebpf.VariableSpec `ebpf:"sys_caller_lo"`
 	TaskInfoLayout  *ebpf.VariableSpec `ebpf:"task_info_layout"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -482,6 +489,8 @@ type kwVariables struct {
 	RecHdrLayout    *ebpf.Variable `ebpf:"rec_hdr_layout"`
 	RecKindLayout   *ebpf.Variable `ebpf:"rec_kind_layout"`
 	RecLimitsLayout *ebpf.Variable `ebpf:"rec_limits_layout"`
+	SysCallerHi     *ebpf.Variable `ebpf:"sys_caller_hi"`
+	SysCallerLo     *ebpf.Variable `ebpf:"sys_caller_lo"`
 	TaskInfoLayout  *ebpf.Variable `ebpf:"task_info_layout"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -225,6 +225,14 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if err := specs.PossibleCpus.Set(uint32(cpus)); err != nil {
 		return fmt.Errorf("setting possible_cpus: %w", err)
 	}
+	syms, err := readKallsyms()
+	if err != nil {
+		syms = nil // kprobes then cannot be placed; fexit needs no kallsyms
+	}
+	lo, hi := syscallCallers(syms)
+	if err := errors.Join(specs.SysCallerLo.Set(lo), specs.SysCallerHi.Set(hi)); err != nil {
+		return fmt.Errorf("setting sys_caller_lo/hi: %w", err)
+	}
 	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
 		return err
@@ -249,10 +257,6 @@ func (s *Sensor) start(env *sensor.Env) error {
 		return err
 	}
 
-	syms, err := readKallsyms()
-	if err != nil {
-		syms = nil // kprobes then cannot be placed; fexit needs no kallsyms
-	}
 	kernelBTF, btfErr := features.KernelSpec()
 	kprobeErr := features.Kprobes()
 
@@ -348,6 +352,39 @@ func (s *Sensor) start(env *sensor.Env) error {
 // the parameters the fexit program reads: the return value's slot follows
 // them, and a changed signature would make the program read the wrong one.
 // It returns the program that fits.
+// syscallCallerFuncs are the functions of the bpf(2) command code that call
+// a map's operations (or the per-CPU syscall updates) themselves, and those
+// they may be inlined into. A hooked operation returning into one of them
+// is that command's own write, and its stack is not walked (see
+// from_syscall in bpf/kernelwrite.c).
+var syscallCallerFuncs = []string{
+	"bpf_map_update_value", "map_update_elem", "generic_map_update_batch",
+	"map_delete_elem", "generic_map_delete_batch", "map_lookup_and_delete_elem",
+	"__sys_bpf",
+}
+
+// syscallCallers returns where syscallCallerFuncs (or their compiler-renamed
+// copies) lie in this kernel, as the programs' sys_caller_lo/hi; without
+// kallsyms, nothing: every write's stack is walked.
+func syscallCallers(syms *kallsyms) (lo, hi [kwKwLimitsSYS_CALLERS]uint64) {
+	if syms == nil {
+		return lo, hi
+	}
+	i := 0
+	for _, fn := range syscallCallerFuncs {
+		for _, name := range []string{fn, syms.variant(fn)} {
+			if name == "" || i == len(lo) {
+				continue
+			}
+			if sp, ok := syms.span(name); ok && syms.inCore(sp.start) {
+				lo[i], hi[i] = sp.start, sp.end
+				i++
+			}
+		}
+	}
+	return lo, hi
+}
+
 func checkFexitTarget(spec *btf.Spec, specErr error, h hook) (string, error) {
 	if specErr != nil {
 		return "", fmt.Errorf("no kernel BTF: %w", specErr)

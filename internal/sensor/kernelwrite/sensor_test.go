@@ -371,6 +371,13 @@ func TestSyscallWriteReportedOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 			c.idle(t)
+			// Each of them told from its caller's address, without a stack
+			// walk (from_syscall): the update, the per-CPU update, the
+			// batch's two elements and the delete, and the idle marker.
+			// Kprobes do not run there (bpf_prog_active is raised).
+			if n := kstat(t, c.kw, kwKwStatKSTAT_SYSCALL); c.hookKind("htab_map_update_elem") == "fexit" && n < 5 {
+				t.Errorf("%d writes told to be bpf(2)'s own by their caller, want at least 5 (sys_caller ranges %x)", n, syscallCallerRanges())
+			}
 			hid, pid := mapID(t, hash), mapID(t, pcpu)
 			onMaps := func(ev *event.Event) bool {
 				return ev.Map != nil && (ev.Map.ID == hid || ev.Map.ID == pid)
@@ -570,4 +577,35 @@ func TestUnavailableNamesReasons(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
+}
+
+// kstat sums counter idx of the kernel-side sensor's kstats over the CPUs.
+func kstat(t *testing.T, s *Sensor, idx kwKwStat) uint64 {
+	t.Helper()
+	var per []uint64
+	if err := s.coll.Maps[kwMapKstats].Lookup(uint32(idx), &per); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n
+}
+
+// syscallCallerRanges is what the loader found of the bpf(2) command
+// code, for failure messages.
+func syscallCallerRanges() [][2]uint64 {
+	syms, err := readKallsyms()
+	if err != nil {
+		return nil
+	}
+	lo, hi := syscallCallers(syms)
+	var out [][2]uint64
+	for i := range lo {
+		if lo[i] != 0 {
+			out = append(out, [2]uint64{lo[i], hi[i]})
+		}
+	}
+	return out
 }
