@@ -825,6 +825,16 @@ func measureIdle(cfg config, e *env, bin string) idleResult {
 		res.err = err
 		return res
 	}
+	// The scanner's first pass reads every map (start-up, not idling):
+	// the window begins one scan interval after ready.
+	if !cfg.quick {
+		time.Sleep(scanner.DefaultInterval)
+	}
+	t0, err = cpuTicks(pid)
+	if err != nil {
+		res.err = err
+		return res
+	}
 	c0, cerr0 := processCPU(pid)
 	w0 := time.Now()
 	time.Sleep(cfg.idle)

@@ -384,7 +384,7 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	if idle.err != nil {
 		p("n/a: %s", md(idle.err.Error()))
 	} else {
-		p("With %s extra maps (hash, 4-byte key and value, one element each) held by the harness, `bpfmon watch --format json --output FILE` ran for %.1f s after it was ready, with no load from the harness.", commas(int64(idle.maps)), idle.window.Seconds())
+		p("With %s extra maps (hash, 4-byte key and value, one element each) held by the harness, `bpfmon watch --format json --output FILE` was measured for %.1f s, from one scan interval after it was ready (its first pass, which reads every map, is start-up) and with no load from the harness: one full pass and the quiet ones between.", commas(int64(idle.maps)), idle.window.Seconds())
 		p("")
 		p("| bpfmon | CPU, all threads (process CPU clock) | utime+stime (/proc/PID/stat, clock-tick resolution) | RSS | events reported (other processes) |")
 		p("| --- | ---: | ---: | ---: | ---: |")
