@@ -820,17 +820,12 @@ func measureIdle(cfg config, e *env, bin string) idleResult {
 	defer mon.kill()
 	pid := mon.cmd.Process.Pid
 	hz := clockTicks()
-	t0, err := cpuTicks(pid)
-	if err != nil {
-		res.err = err
-		return res
-	}
 	// The scanner's first pass reads every map (start-up, not idling):
 	// the window begins one scan interval after ready.
 	if !cfg.quick {
 		time.Sleep(scanner.DefaultInterval)
 	}
-	t0, err = cpuTicks(pid)
+	t0, err := cpuTicks(pid)
 	if err != nil {
 		res.err = err
 		return res
