@@ -40,6 +40,9 @@ const (
 	// exitUnavailable: what the command line requires (--enforce, a
 	// forced --kernel-hooks kind) is not available on this kernel.
 	exitUnavailable = 3
+	// exitOutputClosed: the reader of the output (a pipe, a socket) went
+	// away; the summary on stderr says how many events were not written.
+	exitOutputClosed = 4
 )
 
 var version = "dev"
@@ -162,7 +165,10 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 Streams every bpf(2) call that changes a map or obtains a handle to one,
 every write a BPF program makes to a map (where the kernel allows a hook),
 and changes found by reading map contents, until SIGINT or SIGTERM; then
-drains, prints a summary on stderr and exits 0.`)
+drains, prints a summary on stderr and exits 0. If the reader of its output
+goes away (bpfmon watch | head), it stops within a second and exits 4; if
+the output file cannot be written (a full disk), it goes on, counts what it
+could not write and reports it as a lost event (source output) once it can.`)
 	if code, stop := parse(fs, args, stdout, stderr); stop {
 		return code
 	}
@@ -246,6 +252,9 @@ drains, prints a summary on stderr and exits 0.`)
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	// A closed pipe is an error to handle (EPIPE), not a death: bpfmon
+	// then stops and says what it could not write.
+	signal.Ignore(syscall.SIGPIPE)
 	go func() {
 		<-sig
 		sdnotify.Notify(sdnotify.Stopping)
@@ -293,6 +302,10 @@ drains, prints a summary on stderr and exits 0.`)
 		defer pprof.StopCPUProfile()
 	}
 	sum, err := watch.Run(opts, stop)
+	if errors.Is(err, watch.ErrOutputClosed) {
+		logger.Warn(sum.String()+" ("+err.Error()+")", "events", sum.Events, "not_written", sum.NotWritten, "lost", sum.Lost, "alerts", sum.Alerts)
+		return exitOutputClosed
+	}
 	if err != nil {
 		logger.Error("bpfmon watch: " + err.Error())
 		if errors.Is(err, sensor.ErrUnavailable) {
@@ -300,7 +313,7 @@ drains, prints a summary on stderr and exits 0.`)
 		}
 		return exitError
 	}
-	logger.Info(sum.String(), "events", sum.Events, "lost", sum.Lost, "alerts", sum.Alerts)
+	logger.Info(sum.String(), "events", sum.Events, "not_written", sum.NotWritten, "lost", sum.Lost, "alerts", sum.Alerts)
 	return exitOK
 }
 

@@ -53,6 +53,7 @@ const (
 	SourceScan    = "scan"   // the content scanner
 	SourceLSM     = "lsm"    // bpfmon's BPF LSM programs (--enforce)
 	SourceAlert   = "alert"  // the alert engine itself (alerts_suppressed)
+	SourceOutput  = "output" // bpfmon's own output: events it could not write (lost)
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -92,7 +93,7 @@ var table = []struct {
 	{MapFreeze, Info{Modifies: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_FREEZE}},
 	{ProgLoad, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_LOAD}},
 	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
-	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM}, cmd: -1}},
+	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceOutput}, cmd: -1}},
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{AccessDenied, Info{Sources: []string{SourceLSM}, cmd: -1}},

@@ -1,7 +1,6 @@
 package output
 
 import (
-	"bufio"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -14,16 +13,16 @@ import (
 // order are a stable interface (see README.md); optional fields are left
 // out when they do not apply.
 type jsonWriter struct {
-	bw  *bufio.Writer
+	*lines
 	buf []byte
 	tc  timeCache
 }
 
 func (w *jsonWriter) Write(ev *event.Event) error {
-	return flushLine(w.bw, &w.buf, appendJSON(w.buf[:0], ev, &w.tc))
+	return flushLine(w.lines, &w.buf, appendJSON(w.buf[:0], ev, &w.tc))
 }
 
-func (w *jsonWriter) Flush() error { return w.bw.Flush() }
+func (w *jsonWriter) Flush() error { return w.lines.flush() }
 
 // appendJSON appends ev as one JSON object and a newline.
 func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {

@@ -15,7 +15,6 @@
 package output
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 
@@ -25,8 +24,8 @@ import (
 // Formats are the names New accepts.
 var Formats = []string{"json", "text"}
 
-// bufferSize is the size of the bufio.Writer each Writer wraps its
-// destination in.
+// bufferSize is how many bytes of lines each Writer gathers before a
+// write to its destination.
 const bufferSize = 64 << 10
 
 // maxKeptBuffer bounds the per-writer line buffer kept between events, so
@@ -37,23 +36,28 @@ const maxKeptBuffer = 1 << 20
 //
 // A Writer is not safe for concurrent use: call Write and Flush from one
 // goroutine at a time. Events are buffered; call Flush to push them out (and
-// before exiting). Once a write to the destination has failed, every later
-// Write and Flush returns that error.
+// before exiting). A write to the destination that fails drops the lines
+// that did not reach it, counts them, and returns the error; the next
+// Write or Flush tries the destination again. A line is never split by
+// another: one the destination took only part of is completed first.
 type Writer interface {
 	// Write renders ev as one line. It does not keep ev.
 	Write(ev *event.Event) error
 	// Flush writes buffered lines to the destination.
 	Flush() error
+	// Counts returns the lines written whole to the destination and those
+	// dropped because it failed, since the start.
+	Counts() (written, dropped uint64)
 }
 
 // New returns a Writer for format ("json" or "text") writing to w.
 func New(format string, w io.Writer) (Writer, error) {
-	bw := bufio.NewWriterSize(w, bufferSize)
+	l := newLines(w, bufferSize)
 	switch format {
 	case "json":
-		return &jsonWriter{bw: bw, buf: make([]byte, 0, 1024)}, nil
+		return &jsonWriter{lines: l, buf: make([]byte, 0, 1024)}, nil
 	case "text":
-		return &textWriter{bw: bw, buf: make([]byte, 0, 1024)}, nil
+		return &textWriter{lines: l, buf: make([]byte, 0, 1024)}, nil
 	}
 	return nil, fmt.Errorf("unknown output format %q: valid formats are %q and %q", format, Formats[0], Formats[1])
 }
@@ -68,13 +72,23 @@ func appendHex(dst, b []byte) []byte {
 	return dst
 }
 
-// flushLine writes the rendered line in *buf to bw and resets *buf for
+// flushLine hands the rendered line in *buf to l and resets *buf for
 // reuse, dropping it if an unusually large event grew it.
-func flushLine(bw *bufio.Writer, buf *[]byte, line []byte) error {
-	_, err := bw.Write(line)
+func flushLine(l *lines, buf *[]byte, line []byte) error {
+	err := l.add(line)
 	if cap(line) > maxKeptBuffer {
 		line = make([]byte, 0, 1024)
 	}
 	*buf = line[:0]
 	return err
+}
+
+// Counts reports the lines written and dropped; a line begun but not
+// completed counts as dropped.
+func (l *lines) Counts() (written, dropped uint64) {
+	dropped = l.dropped
+	if len(l.rest) > 0 {
+		dropped++
+	}
+	return l.written, dropped
 }

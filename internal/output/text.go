@@ -1,7 +1,6 @@
 package output
 
 import (
-	"bufio"
 	"strconv"
 
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -22,15 +21,15 @@ import (
 // only of printable ASCII other than space, '"' and '\', and quoted
 // otherwise. The event source is not shown (the event type implies it).
 type textWriter struct {
-	bw  *bufio.Writer
+	*lines
 	buf []byte
 }
 
 func (w *textWriter) Write(ev *event.Event) error {
-	return flushLine(w.bw, &w.buf, appendText(w.buf[:0], ev))
+	return flushLine(w.lines, &w.buf, appendText(w.buf[:0], ev))
 }
 
-func (w *textWriter) Flush() error { return w.bw.Flush() }
+func (w *textWriter) Flush() error { return w.lines.flush() }
 
 // appendText appends ev as one line of text and a newline.
 func appendText(b []byte, ev *event.Event) []byte {

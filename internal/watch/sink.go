@@ -1,7 +1,9 @@
 package watch
 
 import (
+	"errors"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
@@ -45,9 +47,84 @@ type sink struct {
 	filter     Filter
 	alertsOnly bool
 	w          output.Writer
-	// written and alerted count the events written, and of them those with
-	// an alert.
-	written, alerted uint64
+	// alerted counts the events with an alert handed to the writer.
+	alerted uint64
+	// out is what the sink knows of its destination (see outputState).
+	out outputState
+}
+
+// outputState follows the output's failures. A reader that closed the
+// pipe or socket ends the watch (closed); any other write error (a full
+// disk, EIO, EDQUOT) does not: the events that could not be written are
+// counted, said at most once per LossInterval, and reported as a lost
+// event with source "output" once writing works again.
+type outputState struct {
+	log      func(msg string, args ...any) // nil: quiet
+	closed   chan struct{}                 // closed when the reader went away
+	isClosed bool
+	failing  error     // the last write error, until a write works
+	saidAt   time.Time // when the failure was last logged
+	reported uint64    // dropped lines already reported as lost
+	// writtenAt is the count of lines written at the last failure: only
+	// more lines written, not a Write that merely buffered, say the
+	// output works again.
+	writtenAt uint64
+}
+
+// lossInterval is how often at most an output failure is logged.
+const lossInterval = time.Second
+
+// wrote handles the result of a write or flush; s.mu is held.
+func (s *sink) wrote(err error) error {
+	o := &s.out
+	written, dropped := s.w.Counts()
+	if err != nil {
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			s.closeOutput()
+			return nil
+		}
+		now := time.Now()
+		if o.log != nil && (o.failing == nil || now.Sub(o.saidAt) >= lossInterval) {
+			o.log("writing events failed; monitoring goes on, events not written are counted and reported as lost (source output) once writing works again",
+				"error", err.Error(), "not_written", dropped)
+			o.saidAt = now
+		}
+		o.failing, o.writtenAt = err, written
+		return nil
+	}
+	if o.failing != nil {
+		if written == o.writtenAt {
+			return nil // buffered only: not known to work yet
+		}
+		o.failing = nil
+		if o.log != nil {
+			o.log("writing events works again", "not_written", dropped-o.reported)
+		}
+	}
+	if dropped > o.reported && !o.isClosed {
+		n := dropped - o.reported
+		o.reported = dropped
+		lost := &event.Event{Time: time.Now(), Type: event.Lost, Source: event.SourceOutput, HasCount: true, Count: n}
+		return s.writeLocked(lost)
+	}
+	return nil
+}
+
+// outputClosed reports whether the output's reader went away.
+func (s *sink) outputClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.isClosed
+}
+
+// closeOutput records that the output's reader went away; s.mu is held.
+func (s *sink) closeOutput() {
+	if !s.out.isClosed {
+		s.out.isClosed = true
+		if s.out.closed != nil {
+			close(s.out.closed)
+		}
+	}
 }
 
 // fromSensor takes a sensor's event: the scanner learns what it wrote, the
@@ -67,16 +144,24 @@ func (s *sink) fromSensor(ev *event.Event) error {
 func (s *sink) write(ev *event.Event) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.maps.enrich(ev)
+	return s.writeLocked(ev)
+}
+
+func (s *sink) writeLocked(ev *event.Event) error {
+	if s.maps != nil {
+		s.maps.enrich(ev)
+	}
 	s.alerts.Evaluate(ev)
 	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost) {
 		return nil
 	}
-	s.written++
 	if ev.Alert != nil {
 		s.alerted++
 	}
-	return s.w.Write(ev)
+	if s.out.isClosed {
+		return nil // nobody reads: the summary counts it as not written
+	}
+	return s.wrote(s.w.Write(ev))
 }
 
 // writeAll writes evs in order.
@@ -93,14 +178,19 @@ func (s *sink) writeAll(evs []*event.Event) error {
 func (s *sink) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.w.Flush()
+	if s.out.isClosed {
+		return nil
+	}
+	return s.wrote(s.w.Flush())
 }
 
-// counts returns the events written, and of them those with an alert.
-func (s *sink) counts() (written, alerted uint64) {
+// counts returns the events written whole to the output, those that could
+// not be, and those with an alert.
+func (s *sink) counts() (written, notWritten, alerted uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.written, s.alerted
+	written, notWritten = s.w.Counts()
+	return written, notWritten, s.alerted
 }
 
 // explain tells the scanner about a write a sensor reported, so the change

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/bpfmon/bpfmon/internal/alert"
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -167,6 +169,22 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	}
 
 	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w}
+	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
+	out.out.closed = make(chan struct{})
+	// The watch ends when stopped, or when the output's reader went away
+	// (a closed pipe, whether or not there is anything to write).
+	stopped := make(chan struct{})
+	go func(parent <-chan struct{}) {
+		select {
+		case <-parent:
+		case <-out.out.closed:
+		}
+		close(stopped)
+	}(stop)
+	if f, ok := opts.Out.(*os.File); ok {
+		go watchReader(f, out, stopped)
+	}
+	stop = stopped
 	if scan != nil {
 		out.scan = scan
 	}
@@ -201,9 +219,49 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if err := out.flush(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing events: %w", err)
 	}
-	sum.Events, sum.Alerts = out.counts()
+	sum.Events, sum.NotWritten, sum.Alerts = out.counts()
+	if out.outputClosed() && runErr == nil {
+		runErr = ErrOutputClosed
+	}
 	return sum, runErr
 }
+
+// ErrOutputClosed ends a watch whose output's reader went away: a pipe
+// or socket closed at the other end (bpfmon watch | head).
+var ErrOutputClosed = errors.New("the output was closed by its reader")
+
+// watchReader polls f, when it is a pipe or a socket, for its reader going
+// away: a write would fail with EPIPE, but with no event to write nothing
+// would tell. Checked every readerPoll until stopped.
+func watchReader(f *os.File, s *sink, stopped <-chan struct{}) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFIFO && st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return
+	}
+	t := time.NewTicker(readerPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-stopped:
+			return
+		case <-t.C:
+		}
+		fds := []unix.PollFd{{Fd: int32(f.Fd()), Events: unix.POLLOUT}}
+		if n, err := unix.Poll(fds, 0); err == nil && n > 0 && fds[0].Revents&(unix.POLLERR|unix.POLLHUP) != 0 {
+			s.mu.Lock()
+			s.closeOutput()
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// readerPoll is how often watchReader looks: bpfmon stops within about
+// this long after the reader of its output went away.
+const readerPoll = 250 * time.Millisecond
 
 // startError says which part of the command line a sensor that could not
 // start was asked for by.

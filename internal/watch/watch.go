@@ -54,7 +54,8 @@ type Options struct {
 
 // Summary is what a watch did.
 type Summary struct {
-	Events     uint64             // events written
+	Events     uint64             // events written whole to the output
+	NotWritten uint64             // events the output could not take (full disk, closed pipe)
 	Lost       uint64             // calls, kernel-side writes and refusals the kernel could not hand over
 	Incomplete uint64             // calls reported without their result
 	Alerts     uint64             // events written with an alert
@@ -104,6 +105,9 @@ func (f *Filter) Match(ev *event.Event) bool {
 func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stopped: %d events, %d lost, %d alerts", s.Events, s.Lost, s.Alerts)
+	if s.NotWritten > 0 {
+		fmt.Fprintf(&b, ", %d events not written (output)", s.NotWritten)
+	}
 	if s.Incomplete > 0 {
 		fmt.Fprintf(&b, ", %d without result", s.Incomplete)
 	}
