@@ -45,6 +45,9 @@ enum call_flag {
 	CF_PATH_FD = 1 << 10,      /* path is relative to path_fd (BPF_F_PATH_FD) */
 	CF_BAD_FD = 1 << 11,       /* fd not open in the caller's table */
 	CF_PROG = 1 << 12,         /* BPF_PROG_LOAD exit: data holds a struct prog_loaded */
+	CF_REREAD = 1 << 13,       /* key, value or path not readable at entry (its page not
+				    * yet present: a new process's or thread's first touch);
+				    * the exit record carries what the kernel faulted in */
 };
 
 /* call_rec.cmd of an mmap(2) of a map fd: outside enum bpf_cmd. The entry
@@ -729,10 +732,14 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		klen = copy_user(s->buf, 0, attr->elem.key, e->key_total, &e->flags, CF_KEY_FAULT,
 				 CF_KEY_TRUNC);
 		e->key_len = klen;
+		if ((e->flags & CF_KEY_FAULT) && attr->elem.key)
+			e->flags |= CF_REREAD;
 		if (cmd == BPF_MAP_UPDATE_ELEM) {
 			e->value_total = value_bytes(&e->map);
 			e->value_len = copy_user(s->buf, klen, attr->elem.value, e->value_total,
 						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
+			if ((e->flags & CF_VALUE_FAULT) && attr->elem.value)
+				e->flags |= CF_REREAD;
 		} else if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM) {
 			in.out_ptr = attr->elem.value;
 			in.value_bytes = value_bytes(&e->map);
@@ -761,10 +768,14 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		klen = copy_user(s->buf, 0, attr->batch.keys, e->key_total, &e->flags, CF_KEY_FAULT,
 				 CF_KEY_TRUNC);
 		e->key_len = klen;
+		if ((e->flags & CF_KEY_FAULT) && attr->batch.keys)
+			e->flags |= CF_REREAD;
 		if (cmd == BPF_MAP_UPDATE_BATCH) {
 			e->value_total = (__u64)e->count * value_bytes(&e->map);
 			e->value_len = copy_user(s->buf, klen, attr->batch.values, e->value_total,
 						 &e->flags, CF_VALUE_FAULT, CF_VALUE_TRUNC);
+			if ((e->flags & CF_VALUE_FAULT) && attr->batch.values)
+				e->flags |= CF_REREAD;
 		}
 		break;
 	}
@@ -796,6 +807,8 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 			e->path_len = n - 1;
 		if (n <= 0 || n == MAX_PATH)
 			e->flags |= CF_PATH_TRUNC;
+		if (n < 0 && attr->obj.pathname)
+			e->flags |= CF_REREAD;
 		break;
 	}
 	case BPF_PROG_LOAD:
@@ -821,8 +834,12 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		return 0;
 	}
 
-	if (emit(s, STAT_LOST) < 0 || !track)
+	if (emit(s, STAT_LOST) < 0)
 		return 0; /* counted as lost; no exit record without its entry */
+	/* The trampoline build's exit finds what it needs in the call's
+	 * arguments, but for what must be read again. */
+	if (!track && !(e->flags & CF_REREAD))
+		return 0;
 
 	in.cmd = cmd;
 	in.flags = e->flags;
@@ -833,7 +850,7 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		stat_inc(STAT_INFLIGHT);
 		return 0;
 	}
-	if (ret == 0)
+	if (ret == 0 && track)
 		inflight_add(1);
 	return 0;
 }
@@ -902,6 +919,66 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return bpf_entry(t, false, (__u32)KREAD(regs, di), KREAD(regs, si), (__u32)KREAD(regs, dx), true);
 }
 
+/* reread fills exit record s with what the entry could not read (CF_REREAD):
+ * the key and value, or the path, from the same user memory, which the
+ * kernel has faulted in while it copied them. A batch's keys and values are
+ * those of the elements the kernel processed (its count, written back). */
+static __always_inline void reread(struct scratch *s, struct inflight *in)
+{
+	struct call_rec *e = &s->ev;
+	union attr_read attr;
+	__u32 klen;
+	long n;
+
+	__u32 size = sizeof(attr.elem);
+
+	/* No more of the attributes than the command has: the caller's
+	 * memory may end there. */
+	if (in->cmd == BPF_MAP_UPDATE_BATCH || in->cmd == BPF_MAP_DELETE_BATCH)
+		size = sizeof(attr.batch);
+	else if (in->cmd == BPF_OBJ_PIN || in->cmd == BPF_OBJ_GET)
+		size = sizeof(attr.obj);
+	__builtin_memset(&attr, 0, sizeof(attr));
+	CLAMP(size, ATTR_READ);
+	if (bpf_probe_read_user(&attr, size, (void *)in->attr) < 0)
+		return;
+	e->flags |= CF_REREAD;
+	switch (in->cmd) {
+	case BPF_MAP_UPDATE_ELEM:
+	case BPF_MAP_DELETE_ELEM:
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+		e->key_total = in->map.key_size;
+		klen = copy_user(s->buf, 0, attr.elem.key, e->key_total, &e->flags, CF_KEY_FAULT, CF_KEY_TRUNC);
+		e->key_len = klen;
+		if (in->cmd == BPF_MAP_UPDATE_ELEM) {
+			e->value_total = value_bytes(&in->map);
+			e->value_len = copy_user(s->buf, klen, attr.elem.value, e->value_total, &e->flags,
+						 CF_VALUE_FAULT, CF_VALUE_TRUNC);
+		}
+		break;
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH:
+		e->count = attr.batch.count;
+		e->key_total = (__u64)e->count * in->map.key_size;
+		klen = copy_user(s->buf, 0, attr.batch.keys, e->key_total, &e->flags, CF_KEY_FAULT, CF_KEY_TRUNC);
+		e->key_len = klen;
+		if (in->cmd == BPF_MAP_UPDATE_BATCH) {
+			e->value_total = (__u64)e->count * value_bytes(&in->map);
+			e->value_len = copy_user(s->buf, klen, attr.batch.values, e->value_total, &e->flags,
+						 CF_VALUE_FAULT, CF_VALUE_TRUNC);
+		}
+		break;
+	case BPF_OBJ_PIN:
+	case BPF_OBJ_GET:
+		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr.obj.pathname);
+		if (n > 0)
+			e->path_len = n - 1;
+		if (n <= 0 || n == MAX_PATH)
+			e->flags |= CF_PATH_TRUNC;
+		break;
+	}
+}
+
 /* report_exit writes a call's exit record: its result, and what the kernel
  * handed back. */
 static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, struct inflight *in, __s64 ret)
@@ -912,6 +989,7 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	if ((in->flags & CF_COMPAT) && in->cmd != CMD_MMAP)
 		ret = (__s32)ret; /* compat tasks see a 32-bit return (mmap2's is an address) */
 
+	if (!(in->flags & CF_REREAD))
 	switch (in->cmd) {
 	case CMD_MMAP:
 	case BPF_MAP_UPDATE_ELEM:
@@ -953,6 +1031,13 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	e->cmd = in->cmd;
 	e->result = ret;
 	e->flags = in->flags & CF_COMPAT;
+	if (in->flags & CF_REREAD) {
+		reread(s, in);
+		if (in->cmd != BPF_MAP_LOOKUP_AND_DELETE_ELEM && in->cmd != BPF_OBJ_GET) {
+			emit(s, STAT_LOST_EXIT);
+			return 0;
+		}
+	}
 
 	switch (in->cmd) {
 	case BPF_MAP_CREATE:
@@ -974,8 +1059,12 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 		break;
 	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
 		if (ret == 0) {
+			/* After the key when it was read again. */
+			__u32 off = e->key_len;
+
+			CLAMP(off, MAX_CAPTURE);
 			e->value_total = in->value_bytes;
-			e->value_len = copy_user(s->buf, 0, in->out_ptr, e->value_total, &e->flags,
+			e->value_len = copy_user(s->buf, off, in->out_ptr, e->value_total, &e->flags,
 						 CF_VALUE_FAULT, CF_VALUE_TRUNC);
 		}
 		break;
@@ -1079,6 +1168,21 @@ static __always_inline int bpf_exit(bool compat, __u32 cmd, __u64 attr_ptr, __u3
 	in.cmd = cmd;
 	in.flags = compat ? CF_COMPAT : 0;
 	in.attr = attr_ptr;
+	switch (cmd) {
+	case BPF_MAP_UPDATE_ELEM:
+	case BPF_MAP_DELETE_ELEM:
+	case BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+	case BPF_MAP_UPDATE_BATCH:
+	case BPF_MAP_DELETE_BATCH:
+	case BPF_OBJ_PIN:
+	case BPF_OBJ_GET: {
+		/* The entry left its state only for what must be read again. */
+		struct inflight saved;
+
+		if (inflight_take(t, pid_tgid, &saved) == 0 && saved.cmd == cmd && saved.attr == attr_ptr)
+			return report_exit(t, pid_tgid, &saved, ret);
+	}
+	}
 	if (cmd == BPF_MAP_LOOKUP_AND_DELETE_ELEM || cmd == BPF_MAP_LOOKUP_AND_DELETE_BATCH) {
 		union attr_read attr;
 		struct map_info mi;

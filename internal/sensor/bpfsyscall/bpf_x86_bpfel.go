@@ -50,6 +50,7 @@ const (
 	bpfCallFlagCF_PATH_FD       bpfCallFlag = 1024
 	bpfCallFlagCF_BAD_FD        bpfCallFlag = 2048
 	bpfCallFlagCF_PROG          bpfCallFlag = 4096
+	bpfCallFlagCF_REREAD        bpfCallFlag = 8192
 )
 
 type bpfCallLimits uint32

@@ -50,6 +50,7 @@ const (
 	bpfbtfCallFlagCF_PATH_FD       bpfbtfCallFlag = 1024
 	bpfbtfCallFlagCF_BAD_FD        bpfbtfCallFlag = 2048
 	bpfbtfCallFlagCF_PROG          bpfbtfCallFlag = 4096
+	bpfbtfCallFlagCF_REREAD        bpfbtfCallFlag = 8192
 )
 
 type bpfbtfCallLimits uint32

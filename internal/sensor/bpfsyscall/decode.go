@@ -18,6 +18,7 @@ const (
 	cfMap          = bpfCallFlagCF_MAP
 	cfMapRequested = bpfCallFlagCF_MAP_REQUESTED
 	cfKeyFault     = bpfCallFlagCF_KEY_FAULT
+	cfReread       = bpfCallFlagCF_REREAD
 	cfValueFault   = bpfCallFlagCF_VALUE_FAULT
 	cfKeyTrunc     = bpfCallFlagCF_KEY_TRUNC
 	cfValueTrunc   = bpfCallFlagCF_VALUE_TRUNC
@@ -181,6 +182,9 @@ func mapInfo(r *bpfCallRec) *record.MapInfo { return (*record.MapInfo)(unsafe.Po
 // turned out not to concern a map (obj_get of a pinned program).
 func exit(ev *event.Event, r *bpfCallRec, data []byte, d *record.Decoder) bool {
 	ev.Result, ev.HasResult = r.Result, true
+	if r.Flags&uint32(cfReread) != 0 {
+		reread(ev, r, data)
+	}
 	switch r.Cmd {
 	case unix.BPF_MAP_CREATE, unix.BPF_MAP_GET_FD_BY_ID, unix.BPF_OBJ_GET:
 		if r.Result >= 0 {
@@ -215,6 +219,31 @@ func exit(ev *event.Event, r *bpfCallRec, data []byte, d *record.Decoder) bool {
 		}
 	}
 	return true
+}
+
+// reread takes what the entry record could not read, the caller's memory
+// not yet present then, from the exit record, which read it again once the
+// kernel had faulted it in (CF_REREAD).
+func reread(ev *event.Event, r *bpfCallRec, data []byte) {
+	switch r.Cmd {
+	case unix.BPF_OBJ_GET, unix.BPF_OBJ_PIN:
+		if int(r.PathLen) <= len(data) {
+			ev.Path = string(data[:r.PathLen])
+		}
+	case unix.BPF_MAP_LOOKUP_AND_DELETE_ELEM:
+		// The key only: the value, written back, is taken below.
+		if int(r.KeyLen) <= len(data) && (r.KeyTotal > 0 || r.Flags&uint32(cfKeyFault) != 0) {
+			ev.Key = append([]byte(nil), data[:r.KeyLen]...)
+			ev.HasKey, ev.KeyTotal = true, r.KeyTotal
+			ev.KeyFault = r.Flags&uint32(cfKeyFault) != 0
+			ev.Truncated = ev.Truncated || r.Flags&uint32(cfKeyTrunc) != 0
+		}
+	default:
+		if int(r.KeyLen)+int(r.ValueLen) <= len(data) {
+			ev.Truncated = false
+			setKeyValue(ev, r, data)
+		}
+	}
 }
 
 // setKeyValue copies the key and value captured in a record into ev. Parts
