@@ -64,6 +64,8 @@ type Stats struct {
 	Lost uint64
 	// Incomplete counts calls reported without their result.
 	Incomplete uint64
+	// Malformed counts ring records skipped as undecodable (Set only).
+	Malformed uint64
 }
 
 // Env is what the sensors of a set share.
@@ -268,6 +270,9 @@ func (s *Set) Stats() Stats {
 			st.Lost += x.Lost
 			st.Incomplete += x.Incomplete
 		}
+	}
+	if s.env != nil && s.env.Ring != nil {
+		st.Malformed = s.env.Ring.Malformed()
 	}
 	return st
 }

@@ -215,7 +215,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		sum.Scan = &last
 	}
 	st := set.Stats()
-	sum.Lost, sum.Incomplete = st.Lost, st.Incomplete
+	sum.Lost, sum.Incomplete, sum.Malformed = st.Lost, st.Incomplete, st.Malformed
 	if err := out.flush(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing events: %w", err)
 	}

@@ -58,6 +58,7 @@ type Summary struct {
 	NotWritten uint64             // events the output could not take (full disk, closed pipe)
 	Lost       uint64             // calls, kernel-side writes and refusals the kernel could not hand over
 	Incomplete uint64             // calls reported without their result
+	Malformed  uint64             // ring records skipped as undecodable (a sensor bug)
 	Alerts     uint64             // events written with an alert
 	Scan       *scanner.PassStats // the content scanner's last pass, if it ran
 }
@@ -105,6 +106,9 @@ func (f *Filter) Match(ev *event.Event) bool {
 func (s Summary) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "stopped: %d events, %d lost, %d alerts", s.Events, s.Lost, s.Alerts)
+	if s.Malformed > 0 {
+		fmt.Fprintf(&b, ", %d malformed records skipped", s.Malformed)
+	}
 	if s.NotWritten > 0 {
 		fmt.Fprintf(&b, ", %d events not written (output)", s.NotWritten)
 	}

@@ -57,7 +57,7 @@ func callRec(raw []byte) (*bpfCallRec, []byte, error) {
 	r := (*bpfCallRec)(unsafe.Pointer(&raw[0]))
 	data := raw[callRecSize:]
 	if uint64(r.KeyLen)+uint64(r.ValueLen)+uint64(r.PathLen) > uint64(len(data)) {
-		return nil, nil, fmt.Errorf("malformed record: key %d + value %d + path %d bytes exceed %d", r.KeyLen, r.ValueLen, r.PathLen, len(data))
+		return nil, nil, fmt.Errorf("%w: key %d + value %d + path %d bytes exceed %d", record.ErrMalformed, r.KeyLen, r.ValueLen, r.PathLen, len(data))
 	}
 	return r, data, nil
 }

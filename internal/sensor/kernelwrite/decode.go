@@ -114,7 +114,7 @@ func (d *decoder) write(raw []byte, rd *record.Decoder, emit record.Emit) error 
 	r := (*kwKwriteRec)(unsafe.Pointer(&raw[0]))
 	data := raw[kwriteHeader:]
 	if uint64(r.KeyLen)+uint64(r.ValueLen) > uint64(len(data)) || r.Nframes > uint32(len(r.Frames)) {
-		return fmt.Errorf("malformed kernel write record: key %d + value %d bytes of %d, %d frames", r.KeyLen, r.ValueLen, len(data), r.Nframes)
+		return fmt.Errorf("%w: kernel write: key %d + value %d bytes of %d, %d frames", record.ErrMalformed, r.KeyLen, r.ValueLen, len(data), r.Nframes)
 	}
 	key := data[:r.KeyLen]
 	value := data[r.KeyLen : r.KeyLen+r.ValueLen]

@@ -116,15 +116,20 @@ func (m *Demux) Handle(k Kind, h Handler) error {
 // ErrUnknownKind: a record of a kind no running sensor decodes.
 var ErrUnknownKind = errors.New("record of a kind no running sensor decodes")
 
+// ErrMalformed marks a record that cannot be decoded (short, of an unknown
+// kind, lengths past its end): Ring.Run counts and skips it. Handlers wrap
+// it in their own errors for such records.
+var ErrMalformed = errors.New("malformed record")
+
 // Decode hands raw to its kind's handler. A malformed record is an error,
 // never a panic.
 func (m *Demux) Decode(raw []byte, emit Emit) error {
 	k, ok := KindOf(raw)
 	if !ok {
-		return fmt.Errorf("short record: %d bytes, want at least %d", len(raw), HeaderSize)
+		return fmt.Errorf("%w: short: %d bytes, want at least %d", ErrMalformed, len(raw), HeaderSize)
 	}
 	if k >= kindMax || m.handlers[k] == nil {
-		return fmt.Errorf("%w: kind %d", ErrUnknownKind, k)
+		return fmt.Errorf("%w: %w: kind %d", ErrMalformed, ErrUnknownKind, k)
 	}
 	return m.handlers[k](raw, &m.Decoder, emit)
 }
@@ -133,7 +138,7 @@ func (m *Demux) Decode(raw []byte, emit Emit) error {
 // naming what it should have been.
 func Check(raw []byte, want int, what string) error {
 	if len(raw) < want {
-		return fmt.Errorf("short %s record: %d bytes, want at least %d", what, len(raw), want)
+		return fmt.Errorf("%w: short %s record: %d bytes, want at least %d", ErrMalformed, what, len(raw), want)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -43,7 +44,12 @@ type Ring struct {
 	reader  *ringbuf.Reader
 	losses  []*Loss
 	tickers []func(Emit) error
+	// malformed counts the records Run skipped as undecodable.
+	malformed atomic.Uint64
 }
+
+// Malformed returns how many records Run skipped as undecodable.
+func (r *Ring) Malformed() uint64 { return r.malformed.Load() }
 
 // NewRing creates the ring buffer, size bytes rounded up to a power of two
 // of at least one page (0: DefaultSize).
@@ -189,7 +195,12 @@ func (r *Ring) Run(stop <-chan struct{}, detach func(), emit Emit, idle func() e
 		switch {
 		case err == nil:
 			if err := r.Decode(rec.RawSample, emit); err != nil {
-				return fmt.Errorf("decoding a ring buffer record: %w", err)
+				if !errors.Is(err, ErrMalformed) {
+					return fmt.Errorf("decoding a ring buffer record: %w", err)
+				}
+				// Never from a working sensor; counted, and monitoring
+				// goes on.
+				r.malformed.Add(1)
 			}
 			if rec.Remaining == 0 {
 				// Emptied: flush, but not more often than idleEvery
