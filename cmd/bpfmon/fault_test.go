@@ -1,0 +1,163 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// heldObjects lists the BPF programs, maps and links process pid holds
+// fds to, from /proc/PID/fdinfo.
+func heldObjects(t *testing.T, pid int) (progs, maps, links []uint32) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			for prefix, list := range map[string]*[]uint32{"prog_id:": &progs, "map_id:": &maps, "link_id:": &links} {
+				if v, ok := bytes.CutPrefix(line, []byte(prefix)); ok {
+					if id, err := strconv.ParseUint(strings.TrimSpace(string(v)), 10, 32); err == nil {
+						*list = append(*list, uint32(id))
+					}
+				}
+			}
+		}
+	}
+	return progs, maps, links
+}
+
+// TestWatchKilled: bpfmon killed with SIGKILL in the middle of a burst
+// leaves no program, link or map of its own in the kernel (it pins
+// nothing: all are held by its fds), and a restart with --state reports
+// what changed while it was down.
+func TestWatchKilled(t *testing.T) {
+	m, id := newMap(t)
+	m.Update(uint32(1), uint64(1), 0)
+	state := filepath.Join(t.TempDir(), "state.json")
+	args := []string{"--format", "json", "--scan-interval", "200ms", "--state", state, "--map-id", strconv.Itoa(int(id))}
+	w := startWatch(t, args...)
+	progs, maps, links := heldObjects(t, w.cmd.Process.Pid)
+	if len(progs) == 0 || len(maps) == 0 || len(links) == 0 {
+		t.Fatalf("bpfmon holds %d programs, %d maps, %d links: want some of each", len(progs), len(maps), len(links))
+	}
+	time.Sleep(testutil.Timeout(600 * time.Millisecond)) // a pass saved the state
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the burst
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			m.Update(uint32(2+i%4), uint64(i), 0)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	w.cmd.Process.Kill()
+	w.cmd.Wait()
+	close(stop)
+	wg.Wait()
+
+	// Freed once the last fd is gone (after an RCU grace period).
+	deadline := time.Now().Add(testutil.Timeout(5 * time.Second))
+	for {
+		var left []string
+		for _, id := range progs {
+			if p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id)); err == nil {
+				p.Close()
+				left = append(left, fmt.Sprintf("program %d", id))
+			}
+		}
+		for _, mid := range maps {
+			if mm, err := ebpf.NewMapFromID(ebpf.MapID(mid)); err == nil {
+				mm.Close()
+				left = append(left, fmt.Sprintf("map %d", mid))
+			}
+		}
+		for _, lid := range links {
+			if l, err := link.NewFromID(link.ID(lid)); err == nil {
+				l.Close()
+				left = append(left, fmt.Sprintf("link %d", lid))
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("left in the kernel 5 s after SIGKILL: %s", strings.Join(left, ", "))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := m.Update(uint32(1), uint64(0x99), 0); err != nil { // while down
+		t.Fatal(err)
+	}
+	w = startWatch(t, args...)
+	time.Sleep(testutil.Timeout(600 * time.Millisecond))
+	lines := w.stop(t, syscall.SIGTERM)
+	var found bool
+	for _, line := range lines {
+		var ev struct {
+			Event     string
+			WhileDown bool `json:"while_down"`
+		}
+		json.Unmarshal([]byte(line), &ev)
+		if ev.Event == "map_changed" && ev.WhileDown && strings.Contains(line, `"key":"01000000"`) && strings.Contains(line, `"value":"9900000000000000"`) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the change made while bpfmon was down (after SIGKILL) not reported:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestWatchTwoInstances: two bpfmon instances at once each report the
+// whole workload (each excludes only itself).
+func TestWatchTwoInstances(t *testing.T) {
+	m, id := newMap(t)
+	args := []string{"--format", "json", "--scan-interval", "0", "--map-id", strconv.Itoa(int(id))}
+	a, b := startWatch(t, args...), startWatch(t, args...)
+	const n = 500
+	for i := 0; i < n; i++ {
+		if err := m.Update(uint32(i%8), uint64(i), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(testutil.Timeout(300 * time.Millisecond))
+	for name, w := range map[string]*watcher{"first": a, "second": b} {
+		lines := w.stop(t, syscall.SIGINT)
+		got := 0
+		for _, l := range lines {
+			if strings.Contains(l, `"event":"map_update"`) {
+				got++
+			}
+		}
+		if got != n {
+			t.Errorf("%s instance reported %d of %d updates", name, got, n)
+		}
+	}
+}
