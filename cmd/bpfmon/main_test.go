@@ -745,7 +745,10 @@ func TestFeaturesJSON(t *testing.T) {
 	}
 	var sensor, kernel bool
 	for _, f := range r.Features {
-		sensor = sensor || (f.Name == "syscall_sensor" && f.Available && strings.Contains(f.Detail, "raw_syscalls"))
+		// Named by its build: the trampolines on the bpf syscall, or the
+		// raw_syscalls tracepoints.
+		sensor = sensor || (f.Name == "syscall_sensor" && f.Available &&
+			(strings.Contains(f.Detail, "raw_syscalls") || strings.Contains(f.Detail, "fentry programs on the bpf syscall")))
 		if f.Name == "kernel_side_writes" {
 			// Either hooked, or the exact reasons, per kernel function too.
 			kernel = len(f.Functions) > 10 && (f.Available || (strings.Contains(f.Detail, "fexit:") && strings.Contains(f.Detail, "kprobe:")))
