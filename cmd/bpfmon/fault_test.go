@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -159,5 +160,57 @@ func TestWatchTwoInstances(t *testing.T) {
 		if got != n {
 			t.Errorf("%s instance reported %d of %d updates", name, got, n)
 		}
+	}
+}
+
+// TestFloodAndTamper: while one process floods a map with updates as fast
+// as it can, into a ring too small for them, a foreign executable writes a
+// protected map. The tamper is alerted, by the syscall sensor's event
+// (foreign-write) or, if that record was among those lost, by the content
+// scanner, which reads every map after a loss (unexplained-change); every
+// loss is counted and alerted (events-lost).
+func TestFloodAndTamper(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, protID := newSpecMap(t, &ebpf.MapSpec{Name: "flood_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	_, floodID := newMap(t)
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+	w := startWatch(t, "--format", "json", "--alerts-only", "--protect", "id:"+itoa(protID), "--ring-buffer", "64K", "--scan-interval", "300ms")
+	time.Sleep(testutil.Timeout(700 * time.Millisecond)) // the scanner's baseline
+
+	done := make(chan error, 1)
+	go func() { // the flood, from another process of this executable
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), actEnv+"=flood:"+itoa(floodID)+":300000")
+		done <- cmd.Run()
+	}()
+	time.Sleep(50 * time.Millisecond)
+	tamperer := act(t, foreign, "update:"+itoa(protID)+":5")
+	if err := <-done; err != nil {
+		t.Fatalf("the flood: %v", err)
+	}
+	time.Sleep(testutil.Timeout(2 * time.Second)) // loss report, a pass after it
+	lines := w.stop(t, syscall.SIGINT)
+	_, lost := w.summary(t)
+
+	var tamper, lostAlert bool
+	for _, ev := range parseAlerts(t, lines) {
+		if ev.Alert == nil {
+			continue
+		}
+		switch {
+		case ev.on(protID) && ((ev.Alert.Rule == "foreign-write" && ev.by(tamperer)) || ev.Alert.Rule == "unexplained-change"):
+			tamper = true
+		case ev.Event == "lost" && ev.Alert.Rule == "events-lost":
+			lostAlert = true
+		}
+	}
+	if !tamper {
+		t.Errorf("the tamper of protected map %d during the flood was not alerted (%d lost):\n%s", protID, lost, strings.Join(lines, "\n"))
+	}
+	if lost > 0 && !lostAlert {
+		t.Errorf("%d events lost, no events-lost alert", lost)
+	}
+	if lost == 0 {
+		t.Logf("the flood lost nothing in a 64 KiB ring on this machine")
 	}
 }
