@@ -510,8 +510,11 @@ func TestLossIsCounted(t *testing.T) {
 	if lostEvents == 0 || lost == 0 {
 		t.Fatalf("no lost event after overflowing a 4 KiB ring with %d calls (reported %d)", calls, reported)
 	}
-	if reported+lost != calls {
-		t.Errorf("reported %d + lost %d = %d, want %d calls", reported, lost, reported+lost, calls)
+	// Every call is reported or counted lost. Other processes' updates
+	// made meanwhile (tests of other packages run in parallel) are counted
+	// in lost too: the loss is the ring's, not one process's.
+	if reported+lost < calls || reported > calls {
+		t.Errorf("reported %d + lost %d = %d, want at least the %d calls, reported at most them", reported, lost, reported+lost, calls)
 	}
 	if s.Stats().Lost != lost || r.Ring.Lost() != lost {
 		t.Errorf("Stats().Lost = %d, ring's Lost() = %d, lost events said %d", s.Stats().Lost, r.Ring.Lost(), lost)
