@@ -146,6 +146,10 @@ struct call_exit {
 #define BPF_MAP_LOOKUP_AND_DELETE_BATCH 25
 #define BPF_MAP_UPDATE_BATCH 26
 #define BPF_MAP_DELETE_BATCH 27
+#define BPF_LINK_CREATE 28
+
+#define BPF_TRACE_ITER 28 /* enum bpf_attach_type */
+#define ITER_TARGET 32    /* bytes of an iterator's target name kept */
 
 #define BPF_F_PATH_FD (1U << 14)
 
@@ -579,6 +583,16 @@ struct attr_obj {
 	__s32 path_fd;
 };
 
+/* BPF_LINK_CREATE, as far as an iterator's link needs it. */
+struct attr_link {
+	__u32 prog_fd;
+	__u32 target_fd;
+	__u32 attach_type;
+	__u32 flags;
+	__u64 iter_info;     /* union bpf_iter_link_info *: map.map_fd first */
+	__u32 iter_info_len;
+};
+
 struct attr_getid {
 	__u32 map_id;
 	__u32 next_id;
@@ -592,7 +606,22 @@ struct attr_getid {
  * closed the fd and opened some other file in its place before this runs:
  * the program's aux pointing back to it tells a program from any other
  * file's private_data. */
-static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog_loaded *p)
+/* prog_target returns the attach target's name of the program at fd (read
+ * by read_prog just before), or NULL. */
+static __always_inline const char *prog_target(struct task_struct *t, int fd)
+{
+	struct file *f = fd_file(t, fd);
+	struct bpf_prog *prog;
+
+	if (!f)
+		return 0;
+	prog = BPF_CORE_READ(f, private_data);
+	if (!prog)
+		return 0;
+	return BPF_CORE_READ(prog, aux, attach_func_name);
+}
+
+static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog_loaded *p, bool with_maps)
 {
 	struct file *f = fd_file(t, fd);
 	struct bpf_prog *prog;
@@ -612,9 +641,12 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
 	p->type = BPF_CORE_READ(prog, type);
 	BPF_CORE_READ_INTO(&p->tag, prog, tag);
 	BPF_CORE_READ_INTO(&p->name, aux, name);
+	p->map_cnt = 0;
+	p->nmaps = 0;
+	if (!with_maps)
+		return true;
 	p->map_cnt = BPF_CORE_READ(aux, used_map_cnt);
 	maps = BPF_CORE_READ(aux, used_maps);
-	p->nmaps = 0;
 	for (i = 0; i < PROG_MAPS && i < p->map_cnt && maps; i++) {
 		struct bpf_map *m = 0;
 
@@ -640,6 +672,7 @@ union attr_read {
 	struct attr_create create;
 	struct attr_obj obj;
 	struct attr_getid getid;
+	struct attr_link link;
 };
 
 /* mmap_args_of reads an mmap(2)'s arguments from the caller's registers:
@@ -814,6 +847,33 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 	case BPF_PROG_LOAD:
 		e->req_id = *(__u32 *)attr->raw; /* prog_type */
 		break;
+	case BPF_LINK_CREATE: {
+		/* An iterator's link on a map: its program gets a writable
+		 * pointer to every value. The data: the program (a struct
+		 * prog_loaded without maps), then its target's name, by which
+		 * user space tells a map-element iterator from one whose
+		 * iter_info starts with something else (a task's tid). */
+		__u32 map_fd = 0;
+		long n;
+
+		if (attr->link.attach_type != BPF_TRACE_ITER || attr->link.iter_info_len < sizeof(map_fd))
+			return 0;
+		if (bpf_probe_read_user(&map_fd, sizeof(map_fd), (void *)attr->link.iter_info) < 0)
+			return 0;
+		e->fd = map_fd;
+		e->flags |= resolve_map(t, map_fd, &e->map);
+		if (!(e->flags & CF_MAP))
+			return 0;
+		if (read_prog(t, attr->link.prog_fd, (struct prog_loaded *)s->buf, false)) {
+			e->flags |= CF_PROG;
+			e->value_len = sizeof(struct prog_loaded);
+			n = bpf_probe_read_kernel_str(s->buf + sizeof(struct prog_loaded), ITER_TARGET,
+						      prog_target(t, attr->link.prog_fd));
+			if (n > 1)
+				e->path_len = n - 1;
+		}
+		break;
+	}
 	case CMD_MMAP:
 		e->fd = margs->fd;
 		e->req_id = margs->prot;
@@ -996,6 +1056,7 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	case BPF_MAP_DELETE_ELEM:
 	case BPF_MAP_FREEZE:
 	case BPF_OBJ_PIN:
+	case BPF_LINK_CREATE:
 	case BPF_MAP_UPDATE_BATCH:
 	case BPF_MAP_DELETE_BATCH: {
 		/* Nothing but the result (and a batch count): a compact record
@@ -1051,7 +1112,7 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	case BPF_PROG_LOAD:
 		if (ret >= 0) {
 			e->fd = ret;
-			if (read_prog(t, ret, (struct prog_loaded *)s->buf)) {
+			if (read_prog(t, ret, (struct prog_loaded *)s->buf, true)) {
 				e->flags |= CF_PROG;
 				e->value_len = sizeof(struct prog_loaded);
 			}

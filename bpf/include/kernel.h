@@ -195,6 +195,7 @@ struct bpf_prog_aux {
 	struct bpf_prog **func;
 	struct bpf_prog *prog; /* back to the program: tells a program from other files' private_data */
 	char name[16];
+	const char *attach_func_name; /* an iterator's target: "bpf_map_elem", ... */
 } __attribute__((preserve_access_index));
 
 struct bpf_prog {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/testprogs/iterwriter"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -94,6 +95,8 @@ func actChild(acts string) error {
 			_, err = unix.Mmap(m.FD(), 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		case "progload":
 			_, err = usingProgram(m)
+		case "iterrewrite":
+			_, err = iterwriter.Rewrite(m)
 		case "progwrite":
 			var p *ebpf.Program
 			if p, err = writingProgram(m); err == nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/bpfmon/bpfmon/internal/testprogs/iterwriter"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -212,5 +213,39 @@ func TestFloodAndTamper(t *testing.T) {
 	}
 	if lost == 0 {
 		t.Logf("the flood lost nothing in a 64 KiB ring on this machine")
+	}
+}
+
+// TestAlertIterator: a foreign executable attaches an iterator to a
+// protected map and, through it, rewrites every value with no update call.
+// The link is reported and alerted (foreign-program), and the content
+// scanner finds the rewrite (unexplained-change). Iterators are tracing
+// programs: skipped where the kernel refuses them, run in the VMs.
+func TestAlertIterator(t *testing.T) {
+	testutil.RequireRoot(t)
+	probe, _ := newMap(t)
+	if _, err := iterwriter.Rewrite(probe); err != nil {
+		t.Skipf("this kernel refuses BPF iterators: %v", err)
+	}
+	prot, protID := newSpecMap(t, &ebpf.MapSpec{Name: "iter_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	for k := uint32(0); k < 3; k++ {
+		prot.Update(k, uint64(k), 0)
+	}
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+	w := startWatch(t, "--format", "json", "--alerts-only", "--protect", "id:"+itoa(protID), "--scan-interval", "300ms")
+	time.Sleep(testutil.Timeout(700 * time.Millisecond)) // the scanner's baseline
+	pid := act(t, foreign, "iterrewrite:"+itoa(protID))
+	time.Sleep(testutil.Timeout(1500 * time.Millisecond))
+	lines := w.stop(t, syscall.SIGINT)
+	var link, changed bool
+	for _, ev := range parseAlerts(t, lines) {
+		if ev.Alert == nil || !ev.on(protID) {
+			continue
+		}
+		link = link || (ev.Event == "map_iter_link" && ev.Alert.Rule == "foreign-program" && ev.by(pid) && ev.Prog != nil && ev.Prog.ID != 0)
+		changed = changed || (ev.Event == "map_changed" && ev.Alert.Rule == "unexplained-change")
+	}
+	if !link || !changed {
+		t.Errorf("iterator link alerted: %v, its rewrite found by the scanner: %v; want both:\n%s", link, changed, strings.Join(lines, "\n"))
 	}
 }

@@ -486,7 +486,8 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	key := limitKey{mapID: ev.Map.ID, who: identity(p)}
 	isWrite := ev.Type.Info().Modifies
 	handle := ev.Type.Info().Handle && succeeded(ev)
-	if e.self[ev.Map.ID] && p != nil && (handle || isWrite || ev.Type == event.MapMmap) {
+	iter := ev.Type == event.MapIterLink && succeeded(ev)
+	if e.self[ev.Map.ID] && p != nil && (handle || isWrite || iter || ev.Type == event.MapMmap) {
 		key.rule = policy.RuleSelfAccess
 		return key.rule, fmt.Sprintf("%s %s bpfmon's own %s", e.who(p), e.did(ev), e.mapText(ev.Map.ID, ev.Map.Name)), key
 	}
@@ -515,6 +516,10 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		key.rule = policy.RuleForeignWrite
 	case handle:
 		key.rule = policy.RuleForeignHandle
+	case iter:
+		// A program that may rewrite every value, attached by a
+		// non-owner: as a foreign program using the map.
+		key.rule = policy.RuleForeignProgram
 	case ev.Type == event.MapMmap:
 		key.rule = policy.RuleForeignMmap
 	default:
@@ -618,6 +623,11 @@ func (e *Engine) did(ev *event.Event) string {
 		return "obtained a handle (BPF_MAP_GET_FD_BY_ID) to"
 	case event.ObjGet:
 		return "obtained a handle (BPF_OBJ_GET " + ev.Path + ") to"
+	case event.MapIterLink:
+		if ev.Prog != nil {
+			return "attached an iterator, " + e.progText(ev.Prog) + ", which may rewrite every value, to"
+		}
+		return "attached an iterator, which may rewrite every value, to"
 	case event.MapMmap:
 		if ev.Extra != nil && ev.Extra.Prot&unix.PROT_WRITE != 0 {
 			return "mapped, writable,"

@@ -30,8 +30,9 @@ const (
 	ObjPin               Type = "obj_pin"
 	MapCreate            Type = "map_create"
 	MapFreeze            Type = "map_freeze"
-	ProgLoad             Type = "prog_load" // BPF_PROG_LOAD: the program, and the maps it uses
-	MapMmap              Type = "map_mmap"  // mmap(2) of a map's fd
+	ProgLoad             Type = "prog_load"     // BPF_PROG_LOAD: the program, and the maps it uses
+	MapIterLink          Type = "map_iter_link" // BPF_LINK_CREATE of an iterator over a map's elements: its program may rewrite every value
+	MapMmap              Type = "map_mmap"      // mmap(2) of a map's fd
 	Lost                 Type = "lost"
 	MapChanged           Type = "map_changed"     // the content scanner saw a change no sensor explains
 	MapNotScanned        Type = "map_not_scanned" // the content scanner cannot read a map, and says why
@@ -92,6 +93,7 @@ var table = []struct {
 	{MapCreate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_CREATE}},
 	{MapFreeze, Info{Modifies: true, Sources: []string{SourceSyscall}, cmd: unix.BPF_MAP_FREEZE}},
 	{ProgLoad, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_LOAD}},
+	{MapIterLink, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_CREATE}},
 	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
 	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceOutput}, cmd: -1}},
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},

@@ -136,6 +136,12 @@ func (c *mapContext) enrich(ev *event.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case ev.Type == event.MapIterLink && ok:
+		// Not quiet from now on: the iterator's program may rewrite it.
+		if c.iterated != nil {
+			c.iterated[m.ID] = true
+		}
+		c.poke()
 	case ev.Type == event.MapCreate && ok && ev.Process != nil:
 		c.own(m.ID, ev.Process.PID, "creator")
 	case ev.Type == event.ObjPin && ok && ev.Path != "" && !ev.HasPathFD:

@@ -155,6 +155,18 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		if r.Cmd == unix.BPF_OBJ_PIN {
 			ev.FD, ev.HasFD = r.Fd, true
 		}
+	case unix.BPF_LINK_CREATE:
+		// Only iterators over a map's elements: the link's iter_info
+		// begins with something else for other targets.
+		if r.Flags&uint32(cfProg) == 0 || int(r.ValueLen) < progLoadedSize || int(r.ValueLen+r.PathLen) > len(data) {
+			return nil
+		}
+		if target := string(data[r.ValueLen : r.ValueLen+r.PathLen]); !iterTargets[target] {
+			return nil
+		}
+		ev.FD, ev.HasFD = r.Fd, true
+		p := (*bpfProgLoaded)(unsafe.Pointer(&data[0]))
+		ev.Prog = &event.Prog{ID: p.Id, Type: p.Type, Tag: hex.EncodeToString(p.Tag[:]), Name: bpfsys.ProgramFullName(p.Id, d.String(p.Name[:]))}
 	case cmdMmap:
 		ev.FD, ev.HasFD = r.Fd, true
 		ev.Extra = &event.Extra{Prot: r.ReqId, HasProt: true}
@@ -220,6 +232,10 @@ func exit(ev *event.Event, r *bpfCallRec, data []byte, d *record.Decoder) bool {
 	}
 	return true
 }
+
+// iterTargets are the iterator targets whose link names a map whose
+// values the program gets to write.
+var iterTargets = map[string]bool{"bpf_map_elem": true, "bpf_sk_storage_map": true}
 
 // reread takes what the entry record could not read, the caller's memory
 // not yet present then, from the exit record, which read it again once the
