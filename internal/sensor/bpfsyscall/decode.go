@@ -161,7 +161,7 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		if r.Flags&uint32(cfProg) == 0 || int(r.ValueLen) < progLoadedSize || int(r.ValueLen+r.PathLen) > len(data) {
 			return nil
 		}
-		if target := string(data[r.ValueLen : r.ValueLen+r.PathLen]); !iterTargets[target] {
+		if !iterTargets[string(data[r.ValueLen:r.ValueLen+r.PathLen])] {
 			return nil
 		}
 		ev.FD, ev.HasFD = r.Fd, true
