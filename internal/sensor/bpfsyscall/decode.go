@@ -3,6 +3,7 @@ package bpfsyscall
 import (
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -161,7 +162,8 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		if r.Flags&uint32(cfProg) == 0 || int(r.ValueLen) < progLoadedSize || int(r.ValueLen+r.PathLen) > len(data) {
 			return nil
 		}
-		if !iterTargets[string(data[r.ValueLen:r.ValueLen+r.PathLen])] {
+		// The kernel names the target by its function, bpf_iter_<target>.
+		if !iterTargets[strings.TrimPrefix(string(data[r.ValueLen:r.ValueLen+r.PathLen]), "bpf_iter_")] {
 			return nil
 		}
 		ev.FD, ev.HasFD = r.Fd, true
