@@ -255,7 +255,8 @@ func IteratedMaps() (map[uint32]bool, error) {
 	}
 }
 
-const progTypeSyscall = 31 // BPF_PROG_TYPE_SYSCALL
+// ProgTypeSyscall is BPF_PROG_TYPE_SYSCALL.
+const ProgTypeSyscall = 31
 
 // SyscallPrograms reports whether any BPF_PROG_TYPE_SYSCALL program is
 // loaded: such a program can make bpf(2) commands from inside the kernel
@@ -279,7 +280,7 @@ func SyscallPrograms() (bool, error) {
 		var info ProgInfo
 		info, ids, err = GetProgInfo(fd, ids)
 		unix.Close(fd)
-		if err == nil && info.Type == progTypeSyscall {
+		if err == nil && info.Type == ProgTypeSyscall {
 			return true, nil
 		}
 	}

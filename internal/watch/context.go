@@ -175,13 +175,10 @@ func (c *mapContext) loaded(ev *event.Event) {
 	for _, id := range x.ProgMaps {
 		c.programs[id] = append(c.programs[id], event.MapProgram{ID: ev.Prog.ID, Name: ev.Prog.Name})
 	}
-	if ev.Prog.Type == progTypeSyscall {
+	if ev.Prog.Type == bpfsys.ProgTypeSyscall {
 		c.syscallProgs = true
 	}
 }
-
-// progTypeSyscall is BPF_PROG_TYPE_SYSCALL.
-const progTypeSyscall = 31
 
 // quiet reports whether map id can change only through bpf(2), as far as
 // the inventory knows: no program uses it, no iterator walks it, and no

@@ -168,7 +168,7 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		}
 		ev.FD, ev.HasFD = r.Fd, true
 		p := (*bpfProgLoaded)(unsafe.Pointer(&data[0]))
-		ev.Prog = &event.Prog{ID: p.Id, Type: p.Type, Tag: hex.EncodeToString(p.Tag[:]), Name: bpfsys.ProgramFullName(p.Id, d.String(p.Name[:]))}
+		ev.Prog = progOf(p, d)
 	case cmdMmap:
 		ev.FD, ev.HasFD = r.Fd, true
 		ev.Extra = &event.Extra{Prot: r.ReqId, HasProt: true}
@@ -248,14 +248,6 @@ func reread(ev *event.Event, r *bpfCallRec, data []byte) {
 		if int(r.PathLen) <= len(data) {
 			ev.Path = string(data[:r.PathLen])
 		}
-	case unix.BPF_MAP_LOOKUP_AND_DELETE_ELEM:
-		// The key only: the value, written back, is taken below.
-		if int(r.KeyLen) <= len(data) && (r.KeyTotal > 0 || r.Flags&uint32(cfKeyFault) != 0) {
-			ev.Key = append([]byte(nil), data[:r.KeyLen]...)
-			ev.HasKey, ev.KeyTotal = true, r.KeyTotal
-			ev.KeyFault = r.Flags&uint32(cfKeyFault) != 0
-			ev.Truncated = ev.Truncated || r.Flags&uint32(cfKeyTrunc) != 0
-		}
 	default:
 		if int(r.KeyLen)+int(r.ValueLen) <= len(data) {
 			ev.Truncated = false
@@ -287,14 +279,13 @@ func setKeyValue(ev *event.Event, r *bpfCallRec, data []byte) {
 // progLoaded completes a prog_load event with the program the kernel
 // loaded. The kernel keeps 15 bytes of a program's name; the full name comes
 // from the program's BTF while it is loaded.
+// progOf is the program a struct prog_loaded describes.
+func progOf(p *bpfProgLoaded, d *record.Decoder) *event.Prog {
+	return &event.Prog{ID: p.Id, Type: p.Type, Tag: hex.EncodeToString(p.Tag[:]), Name: bpfsys.ProgramFullName(p.Id, d.String(p.Name[:]))}
+}
+
 func progLoaded(ev *event.Event, p *bpfProgLoaded, d *record.Decoder) {
-	if ev.Prog == nil {
-		ev.Prog = &event.Prog{}
-	}
-	ev.Prog.ID = p.Id
-	ev.Prog.Type = p.Type
-	ev.Prog.Tag = hex.EncodeToString(p.Tag[:])
-	ev.Prog.Name = bpfsys.ProgramFullName(p.Id, d.String(p.Name[:]))
+	ev.Prog = progOf(p, d)
 	n := min(int(p.Nmaps), len(p.MapIds))
 	ev.Extra = &event.Extra{ProgMaps: append(make([]uint32, 0, n), p.MapIds[:n]...), ProgMapCount: p.MapCnt}
 }
