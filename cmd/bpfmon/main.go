@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -179,7 +180,7 @@ could not write and reports it as a lost event (source output) once it can.`)
 		return exitUsage
 	}
 	ringBytes, err := parseSize(*ring)
-	if err != nil || ringBytes <= 0 || ringBytes > 1<<30 {
+	if err != nil || ringBytes < 4<<10 || ringBytes > 1<<30 {
 		fmt.Fprintf(stderr, "bpfmon watch: invalid --ring-buffer %q: want a size between 4K and 1G\n", *ring)
 		return exitUsage
 	}
@@ -188,35 +189,46 @@ could not write and reports it as a lost event (source output) once it can.`)
 		return exitUsage
 	}
 
-	var out io.Writer = stdout
-	if *outPath != "" {
-		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-		if err != nil {
-			fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
-			return exitError
-		}
-		defer f.Close()
-		out = f
-	}
 	switch *format {
-	case "auto":
-		*format = "json"
-		if f, ok := out.(*os.File); ok && isTerminal(f) {
-			*format = "text"
-		}
-	case "json", "text":
+	case "auto", "json", "text":
 	default:
-		fmt.Fprintf(stderr, "bpfmon watch: unknown --format %q: want text or json\n", *format)
-		fs.SetOutput(stderr)
-		fs.Usage()
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --format %q: want text, json or auto\n", *format)
 		return exitUsage
 	}
 
 	budget, err := parseSize(*scanBudget)
-	memory, err2 := parseSize(*scanMemory)
-	if err != nil || err2 != nil || *scanInterval < 0 || *scanMaxKeyed < 1 {
-		fmt.Fprintf(stderr, "bpfmon watch: invalid content scanner flags: --scan-interval must be 0 or positive, --scan-max-keyed at least 1, --scan-budget and --scan-memory sizes\n")
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --scan-budget %q: want bytes per second, with K/M/G suffix (0: unlimited)\n", *scanBudget)
 		return exitUsage
+	}
+	memory, err := parseSize(*scanMemory)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --scan-memory %q: want a size, with K/M/G suffix\n", *scanMemory)
+		return exitUsage
+	}
+	if *scanInterval < 0 {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --scan-interval %v: want 0 (scanner off) or a positive duration\n", *scanInterval)
+		return exitUsage
+	}
+	if *scanMaxKeyed < 1 {
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --scan-max-keyed %d: want at least 1\n", *scanMaxKeyed)
+		return exitUsage
+	}
+	if *statePath != "" {
+		if *scanInterval == 0 {
+			fmt.Fprintln(stderr, "bpfmon watch: --state needs the content scanner, which --scan-interval 0 turns off")
+			return exitUsage
+		}
+		if err := checkStatePath(*statePath); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --state: %v\n", err)
+			return exitUsage
+		}
+	}
+	if *ready != "" {
+		if err := checkDir(*ready); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --ready-file: %v\n", err)
+			return exitUsage
+		}
 	}
 	hookBuild, err := bpfsyscall.ParseHook(*hook)
 	if err != nil {
@@ -248,6 +260,24 @@ could not write and reports it as a lost event (source output) once it can.`)
 		}
 	}
 	pol.AddProtect(protect...)
+
+	// Opened last: a command line refused above leaves no file behind.
+	var out io.Writer = stdout
+	if *outPath != "" {
+		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --output: %v\n", err)
+			return exitError
+		}
+		defer f.Close()
+		out = f
+	}
+	if *format == "auto" {
+		*format = "json"
+		if f, ok := out.(*os.File); ok && isTerminal(f) {
+			*format = "text"
+		}
+	}
 
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 2)
@@ -343,6 +373,49 @@ Run 'bpfmon watch' in another terminal to see the events.`)
 	return exitOK
 }
 
+// checkStatePath: the state file is replaced by a rename, so it must be
+// a regular file, or not exist yet in a directory that does. Refused at
+// start, before probes load, rather than at the first save.
+func checkStatePath(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is %s, not a regular file; want the path of a file bpfmon may replace", path, fileKind(fi.Mode()))
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	}
+	return checkDir(path)
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
+}
+
+// checkDir: the directory path is to be created in exists.
+func checkDir(path string) error {
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("cannot create %s: %w", path, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
+	}
+	return nil
+}
+
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
@@ -369,14 +442,18 @@ func parseSize(s string) (int, error) {
 	return n * mult, nil
 }
 
+// stringList collects comma-separated or repeated names. An empty name
+// is an error, not "all": a script that expands an empty variable into
+// --event "" must not silently watch everything.
 type stringList []string
 
 func (l *stringList) String() string { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
+		if s = strings.TrimSpace(s); s == "" {
+			return fmt.Errorf("empty name in %q", v)
 		}
+		*l = append(*l, s)
 	}
 	return nil
 }
@@ -416,14 +493,17 @@ func (l *uintList) String() string {
 	return strings.Join(s, ",")
 }
 
+// Set takes ids from 1 to 2^32-1: the kernel gives no process or map id 0.
 func (l *uintList) Set(v string) error {
 	for _, s := range strings.Split(v, ",") {
 		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
 		n, err := strconv.ParseUint(s, 10, 32)
-		if err != nil {
+		switch {
+		case s == "":
+			return fmt.Errorf("empty id in %q", v)
+		case errors.Is(err, strconv.ErrRange) || (err == nil && n == 0):
+			return fmt.Errorf("%q is out of range: want 1 to 4294967295", s)
+		case err != nil:
 			return fmt.Errorf("%q is not a number", s)
 		}
 		*l = append(*l, uint32(n))

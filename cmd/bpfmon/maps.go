@@ -41,6 +41,10 @@ write it now.`)
 		fmt.Fprintf(stderr, "bpfmon maps: unknown --format %q: want table or json\n", *format)
 		return exitUsage
 	}
+	if *dumpMax < 0 {
+		fmt.Fprintf(stderr, "bpfmon maps: invalid --dump-max %d: want 0 (all) or more\n", *dumpMax)
+		return exitUsage
+	}
 	if err := features.CheckTracing(); err != nil {
 		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
 		return exitError

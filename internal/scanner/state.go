@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -24,6 +25,10 @@ const (
 	// down is reported key by key; larger ones only by their hash.
 	stateMaxEntries = 1024
 	stateMaxBytes   = 64 << 10
+	// A state file larger than this is not one bpfmon wrote: at most
+	// 64 KiB of contents (hex: twice that) per map, for tens of thousands
+	// of maps only hashes. It is not read into memory.
+	stateMaxFile = 1 << 30
 )
 
 // ErrForeignState says the state file exists but is not bpfmon's: it is
@@ -63,10 +68,27 @@ func (s *snapshot) contentHash() string {
 // is left alone (the scanner then saves nothing).
 func (s *Scanner) LoadState(path string) error {
 	s.statePath = path
-	b, err := os.ReadFile(path)
+	file, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	defer file.Close()
+	fi, err := file.Stat()
+	if err != nil {
+		return fmt.Errorf("reading state file %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		// A device or a pipe would never end, and a rename would replace it.
+		s.statePath = ""
+		return fmt.Errorf("state file %s: %w: it is not a regular file; choose another --state path", path, ErrForeignState)
+	}
+	if fi.Size() > stateMaxFile {
+		return fmt.Errorf("state file %s is %d bytes, more than bpfmon ever writes (%d): starting without it; it will be rewritten", path, fi.Size(), int64(stateMaxFile))
+	}
+	b, err := io.ReadAll(io.LimitReader(file, stateMaxFile+1))
 	if err != nil {
 		return fmt.Errorf("reading state file %s: %w", path, err)
 	}

@@ -3,8 +3,11 @@ package scanner
 import (
 	"bytes"
 	"errors"
+	"math/rand"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +122,109 @@ func TestStateCorruptAndForeign(t *testing.T) {
 	if b, _ := os.ReadFile(foreign); string(b) != "precious data\n" {
 		t.Errorf("foreign file overwritten: %q", b)
 	}
+}
+
+// TestStateBadFiles: a state file truncated at any point, binary, huge or
+// not a regular file never stops the scanner: LoadState says why, the
+// pass runs, and only a file that is bpfmon's is rewritten.
+func TestStateBadFiles(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_bad_state", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(uint32(1), uint64(1), 0)
+	good := filepath.Join(dir, "good.json")
+	s, err := scannerWithState(t, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes(t, s, 1, 0, nil)
+	valid, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Changed since the save: each pass decodes the saved entries.
+	m.Update(uint32(1), uint64(2), 0)
+
+	type tc struct {
+		name      string
+		data      []byte
+		foreign   bool // left alone
+		wantError bool
+	}
+	var cases []tc
+	for _, n := range []int{1, 10, len(`{"format":"bpfmon-scanner-state"`), len(valid) / 2, len(valid) - 1} {
+		cases = append(cases, tc{name: "truncated at " + strconv.Itoa(n), data: valid[:n], foreign: n < len(`{"format":"bpfmon-scanner-state"`), wantError: true})
+	}
+	binary := make([]byte, 4096)
+	rand.New(rand.NewSource(1)).Read(binary)
+	cases = append(cases,
+		tc{name: "binary", data: binary, foreign: true, wantError: true},
+		tc{name: "NULs", data: make([]byte, 4096), foreign: true, wantError: true},
+		tc{name: "bpfmon prefix, binary rest", data: append([]byte(`{"format":"bpfmon-scanner-state"`), binary...), wantError: true},
+		tc{name: "entries not hex", data: bytes.Replace(valid, []byte(`"entries":{"`), []byte(`"entries":{"zz`), 1)},
+		tc{name: "wrong types", data: []byte(`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":"x","entries":[1]}]}`), wantError: true},
+		tc{name: "future version", data: []byte(`{"format":"bpfmon-scanner-state","version":99,"maps":null}`), wantError: true},
+		tc{name: "empty", data: nil, wantError: true},
+	)
+	for _, c := range cases {
+		path := filepath.Join(dir, "state.json")
+		if err := os.WriteFile(path, c.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := scannerWithState(t, path)
+		if (err != nil) != c.wantError || errors.Is(err, ErrForeignState) != c.foreign {
+			t.Errorf("%s: LoadState = %v", c.name, err)
+		}
+		passes(t, s, 1, 0, nil)
+		after, _ := os.ReadFile(path)
+		if rewritten := !bytes.Equal(after, c.data); rewritten == c.foreign {
+			t.Errorf("%s: rewritten %v, want %v", c.name, rewritten, !c.foreign)
+		}
+	}
+
+	// Larger than bpfmon writes: not read (sparse, no disk used).
+	huge := filepath.Join(dir, "huge.json")
+	if err := os.WriteFile(huge, valid, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(huge, stateMaxFile+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scannerWithState(t, huge); err == nil || !strings.Contains(err.Error(), "more than bpfmon ever writes") {
+		t.Errorf("huge: %v", err)
+	}
+	// A device never ends and must not be replaced by a rename.
+	s, err = scannerWithState(t, "/dev/zero")
+	if !errors.Is(err, ErrForeignState) {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	passes(t, s, 1, 0, nil)
+	if fi, err := os.Stat("/dev/zero"); err != nil || fi.Mode().IsRegular() {
+		t.Errorf("/dev/zero replaced: %v %v", fi, err)
+	}
+}
+
+// FuzzLoadState: no state file content makes LoadState, or the pass that
+// compares with it, panic.
+func FuzzLoadState(f *testing.F) {
+	testutil.RequireRoot(f)
+	f.Add([]byte(`{"format":"bpfmon-scanner-state","version":1,"saved":"2026-01-01T00:00:00Z","maps":[{"id":1,"name":"x","type":1,"key_size":4,"value_size":8,"max_entries":8,"elements":1,"hash":"0:1","entries":{"01000000":"0100000000000000"}}]}`))
+	f.Add([]byte(`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":1,"entries":{"0":"1"}}]}`))
+	f.Add([]byte(`{"format":"bpfmon-scanner-state"`))
+	f.Add([]byte{0xff, 0xfe, 0})
+	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	path := filepath.Join(f.TempDir(), "state.json")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.LoadState(path)
+	})
 }
