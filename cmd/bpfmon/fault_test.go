@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +248,71 @@ func TestAlertIterator(t *testing.T) {
 	}
 	if !link || !changed {
 		t.Errorf("iterator link alerted: %v, its rewrite found by the scanner: %v; want both:\n%s", link, changed, strings.Join(lines, "\n"))
+	}
+}
+
+// TestVanishingObjects: maps and programs that come and go as fast as one
+// process can make them, while the content scanner reads every map, the
+// map context and program attribution walk them and `bpfmon maps` lists
+// them: bpfmon neither fails nor logs a warning or an error for an object
+// that vanished under it, and the inventory warns of nothing.
+func TestVanishingObjects(t *testing.T) {
+	w := startWatch(t, "--format", "json", "--scan-interval", "50ms", "--scan-budget", "0")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var made atomic.Int64
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				spec := &ebpf.MapSpec{Name: "t_vanish", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4096}
+				if i%2 == 1 {
+					spec.Type, spec.MaxEntries = ebpf.Array, 1024
+				}
+				m, err := ebpf.NewMap(spec)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for k := range uint32(512) {
+					m.Update(k, uint64(k), 0)
+				}
+				if p, err := usingProgram(m); err == nil {
+					p.Close()
+				}
+				m.Close()
+				made.Add(1)
+			}
+		}()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	lists := 0
+	for ; time.Now().Before(deadline); lists++ {
+		// Warnings and errors start with "bpfmon maps:"; the JSON lines never.
+		if code, out := runBpfmon(t, "maps", "--format", "json"); code != 0 || strings.Contains(out, "bpfmon maps:") {
+			t.Errorf("bpfmon maps while maps vanish: exit %d: %.300s", code, out[strings.Index(out, "bpfmon maps:")+1:])
+		}
+	}
+	close(stop)
+	wg.Wait()
+	w.stop(t, syscall.SIGINT)
+	after, ok := strings.CutPrefix(w.stderr.String()[strings.Index(w.stderr.String(), "msg=\"ready:"):], "msg=\"ready:")
+	if !ok {
+		t.Fatalf("no ready line: %s", w.stderr.String())
+	}
+	for _, line := range strings.Split(after, "\n") {
+		if strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR") {
+			t.Errorf("logged while objects vanished: %s", line)
+		}
+	}
+	t.Logf("%d maps and programs made and closed, %d inventories", made.Load(), lists)
+	if made.Load() < 50 || lists < 2 {
+		t.Errorf("too little churn to test anything: %d maps, %d lists", made.Load(), lists)
 	}
 }

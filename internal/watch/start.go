@@ -297,6 +297,7 @@ func ready(path string, log *slog.Logger) error {
 	if err := sdnotify.Notify(sdnotify.Ready); err != nil {
 		log.Warn("telling systemd bpfmon is ready: "+err.Error(), "notify_socket", os.Getenv("NOTIFY_SOCKET"))
 	}
+	log.Info("ready: every sensor attached, the state at start recorded")
 	return nil
 }
 
