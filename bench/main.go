@@ -95,6 +95,7 @@ type config struct {
 	vm                   bool // also run the workloads in the virtual machines
 	idleMaps             int  // maps on the host during the idle measurement
 	scale                int  // iteration divisor: 10 with --quick
+	scaleOnly            bool // only the scale measurements
 }
 
 // env is what preflight and the builds found.
@@ -126,6 +127,7 @@ func main() {
 	flag.StringVar(&cfg.baseline, "baseline", "", "also measure this bpfmon `binary` (a build of an earlier commit) in the same rounds, as monitor bpfmon-base: before/after in one run")
 	flag.BoolVar(&cfg.vm, "vm", true, "also run the map-write and getpid workloads with each sensor build in the test matrix's virtual machines (make vmtest's kernels)")
 	flag.IntVar(&cfg.idleMaps, "idle-maps", 10000, "maps held on the host while bpfmon's idle CPU is measured")
+	flag.BoolVar(&cfg.scaleOnly, "scale-only", false, "only the scale measurements: 100,000 maps, a 16M-entry hash, a 10M-update burst (about 5 minutes)")
 	flag.BoolVar(&cfg.inside, "inside", false, "run inside a test virtual machine: the builds' workloads only (vmtest --workloads)")
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
 	flag.StringVar(&cfg.writerBin, "writer-bin", "", "with --inside: the writer binary (bench/c/writer.c)")
@@ -222,6 +224,12 @@ func run(cfg config, tmp string) error {
 		return err
 	}
 
+	if cfg.scaleOnly {
+		fmt.Println("## Scale")
+		fmt.Println()
+		reportScale(os.Stdout, measureScale(cfg, e))
+		return nil
+	}
 	workloads := []workload{
 		{"array", 8, 1_000_000 / cfg.scale},
 		{"hash", 8, 1_000_000 / cfg.scale},
@@ -236,6 +244,7 @@ func run(cfg config, tmp string) error {
 		idle = append(idle, measureIdle(cfg, e, e.baseline))
 	}
 	scan := measureScan(cfg)
+	scale := measureScale(cfg, e)
 	builds := measureBuilds(cfg, e)
 	var vms string
 	if cfg.vm {
@@ -249,6 +258,10 @@ func run(cfg config, tmp string) error {
 	fmt.Println("## Sensor builds, this machine")
 	fmt.Println()
 	reportBuilds(os.Stdout, cfg, builds)
+	fmt.Println()
+	fmt.Println("## Scale")
+	fmt.Println()
+	reportScale(os.Stdout, scale)
 	if vms != "" {
 		fmt.Println()
 		fmt.Print(vms)
