@@ -43,29 +43,29 @@ func measureScale(cfg config, e *env) []scaleRow {
 	}
 }
 
-// holdMaps creates n small hash maps (raising the fd limit for them).
+// holdMaps creates n small hash maps and keeps them alive by pinning
+// them in a bpffs directory (no fd each: the fd limit may not be raised).
 func holdMaps(n int) (func(), error) {
-	lim := unix.Rlimit{Cur: uint64(n) + 4096, Max: uint64(n) + 4096}
-	var old unix.Rlimit
-	unix.Getrlimit(unix.RLIMIT_NOFILE, &old)
-	if old.Cur < lim.Cur {
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			return nil, fmt.Errorf("raising RLIMIT_NOFILE to %d: %v", lim.Cur, err)
-		}
+	// A bpffs of its own: unmounting it releases every map at once.
+	dir, err := os.MkdirTemp("", "bpfmon-bench-bpffs-")
+	if err != nil {
+		return nil, err
 	}
-	maps := make([]*ebpf.Map, 0, n)
-	release := func() {
-		for _, m := range maps {
+	if err := unix.Mount("bpf", dir, "bpf", 0, ""); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("mounting a bpffs for %d pinned maps: %v", n, err)
+	}
+	release := func() { unix.Unmount(dir, unix.MNT_DETACH); os.Remove(dir) }
+	for i := range n {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_scale", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+		if err == nil {
+			err = m.Pin(filepath.Join(dir, strconv.Itoa(i)))
 			m.Close()
 		}
-	}
-	for range n {
-		m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "bench_scale", Type: ebpf.Hash, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 		if err != nil {
 			release()
-			return nil, fmt.Errorf("creating map %d of %d: %v", len(maps)+1, n, err)
+			return nil, fmt.Errorf("creating map %d of %d: %v", i+1, n, err)
 		}
-		maps = append(maps, m)
 	}
 	return release, nil
 }

@@ -135,6 +135,18 @@ func writingProgram(m *ebpf.Map) (*ebpf.Program, error) {
 	}})
 }
 
+// unlimitedAlerts is a policy with the largest rate limit: the tests of
+// other packages, run at the same time, take handles on every map on the
+// host (scanner, inventory), and their alerts must not use up the burst
+// that the alerts a test waits for need.
+func unlimitedAlerts(t *testing.T) string {
+	path := filepath.Join(t.TempDir(), "unlimited.yaml")
+	if err := os.WriteFile(path, []byte("version: 1\nalerts:\n  rate: 100000\n  burst: 100000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // act runs exe as an action child and returns its pid.
 func act(t *testing.T, exe string, acts ...string) int {
 	t.Helper()
@@ -204,7 +216,7 @@ func TestAlertRules(t *testing.T) {
 	defer prot.Unpin()
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 
-	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--protect", "pin:"+pin, "--protect", "name:alert_mmap")
+	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms", "--protect", "pin:"+pin, "--protect", "name:alert_mmap")
 	if !strings.Contains(w.stderr.String(), fmt.Sprintf("id=%d name=alert_prot selector=pin:%s", protID, pin)) {
 		t.Errorf("start message does not list the map protected by its pin:\n%s", w.stderr.String())
 	}
@@ -469,7 +481,7 @@ func TestAlertProgramWrite(t *testing.T) {
 	}
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "alert_progw", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
-	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(id), "--scan-interval", "0")
+	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(id), "--scan-interval", "0")
 	own, err := writingProgram(m)
 	if err != nil {
 		t.Fatal(err)

@@ -81,6 +81,9 @@ type Scanner struct {
 	// updates it without allocating the key again).
 	writes    map[uint32]map[string]*int64
 	mapWrites map[uint32]time.Time // latest write to a map whose keys are unknown
+	// explainKeys counts the keys in writes; collapsed, the maps whose
+	// keys were replaced by one time (maxExplainKeys).
+	explainKeys, collapsed int
 
 	snaps    map[uint32]*snapshot
 	created  map[uint32]createdMap // maps created since start, not yet read
@@ -354,9 +357,34 @@ func (s *Scanner) Explain(mapID uint32, keys []byte, keySize uint32, complete bo
 		} else {
 			t := ns // one each: a key's time is its own
 			m[string(key)] = &t
+			s.explainKeys++
 		}
 	}
+	if len(m) > maxExplainKeysPerMap || s.explainKeys > maxExplainKeys {
+		// A burst of distinct keys: remember the map, not each key, until
+		// the next pass forgets it. Memory stays bounded; for that pass a
+		// change to this map by a path no hook sees is taken as explained
+		// (every bpf(2) write to it is reported by the syscall sensor).
+		latest := ns
+		for _, t := range m {
+			latest = max(latest, *t)
+		}
+		s.explainKeys -= len(m)
+		delete(s.writes, mapID)
+		if t := time.Unix(0, latest); t.After(s.mapWrites[mapID]) {
+			s.mapWrites[mapID] = t
+		}
+		s.collapsed++
+	}
 }
+
+// Bounds on the keys of reported writes kept between passes: beyond them a
+// map's keys are replaced by the time of its latest write. 64 Ki keys in
+// one map or 1 Mi in all are ~6 or ~100 MiB.
+const (
+	maxExplainKeysPerMap = 1 << 16
+	maxExplainKeys       = 1 << 20
+)
 
 // explained reports whether a sensor reported a write to mapID's key after
 // since (the previous read of the map, less a slack for a call that was
@@ -400,6 +428,7 @@ func (s *Scanner) forget(before time.Time) {
 		for k, t := range m {
 			if *t < before.UnixNano() {
 				delete(m, k)
+				s.explainKeys--
 			}
 		}
 		if len(m) == 0 {

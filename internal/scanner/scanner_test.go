@@ -455,3 +455,29 @@ func TestQuietMaps(t *testing.T) {
 		t.Fatalf("an unreported write to a quiet map found at pass %d, want the full pass %d", found, FullEvery)
 	}
 }
+
+// TestExplainBounded: a burst of distinct keys keeps at most
+// maxExplainKeysPerMap of them; beyond, the map is remembered as written
+// at the latest time, and nothing it covered becomes unexplained.
+func TestExplainBounded(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	for k := range uint32(maxExplainKeysPerMap + 10) {
+		s.Explain(9, le32(k), 4, true, t0.Add(time.Duration(k)))
+	}
+	if len(s.writes[9]) > maxExplainKeysPerMap || s.explainKeys > maxExplainKeysPerMap || s.collapsed != 1 {
+		t.Fatalf("%d keys kept (%d counted), %d collapsed", len(s.writes[9]), s.explainKeys, s.collapsed)
+	}
+	for _, k := range []uint32{0, maxExplainKeysPerMap, 12345678} {
+		if !s.explained(9, string(le32(k)), t0) {
+			t.Errorf("key %d: not explained after the collapse", k)
+		}
+	}
+	s.forget(t0.Add(time.Hour))
+	if s.explainKeys != 0 || len(s.writes)+len(s.mapWrites) != 0 {
+		t.Errorf("after forget: %d keys, %d maps, %d map times", s.explainKeys, len(s.writes), len(s.mapWrites))
+	}
+}
