@@ -127,7 +127,7 @@ func main() {
 	flag.StringVar(&cfg.baseline, "baseline", "", "also measure this bpfmon `binary` (a build of an earlier commit) in the same rounds, as monitor bpfmon-base: before/after in one run")
 	flag.BoolVar(&cfg.vm, "vm", true, "also run the map-write and getpid workloads with each sensor build in the test matrix's virtual machines (make vmtest's kernels)")
 	flag.IntVar(&cfg.idleMaps, "idle-maps", 10000, "maps held on the host while bpfmon's idle CPU is measured")
-	flag.BoolVar(&cfg.scaleOnly, "scale-only", false, "only the scale measurements: 100,000 maps, a 16M-entry hash, a 10M-update burst (about 5 minutes)")
+	flag.BoolVar(&cfg.scaleOnly, "scale-only", false, "only the scale measurements: 100,000 maps, a 16M-entry hash, a 10M-update burst (about 7 minutes)")
 	flag.BoolVar(&cfg.inside, "inside", false, "run inside a test virtual machine: the builds' workloads only (vmtest --workloads)")
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
 	flag.StringVar(&cfg.writerBin, "writer-bin", "", "with --inside: the writer binary (bench/c/writer.c)")
@@ -917,22 +917,7 @@ func clockTicks() float64 {
 	return 100 // USER_HZ on every Linux architecture bpfmon supports
 }
 
-func rssKiB(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				v, _ := strconv.ParseInt(f[0], 10, 64)
-				return v
-			}
-		}
-	}
-	return 0
-}
+func rssKiB(pid int) int64 { return statusKiB(pid, "VmRSS:") }
 
 // ---------------------------------------------------------------------------
 // Child processes.

@@ -35,12 +35,7 @@ type scaleRow struct {
 }
 
 func measureScale(cfg config, e *env) []scaleRow {
-	return []scaleRow{
-		scaleManyMaps(cfg, e),
-		scaleMapsCommand(cfg, e),
-		scaleHugeHash(cfg, e),
-		scaleBurst(cfg, e),
-	}
+	return append(scaleManyMaps(cfg, e), scaleHugeHash(cfg, e), scaleBurst(cfg, e))
 }
 
 // holdMaps creates n small hash maps and keeps them alive by pinning
@@ -70,11 +65,12 @@ func holdMaps(n int) (func(), error) {
 	return release, nil
 }
 
-// watchWindow starts bpfmon, times ready, lets it run for window and
-// returns its CPU over the window and its peak RSS, then stops it.
-func watchWindow(e *env, row *scaleRow, window time.Duration, out string, args ...string) (stderr string) {
+// watchWindow starts bpfmon, times ready, runs during (the workload, or
+// a wait), and records bpfmon's CPU over it and its peak RSS, then stops
+// bpfmon and returns its stderr.
+func watchWindow(e *env, row *scaleRow, out string, during func() error) (stderr string) {
 	t0 := time.Now()
-	mon, err := startBpfmon(e, e.bpfmon, out, args...)
+	mon, err := startBpfmon(e, e.bpfmon, out)
 	if err != nil {
 		row.err = err
 		return ""
@@ -82,9 +78,12 @@ func watchWindow(e *env, row *scaleRow, window time.Duration, out string, args .
 	defer mon.kill()
 	row.ready = time.Since(t0)
 	pid := mon.cmd.Process.Pid
-	c0, err := processCPU(pid)
+	c0, err0 := processCPU(pid)
 	w0 := time.Now()
-	time.Sleep(window)
+	if err := during(); err != nil {
+		row.err = err
+		return mon.stderrText()
+	}
 	c1, err1 := processCPU(pid)
 	row.window = time.Since(w0)
 	row.hwmKiB = statusKiB(pid, "VmHWM:")
@@ -92,56 +91,52 @@ func watchWindow(e *env, row *scaleRow, window time.Duration, out string, args .
 		row.err = err
 		return mon.stderrText()
 	}
-	if err == nil && err1 == nil {
+	if err0 == nil && err1 == nil {
 		row.cpu = c1 - c0
 	}
 	return mon.stderrText()
 }
 
-func scaleManyMaps(cfg config, e *env) scaleRow {
+func sleep(d time.Duration) func() error {
+	return func() error { time.Sleep(d); return nil }
+}
+
+// scaleManyMaps: bpfmon watch, then bpfmon maps, on one set of maps.
+func scaleManyMaps(cfg config, e *env) []scaleRow {
 	n := 100_000 / cfg.scale
-	row := scaleRow{what: "bpfmon watch", setup: fmt.Sprintf("%s maps held", commas(int64(n)))}
+	setup := fmt.Sprintf("%s maps held", commas(int64(n)))
+	watch := scaleRow{what: "bpfmon watch", setup: setup}
+	list := scaleRow{what: "bpfmon maps --format json", setup: setup}
 	progress("scale: %d maps, bpfmon watch for 4 scan intervals", n)
 	release, err := holdMaps(n)
 	if err != nil {
-		row.err = err
-		return row
+		watch.err, list.err = err, err
+		return []scaleRow{watch, list}
 	}
 	defer release()
 	out := filepath.Join(e.tmp, "scale.json")
 	defer os.Remove(out)
-	watchWindow(e, &row, 4*scanner.DefaultInterval, out)
-	row.extra = "CPU over the window includes the scanner's first full pass"
-	progress("scale: ready in %v, %.1f%% CPU, peak RSS %d MiB", row.ready.Round(time.Millisecond), pct(row.cpu, row.window), row.hwmKiB>>10)
-	return row
-}
+	watchWindow(e, &watch, out, sleep(4*scanner.DefaultInterval))
+	watch.extra = "CPU over the window includes the scanner's first full pass"
+	progress("scale: ready in %v, %.1f%% CPU, peak RSS %d MiB", watch.ready.Round(time.Millisecond), pct(watch.cpu, watch.window), watch.hwmKiB>>10)
 
-func scaleMapsCommand(cfg config, e *env) scaleRow {
-	n := 100_000 / cfg.scale
-	row := scaleRow{what: "bpfmon maps --format json", setup: fmt.Sprintf("%s maps held", commas(int64(n)))}
-	release, err := holdMaps(n)
-	if err != nil {
-		row.err = err
-		return row
-	}
-	defer release()
 	cmd := exec.Command(e.bpfmon, "maps", "--format", "json")
 	var lines countWriter
 	cmd.Stdout = &lines
 	t0 := time.Now()
 	err = cmd.Run()
-	row.ready = time.Since(t0)
+	list.ready = time.Since(t0)
 	if err != nil {
-		row.err = fmt.Errorf("bpfmon maps: %v", err)
-		return row
+		list.err = fmt.Errorf("bpfmon maps: %v", err)
+		return []scaleRow{watch, list}
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		row.maxRSSK = ru.Maxrss
-		row.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		list.maxRSSK = ru.Maxrss
+		list.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	row.extra = fmt.Sprintf("%s maps listed; time: the whole command", commas(lines.n))
-	progress("scale: bpfmon maps listed %d maps in %v, peak RSS %d MiB", lines.n, row.ready.Round(time.Millisecond), row.maxRSSK>>10)
-	return row
+	list.extra = fmt.Sprintf("%s maps listed; time: the whole command", commas(lines.n))
+	progress("scale: bpfmon maps listed %d maps in %v, peak RSS %d MiB", lines.n, list.ready.Round(time.Millisecond), list.maxRSSK>>10)
+	return []scaleRow{watch, list}
 }
 
 type countWriter struct{ n int64 }
@@ -177,7 +172,7 @@ func scaleHugeHash(cfg config, e *env) scaleRow {
 	defer os.Remove(out)
 	window := 6 * scanner.DefaultInterval
 	progress("scale: bpfmon watch for %v over it", window)
-	watchWindow(e, &row, window, out)
+	watchWindow(e, &row, out, sleep(window))
 	row.extra = "larger than --scan-memory: compared by hashes"
 	progress("scale: ready in %v, %.1f%% CPU, peak RSS %d MiB", row.ready.Round(time.Millisecond), pct(row.cpu, row.window), row.hwmKiB>>10)
 	return row
@@ -187,33 +182,16 @@ func scaleBurst(cfg config, e *env) scaleRow {
 	n := 10_000_000 / cfg.scale
 	row := scaleRow{what: "bpfmon watch, output to /dev/null", setup: fmt.Sprintf("a burst of %s 8-byte hash updates from one process", commas(int64(n)))}
 	progress("scale: a %d-update burst", n)
-	t0 := time.Now()
-	mon, err := startBpfmon(e, e.bpfmon, os.DevNull)
-	if err != nil {
-		row.err = err
-		return row
-	}
-	defer mon.kill()
-	row.ready = time.Since(t0)
-	pid := mon.cmd.Process.Pid
-	c0, _ := processCPU(pid)
-	w0 := time.Now()
-	cmd := exec.Command(e.writer, "hash", "8", strconv.Itoa(n))
-	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	if err := cmd.Run(); err != nil {
-		row.err = fmt.Errorf("writer: %v", err)
-		return row
-	}
-	time.Sleep(time.Second) // the consumer drains
-	c1, _ := processCPU(pid)
-	row.window = time.Since(w0)
-	row.cpu = c1 - c0
-	row.hwmKiB = statusKiB(pid, "VmHWM:")
-	if _, err := mon.stop(syscall.SIGINT, 5*time.Minute); err != nil {
-		row.err = err
-		return row
-	}
-	if m := reSummary.FindStringSubmatch(mon.stderrText()); m != nil {
+	stderr := watchWindow(e, &row, os.DevNull, func() error {
+		cmd := exec.Command(e.writer, "hash", "8", strconv.Itoa(n))
+		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("writer: %v", err)
+		}
+		time.Sleep(time.Second) // the consumer drains
+		return nil
+	})
+	if m := reSummary.FindStringSubmatch(stderr); m != nil {
 		row.extra = fmt.Sprintf("%s events, %s lost (counted)", m[1], m[2])
 	}
 	progress("scale: burst: peak RSS %d MiB, %s", row.hwmKiB>>10, row.extra)

@@ -421,18 +421,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
 		{[]string{"version"}, 0, "bpfmon"},
 	} {
-		cmd := exec.Command(bin, tc.args...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		if code != tc.code || !strings.Contains(out.String(), tc.msg) {
-			t.Errorf("bpfmon %v: exit %d, want %d; output lacks %q: %s", tc.args, code, tc.code, tc.msg, out.String())
+		code, out := runBpfmon(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.msg) {
+			t.Errorf("bpfmon %v: exit %d, want %d; output lacks %q: %s", tc.args, code, tc.code, tc.msg, out)
 		}
 	}
 }

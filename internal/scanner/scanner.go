@@ -79,11 +79,9 @@ type Scanner struct {
 	// writes holds the latest reported write per map and key (Unix ns,
 	// behind a pointer: a write to a key seen before, the common case,
 	// updates it without allocating the key again).
-	writes    map[uint32]map[string]*int64
-	mapWrites map[uint32]time.Time // latest write to a map whose keys are unknown
-	// explainKeys counts the keys in writes; collapsed, the maps whose
-	// keys were replaced by one time (maxExplainKeys).
-	explainKeys, collapsed int
+	writes      map[uint32]map[string]*int64
+	mapWrites   map[uint32]time.Time // latest write to a map whose keys are unknown
+	explainKeys int                  // the keys in writes, for maxExplainKeys
 
 	snaps    map[uint32]*snapshot
 	created  map[uint32]createdMap // maps created since start, not yet read
@@ -374,7 +372,6 @@ func (s *Scanner) Explain(mapID uint32, keys []byte, keySize uint32, complete bo
 		if t := time.Unix(0, latest); t.After(s.mapWrites[mapID]) {
 			s.mapWrites[mapID] = t
 		}
-		s.collapsed++
 	}
 }
 
