@@ -1,0 +1,60 @@
+package testutil
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// Capability names a kernel feature a test needs. The VM matrix (make
+// vmtest) declares, per kernel, the capabilities that kernel must have, in
+// the environment variable CapsEnv; a test needing a declared capability
+// fails instead of skipping when the probe says it is missing, so a
+// regressed probe cannot turn the matrix green by skipping.
+type Capability string
+
+// The capabilities tests ask for.
+const (
+	// Kprobes: kprobes on the map update functions (the kernel-side
+	// sensor's fallback build).
+	Kprobes Capability = "kprobes"
+	// Fentry: fentry/fexit trampolines on kernel functions (the
+	// kernel-side sensor's preferred build).
+	Fentry Capability = "fentry"
+	// BPFLSM: BPF LSM programs attach (the kernel is booted with bpf in
+	// lsm=), for --enforce.
+	BPFLSM Capability = "bpf-lsm"
+	// Iterators: BPF map element iterators load and attach.
+	Iterators Capability = "iterators"
+	// SyscallFentry: the syscall sensor's fentry build (trampolines on
+	// the bpf(2) syscall itself instead of raw_syscalls).
+	SyscallFentry Capability = "syscall-fentry"
+)
+
+// CapsEnv is the environment variable that declares capabilities:
+// comma-separated Capability names.
+const CapsEnv = "BPFMON_KERNEL_CAPS"
+
+// Declared reports whether the environment declares that the kernel has c.
+func Declared(c Capability) bool {
+	for _, d := range strings.Split(os.Getenv(CapsEnv), ",") {
+		if strings.TrimSpace(d) == string(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// Need returns when missing is nil (the probe for c succeeded). Otherwise
+// it skips the test with reason and the probe's error, or fails it when
+// the kernel is declared to have c.
+func Need(t testing.TB, c Capability, missing error, reason string) {
+	t.Helper()
+	if missing == nil {
+		return
+	}
+	if Declared(c) {
+		t.Fatalf("capability %s is declared for this kernel (%s=%s) but its probe fails: %v (%s)", c, CapsEnv, os.Getenv(CapsEnv), missing, reason)
+	}
+	t.Skipf("%s: %v", reason, missing)
+}
