@@ -413,9 +413,7 @@ func TestAlertEventsLost(t *testing.T) {
 // owner's update still works, without alert.
 func TestWatchEnforce(t *testing.T) {
 	testutil.RequireRoot(t)
-	if err := features.BPFLSM(); err != nil {
-		t.Skipf("BPF LSM unavailable here (%v); make vmtest runs this test on kernels booted with lsm=...,bpf", err)
-	}
+	testutil.Need(t, testutil.BPFLSM, features.BPFLSM(), "BPF LSM unavailable here; make vmtest runs this test on kernels booted with lsm=...,bpf")
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "enforce_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--enforce", "--protect", "id:"+itoa(id), "--scan-interval", "0")
@@ -476,9 +474,7 @@ func TestWatchEnforce(t *testing.T) {
 // foreign-write alert; the same write by the owner's program is not.
 func TestAlertProgramWrite(t *testing.T) {
 	testutil.RequireRoot(t)
-	if kp, fe := features.Kprobes(), features.Fentry(); kp != nil && fe != nil {
-		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kp, fe)
-	}
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "alert_progw", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(id), "--scan-interval", "0")

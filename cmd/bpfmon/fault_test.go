@@ -225,9 +225,8 @@ func TestFloodAndTamper(t *testing.T) {
 func TestAlertIterator(t *testing.T) {
 	testutil.RequireRoot(t)
 	probe, _ := newMap(t)
-	if _, err := iterwriter.Rewrite(probe); err != nil {
-		t.Skipf("this kernel refuses BPF iterators: %v", err)
-	}
+	_, err := iterwriter.Rewrite(probe)
+	testutil.Need(t, testutil.Iterators, err, "this kernel refuses BPF iterators")
 	prot, protID := newSpecMap(t, &ebpf.MapSpec{Name: "iter_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	for k := uint32(0); k < 3; k++ {
 		prot.Update(k, uint64(k), 0)

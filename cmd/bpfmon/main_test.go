@@ -796,9 +796,7 @@ func TestFeaturesJSON(t *testing.T) {
 // update of the same hash is reported exactly once.
 func TestWatchKernelWrites(t *testing.T) {
 	testutil.RequireRoot(t)
-	if kp, fe := features.Kprobes(), features.Fentry(); kp != nil && fe != nil {
-		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kp, fe)
-	}
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
 	w := startWatch(t, "--format", "json", "--kernel-hooks", "auto")
 	set, err := writers.Load()
 	if err != nil {

@@ -58,3 +58,19 @@ func Need(t testing.TB, c Capability, missing error, reason string) {
 	}
 	t.Skipf("%s: %v", reason, missing)
 }
+
+// NeedKernelHook is Need for tests that run with either kernel-side hook:
+// it returns when kprobes or fentry works, and otherwise fails where
+// either is declared, else skips.
+func NeedKernelHook(t testing.TB, kprobes, fentry error) {
+	t.Helper()
+	if kprobes == nil || fentry == nil {
+		return
+	}
+	for _, c := range []Capability{Kprobes, Fentry} {
+		if Declared(c) {
+			t.Fatalf("capability %s is declared for this kernel (%s=%s) but no kernel-side hook works (kprobes: %v; fentry: %v)", c, CapsEnv, os.Getenv(CapsEnv), kprobes, fentry)
+		}
+	}
+	t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kprobes, fentry)
+}
