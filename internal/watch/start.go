@@ -210,6 +210,11 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if err := <-alertsDone; err != nil && runErr == nil {
 		runErr = fmt.Errorf("writing alerts: %w", err)
 	}
+	// The last suppression report comes after the ring is drained and the
+	// scanner has stopped: alerts held back while draining count too.
+	if err := out.writeAll(alerts.Tick()); err != nil && runErr == nil {
+		runErr = fmt.Errorf("writing alerts: %w", err)
+	}
 	if scan != nil {
 		last := scan.Last()
 		sum.Scan = &last
@@ -301,15 +306,16 @@ func ready(path string, log *slog.Logger) error {
 	return nil
 }
 
-// reportSuppressed writes, every second and once more at stop, what the
-// alert engine's rate limit held back.
+// reportSuppressed writes, every second until stop, what the alert
+// engine's rate limit held back. The last report is the caller's, once
+// every event is in.
 func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, out *sink) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
-			return out.writeAll(alerts.Tick())
+			return nil
 		case <-tick.C:
 			if err := out.writeAll(alerts.Tick()); err != nil {
 				return err
