@@ -148,6 +148,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
 	hook := fs.String("hook", "auto", "syscall sensor build: auto (the first the kernel loads of fentry, tp_btf, raw_tracepoint), fentry (trampolines on the bpf syscall and map mmaps only), tp_btf or raw_tracepoint (raw_syscalls: every syscall)")
 	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
+	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
@@ -241,12 +242,21 @@ could not write and reports it as a lost event (source output) once it can.`)
 		return exitUsage
 	}
 
+	var level slog.Level
+	switch *logLevel {
+	case "debug", "info", "warn", "error":
+		level.UnmarshalText([]byte(*logLevel))
+	default:
+		fmt.Fprintf(stderr, "bpfmon watch: unknown --log-level %q: want debug, info, warn or error\n", *logLevel)
+		return exitUsage
+	}
+	logOpts := &slog.HandlerOptions{Level: level}
 	var logger *slog.Logger
 	switch *logFormat {
 	case "text":
-		logger = slog.New(slog.NewTextHandler(stderr, nil))
+		logger = slog.New(slog.NewTextHandler(stderr, logOpts))
 	case "json":
-		logger = slog.New(slog.NewJSONHandler(stderr, nil))
+		logger = slog.New(slog.NewJSONHandler(stderr, logOpts))
 	default:
 		fmt.Fprintf(stderr, "bpfmon watch: unknown --log-format %q: want text or json\n", *logFormat)
 		return exitUsage

@@ -349,5 +349,5 @@ type Event struct {
 	HasOldValue bool
 	Change      string // ChangeModified, ChangeAdded or ChangeRemoved
 	WhileDown   bool   // the change happened while bpfmon was not running
-	Reason      string // why a map was not scanned
+	Reason      string // why a map was not scanned, or why a change is reported without its keys
 }

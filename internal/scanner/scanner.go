@@ -47,6 +47,10 @@ type Config struct {
 	Exclude []uint32
 	// Warn receives problems that do not stop scanning (saving state).
 	Warn func(error)
+	// Passed, when set, is told of each pass completed (1 for the
+	// first), after its changes are emitted: a log line for people and
+	// tests that wait for a pass, a figure for metrics.
+	Passed func(n int, st PassStats)
 	// Quiet, when set, says whether a map can change only through bpf(2),
 	// which the syscall sensor reports: no program uses it, no iterator
 	// walks it, no program on the host can make bpf(2) calls itself. The
@@ -92,7 +96,10 @@ type Scanner struct {
 	statePath string
 	saved     map[uint32]mapState // to compare with at the first pass
 	savedAt   time.Time
-	saveErr   string // last warning about saving, not repeated
+	// savedVersion is the state file's version: another one's hashes
+	// are compared, its contents not trusted.
+	savedVersion int
+	saveErr      string // last warning about saving, not repeated
 
 	memUsed uint64 // estimated memory the snapshots hold
 
@@ -573,6 +580,11 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 	}
 	st.SnapshotMemory = s.memUsed
+	if s.saved != nil {
+		if err := s.savedGone(time.Now(), emit); err != nil {
+			return err
+		}
+	}
 	s.saved = nil // compared at the first pass only
 	for id, snap := range s.snaps {
 		if !seen[id] {
@@ -653,6 +665,9 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	}
 	st.Duration = time.Since(start)
 	s.LastPass = st
+	if s.cfg.Passed != nil {
+		s.cfg.Passed(s.passes, st)
+	}
 	return nil
 }
 

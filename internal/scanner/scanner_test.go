@@ -26,7 +26,7 @@ func mapID(t *testing.T, m *ebpf.Map) uint32 {
 }
 
 // passes runs n passes and returns the events about mapID.
-func passes(t *testing.T, s *Scanner, n int, mapID uint32, between func(i int)) []*event.Event {
+func passes(t testing.TB, s *Scanner, n int, mapID uint32, between func(i int)) []*event.Event {
 	t.Helper()
 	var evs []*event.Event
 	for i := range n {

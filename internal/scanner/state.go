@@ -100,16 +100,27 @@ func (s *Scanner) LoadState(path string) error {
 	if err := json.Unmarshal(b, &f); err != nil {
 		return fmt.Errorf("state file %s is corrupt (%v): starting without it; it will be rewritten", path, err)
 	}
-	if f.Version != stateVersion {
-		return fmt.Errorf("state file %s has version %d, this bpfmon writes %d: starting without it; it will be rewritten", path, f.Version, stateVersion)
-	}
 	s.saved = map[uint32]mapState{}
 	for _, m := range f.Maps {
 		s.saved[m.ID] = m
 	}
 	s.savedAt = f.Saved
+	s.savedVersion = f.Version
+	if f.Version != stateVersion {
+		// Another version's file still says which maps it saw and their
+		// hashes: a hash that differs is reported as a change (perhaps
+		// one another version's hash makes up), never dropped.
+		return fmt.Errorf("state file %s has version %d, this bpfmon writes %d: comparing its maps' content hashes only, any difference is reported as a change while down; it will be rewritten", path, f.Version, stateVersion)
+	}
 	return nil
 }
+
+// Why a change while down is reported without its keys.
+const (
+	reasonDamaged      = "the saved contents are damaged: the keys that changed are unknown"
+	reasonOtherVersion = "the state was saved by another version of bpfmon: only its content hash was compared"
+	reasonGone         = "the map was freed while bpfmon was down"
+)
 
 // whileDown reports the differences between a map's saved state and its
 // first snapshot since start.
@@ -121,27 +132,45 @@ func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error
 	delete(s.saved, snap.info.ID)
 	i := snap.info
 	if old.Name != i.Name || old.Type != uint32(i.Type) || old.KeySize != i.KeySize || old.ValueSize != i.ValueSize || old.MaxEntries != i.MaxEntries {
-		return nil // not the same map: ids are not reused while a map lives
+		// Not the same map: the saved one was freed and its id, after
+		// the kernel's ids wrapped around, names another.
+		return emit(goneEvent(old, snap.readAt))
 	}
 	if old.Hash == snap.contentHash() {
 		return nil
 	}
 	m := eventMap(i)
+	whole := func(reason string) error {
+		return emit(&event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
+			Change: event.ChangeModified, WhileDown: true, HasCount: true, Count: uint64(snap.n), Reason: reason})
+	}
+	if s.savedVersion != stateVersion {
+		return whole(reasonOtherVersion)
+	}
 	if old.Entries == nil || snap.entries == nil {
 		// Too large to have been saved: only the fact and the count.
-		return emit(&event.Event{Time: snap.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: m,
-			Change: event.ChangeModified, WhileDown: true, HasCount: true, Count: uint64(snap.n)})
+		return whole("")
 	}
 	prev := &snapshot{info: i, readAt: s.savedAt, entries: map[string]string{}}
 	for hk, hv := range old.Entries {
 		k, err1 := hex.DecodeString(hk)
 		v, err2 := hex.DecodeString(hv)
-		if err1 != nil || err2 != nil {
-			return nil // damaged entry: the hash said changed, the details are lost
+		if err1 != nil || err2 != nil || len(k) != int(i.KeySize) {
+			// The hash said changed; which keys is lost, that it
+			// changed is not.
+			return whole(reasonDamaged)
 		}
 		prev.entries[string(k)] = string(v)
 	}
+	if len(prev.entries) != old.Elements {
+		return whole(reasonDamaged)
+	}
 	cands := diff(prev, snap)
+	if len(cands) == 0 {
+		// The hash says changed, the saved entries say not: one of the
+		// two is damaged, and the change is reported.
+		return whole(reasonDamaged)
+	}
 	sort.Slice(cands, func(a, b int) bool { return cands[a].key < cands[b].key })
 	for n, c := range cands {
 		if n == s.cfg.MaxKeyed {
@@ -154,6 +183,32 @@ func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error
 		}
 	}
 	return nil
+}
+
+// savedGone reports the saved maps the first pass did not find: freed
+// while bpfmon was down, with all they held. Maps it found but cannot
+// scan are not gone.
+func (s *Scanner) savedGone(at time.Time, emit func(*event.Event) error) error {
+	ids := make([]uint32, 0, len(s.saved))
+	for id := range s.saved {
+		if !s.reported[id] {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	for _, id := range ids {
+		if err := emit(goneEvent(s.saved[id], at)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func goneEvent(old mapState, at time.Time) *event.Event {
+	m := &event.Map{ID: old.ID, Name: old.Name, Type: old.Type, KeySize: old.KeySize,
+		ValueSize: old.ValueSize, MaxEntries: old.MaxEntries}
+	return &event.Event{Time: at, Type: event.MapChanged, Source: event.SourceScan, Map: m,
+		Change: event.ChangeRemoved, WhileDown: true, HasCount: true, Count: uint64(max(old.Elements, 0)), Reason: reasonGone}
 }
 
 // saveState writes the current snapshots atomically: a temporary file in

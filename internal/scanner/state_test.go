@@ -2,6 +2,8 @@ package scanner
 
 import (
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"math/rand"
 	"os"
@@ -209,22 +211,216 @@ func TestStateBadFiles(t *testing.T) {
 }
 
 // FuzzLoadState: no state file content makes LoadState, or the pass that
-// compares with it, panic.
+// compares with it, panic; and none silences a change. The token ID in an
+// input stands for a live map's id (holding {1: 1}). Whenever the file,
+// as loaded, holds an entry for that id, the first pass reports exactly
+// what the entry implies: nothing when it describes the map with its
+// hash, the map's removal when it describes another map, and a change
+// otherwise. The pass saves nothing (Exclude) that the next input could
+// depend on.
 func FuzzLoadState(f *testing.F) {
 	testutil.RequireRoot(f)
-	f.Add([]byte(`{"format":"bpfmon-scanner-state","version":1,"saved":"2026-01-01T00:00:00Z","maps":[{"id":1,"name":"x","type":1,"key_size":4,"value_size":8,"max_entries":8,"elements":1,"hash":"0:1","entries":{"01000000":"0100000000000000"}}]}`))
-	f.Add([]byte(`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":1,"entries":{"0":"1"}}]}`))
-	f.Add([]byte(`{"format":"bpfmon-scanner-state"`))
-	f.Add([]byte{0xff, 0xfe, 0})
-	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond})
+	for _, seed := range []string{
+		`{"format":"bpfmon-scanner-state","version":1,"saved":"2026-01-01T00:00:00Z","maps":[{"id":ID,"name":"t_fuzz_state","type":1,"key_size":4,"value_size":8,"max_entries":4,"elements":1,"hash":"0:1","entries":{"01000000":"0100000000000000"}}]}`,
+		`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":ID,"name":"t_fuzz_state","type":1,"key_size":4,"value_size":8,"max_entries":4,"elements":1,"hash":"0:1","entries":{"0":"1"}}]}`,
+		`{"format":"bpfmon-scanner-state","version":2,"maps":[{"id":ID,"name":"t_fuzz_state","type":1,"key_size":4,"value_size":8,"max_entries":4,"elements":1,"hash":"x"}]}`,
+		`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":ID,"name":"t_other","type":1,"key_size":4,"value_size":8,"max_entries":4,"elements":1}]}`,
+		`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":ID}]}`,
+		`{"format":"bpfmon-scanner-state"`,
+		"\xff\xfe\x00",
+	} {
+		f.Add([]byte(seed))
+	}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_fuzz_state", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4})
 	if err != nil {
 		f.Fatal(err)
 	}
+	defer m.Close()
+	if err := m.Update(uint32(1), uint64(1), 0); err != nil {
+		f.Fatal(err)
+	}
+	info, err := m.Info()
+	if err != nil {
+		f.Fatal(err)
+	}
+	mid, _ := info.ID()
+	id := uint32(mid)
+	// The live map's own hash, as a pass computes it.
+	probe, err := New(Config{Interval: time.Second, Grace: time.Millisecond})
+	if err != nil {
+		f.Fatal(err)
+	}
+	passes(f, probe, 1, 0, nil)
+	live := probe.snaps[id]
+	if live == nil {
+		f.Fatal("the live map was not read")
+	}
+	liveHash := live.contentHash()
 	path := filepath.Join(f.TempDir(), "state.json")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		data = bytes.ReplaceAll(data, []byte("ID"), []byte(strconv.FormatUint(uint64(id), 10)))
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		s, err := New(Config{Interval: time.Second, Grace: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
 		s.LoadState(path)
+		s.statePath = "" // nothing saved: the file stays the input
+		old, had := s.saved[id]
+		var got []*event.Event
+		if err := s.Pass(nil, func(ev *event.Event) error {
+			if ev.Map != nil && ev.Map.ID == id {
+				got = append(got, ev)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range got {
+			if ev.Type != event.MapChanged || !ev.WhileDown {
+				t.Fatalf("not a while_down map_changed: %+v", ev)
+			}
+		}
+		if !had {
+			if len(got) != 0 {
+				t.Fatalf("no saved entry, yet reported %+v", got[0])
+			}
+			return
+		}
+		same := old.Name == info.Name && old.Type == uint32(info.Type) && old.KeySize == info.KeySize &&
+			old.ValueSize == info.ValueSize && old.MaxEntries == info.MaxEntries
+		switch {
+		case !same:
+			if len(got) != 1 || got[0].Change != event.ChangeRemoved || got[0].Reason != reasonGone {
+				t.Fatalf("saved entry %+v describes another map: reported %d events, want its removal", old, len(got))
+			}
+		case old.Hash == liveHash:
+			if len(got) != 0 {
+				t.Fatalf("saved hash is the live one, yet reported %+v", got[0])
+			}
+		default:
+			if len(got) == 0 {
+				t.Fatalf("saved hash %q differs from the live %q: nothing reported", old.Hash, liveHash)
+			}
+		}
 	})
+}
+
+// TestStateWhileDownPaths: every way the saved state can differ from what
+// the first pass finds reports the change, none falls silent: a damaged
+// entry (key or value not hex, a key of the wrong size, an entry missing),
+// a file of another version, a saved id that now names another map, a
+// saved map that is gone. The unchanged control reports nothing.
+func TestStateWhileDownPaths(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_down_paths", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(uint32(1), uint64(1), 0)
+	m.Update(uint32(2), uint64(2), 0)
+	id := mapID(t, m)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	s, err := scannerWithState(t, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	passes(t, s, 1, 0, nil)
+	valid, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sf stateFile
+	if err := json.Unmarshal(valid, &sf); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(ms *mapState, sf *stateFile)) []byte {
+		var c stateFile
+		json.Unmarshal(valid, &c)
+		for i := range c.Maps {
+			if c.Maps[i].ID == id {
+				f(&c.Maps[i], &c)
+			}
+		}
+		b, _ := json.Marshal(&c)
+		return b
+	}
+	key1 := hex.EncodeToString(le32(1))
+	const goneID = 0xfffffff0 // never allocated in a test's lifetime
+	cases := []struct {
+		name    string
+		data    []byte
+		change  bool   // the map changed while down
+		want    string // the one event expected: change, reason
+		wantErr bool
+	}{
+		{name: "unchanged", data: valid},
+		{name: "key not hex", change: true, data: edit(func(ms *mapState, _ *stateFile) {
+			ms.Entries["zz"] = ms.Entries[key1]
+			delete(ms.Entries, key1)
+		}), want: "modified/" + reasonDamaged},
+		{name: "value not hex", change: true, data: edit(func(ms *mapState, _ *stateFile) { ms.Entries[key1] = "0q" }), want: "modified/" + reasonDamaged},
+		{name: "key of another size", change: true, data: edit(func(ms *mapState, _ *stateFile) {
+			ms.Entries["0100"] = ms.Entries[key1]
+			delete(ms.Entries, key1)
+		}), want: "modified/" + reasonDamaged},
+		{name: "entry missing", change: true, data: edit(func(ms *mapState, _ *stateFile) { delete(ms.Entries, key1) }), want: "modified/" + reasonDamaged},
+		{name: "another version, unchanged", wantErr: true, data: edit(func(_ *mapState, sf *stateFile) { sf.Version = 99 })},
+		{name: "another version", change: true, wantErr: true, data: edit(func(_ *mapState, sf *stateFile) { sf.Version = 99 }), want: "modified/" + reasonOtherVersion},
+		{name: "id names another map", data: edit(func(ms *mapState, _ *stateFile) { ms.Name = "t_other" }), want: "removed/" + reasonGone},
+		{name: "map gone", data: edit(func(ms *mapState, _ *stateFile) { ms.ID = goneID }), want: "removed/" + reasonGone},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// The live map holds {1:1, 2:2} as saved, or {1:100, 2:2}.
+			v := uint64(1)
+			if c.change {
+				v = 100
+			}
+			if err := m.Update(uint32(1), v, 0); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "state.json")
+			if err := os.WriteFile(path, c.data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := scannerWithState(t, path)
+			if (err != nil) != c.wantErr {
+				t.Fatalf("LoadState = %v, want error %v", err, c.wantErr)
+			}
+			var got []string
+			err = s.Pass(nil, func(ev *event.Event) error {
+				if ev.Map == nil || (ev.Map.ID != id && ev.Map.ID != goneID) {
+					return nil
+				}
+				if ev.Type != event.MapChanged || !ev.WhileDown || !ev.HasCount || ev.HasKey {
+					t.Errorf("not a while_down map_changed with a count: %+v", ev)
+				}
+				wantCount := uint64(2)
+				if ev.Count != wantCount {
+					t.Errorf("count %d, want %d", ev.Count, wantCount)
+				}
+				if ev.Change == event.ChangeRemoved && (ev.Map.KeySize != 4 || ev.Map.ValueSize != 8 || ev.Map.MaxEntries != 8) {
+					t.Errorf("removed map not described as saved: %+v", ev.Map)
+				}
+				got = append(got, ev.Change+"/"+ev.Reason)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			if c.want != "" {
+				want = []string{c.want}
+			}
+			if strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("reported %q, want %q", got, want)
+			}
+		})
+	}
+	m.Update(uint32(1), uint64(1), 0)
 }

@@ -149,6 +149,11 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: own,
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
+			// Tests and people waiting for a pass watch for this line.
+			Passed: func(n int, st scanner.PassStats) {
+				log.Debug("scan pass done", "part", "scanner", "pass", n, "maps", st.Maps, "elements", st.Elements,
+					"bytes", st.SnapshotBytes, "events", st.Events, "took", st.Duration.Round(time.Microsecond).String())
+			},
 		}
 		// A map only bpf(2) can change needs reading only after a
 		// reported write, if the sensor that reports them runs.
