@@ -63,7 +63,7 @@ func TestWatchKilled(t *testing.T) {
 	if len(progs) == 0 || len(maps) == 0 || len(links) == 0 {
 		t.Fatalf("bpfmon holds %d programs, %d maps, %d links: want some of each", len(progs), len(maps), len(links))
 	}
-	time.Sleep(testutil.Timeout(600 * time.Millisecond)) // a pass saved the state
+	w.waitScanPasses(t, 1) // a pass saved the state
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -120,7 +120,7 @@ func TestWatchKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	w = startWatch(t, args...)
-	time.Sleep(testutil.Timeout(600 * time.Millisecond))
+	w.waitScanPasses(t, 1)
 	lines := w.stop(t, syscall.SIGTERM)
 	var found bool
 	for _, line := range lines {
@@ -128,7 +128,9 @@ func TestWatchKilled(t *testing.T) {
 			Event     string
 			WhileDown bool `json:"while_down"`
 		}
-		json.Unmarshal([]byte(line), &ev)
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
 		if ev.Event == "map_changed" && ev.WhileDown && strings.Contains(line, `"key":"01000000"`) && strings.Contains(line, `"value":"9900000000000000"`) {
 			found = true
 		}
@@ -150,7 +152,6 @@ func TestWatchTwoInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(testutil.Timeout(300 * time.Millisecond))
 	for name, w := range map[string]*watcher{"first": a, "second": b} {
 		lines := w.stop(t, syscall.SIGINT)
 		got := 0
@@ -177,7 +178,6 @@ func TestFloodAndTamper(t *testing.T) {
 	_, floodID := newMap(t)
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--alerts-only", "--protect", "id:"+itoa(protID), "--ring-buffer", "64K", "--scan-interval", "300ms")
-	time.Sleep(testutil.Timeout(700 * time.Millisecond)) // the scanner's baseline
 
 	done := make(chan error, 1)
 	go func() { // the flood, from another process of this executable
@@ -190,7 +190,7 @@ func TestFloodAndTamper(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("the flood: %v", err)
 	}
-	time.Sleep(testutil.Timeout(2 * time.Second)) // loss report, a pass after it
+	w.waitScanPasses(t, 2) // a pass after the loss reads every map
 	lines := w.stop(t, syscall.SIGINT)
 	_, lost := w.summary(t)
 
@@ -233,9 +233,8 @@ func TestAlertIterator(t *testing.T) {
 	}
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--alerts-only", "--protect", "id:"+itoa(protID), "--scan-interval", "300ms")
-	time.Sleep(testutil.Timeout(700 * time.Millisecond)) // the scanner's baseline
 	pid := act(t, foreign, "iterrewrite:"+itoa(protID))
-	time.Sleep(testutil.Timeout(1500 * time.Millisecond))
+	w.waitScanPasses(t, 2)
 	lines := w.stop(t, syscall.SIGINT)
 	var link, changed bool
 	for _, ev := range parseAlerts(t, lines) {

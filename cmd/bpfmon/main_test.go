@@ -13,8 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite/writers"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
@@ -95,7 +98,82 @@ func TestMain(m *testing.M) {
 type watcher struct {
 	cmd    *exec.Cmd
 	out    string // events file
-	stderr bytes.Buffer
+	stderr lockedBuffer
+}
+
+// lockedBuffer holds bpfmon's stderr, written by exec's copier while the
+// test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// scanPassRE matches the content scanner's debug line at the end of each
+// pass (startWatch turns debug on).
+var scanPassRE = regexp.MustCompile(`msg="scan pass done".* pass=(\d+)`)
+
+// scanPasses is the number of the last pass the scanner completed.
+func (w *watcher) scanPasses() int {
+	m := scanPassRE.FindAllStringSubmatch(w.stderr.String(), -1)
+	if len(m) == 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[len(m)-1][1])
+	return n
+}
+
+// waitScanPasses waits until the scanner has completed n more passes: with
+// n = 2, at least one pass started after the call and has reported what
+// it found, grace period included.
+func (w *watcher) waitScanPasses(t *testing.T, n int) {
+	t.Helper()
+	want := w.scanPasses() + n
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
+	for w.scanPasses() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("the content scanner did not complete pass %d within 10s (at %d); stderr:\n%s", want, w.scanPasses(), w.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lines is the output so far, complete lines only.
+func (w *watcher) lines(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(w.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return strings.Split(string(b[:i]), "\n")
+	}
+	return nil
+}
+
+// waitOutput waits until cond holds for the output so far: events
+// written while bpfmon runs (those the output flushes within a poll
+// interval), for what a stop would not bring.
+func (w *watcher) waitOutput(t *testing.T, what string, cond func(lines []string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
+	for !cond(w.lines(t)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not written within 10s: %s\n%s", what, strings.Join(w.lines(t), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func startWatch(t *testing.T, args ...string) *watcher {
@@ -104,7 +182,7 @@ func startWatch(t *testing.T, args ...string) *watcher {
 	dir := t.TempDir()
 	w := &watcher{out: filepath.Join(dir, "events")}
 	ready := filepath.Join(dir, "ready")
-	w.cmd = exec.Command(bin, append([]string{"watch", "--output", w.out, "--ready-file", ready}, args...)...)
+	w.cmd = exec.Command(bin, append([]string{"watch", "--output", w.out, "--ready-file", ready, "--log-level", "debug"}, args...)...)
 	w.cmd.Stderr = &w.stderr
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -230,7 +308,6 @@ func TestWatchJSON(t *testing.T) {
 	if err != nil {
 		t.Fatalf("bpfmon mapwriter: %v: %s", err, demoOut)
 	}
-	time.Sleep(200 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGINT)
 	events, lost := w.summary(t)
 	if events != len(lines) || lost != 0 {
@@ -320,7 +397,6 @@ func TestWatchTextEscapesHostileNames(t *testing.T) {
 		t.Fatal(err)
 	}
 	hostileChild(t, id)
-	time.Sleep(200 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGTERM)
 	events, _ := w.summary(t)
 	if events != len(lines) || events < 2 {
@@ -336,7 +412,8 @@ func TestWatchTextEscapesHostileNames(t *testing.T) {
 		if !strings.Contains(line, "map_update") {
 			t.Errorf("line without its event: %q", line)
 		}
-		if strings.Contains(line, fmt.Sprintf("%d", id)) && strings.Contains(line, `x\n`) {
+		// Exactly Go-quoted: an unescaped quote or escape would not match.
+		if strings.Contains(line, fmt.Sprintf(" map=%d:", id)) && strings.Contains(line, " comm="+strconv.Quote(hostileName)+" ") {
 			sawHostile = true
 		}
 	}
@@ -352,7 +429,6 @@ func TestWatchFilters(t *testing.T) {
 	m1.Update(uint32(1), uint64(1), 0)
 	m2.Update(uint32(1), uint64(1), 0)
 	hostileChild(t, id1) // another pid: filtered out
-	time.Sleep(200 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGINT)
 	if len(lines) != 1 {
 		t.Fatalf("want exactly the one update of map %d by this pid, got:\n%s", id1, strings.Join(lines, "\n"))
@@ -404,6 +480,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch", "--cpu-profile", "/nonexistent/dir/prof"}, 2, "cpu-profile"},
 		{[]string{"watch", "--kernel-hooks", "bogus"}, 2, "unknown --kernel-hooks"},
 		{[]string{"watch", "--log-format", "xml"}, 2, "unknown --log-format"},
+		{[]string{"watch", "--log-level", "trace"}, 2, "unknown --log-level \"trace\": want debug, info, warn or error"},
 		{[]string{"watch", "--policy", "/nonexistent"}, 2, "cannot read policy"},
 		{[]string{"watch", "--protect", "bogus"}, 2, "missing \":\""},
 		{[]string{"watch", "--protect", "id:abc"}, 2, "not a whole number"},
@@ -452,14 +529,14 @@ func TestWatchScanner(t *testing.T) {
 	}
 	defer prog.Close()
 	w := startWatch(t, "--format", "json", "--scan-interval", "300ms", "--map-id", strconv.Itoa(int(id)), "--kernel-hooks", "off")
-	time.Sleep(700 * time.Millisecond) // the baseline pass
+	// The ready file says the baseline is taken.
 	if err := m.Update(uint32(1), uint64(0x11), 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := prog.Run(&ebpf.RunOptions{Data: make([]byte, 64)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // two passes and their grace
+	w.waitScanPasses(t, 2)
 	lines := w.stop(t, syscall.SIGINT)
 	var updates, changedKey1, changedKey2 int
 	for _, line := range lines {
@@ -494,14 +571,14 @@ func TestWatchStateWhileDown(t *testing.T) {
 	args := []string{"--format", "json", "--scan-interval", "200ms", "--state", state, "--map-id", strconv.Itoa(int(id))}
 
 	w := startWatch(t, args...)
-	time.Sleep(600 * time.Millisecond)
+	w.waitScanPasses(t, 1) // a pass saved the state
 	w.stop(t, syscall.SIGTERM)
 
 	if err := m.Update(uint32(1), uint64(0x99), 0); err != nil { // while down
 		t.Fatal(err)
 	}
 	w = startWatch(t, args...)
-	time.Sleep(600 * time.Millisecond)
+	w.waitScanPasses(t, 1)
 	lines := w.stop(t, syscall.SIGTERM)
 	var found int
 	for _, line := range lines {
@@ -509,7 +586,9 @@ func TestWatchStateWhileDown(t *testing.T) {
 			Event     string
 			WhileDown bool `json:"while_down"`
 		}
-		json.Unmarshal([]byte(line), &ev)
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
 		if ev.Event == "map_changed" && ev.WhileDown && strings.Contains(line, `"key":"01000000"`) && strings.Contains(line, `"value":"9900000000000000"`) && strings.Contains(line, `"old_value":"0100000000000000"`) {
 			found++
 		}
@@ -521,8 +600,7 @@ func TestWatchStateWhileDown(t *testing.T) {
 	foreign := filepath.Join(t.TempDir(), "notes.txt")
 	os.WriteFile(foreign, []byte("mine\n"), 0o600)
 	w = startWatch(t, "--format", "json", "--scan-interval", "200ms", "--state", foreign)
-	time.Sleep(400 * time.Millisecond)
-	w.stop(t, syscall.SIGINT)
+	w.stop(t, syscall.SIGINT) // the state file is read before the ready file
 	if b, _ := os.ReadFile(foreign); string(b) != "mine\n" || !strings.Contains(w.stderr.String(), "not a bpfmon state file") {
 		t.Errorf("foreign state file: content %q, stderr %q", b, w.stderr.String())
 	}
@@ -543,7 +621,7 @@ func TestWatchScannerNewMap(t *testing.T) {
 	}
 	defer unix.Munmap(mem)
 	mem[8] = 0x5a // key 1, through memory: no hook sees it
-	time.Sleep(1500 * time.Millisecond)
+	w.waitScanPasses(t, 2)
 	lines := w.stop(t, syscall.SIGINT)
 	var found bool
 	for _, line := range lines {
@@ -647,7 +725,6 @@ func TestWatchContainer(t *testing.T) {
 	if out, err := sh.CombinedOutput(); err != nil {
 		t.Fatalf("child in cgroup: %v: %s", err, out)
 	}
-	time.Sleep(300 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGINT)
 	var found bool
 	for _, line := range lines {
@@ -685,7 +762,6 @@ func TestWatchMapContext(t *testing.T) {
 	childPID := hostileChild(t, oldID)  // a newcomer
 	fresh, freshID := newMap(t)
 	fresh.Update(uint32(1), uint64(1), 0) // its creator
-	time.Sleep(300 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGINT)
 
 	type ev struct {
@@ -704,8 +780,8 @@ func TestWatchMapContext(t *testing.T) {
 	seen := map[string]bool{}
 	for _, line := range lines {
 		var e ev
-		if json.Unmarshal([]byte(line), &e) != nil {
-			continue
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("%q: %v", line, err)
 		}
 		switch {
 		case e.Map.ID == oldID && e.Process.PID == os.Getpid():
@@ -759,14 +835,23 @@ func TestFeaturesJSON(t *testing.T) {
 	var r struct {
 		Kernel   string `json:"kernel"`
 		Features []struct {
-			Name      string            `json:"name"`
-			Available bool              `json:"available"`
-			Detail    string            `json:"detail"`
-			Functions []json.RawMessage `json:"functions"`
+			Name      string `json:"name"`
+			Available bool   `json:"available"`
+			Detail    string `json:"detail"`
+			Functions []struct {
+				Function string `json:"function"`
+			} `json:"functions"`
 		} `json:"features"`
 	}
-	if err := json.Unmarshal(out, &r); err != nil || r.Kernel == "" || len(r.Features) < 10 {
+	if err := json.Unmarshal(out, &r); err != nil || r.Kernel == "" {
 		t.Fatalf("%v: %s", err, out)
+	}
+	var names []string
+	for _, f := range r.Features {
+		names = append(names, f.Name)
+	}
+	if !slices.Equal(names, features.Order) {
+		t.Errorf("features %v, want exactly %v", names, features.Order)
 	}
 	var sensor, kernel bool
 	for _, f := range r.Features {
@@ -776,7 +861,14 @@ func TestFeaturesJSON(t *testing.T) {
 			(strings.Contains(f.Detail, "raw_syscalls") || strings.Contains(f.Detail, "fentry programs on the bpf syscall")))
 		if f.Name == "kernel_side_writes" {
 			// Either hooked, or the exact reasons, per kernel function too.
-			kernel = len(f.Functions) > 10 && (f.Available || (strings.Contains(f.Detail, "fexit:") && strings.Contains(f.Detail, "kprobe:")))
+			var fns []string
+			for _, fn := range f.Functions {
+				fns = append(fns, fn.Function)
+			}
+			if !slices.Equal(fns, kernelwrite.Functions()) {
+				t.Errorf("kernel_side_writes lists functions %v, want %v", fns, kernelwrite.Functions())
+			}
+			kernel = (f.Available || (strings.Contains(f.Detail, "fexit:") && strings.Contains(f.Detail, "kprobe:")))
 			if !kernel {
 				t.Errorf("kernel_side_writes: %+v", f)
 			}
@@ -821,7 +913,6 @@ func TestWatchKernelWrites(t *testing.T) {
 	if err := set.Map("w_hash").Update(uint32(9), uint64(0x99), ebpf.UpdateAny); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
 	lines := w.stop(t, syscall.SIGINT)
 	type kernelEvent struct {
 		Event, Source, Key, Value string

@@ -82,6 +82,16 @@ type hook struct {
 	since string
 }
 
+// Functions lists every kernel function the sensor hooks where it can:
+// bpfmon features reports each, hooked or with the reason it is not.
+func Functions() []string {
+	fns := make([]string, len(hooks))
+	for i, h := range hooks {
+		fns[i] = h.fn
+	}
+	return fns
+}
+
 // hooks lists every function the sensor hooks. The map operations are
 // those the verifier makes programs call directly for a known map
 // (do_misc_fixups), and bpf(2) calls for non-per-CPU maps.
