@@ -35,132 +35,24 @@ func render(t testing.TB, format string, evs ...*event.Event) string {
 // day is predictable whatever the machine's zone.
 var t0 = time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.Local)
 
-func proc() *event.Process {
-	return &event.Process{PID: 1234, TID: 1234, PPID: 1, UID: 0, GID: 0, Comm: "x", Exe: "/usr/bin/x", CgroupID: 4242}
-}
-
-// goldenEvents are the events of the golden tests, by name.
-func goldenEvents() []struct {
-	name string
-	ev   *event.Event
-} {
-	hashMap := &event.Map{ID: 42, Name: "cilium_policy", Type: 1, KeySize: 4, ValueSize: 8, MaxEntries: 1024}
-	return []struct {
-		name string
-		ev   *event.Event
-	}{
-		{"update", &event.Event{
-			Time: t0, Type: event.MapUpdate, Source: event.SourceSyscall,
-			HasResult: true, Result: 0, Process: proc(), Map: hashMap,
-			HasFD: true, FD: 3,
-			Key: []byte{0, 0, 0, 1}, HasKey: true, Value: []byte{1, 0, 0, 0, 0, 0, 0, 0}, HasValue: true,
-			HasFlags: true, Flags: 0,
-		}},
-		{"delete_compat_efault", &event.Event{
-			Time: t0.Add(time.Second), Type: event.MapDelete, Source: event.SourceSyscall,
-			HasResult: true, Result: -14,
-			Process: &event.Process{PID: 77, TID: 78, PPID: 1, UID: 1000, GID: 100, Comm: "old", CgroupID: 1},
-			Map:     hashMap, HasFD: true, FD: 5, HasKey: true, KeyFault: true, Compat: true,
-		}},
-		{"update_truncated", &event.Event{
-			Time: t0, Type: event.MapUpdate, Source: event.SourceSyscall,
-			Process: proc(), Map: &event.Map{ID: 7, Name: "big", Type: 6, KeySize: 4, ValueSize: 4096, MaxEntries: 1, Flags: 0x400, Frozen: true},
-			HasFD: true, FD: 9,
-			Key: []byte{0xde, 0xad, 0xbe, 0xef}, HasKey: true, KeyTotal: 4,
-			Value: []byte{0xab, 0xcd}, HasValue: true, ValueTotal: 4096, Truncated: true,
-			HasFlags: true, Flags: 2,
-		}},
-		{"create_failed", &event.Event{
-			Time: t0, Type: event.MapCreate, Source: event.SourceSyscall,
-			HasResult: true, Result: -524, Process: proc(),
-			Map:      &event.Map{Name: "q", Type: 99, KeySize: 0, ValueSize: 4, MaxEntries: 16},
-			HasFlags: true, Flags: 0x10,
-		}},
-		{"obj_get", &event.Event{
-			Time: t0, Type: event.ObjGet, Source: event.SourceSyscall,
-			HasResult: true, Result: 6, Process: proc(), HasFD: true, FD: 6,
-			Path: "/sys/fs/bpf/my map", HasPathFD: true, PathFD: -100, HasFlags: true, Flags: 1,
-		}},
-		{"get_fd_by_id", &event.Event{
-			Time: t0, Type: event.MapGetFDByID, Source: event.SourceSyscall,
-			HasResult: true, Result: -2, Process: proc(), ReqMapID: 31337,
-		}},
-		{"batch", &event.Event{
-			Time: t0, Type: event.MapDeleteBatch, Source: event.SourceSyscall,
-			HasResult: true, Result: 0, Process: proc(), Map: hashMap, HasFD: true, FD: 3,
-			HasCount: true, Count: 100, ValueFault: true,
-		}},
-		{"lost", &event.Event{
-			Time: t0.Add(-time.Hour), Type: event.Lost, Source: event.SourceSyscall,
-			HasCount: true, Count: 12,
-		}},
-		{"prog_load", &event.Event{
-			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
-			HasResult: true, Result: 7, Process: proc(), HasFD: true, FD: 7,
-			Prog:  &event.Prog{ID: 99, Name: "xdp_fw", Tag: "a1b2c3d4e5f60718", Type: 6},
-			Extra: &event.Extra{ProgMaps: []uint32{42, 43}, ProgMapCount: 70},
-		}},
-		{"prog_load_refused", &event.Event{
-			Time: t0, Type: event.ProgLoad, Source: event.SourceSyscall,
-			HasResult: true, Result: -13, Process: proc(), Prog: &event.Prog{Type: 1},
-		}},
-		{"mmap", &event.Event{
-			Time: t0, Type: event.MapMmap, Source: event.SourceSyscall,
-			HasResult: true, Result: 0x7f0000001000, Process: proc(), Map: hashMap, HasFD: true, FD: 3,
-			HasFlags: true, Flags: 1, Extra: &event.Extra{HasProt: true, Prot: 3 | 8},
-		}},
-	}
-}
-
-func TestJSONGolden(t *testing.T) {
-	want := map[string]string{
-		"update": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_update","source":"syscall","result":0,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
-			`"fd":3,"key":"00000001","value":"0100000000000000","truncated":false,"flags":0,"abi":"x86_64"}`,
-		"delete_compat_efault": `{"time":"2026-11-22T10:00:01.123456789Z","event":"map_delete","source":"syscall","result":-14,` +
-			`"process":{"pid":77,"tid":78,"ppid":1,"uid":1000,"gid":100,"comm":"old","cgroup_id":1},` +
-			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
-			`"fd":5,"key":"","truncated":false,"key_fault":true,"abi":"ia32"}`,
-		"update_truncated": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_update","source":"syscall",` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"map":{"id":7,"name":"big","type":"percpu_array","key_size":4,"value_size":4096,"max_entries":1,"flags":1024,"frozen":true},` +
-			`"fd":9,"key":"deadbeef","value":"abcd","truncated":true,"key_total":4,"value_total":4096,"flags":2,"abi":"x86_64"}`,
-		"create_failed": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_create","source":"syscall","result":-524,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"map":{"id":0,"name":"q","type":"unknown(99)","key_size":0,"value_size":4,"max_entries":16,"flags":0,"frozen":false},` +
-			`"flags":16,"abi":"x86_64"}`,
-		"obj_get": `{"time":"2026-11-22T10:00:00.123456789Z","event":"obj_get","source":"syscall","result":6,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"fd":6,"path":"/sys/fs/bpf/my map","path_fd":-100,"flags":1,"abi":"x86_64"}`,
-		"get_fd_by_id": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_get_fd_by_id","source":"syscall","result":-2,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"abi":"x86_64","requested_map_id":31337}`,
-		"batch": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_delete_batch","source":"syscall","result":0,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
-			`"fd":3,"value_fault":true,"count":100,"abi":"x86_64"}`,
-		"lost": `{"time":"2026-11-22T09:00:00.123456789Z","event":"lost","source":"syscall","count":12}`,
-		"prog_load": `{"time":"2026-11-22T10:00:00.123456789Z","event":"prog_load","source":"syscall","result":7,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"prog":{"id":99,"name":"xdp_fw","tag":"a1b2c3d4e5f60718","type":"xdp"},"prog_maps":[42,43],"prog_map_count":70,"fd":7,"abi":"x86_64"}`,
-		"prog_load_refused": `{"time":"2026-11-22T10:00:00.123456789Z","event":"prog_load","source":"syscall","result":-13,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"prog":{"id":0,"type":"socket_filter"},"abi":"x86_64"}`,
-		"mmap": `{"time":"2026-11-22T10:00:00.123456789Z","event":"map_mmap","source":"syscall","result":139637976731648,` +
-			`"process":{"pid":1234,"tid":1234,"ppid":1,"uid":0,"gid":0,"comm":"x","exe":"/usr/bin/x","cgroup_id":4242},` +
-			`"map":{"id":42,"name":"cilium_policy","type":"hash","key_size":4,"value_size":8,"max_entries":1024,"flags":0,"frozen":false},` +
-			`"fd":3,"flags":1,"prot":["read","write","0x8"],"abi":"x86_64"}`,
-	}
-	for _, tc := range goldenEvents() {
-		ev := *tc.ev
-		ev.Time = utcClock(ev.Time)
-		got := render(t, "json", &ev)
-		if got != want[tc.name]+"\n" {
-			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want[tc.name])
+// The golden tests of both formats are in internal/sensor/bpfsyscall
+// (golden_test.go): their events are what the syscall sensor's decoder
+// makes of records built as the kernel builds them, which this package's
+// tests cannot build. What remains here is the one golden no sensor's
+// decoder yields: the ring's report of lost records, built by hand exactly
+// as record.Ring.tick builds it (time, type, source, count; no process).
+func TestLostGolden(t *testing.T) {
+	ev := &event.Event{Time: t0.Add(-time.Hour), Type: event.Lost, Source: event.SourceSyscall, HasCount: true, Count: 12}
+	for format, want := range map[string]string{
+		"text": `09:00:00.123456789 lost count=12`,
+		"json": `{"time":"2026-11-22T09:00:00.123456789Z","event":"lost","source":"syscall","count":12}`,
+	} {
+		e := *ev
+		if format == "json" {
+			e.Time = utcClock(e.Time)
 		}
-		if !json.Valid([]byte(got)) {
-			t.Errorf("%s: invalid JSON", tc.name)
+		if got := render(t, format, &e); got != want+"\n" {
+			t.Errorf("%s:\n got %s\nwant %s", format, got, want)
 		}
 	}
 }
@@ -171,28 +63,6 @@ func utcClock(t time.Time) time.Time {
 	y, mo, d := t.Date()
 	h, mi, s := t.Clock()
 	return time.Date(y, mo, d, h, mi, s, t.Nanosecond(), time.UTC)
-}
-
-func TestTextGolden(t *testing.T) {
-	want := map[string]string{
-		"update":               `10:00:00.123456789 map_update pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 key=00000001 value=0100000000000000 flags=0x0 result=0`,
-		"delete_compat_efault": `10:00:01.123456789 map_delete pid=77 tid=78 comm="old" uid=1000 [ia32] map=42:"cilium_policy"(hash) fd=5 key=(fault) result=-14(EFAULT)`,
-		"update_truncated":     `10:00:00.123456789 map_update pid=1234 comm="x" uid=0 exe=/usr/bin/x map=7:"big"(percpu_array) fd=9 key=deadbeef value=abcd…(4096 bytes) flags=0x2`,
-		"create_failed":        `10:00:00.123456789 map_create pid=1234 comm="x" uid=0 exe=/usr/bin/x map=0:"q"(unknown(99)) flags=0x10 result=-524(ENOTSUPP)`,
-		"obj_get":              `10:00:00.123456789 obj_get pid=1234 comm="x" uid=0 exe=/usr/bin/x fd=6 path="/sys/fs/bpf/my map" path_fd=-100 flags=0x1 result=6`,
-		"get_fd_by_id":         `10:00:00.123456789 map_get_fd_by_id pid=1234 comm="x" uid=0 exe=/usr/bin/x requested_map_id=31337 result=-2(ENOENT)`,
-		"batch":                `10:00:00.123456789 map_delete_batch pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 value=(fault) count=100 result=0`,
-		"lost":                 `09:00:00.123456789 lost count=12`,
-		"prog_load":            `10:00:00.123456789 prog_load pid=1234 comm="x" uid=0 exe=/usr/bin/x prog=99:"xdp_fw"(a1b2c3d4e5f60718) prog_type=xdp prog_maps=42,43…(70 maps) fd=7 result=7`,
-		"prog_load_refused":    `10:00:00.123456789 prog_load pid=1234 comm="x" uid=0 exe=/usr/bin/x prog_type=socket_filter result=-13(EACCES)`,
-		"mmap":                 `10:00:00.123456789 map_mmap pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 flags=0x1 prot=read|write|0x8 result=139637976731648`,
-	}
-	for _, tc := range goldenEvents() {
-		got := render(t, "text", tc.ev)
-		if got != want[tc.name]+"\n" {
-			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, want[tc.name])
-		}
-	}
 }
 
 func TestNew(t *testing.T) {
@@ -213,7 +83,7 @@ func TestBufferedUntilFlush(t *testing.T) {
 	for _, f := range Formats {
 		var out bytes.Buffer
 		w, _ := New(f, &out)
-		ev := goldenEvents()[0].ev
+		ev := benchEvent()
 		if err := w.Write(ev); err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +105,7 @@ func (failWriter) Write([]byte) (int, error) { return 0, errFail }
 func TestWriteErrors(t *testing.T) {
 	for _, f := range Formats {
 		w, _ := New(f, failWriter{})
-		ev := goldenEvents()[0].ev
+		ev := benchEvent()
 		var err error
 		for i := 0; i < 10000 && err == nil; i++ {
 			err = w.Write(ev)
