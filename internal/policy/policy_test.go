@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -355,21 +356,89 @@ func TestAddProtect(t *testing.T) {
 	}
 }
 
+// readmePath is the README whose rules table documents each rule's
+// default severity.
+const readmePath = "../../README.md"
+
+// readmeSeverities returns the rules table of the README (under
+// "**Rules**"): rule name to default severity, in the README's order.
+func readmeSeverities(t *testing.T) (names []string, sev map[string]string) {
+	t.Helper()
+	data, err := os.ReadFile(readmePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	start := slices.Index(lines, "| rule | severity | matches |")
+	if start < 0 || start+1 >= len(lines) || lines[start+1] != "| --- | --- | --- |" {
+		t.Fatalf("%s: no rules table (| rule | severity | matches |)", readmePath)
+	}
+	sev = map[string]string{}
+	for i := start + 2; i < len(lines) && strings.HasPrefix(lines[i], "|"); i++ {
+		cells := strings.Split(lines[i], "|")
+		if len(cells) < 4 {
+			t.Fatalf("%s:%d: not a row of the rules table: %q", readmePath, i+1, lines[i])
+		}
+		name := strings.TrimSpace(cells[1])
+		if len(name) < 3 || name[0] != '`' || name[len(name)-1] != '`' {
+			t.Fatalf("%s:%d: rule %q is not `quoted`", readmePath, i+1, name)
+		}
+		name = name[1 : len(name)-1]
+		if _, dup := sev[name]; dup {
+			t.Errorf("%s:%d: rule %s listed twice", readmePath, i+1, name)
+		}
+		sev[name] = strings.TrimSpace(cells[2])
+		names = append(names, name)
+	}
+	return names, sev
+}
+
 func TestDefault(t *testing.T) {
 	p := Default()
 	if p.AlertRate != 10 || p.AlertBurst != 20 || p.Source != "" || len(p.Protect) != 0 || len(p.Owners) != 0 {
 		t.Errorf("Default() = %+v", p)
 	}
-	if len(p.Rules) != len(Rules) || len(Rules) != 8 {
-		t.Errorf("Default() has %d rules, Rules %d, want 8", len(p.Rules), len(Rules))
+	// The eight rules, each once: one per Rule* name.
+	wantNames := []string{RuleForeignHandle, RuleForeignWrite, RuleSelfAccess, RuleForeignProgram,
+		RuleForeignMmap, RuleUnexplainedChange, RuleEventsLost, RuleWriteDenied}
+	var names []string
+	for _, ri := range Rules {
+		names = append(names, ri.Name)
+	}
+	if !slices.Equal(names, wantNames) || len(wantNames) != 8 {
+		t.Errorf("Rules are %q, want the 8 %q", names, wantNames)
+	}
+	if len(p.Rules) != 8 {
+		t.Errorf("Default() has %d rules, want 8", len(p.Rules))
+	}
+	// Every rule's default severity is the README's, and one of Severities.
+	readme, sev := readmeSeverities(t)
+	if len(readme) != 8 {
+		t.Errorf("%s lists %d rules %q, want the 8", readmePath, len(readme), readme)
+	}
+	for _, name := range readme {
+		if !slices.Contains(names, name) {
+			t.Errorf("%s lists rule %q, which is not in Rules", readmePath, name)
+		}
 	}
 	for _, ri := range Rules {
-		r, ok := p.Enabled(ri.Name)
-		if !ok || r != (Rule{Name: ri.Name, Severity: ri.Severity, Enabled: true}) {
-			t.Errorf("Default().Enabled(%q) = %+v, %v", ri.Name, r, ok)
+		want, ok := sev[ri.Name]
+		if !ok {
+			t.Errorf("rule %s is not in the rules table of %s", ri.Name, readmePath)
+			continue
 		}
-		if !strings.Contains(strings.Join(Severities, " "), ri.Severity) || ri.Description == "" {
-			t.Errorf("rule %+v: bad severity or no description", ri)
+		if !slices.Contains(Severities, want) {
+			t.Errorf("%s gives rule %s severity %q, not one of %q", readmePath, ri.Name, want, Severities)
+		}
+		r, ok := p.Enabled(ri.Name)
+		if !ok || r != (Rule{Name: ri.Name, Severity: want, Enabled: true}) {
+			t.Errorf("Default().Enabled(%q) = %+v, %v; want enabled with severity %q (%s)", ri.Name, r, ok, want, readmePath)
+		}
+		if ri.Severity != want {
+			t.Errorf("Rules gives %s severity %q, %s %q", ri.Name, ri.Severity, readmePath, want)
+		}
+		if strings.TrimSpace(ri.Description) == "" {
+			t.Errorf("rule %s has no description", ri.Name)
 		}
 	}
 	if _, ok := p.Enabled("no-such-rule"); ok {
