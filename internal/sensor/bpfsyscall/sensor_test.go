@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
@@ -31,6 +32,46 @@ func checkProc(t *testing.T, ev *event.Event, pid int) {
 	t.Helper()
 	if ev.Process == nil || ev.Process.PID != uint32(pid) {
 		t.Errorf("%s: process %+v, want pid %d", ev.Type, ev.Process, pid)
+	}
+}
+
+// checkOwnProcess checks that ev names this test process exactly, as the
+// kernel sees it: pid, one of its threads, parent, credentials, comm,
+// executable (path and inode) and cgroup v2 id. (Non-zero or non-empty
+// would let a decoder that read the wrong offsets pass.)
+func checkOwnProcess(t *testing.T, ev *event.Event) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(exe, &st); err != nil {
+		t.Fatal(err)
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := cgroups.ProcessCgroup(uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgid, err := cgroups.NewResolver().ID(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := ev.Process
+	if p == nil {
+		t.Fatalf("%s: no process", ev.Type)
+	}
+	want := event.Process{PID: uint32(os.Getpid()), TID: p.TID, PPID: uint32(os.Getppid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
+		Comm: strings.TrimSuffix(string(comm), "\n"), Exe: exe, ExeIno: st.Ino, CgroupID: cgid}
+	if *p != want {
+		t.Errorf("%s: process\n %+v, want\n %+v", ev.Type, *p, want)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", p.TID)); err != nil {
+		t.Errorf("%s: tid %d is not a thread of this process: %v", ev.Type, p.TID, err)
 	}
 }
 
@@ -92,12 +133,7 @@ func TestOwnFDElementCalls(t *testing.T) {
 	if upd.FD != fd || upd.Flags != uint64(ebpf.UpdateNoExist) || upd.Map.Name != "t_hash" {
 		t.Errorf("map_update fd %d flags %d map %+v", upd.FD, upd.Flags, upd.Map)
 	}
-	if upd.Process.TID == 0 || upd.Process.Comm == "" || upd.Process.Exe == "" || upd.Process.CgroupID == 0 || upd.Process.PPID != uint32(os.Getppid()) {
-		t.Errorf("process context incomplete: %+v", upd.Process)
-	}
-	if exe, _ := os.Executable(); upd.Process.Exe != exe {
-		t.Errorf("exe %q, want %q", upd.Process.Exe, exe)
-	}
+	checkOwnProcess(t, upd)
 
 	del := c.wait(t, "map_delete ok", func(ev *event.Event) bool {
 		return onMap(event.MapDelete, id)(ev) && bytes.Equal(ev.Key, le32(3))
@@ -628,9 +664,7 @@ func TestBuilds(t *testing.T) {
 			upd := c.wait(t, "own update", onMap(event.MapUpdate, id))
 			checkKV(t, upd, le32(21), le64(0x2121))
 			checkResult(t, upd, 0)
-			if exe, _ := os.Executable(); upd.Process.Exe != exe {
-				t.Errorf("exe %q, want %q", upd.Process.Exe, exe)
-			}
+			checkOwnProcess(t, upd)
 
 			pid := runChild(t, "byid", strconv.Itoa(int(id)))
 			child := c.wait(t, "child update", func(ev *event.Event) bool {

@@ -73,7 +73,7 @@ func TestDemuxDispatch(t *testing.T) {
 	if p.PID != uint32(os.Getpid()) || p.TID != 9 || p.PPID != 1 || p.UID != 2 || p.GID != 3 || p.CgroupID != 4 {
 		t.Errorf("process %+v", p)
 	}
-	if exe, _ := os.Executable(); p.Exe != exe {
+	if exe, err := os.Executable(); err != nil || p.Exe != exe {
 		t.Errorf("exe %q, want %q (from /proc, no REC_EXE was sent)", p.Exe, exe)
 	}
 	if got := m.Time(5e9); got.Sub(m.Time(0)) != 5*time.Second {
