@@ -55,8 +55,7 @@ func TestMapTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := m.Info()
-	id, _ := info.ID()
+	id := mapID(t, m)
 	mi, err := r.Read(uint32(id), func(k, v []byte) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -71,10 +70,12 @@ func TestMapTypes(t *testing.T) {
 	if got := Format(value, []byte{7, 0, 0, 0, 1, 0, 0, 0, 'x', 0, 0, 0, 0, 0, 0, 0}); got != `{pid: 7, delta: 1, enabled: false, tag: "x"}` {
 		t.Errorf("Format = %s", got)
 	}
-	plain, _ := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	plain, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer plain.Close()
-	pinfo, _ := plain.Info()
-	pid, _ := pinfo.ID()
+	pid := mapID(t, plain)
 	pmi, err := r.Read(uint32(pid), func(k, v []byte) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -82,4 +83,18 @@ func TestMapTypes(t *testing.T) {
 	if _, _, err := Types(pmi.BTFID, pmi.BTFKeyTypeID, pmi.BTFValueTypeID); err != ErrNoBTF {
 		t.Errorf("map without BTF: %v", err)
 	}
+}
+
+// mapID is m's id, failing the test when the kernel does not tell it.
+func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("the kernel reports no map id")
+	}
+	return id
 }

@@ -205,7 +205,10 @@ func newMap(t testing.TB, spec *ebpf.MapSpec) (*ebpf.Map, uint32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := info.ID()
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("the kernel reports no map id")
+	}
 	return m, uint32(id)
 }
 
@@ -357,7 +360,10 @@ func TestProgramUsingMap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, _ := info.ID()
+	pid, ok := info.ID()
+	if !ok {
+		t.Fatal("the kernel reports no program id")
+	}
 
 	maps := collect(t, Options{IDs: []uint32{id, unused}})
 	want := []Program{{ID: uint32(pid), Name: "inv_prog_sf", Type: "socket_filter"}}

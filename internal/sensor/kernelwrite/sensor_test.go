@@ -167,7 +167,10 @@ func progIdentity(t *testing.T, p *ebpf.Program) event.Prog {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := info.ID()
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("the kernel reports no program id")
+	}
 	return event.Prog{ID: uint32(id), Name: info.Name, Tag: info.Tag}
 }
 
