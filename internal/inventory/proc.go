@@ -197,7 +197,13 @@ type fdinfo struct {
 	frozen   bool
 }
 
-// parseFdinfo parses fdinfo text; fields it cannot parse are left zero.
+// parseFdinfo parses fdinfo text: lines of "key:\tvalue", flags in octal,
+// the numbers in decimal, frozen 0 or 1. The kernel writes each field once;
+// should one come twice, the last line of it that parses wins. A line that
+// does not parse (no colon, a value that is not a number of the field's
+// width, frozen other than 0 or 1) changes nothing: a field none of whose
+// lines parse is zero, and hasMapID false. A value out of range is no
+// value, never clamped to the largest one.
 func parseFdinfo(b []byte) fdinfo {
 	var f fdinfo
 	for len(b) > 0 {
@@ -214,15 +220,22 @@ func parseFdinfo(b []byte) fdinfo {
 		val := bytes.TrimSpace(line[colon+1:])
 		switch string(line[:colon]) {
 		case "flags":
-			f.flags, _ = strconv.ParseUint(string(val), 8, 64)
+			if v, err := strconv.ParseUint(string(val), 8, 64); err == nil {
+				f.flags = v
+			}
 		case "map_id":
 			if v, err := strconv.ParseUint(string(val), 10, 32); err == nil {
 				f.mapID, f.hasMapID = uint32(v), true
 			}
 		case "memlock":
-			f.memlock, _ = strconv.ParseUint(string(val), 10, 64)
+			if v, err := strconv.ParseUint(string(val), 10, 64); err == nil {
+				f.memlock = v
+			}
 		case "frozen":
-			f.frozen = string(val) == "1"
+			switch string(val) {
+			case "0", "1":
+				f.frozen = string(val) == "1"
+			}
 		}
 	}
 	return f
