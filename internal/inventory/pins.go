@@ -23,11 +23,14 @@ type bpfMount struct {
 }
 
 // parseMountinfo returns the bpf mounts in /proc/self/mountinfo text, in
-// order. Malformed lines are skipped.
+// order. Malformed lines are skipped. Fields are separated by spaces and by
+// nothing else: the kernel escapes space, tab, newline and backslash in
+// paths, and writes every other byte as it is (a carriage return, a
+// non-breaking space), so those are part of a path, not separators.
 func parseMountinfo(b []byte) []bpfMount {
 	var out []bpfMount
 	for _, line := range bytes.Split(b, []byte("\n")) {
-		fields := bytes.Fields(line)
+		fields := bytes.FieldsFunc(line, func(r rune) bool { return r == ' ' })
 		sep := -1
 		for i := 6; i < len(fields); i++ {
 			if string(fields[i]) == "-" {
