@@ -1,8 +1,12 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
@@ -56,14 +60,150 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
+// FuzzParsers holds the /proc parsers to their contracts on arbitrary
+// text, beyond not panicking:
+//
+//   - parseFdinfo reports each field as the last line for it that parses
+//     (checked against a line-by-line reading of the input), and what it
+//     reports, rendered back in the kernel's format, parses to the same;
+//     rendered after the input, it wins over whatever the input said.
+//   - parseMountinfo reports only lines whose filesystem type is bpf, in
+//     order, and a mount it reports, written back as the kernel writes it
+//     (octal escapes for space, tab, newline and backslash, nothing else),
+//     parses to the same mount; so does a mount of any path the kernel
+//     writes.
+//   - unescapeMountinfo undoes the kernel's escaping of any string, and
+//     never lengthens its input.
+//   - bpfsys.CString is the bytes before the first NUL.
 func FuzzParsers(f *testing.F) {
 	f.Add([]byte("map_id:\t1\nflags:\t02\n"))
 	f.Add([]byte("35 22 0:30 / /sys/fs/bpf rw - bpf bpf rw\n"))
 	f.Add([]byte("1 2 3 4 \\0 6 - bpf\n1 2 3 4 \\777x 6 - bpf"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		parseFdinfo(b)
-		parseMountinfo(b)
-		unescapeMountinfo(b)
-		bpfsys.CString(b)
+		in := append([]byte(nil), b...)
+		checkFdinfo(t, b)
+		checkMountinfo(t, b)
+		if u := unescapeMountinfo(b); len(u) > len(b) || (!bytes.Contains(b, []byte{'\\'}) && u != string(b)) {
+			t.Fatalf("unescape(%q) = %q", b, u)
+		}
+		if u := unescapeMountinfo([]byte(escapeMountinfo(string(b)))); u != string(b) {
+			t.Fatalf("unescape(escape(%q)) = %q", b, u)
+		}
+		s := bpfsys.CString(b)
+		if !bytes.HasPrefix(b, []byte(s)) || strings.IndexByte(s, 0) >= 0 || (len(s) < len(b) && b[len(s)] != 0) {
+			t.Fatalf("CString(%q) = %q", b, s)
+		}
+		if !bytes.Equal(b, in) {
+			t.Fatalf("a parser changed its input: %q, was %q", b, in)
+		}
 	})
+}
+
+// checkFdinfo checks parseFdinfo(b) against its contract.
+func checkFdinfo(t *testing.T, b []byte) {
+	t.Helper()
+	got := parseFdinfo(b)
+	// The model: each line is "key:value", the value trimmed; the last
+	// line of a field that parses is its value.
+	var want fdinfo
+	for _, line := range strings.Split(string(b), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		switch key {
+		case "flags":
+			if v, err := strconv.ParseUint(val, 8, 64); err == nil {
+				want.flags = v
+			}
+		case "map_id":
+			if v, err := strconv.ParseUint(val, 10, 32); err == nil {
+				want.mapID, want.hasMapID = uint32(v), true
+			}
+		case "memlock":
+			if v, err := strconv.ParseUint(val, 10, 64); err == nil {
+				want.memlock = v
+			}
+		case "frozen":
+			if val == "0" || val == "1" {
+				want.frozen = val == "1"
+			}
+		}
+	}
+	if got != want {
+		t.Fatalf("parseFdinfo(%q) = %+v, the lines say %+v", b, got, want)
+	}
+	// Rendered as the kernel does (fs/proc/fd.c, kernel/bpf/syscall.c).
+	r := renderFdinfo(got)
+	if back := parseFdinfo([]byte(r)); back != got {
+		t.Fatalf("parseFdinfo(%q) = %+v; rendered %q, parsed back %+v", b, got, r, back)
+	}
+	// A whole fdinfo after the input overrides every field it has.
+	if got.hasMapID {
+		over := parseFdinfo(append(append(append([]byte(nil), b...), '\n'), r...))
+		if over != got {
+			t.Fatalf("%q then its own rendering: %+v, want %+v", b, over, got)
+		}
+	}
+}
+
+// renderFdinfo writes f as a map's fdinfo (a map id; without one, as
+// another kind of file's, which has no map fields).
+func renderFdinfo(f fdinfo) string {
+	s := fmt.Sprintf("pos:\t0\nflags:\t0%o\nmnt_id:\t16\nino:\t1057\n", f.flags)
+	if !f.hasMapID {
+		return s
+	}
+	frozen := 0
+	if f.frozen {
+		frozen = 1
+	}
+	return s + fmt.Sprintf("map_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t16\nmap_flags:\t0x0\nmap_extra:\t0x0\n"+
+		"memlock:\t%d\nmap_id:\t%d\nfrozen:\t%d\n", f.memlock, f.mapID, frozen)
+}
+
+// checkMountinfo checks parseMountinfo(b) against its contract.
+func checkMountinfo(t *testing.T, b []byte) {
+	t.Helper()
+	got := parseMountinfo(b)
+	if n := bytes.Count(b, []byte("bpf")); len(got) > n {
+		t.Fatalf("parseMountinfo(%q): %d mounts from %d lines naming bpf", b, len(got), n)
+	}
+	for _, m := range got {
+		if m.dev == "" || strings.ContainsAny(m.dev, " \n") || !strings.Contains(string(b), m.dev) {
+			t.Fatalf("parseMountinfo(%q): device %q is not a field of the input", b, m.dev)
+		}
+	}
+	// Written back as the kernel writes mountinfo (show_mountinfo in
+	// fs/proc_namespace.c: fields separated by one space, paths escaped
+	// by seq_path_root with " \t\n\\").
+	var text strings.Builder
+	for i, m := range got {
+		fmt.Fprintf(&text, "%d 1 %s %s %s rw,relatime shared:%d - bpf bpf rw\n", 30+i, m.dev, escapeMountinfo(m.root), escapeMountinfo(m.point), i)
+	}
+	if back := parseMountinfo([]byte(text.String())); !slices.Equal(back, got) {
+		t.Fatalf("parseMountinfo(%q) = %q; written back %q, parsed %q", b, got, text.String(), back)
+	}
+	// Any path, mounted and written by the kernel, is read back as it is.
+	m := bpfMount{"0:30", "/" + string(b), "/sys/fs/bpf/" + string(b)}
+	line := fmt.Sprintf("36 22 %s %s %s rw,nosuid - bpf bpf rw,mode=700\n", m.dev, escapeMountinfo(m.root), escapeMountinfo(m.point))
+	if back := parseMountinfo([]byte(line)); !slices.Equal(back, []bpfMount{m}) {
+		t.Fatalf("mountinfo line %q parsed as %q, want %q", line, back, m)
+	}
+}
+
+// escapeMountinfo escapes s as the kernel's mangle_path does for
+// mountinfo: space, tab, newline and backslash as three octal digits.
+func escapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ' ', '\t', '\n', '\\':
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
