@@ -50,7 +50,10 @@ func handlers() map[record.Kind]record.Handler {
 }
 
 // callRec returns the call record in raw and the data after it, checking
-// that the lengths it gives fit.
+// that the lengths it gives fit and that its key and value are what the
+// kernel's capture can produce (record.CheckCapture): an event's Key and
+// Value are never longer than their totals or MaxCapture, and Truncated
+// says exactly that one was cut.
 func callRec(raw []byte) (*bpfCallRec, []byte, error) {
 	if err := record.Check(raw, callRecSize, "syscall"); err != nil {
 		return nil, nil, err
@@ -59,6 +62,12 @@ func callRec(raw []byte) (*bpfCallRec, []byte, error) {
 	data := raw[callRecSize:]
 	if uint64(r.KeyLen)+uint64(r.ValueLen)+uint64(r.PathLen) > uint64(len(data)) {
 		return nil, nil, fmt.Errorf("%w: key %d + value %d + path %d bytes exceed %d", record.ErrMalformed, r.KeyLen, r.ValueLen, r.PathLen, len(data))
+	}
+	if err := record.CheckCapture("syscall key", r.KeyLen, r.KeyTotal, r.Flags&uint32(cfKeyFault) != 0, r.Flags&uint32(cfKeyTrunc) != 0); err != nil {
+		return nil, nil, err
+	}
+	if err := record.CheckCapture("syscall value", r.ValueLen, r.ValueTotal, r.Flags&uint32(cfValueFault) != 0, r.Flags&uint32(cfValueTrunc) != 0); err != nil {
+		return nil, nil, err
 	}
 	return r, data, nil
 }

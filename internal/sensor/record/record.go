@@ -142,3 +142,30 @@ func Check(raw []byte, want int, what string) error {
 	}
 	return nil
 }
+
+// CheckCapture returns an error when a key or a value a record carries
+// could not have been captured by the kernel's copy (copy_user in
+// syscall.c, capture in kernelwrite.c): n bytes carried of total, with the
+// record's fault and truncation flags for it. The kernel carries at most
+// MaxCapture bytes; a part that faulted carries none; one that did not is
+// the first min(total, limit) bytes, cut (trunc) exactly when that is less
+// than total; a part of total 0 was not captured and has neither flag (its
+// place may carry something else: the syscall sensor puts a program's
+// description in the value's).
+func CheckCapture(what string, n uint32, total uint64, fault, trunc bool) error {
+	switch {
+	case n > uint32(MaxCapture):
+		return fmt.Errorf("%w: %s of %d bytes, more than the %d a record carries", ErrMalformed, what, n, MaxCapture)
+	case total == 0 && (fault || trunc):
+		return fmt.Errorf("%w: %s of no bytes flagged faulted (%v) or truncated (%v)", ErrMalformed, what, fault, trunc)
+	case total == 0:
+		return nil
+	case fault && n != 0:
+		return fmt.Errorf("%w: %s faulted yet %d bytes carried", ErrMalformed, what, n)
+	case !fault && uint64(n) > total:
+		return fmt.Errorf("%w: %s of %d bytes carries %d", ErrMalformed, what, total, n)
+	case !fault && trunc != (uint64(n) < total):
+		return fmt.Errorf("%w: %s: %d of %d bytes carried, truncated flag %v", ErrMalformed, what, n, total, trunc)
+	}
+	return nil
+}
