@@ -116,6 +116,12 @@ func (d *decoder) write(raw []byte, rd *record.Decoder, emit record.Emit) error 
 	if uint64(r.KeyLen)+uint64(r.ValueLen) > uint64(len(data)) || r.Nframes > uint32(len(r.Frames)) {
 		return fmt.Errorf("%w: kernel write: key %d + value %d bytes of %d, %d frames", record.ErrMalformed, r.KeyLen, r.ValueLen, len(data), r.Nframes)
 	}
+	if err := record.CheckCapture("kernel write key", r.KeyLen, uint64(r.KeyTotal), r.Flags&kfKeyFault != 0, r.Flags&kfKeyTrunc != 0); err != nil {
+		return err
+	}
+	if err := record.CheckCapture("kernel write value", r.ValueLen, uint64(r.ValueTotal), r.Flags&kfValueFault != 0, r.Flags&kfValueTrunc != 0); err != nil {
+		return err
+	}
 	key := data[:r.KeyLen]
 	value := data[r.KeyLen : r.KeyLen+r.ValueLen]
 	irq := r.Flags&kfIRQ != 0
