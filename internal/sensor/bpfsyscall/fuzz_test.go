@@ -3,7 +3,6 @@ package bpfsyscall
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"testing"
 	"unsafe"
@@ -11,8 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 )
 
 // Offsets in struct call_rec and struct call_exit (bpf/syscall.c), written
@@ -224,8 +223,8 @@ func decode(t *testing.T, d *record.Demux, raw []byte, valid func() bool) []*eve
 		if !bytes.Equal(ev.Key, keep[2*i]) || !bytes.Equal(ev.Value, keep[2*i+1]) {
 			t.Fatalf("an event shares the record's buffer")
 		}
-		checkCapture(t, ev)
-		writeJSON(t, ev)
+		sensortest.CheckCapture(t, ev)
+		sensortest.WriteJSON(t, ev)
 	}
 	copy(raw, orig)
 	return evs
@@ -236,7 +235,7 @@ func decode(t *testing.T, d *record.Demux, raw []byte, valid func() bool) []*eve
 // may be a short one.
 func checkEvent(t *testing.T, ev *event.Event, in, out []byte) {
 	t.Helper()
-	checkCapture(t, ev)
+	sensortest.CheckCapture(t, ev)
 	p := ev.Process
 	if p == nil || p.PID != u32(in, offPid) || p.TID != u32(in, offTid) || p.UID != u32(in, offUID) {
 		t.Fatalf("process %+v; the entry has pid %d, tid %d, uid %d", p, u32(in, offPid), u32(in, offTid), u32(in, offUID))
@@ -278,63 +277,6 @@ func checkEvent(t *testing.T, ev *event.Event, in, out []byte) {
 		if !found {
 			t.Fatalf("%s %x is not what a record carries", part.name, part.b)
 		}
-	}
-}
-
-// checkCapture holds the key and value of any event to what a capture can
-// be.
-func checkCapture(t *testing.T, ev *event.Event) {
-	t.Helper()
-	short := false // a part that lacks bytes
-	for _, part := range []struct {
-		name         string
-		has, fault   bool
-		b            []byte
-		total        uint64
-		shortOfBytes *bool
-	}{{"key", ev.HasKey, ev.KeyFault, ev.Key, ev.KeyTotal, &short}, {"value", ev.HasValue, ev.ValueFault, ev.Value, ev.ValueTotal, &short}} {
-		if !part.has {
-			if len(part.b) != 0 {
-				t.Fatalf("no %s, yet %d bytes of it", part.name, len(part.b))
-			}
-			continue
-		}
-		switch {
-		case len(part.b) > record.MaxCapture:
-			t.Fatalf("%s of %d bytes, more than MaxCapture", part.name, len(part.b))
-		case uint64(len(part.b)) > part.total:
-			t.Fatalf("%s of %d bytes, its total %d", part.name, len(part.b), part.total)
-		case part.fault && len(part.b) != 0:
-			t.Fatalf("%s faulted, yet %d bytes", part.name, len(part.b))
-		case !part.fault && uint64(len(part.b)) < part.total && !ev.Truncated:
-			t.Fatalf("%s: %d of %d bytes, not truncated", part.name, len(part.b), part.total)
-		}
-		if uint64(len(part.b)) < part.total {
-			*part.shortOfBytes = true
-		}
-	}
-	if ev.Truncated && !short {
-		t.Fatalf("truncated, yet key %d of %d (%v) and value %d of %d (%v) bytes", len(ev.Key), ev.KeyTotal, ev.HasKey, len(ev.Value), ev.ValueTotal, ev.HasValue)
-	}
-}
-
-// writeJSON has the JSON writer write ev: one line of valid JSON.
-func writeJSON(t *testing.T, ev *event.Event) {
-	t.Helper()
-	var buf bytes.Buffer
-	w, err := output.New("json", &buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(ev); err != nil {
-		t.Fatalf("writing %+v: %v", ev, err)
-	}
-	if err := w.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	line := buf.Bytes()
-	if bytes.IndexByte(line, '\n') != len(line)-1 || !json.Valid(line) {
-		t.Fatalf("not one line of JSON: %q", line)
 	}
 }
 
