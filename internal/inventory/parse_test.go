@@ -140,27 +140,24 @@ func checkFdinfo(t *testing.T, b []byte) {
 		t.Fatalf("parseFdinfo(%q) = %+v; rendered %q, parsed back %+v", b, got, r, back)
 	}
 	// A whole fdinfo after the input overrides every field it has.
-	if got.hasMapID {
-		over := parseFdinfo(append(append(append([]byte(nil), b...), '\n'), r...))
-		if over != got {
-			t.Fatalf("%q then its own rendering: %+v, want %+v", b, over, got)
-		}
+	if over := parseFdinfo(append(append(append([]byte(nil), b...), '\n'), r...)); got.hasMapID && over != got {
+		t.Fatalf("%q then its own rendering: %+v, want %+v", b, over, got)
 	}
 }
 
-// renderFdinfo writes f as a map's fdinfo (a map id; without one, as
-// another kind of file's, which has no map fields).
+// renderFdinfo writes f as a map's fdinfo; without a map id, with no
+// map_id line (a parse may find memlock or frozen and no map id).
 func renderFdinfo(f fdinfo) string {
-	s := fmt.Sprintf("pos:\t0\nflags:\t0%o\nmnt_id:\t16\nino:\t1057\n", f.flags)
-	if !f.hasMapID {
-		return s
-	}
 	frozen := 0
 	if f.frozen {
 		frozen = 1
 	}
-	return s + fmt.Sprintf("map_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t16\nmap_flags:\t0x0\nmap_extra:\t0x0\n"+
-		"memlock:\t%d\nmap_id:\t%d\nfrozen:\t%d\n", f.memlock, f.mapID, frozen)
+	s := fmt.Sprintf("pos:\t0\nflags:\t0%o\nmnt_id:\t16\nino:\t1057\nmap_type:\t1\nkey_size:\t4\nvalue_size:\t8\nmax_entries:\t16\n"+
+		"map_flags:\t0x0\nmap_extra:\t0x0\nmemlock:\t%d\n", f.flags, f.memlock)
+	if f.hasMapID {
+		s += fmt.Sprintf("map_id:\t%d\n", f.mapID)
+	}
+	return s + fmt.Sprintf("frozen:\t%d\n", frozen)
 }
 
 // checkMountinfo checks parseMountinfo(b) against its contract.
