@@ -43,14 +43,34 @@ type kernel struct {
 	pkg *regexp.Regexp
 	// vmlinuz is set for --kernel NAME=PATH.
 	vmlinuz string
+	// caps are what the kernel must provide: a test that skips for
+	// one of them fails the matrix (testutil.Need fails it in the VM).
+	caps []testutil.Capability
+}
+
+// allCaps is what Debian's 6.1 and 6.12 cloud kernels provide, booted
+// with bpf in lsm=.
+var allCaps = []testutil.Capability{
+	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
+	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint,
+}
+
+// allowedSkips are the only skips, besides those for a capability the
+// kernel is not declared to have, that leave the matrix green. Keep it
+// short: each entry is a test that cannot run on a kernel by design.
+var allowedSkips = []struct {
+	test *regexp.Regexp
+	why  string
+}{
+	{regexp.MustCompile(`^TestUnavailableNamesReasons$`), "tests the kernel-side sensor's refusal where no hook works; runs where neither kprobes nor fentry does"},
 }
 
 // kernels are Debian 12's cloud kernels: 6.1 (bookworm's own) and 6.12
 // (bookworm-backports, in the archive as +deb12 builds). Both boot under
 // qemu's software emulation in seconds and have kprobes, fentry and BPF LSM.
 var kernels = []kernel{
-	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`)},
-	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`)},
+	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`), caps: allCaps},
+	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`), caps: allCaps},
 }
 
 // lsm is the kernel command line's LSM list: with bpf, for enforcement tests.
@@ -82,6 +102,9 @@ type options struct {
 	// instead of the tests; workloadFlags are its extra flags.
 	workloads     bool
 	workloadFlags string
+	// caps, when set, replaces every selected kernel's declared
+	// capabilities (--caps).
+	caps *[]testutil.Capability
 }
 
 func run() (int, error) {
@@ -105,7 +128,22 @@ func run() (int, error) {
 	flag.StringVar(&o.append, "append", "", "extra kernel command line for the virtual machines (e.g. loglevel=7)")
 	flag.BoolVar(&o.workloads, "workloads", false, "instead of the tests, run bench's map-write and getpid workloads with each sensor build (make bench does); reports go to OUT/KERNEL.bench.md")
 	flag.StringVar(&o.workloadFlags, "workload-flags", "", "extra flags for bench --inside (e.g. --quick)")
+	var caps string
+	flag.StringVar(&caps, "caps", "", "declare these capabilities (comma-separated: "+capNames(allCaps)+"; \"none\" for none) for every selected kernel instead of its own; the host declares $"+testutil.CapsEnv+" otherwise")
 	flag.Parse()
+	if caps != "" {
+		var cs []testutil.Capability
+		for _, c := range splitNonEmpty(caps) {
+			if c == "none" {
+				continue
+			}
+			if !containsCap(allCaps, testutil.Capability(c)) {
+				return 2, fmt.Errorf("--caps: unknown capability %q: want %s", c, capNames(allCaps))
+			}
+			cs = append(cs, testutil.Capability(c))
+		}
+		o.caps = &cs
+	}
 	if only != "" {
 		o.kernels = strings.Split(only, ",")
 	}
@@ -160,7 +198,14 @@ func run() (int, error) {
 	var results []result
 	if o.host && (len(o.kernels) == 0 || contains(o.kernels, "host")) {
 		step("host kernel " + uname())
-		results = append(results, runHost(root, b, o))
+		host := kernel{name: "host"}
+		for _, c := range splitNonEmpty(os.Getenv(testutil.CapsEnv)) {
+			host.caps = append(host.caps, testutil.Capability(c))
+		}
+		if o.caps != nil {
+			host.caps = *o.caps
+		}
+		results = append(results, runHost(root, b, host, o))
 	}
 	var selected []kernel
 	for _, k := range append(append([]kernel{}, kernels...), o.extra...) {
@@ -169,7 +214,10 @@ func run() (int, error) {
 		}
 	}
 	for _, k := range selected {
-		step("kernel " + k.name)
+		if o.caps != nil {
+			k.caps = *o.caps
+		}
+		step("kernel " + k.name + ", declared to have: " + capNames(k.caps))
 		results = append(results, runVM(root, work, b, k, o))
 	}
 	report := render(results, time.Since(start))
@@ -181,6 +229,26 @@ func run() (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+func capNames(cs []testutil.Capability) string {
+	if len(cs) == 0 {
+		return "none"
+	}
+	var s []string
+	for _, c := range cs {
+		s = append(s, string(c))
+	}
+	return strings.Join(s, ",")
+}
+
+func containsCap(cs []testutil.Capability, c testutil.Capability) bool {
+	for _, x := range cs {
+		if x == c {
+			return true
+		}
+	}
+	return false
 }
 
 func names() string {
@@ -336,7 +404,8 @@ type result struct {
 	release  string
 	packages map[string]string // package -> "ok", "FAIL", "no result"
 	failures []string          // failed test names
-	skips    int
+	caps     []testutil.Capability
+	skips    []skip
 	err      error
 	took     time.Duration
 	log      string
@@ -351,12 +420,17 @@ func (r result) ok() bool {
 			return false
 		}
 	}
+	for _, sk := range r.skips {
+		if sk.allowed == "" {
+			return false
+		}
+	}
 	return len(r.packages) > 0
 }
 
-func runHost(root string, b *binaries, o options) result {
+func runHost(root string, b *binaries, k kernel, o options) result {
 	start := time.Now()
-	r := result{kernel: "host", release: uname(), packages: map[string]string{}}
+	r := result{kernel: k.name, release: uname(), packages: map[string]string{}, caps: k.caps}
 	var log bytes.Buffer
 	for _, p := range b.pkgs {
 		args := []string{fmt.Sprintf("-test.count=%d", o.count), "-test.v"}
@@ -368,7 +442,7 @@ func runHost(root string, b *binaries, o options) result {
 		}
 		c := exec.Command(filepath.Join(b.dir, testBin(p)), args...)
 		c.Dir = filepath.Join(root, p)
-		c.Env = append(os.Environ(), "BPFMON_BIN="+b.bpfmon)
+		c.Env = append(os.Environ(), "BPFMON_BIN="+b.bpfmon, testutil.CapsEnv+"="+capList(k.caps))
 		out, err := c.CombinedOutput()
 		log.Write(out)
 		r.packages[p] = "ok"
@@ -378,14 +452,14 @@ func runHost(root string, b *binaries, o options) result {
 	}
 	r.log = filepath.Join(o.out, "host.log")
 	_ = os.WriteFile(r.log, log.Bytes(), 0o644)
-	r.failures, r.skips = scanTestOutput(log.String())
+	r.failures, r.skips = scanTestOutput(log.String(), k.caps)
 	r.took = time.Since(start)
 	return r
 }
 
 func runVM(root, work string, b *binaries, k kernel, o options) result {
 	start := time.Now()
-	r := result{kernel: k.name, packages: map[string]string{}}
+	r := result{kernel: k.name, packages: map[string]string{}, caps: k.caps}
 	vmlinuz := k.vmlinuz
 	if vmlinuz == "" {
 		var err error
@@ -396,7 +470,7 @@ func runVM(root, work string, b *binaries, k kernel, o options) result {
 		}
 	}
 	initrd := filepath.Join(work, "initrd-"+k.name+".gz")
-	if err := makeInitramfs(root, b, o, initrd); err != nil {
+	if err := makeInitramfs(root, b, k, o, initrd); err != nil {
 		r.err = fmt.Errorf("building the initramfs: %w", err)
 		return r
 	}
@@ -441,7 +515,7 @@ func runVM(root, work string, b *binaries, k kernel, o options) result {
 			r.packages[p] = "no result"
 		}
 	}
-	r.failures, r.skips = scanTestOutput(text)
+	r.failures, r.skips = scanTestOutput(text, k.caps)
 	r.took = time.Since(start)
 	if o.workloads {
 		saveBenchReport(text, k, &r, o)
@@ -499,14 +573,61 @@ func parseConsole(text string, r *result) {
 	}
 }
 
-var failRE = regexp.MustCompile(`--- FAIL: (\S+)`)
+var (
+	failRE   = regexp.MustCompile(`--- FAIL: (\S+)`)
+	skipRE   = regexp.MustCompile(`^\s*--- SKIP: (\S+)`)
+	reasonRE = regexp.MustCompile(`^\s+\S+\.go:\d+: (.*)$`)
+)
 
-func scanTestOutput(text string) (failures []string, skips int) {
+// skip is a test that skipped, why, and why that is allowed ("" if not).
+type skip struct {
+	test, reason, allowed string
+}
+
+// scanTestOutput finds the failed tests and the skipped ones (go test -v
+// prints a skip's reason on the line before its --- SKIP line), and
+// judges each skip: allowed when it is for capabilities the kernel is not
+// declared to have (testutil.SkipMarker) or on the allowlist.
+func scanTestOutput(text string, caps []testutil.Capability) (failures []string, skips []skip) {
 	for _, m := range failRE.FindAllStringSubmatch(text, -1) {
 		failures = append(failures, m[1])
 	}
-	skips = strings.Count(text, "--- SKIP:")
+	lines := strings.Split(text, "\n")
+	for i, line := range lines {
+		m := skipRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		sk := skip{test: m[1]}
+		for j := i - 1; j >= 0 && j >= i-4; j-- {
+			if r := reasonRE.FindStringSubmatch(lines[j]); r != nil {
+				sk.reason = r[1]
+				break
+			}
+		}
+		sk.allowed = allowedSkip(sk, caps)
+		skips = append(skips, sk)
+	}
 	return failures, skips
+}
+
+func allowedSkip(sk skip, caps []testutil.Capability) string {
+	if rest, ok := strings.CutPrefix(sk.reason, testutil.SkipMarker); ok {
+		names, _, _ := strings.Cut(rest, ":")
+		lacked := strings.Split(names, ",")
+		for _, c := range lacked {
+			if containsCap(caps, testutil.Capability(c)) {
+				return "" // declared: a test should have failed, not skipped
+			}
+		}
+		return "lacks " + names + " (not declared)"
+	}
+	for _, a := range allowedSkips {
+		if a.test.MatchString(sk.test) {
+			return "allowlist: " + a.why
+		}
+	}
+	return ""
 }
 
 // fetchKernel returns the cached vmlinuz of the newest package matching
@@ -586,7 +707,7 @@ func versionLess(a, b string) bool {
 
 // initScript mounts what the tests expect, brings up loopback, runs every
 // test binary from its package's directory and powers off.
-func initScript(b *binaries, o options) string {
+func initScript(b *binaries, k kernel, o options) string {
 	var s strings.Builder
 	s.WriteString(`#!/bin/sh
 export PATH=/bin
@@ -601,6 +722,7 @@ mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
 export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp BPFMON_TIME_SCALE=6
+export CI=true ` + testutil.CapsEnv + `=` + capList(k.caps) + `
 echo "` + markRelease + `$(uname -r)"
 `)
 	if o.workloads {
@@ -626,7 +748,7 @@ echo "` + markRelease + `$(uname -r)"
 // makeInitramfs writes a gzipped cpio archive: busybox and its applets,
 // the test binaries, bpfmon, the prebuilt C helpers, and the source tree
 // without .git.
-func makeInitramfs(root string, b *binaries, o options, path string) error {
+func makeInitramfs(root string, b *binaries, k kernel, o options, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -637,7 +759,7 @@ func makeInitramfs(root string, b *binaries, o options, path string) error {
 	for _, d := range []string{"bin", "dev", "proc", "sys", "tmp", "src", "prebuilt", "etc"} {
 		w.dir(d)
 	}
-	w.file("init", 0o755, []byte(initScript(b, o)))
+	w.file("init", 0o755, []byte(initScript(b, k, o)))
 	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
 	w.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
 	busybox, err := exec.LookPath("busybox")
@@ -712,7 +834,22 @@ func render(results []result, took time.Duration) string {
 		if len(pk) > 0 {
 			detail += "; " + strings.Join(pk, " ")
 		}
-		fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6d  %s\n", r.kernel, r.release, status, r.took.Round(time.Second), r.skips, detail)
+		fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6d  %s\n", r.kernel, r.release, status, r.took.Round(time.Second), len(r.skips), detail)
+		fmt.Fprintf(&s, "       declared: %s\n", capNames(r.caps))
+		lacks := map[string]int{}
+		for _, sk := range r.skips {
+			switch {
+			case sk.allowed == "":
+				fmt.Fprintf(&s, "       skip NOT ALLOWED: %s: %s\n", sk.test, sk.reason)
+			case strings.HasPrefix(sk.allowed, "lacks "):
+				lacks[sk.allowed]++
+			default:
+				fmt.Fprintf(&s, "       skip allowed: %s (%s)\n", sk.test, sk.allowed)
+			}
+		}
+		for _, l := range sortedKeys(lacks) {
+			fmt.Fprintf(&s, "       skips allowed: %d, %s\n", lacks[l], l)
+		}
 		if r.err != nil {
 			fmt.Fprintf(&s, "       error: %v\n", r.err)
 		}
@@ -724,6 +861,24 @@ func render(results []result, took time.Duration) string {
 		}
 	}
 	return s.String()
+}
+
+func sortedKeys(m map[string]int) []string {
+	var k []string
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// capList is caps as CapsEnv holds them.
+func capList(caps []testutil.Capability) string {
+	var s []string
+	for _, c := range caps {
+		s = append(s, string(c))
+	}
+	return strings.Join(s, ",")
 }
 
 func command(dir, name string, args ...string) *exec.Cmd {

@@ -29,6 +29,10 @@ const (
 	// SyscallFentry: the syscall sensor's fentry build (trampolines on
 	// the bpf(2) syscall itself instead of raw_syscalls).
 	SyscallFentry Capability = "syscall-fentry"
+	// SyscallTPBTF, SyscallRawTracepoint: the syscall sensor's other
+	// builds (BTF-typed and raw tracepoints on every system call).
+	SyscallTPBTF         Capability = "syscall-tp-btf"
+	SyscallRawTracepoint Capability = "syscall-raw-tracepoint"
 )
 
 // CapsEnv is the environment variable that declares capabilities:
@@ -45,6 +49,11 @@ func Declared(c Capability) bool {
 	return false
 }
 
+// SkipMarker starts the reason of every skip for a capability the kernel
+// lacks: vmtest allows such a skip where the capability is not declared,
+// and no other skip unless its allowlist names it.
+const SkipMarker = "lacks capability "
+
 // Need returns when missing is nil (the probe for c succeeded). Otherwise
 // it skips the test with reason and the probe's error, or fails it when
 // the kernel is declared to have c.
@@ -56,7 +65,7 @@ func Need(t testing.TB, c Capability, missing error, reason string) {
 	if Declared(c) {
 		t.Fatalf("capability %s is declared for this kernel (%s=%s) but its probe fails: %v (%s)", c, CapsEnv, os.Getenv(CapsEnv), missing, reason)
 	}
-	t.Skipf("%s: %v", reason, missing)
+	t.Skipf("%s%s: %s: %v", SkipMarker, c, reason, missing)
 }
 
 // NeedKernelHook is Need for tests that run with either kernel-side hook:
@@ -72,5 +81,5 @@ func NeedKernelHook(t testing.TB, kprobes, fentry error) {
 			t.Fatalf("capability %s is declared for this kernel (%s=%s) but no kernel-side hook works (kprobes: %v; fentry: %v)", c, CapsEnv, os.Getenv(CapsEnv), kprobes, fentry)
 		}
 	}
-	t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", kprobes, fentry)
+	t.Skipf("%s%s,%s: this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", SkipMarker, Kprobes, Fentry, kprobes, fentry)
 }

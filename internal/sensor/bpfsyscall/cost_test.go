@@ -49,7 +49,7 @@ func BenchmarkProgramCost(b *testing.B) {
 			s := New(Config{Hook: hook})
 			r, err := sensortest.TryStart(b, sensortest.Options{Discard: true}, s)
 			if err != nil {
-				b.Skipf("%s does not load here: %v", hook, err)
+				testutil.Need(b, hookCapability[hook], err, "the "+string(hook)+" build does not load")
 			}
 			_ = r
 			stats, err := ebpf.EnableStats(unix.BPF_STATS_RUN_TIME)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/testprogs/iterwriter"
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 // TestIterLink: a BPF iterator over a map's elements hands its program a
@@ -26,7 +27,7 @@ func TestIterLink(t *testing.T) {
 	}
 	progID, err := iterwriter.Rewrite(m)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, ebpf.ErrNotSupported) {
-		t.Skipf("this kernel refuses BPF iterators: %v", err)
+		testutil.Need(t, testutil.Iterators, err, "this kernel refuses BPF iterators")
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -650,9 +650,7 @@ func TestBuilds(t *testing.T) {
 	bin32 := testutil.CC(t, "testdata/bpfcall.c", "-m32")
 	for _, hook := range Hooks {
 		t.Run(string(hook), func(t *testing.T) {
-			if err := loads[hook]; err != nil {
-				t.Skipf("this kernel does not load the %s build: %v", hook, err)
-			}
+			testutil.Need(t, hookCapability[hook], loads[hook], "the "+string(hook)+" build does not load")
 			c := startSensor(t, Config{Hook: hook})
 			if c.sensor.Hook != hook {
 				t.Fatalf("hook %s, want %s", c.sensor.Hook, hook)
@@ -694,4 +692,11 @@ func TestBuilds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hookCapability is what a kernel must have to load each build.
+var hookCapability = map[Hook]testutil.Capability{
+	HookFentry:        testutil.SyscallFentry,
+	HookTPBTF:         testutil.SyscallTPBTF,
+	HookRawTracepoint: testutil.SyscallRawTracepoint,
 }

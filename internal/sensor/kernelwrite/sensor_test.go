@@ -67,10 +67,7 @@ func start(t testing.TB, o options) *collector {
 // trampolines, as on this project's Firecracker machines.
 func requireHooks(t testing.TB) {
 	t.Helper()
-	kp, fe := features.Kprobes(), features.Fentry()
-	if kp != nil && fe != nil {
-		t.Skipf("this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); the VM matrix (make vmtest) runs this test on kernels that do", kp, fe)
-	}
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
 }
 
 // run starts reading the ring buffer.
@@ -202,8 +199,8 @@ func checkWrite(t *testing.T, c *collector, ev *event.Event, want event.Prog, fn
 func TestProgramWritesEveryMapType(t *testing.T) {
 	for _, mode := range []Mode{ModeAuto, ModeKprobe} {
 		t.Run(string(mode), func(t *testing.T) {
-			if mode == ModeKprobe && features.Kprobes() != nil {
-				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
+			if mode == ModeKprobe {
+				testutil.Need(t, testutil.Kprobes, features.Kprobes(), "the kprobe build")
 			}
 			c := start(t, options{mode: mode})
 			w, err := writers.Load()
@@ -346,8 +343,8 @@ func TestShortLivedProgram(t *testing.T) {
 func TestSyscallWriteReportedOnce(t *testing.T) {
 	for _, mode := range []Mode{ModeAuto, ModeKprobe} {
 		t.Run(string(mode), func(t *testing.T) {
-			if mode == ModeKprobe && features.Kprobes() != nil {
-				t.Skipf("no kprobes on this kernel: %v", features.Kprobes())
+			if mode == ModeKprobe {
+				testutil.Need(t, testutil.Kprobes, features.Kprobes(), "the kprobe build")
 			}
 			c := start(t, options{mode: mode})
 			w, err := writers.Load()

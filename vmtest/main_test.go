@@ -1,0 +1,57 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// TestScanTestOutput: skips are found with their reasons (top-level and
+// subtests, as go test -v prints them) and judged: a skip for a
+// capability the kernel is not declared to have is allowed, one for a
+// declared capability is not, nor is any other skip off the allowlist.
+func TestScanTestOutput(t *testing.T) {
+	out := `=== RUN   TestA
+    a_test.go:10: lacks capability kprobes,fentry: this kernel allows no kernel-side hook
+--- SKIP: TestA (0.00s)
+=== RUN   TestB
+=== RUN   TestB/fentry
+        b_test.go:20: lacks capability syscall-fentry: the fentry build does not load: EPERM
+    --- SKIP: TestB/fentry (0.01s)
+=== RUN   TestC
+    c_test.go:30: no loopback device
+--- SKIP: TestC (0.00s)
+=== RUN   TestUnavailableNamesReasons
+    sensor_test.go:568: this kernel has kernel-side hooks
+--- SKIP: TestUnavailableNamesReasons (0.00s)
+=== RUN   TestD
+    d_test.go:1: boom
+--- FAIL: TestD (0.00s)
+`
+	failures, skips := scanTestOutput(out, []testutil.Capability{testutil.SyscallFentry})
+	if len(failures) != 1 || failures[0] != "TestD" {
+		t.Errorf("failures %q, want [TestD]", failures)
+	}
+	want := []skip{
+		{"TestA", "lacks capability kprobes,fentry: this kernel allows no kernel-side hook", "lacks kprobes,fentry (not declared)"},
+		{"TestB/fentry", "lacks capability syscall-fentry: the fentry build does not load: EPERM", ""},
+		{"TestC", "no loopback device", ""},
+		{"TestUnavailableNamesReasons", "this kernel has kernel-side hooks", "allowlist: " + allowedSkips[0].why},
+	}
+	if len(skips) != len(want) {
+		t.Fatalf("skips %+v, want %+v", skips, want)
+	}
+	for i := range want {
+		if skips[i] != want[i] {
+			t.Errorf("skip %d: %+v, want %+v", i, skips[i], want[i])
+		}
+	}
+	r := result{packages: map[string]string{"p": "ok"}, skips: skips[:1]}
+	if !r.ok() {
+		t.Error("a matrix row with only allowed skips fails")
+	}
+	r.skips = skips
+	if r.ok() {
+		t.Error("a matrix row with a skip not allowed passes")
+	}
+}
