@@ -191,13 +191,25 @@ func startWatch(t *testing.T, args ...string) *watcher {
 	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
 	for {
 		if b, err := os.ReadFile(ready); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(w.cmd.Process.Pid) {
-			return w
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("bpfmon watch not ready after 10s: %s", w.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The content scanner's first pass is its baseline: a change made
+	// before it completes is part of the baseline, not a change.
+	if !strings.Contains(w.stderr.String(), `msg="content scanner on"`) {
+		return w
+	}
+	for w.scanPasses() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the content scanner's first pass did not complete within 10s: %s", w.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return w
 }
 
 // stop sends sig, waits for a clean exit and returns the output lines.

@@ -41,6 +41,9 @@ func TestSystemdUnit(t *testing.T) {
 	dir := t.TempDir()
 	t.Run("systemd-analyze verify", func(t *testing.T) {
 		analyze, err := exec.LookPath("systemd-analyze")
+		if err != nil && testutil.InVM() {
+			t.Skip("the kernel test matrix's VMs carry no systemd; the host's run verifies the unit")
+		}
 		if err != nil {
 			testutil.SkipOrFail(t, "systemd-analyze not installed (apt-get install systemd): the unit cannot be verified")
 		}

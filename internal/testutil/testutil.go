@@ -21,6 +21,13 @@ import (
 // set), where a missing prerequisite is a failure, not a skip.
 func InCI() bool { return os.Getenv("CI") != "" }
 
+// VMEnv is set by the kernel test matrix (vmtest) inside its VMs.
+const VMEnv = "BPFMON_VM"
+
+// InVM reports whether the tests run in one of vmtest's VMs, whose
+// minimal image lacks some user-space tools the host has.
+func InVM() bool { return os.Getenv(VMEnv) != "" }
+
 // SkipOrFail skips the test with reason, or fails it in CI.
 func SkipOrFail(t testing.TB, reason string) {
 	t.Helper()

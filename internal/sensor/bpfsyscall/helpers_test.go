@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,6 +125,9 @@ func child(mode, arg string) error {
 	switch mode {
 	case "byid", "comm":
 		if mode == "comm" {
+			// PR_SET_NAME names the calling thread only: the bpf(2)
+			// calls that follow must come from the same one.
+			runtime.LockOSThread()
 			if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafePtr(hostileComm)), 0, 0, 0); err != nil {
 				return err
 			}
