@@ -99,6 +99,19 @@ type guarded struct {
 	// progs are the programs that used the map when bpfmon started:
 	// their writes are their loaders', who were there first.
 	progs []uint32
+	// immutable: the policy says the map never changes once protected.
+	immutable bool
+	// What tells an owner's unreported write (a store through a lookup
+	// pointer, or a mapping) from a stranger's, for the content
+	// scanner's finds (see unexplained):
+	//  - ownerMapped: an owner mapped the map writable;
+	//  - foreignLoad: the latest load of a program using the map by a
+	//    non-owner (the program may be gone by the next pass);
+	//  - foreignLasting: a non-owner's writable mapping or iterator
+	//    link, which no hook sees end: said until bpfmon stops.
+	ownerMapped    bool
+	foreignLoad    time.Time
+	foreignLasting string
 }
 
 // Engine evaluates events against the policy. Safe for concurrent use.
@@ -278,12 +291,23 @@ func (e *Engine) selects(id uint32, name string, pins []string, progs []event.Pr
 	return ""
 }
 
+// immutable reports whether the selector (as text) that chose a map
+// makes it immutable.
+func (e *Engine) immutable(why string) bool {
+	for _, s := range e.pol.Protect {
+		if s.String() == why && s.Immutable {
+			return true
+		}
+	}
+	return false
+}
+
 // protect starts guarding a map, with the owners known for it: its
 // creator, the processes that held it at start.
 func (e *Engine) protect(id uint32, name, why string, extra ...Owner) *guarded {
 	g := e.guarded[id]
 	if g == nil {
-		g = &guarded{id: id, name: name, why: why, progs: e.startProgs[id]}
+		g = &guarded{id: id, name: name, why: why, progs: e.startProgs[id], immutable: e.immutable(why)}
 		e.guarded[id] = g
 		if en := e.cfg.Enforcer; en != nil {
 			e.enforce(en.Protect(id))
@@ -495,15 +519,21 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if g == nil {
 		return "", "", limitKey{}
 	}
+	e.notePaths(g, ev, isWrite, iter)
 	switch {
 	case ev.Type == event.MapChanged:
-		key.rule = policy.RuleUnexplainedChange
-		what := "a " + ev.Change + " element"
-		if ev.HasCount {
-			what = strconv.FormatUint(ev.Count, 10) + " changed elements"
+		return e.unexplained(g, ev, key)
+	case g.immutable && isWrite && succeeded(ev) && (p == nil || e.owns(g, p)) && (ev.Source != event.SourceKernel || ev.Prog == nil || e.progOwns(g, ev.Prog)):
+		// An owner's (or the kernel's) write: a stranger's is
+		// foreign-write below.
+		key.rule, key.progID = policy.RuleImmutableChange, progID(ev)
+		by := "the kernel"
+		if ev.Source == event.SourceKernel && ev.Prog != nil {
+			by = e.progText(ev.Prog)
+		} else if p != nil {
+			by = e.who(p) + ", an owner,"
 		}
-		return key.rule, fmt.Sprintf("the content scanner found %s in %s that no reported write explains (a store through a lookup pointer or a mapping, or a write no hook sees)",
-			what, e.guardedText(g)), key
+		return key.rule, fmt.Sprintf("%s %s %s, which the policy says is immutable", by, e.did(ev), e.guardedText(g)), key
 	case isWrite && ev.Source == event.SourceKernel:
 		if ev.Prog == nil || e.progOwns(g, ev.Prog) {
 			return "", "", limitKey{} // the kernel itself, or an owner's program
@@ -528,6 +558,112 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	return key.rule, fmt.Sprintf("%s, not an owner, %s %s; %s", e.who(p), e.did(ev), e.guardedText(g), e.ownersText(g)), key
 }
 
+// notePaths records the ways to write g that no hook reports: an owner's
+// writable mapping, a stranger's program, mapping or iterator.
+func (e *Engine) notePaths(g *guarded, ev *event.Event, isWrite, iter bool) {
+	p := ev.Process
+	if p == nil || !succeeded(ev) {
+		return
+	}
+	switch {
+	case ev.Type == event.MapMmap && writableMapping(ev):
+		if e.owns(g, p) {
+			g.ownerMapped = true
+		} else if g.foreignLasting == "" {
+			g.foreignLasting = "a writable mapping by " + e.who(p)
+		}
+	case iter && !e.owns(g, p) && g.foreignLasting == "":
+		g.foreignLasting = "an iterator attached by " + e.who(p)
+	}
+}
+
+// writableMapping: a map_mmap whose protection includes PROT_WRITE, or
+// is not known.
+func writableMapping(ev *event.Event) bool {
+	return ev.Extra == nil || !ev.Extra.HasProt || ev.Extra.Prot&unix.PROT_WRITE != 0
+}
+
+func progID(ev *event.Event) uint32 {
+	if ev.Source == event.SourceKernel && ev.Prog != nil {
+		return ev.Prog.ID
+	}
+	return 0
+}
+
+// bpfFRdonlyProg is BPF_F_RDONLY_PROG: programs can only read the map.
+const bpfFRdonlyProg = 1 << 7
+
+// unexplained judges a change the content scanner found in g that no
+// reported write explains. Such a change is an owner's work, not an
+// alert, when an owner had an unreported way to write the map (a
+// program an owner loaded, or that used the map when bpfmon started,
+// and that may write it; or an owner's writable mapping) and no stranger
+// had one since the map was read before (a program loaded meanwhile or
+// still using it, a writable mapping, an iterator). Immutable maps, and
+// changes made while bpfmon was down, when nothing was watched, alert
+// whatever the owners could do.
+func (e *Engine) unexplained(g *guarded, ev *event.Event, key limitKey) (string, string, limitKey) {
+	what := "a " + ev.Change + " element"
+	if ev.HasCount {
+		what = strconv.FormatUint(ev.Count, 10) + " changed elements"
+	}
+	found := fmt.Sprintf("the content scanner found %s in %s that no reported write explains", what, e.guardedText(g))
+	key.rule = policy.RuleUnexplainedChange
+	if g.immutable {
+		key.rule = policy.RuleImmutableChange
+		return key.rule, found + ", and the policy says it is immutable", key
+	}
+	if ev.WhileDown {
+		return key.rule, found + ", made while bpfmon was down", key
+	}
+	if why := e.foreignPath(g, ev); why != "" {
+		return key.rule, found + "; a non-owner could write it: " + why, key
+	}
+	if by := e.ownerPath(g, ev); by != "" {
+		return "", "", limitKey{} // an owner's program or mapping did
+	}
+	return key.rule, found + " (a store through a lookup pointer or a mapping, or a write no hook sees), and no owner's program or mapping can write it", key
+}
+
+// foreignPath says how a non-owner could write g without a reported
+// write since the map's previous read, or "".
+func (e *Engine) foreignPath(g *guarded, ev *event.Event) string {
+	if g.foreignLasting != "" {
+		return g.foreignLasting
+	}
+	var since time.Time
+	if ev.Extra != nil {
+		since = ev.Extra.Since
+	}
+	if !g.foreignLoad.IsZero() && (since.IsZero() || !g.foreignLoad.Before(since)) {
+		return "a program that uses it was loaded by a non-owner at " + g.foreignLoad.UTC().Format(time.RFC3339)
+	}
+	for _, mp := range ev.Map.Programs {
+		if p := (&event.Prog{ID: mp.ID, Name: mp.Name}); !e.progOwns(g, p) {
+			return e.progText(p) + ", not an owner's, uses it"
+		}
+	}
+	return ""
+}
+
+// ownerPath says how an owner could write g without a reported write:
+// one of its programs that uses the map and may write it, or its
+// writable mapping; "" if none.
+func (e *Engine) ownerPath(g *guarded, ev *event.Event) string {
+	if g.ownerMapped {
+		return "an owner's mapping"
+	}
+	if ev.Map.Flags&bpfFRdonlyProg != 0 {
+		return ""
+	}
+	for _, mp := range ev.Map.Programs {
+		if p := (&event.Prog{ID: mp.ID, Name: mp.Name}); e.progOwns(g, p) {
+			return e.progText(p)
+		}
+	}
+	return ""
+}
+
 // matchProgLoad: a program that uses a protected map, loaded by someone
 // who does not own it (or any program using bpfmon's maps).
 func (e *Engine) matchProgLoad(ev *event.Event) (string, string, limitKey) {
@@ -540,6 +676,11 @@ func (e *Engine) matchProgLoad(ev *event.Event) (string, string, limitKey) {
 		if e.self[id] {
 			key.rule, key.mapID = policy.RuleSelfAccess, id
 			return key.rule, fmt.Sprintf("%s loaded %s, which uses bpfmon's own map %d", e.who(p), e.progText(ev.Prog), id), key
+		}
+	}
+	for _, id := range progMaps(ev) {
+		if g := e.guarded[id]; g != nil && !e.owns(g, p) {
+			g.foreignLoad = e.cfg.Now()
 		}
 	}
 	for _, id := range progMaps(ev) {

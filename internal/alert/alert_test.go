@@ -213,3 +213,111 @@ func TestVerbsCoverModifyingTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestUnexplainedChange: a change the content scanner finds in a
+// protected map alerts only when no owner could have made it unreported,
+// or a stranger could have: an owner's program using the map (one there
+// at start, or loaded by an owner) or an owner's writable mapping
+// explain it; a stranger's program (loaded since the previous read, or
+// still using the map), writable mapping or iterator do not; nor do a
+// read-only map for programs, a change while down, or an immutable map.
+func TestUnexplainedChange(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	cg := cgroups.NewResolver()
+	me, err := ProcessOwner(uint32(os.Getpid()), cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	pol := policy.Default()
+	pol.AlertBurst = 1000
+	for _, id := range []uint32{7, 8, 9, 10, 11} {
+		pol.AddProtect(policy.Selector{Kind: policy.SelectID, Value: strconv.Itoa(int(id)), ID: id, Immutable: id == 11})
+	}
+	e := New(Config{Policy: pol, SelfPID: 1, Cgroups: cg, Now: c.now})
+	holder := []inventory.Holder{{PID: uint32(os.Getpid()), Exe: exe}}
+	ownerProg := []inventory.Program{{ID: 100, Name: "owner_count"}}
+	e.Start([]inventory.Map{{ID: 7, Holders: holder, Programs: ownerProg}, {ID: 8, Holders: holder},
+		{ID: 9, Holders: holder, Programs: ownerProg}, {ID: 10, Holders: holder, Programs: ownerProg},
+		{ID: 11, Holders: holder, Programs: ownerProg}})
+	stranger := &event.Process{PID: 4000, ExeIno: me.ExeIno + 1, CgroupID: me.CgroupID, Exe: "/x"}
+	owner := &event.Process{PID: 4001, ExeIno: me.ExeIno, CgroupID: me.CgroupID, Exe: exe}
+	progs := func(ids ...uint32) []event.MapProgram {
+		var ps []event.MapProgram
+		for _, id := range ids {
+			ps = append(ps, event.MapProgram{ID: id, Name: "p" + strconv.Itoa(int(id))})
+		}
+		return ps
+	}
+	changed := func(id uint32, flags uint32, since time.Time, ps []event.MapProgram) *event.Event {
+		return &event.Event{Time: c.t, Type: event.MapChanged, Source: event.SourceScan, Change: event.ChangeModified,
+			Map: &event.Map{ID: id, Flags: flags, Programs: ps}, Extra: &event.Extra{Since: since}}
+	}
+	rule := func(ev *event.Event) string {
+		e.Evaluate(ev)
+		if ev.Alert == nil {
+			return ""
+		}
+		return ev.Alert.Rule
+	}
+	check := func(name string, ev *event.Event, want string) {
+		t.Helper()
+		if got := rule(ev); got != want {
+			t.Errorf("%s: rule %q, want %q (%+v)", name, got, want, ev.Alert)
+		}
+	}
+	un, im := policy.RuleUnexplainedChange, policy.RuleImmutableChange
+	before := c.t.Add(-time.Second)
+
+	check("the owner's program at start uses it", changed(7, 0, before, progs(100)), "")
+	check("read-only for programs", changed(7, bpfFRdonlyProg, before, progs(100)), un)
+	check("no program uses it", changed(7, 0, before, nil), un)
+	check("a program nobody saw loaded uses it too", changed(7, 0, before, progs(100, 200)), un)
+	wd := changed(7, 0, before, progs(100))
+	wd.WhileDown = true
+	check("while down", wd, un)
+
+	// A program an owner loads owns its writes.
+	e.Evaluate(&event.Event{Time: c.t, Type: event.ProgLoad, HasResult: true, Result: 5, Process: owner,
+		Prog: &event.Prog{ID: 300, Name: "owner2"}, Extra: &event.Extra{ProgMaps: []uint32{7}}})
+	check("a program the owner loaded", changed(7, 0, before, progs(300)), "")
+
+	// A stranger's program, loaded at 1000s and gone by the next pass.
+	load := &event.Event{Time: c.t, Type: event.ProgLoad, HasResult: true, Result: 5, Process: stranger,
+		Prog: &event.Prog{ID: 400, Name: "evil"}, Extra: &event.Extra{ProgMaps: []uint32{7}}}
+	check("the stranger's load", load, policy.RuleForeignProgram)
+	check("a change since before the stranger's load", changed(7, 0, before, progs(100)), un)
+	c.t = c.t.Add(10 * time.Second)
+	check("a change in a later window", changed(7, 0, c.t.Add(-time.Second), progs(100)), "")
+
+	// Mappings: an owner's writable one explains; a stranger's read-only
+	// one does not taint, its writable one does, for good.
+	mmap := func(id uint32, p *event.Process, prot uint32) *event.Event {
+		return &event.Event{Time: c.t, Type: event.MapMmap, HasResult: true, Result: 0x7f0000, Process: p,
+			Map: &event.Map{ID: id}, Extra: &event.Extra{Prot: prot, HasProt: true}}
+	}
+	check("no way to write map 8", changed(8, 0, before, nil), un)
+	check("the owner maps 8", mmap(8, owner, unix.PROT_READ|unix.PROT_WRITE), "")
+	check("the owner's mapping", changed(8, 0, before, nil), "")
+	check("a stranger maps 9 read-only", mmap(9, stranger, unix.PROT_READ), policy.RuleForeignMmap)
+	check("after a read-only mapping", changed(9, 0, before, progs(100)), "")
+	check("a stranger maps 9 writable", mmap(9, stranger, unix.PROT_READ|unix.PROT_WRITE), policy.RuleForeignMmap)
+	c.t = c.t.Add(time.Hour)
+	ev := changed(9, 0, c.t.Add(-time.Second), progs(100))
+	check("after a writable mapping, an hour on", ev, un)
+	if ev.Alert != nil && !strings.Contains(ev.Alert.Reason, "a writable mapping by pid 4000") {
+		t.Errorf("the reason does not say who could write: %s", ev.Alert.Reason)
+	}
+	check("a stranger's iterator on 10", &event.Event{Time: c.t, Type: event.MapIterLink, HasResult: true, Result: 8, Process: stranger,
+		Map: &event.Map{ID: 10}, Prog: &event.Prog{ID: 500}}, policy.RuleForeignProgram)
+	check("after the iterator", changed(10, 0, c.t.Add(-time.Second), progs(100)), un)
+
+	// Immutable: any change, the owner's reported write included.
+	check("immutable, the owner's program could", changed(11, 0, before, progs(100)), im)
+	check("immutable, the owner's update", update(11, owner.Identity(), owner.PID), im)
+	check("immutable, a stranger's update", update(11, stranger.Identity(), stranger.PID), policy.RuleForeignWrite)
+	check("immutable, the owner's program writes (kernel)", &event.Event{Time: c.t, Type: event.MapUpdate, Source: event.SourceKernel,
+		Map: &event.Map{ID: 11}, Prog: &event.Prog{ID: 100, Name: "owner_count"}}, im)
+	check("not immutable, the owner's program writes (kernel)", &event.Event{Time: c.t, Type: event.MapUpdate, Source: event.SourceKernel,
+		Map: &event.Map{ID: 7}, Prog: &event.Prog{ID: 100, Name: "owner_count"}}, "")
+}

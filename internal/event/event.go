@@ -283,6 +283,10 @@ type Extra struct {
 	// file_receive, mmap_file) and, for the bpf hook, the command.
 	Hook string
 	Cmd  string
+	// map_changed (not while down): the previous read of the map; the
+	// change happened between Since and the event's Time. Not written
+	// out: the alert engine weighs who could write the map meanwhile.
+	Since time.Time
 }
 
 // Event is one report. Optional parts are nil or flagged by a Has field.

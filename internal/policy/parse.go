@@ -198,7 +198,19 @@ func (w walker) selector(e *yaml.Node) (Selector, error) {
 		return Selector{}, w.errf(e, "empty protect entry; want one of %s, such as `id: 42`", orList(selectorKinds))
 	}
 	var sel Selector
-	err := w.mapping(e, "selector kind", selectorKinds, func(k, v *yaml.Node) error {
+	var immutable *bool
+	err := w.mapping(e, "protect key", protectKeys, func(k, v *yaml.Node) error {
+		if k.Value == "immutable" {
+			if err := w.scalar(k, v); err != nil {
+				return err
+			}
+			b, ok := map[string]bool{"true": true, "false": false}[v.Value]
+			if !ok || v.ShortTag() != "!!bool" {
+				return w.errf(v, "immutable is true or false, got %s", quote(v.Value))
+			}
+			immutable = &b
+			return nil
+		}
 		if sel.Kind != "" {
 			return w.errf(k, "a protect entry has one key, but this one has %s and %s; give each its own `- ` line", sel.Kind, k.Value)
 		}
@@ -213,8 +225,17 @@ func (w walker) selector(e *yaml.Node) (Selector, error) {
 		sel.Line = k.Line
 		return nil
 	})
+	if err == nil && sel.Kind == "" {
+		return sel, w.errf(e, "a protect entry with immutable needs the map too: one of %s, such as `id: 42`", orList(selectorKinds))
+	}
+	if immutable != nil {
+		sel.Immutable = *immutable
+	}
 	return sel, err
 }
+
+// protectKeys are a protect entry's keys: one selector, and immutable.
+var protectKeys = append(slices.Clone(selectorKinds), "immutable")
 
 func (w walker) owner(p *Policy, e *yaml.Node) error {
 	if e.Kind != yaml.MappingNode {

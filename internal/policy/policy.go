@@ -15,12 +15,14 @@
 // document:
 //
 //	version: 1                  # required; only 1 is known
-//	protect:                    # maps to guard; each entry exactly one key
+//	protect:                    # maps to guard; each entry one selector key
 //	  - id: 42                  # a map's global id (bpftool map list)
 //	  - name: tracee_events     # a map's name, at most 15 bytes
 //	  - pin: /sys/fs/bpf/tetragon/policy_conf
 //	  - program: tracee_entry   # every map used by programs with this name
 //	  - program_id: 17          # every map used by the program with this id
+//	  - pin: /sys/fs/bpf/agent/config
+//	    immutable: true         # never changes once protected: any change alerts
 //	owners:                     # processes allowed to write protected maps,
 //	  - exe: /usr/bin/tracee    # besides each map's creator and the processes
 //	    cgroup: /system.slice/tracee.service  # holding it when bpfmon starts
@@ -67,6 +69,9 @@ type Selector struct {
 	Value string // as written, pins cleaned (for id/program_id the decimal number)
 	ID    uint32 // for SelectID and SelectProgramID
 	Line  int    // line in the policy file; 0 when from a --protect flag
+	// Immutable maps must never change once protected: any change,
+	// an owner's included, is an immutable-change alert.
+	Immutable bool
 }
 
 // String gives the selector in the syntax ParseSelector accepts.
@@ -232,6 +237,7 @@ const (
 	RuleUnexplainedChange = "unexplained-change"
 	RuleEventsLost        = "events-lost"
 	RuleWriteDenied       = "write-denied"
+	RuleImmutableChange   = "immutable-change"
 )
 
 // Rules are the built-in rules with their default severities.
@@ -244,6 +250,7 @@ var Rules = []RuleInfo{
 	{RuleUnexplainedChange, SeverityHigh, "the content scanner found a change to a protected map that no reported write explains"},
 	{RuleEventsLost, SeverityMedium, "events were lost while maps are protected: a write to a protected map may be among them"},
 	{RuleWriteDenied, SeverityHigh, "--enforce refused access to a protected map"},
+	{RuleImmutableChange, SeverityHigh, "a map the policy says is immutable changed, whoever changed it, an owner included"},
 }
 
 // Rule is a built-in rule's setting in a policy.
@@ -293,6 +300,14 @@ func (p *Policy) AddProtect(sel ...Selector) {
 		if !have[s.String()] {
 			have[s.String()] = true
 			p.Protect = append(p.Protect, s)
+			continue
+		}
+		if s.Immutable { // the same maps, given twice: immutable wins
+			for i := range p.Protect {
+				if p.Protect[i].String() == s.String() {
+					p.Protect[i].Immutable = true
+				}
+			}
 		}
 	}
 }

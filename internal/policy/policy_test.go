@@ -22,15 +22,15 @@ func TestExample(t *testing.T) {
 	want := Default()
 	want.Source = examplePath
 	want.Protect = []Selector{
-		{Kind: SelectID, Value: "42", ID: 42, Line: 17},
-		{Kind: SelectName, Value: "tracee_events", Line: 20},
-		{Kind: SelectPin, Value: "/sys/fs/bpf/tetragon/policy_conf", Line: 22},
-		{Kind: SelectProgram, Value: "tracee_entry", Line: 25},
-		{Kind: SelectProgramID, Value: "17", ID: 17, Line: 27},
+		{Kind: SelectID, Value: "42", ID: 42, Line: 19},
+		{Kind: SelectName, Value: "tracee_events", Line: 22},
+		{Kind: SelectPin, Value: "/sys/fs/bpf/tetragon/policy_conf", Line: 24, Immutable: true},
+		{Kind: SelectProgram, Value: "tracee_entry", Line: 28},
+		{Kind: SelectProgramID, Value: "17", ID: 17, Line: 30},
 	}
 	want.Owners = []Owner{
-		{Exe: "/usr/bin/tracee", Cgroup: "/system.slice/tracee.service", Line: 34},
-		{Exe: "/usr/local/bin/agent-config-tool", Line: 41},
+		{Exe: "/usr/bin/tracee", Cgroup: "/system.slice/tracee.service", Line: 37},
+		{Exe: "/usr/local/bin/agent-config-tool", Line: 44},
 	}
 	want.Rules[RuleForeignHandle] = Rule{Name: RuleForeignHandle, Severity: SeverityLow, Enabled: true}
 	want.Rules[RuleUnexplainedChange] = Rule{Name: RuleUnexplainedChange, Severity: SeverityHigh, Enabled: false}
@@ -52,6 +52,15 @@ func TestParse(t *testing.T) {
 		{"quoted version and explicit document", "---\nversion: '1'\n...\n", func(p *Policy) bool { return p.AlertRate == 10 }},
 		{"empty lists", "version: 1\nprotect: []\nowners: []\nrules: {}\nalerts: {}\n", func(p *Policy) bool {
 			return len(p.Protect) == 0 && len(p.Owners) == 0 && p.AlertBurst == 20
+		}},
+		{"immutable, given twice: immutable wins", "version: 1\nprotect:\n  - id: 5\n    immutable: true\n  - name: x\n    immutable: false\n  - id: 5\n", func(p *Policy) bool {
+			return reflect.DeepEqual(p.Protect, []Selector{
+				{Kind: SelectID, Value: "5", ID: 5, Line: 3, Immutable: true},
+				{Kind: SelectName, Value: "x", Line: 5},
+			})
+		}},
+		{"immutable after a plain entry", "version: 1\nprotect:\n  - id: 5\n  - immutable: true\n    id: 5\n", func(p *Policy) bool {
+			return len(p.Protect) == 1 && p.Protect[0].Immutable
 		}},
 		{"id as string, leading zero, cleaned pin", "version: 1\nprotect:\n  - id: \"042\"\n  - pin: /sys/fs/bpf//a/../b/\n", func(p *Policy) bool {
 			return reflect.DeepEqual(p.Protect, []Selector{
@@ -97,9 +106,15 @@ var errorCases = []struct {
 	{"unknown top-level key", "version: 1\nprotcet:\n  - id: 1\n",
 		`t.yaml:2:1: unknown key "protcet"; want version, protect, owners, rules or alerts`, ""},
 	{"unknown protect kind", "version: 1\nprotect:\n  - nmae: x\n",
-		`t.yaml:3:5: unknown selector kind "nmae"; want id, name, pin, program or program_id`, ""},
+		`t.yaml:3:5: unknown protect key "nmae"; want id, name, pin, program, program_id or immutable`, ""},
 	{"dashed kind in file", "version: 1\nprotect:\n  - program-id: 3\n",
-		`t.yaml:3:5: unknown selector kind "program-id"`, ""},
+		`t.yaml:3:5: unknown protect key "program-id"`, ""},
+	{"immutable alone", "version: 1\nprotect:\n  - immutable: true\n",
+		`t.yaml:3:5: a protect entry with immutable needs the map too`, "`id: 42`"},
+	{"immutable not a bool", "version: 1\nprotect:\n  - id: 1\n    immutable: yes\n",
+		`t.yaml:4:16: immutable is true or false, got "yes"`, ""},
+	{"immutable quoted", "version: 1\nprotect:\n  - id: 1\n    immutable: \"true\"\n",
+		`t.yaml:4:16: immutable is true or false`, ""},
 	{"two keys in one protect entry", "version: 1\nprotect:\n  - id: 1\n    name: x\n",
 		`t.yaml:4:5: a protect entry has one key, but this one has id and name`, "own `- ` line"},
 	{"protect entry not a mapping", "version: 1\nprotect:\n  - 42\n",
@@ -141,7 +156,7 @@ var errorCases = []struct {
 	{"unknown owner key", "version: 1\nowners:\n  - exe: /x\n    uid: 0\n",
 		`t.yaml:4:5: unknown owner key "uid"; want exe or cgroup`, ""},
 	{"unknown rule", "version: 1\nrules:\n  foreign-writes: {severity: low}\n",
-		`t.yaml:3:3: unknown rule "foreign-writes"; want foreign-handle, foreign-write, self-access, foreign-program, foreign-mmap, unexplained-change, events-lost or write-denied`, ""},
+		`t.yaml:3:3: unknown rule "foreign-writes"; want foreign-handle, foreign-write, self-access, foreign-program, foreign-mmap, unexplained-change, events-lost, write-denied or immutable-change`, ""},
 	{"bad severity", "version: 1\nrules:\n  foreign-write: {severity: urgent}\n",
 		`t.yaml:3:29: unknown severity "urgent"; want low, medium, high or critical`, ""},
 	{"enabled not a bool", "version: 1\nrules:\n  foreign-write:\n    enabled: \"no\"\n",
@@ -398,23 +413,23 @@ func TestDefault(t *testing.T) {
 	if p.AlertRate != 10 || p.AlertBurst != 20 || p.Source != "" || len(p.Protect) != 0 || len(p.Owners) != 0 {
 		t.Errorf("Default() = %+v", p)
 	}
-	// The eight rules, each once: one per Rule* name.
+	// The nine rules, each once: one per Rule* name.
 	wantNames := []string{RuleForeignHandle, RuleForeignWrite, RuleSelfAccess, RuleForeignProgram,
-		RuleForeignMmap, RuleUnexplainedChange, RuleEventsLost, RuleWriteDenied}
+		RuleForeignMmap, RuleUnexplainedChange, RuleEventsLost, RuleWriteDenied, RuleImmutableChange}
 	var names []string
 	for _, ri := range Rules {
 		names = append(names, ri.Name)
 	}
-	if !slices.Equal(names, wantNames) || len(wantNames) != 8 {
-		t.Errorf("Rules are %q, want the 8 %q", names, wantNames)
+	if !slices.Equal(names, wantNames) || len(wantNames) != 9 {
+		t.Errorf("Rules are %q, want the 9 %q", names, wantNames)
 	}
-	if len(p.Rules) != 8 {
-		t.Errorf("Default() has %d rules, want 8", len(p.Rules))
+	if len(p.Rules) != 9 {
+		t.Errorf("Default() has %d rules, want 9", len(p.Rules))
 	}
 	// Every rule's default severity is the README's, and one of Severities.
 	readme, sev := readmeSeverities(t)
-	if len(readme) != 8 {
-		t.Errorf("%s lists %d rules %q, want the 8", readmePath, len(readme), readme)
+	if len(readme) != 9 {
+		t.Errorf("%s lists %d rules %q, want the 9", readmePath, len(readme), readme)
 	}
 	for _, name := range readme {
 		if !slices.Contains(names, name) {

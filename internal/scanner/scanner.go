@@ -633,12 +633,12 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		}
 		if over > 0 {
 			summaries = append(summaries, &event.Event{Time: first.Time, Type: event.MapChanged, Source: event.SourceScan,
-				Map: first.Map, HasCount: true, Count: uint64(keyed + over)})
+				Map: first.Map, HasCount: true, Count: uint64(keyed + over), Extra: first.Extra})
 		}
 	}
 	for m, cs := range removedUnknown {
 		summaries = append(summaries, &event.Event{Time: cs[0].ev.Time, Type: event.MapChanged, Source: event.SourceScan,
-			Map: m, Change: event.ChangeRemoved, HasCount: true, Count: uint64(len(cs))})
+			Map: m, Change: event.ChangeRemoved, HasCount: true, Count: uint64(len(cs)), Extra: cs[0].ev.Extra})
 	}
 	for _, ev := range summaries {
 		st.Events++
@@ -776,7 +776,7 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 	}
 	for kh := range prev.hashes {
 		if _, ok := snap.lookupHash(kh); !ok {
-			cands = append(cands, candidate{ev: &event.Event{Time: snap.readAt, Map: evMap}, since: since, keyHash: kh | 1})
+			cands = append(cands, candidate{ev: &event.Event{Time: snap.readAt, Map: evMap, Extra: &event.Extra{Since: since}}, since: since, keyHash: kh | 1})
 		}
 	}
 	return snap, cands, nil
@@ -861,7 +861,7 @@ func diff(prev, cur *snapshot) []candidate {
 // only its hash was kept). The byte slices are copied.
 func newChange(at time.Time, m *event.Map, since time.Time, change, key string, value, old []byte) candidate {
 	ev := &event.Event{Time: at, Type: event.MapChanged, Source: event.SourceScan, Map: m,
-		Key: []byte(key), HasKey: true, KeyTotal: uint64(len(key)), Change: change}
+		Key: []byte(key), HasKey: true, KeyTotal: uint64(len(key)), Change: change, Extra: &event.Extra{Since: since}}
 	if value != nil {
 		ev.Value, ev.HasValue, ev.ValueTotal = append([]byte(nil), value...), true, uint64(len(value))
 	}
