@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -89,6 +90,8 @@ func actChild(acts string) error {
 		case "getfd":
 		case "tamper":
 			err = tamper(m)
+		case "wipe":
+			err = wipe(m)
 		case "objget":
 			_, err = ebpf.LoadPinnedMap(f[1], nil)
 		case "update":
@@ -137,6 +140,34 @@ func tamper(m *ebpf.Map) error {
 	runtime.KeepAlive(val)
 	if upd == 0 || del == 0 {
 		return fmt.Errorf("map %s (%s): update %v, delete %v: a stranger changed bpfmon's map", m, m.Type(), upd, del)
+	}
+	return nil
+}
+
+// wipe deletes every key of m, as attack kits blind a tool; it is an
+// error if there was none.
+func wipe(m *ebpf.Map) error {
+	var keys [][]byte
+	key := make([]byte, m.KeySize())
+	for it := m.Iterate(); ; {
+		var v []byte
+		if m.Type() == ebpf.PerCPUHash || m.Type() == ebpf.LRUCPUHash || m.Type() == ebpf.PerCPUArray {
+			var pv [][]byte
+			if !it.Next(&key, &pv) {
+				break
+			}
+		} else if !it.Next(&key, &v) {
+			break
+		}
+		keys = append(keys, slices.Clone(key))
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("map %s has no key to delete", m)
+	}
+	for _, k := range keys {
+		if err := m.Delete(k); err != nil {
+			return err
+		}
 	}
 	return nil
 }

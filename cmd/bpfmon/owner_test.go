@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -169,5 +177,91 @@ func TestImmutableMap(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("output:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+var protectedRE = regexp.MustCompile(`msg="alerts: protected map" id=(\d+)`)
+
+// TestBpftraceCountsNoAlarm: a real BPF tool as the owner. bpftrace counts
+// execs per uid in a hash through a lookup pointer, in its own protected
+// map; while a workload execs, bpfmon raises no alert, pass after pass.
+// A stranger deleting the map's keys then is a foreign-write: the map
+// was protected all along. Needs bpftrace (.ci/run installs it); the VMs
+// carry none, so it runs on the host.
+func TestBpftraceCountsNoAlarm(t *testing.T) {
+	testutil.RequireRoot(t)
+	if testutil.InVM() {
+		t.Skip("the kernel test matrix's VMs carry no bpftrace; the host's run (CI) runs this test")
+	}
+	bt, err := exec.LookPath("bpftrace")
+	if err != nil {
+		testutil.SkipOrFail(t, "bpftrace not installed (apt-get install bpftrace)")
+	}
+	testutil.RequireTracefs(t)
+	cmd := exec.Command(bt, "-e", `tracepoint:syscalls:sys_enter_execve { @execs[uid] = count(); }`)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	attached := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "Attaching") {
+				attached <- nil
+				io.Copy(io.Discard, out)
+				return
+			}
+		}
+		attached <- fmt.Errorf("bpftrace ended without attaching: %s", stderr.String())
+	}()
+	select {
+	case err := <-attached:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testutil.Timeout(30 * time.Second)):
+		t.Fatalf("bpftrace did not attach within 30s: %s", stderr.String())
+	}
+	// bpftrace prints "Attaching" before the program is attached; the
+	// map exists once it is loaded, which the inventory at start shows.
+	w := startWatch(t, "--format", "json", "--alerts-only", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms",
+		"--protect", "program:sys_enter_execve")
+	m := protectedRE.FindAllStringSubmatch(w.stderr.String(), -1)
+	if len(m) == 0 {
+		t.Fatalf("bpftrace's maps are not protected: %s", w.stderr.String())
+	}
+	for range 3 {
+		for range 20 {
+			if err := exec.Command("/bin/true").Run(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.waitScanPasses(t, 2)
+	}
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+	stranger := act(t, foreign, "wipe:"+m[0][1])
+	w.waitOutput(t, "the stranger's update alerted", func(lines []string) bool {
+		return slices.ContainsFunc(parseAlerts(t, lines), func(ev alertEvent) bool { return ev.by(stranger) && ev.Alert != nil })
+	})
+	lines := w.stop(t, syscall.SIGINT)
+	var foreignWrite bool
+	for _, ev := range parseAlerts(t, lines) {
+		switch {
+		case ev.by(stranger) && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
+			foreignWrite = true
+		case ev.by(stranger):
+		case ev.Alert != nil && ev.Alert.Rule == "unexplained-change":
+			t.Errorf("bpftrace's own counting alerted: %+v", *ev.Alert)
+		}
+	}
+	if !foreignWrite {
+		t.Errorf("the stranger's update of bpftrace's map %s was not a foreign-write:\n%s", m[0][1], strings.Join(lines, "\n"))
 	}
 }

@@ -604,6 +604,9 @@ const bpfFRdonlyProg = 1 << 7
 // whatever the owners could do.
 func (e *Engine) unexplained(g *guarded, ev *event.Event, key limitKey) (string, string, limitKey) {
 	what := "a " + ev.Change + " element"
+	if ev.Change == event.ChangeAdded {
+		what = "an added element"
+	}
 	if ev.HasCount {
 		what = strconv.FormatUint(ev.Count, 10) + " changed elements"
 	}

@@ -46,6 +46,20 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
+// RequireTracefs mounts tracefs at /sys/kernel/tracing if it is not:
+// tools that attach to tracepoints by name (bpftrace) need it.
+func RequireTracefs(t testing.TB) {
+	t.Helper()
+	const dir = "/sys/kernel/tracing"
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.TRACEFS_MAGIC {
+		return
+	}
+	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
+		SkipOrFail(t, "tracefs is not mounted at "+dir+" and mounting it failed: "+err.Error())
+	}
+}
+
 // BPFFSPath returns the bpffs mount point, mounting it if needed.
 func BPFFSPath(t testing.TB) string {
 	t.Helper()
