@@ -92,10 +92,11 @@ type config struct {
 	inside               bool
 	bpfmonBin, writerBin string
 	getpidBin            string
-	vm                   bool // also run the workloads in the virtual machines
-	idleMaps             int  // maps on the host during the idle measurement
-	scale                int  // iteration divisor: 10 with --quick
-	scaleOnly            bool // only the scale measurements
+	vm                   bool          // also run the workloads in the virtual machines
+	idleMaps             int           // maps on the host during the idle measurement
+	scale                int           // iteration divisor: 10 with --quick
+	scaleOnly            bool          // only the scale measurements
+	soak                 time.Duration // --soak-owners: the owner soak instead of the benchmarks
 }
 
 // env is what preflight and the builds found.
@@ -118,6 +119,9 @@ func init() {
 }
 
 func main() {
+	if spec := os.Getenv(strangerEnv); spec != "" {
+		os.Exit(stranger(spec))
+	}
 	var cfg config
 	flag.IntVar(&cfg.rounds, "rounds", 3, "interleaved rounds of the map-write measurements")
 	flag.IntVar(&cfg.getpidRounds, "getpid-rounds", 7, "interleaved rounds of the getpid measurement")
@@ -127,6 +131,7 @@ func main() {
 	flag.StringVar(&cfg.baseline, "baseline", "", "also measure this bpfmon `binary` (a build of an earlier commit) in the same rounds, as monitor bpfmon-base: before/after in one run")
 	flag.BoolVar(&cfg.vm, "vm", true, "also run the map-write and getpid workloads with each sensor build in the test matrix's virtual machines (make vmtest's kernels)")
 	flag.IntVar(&cfg.idleMaps, "idle-maps", 10000, "maps held on the host while bpfmon's idle CPU is measured")
+	flag.DurationVar(&cfg.soak, "soak-owners", 0, "instead of the benchmarks, the owner soak: bpftrace and mapwriter write their protected maps while a workload execs for this long; reports the alerts raised (want 0), then each way a stranger tampers with the maps and its alerts (needs bpftrace)")
 	flag.BoolVar(&cfg.scaleOnly, "scale-only", false, "only the scale measurements: 100,000 maps, a 16M-entry hash, a 10M-update burst (about 7 minutes)")
 	flag.BoolVar(&cfg.inside, "inside", false, "run inside a test virtual machine: the builds' workloads only (vmtest --workloads)")
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
@@ -224,6 +229,9 @@ func run(cfg config, tmp string) error {
 		return err
 	}
 
+	if cfg.soak > 0 {
+		return runSoak(cfg, e)
+	}
 	if cfg.scaleOnly {
 		fmt.Println("## Scale")
 		fmt.Println()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,6 +235,12 @@ func TestAlertIterator(t *testing.T) {
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--alerts-only", "--protect", "id:"+itoa(protID), "--scan-interval", "300ms")
 	pid := act(t, foreign, "iterrewrite:"+itoa(protID))
+	// Until bpfmon has the link's event, the map looks quiet (only
+	// bpf(2) writes it) and is not read again: the passes that must find
+	// the rewrite are those after it.
+	w.waitOutput(t, "the iterator link", func(lines []string) bool {
+		return slices.ContainsFunc(parseAlerts(t, lines), func(ev alertEvent) bool { return ev.Event == "map_iter_link" && ev.by(pid) })
+	})
 	w.waitScanPasses(t, 2)
 	lines := w.stop(t, syscall.SIGINT)
 	var link, changed bool

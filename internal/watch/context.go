@@ -28,6 +28,12 @@ type mapContext struct {
 	// loaded.
 	iterated     map[uint32]bool
 	syscallProgs bool
+	// written are the maps that a program loaded or an iterator
+	// attached since start could write with no reported call. A refresh
+	// does not forget them when the program or link is gone (it may have
+	// written before the scanner's next read: attach, rewrite, detach);
+	// only the map's end does.
+	written map[uint32]bool
 	// loads counts the program loads whose maps are not known yet;
 	// refreshed is its value when the last finished refresh began.
 	loads, refreshed int
@@ -46,7 +52,7 @@ type mapContext struct {
 const contextRefresh = 10 * time.Second
 
 func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inventory.Map, error), observe func(maps []inventory.Map, atStart bool)) *mapContext {
-	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{},
+	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{}, written: map[uint32]bool{},
 		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1), collect: collect, observe: observe}
 	c.refresh(true)
 	go func() {
@@ -97,6 +103,11 @@ func (c *mapContext) refresh(atStart bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.programs, c.pins, c.known = programs, pins, known
+	for id := range c.written {
+		if _, ok := known[id]; !ok {
+			delete(c.written, id) // the map is gone
+		}
+	}
 	c.refreshed = loads
 	// Not knowing is not quiet.
 	c.iterated, c.syscallProgs = iterated, syscallProgs || serr != nil
@@ -141,6 +152,7 @@ func (c *mapContext) enrich(ev *event.Event) {
 		if c.iterated != nil {
 			c.iterated[m.ID] = true
 		}
+		c.written[m.ID] = true
 		c.poke()
 	case ev.Type == event.MapCreate && ok && ev.Process != nil:
 		c.own(m.ID, ev.Process.PID, "creator")
@@ -174,6 +186,7 @@ func (c *mapContext) loaded(ev *event.Event) {
 	}
 	for _, id := range x.ProgMaps {
 		c.programs[id] = append(c.programs[id], event.MapProgram{ID: ev.Prog.ID, Name: ev.Prog.Name})
+		c.written[id] = true
 	}
 	if ev.Prog.Type == bpfsys.ProgTypeSyscall {
 		c.syscallProgs = true
@@ -186,7 +199,7 @@ func (c *mapContext) loaded(ev *event.Event) {
 func (c *mapContext) quiet(id uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && c.quietHostLocked()
+	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && !c.written[id] && c.quietHostLocked()
 }
 
 // quietHost reports whether every change of a map, creation included,

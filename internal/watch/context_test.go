@@ -44,11 +44,33 @@ func TestQuietMaps(t *testing.T) {
 		t.Error("map 6 quiet after a load whose maps are not all known")
 	}
 	<-refreshed // the load's kick; the refresh ends after collect returns
-	for range 100 {
-		if c.quiet(6) {
-			return
+	waitQuiet := func(id uint32) bool {
+		for range 100 {
+			if c.quiet(id) {
+				return true
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return false
 	}
-	t.Error("map 6 not quiet again after a refresh")
+	if !waitQuiet(6) {
+		t.Fatal("map 6 not quiet again after a refresh")
+	}
+	// The refresh lists no program on map 5 (it was unloaded): the
+	// program may have written it before the scanner's next read, so it
+	// stays not quiet. So does a map an iterator was attached to, after
+	// the link is gone.
+	if c.quiet(5) {
+		t.Error("map 5 quiet again once its program was gone")
+	}
+	c.enrich(&event.Event{Type: event.MapIterLink, HasResult: true, Result: 8, Map: &event.Map{ID: 6}})
+	if c.quiet(6) {
+		t.Error("map 6 quiet with an iterator attached")
+	}
+	c.poke()
+	<-refreshed
+	time.Sleep(50 * time.Millisecond)
+	if c.quiet(6) {
+		t.Error("map 6 quiet again once the inventory lists no iterator on it")
+	}
 }
