@@ -241,7 +241,7 @@ func checkEvent(t *testing.T, ev *event.Event, in, out []byte) {
 		t.Fatalf("process %+v; the entry has pid %d, tid %d, uid %d", p, u32(in, offPid), u32(in, offTid), u32(in, offUID))
 	}
 	fl := u32(in, offFlags)
-	full := out != nil && len(out) >= callRecSize
+	full := len(out) >= callRecSize
 	if ev.Map != nil {
 		ids := []uint32{u32(in, offMapID)}
 		if full {
