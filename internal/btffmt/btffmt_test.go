@@ -55,7 +55,7 @@ func TestMapTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := mapID(t, m)
+	id := ebpf.MapID(testutil.MapID(t, m))
 	mi, err := r.Read(uint32(id), func(k, v []byte) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestMapTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	pid := mapID(t, plain)
+	pid := ebpf.MapID(testutil.MapID(t, plain))
 	pmi, err := r.Read(uint32(pid), func(k, v []byte) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -83,18 +83,4 @@ func TestMapTypes(t *testing.T) {
 	if _, _, err := Types(pmi.BTFID, pmi.BTFKeyTypeID, pmi.BTFValueTypeID); err != ErrNoBTF {
 		t.Errorf("map without BTF: %v", err)
 	}
-}
-
-// mapID is m's id, failing the test when the kernel does not tell it.
-func mapID(t *testing.T, m *ebpf.Map) ebpf.MapID {
-	t.Helper()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		t.Fatal("the kernel reports no map id")
-	}
-	return id
 }

@@ -15,16 +15,6 @@ import (
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
-func mapID(t *testing.T, m *ebpf.Map) uint32 {
-	t.Helper()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return uint32(id)
-}
-
 // passes runs n passes and returns the events about mapID.
 func passes(t testing.TB, s *Scanner, n int, mapID uint32, between func(i int)) []*event.Event {
 	t.Helper()
@@ -73,7 +63,7 @@ func TestMmapWrite(t *testing.T) {
 	}
 	defer unix.Munmap(mem)
 	s := newScanner(t)
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			binary.LittleEndian.PutUint64(mem[3*8:], 0xdeadbeef)
@@ -160,7 +150,7 @@ func TestProgramWrites(t *testing.T) {
 			run(t, pointer)
 		}
 		err := s.Pass(nil, func(ev *event.Event) error {
-			if ev.Map != nil && (ev.Map.ID == mapID(t, h) || ev.Map.ID == mapID(t, a)) {
+			if ev.Map != nil && (ev.Map.ID == testutil.MapID(t, h) || ev.Map.ID == testutil.MapID(t, a)) {
 				evs = append(evs, ev)
 			}
 			return nil
@@ -197,7 +187,7 @@ func TestExplainedAndRemoved(t *testing.T) {
 	m.Update(uint32(1), uint64(1), 0)
 	m.Update(uint32(2), uint64(2), 0)
 	s := newScanner(t)
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			m.Update(uint32(1), uint64(100), 0)
@@ -223,7 +213,7 @@ func TestNoiseLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			for k := range uint32(40) {
@@ -261,7 +251,7 @@ func TestMemoryBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			m.Update(uint32(7), uint64(700), 0) // modified
@@ -319,7 +309,7 @@ func TestCreatedMapBaseline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer m.Close()
-		id := mapID(t, m)
+		id := testutil.MapID(t, m)
 		if announced {
 			s.Created(event.Map{ID: id, Name: "t_new", Type: uint32(ebpf.Array), KeySize: 4, ValueSize: 8, MaxEntries: 4, Flags: unix.BPF_F_MMAPABLE}, time.Now())
 		}
@@ -378,7 +368,7 @@ func TestQuietMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mm.Close()
-	id, mmID := mapID(t, m), mapID(t, mm)
+	id, mmID := testutil.MapID(t, m), testutil.MapID(t, mm)
 	s, err := New(Config{Interval: time.Second, Grace: 10 * time.Millisecond,
 		Quiet: func(uint32) bool { return true }, QuietHost: func() bool { return true }})
 	if err != nil {
@@ -422,7 +412,7 @@ func TestQuietMaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer late.Close()
-	lateID := mapID(t, late)
+	lateID := testutil.MapID(t, late)
 	changed(1)
 	if s.snaps[lateID] != nil {
 		t.Error("a pass between full ones listed every map id")

@@ -66,7 +66,7 @@ func TestStateWhileDown(t *testing.T) {
 	}
 	var evs []*event.Event
 	err = s2.Pass(nil, func(ev *event.Event) error {
-		if ev.Map != nil && (ev.Map.ID == mapID(t, small) || ev.Map.ID == mapID(t, large)) {
+		if ev.Map != nil && (ev.Map.ID == testutil.MapID(t, small) || ev.Map.ID == testutil.MapID(t, large)) {
 			evs = append(evs, ev)
 		}
 		return nil
@@ -94,7 +94,7 @@ func TestStateWhileDown(t *testing.T) {
 		t.Errorf("modified %v removed %v large %v, %d events", modified, removed, largeChanged, len(evs))
 	}
 	// The next pass compares with the live baseline, not the file.
-	if more := passes(t, s2, 1, mapID(t, small), nil); len(more) != 0 {
+	if more := passes(t, s2, 1, testutil.MapID(t, small), nil); len(more) != 0 {
 		t.Errorf("while_down reported again: %+v", more)
 	}
 }
@@ -322,7 +322,7 @@ func TestStateWhileDownPaths(t *testing.T) {
 	defer m.Close()
 	m.Update(uint32(1), uint64(1), 0)
 	m.Update(uint32(2), uint64(2), 0)
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.json")
 	s, err := scannerWithState(t, good)

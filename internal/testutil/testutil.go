@@ -4,6 +4,8 @@
 package testutil
 
 import (
+	"github.com/cilium/ebpf"
+
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -177,4 +179,18 @@ func DupFile(t testing.TB, fd int, name string) *os.File {
 	f := os.NewFile(uintptr(dup), name)
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// MapID is m's global id, failing the test when the kernel tells none.
+func MapID(t testing.TB, m *ebpf.Map) uint32 {
+	t.Helper()
+	info, err := m.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, ok := info.ID()
+	if !ok {
+		t.Fatal("the kernel reports no map id")
+	}
+	return uint32(id)
 }

@@ -99,7 +99,7 @@ func (c *collector) idle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	id := mapID(t, m)
+	id := testutil.MapID(t, m)
 	marker := func(ev *event.Event) bool {
 		return ev.Source == event.SourceSyscall && ev.Type == event.MapUpdate && ev.Map != nil && ev.Map.ID == id
 	}
@@ -142,19 +142,6 @@ func describe(ev *event.Event) string {
 		s += fmt.Sprintf(" owner=%d", ev.Owner)
 	}
 	return s
-}
-
-func mapID(t *testing.T, m *ebpf.Map) uint32 {
-	t.Helper()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		t.Fatal("no map id")
-	}
-	return uint32(id)
 }
 
 // progIdentity is what an event must name for program p.
@@ -226,7 +213,7 @@ func TestProgramWritesEveryMapType(t *testing.T) {
 				if err := w.Run(tc.prog, key, value); err != nil {
 					t.Fatal(err)
 				}
-				id := mapID(t, w.Map(tc.mapName))
+				id := testutil.MapID(t, w.Map(tc.mapName))
 				ev := c.wait(t, tc.prog, kernelWrite(event.MapUpdate, id))
 				checkWrite(t, c, ev, progIdentity(t, w.Program(tc.prog)), tc.fn)
 				if !bytes.Equal(ev.Key, tc.key) || !bytes.Equal(ev.Value, le64(value)) {
@@ -257,12 +244,12 @@ func TestProgramDeletesPushesPops(t *testing.T) {
 		t.Fatal(err)
 	}
 	del := progIdentity(t, w.Program(writers.DeleteHash))
-	ev := c.wait(t, "hash delete", kernelWrite(event.MapDelete, mapID(t, w.Map("w_hash"))))
+	ev := c.wait(t, "hash delete", kernelWrite(event.MapDelete, testutil.MapID(t, w.Map("w_hash"))))
 	checkWrite(t, c, ev, del, "htab_map_delete_elem")
 	if !bytes.Equal(ev.Key, le32(11)) || ev.HasValue {
 		t.Errorf("hash delete: key %x value %v", ev.Key, ev.HasValue)
 	}
-	ev = c.wait(t, "lpm delete", kernelWrite(event.MapDelete, mapID(t, w.Map("w_lpm"))))
+	ev = c.wait(t, "lpm delete", kernelWrite(event.MapDelete, testutil.MapID(t, w.Map("w_lpm"))))
 	checkWrite(t, c, ev, del, "trie_delete_elem")
 	if !bytes.Equal(ev.Key, append(le32(32), le32(11)...)) {
 		t.Errorf("lpm delete: key %x", ev.Key)
@@ -273,7 +260,7 @@ func TestProgramDeletesPushesPops(t *testing.T) {
 	}
 	pp := progIdentity(t, w.Program(writers.PushPop))
 	for _, name := range []string{"w_queue", "w_stack"} {
-		id := mapID(t, w.Map(name))
+		id := testutil.MapID(t, w.Map(name))
 		push := c.wait(t, name+" push", kernelWrite(event.MapUpdate, id))
 		checkWrite(t, c, push, pp, "queue_stack_map_push_elem")
 		if push.HasKey || !bytes.Equal(push.Value, le64(0xabcdef)) {
@@ -306,7 +293,7 @@ func TestGenericHelperAndSubprogram(t *testing.T) {
 	}
 	want := progIdentity(t, w.Program(writers.UpdateGeneric))
 	for _, name := range []string{"w_hash", "w_array"} {
-		ev := c.wait(t, name, kernelWrite(event.MapUpdate, mapID(t, w.Map(name))))
+		ev := c.wait(t, name, kernelWrite(event.MapUpdate, testutil.MapID(t, w.Map(name))))
 		fn := "htab_map_update_elem"
 		if name == "w_array" {
 			fn = "array_map_update_elem"
@@ -329,7 +316,7 @@ func TestShortLivedProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := progIdentity(t, w.Program(writers.UpdateHash))
-	id := mapID(t, w.Map("w_hash"))
+	id := testutil.MapID(t, w.Map("w_hash"))
 	if err := w.Run(writers.UpdateHash, 1, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +365,7 @@ func TestSyscallWriteReportedOnce(t *testing.T) {
 			if n := kstat(t, c.kw, kwKwStatKSTAT_SYSCALL); c.hookKind("htab_map_update_elem") == "fexit" && n < 5 {
 				t.Errorf("%d writes told to be bpf(2)'s own by their caller, want at least 5 (sys_caller ranges %x)", n, syscallCallerRanges())
 			}
-			hid, pid := mapID(t, hash), mapID(t, pcpu)
+			hid, pid := testutil.MapID(t, hash), testutil.MapID(t, pcpu)
 			onMaps := func(ev *event.Event) bool {
 				return ev.Map != nil && (ev.Map.ID == hid || ev.Map.ID == pid)
 			}
@@ -453,7 +440,7 @@ func TestInterruptContext(t *testing.T) {
 	if _, err := tx.Write([]byte("0123456789abcdef")); err != nil {
 		t.Fatal(err)
 	}
-	ev := c.wait(t, "write on packet receive", kernelWrite(event.MapUpdate, mapID(t, w.Map("w_hash"))))
+	ev := c.wait(t, "write on packet receive", kernelWrite(event.MapUpdate, testutil.MapID(t, w.Map("w_hash"))))
 	if !ev.Interrupt || ev.Process != nil {
 		t.Errorf("interrupt %v process %+v, want interrupt and no process", ev.Interrupt, ev.Process)
 	}
@@ -506,7 +493,7 @@ func TestTaskStorage(t *testing.T) {
 			}
 			defer l.Close()
 			unix.Getpid() // the target's next system call
-			id := mapID(t, ts.Map())
+			id := testutil.MapID(t, ts.Map())
 			want := progIdentity(t, ts.Program())
 			ev := c.wait(t, "task storage create", kernelWrite(event.MapUpdate, id))
 			checkWrite(t, c, ev, want, "bpf_local_storage_update")
@@ -540,7 +527,7 @@ func TestLossIsCounted(t *testing.T) {
 	if err != nil || ret != 0 {
 		t.Fatalf("test run: %d %v", ret, err)
 	}
-	id := mapID(t, w.Map("w_array"))
+	id := testutil.MapID(t, w.Map("w_array"))
 	c.run()
 	c.idle(t)
 	evs := c.finish(t)

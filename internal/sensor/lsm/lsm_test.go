@@ -152,16 +152,6 @@ func (f *foreign) do(t *testing.T, cmd string) string {
 	return f.out.Text()
 }
 
-func mapID(t *testing.T, m *ebpf.Map) uint32 {
-	t.Helper()
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := info.ID()
-	return uint32(id)
-}
-
 // start runs the syscall sensor with the LSM sensor on it. bpfmon's own
 // process is always allowed; here that is nobody (the test process must
 // be an owner to write).
@@ -215,7 +205,7 @@ func TestEnforce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	id, otherID := mapID(t, m), mapID(t, other)
+	id, otherID := testutil.MapID(t, m), testutil.MapID(t, other)
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
 	if err != nil {
 		t.Fatal(err)
