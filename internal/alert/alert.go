@@ -519,7 +519,7 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if g == nil {
 		return "", "", limitKey{}
 	}
-	e.notePaths(g, ev, isWrite, iter)
+	e.notePaths(g, ev, iter)
 	switch {
 	case ev.Type == event.MapChanged:
 		return e.unexplained(g, ev, key)
@@ -560,7 +560,7 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 
 // notePaths records the ways to write g that no hook reports: an owner's
 // writable mapping, a stranger's program, mapping or iterator.
-func (e *Engine) notePaths(g *guarded, ev *event.Event, isWrite, iter bool) {
+func (e *Engine) notePaths(g *guarded, ev *event.Event, iter bool) {
 	p := ev.Process
 	if p == nil || !succeeded(ev) {
 		return
