@@ -204,6 +204,27 @@ func BenchmarkEvaluate(b *testing.B) {
 	}
 }
 
+// BenchmarkEvaluateProtected is the cost per event on a protected map: an
+// owner's write, and a change the content scanner found that the owner's
+// program explains.
+func BenchmarkEvaluateProtected(b *testing.B) {
+	pol := policy.Default()
+	pol.AddProtect(policy.Selector{Kind: policy.SelectID, Value: "7", ID: 7})
+	e := New(Config{Policy: pol, SelfPID: 1, SelfMaps: []uint32{3, 4, 5}})
+	e.Start([]inventory.Map{{ID: 7, Programs: []inventory.Program{{ID: 100}}}})
+	e.Evaluate(&event.Event{Type: event.MapCreate, HasResult: true, Result: 3,
+		Process: &event.Process{PID: 100, ExeIno: 99, CgroupID: 5}, Map: &event.Map{ID: 7}})
+	write := update(7, event.Identity{ExeIno: 99, CgroupID: 5}, 100)
+	changed := &event.Event{Type: event.MapChanged, Source: event.SourceScan, Change: event.ChangeModified,
+		Map: &event.Map{ID: 7, Programs: []event.MapProgram{{ID: 100}}}}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Evaluate(write)
+		changed.Alert = nil
+		e.Evaluate(changed)
+	}
+}
+
 // TestVerbsCoverModifyingTypes: every event type the table says modifies
 // a map is alerted as a write, and its reason needs words for it.
 func TestVerbsCoverModifyingTypes(t *testing.T) {
