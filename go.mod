@@ -8,4 +8,6 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
+require gopkg.in/natefinch/lumberjack.v2 v2.2.1
+
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
+	"github.com/bpfmon/bpfmon/internal/outfile"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
@@ -137,7 +138,9 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
-	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout)")
+	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout); SIGHUP reopens it (logrotate)")
+	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
+	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: rotated files to keep (0: all)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
@@ -271,16 +274,30 @@ could not write and reports it as a lost event (source output) once it can.`)
 	}
 	pol.AddProtect(protect...)
 
+	maxSize, err := parseSize(*outMaxSize)
+	switch {
+	case err != nil || maxSize%outfile.MiB != 0:
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --output-max-size %q: want a whole number of MiB, such as 10M or 1G, or 0\n", *outMaxSize)
+		return exitUsage
+	case maxSize > 0 && *outPath == "":
+		fmt.Fprintf(stderr, "bpfmon watch: --output-max-size rotates the --output file: give --output FILE\n")
+		return exitUsage
+	case *outMaxFiles < 0:
+		fmt.Fprintf(stderr, "bpfmon watch: invalid --output-max-files %d: want 0 (keep all) or more\n", *outMaxFiles)
+		return exitUsage
+	}
+
 	// Opened last: a command line refused above leaves no file behind.
 	var out io.Writer = stdout
+	var outFile *outfile.File
 	if *outPath != "" {
-		f, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		f, err := outfile.Open(*outPath, int64(maxSize), *outMaxFiles)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfmon watch: --output: %v\n", err)
 			return exitError
 		}
 		defer f.Close()
-		out = f
+		out, outFile = f, f
 	}
 	if *format == "auto" {
 		*format = "json"
@@ -295,6 +312,20 @@ could not write and reports it as a lost event (source output) once it can.`)
 	// A closed pipe is an error to handle (EPIPE), not a death: bpfmon
 	// then stops and says what it could not write.
 	signal.Ignore(syscall.SIGPIPE)
+	if outFile != nil {
+		// logrotate moves the file away, then asks for a new one.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		go func() {
+			for range hup {
+				if err := outFile.Reopen(); err != nil {
+					logger.Error(err.Error(), "part", "output")
+				} else {
+					logger.Info("output reopened (SIGHUP)", "path", *outPath)
+				}
+			}
+		}()
+	}
 	go func() {
 		<-sig
 		sdnotify.Notify(sdnotify.Stopping)

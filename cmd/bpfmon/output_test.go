@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -188,5 +189,102 @@ func TestWatchOutputFull(t *testing.T) {
 	}
 	if !strings.Contains(s, "writing events works again") {
 		t.Errorf("no log line when writing resumed:\n%s", s)
+	}
+}
+
+// updatesIn counts the map_update events on map id in every file of dir
+// whose name starts with prefix; every line must be one JSON object.
+func updatesIn(t *testing.T, dir, prefix string, id uint32) (total int, perFile map[string]int) {
+	t.Helper()
+	perFile = map[string]int{}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			t.Errorf("%s ends inside a line", e.Name())
+		}
+		for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+			if l == "" {
+				continue
+			}
+			var ev alertEvent
+			if err := json.Unmarshal([]byte(l), &ev); err != nil {
+				t.Fatalf("%s: a line that is not one JSON object (%v): %.80q", e.Name(), err, l)
+			}
+			if ev.Event == "map_update" && ev.on(id) {
+				total++
+				perFile[e.Name()]++
+			}
+		}
+	}
+	return total, perFile
+}
+
+// TestWatchOutputRotation: about 4 MiB of events through --output
+// rotated at 1 MiB: every event is in exactly one of the files, each line
+// whole, no file past the limit.
+func TestWatchOutputRotation(t *testing.T) {
+	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "rotate_map", Type: ebpf.Hash, KeySize: 4, ValueSize: 1024, MaxEntries: 64})
+	w := startWatch(t, "--format", "json", "--map-id", itoa(id), "--scan-interval", "0", "--output-max-size", "1M", "--output-max-files", "0")
+	const n = 1500
+	value := make([]byte, 1024)
+	for i := range n {
+		value[0] = byte(i)
+		if err := m.Update(uint32(i%64), value, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.stop(t, syscall.SIGINT)
+	dir := filepath.Dir(w.out)
+	total, perFile := updatesIn(t, dir, "events", id)
+	if total != n || len(perFile) < 3 {
+		t.Errorf("%d updates in %d files %v, want %d in 3 or more", total, len(perFile), perFile, n)
+	}
+	for name := range perFile {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() > 1<<20 || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v; want at most 1 MiB, mode 0600", name, fi.Size(), err)
+		}
+	}
+}
+
+// TestWatchOutputReopen: logrotate's way. The output file is moved away
+// and bpfmon gets SIGHUP: the events before are in the moved file, those
+// after in a new file at the path, each once.
+func TestWatchOutputReopen(t *testing.T) {
+	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "reopen_map", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 64})
+	w := startWatch(t, "--format", "json", "--map-id", itoa(id), "--scan-interval", "0")
+	for i := range 10 {
+		m.Update(uint32(i), uint64(i), 0)
+	}
+	w.waitOutput(t, "the first 10 updates", func(lines []string) bool { return len(lines) >= 10 })
+	if err := os.Rename(w.out, w.out+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
+	for !strings.Contains(w.stderr.String(), "output reopened") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reopen after SIGHUP: %s", w.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 10; i < 20; i++ {
+		m.Update(uint32(i), uint64(i), 0)
+	}
+	w.stop(t, syscall.SIGINT)
+	total, perFile := updatesIn(t, filepath.Dir(w.out), "events", id)
+	if total != 20 || perFile["events.1"] != 10 || perFile["events"] != 10 {
+		t.Errorf("updates per file %v, want 10 in the moved file and 10 in the new one", perFile)
 	}
 }
