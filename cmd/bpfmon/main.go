@@ -140,7 +140,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout); SIGHUP reopens it (logrotate)")
 	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
-	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: rotated files to keep (0: all)")
+	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
