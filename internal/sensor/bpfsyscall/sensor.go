@@ -361,7 +361,7 @@ func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), want map[stri
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
-		return explainLoadError(err)
+		return explainLoadError(string(s.Hook), err)
 	}
 	s.objs = objects{coll: coll, inflightCount: coll.Maps[bpfMapInflightCount], stats: coll.Maps[bpfMapStats], calib: coll.Maps[bpfMapCalib]}
 	return nil
@@ -491,14 +491,14 @@ func watchMmap(events []event.Type) uint32 {
 	return 0
 }
 
-// explainLoadError turns a load failure into an actionable message.
-func explainLoadError(err error) error {
-	var ve *ebpf.VerifierError
-	switch {
-	case errors.Is(err, unix.EPERM):
+// explainLoadError turns a load failure of a build into an actionable
+// message: a rejection in a few words, its whole verifier log in a file.
+func explainLoadError(build string, err error) error {
+	if errors.Is(err, unix.EPERM) {
 		return errors.New("program load denied (EPERM)")
-	case errors.As(err, &ve):
-		return fmt.Errorf("the kernel verifier rejected the syscall sensor; please report this with your kernel version (%s): %+v", features.KernelRelease(), ve)
+	}
+	if rej, ok := sensor.Rejected(build, err); ok {
+		return rej
 	}
 	return fmt.Errorf("loading the syscall sensor: %w", err)
 }

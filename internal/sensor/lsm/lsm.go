@@ -139,11 +139,10 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
-		var ve *ebpf.VerifierError
 		if errors.Is(err, unix.EPERM) {
 			return unavailable(errors.New("LSM program load denied (EPERM)"))
-		} else if errors.As(err, &ve) {
-			return unavailable(fmt.Errorf("the verifier rejected an LSM program: %v", ve))
+		} else if rej, ok := sensor.Rejected("lsm", err); ok {
+			return unavailable(rej)
 		}
 		return unavailable(fmt.Errorf("loading the LSM programs: %w", err))
 	}
