@@ -5,8 +5,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -206,7 +204,6 @@ func runSoak(cfg config, e *env) error {
 	mw.stop(unix.SIGINT, 10*time.Second)
 	r.writerRounds = int64(strings.Count(readFile(filepath.Join(e.tmp, "mapwriter.stdout")), "bpf_map_update_elem helper"))
 
-	lines := readLines(out)
 	type ev struct {
 		Event string
 		Count int64
@@ -214,10 +211,12 @@ func runSoak(cfg config, e *env) error {
 		Map   *struct{ ID ebpf.MapID }
 		Proc  *struct{ PID int } `json:"process"`
 	}
-	for i, l := range lines {
+	i := -1
+	if err := scanLines(out, func(l []byte) {
+		i++
 		var x ev
-		if json.Unmarshal([]byte(l), &x) != nil {
-			continue
+		if json.Unmarshal(l, &x) != nil {
+			return
 		}
 		if x.Event == "lost" {
 			r.lost += x.Count
@@ -232,10 +231,10 @@ func runSoak(cfg config, e *env) error {
 			if x.Map != nil && x.Event == "map_update" {
 				r.updates[x.Map.ID]++
 			}
-			continue
+			return
 		}
 		if x.Alert == nil {
-			continue
+			return
 		}
 		// An alert belongs to the tamper by its stranger's pid, or, for a
 		// change the scanner found (no process), to the last tamper on its
@@ -252,6 +251,8 @@ func runSoak(cfg config, e *env) error {
 				break
 			}
 		}
+	}); err != nil {
+		return err
 	}
 	reportSoak(os.Stdout, r)
 	return nil
@@ -299,24 +300,12 @@ func protectedMaps(log string) []soakMap {
 
 func readFile(p string) string { b, _ := os.ReadFile(p); return string(b) }
 
-func readLines(p string) []string {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var ls []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
-	for sc.Scan() {
-		ls = append(ls, sc.Text())
-	}
-	return ls
-}
-
+// countLines is how many lines bpfmon's output holds so far: where the
+// events of the next step begin.
 func countLines(p string) int {
-	b, _ := os.ReadFile(p)
-	return bytes.Count(b, []byte("\n"))
+	n := 0
+	scanLines(p, func([]byte) { n++ })
+	return n
 }
 
 func reportSoak(w io.Writer, r soakResult) {

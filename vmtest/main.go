@@ -23,10 +23,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,7 +141,7 @@ func run() (int, error) {
 			if c == "none" {
 				continue
 			}
-			if !containsCap(allCaps, testutil.Capability(c)) {
+			if !slices.Contains(allCaps, testutil.Capability(c)) {
 				return 2, fmt.Errorf("--caps: unknown capability %q: want %s", c, capNames(allCaps))
 			}
 			cs = append(cs, testutil.Capability(c))
@@ -233,24 +235,12 @@ func run() (int, error) {
 	return 0, nil
 }
 
+// capNames is caps for people: "none" for none.
 func capNames(cs []testutil.Capability) string {
 	if len(cs) == 0 {
 		return "none"
 	}
-	var s []string
-	for _, c := range cs {
-		s = append(s, string(c))
-	}
-	return strings.Join(s, ",")
-}
-
-func containsCap(cs []testutil.Capability, c testutil.Capability) bool {
-	for _, x := range cs {
-		if x == c {
-			return true
-		}
-	}
-	return false
+	return capList(cs)
 }
 
 func names() string {
@@ -618,7 +608,7 @@ func allowedSkip(sk skip, caps []testutil.Capability) string {
 		names, _, _ := strings.Cut(rest, ":")
 		lacked := strings.Split(names, ",")
 		for _, c := range lacked {
-			if containsCap(caps, testutil.Capability(c)) {
+			if slices.Contains(caps, testutil.Capability(c)) {
 				return "" // declared: a test should have failed, not skipped
 			}
 		}
@@ -849,7 +839,7 @@ func render(results []result, took time.Duration) string {
 				fmt.Fprintf(&s, "       skip allowed: %s (%s)\n", sk.test, sk.allowed)
 			}
 		}
-		for _, l := range sortedKeys(lacks) {
+		for _, l := range slices.Sorted(maps.Keys(lacks)) {
 			fmt.Fprintf(&s, "       skips allowed: %d, %s\n", lacks[l], l)
 		}
 		if r.err != nil {
@@ -863,15 +853,6 @@ func render(results []result, took time.Duration) string {
 		}
 	}
 	return s.String()
-}
-
-func sortedKeys(m map[string]int) []string {
-	var k []string
-	for x := range m {
-		k = append(k, x)
-	}
-	sort.Strings(k)
-	return k
 }
 
 // capList is caps as CapsEnv holds them.
