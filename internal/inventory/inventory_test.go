@@ -201,15 +201,7 @@ func newMap(t testing.TB, spec *ebpf.MapSpec) (*ebpf.Map, uint32) {
 		t.Fatalf("creating map %s: %v", spec.Name, err)
 	}
 	t.Cleanup(func() { m.Close() })
-	info, err := m.Info()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		t.Fatal("the kernel reports no map id")
-	}
-	return m, uint32(id)
+	return m, testutil.MapID(t, m)
 }
 
 // holdersOf lists m's holders in process pid. Tests look only at their

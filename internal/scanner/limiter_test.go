@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 func TestLimiterNilIsUnlimited(t *testing.T) {
@@ -61,7 +63,7 @@ func TestLimiterSlowsRead(t *testing.T) {
 		}
 		want[string(u32(i))] = v
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 
 	start := time.Now()
 	_, got := readAll(t, newReader(t, nil), id)

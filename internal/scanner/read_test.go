@@ -43,20 +43,6 @@ func newTestMap(tb testing.TB, spec *ebpf.MapSpec) *ebpf.Map {
 	return m
 }
 
-// idOf returns the kernel id of m.
-func idOf(tb testing.TB, m *ebpf.Map) uint32 {
-	tb.Helper()
-	info, err := m.Info()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	id, ok := info.ID()
-	if !ok {
-		tb.Fatal("kernel reports no map id")
-	}
-	return uint32(id)
-}
-
 func newReader(tb testing.TB, lim *Limiter) *Reader {
 	tb.Helper()
 	r, err := NewReader(lim)
@@ -169,7 +155,7 @@ func TestReadHash10k(t *testing.T) {
 	needRoot(t)
 	const n = 10000
 	m, spec := fillHash(t, "scan_hash10k", n)
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -194,7 +180,7 @@ func TestReadHashENOSPC(t *testing.T) {
 	m, _ := fillHash(t, "scan_enospc", n)
 	r := newReader(t, nil)
 	r.batchElems = 1
-	_, got := readAll(t, r, idOf(t, m))
+	_, got := readAll(t, r, testutil.MapID(t, m))
 	checkContents(t, got, hashWant(n))
 	if r.grows == 0 {
 		t.Fatal("no ENOSPC retry with one-element batches over 3000 elements in 4096 buckets")
@@ -218,7 +204,7 @@ func TestReadArray(t *testing.T) {
 		}
 		want[string(u32(i))] = v
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -258,7 +244,7 @@ func TestReadPerCPUArray(t *testing.T) {
 		}
 		want[string(u32(i))] = perCPUWant(ncpu, 4, func(c int) []byte { return u32(per[c]) })
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -287,7 +273,7 @@ func TestReadPerCPUHash(t *testing.T) {
 		}
 		want[string(u64(i*1000003))] = perCPUWant(ncpu, 12, func(c int) []byte { return per[c] })
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -311,7 +297,7 @@ func TestReadLRUHash(t *testing.T) {
 		}
 		want[string(u32(i))] = u32(^i)
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -346,7 +332,7 @@ func TestReadLPMTrie(t *testing.T) {
 		}
 		want[string(k)] = v
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 
 	// The path the kernel offers (Linux 6.18 has batch lookup for tries;
 	// older kernels do not, and the reader falls back).
@@ -385,7 +371,7 @@ func TestReadBatchRefusedFallback(t *testing.T) {
 		}
 		want[string(u32(k))] = u32(uint32(lo.Index))
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	wantSpec := spec.Copy()
@@ -414,7 +400,7 @@ func TestReadMmapableArray(t *testing.T) {
 		}
 		want[string(u32(i))] = v
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, spec)
@@ -468,11 +454,11 @@ func TestReadHashOfMaps(t *testing.T) {
 		if err := outer.Put(k, inner); err != nil {
 			t.Fatal(err)
 		}
-		iid := idOf(t, inner)
+		iid := testutil.MapID(t, inner)
 		innerIDs[iid] = k * 11
 		want[string(u32(k))] = u32(iid)
 	}
-	id := idOf(t, outer)
+	id := testutil.MapID(t, outer)
 	r := newReader(t, nil)
 	info, got := readAll(t, r, id)
 	checkInfo(t, info, id, outerSpec)
@@ -498,7 +484,7 @@ func TestReadNotScannable(t *testing.T) {
 	} {
 		t.Run(tc.spec.Name, func(t *testing.T) {
 			m := newTestMap(t, tc.spec)
-			id := idOf(t, m)
+			id := testutil.MapID(t, m)
 			r := newReader(t, nil)
 			info, err := r.Read(id, func(k, v []byte) error {
 				t.Errorf("fn called with %x = %x", k, v)
@@ -543,7 +529,7 @@ func TestReadWriteOnly(t *testing.T) {
 	}
 	r := newReader(t, nil)
 	got := make(map[string][]byte)
-	info, err := r.Read(idOf(t, m), func(k, v []byte) error {
+	info, err := r.Read(testutil.MapID(t, m), func(k, v []byte) error {
 		got[string(k)] = bytes.Clone(v)
 		return nil
 	})
@@ -568,7 +554,7 @@ func TestReadRefusedByKernel(t *testing.T) {
 	spec := &ebpf.MapSpec{Name: "scan_cgarr", Type: ebpf.CGroupArray, KeySize: 4, ValueSize: 4, MaxEntries: 4}
 	m := newTestMap(t, spec)
 	r := newReader(t, nil)
-	info, err := r.Read(idOf(t, m), func(k, v []byte) error { return errors.New("fn called") })
+	info, err := r.Read(testutil.MapID(t, m), func(k, v []byte) error { return errors.New("fn called") })
 	var ns *NotScannableError
 	if !errors.As(err, &ns) || !strings.Contains(ns.Reason, "cgroup_array") || !strings.Contains(ns.Reason, "ENOTSUPP") {
 		t.Fatalf("Read = %v, want a NotScannableError naming cgroup_array and ENOTSUPP", err)
@@ -585,7 +571,7 @@ func TestReadVanished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	m.Close()
 	// The kernel frees the map (and its id) asynchronously.
 	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
@@ -615,22 +601,22 @@ func TestReadOneAndZeroEntries(t *testing.T) {
 	r := newReader(t, nil)
 
 	one, _ := fillHash(t, "scan_one", 1)
-	_, got := readAll(t, r, idOf(t, one))
+	_, got := readAll(t, r, testutil.MapID(t, one))
 	checkContents(t, got, hashWant(1))
 
 	empty := newTestMap(t, &ebpf.MapSpec{Name: "scan_empty", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 1})
-	_, got = readAll(t, r, idOf(t, empty))
+	_, got = readAll(t, r, testutil.MapID(t, empty))
 	checkContents(t, got, map[string][]byte{})
 
 	emptyLPM := newTestMap(t, &ebpf.MapSpec{Name: "scan_empty_lpm", Type: ebpf.LPMTrie, KeySize: 8, ValueSize: 8, MaxEntries: 1, Flags: unix.BPF_F_NO_PREALLOC})
-	_, got = readAll(t, r, idOf(t, emptyLPM))
+	_, got = readAll(t, r, testutil.MapID(t, emptyLPM))
 	checkContents(t, got, map[string][]byte{})
 
 	arr1 := newTestMap(t, &ebpf.MapSpec{Name: "scan_arr1", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
 	if err := arr1.Put(uint32(0), uint64(42)); err != nil {
 		t.Fatal(err)
 	}
-	_, got = readAll(t, r, idOf(t, arr1))
+	_, got = readAll(t, r, testutil.MapID(t, arr1))
 	checkContents(t, got, map[string][]byte{string(u32(0)): u64(42)})
 
 	if st := r.Stats(); st.Maps != 4 || st.Elements != 2 {
@@ -660,7 +646,7 @@ func TestReadFnErrorStops(t *testing.T) {
 			r := newReader(t, nil)
 			tc.prep(r)
 			calls := 0
-			_, err := r.Read(idOf(t, m), func(k, v []byte) error {
+			_, err := r.Read(testutil.MapID(t, m), func(k, v []byte) error {
 				if calls++; calls == 10 {
 					return stop
 				}
@@ -691,7 +677,7 @@ func TestReadSlowRestart(t *testing.T) {
 	r.batchElems = 1 // fn runs between lookup and the next get_next_key
 	got := make(map[string][]byte)
 	var deleted string
-	_, err := r.Read(idOf(t, m), func(k, v []byte) error {
+	_, err := r.Read(testutil.MapID(t, m), func(k, v []byte) error {
 		if _, dup := got[string(k)]; dup {
 			return fmt.Errorf("key %x twice", k)
 		}
@@ -732,7 +718,7 @@ func TestReadSlowCap(t *testing.T) {
 	r.noBatch[ebpf.Hash] = true
 	r.batchElems = 1
 	next := uint32(1000)
-	_, err := r.Read(idOf(t, m), func(k, v []byte) error {
+	_, err := r.Read(testutil.MapID(t, m), func(k, v []byte) error {
 		// Replace the current key by a new one: the walk restarts and
 		// always finds something new.
 		if err := m.Delete(k); err != nil {
@@ -752,7 +738,7 @@ func TestReadSlowCap(t *testing.T) {
 func TestReadOpensReadOnlyAndCloses(t *testing.T) {
 	needRoot(t)
 	m, _ := fillHash(t, "scan_rdonly", 10)
-	id := idOf(t, m)
+	id := testutil.MapID(t, m)
 	r := newReader(t, nil)
 	before := mapFDs(t, id)
 	if len(before) != 1 || before[0] != unix.O_RDWR {
@@ -823,7 +809,7 @@ func TestReadEmptyStackTrace(t *testing.T) {
 	needRoot(t)
 	m := newTestMap(t, &ebpf.MapSpec{Name: "scan_stacks", Type: ebpf.StackTrace, KeySize: 4, ValueSize: 8 * 127, MaxEntries: 16})
 	r := newReader(t, nil)
-	_, got := readAll(t, r, idOf(t, m))
+	_, got := readAll(t, r, testutil.MapID(t, m))
 	checkContents(t, got, map[string][]byte{})
 }
 
@@ -844,7 +830,7 @@ func TestReadProgArrayWithProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := newReader(t, nil)
-	_, err = r.Read(idOf(t, m), func(k, v []byte) error { return errors.New("fn called") })
+	_, err = r.Read(testutil.MapID(t, m), func(k, v []byte) error { return errors.New("fn called") })
 	var ns *NotScannableError
 	if !errors.As(err, &ns) {
 		t.Fatalf("Read = %v, want NotScannableError", err)
@@ -857,7 +843,7 @@ func BenchmarkReadHash1M(b *testing.B) {
 	needRoot(b)
 	const n = 1_000_000
 	m, _ := fillHash(b, "scan_bench1m", n)
-	id := idOf(b, m)
+	id := testutil.MapID(b, m)
 	r := newReader(b, nil)
 	var sum uint64
 	for b.Loop() {

@@ -334,13 +334,11 @@ func TestStateWhileDownPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sf stateFile
-	if err := json.Unmarshal(valid, &sf); err != nil {
-		t.Fatal(err)
-	}
 	edit := func(f func(ms *mapState, sf *stateFile)) []byte {
 		var c stateFile
-		json.Unmarshal(valid, &c)
+		if err := json.Unmarshal(valid, &c); err != nil {
+			t.Fatal(err)
+		}
 		for i := range c.Maps {
 			if c.Maps[i].ID == id {
 				f(&c.Maps[i], &c)
