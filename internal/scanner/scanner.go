@@ -9,6 +9,7 @@ package scanner
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -67,6 +68,10 @@ type Config struct {
 	// every map id on the host (a syscall each); a map that appeared
 	// otherwise is found at the next full pass.
 	QuietHost func() bool
+	// SaveExtra, when set, gives a section saved with each state (the
+	// watch's: who owns the protected maps), as is; Prior hands back the
+	// one read at start.
+	SaveExtra func() json.RawMessage
 }
 
 // FullEvery is how often, in passes, every map is read, quiet or not: a
@@ -100,6 +105,12 @@ type Scanner struct {
 	// are compared, its contents not trusted.
 	savedVersion int
 	saveErr      string // last warning about saving, not repeated
+	prior        Prior
+	// lastSaved is the state last written (or read, when it was this
+	// version's): a stop rewrites it marked clean, so that contents a
+	// pass cut short by the stop read but did not compare are not saved
+	// as seen.
+	lastSaved []byte
 
 	memUsed uint64 // estimated memory the snapshots hold
 

@@ -36,10 +36,46 @@ const (
 var ErrForeignState = errors.New("not a bpfmon state file")
 
 type stateFile struct {
-	Format  string     `json:"format"`
-	Version int        `json:"version"`
-	Saved   time.Time  `json:"saved"`
-	Maps    []mapState `json:"maps"`
+	Format  string    `json:"format"`
+	Version int       `json:"version"`
+	Saved   time.Time `json:"saved"` // when the maps below were read
+	// Alive is the last time bpfmon wrote the file (each pass, at start
+	// and at a clean stop), on the boot BootID names; CleanStop says it
+	// then stopped cleanly. Files from before these fields have none:
+	// their stop is unknown.
+	Alive     time.Time  `json:"alive,omitzero"`
+	BootID    string     `json:"boot_id,omitempty"`
+	CleanStop *bool      `json:"clean_stop,omitempty"`
+	Maps      []mapState `json:"maps"`
+	// Watch is Config.SaveExtra's section, kept as is.
+	Watch json.RawMessage `json:"watch,omitempty"`
+}
+
+// Prior is what the state file read at start says of the bpfmon that
+// wrote it.
+type Prior struct {
+	Found bool      // a state file of bpfmon's was read (any version)
+	Alive time.Time // the last time it wrote the file
+	// StopKnown: the file says how it stopped (files from before bpfmon
+	// recorded it do not); Clean: it stopped cleanly, at Alive.
+	StopKnown, Clean bool
+	// Rebooted: the host booted since the file was written, so every
+	// map it lists was freed and the ids it names may be reused.
+	Rebooted bool
+	Extra    json.RawMessage // the SaveExtra section saved, nil if none
+}
+
+// Prior returns what LoadState read; the zero Prior before, or without a
+// state file.
+func (s *Scanner) Prior() Prior { return s.prior }
+
+// bootID is the kernel's id of this boot, "" if unknown.
+func bootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return string(bytes.TrimSpace(b))
 }
 
 type mapState struct {
@@ -70,7 +106,7 @@ func (s *Scanner) LoadState(path string) error {
 	s.statePath = path
 	file, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return s.markNew()
 	}
 	if err != nil {
 		return fmt.Errorf("reading state file %s: %w", path, err)
@@ -106,13 +142,67 @@ func (s *Scanner) LoadState(path string) error {
 	}
 	s.savedAt = f.Saved
 	s.savedVersion = f.Version
+	s.prior = Prior{Found: true, Alive: f.Alive, StopKnown: f.CleanStop != nil, Extra: f.Watch}
+	if s.prior.Alive.IsZero() {
+		s.prior.Alive = f.Saved
+	}
+	if f.CleanStop != nil {
+		s.prior.Clean = *f.CleanStop
+	}
+	if now := bootID(); f.BootID != "" && now != "" && f.BootID != now {
+		s.prior.Rebooted = true
+	}
 	if f.Version != stateVersion {
 		// Another version's file still says which maps it saw and their
 		// hashes: a hash that differs is reported as a change (perhaps
 		// one another version's hash makes up), never dropped.
 		return fmt.Errorf("state file %s has version %d, this bpfmon writes %d: comparing its maps' content hashes only, any difference is reported as a change while down; it will be rewritten", path, f.Version, stateVersion)
 	}
+	// From now on the file says bpfmon runs: a kill before the first
+	// pass saves is an unclean stop too.
+	s.lastSaved = b
+	if err := s.rewrite(false); err != nil {
+		return err
+	}
 	return nil
+}
+
+// markNew writes, when there is no state file yet, one that says bpfmon
+// runs (LoadState does it for a file it read): a kill before the first
+// pass is then an unclean stop.
+func (s *Scanner) markNew() error {
+	f := stateFile{Format: stateFormat, Version: stateVersion, Saved: time.Now().UTC(), BootID: bootID(), Maps: []mapState{}}
+	s.lastSaved, _ = json.Marshal(&f)
+	return s.rewrite(false)
+}
+
+// SaveStopped marks the state file stopped cleanly, with the state of the
+// last completed pass (or the one read at start, before any) and the
+// current SaveExtra section. The watch calls it once everything is in.
+func (s *Scanner) SaveStopped() error {
+	return s.rewrite(true)
+}
+
+// rewrite writes the last saved state again, with Alive now, the stop
+// said and the current SaveExtra section. BootID stays the boot the maps
+// were read on.
+func (s *Scanner) rewrite(clean bool) error {
+	if s.statePath == "" || s.lastSaved == nil {
+		return nil
+	}
+	var f stateFile
+	if err := json.Unmarshal(s.lastSaved, &f); err != nil {
+		return fmt.Errorf("saving scanner state: %w", err)
+	}
+	f.Alive, f.CleanStop = time.Now().UTC(), &clean
+	if s.cfg.SaveExtra != nil {
+		f.Watch = s.cfg.SaveExtra()
+	}
+	b, err := json.Marshal(&f)
+	if err != nil {
+		return fmt.Errorf("saving scanner state: %w", err)
+	}
+	return s.writeState(b)
 }
 
 // Why a change while down is reported without its keys.
@@ -120,14 +210,15 @@ const (
 	reasonDamaged      = "the saved contents are damaged: the keys that changed are unknown"
 	reasonOtherVersion = "the state was saved by another version of bpfmon: only its content hash was compared"
 	reasonGone         = "the map was freed while bpfmon was down"
+	reasonRebooted     = "the host restarted while bpfmon was down: every map was freed"
 )
 
 // whileDown reports the differences between a map's saved state and its
 // first snapshot since start.
 func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error {
 	old, ok := s.saved[snap.info.ID]
-	if !ok {
-		return nil
+	if !ok || s.prior.Rebooted {
+		return nil // after a reboot, every saved map is gone (savedGone)
 	}
 	delete(s.saved, snap.info.ID)
 	i := snap.info
@@ -191,13 +282,17 @@ func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error
 func (s *Scanner) savedGone(at time.Time, emit func(*event.Event) error) error {
 	ids := make([]uint32, 0, len(s.saved))
 	for id := range s.saved {
-		if !s.reported[id] {
+		if !s.reported[id] || s.prior.Rebooted {
 			ids = append(ids, id)
 		}
 	}
 	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
 	for _, id := range ids {
-		if err := emit(goneEvent(s.saved[id], at)); err != nil {
+		ev := goneEvent(s.saved[id], at)
+		if s.prior.Rebooted {
+			ev.Reason = reasonRebooted
+		}
+		if err := emit(ev); err != nil {
 			return err
 		}
 	}
@@ -211,13 +306,16 @@ func goneEvent(old mapState, at time.Time) *event.Event {
 		Change: event.ChangeRemoved, WhileDown: true, HasCount: true, Count: uint64(max(old.Elements, 0)), Reason: reasonGone}
 }
 
-// saveState writes the current snapshots atomically: a temporary file in
-// the same directory, synced, then renamed over the old one.
+// saveState writes the current snapshots, saying bpfmon runs.
 func (s *Scanner) saveState() error {
 	if s.statePath == "" {
 		return nil
 	}
-	f := stateFile{Format: stateFormat, Version: stateVersion, Saved: time.Now().UTC()}
+	now := time.Now().UTC()
+	f := stateFile{Format: stateFormat, Version: stateVersion, Saved: now, Alive: now, BootID: bootID(), CleanStop: new(bool)}
+	if s.cfg.SaveExtra != nil {
+		f.Watch = s.cfg.SaveExtra()
+	}
 	for _, snap := range s.snaps {
 		i := snap.info
 		ms := mapState{ID: i.ID, Name: i.Name, Type: uint32(i.Type), KeySize: i.KeySize, ValueSize: i.ValueSize,
@@ -235,6 +333,13 @@ func (s *Scanner) saveState() error {
 	if err != nil {
 		return err
 	}
+	s.lastSaved = b
+	return s.writeState(b)
+}
+
+// writeState writes b as the state file atomically: a temporary file in
+// the same directory, synced, then renamed over the old one.
+func (s *Scanner) writeState(b []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(s.statePath), ".bpfmon-state-*")
 	if err != nil {
 		return fmt.Errorf("saving scanner state: %w", err)

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -421,4 +422,101 @@ func TestStateWhileDownPaths(t *testing.T) {
 		})
 	}
 	m.Update(uint32(1), uint64(1), 0)
+}
+
+// TestStateStops: the state file says from the start that bpfmon runs, at
+// each pass when it was last alive, and at a clean stop that it stopped;
+// the next start reads that back with the SaveExtra section. A state
+// written on another boot lists maps that are all gone.
+func TestStateStops(t *testing.T) {
+	testutil.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "state.json")
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_stops", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	m.Update(uint32(1), uint64(1), 0)
+	read := func() stateFile {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f stateFile
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	start := func(extra string) *Scanner {
+		t.Helper()
+		s, err := New(Config{Interval: time.Second, Grace: time.Millisecond,
+			SaveExtra: func() json.RawMessage { return json.RawMessage(extra) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.LoadState(path); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	before := time.Now().UTC()
+	s1 := start(`{"n":1}`)
+	if p := s1.Prior(); p.Found {
+		t.Errorf("a first start found a prior state: %+v", p)
+	}
+	if f := read(); f.CleanStop == nil || *f.CleanStop || f.Alive.Before(before) || f.BootID == "" {
+		t.Errorf("at start the state does not say bpfmon runs: %+v", f)
+	}
+	passes(t, s1, 1, 0, nil)
+	f := read()
+	if f.CleanStop == nil || *f.CleanStop || string(f.Watch) != `{"n":1}` || !slices.ContainsFunc(f.Maps, func(ms mapState) bool { return ms.ID == testutil.MapID(t, m) }) {
+		t.Fatalf("after a pass: clean_stop %v, watch %s, %d maps", f.CleanStop, f.Watch, len(f.Maps))
+	}
+	passAlive := f.Alive
+
+	// Killed: the next start reads an unclean stop, alive at the pass.
+	s2 := start(`{"n":2}`)
+	if p := s2.Prior(); !p.Found || !p.StopKnown || p.Clean || !p.Alive.Equal(passAlive) || string(p.Extra) != `{"n":1}` || p.Rebooted {
+		t.Errorf("after a kill: %+v", p)
+	}
+	// A change after the pass that a stop cuts short is not saved as
+	// seen: the clean stop keeps the last completed pass's contents.
+	m.Update(uint32(1), uint64(2), 0)
+	time.Sleep(10 * time.Millisecond)
+	if err := s2.SaveStopped(); err != nil {
+		t.Fatal(err)
+	}
+	f = read()
+	if f.CleanStop == nil || !*f.CleanStop || !f.Alive.After(passAlive) || string(f.Watch) != `{"n":2}` {
+		t.Errorf("after a clean stop: clean_stop %v, alive %v (pass at %v), watch %s", f.CleanStop, f.Alive, passAlive, f.Watch)
+	}
+	s3 := start(`{"n":3}`)
+	if p := s3.Prior(); !p.Found || !p.StopKnown || !p.Clean || !p.Alive.Equal(f.Alive) || string(p.Extra) != `{"n":2}` {
+		t.Errorf("after a clean stop, the next start read %+v", p)
+	}
+	changed := slices.ContainsFunc(passes(t, s3, 1, testutil.MapID(t, m), nil), func(ev *event.Event) bool { return ev.WhileDown })
+	if !changed {
+		t.Error("the change made before the clean stop, after the last pass, was never reported")
+	}
+
+	// Another boot: every saved map is gone, whatever has its id now.
+	f = read()
+	f.BootID = "00000000-0000-0000-0000-000000000000"
+	b, _ := json.Marshal(&f)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s4 := start(`{}`)
+	if p := s4.Prior(); !p.Rebooted {
+		t.Errorf("another boot's state: %+v", p)
+	}
+	gone := slices.ContainsFunc(passes(t, s4, 1, testutil.MapID(t, m), nil), func(ev *event.Event) bool {
+		return ev.WhileDown && ev.Change == event.ChangeRemoved && ev.Reason == reasonRebooted
+	})
+	if !gone {
+		t.Error("a map saved on another boot was not reported as gone with the reboot as the reason")
+	}
 }
