@@ -34,9 +34,11 @@ const (
 	MapIterLink          Type = "map_iter_link" // BPF_LINK_CREATE of an iterator over a map's elements: its program may rewrite every value
 	MapMmap              Type = "map_mmap"      // mmap(2) of a map's fd
 	Lost                 Type = "lost"
-	MapChanged           Type = "map_changed"     // the content scanner saw a change no sensor explains
-	MapNotScanned        Type = "map_not_scanned" // the content scanner cannot read a map, and says why
-	AccessDenied         Type = "access_denied"   // --enforce refused a process access to a protected map
+	MapChanged           Type = "map_changed"       // the content scanner saw a change no sensor explains
+	MapNotScanned        Type = "map_not_scanned"   // the content scanner cannot read a map, and says why
+	AccessDenied         Type = "access_denied"     // --enforce refused a process access to a protected map
+	HolderWhileDown      Type = "holder_while_down" // at start: a process holds a writable fd to a protected map and is not one of its saved owners
+	MonitorGap           Type = "monitor_gap"       // at start: bpfmon was not running since the last time its state file says it was alive
 	AlertsSuppressed     Type = "alerts_suppressed"
 )
 
@@ -55,6 +57,7 @@ const (
 	SourceLSM     = "lsm"    // bpfmon's BPF LSM programs (--enforce)
 	SourceAlert   = "alert"  // the alert engine itself (alerts_suppressed)
 	SourceOutput  = "output" // bpfmon's own output: events it could not write (lost)
+	SourceState   = "state"  // bpfmon's saved state (--state), compared with what is there at start
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -99,6 +102,8 @@ var table = []struct {
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{AccessDenied, Info{Sources: []string{SourceLSM}, cmd: -1}},
+	{HolderWhileDown, Info{Sources: []string{SourceState}, cmd: -1}},
+	{MonitorGap, Info{Sources: []string{SourceState}, cmd: -1}},
 	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
 }
 
@@ -287,6 +292,12 @@ type Extra struct {
 	// change happened between Since and the event's Time. Not written
 	// out: the alert engine weighs who could write the map meanwhile.
 	Since time.Time
+	// monitor_gap: the last time bpfmon's state file says it was alive,
+	// and whether it then stopped cleanly (SIGINT, SIGTERM) rather than
+	// being killed, crashing or losing power. The gap lasted from
+	// LastAlive to the event's Time.
+	LastAlive time.Time
+	CleanStop bool
 }
 
 // Event is one report. Optional parts are nil or flagged by a Has field.

@@ -261,6 +261,12 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if ev.WhileDown {
 		b = append(b, `,"while_down":true`...)
 	}
+	if x := ev.Extra; x != nil && !x.LastAlive.IsZero() {
+		b = append(b, `,"last_alive":"`...)
+		b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","clean_stop":`...)
+		b = strconv.AppendBool(b, x.CleanStop)
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)

@@ -2,6 +2,7 @@ package output
 
 import (
 	"strconv"
+	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/names"
@@ -150,6 +151,15 @@ func appendText(b []byte, ev *event.Event) []byte {
 	}
 	if ev.WhileDown {
 		b = append(b, " while_down"...)
+	}
+	if x := ev.Extra; x != nil && !x.LastAlive.IsZero() {
+		b = append(b, " last_alive="...)
+		b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)
+		if x.CleanStop {
+			b = append(b, " clean_stop"...)
+		} else {
+			b = append(b, " unclean_stop"...)
+		}
 	}
 	if ev.Reason != "" {
 		b = append(b, " reason="...)

@@ -238,6 +238,8 @@ const (
 	RuleEventsLost        = "events-lost"
 	RuleWriteDenied       = "write-denied"
 	RuleImmutableChange   = "immutable-change"
+	RuleHolderWhileDown   = "holder-while-down"
+	RuleMonitorGap        = "monitor-gap"
 )
 
 // Rules are the built-in rules with their default severities.
@@ -251,6 +253,8 @@ var Rules = []RuleInfo{
 	{RuleEventsLost, SeverityMedium, "events were lost while maps are protected: a write to a protected map may be among them"},
 	{RuleWriteDenied, SeverityHigh, "--enforce refused access to a protected map"},
 	{RuleImmutableChange, SeverityHigh, "a map the policy says is immutable changed, whoever changed it, an owner included"},
+	{RuleHolderWhileDown, SeverityHigh, "at start, a process holds a writable fd to a protected map and is not one of the owners saved at the last stop (or named by the policy): it got the handle while bpfmon was not watching"},
+	{RuleMonitorGap, SeverityHigh, "bpfmon's state file says it did not stop cleanly (killed, crashed, power lost): nothing was watched from its last sign of life to the restart"},
 }
 
 // Rule is a built-in rule's setting in a policy.
