@@ -148,7 +148,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
 	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
-	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running")
+	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running, the gap, and holders of protected maps that are not their saved owners")
 	hook := fs.String("hook", "auto", "syscall sensor build: auto (the first the kernel loads of fentry, tp_btf, raw_tracepoint), fentry (trampolines on the bpf syscall and map mmaps only), tp_btf or raw_tracepoint (raw_syscalls: every syscall)")
 	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
 	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")

@@ -7,10 +7,12 @@
 // Owners are told apart by kernel identities, never by names a process
 // chooses: an owner is an executable (its inode) running in a cgroup (its
 // id). The owners of a map are the process that created it (seen by the
-// syscall sensor), the processes holding it when bpfmon started, and the
-// policy's owners. A BPF program writes for its owners when it used the map
-// when bpfmon started, or was loaded by an owner. Names (of maps and
-// programs) only select maps to protect; they never exempt anything.
+// syscall sensor), the policy's owners, and either the owners saved when
+// bpfmon last ran (trust.go) or, on a first start with no owners in the
+// policy, the processes holding it when bpfmon started. A BPF program
+// writes for its owners when it used the map when bpfmon started, or was
+// loaded by an owner. Names (of maps and programs) only select maps to
+// protect; they never exempt anything.
 //
 // The engine also keeps alerts from being buried: each rule has a rate
 // limit, the first alert for each rule, map and process identity always
@@ -81,6 +83,13 @@ type Config struct {
 	Warn func(error)
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
+	// Restored is who owned the protected maps when bpfmon last ran on
+	// this boot (Trust, saved with --state); nil on a first start. A
+	// map it lists keeps those owners and no other holder at start; a
+	// map it does not list (created while bpfmon was down, or protected
+	// for the first time) is owned by its holders at start, as on a
+	// first start, unless the policy names owners.
+	Restored *Trust
 }
 
 // Protected is a map the engine guards.
@@ -122,9 +131,13 @@ type Engine struct {
 	self    map[uint32]bool
 	guarded map[uint32]*guarded
 	// What bpfmon saw at start: each map's holders and programs.
-	startHolders map[uint32][]uint32
+	startHolders map[uint32][]startHolder
+	startShapes  map[uint32]event.Map // the maps held at start
 	startProgs   map[uint32][]uint32
 	idents       map[uint32]Owner // holders' identities by pid, at start
+	// pending are events the engine makes itself (holder_while_down),
+	// written at the next Tick.
+	pending []*event.Event
 	// Learnt since: who created which map, who loaded which program.
 	creators map[uint32]Owner
 	loaders  map[uint32]Owner
@@ -154,7 +167,7 @@ func New(cfg Config) *Engine {
 		cfg.Now = time.Now
 	}
 	e := &Engine{cfg: cfg, pol: cfg.Policy, self: map[uint32]bool{}, guarded: map[uint32]*guarded{},
-		startHolders: map[uint32][]uint32{}, startProgs: map[uint32][]uint32{}, idents: map[uint32]Owner{},
+		startHolders: map[uint32][]startHolder{}, startShapes: map[uint32]event.Map{}, startProgs: map[uint32][]uint32{}, idents: map[uint32]Owner{},
 		creators: map[uint32]Owner{}, loaders: map[uint32]Owner{}, warned: map[int]bool{},
 		lim: newLimiter(cfg.Policy.AlertRate, cfg.Policy.AlertBurst)}
 	for _, id := range cfg.SelfMaps {
@@ -171,8 +184,14 @@ func (e *Engine) Start(maps []inventory.Map) {
 	defer e.mu.Unlock()
 	for _, m := range maps {
 		for _, h := range m.Holders {
-			if !slices.Contains(e.startHolders[m.ID], h.PID) {
-				e.startHolders[m.ID] = append(e.startHolders[m.ID], h.PID)
+			hs := e.startHolders[m.ID]
+			if i := slices.IndexFunc(hs, func(x startHolder) bool { return x.PID == h.PID }); i >= 0 {
+				hs[i].fds = append(hs[i].fds, h.FD)
+				hs[i].Writable = hs[i].Writable || h.Writable
+			} else {
+				e.startHolders[m.ID] = append(hs, startHolder{Holder: h, fds: []int{h.FD}})
+				e.startShapes[m.ID] = event.Map{ID: m.ID, Name: m.Name, Type: m.TypeID, KeySize: m.KeySize,
+					ValueSize: m.ValueSize, MaxEntries: m.MaxEntries, Flags: m.Flags, Frozen: m.Frozen}
 			}
 			if _, ok := e.idents[h.PID]; !ok {
 				if o, err := ProcessOwner(h.PID, e.cfg.Cgroups); err == nil {
@@ -303,7 +322,8 @@ func (e *Engine) immutable(why string) bool {
 }
 
 // protect starts guarding a map, with the owners known for it: its
-// creator, the processes that held it at start.
+// creator, its saved owners or the processes that held it at start
+// (bootstrap).
 func (e *Engine) protect(id uint32, name, why string, extra ...Owner) *guarded {
 	g := e.guarded[id]
 	if g == nil {
@@ -315,11 +335,7 @@ func (e *Engine) protect(id uint32, name, why string, extra ...Owner) *guarded {
 		if c, ok := e.creators[id]; ok {
 			e.addOwner(g, c)
 		}
-		for _, pid := range e.startHolders[id] {
-			if o, ok := e.idents[pid]; ok {
-				e.addOwner(g, o)
-			}
-		}
+		e.bootstrap(g)
 	}
 	for _, o := range extra {
 		e.addOwner(g, o)
@@ -496,6 +512,8 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return policy.RuleWriteDenied, e.deniedReason(ev), limitKey{rule: policy.RuleWriteDenied, mapID: mapID(ev), who: identity(ev.Process)}
 	case event.AlertsSuppressed:
 		return "", "", limitKey{}
+	case event.MonitorGap, event.HolderWhileDown:
+		return e.matchState(ev)
 	}
 	p := ev.Process
 	if p != nil && p.PID == e.cfg.SelfPID {
@@ -819,14 +837,15 @@ func (e *Engine) ownersText(g *guarded) string {
 	return "owners: " + strings.Join(parts, ", ")
 }
 
-// Tick reports what the rate limit held back since the last tick: one
-// alerts_suppressed event per rule, itself an alert of that rule's
-// severity so that --alerts-only shows it.
+// Tick returns the events the engine made itself since the last tick
+// (holder_while_down, for the sink to evaluate and write), and reports
+// what the rate limit held back: one alerts_suppressed event per rule,
+// itself an alert of that rule's severity so that --alerts-only shows it.
 func (e *Engine) Tick() []*event.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.cfg.Now()
-	var out []*event.Event
+	out := e.takePending()
 	for _, r := range policy.Rules {
 		n := e.lim.suppressed[r.Name]
 		if n == 0 {

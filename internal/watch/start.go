@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,6 +33,8 @@ type contentScanner interface {
 	explainer
 	Run(stop <-chan struct{}, emit func(*event.Event) error) error
 	LoadState(path string) error
+	Prior() scanner.Prior
+	SaveStopped() error
 	Last() scanner.PassStats
 	// Unsure has the next pass read every map (records were lost).
 	Unsure()
@@ -64,14 +67,19 @@ func production() parts {
 // run starts everything, in this order, each step needing the ones
 // before it:
 //  1. the sensors, so that nothing done from then on is missed;
-//  2. the map context's first inventory, which the alert engine takes as
-//     the state at start (who holds what), and the protected set from it;
-//  3. the enforcement programs, armed only once the protected set and its
+//  2. the content scanner, created but not running, and the state it
+//     saved (--state): who owned the protected maps when bpfmon last ran,
+//     and whether it stopped cleanly;
+//  3. the map context's first inventory, which the alert engine takes as
+//     the state at start (who holds what), and the protected set from it
+//     with their owners, saved or bootstrapped;
+//  4. the enforcement programs, armed only once the protected set and its
 //     owners are in their maps (armed before, they would let through what
 //     they should refuse);
-//  4. the content scanner, which records which maps exist now;
-//  5. the ready file and systemd's READY=1: from now on nothing done can
-//     be mistaken for the state at start.
+//  5. the gap since bpfmon last ran and the strangers holding protected
+//     maps are written, then the ready file and systemd's READY=1: from
+//     now on nothing done can be mistaken for the state at start. The
+//     content scanner's first pass then records which maps exist.
 //
 // Then it reads until stop is closed, drains, and summarises.
 func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
@@ -117,33 +125,13 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	log.Info("features (details: bpfmon features)", "features", features.NewReport(set.Features(), scanner.Features()).Summary())
 	features.ReleaseBTF() // every program is loaded
 
-	// 2. The state at start, and what is protected. The alert engine
-	// learns who holds what from the map context's first inventory, and
-	// later changes from its refreshes.
-	cgroupNames := cgroups.NewResolver()
+	// 2. The content scanner, not running yet, and its saved state,
+	// which says who owned the protected maps when bpfmon last ran.
 	own := set.OwnMaps()
-	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
-		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
-	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
-		acfg.Enforcer = en
-	}
-	alerts := alert.New(acfg)
-	maps := newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
-		if atStart {
-			alerts.Start(maps)
-		} else {
-			alerts.Refresh(maps)
-		}
-	})
-	logProtected(log, pol, alerts.Protected())
-
-	// 3. Enforcement, now that its maps hold the protected set.
-	if err := set.Arm(); err != nil {
-		return sum, startError(opts, err)
-	}
-
-	// 4. The content scanner.
+	var maps *mapContext     // step 3
+	var alerts *alert.Engine // step 3
 	var scan contentScanner
+	var prior scanner.Prior
 	if opts.ScanInterval > 0 {
 		cfg := scanner.Config{
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
@@ -154,11 +142,22 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 				log.Debug("scan pass done", "part", "scanner", "pass", n, "maps", st.Maps, "elements", st.Elements,
 					"bytes", st.SnapshotBytes, "events", st.Events, "took", st.Duration.Round(time.Microsecond).String())
 			},
+			// Saved with each state: nil (keep the saved one) until the
+			// engine has the state at start.
+			SaveExtra: func() json.RawMessage {
+				if alerts == nil {
+					return nil
+				}
+				b, _ := json.Marshal(alerts.Trust())
+				return b
+			},
 		}
 		// A map only bpf(2) can change needs reading only after a
-		// reported write, if the sensor that reports them runs.
+		// reported write, if the sensor that reports them runs. The
+		// scanner asks once it runs (step 5), when maps is set.
 		if set.Started(bpfsyscall.Name) != nil {
-			cfg.Quiet, cfg.QuietHost = maps.quiet, maps.quietHost
+			cfg.Quiet = func(id uint32) bool { return maps.quiet(id) }
+			cfg.QuietHost = func() bool { return maps.quietHost() }
 		}
 		scan, err = p.scanner(cfg)
 		if err != nil {
@@ -169,7 +168,35 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			if err := scan.LoadState(opts.StatePath); err != nil {
 				log.Warn(err.Error(), "part", "scanner")
 			}
+			prior = scan.Prior()
 		}
+	}
+
+	// 3. The state at start, and what is protected. The alert engine
+	// learns who holds what from the map context's first inventory, and
+	// later changes from its refreshes.
+	cgroupNames := cgroups.NewResolver()
+	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
+		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
+	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
+	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
+		acfg.Enforcer = en
+	}
+	alerts = alert.New(acfg)
+	maps = newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
+		if atStart {
+			alerts.Start(maps)
+		} else {
+			alerts.Refresh(maps)
+		}
+	})
+	logProtected(log, pol, alerts.Protected())
+
+	// 4. Enforcement, now that its maps hold the protected set.
+	if err := set.Arm(); err != nil {
+		return sum, startError(opts, err)
+	}
+	if scan != nil {
 		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
@@ -192,6 +219,17 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	stop = stopped
 	if scan != nil {
 		out.scan = scan
+	}
+
+	// What the saved state says of the time bpfmon was not running: the
+	// gap, and who got hold of protected maps meanwhile.
+	if gap := gapEvent(prior, time.Now()); gap != nil {
+		if err := out.write(gap); err != nil {
+			return sum, fmt.Errorf("writing events: %w", err)
+		}
+	}
+	if err := out.writeAll(alerts.Tick()); err != nil {
+		return sum, fmt.Errorf("writing events: %w", err)
 	}
 
 	// 5. Ready.
@@ -223,6 +261,10 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if scan != nil {
 		last := scan.Last()
 		sum.Scan = &last
+		// Everything is in: the state says so, with who owns what.
+		if err := scan.SaveStopped(); err != nil {
+			log.Warn(err.Error(), "part", "scanner")
+		}
 	}
 	st := set.Stats()
 	sum.Lost, sum.Incomplete, sum.Malformed = st.Lost, st.Incomplete, st.Malformed
@@ -350,4 +392,55 @@ func logProtected(log *slog.Logger, pol *policy.Policy, protected []alert.Protec
 		}
 		log.Info("alerts: protected map", "id", p.ID, "name", p.Name, "selector", p.Why, "owners", strings.Join(owners, ", "))
 	}
+}
+
+// restoredTrust is the trust the alert engine starts from, said in the
+// log: the owners saved when bpfmon last ran on this boot, or nil (a first
+// start, or a reboot since), when holders at start are trusted.
+func restoredTrust(log *slog.Logger, pol *policy.Policy, saved bool, prior scanner.Prior) *alert.Trust {
+	holders := "holders at start own the protected maps they hold"
+	if len(pol.Owners) > 0 {
+		holders = "holders at start own nothing: the policy names the owners"
+	}
+	switch {
+	case !saved:
+		if len(pol.Protect) > 0 {
+			log.Info("alerts: no --state, so every start is a first start: "+holders, "part", "alerts")
+		}
+		return nil
+	case !prior.Found:
+		log.Info("alerts: first start (no state file): "+holders, "part", "alerts")
+		return nil
+	case prior.Rebooted:
+		log.Info("alerts: the host rebooted since the state was saved, every map is new: "+holders, "part", "alerts")
+		return nil
+	case prior.Extra == nil:
+		log.Warn("alerts: the state file holds no owners (saved by an older bpfmon): "+holders, "part", "alerts")
+		return nil
+	}
+	var t alert.Trust
+	if err := json.Unmarshal(prior.Extra, &t); err != nil {
+		log.Warn("alerts: the owners in the state file are damaged ("+err.Error()+"): "+holders, "part", "alerts")
+		return nil
+	}
+	log.Info("alerts: restarted: the protected maps keep the owners saved when bpfmon last ran; a holder at start that is not one is a stranger (holder-while-down); maps protected for the first time: "+holders,
+		"part", "alerts", "maps", len(t.Maps), "last_alive", prior.Alive.UTC().Format(time.RFC3339))
+	return &t
+}
+
+// gapEvent is the monitor_gap event at a start with a state file that
+// says how bpfmon last stopped; nil without one.
+func gapEvent(prior scanner.Prior, now time.Time) *event.Event {
+	if !prior.Found || !prior.StopKnown || prior.Alive.IsZero() {
+		return nil
+	}
+	reason := "bpfmon stopped cleanly"
+	if !prior.Clean {
+		reason = "bpfmon did not stop cleanly: killed, crashed, or the power was lost"
+	}
+	if prior.Rebooted {
+		reason += "; the host rebooted since"
+	}
+	return &event.Event{Time: now, Type: event.MonitorGap, Source: event.SourceState, Reason: reason,
+		Extra: &event.Extra{LastAlive: prior.Alive, CleanStop: prior.Clean}}
 }

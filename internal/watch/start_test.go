@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +14,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -69,13 +70,15 @@ func (f *fakeSensor) AddOwner(id uint32, _ event.Identity) error {
 	return nil
 }
 
-// fakeScanner records that it was created: the moment the scanner
-// records which maps exist.
+// fakeScanner stands for the content scanner, created (and its state
+// read) before the state at start is taken.
 type fakeScanner struct{}
 
 func (fakeScanner) Explain(uint32, []byte, uint32, bool, time.Time) {}
 func (fakeScanner) Created(event.Map, time.Time)                    {}
 func (fakeScanner) LoadState(string) error                          { return nil }
+func (fakeScanner) Prior() scanner.Prior                            { return scanner.Prior{} }
+func (fakeScanner) SaveStopped() error                              { return nil }
 func (fakeScanner) Unsure()                                         {}
 func (fakeScanner) Last() scanner.PassStats                         { return scanner.PassStats{} }
 func (fakeScanner) Run(stop <-chan struct{}, _ func(*event.Event) error) error {
@@ -94,6 +97,13 @@ func TestStartOrder(t *testing.T) {
 	testutil.RequireRoot(t) // the ring buffer and the features' probes
 	st := &steps{}
 	ready := make(chan struct{})
+	// The holder at start: another process (bpfmon's own are never
+	// owners).
+	holder := exec.Command("sleep", "60")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Process.Kill()
 	p := parts{
 		sensors: func(c sensors.Config) *sensor.Set {
 			if !c.Enforce {
@@ -106,7 +116,7 @@ func TestStartOrder(t *testing.T) {
 		},
 		inventory: func(o inventory.Options) ([]inventory.Map, error) {
 			st.add("inventory holders=%v", !o.SkipHolders)
-			return []inventory.Map{{ID: 42, Name: "guarded", Holders: []inventory.Holder{{PID: uint32(os.Getpid())}}}}, nil
+			return []inventory.Map{{ID: 42, Name: "guarded", Holders: []inventory.Holder{{PID: uint32(holder.Process.Pid)}}}}, nil
 		},
 		scanner: func(scanner.Config) (contentScanner, error) {
 			st.add("scanner")
@@ -155,7 +165,40 @@ func TestStartOrder(t *testing.T) {
 	if !(started < inv && inv < protect && protect < arm && owner < arm) {
 		t.Errorf("the LSM programs were armed before the protected set was filled: %q", st.all())
 	}
+	if scan > inv {
+		t.Errorf("the state at start was taken before the saved state (who owned what) was read: %q", st.all())
+	}
 	if !(inv < rdy && scan < rdy && arm < rdy) {
 		t.Errorf("ready before the state at start was recorded: %q", st.all())
+	}
+}
+
+// TestGapEventGolden: the monitor_gap event as gapEvent makes it from
+// what the state file said, in both formats; none without a known stop.
+func TestGapEventGolden(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 5, time.UTC)
+	prior := scanner.Prior{Found: true, StopKnown: true, Alive: now.Add(-90 * time.Second)}
+	for format, want := range map[string]string{
+		"json": `{"time":"2026-12-03T10:00:00.000000005Z","event":"monitor_gap","source":"state","last_alive":"2026-12-03T09:58:30.000000005Z","clean_stop":false,"reason":"bpfmon did not stop cleanly: killed, crashed, or the power was lost"}`,
+		"text": now.Local().Format("15:04:05.000000000") + ` monitor_gap last_alive=2026-12-03T09:58:30.000000005Z unclean_stop reason="bpfmon did not stop cleanly: killed, crashed, or the power was lost"`,
+	} {
+		var b strings.Builder
+		w, err := output.New(format, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(gapEvent(prior, now)); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		if got := strings.TrimSuffix(b.String(), "\n"); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", format, got, want)
+		}
+	}
+	if ev := gapEvent(scanner.Prior{Found: true, Alive: now}, now); ev != nil {
+		t.Errorf("a state file that does not say how bpfmon stopped made %+v", ev)
+	}
+	if ev := gapEvent(scanner.Prior{Found: true, StopKnown: true, Clean: true, Rebooted: true, Alive: now}, now); ev == nil || !ev.Extra.CleanStop || !strings.Contains(ev.Reason, "rebooted") {
+		t.Errorf("a clean stop before a reboot: %+v", ev)
 	}
 }
