@@ -87,8 +87,8 @@ volatile const enum lsm_stat lsm_stat_layout = 0;
 
 
 struct owner_key {
-	__u32 map_id; /* 0: every protected map */
-	__u32 _pad;
+	__u32 map_id;  /* 0: every protected map */
+	__u32 exe_dev; /* the kernel's dev_t of the executable's filesystem; 0: any */
 	__u64 exe_ino;
 	__u64 cgroup_id; /* 0: any cgroup */
 };
@@ -131,6 +131,24 @@ static __always_inline struct bpf_map *map_of(struct file *f)
 	return map_of_file(f, bpf_map_lookup_elem(&calib, &zero));
 }
 
+/* owned_as looks k up as an owner of map_id, of every map, in its cgroup
+ * and in any. */
+static __always_inline bool owned_as(struct owner_key *k, __u32 map_id)
+{
+	k->cgroup_id = bpf_get_current_cgroup_id();
+	k->map_id = map_id;
+	if (bpf_map_lookup_elem(&owners, k))
+		return true;
+	k->map_id = 0;
+	if (bpf_map_lookup_elem(&owners, k))
+		return true;
+	k->cgroup_id = 0;
+	if (bpf_map_lookup_elem(&owners, k))
+		return true;
+	k->map_id = map_id;
+	return bpf_map_lookup_elem(&owners, k) != 0;
+}
+
 static __always_inline bool owned(__u32 map_id)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
@@ -139,18 +157,13 @@ static __always_inline bool owned(__u32 map_id)
 	k.exe_ino = exe_ino(t);
 	if (!k.exe_ino)
 		return false;
-	k.cgroup_id = bpf_get_current_cgroup_id();
-	k.map_id = map_id;
-	if (bpf_map_lookup_elem(&owners, &k))
+	k.exe_dev = exe_dev(t);
+	if (owned_as(&k, map_id))
 		return true;
-	k.map_id = 0;
-	if (bpf_map_lookup_elem(&owners, &k))
-		return true;
-	k.cgroup_id = 0;
-	if (bpf_map_lookup_elem(&owners, &k))
-		return true;
-	k.map_id = map_id;
-	return bpf_map_lookup_elem(&owners, &k) != 0;
+	/* An owner whose device was not known (a state saved by an older
+	 * bpfmon) is keyed with 0. */
+	k.exe_dev = 0;
+	return owned_as(&k, map_id);
 }
 
 /* check refuses the current task access to m if m is protected and the

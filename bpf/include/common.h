@@ -53,6 +53,23 @@ static __always_inline __u64 exe_ino(struct task_struct *t)
 #endif
 }
 
+/* exe_dev is the device (the kernel's dev_t) of the filesystem holding
+ * the task's executable, 0 for none: with exe_ino, which file it is. */
+static __always_inline __u64 exe_dev(struct task_struct *t)
+{
+#ifdef BPFMON_BTF
+	struct mm_struct *mm = t->mm;
+	struct file *exe;
+
+	if (!mm)
+		return 0;
+	exe = mm->exe_file;
+	return exe ? exe->f_inode->i_sb->s_dev : 0;
+#else
+	return BPF_CORE_READ(t, mm, exe_file, f_inode, i_sb, s_dev);
+#endif
+}
+
 /* fd_file returns the file behind fd in task t's fd table, NULL if none. */
 static __always_inline struct file *fd_file(struct task_struct *t, int fd)
 {

@@ -42,6 +42,7 @@ typedef _Bool bool;
 #define BPF_MAP_TYPE_CGRP_STORAGE 32
 
 #define BPF_ANY 0
+#define BPF_NOEXIST 1
 #define BPF_MAP_TYPE_TASK_STORAGE 29
 #define BPF_F_NO_PREALLOC (1U << 0)
 #define BPF_LOCAL_STORAGE_GET_F_CREATE (1ULL << 0)
@@ -94,8 +95,13 @@ struct path {
 	struct dentry *dentry;
 } __attribute__((preserve_access_index));
 
+struct super_block {
+	unsigned int s_dev; /* dev_t */
+} __attribute__((preserve_access_index));
+
 struct inode {
 	unsigned long i_ino;
+	struct super_block *i_sb;
 } __attribute__((preserve_access_index));
 
 struct file {
@@ -115,8 +121,13 @@ struct files_struct {
 	struct fdtable *fdt;
 } __attribute__((preserve_access_index));
 
+struct task_struct;
+
 struct mm_struct {
 	struct file *exe_file;
+	unsigned long env_start;
+	unsigned long env_end;
+	struct task_struct *owner; /* CONFIG_MEMCG: the task the mm is of */
 } __attribute__((preserve_access_index));
 
 /* Who a task is: its credentials and cgroups, read directly by the BTF
@@ -151,6 +162,16 @@ struct vm_struct {
 	unsigned int nr_pages;
 } __attribute__((preserve_access_index));
 
+struct list_head {
+	struct list_head *next;
+	struct list_head *prev;
+};
+
+/* Which pid namespace level a task's pids live at: 0 is the host's. */
+struct pid {
+	unsigned int level;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct thread_info thread_info;
 	void *stack;
@@ -164,6 +185,12 @@ struct task_struct {
 	const struct cred *cred;
 	struct css_set *cgroups;
 	char comm[16];
+	/* lineage.c: the process a thread belongs to, the tasks it traces
+	 * (linked through their ptrace_entry), its pid's namespace level. */
+	struct task_struct *group_leader;
+	struct list_head ptraced;
+	struct list_head ptrace_entry;
+	struct pid *thread_pid;
 } __attribute__((preserve_access_index));
 
 /* Declared as an enum, as in the kernel: CO-RE refuses to relocate a field

@@ -32,6 +32,7 @@ enum rec_kind {
 	REC_PROG = 17,      /* kernelwrite.c: a program was loaded (struct kprog_rec) */
 	REC_PROG_GONE = 18, /* kernelwrite.c: a program is being freed (struct kprog_rec) */
 	REC_DENY = 32,      /* lsm.c: an access was refused (struct deny_rec) */
+	REC_LINEAGE = 48,   /* lineage.c: how a process came to be (struct lineage_rec) */
 	REC_KIND_MAX = 64,  /* every kind is below this */
 };
 
@@ -57,6 +58,7 @@ struct task_info {
 	__u64 cgroup_id;  /* cgroup v2 id */
 	__u64 start_time; /* task start, boot ns: with pid, a process identity */
 	__u64 exe_ino;    /* inode of the executable, 0 for none */
+	__u64 exe_dev;    /* its filesystem's device, the kernel's dev_t (major << 20 | minor) */
 	char comm[16];
 };
 
@@ -140,6 +142,7 @@ static __always_inline void fill_task(struct rec_hdr *h, struct task_info *ti, s
 	ti->ppid = TASK_PPID(t);
 	ti->start_time = KREAD(t, start_time);
 	ti->exe_ino = exe_ino(t);
+	ti->exe_dev = exe_dev(t);
 }
 
 /* Offset of a struct bpf_map field relative to map_type, as relocated for the

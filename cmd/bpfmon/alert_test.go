@@ -46,6 +46,8 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	tamper:ID       update (key and value all zeros) and delete key zero
 //	                in map ID with bpf(2), each of which must fail
 //	wait            read a line from stdin first
+//	seize:PID       attach to process PID with PTRACE_SEIZE (and exit, detaching)
+//	procmem:PID     open /proc/PID/mem for writing
 //
 // Maps are opened once and kept, as a real client would.
 func actChild(acts string) error {
@@ -68,6 +70,22 @@ func actChild(acts string) error {
 		var err error
 		if f[0] == "wait" {
 			bufio.NewReader(os.Stdin).ReadString('\n')
+			continue
+		}
+		switch f[0] {
+		case "seize":
+			pid, _ := strconv.Atoi(f[1])
+			runtime.LockOSThread()
+			if err := unix.PtraceSeize(pid); err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+			continue
+		case "procmem":
+			mem, err := os.OpenFile("/proc/"+f[1]+"/mem", os.O_RDWR, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+			mem.Close()
 			continue
 		}
 		if f[0] == "updatefd" {

@@ -26,6 +26,7 @@ type stateEvent struct {
 	LastAlive *time.Time `json:"last_alive"`
 	CleanStop *bool      `json:"clean_stop"`
 	Time      time.Time  `json:"time"`
+	raw       string     // the line, where a test sets it
 }
 
 func parseStateEvents(t *testing.T, lines []string) []stateEvent {

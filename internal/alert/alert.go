@@ -21,7 +21,6 @@ package alert
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +33,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 )
 
 // Owner is an identity with what it looks like to a person.
@@ -138,6 +138,9 @@ type Engine struct {
 	// pending are events the engine makes itself (holder_while_down),
 	// written at the next Tick.
 	pending []*event.Event
+	// marks are the processes the lineage sensor says are not an
+	// owner's work, by pid (lineage.go).
+	marks map[uint32]mark
 	// Learnt since: who created which map, who loaded which program.
 	creators map[uint32]Owner
 	loaders  map[uint32]Owner
@@ -168,7 +171,7 @@ func New(cfg Config) *Engine {
 	}
 	e := &Engine{cfg: cfg, pol: cfg.Policy, self: map[uint32]bool{}, guarded: map[uint32]*guarded{},
 		startHolders: map[uint32][]startHolder{}, startShapes: map[uint32]event.Map{}, startProgs: map[uint32][]uint32{}, idents: map[uint32]Owner{},
-		creators: map[uint32]Owner{}, loaders: map[uint32]Owner{}, warned: map[int]bool{},
+		creators: map[uint32]Owner{}, loaders: map[uint32]Owner{}, warned: map[int]bool{}, marks: map[uint32]mark{},
 		lim: newLimiter(cfg.Policy.AlertRate, cfg.Policy.AlertBurst)}
 	for _, id := range cfg.SelfMaps {
 		e.self[id] = true
@@ -242,12 +245,12 @@ func (e *Engine) refresh(maps []inventory.Map) {
 // cannot be resolved (no such executable or cgroup yet) is said once.
 func (e *Engine) resolvePolicyOwners() {
 	for i, po := range e.pol.Owners {
-		var st unix.Stat_t
-		if err := unix.Stat(po.Exe, &st); err != nil {
+		ino, dev, err := procexe.File(po.Exe)
+		if err != nil {
 			e.warnOwner(i, fmt.Errorf("policy owner %s (line %d): %w; its writes alert until it exists", po.Exe, po.Line, err))
 			continue
 		}
-		o := Owner{Identity: event.Identity{ExeIno: st.Ino}, Exe: po.Exe, Cgroup: po.Cgroup, How: "policy"}
+		o := Owner{Identity: event.Identity{ExeDev: dev, ExeIno: ino}, Exe: po.Exe, Cgroup: po.Cgroup, How: "policy"}
 		if po.Cgroup != "" {
 			id, err := cgroupID(e.cfg.Cgroups, po.Cgroup)
 			if err != nil {
@@ -426,9 +429,11 @@ func (e *Engine) learn(ev *event.Event) {
 		if why := e.selects(ev.Map.ID, ev.Map.Name, []string{ev.Path}, nil); why != "" {
 			e.protect(ev.Map.ID, ev.Map.Name, why)
 		}
+	case event.LineageEvent:
+		e.learnLineage(ev)
 	case event.ProgLoad:
-		if ev.Prog == nil || ev.Prog.ID == 0 {
-			return
+		if _, marked := e.marked(p); ev.Prog == nil || ev.Prog.ID == 0 || marked {
+			return // a marked loader's programs write for no owner
 		}
 		l := e.ownerOf(p, "loader")
 		bound(e.loaders)
@@ -453,14 +458,22 @@ func bound(m map[uint32]Owner) {
 	}
 }
 
-// owns reports whether p is an owner of g.
+// owns reports whether p is an owner of g: it has an owner's identity and
+// is not marked (lineage.go).
 func (e *Engine) owns(g *guarded, p *event.Process) bool {
-	id := identity(p)
+	if _, marked := e.marked(p); marked {
+		return false
+	}
+	return e.identityOwns(g, identity(p))
+}
+
+// identityOwns reports whether identity id is one of g's owners.
+func (e *Engine) identityOwns(g *guarded, id event.Identity) bool {
 	if id.ExeIno == 0 {
 		return false // no executable: nothing to tell it by
 	}
 	match := func(o Owner) bool {
-		return o.ExeIno == id.ExeIno && (o.CgroupID == 0 || o.CgroupID == id.CgroupID)
+		return o.ExeIno == id.ExeIno && (o.ExeDev == 0 || id.ExeDev == 0 || o.ExeDev == id.ExeDev) && (o.CgroupID == 0 || o.CgroupID == id.CgroupID)
 	}
 	return slices.ContainsFunc(g.owners, match) || slices.ContainsFunc(e.policyOwners, match)
 }
@@ -521,6 +534,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	}
 	if ev.Type == event.ProgLoad {
 		return e.matchProgLoad(ev)
+	}
+	if ev.Type == event.LineageEvent {
+		return e.matchLineage(ev)
 	}
 	if ev.Map == nil {
 		return "", "", limitKey{}
@@ -907,13 +923,11 @@ func (l *limiter) allow(rule string, key limitKey, now time.Time) bool {
 // ProcessOwner is the identity of a running process, from /proc: the
 // inode of its executable and the id of its cgroup.
 func ProcessOwner(pid uint32, cg *cgroups.Resolver) (Owner, error) {
-	exe := "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/exe"
-	var st unix.Stat_t
-	if err := unix.Stat(exe, &st); err != nil {
+	exe, ino, dev, err := procexe.Of(pid)
+	if err != nil {
 		return Owner{}, err
 	}
-	o := Owner{Identity: event.Identity{ExeIno: st.Ino}}
-	o.Exe, _ = os.Readlink(exe)
+	o := Owner{Identity: event.Identity{ExeDev: dev, ExeIno: ino}, Exe: exe}
 	path, err := cgroups.ProcessCgroup(pid)
 	if err != nil {
 		return Owner{}, err

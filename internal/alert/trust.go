@@ -37,6 +37,7 @@ type TrustedMap struct {
 
 // TrustedOwner is an Owner as saved.
 type TrustedOwner struct {
+	ExeDev   uint64 `json:"exe_dev,omitempty"` // 0 in states of bpfmon before it saved devices: any device
 	ExeIno   uint64 `json:"exe_ino"`
 	CgroupID uint64 `json:"cgroup_id"`
 	Exe      string `json:"exe,omitempty"`
@@ -52,7 +53,7 @@ func (e *Engine) Trust() Trust {
 	for _, g := range e.guarded {
 		m := TrustedMap{ID: g.id, Name: g.name, Owners: make([]TrustedOwner, 0, len(g.owners))}
 		for _, o := range g.owners {
-			m.Owners = append(m.Owners, TrustedOwner{ExeIno: o.ExeIno, CgroupID: o.CgroupID, Exe: o.Exe, Cgroup: o.Cgroup, How: o.How})
+			m.Owners = append(m.Owners, TrustedOwner{ExeDev: o.ExeDev, ExeIno: o.ExeIno, CgroupID: o.CgroupID, Exe: o.Exe, Cgroup: o.Cgroup, How: o.How})
 		}
 		t.Maps = append(t.Maps, m)
 	}
@@ -80,7 +81,7 @@ func (e *Engine) restoredOwners(id uint32, name string) ([]Owner, bool) {
 	}
 	owners := make([]Owner, 0, len(m.Owners))
 	for _, o := range m.Owners {
-		owners = append(owners, Owner{Identity: event.Identity{ExeIno: o.ExeIno, CgroupID: o.CgroupID}, Exe: o.Exe, Cgroup: o.Cgroup, How: o.How})
+		owners = append(owners, Owner{Identity: event.Identity{ExeDev: o.ExeDev, ExeIno: o.ExeIno, CgroupID: o.CgroupID}, Exe: o.Exe, Cgroup: o.Cgroup, How: o.How})
 	}
 	return owners, true
 }
@@ -112,7 +113,7 @@ func (e *Engine) bootstrap(g *guarded) {
 			e.addOwner(g, o)
 			continue
 		}
-		p := &event.Process{PID: h.PID, ExeIno: o.ExeIno, CgroupID: o.CgroupID}
+		p := &event.Process{PID: h.PID, ExeDev: o.ExeDev, ExeIno: o.ExeIno, CgroupID: o.CgroupID}
 		if e.owns(g, p) || !h.Writable {
 			continue // an owner; or a read-only fd, which writes nothing
 		}
@@ -126,7 +127,7 @@ func (e *Engine) bootstrap(g *guarded) {
 
 // holderEvent is the holder_while_down event for h, a stranger holding g.
 func (e *Engine) holderEvent(g *guarded, h startHolder, o Owner, why string) *event.Event {
-	p := &event.Process{PID: h.PID, TID: h.PID, Comm: h.Comm, Exe: o.Exe, ExeIno: o.ExeIno, CgroupID: o.CgroupID,
+	p := &event.Process{PID: h.PID, TID: h.PID, Comm: h.Comm, Exe: o.Exe, ExeDev: o.ExeDev, ExeIno: o.ExeIno, CgroupID: o.CgroupID,
 		Cgroup: o.Cgroup, ContainerID: cgroups.ContainerID(o.Cgroup)}
 	p.PPID, p.UID, p.GID = procStatus(h.PID)
 	m := e.startShapes[g.id]

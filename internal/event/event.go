@@ -39,6 +39,7 @@ const (
 	AccessDenied         Type = "access_denied"     // --enforce refused a process access to a protected map
 	HolderWhileDown      Type = "holder_while_down" // at start: a process holds a writable fd to a protected map and is not one of its saved owners
 	MonitorGap           Type = "monitor_gap"       // at start: bpfmon was not running since the last time its state file says it was alive
+	LineageEvent         Type = "lineage"           // how a process came to be: moved into a cgroup, exec'd with loader variables, traced, its memory written
 	AlertsSuppressed     Type = "alerts_suppressed"
 )
 
@@ -52,12 +53,13 @@ const (
 // Sources of events.
 const (
 	SourceSyscall = "syscall"
-	SourceKernel  = "kernel" // a kernel hook on a map operation: a BPF program's write
-	SourceScan    = "scan"   // the content scanner
-	SourceLSM     = "lsm"    // bpfmon's BPF LSM programs (--enforce)
-	SourceAlert   = "alert"  // the alert engine itself (alerts_suppressed)
-	SourceOutput  = "output" // bpfmon's own output: events it could not write (lost)
-	SourceState   = "state"  // bpfmon's saved state (--state), compared with what is there at start
+	SourceKernel  = "kernel"  // a kernel hook on a map operation: a BPF program's write
+	SourceScan    = "scan"    // the content scanner
+	SourceLSM     = "lsm"     // bpfmon's BPF LSM programs (--enforce)
+	SourceAlert   = "alert"   // the alert engine itself (alerts_suppressed)
+	SourceOutput  = "output"  // bpfmon's own output: events it could not write (lost)
+	SourceState   = "state"   // bpfmon's saved state (--state), compared with what is there at start
+	SourceLineage = "lineage" // the lineage sensor: cgroup joins, loader variables, ptrace, memory writes
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -98,12 +100,13 @@ var table = []struct {
 	{ProgLoad, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_LOAD}},
 	{MapIterLink, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_CREATE}},
 	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
-	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceOutput}, cmd: -1}},
+	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceLineage, SourceOutput}, cmd: -1}},
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{AccessDenied, Info{Sources: []string{SourceLSM}, cmd: -1}},
 	{HolderWhileDown, Info{Sources: []string{SourceState}, cmd: -1}},
 	{MonitorGap, Info{Sources: []string{SourceState}, cmd: -1}},
+	{LineageEvent, Info{Sources: []string{SourceLineage}, cmd: -1}},
 	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
 }
 
@@ -200,6 +203,7 @@ func ParseTypes(names []string) ([]Type, error) {
 // its cgroup v2 id, both kernel identities a process cannot choose.
 // CgroupID 0 (a policy owner without a cgroup) matches any cgroup.
 type Identity struct {
+	ExeDev   uint64 // the executable's filesystem (superblock) device, user-space encoding; 0: unknown
 	ExeIno   uint64
 	CgroupID uint64
 }
@@ -209,7 +213,7 @@ func (p *Process) Identity() Identity {
 	if p == nil {
 		return Identity{}
 	}
-	return Identity{ExeIno: p.ExeIno, CgroupID: p.CgroupID}
+	return Identity{ExeDev: p.ExeDev, ExeIno: p.ExeIno, CgroupID: p.CgroupID}
 }
 
 // Alert marks an event that a tamper rule matched (internal/alert).
@@ -228,8 +232,13 @@ type Process struct {
 	GID      uint32
 	Comm     string // chosen by the process: never trust it for decisions
 	Exe      string // path of the executable, "" when unknown
-	ExeIno   uint64 // its inode number, from the kernel (0: none); with CgroupID, who owns a map
+	ExeIno   uint64 // its inode number, from the kernel (0: none); with ExeDev and CgroupID, who owns a map
+	ExeDev   uint64 // its filesystem's device (user-space encoding, procexe.FromKernel)
 	CgroupID uint64
+	// StartTime is when the process started (boot-time ns, from the
+	// kernel): with PID, which process this is, where a pid is reused.
+	// 0 when unknown. Not written out.
+	StartTime uint64
 	// Cgroup is the cgroup v2 path of CgroupID and ContainerID the
 	// container id found in it (docker, containerd, cri-o, podman).
 	Cgroup      string
@@ -298,6 +307,38 @@ type Extra struct {
 	// LastAlive to the event's Time.
 	LastAlive time.Time
 	CleanStop bool
+	// lineage: what happened (Event.Process did it).
+	Lineage *Lineage
+}
+
+// Kinds of lineage event.
+const (
+	LineageCgroupJoin      = "cgroup_join"       // Target was moved into cgroup Cgroup
+	LineageCloneIntoCgroup = "clone_into_cgroup" // Target was started in cgroup Cgroup, not its parent's
+	LineageLoaderEnv       = "loader_env"        // the process exec'd with loader variables Vars
+	LineagePtraceTraceme   = "ptrace_traceme"    // the process asked its parent to trace it
+	LineagePtraceAttach    = "ptrace_attach"     // the process attached to Target with ptrace
+	LineageProcessVMWrite  = "process_vm_write"  // the process wrote Target's memory (process_vm_writev)
+	LineageProcMemOpen     = "proc_mem_open"     // the process opened Target's /proc/PID/mem for writing
+	LineageFork            = "fork"              // a marked process started Target
+	LineageExec            = "exec"              // a marked process exec'd
+	LineageExit            = "exit"              // a marked process exited
+)
+
+// Lineage is a lineage event's finding: a process that may carry code that
+// is not its executable's (or that joined a cgroup it was not started in)
+// is marked, with everything it starts, until it exits; a marked process
+// never counts as an owner (internal/alert).
+type Lineage struct {
+	Kind string // Lineage* above
+	// Target is the process it happened to, when not the event's
+	// Process. TargetByPID: the kernel named it only by the pid the
+	// caller passed, resolved at once (Target.StartTime is then 0).
+	Target      *Process
+	TargetByPID bool
+	Cgroup      uint64   // cgroup_join, clone_into_cgroup: the cgroup entered
+	Vars        []string // loader_env: LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, or "uninspected" (too large to read)
+	Request     string   // ptrace_attach: PTRACE_ATTACH or PTRACE_SEIZE
 }
 
 // Event is one report. Optional parts are nil or flagged by a Has field.

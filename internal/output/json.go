@@ -46,37 +46,8 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = strconv.AppendInt(b, ev.Result, 10)
 	}
 	if p := ev.Process; p != nil {
-		b = append(b, `,"process":{"pid":`...)
-		b = strconv.AppendUint(b, uint64(p.PID), 10)
-		b = append(b, `,"tid":`...)
-		b = strconv.AppendUint(b, uint64(p.TID), 10)
-		b = append(b, `,"ppid":`...)
-		b = strconv.AppendUint(b, uint64(p.PPID), 10)
-		b = append(b, `,"uid":`...)
-		b = strconv.AppendUint(b, uint64(p.UID), 10)
-		b = append(b, `,"gid":`...)
-		b = strconv.AppendUint(b, uint64(p.GID), 10)
-		b = append(b, `,"comm":`...)
-		b = appendJSONString(b, p.Comm)
-		if p.Exe != "" {
-			b = append(b, `,"exe":`...)
-			b = appendJSONString(b, p.Exe)
-		}
-		b = append(b, `,"cgroup_id":`...)
-		b = strconv.AppendUint(b, p.CgroupID, 10)
-		if p.Cgroup != "" {
-			b = append(b, `,"cgroup":`...)
-			b = appendJSONString(b, p.Cgroup)
-		}
-		if p.ContainerID != "" {
-			b = append(b, `,"container_id":`...)
-			b = appendJSONString(b, p.ContainerID)
-		}
-		if p.Relation != "" {
-			b = append(b, `,"relation":`...)
-			b = appendJSONString(b, p.Relation)
-		}
-		b = append(b, '}')
+		b = append(b, `,"process":`...)
+		b = appendJSONProcess(b, p)
 	}
 	if m := ev.Map; m != nil {
 		b = append(b, `,"map":{"id":`...)
@@ -267,11 +238,50 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `","clean_stop":`...)
 		b = strconv.AppendBool(b, x.CleanStop)
 	}
+	if x := ev.Extra; x != nil && x.Lineage != nil {
+		b = appendJSONLineage(b, x.Lineage)
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)
 	}
 	return append(b, '}', '\n')
+}
+
+// appendJSONProcess appends p as a JSON object.
+func appendJSONProcess(b []byte, p *event.Process) []byte {
+	b = append(b, `{"pid":`...)
+	b = strconv.AppendUint(b, uint64(p.PID), 10)
+	b = append(b, `,"tid":`...)
+	b = strconv.AppendUint(b, uint64(p.TID), 10)
+	b = append(b, `,"ppid":`...)
+	b = strconv.AppendUint(b, uint64(p.PPID), 10)
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(p.UID), 10)
+	b = append(b, `,"gid":`...)
+	b = strconv.AppendUint(b, uint64(p.GID), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, p.Comm)
+	if p.Exe != "" {
+		b = append(b, `,"exe":`...)
+		b = appendJSONString(b, p.Exe)
+	}
+	b = append(b, `,"cgroup_id":`...)
+	b = strconv.AppendUint(b, p.CgroupID, 10)
+	if p.Cgroup != "" {
+		b = append(b, `,"cgroup":`...)
+		b = appendJSONString(b, p.Cgroup)
+	}
+	if p.ContainerID != "" {
+		b = append(b, `,"container_id":`...)
+		b = appendJSONString(b, p.ContainerID)
+	}
+	if p.Relation != "" {
+		b = append(b, `,"relation":`...)
+		b = appendJSONString(b, p.Relation)
+	}
+	b = append(b, '}')
+	return b
 }
 
 // appendJSONString appends s as a JSON string that is valid, and safe to
@@ -371,4 +381,36 @@ func (c *timeCache) appendUTC(dst []byte, t time.Time) []byte {
 	}
 	dst = append(dst, frac[:]...)
 	return append(dst, 'Z')
+}
+
+// appendJSONLineage appends a lineage event's "lineage" object.
+func appendJSONLineage(b []byte, l *event.Lineage) []byte {
+	b = append(b, `,"lineage":{"kind":`...)
+	b = appendJSONString(b, l.Kind)
+	if l.Target != nil {
+		b = append(b, `,"target":`...)
+		b = appendJSONProcess(b, l.Target)
+		if l.TargetByPID {
+			b = append(b, `,"target_by_pid":true`...)
+		}
+	}
+	if l.Cgroup != 0 {
+		b = append(b, `,"cgroup_id":`...)
+		b = strconv.AppendUint(b, l.Cgroup, 10)
+	}
+	if l.Vars != nil {
+		b = append(b, `,"vars":[`...)
+		for i, v := range l.Vars {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v)
+		}
+		b = append(b, ']')
+	}
+	if l.Request != "" {
+		b = append(b, `,"request":`...)
+		b = appendJSONString(b, l.Request)
+	}
+	return append(b, '}')
 }

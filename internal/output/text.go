@@ -161,6 +161,35 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " unclean_stop"...)
 		}
 	}
+	if x := ev.Extra; x != nil && x.Lineage != nil {
+		l := x.Lineage
+		b = append(b, " lineage="...)
+		b = appendTextString(b, l.Kind, false)
+		if t := l.Target; t != nil {
+			b = append(b, " target_pid="...)
+			b = strconv.AppendUint(b, uint64(t.PID), 10)
+			if t.Comm != "" {
+				b = append(b, " target_comm="...)
+				b = appendTextString(b, t.Comm, true)
+			}
+			if t.Exe != "" {
+				b = append(b, " target_exe="...)
+				b = appendTextString(b, t.Exe, false)
+			}
+		}
+		if l.Cgroup != 0 {
+			b = append(b, " cgroup_id="...)
+			b = strconv.AppendUint(b, l.Cgroup, 10)
+		}
+		for _, v := range l.Vars {
+			b = append(b, " var="...)
+			b = appendTextString(b, v, false)
+		}
+		if l.Request != "" {
+			b = append(b, " request="...)
+			b = appendTextString(b, l.Request, false)
+		}
+	}
 	if ev.Reason != "" {
 		b = append(b, " reason="...)
 		b = appendTextString(b, ev.Reason, true)

@@ -229,17 +229,18 @@ type RuleInfo struct {
 
 // Rule names.
 const (
-	RuleForeignHandle     = "foreign-handle"
-	RuleForeignWrite      = "foreign-write"
-	RuleSelfAccess        = "self-access"
-	RuleForeignProgram    = "foreign-program"
-	RuleForeignMmap       = "foreign-mmap"
-	RuleUnexplainedChange = "unexplained-change"
-	RuleEventsLost        = "events-lost"
-	RuleWriteDenied       = "write-denied"
-	RuleImmutableChange   = "immutable-change"
-	RuleHolderWhileDown   = "holder-while-down"
-	RuleMonitorGap        = "monitor-gap"
+	RuleForeignHandle      = "foreign-handle"
+	RuleForeignWrite       = "foreign-write"
+	RuleSelfAccess         = "self-access"
+	RuleForeignProgram     = "foreign-program"
+	RuleForeignMmap        = "foreign-mmap"
+	RuleUnexplainedChange  = "unexplained-change"
+	RuleEventsLost         = "events-lost"
+	RuleWriteDenied        = "write-denied"
+	RuleImmutableChange    = "immutable-change"
+	RuleHolderWhileDown    = "holder-while-down"
+	RuleMonitorGap         = "monitor-gap"
+	RuleOwnerImpersonation = "owner-impersonation"
 )
 
 // Rules are the built-in rules with their default severities.
@@ -255,6 +256,7 @@ var Rules = []RuleInfo{
 	{RuleImmutableChange, SeverityHigh, "a map the policy says is immutable changed, whoever changed it, an owner included"},
 	{RuleHolderWhileDown, SeverityHigh, "at start, a process holds a writable fd to a protected map and is not one of the owners saved at the last stop (or named by the policy): it got the handle while bpfmon was not watching"},
 	{RuleMonitorGap, SeverityHigh, "bpfmon's state file says it did not stop cleanly (killed, crashed, power lost): nothing was watched from its last sign of life to the restart"},
+	{RuleOwnerImpersonation, SeverityHigh, "a process of an owner's executable in its cgroup is not the owner's work: started with loader variables (LD_PRELOAD, ...), moved into the cgroup from another, traced, or its memory written by another process"},
 }
 
 // Rule is a built-in rule's setting in a policy.

@@ -8,6 +8,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
+	"github.com/bpfmon/bpfmon/internal/sensor/lineage"
 	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 )
 
@@ -28,6 +29,7 @@ type Config struct {
 func New(c Config) *sensor.Set {
 	return sensor.NewSet(
 		c.entry(bpfsyscall.New(c.Syscall), sensor.Required),
+		c.entry(lineage.New(), sensor.Optional),
 		c.entry(kernelwrite.New(c.Kernel), c.Kernel.Mode.Need()),
 		c.entry(lsm.New(), c.enforce()),
 	)

@@ -137,6 +137,11 @@ func (s *sink) fromSensor(ev *event.Event) error {
 		p.Cgroup = s.cgroups.Path(p.CgroupID)
 		p.ContainerID = cgroups.ContainerID(p.Cgroup)
 	}
+	if x := ev.Extra; x != nil && x.Lineage != nil && x.Lineage.Target != nil {
+		t := x.Lineage.Target
+		t.Cgroup = s.cgroups.Path(t.CgroupID)
+		t.ContainerID = cgroups.ContainerID(t.Cgroup)
+	}
 	return s.write(ev)
 }
 

@@ -77,6 +77,7 @@ type bpfCallRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Cmd        uint32
@@ -134,6 +135,7 @@ type bpfExeRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Count     uint32
@@ -212,6 +214,7 @@ const (
 	bpfRecKindREC_PROG       bpfRecKind = 17
 	bpfRecKindREC_PROG_GONE  bpfRecKind = 18
 	bpfRecKindREC_DENY       bpfRecKind = 32
+	bpfRecKindREC_LINEAGE    bpfRecKind = 48
 	bpfRecKindREC_KIND_MAX   bpfRecKind = 64
 )
 
@@ -240,6 +243,7 @@ type bpfScratch struct {
 			CgroupId  uint64
 			StartTime uint64
 			ExeIno    uint64
+			ExeDev    uint64
 			Comm      [16]int8
 		}
 		Cmd        uint32
@@ -281,6 +285,7 @@ type bpfTaskInfo struct {
 	CgroupId  uint64
 	StartTime uint64
 	ExeIno    uint64
+	ExeDev    uint64
 	Comm      [16]int8
 }
 

@@ -77,6 +77,7 @@ type bpfbtfCallRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Cmd        uint32
@@ -134,6 +135,7 @@ type bpfbtfExeRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Count     uint32
@@ -183,6 +185,7 @@ const (
 	bpfbtfRecKindREC_PROG       bpfbtfRecKind = 17
 	bpfbtfRecKindREC_PROG_GONE  bpfbtfRecKind = 18
 	bpfbtfRecKindREC_DENY       bpfbtfRecKind = 32
+	bpfbtfRecKindREC_LINEAGE    bpfbtfRecKind = 48
 	bpfbtfRecKindREC_KIND_MAX   bpfbtfRecKind = 64
 )
 
@@ -211,6 +214,7 @@ type bpfbtfScratch struct {
 			CgroupId  uint64
 			StartTime uint64
 			ExeIno    uint64
+			ExeDev    uint64
 			Comm      [16]int8
 		}
 		Cmd        uint32
@@ -252,6 +256,7 @@ type bpfbtfTaskInfo struct {
 	CgroupId  uint64
 	StartTime uint64
 	ExeIno    uint64
+	ExeDev    uint64
 	Comm      [16]int8
 }
 

@@ -21,15 +21,15 @@ const (
 	offTid        = 4
 	offPid        = 16
 	offUID        = 24
-	offCmd        = 72
-	offFlags      = 76
-	offResult     = 80
-	offKeyLen     = 112
-	offValueLen   = 116
-	offKeyTotal   = 120
-	offValueTotal = 128
-	offPathLen    = 136
-	offMapID      = 144
+	offCmd        = 80
+	offFlags      = 84
+	offResult     = 88
+	offKeyLen     = 120
+	offValueLen   = 124
+	offKeyTotal   = 128
+	offValueTotal = 136
+	offPathLen    = 144
+	offMapID      = 152
 	offExitResult = 24
 )
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -65,8 +66,15 @@ func checkOwnProcess(t *testing.T, ev *event.Event) {
 	if p == nil {
 		t.Fatalf("%s: no process", ev.Type)
 	}
+	_, _, dev, err := procexe.Of(uint32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.StartTime == 0 {
+		t.Errorf("%s: no start time", ev.Type)
+	}
 	want := event.Process{PID: uint32(os.Getpid()), TID: p.TID, PPID: uint32(os.Getppid()), UID: uint32(os.Getuid()), GID: uint32(os.Getgid()),
-		Comm: strings.TrimSuffix(string(comm), "\n"), Exe: exe, ExeIno: st.Ino, CgroupID: cgid}
+		Comm: strings.TrimSuffix(string(comm), "\n"), Exe: exe, ExeIno: st.Ino, ExeDev: dev, CgroupID: cgid, StartTime: p.StartTime}
 	if *p != want {
 		t.Errorf("%s: process\n %+v, want\n %+v", ev.Type, *p, want)
 	}

@@ -18,15 +18,15 @@ const (
 	offTid        = 4
 	offPid        = 16
 	offUID        = 24
-	offOp         = 72
-	offFlags      = 76
-	offResult     = 80
-	offKeyLen     = 96
-	offValueLen   = 100
-	offKeyTotal   = 104
-	offValueTotal = 108
-	offNframes    = 112
-	offMapID      = 168
+	offOp         = 80
+	offFlags      = 84
+	offResult     = 88
+	offKeyLen     = 104
+	offValueLen   = 108
+	offKeyTotal   = 112
+	offValueTotal = 116
+	offNframes    = 120
+	offMapID      = 176
 )
 
 func u32(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }

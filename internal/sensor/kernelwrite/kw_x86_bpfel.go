@@ -30,6 +30,7 @@ type kwExeRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Count     uint32
@@ -74,6 +75,7 @@ type kwKscratch struct {
 			CgroupId  uint64
 			StartTime uint64
 			ExeIno    uint64
+			ExeDev    uint64
 			Comm      [16]int8
 		}
 		Op         uint32
@@ -160,6 +162,7 @@ type kwKwriteRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Op         uint32
@@ -218,6 +221,7 @@ const (
 	kwRecKindREC_PROG       kwRecKind = 17
 	kwRecKindREC_PROG_GONE  kwRecKind = 18
 	kwRecKindREC_DENY       kwRecKind = 32
+	kwRecKindREC_LINEAGE    kwRecKind = 48
 	kwRecKindREC_KIND_MAX   kwRecKind = 64
 )
 
@@ -236,6 +240,7 @@ type kwTaskInfo struct {
 	CgroupId  uint64
 	StartTime uint64
 	ExeIno    uint64
+	ExeDev    uint64
 	Comm      [16]int8
 }
 

@@ -27,6 +27,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
@@ -211,7 +212,7 @@ func (s *Sensor) Protect(mapID uint32) error {
 
 // AddOwner implements alert.Enforcer.
 func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
-	k := lsmOwnerKey{MapId: mapID, ExeIno: id.ExeIno, CgroupId: id.CgroupID}
+	k := lsmOwnerKey{MapId: mapID, ExeDev: uint32(procexe.ToKernel(id.ExeDev)), ExeIno: id.ExeIno, CgroupId: id.CgroupID}
 	if err := s.coll.Maps[lsmMapOwners].Put(&k, uint8(1)); err != nil {
 		return fmt.Errorf("adding an owner of map %d in the kernel: %w", mapID, err)
 	}

@@ -30,6 +30,7 @@ type lsmDenyRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Hook uint32
@@ -67,6 +68,7 @@ type lsmExeRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Count     uint32
@@ -107,7 +109,7 @@ type lsmMapInfo struct {
 type lsmOwnerKey struct {
 	_        structs.HostLayout
 	MapId    uint32
-	Pad      uint32
+	ExeDev   uint32
 	ExeIno   uint64
 	CgroupId uint64
 }
@@ -130,6 +132,7 @@ const (
 	lsmRecKindREC_PROG       lsmRecKind = 17
 	lsmRecKindREC_PROG_GONE  lsmRecKind = 18
 	lsmRecKindREC_DENY       lsmRecKind = 32
+	lsmRecKindREC_LINEAGE    lsmRecKind = 48
 	lsmRecKindREC_KIND_MAX   lsmRecKind = 64
 )
 
@@ -148,6 +151,7 @@ type lsmTaskInfo struct {
 	CgroupId  uint64
 	StartTime uint64
 	ExeIno    uint64
+	ExeDev    uint64
 	Comm      [16]int8
 }
 

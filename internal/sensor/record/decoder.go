@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 )
 
 // Decoder is the state every sensor's handlers share: the clock, the
@@ -59,15 +60,17 @@ func (d *Decoder) Process(dst *event.Process, raw []byte) bool {
 	h := (*Header)(unsafe.Pointer(&raw[0]))
 	t := (*Task)(unsafe.Pointer(&raw[HeaderSize]))
 	*dst = event.Process{
-		PID:      t.Pid,
-		TID:      h.Tid,
-		PPID:     t.Ppid,
-		UID:      t.Uid,
-		GID:      t.Gid,
-		Comm:     d.strings.of(t.Comm[:]),
-		Exe:      d.procs.exe(t.Pid, t.StartTime, t.ExeIno),
-		ExeIno:   t.ExeIno,
-		CgroupID: t.CgroupId,
+		PID:       t.Pid,
+		TID:       h.Tid,
+		PPID:      t.Ppid,
+		UID:       t.Uid,
+		GID:       t.Gid,
+		Comm:      d.strings.of(t.Comm[:]),
+		Exe:       d.procs.exe(t.Pid, t.StartTime, t.ExeIno),
+		ExeIno:    t.ExeIno,
+		ExeDev:    procexe.FromKernel(t.ExeDev),
+		CgroupID:  t.CgroupId,
+		StartTime: t.StartTime,
 	}
 	return true
 }

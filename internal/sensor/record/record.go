@@ -39,6 +39,7 @@ const (
 	KindProg      = recordRecKindREC_PROG
 	KindProgGone  = recordRecKindREC_PROG_GONE
 	KindDeny      = recordRecKindREC_DENY
+	KindLineage   = recordRecKindREC_LINEAGE
 	kindMax       = recordRecKindREC_KIND_MAX
 )
 

@@ -30,6 +30,7 @@ type recordExeRec struct {
 		CgroupId  uint64
 		StartTime uint64
 		ExeIno    uint64
+		ExeDev    uint64
 		Comm      [16]int8
 	}
 	Count     uint32
@@ -68,6 +69,7 @@ const (
 	recordRecKindREC_PROG       recordRecKind = 17
 	recordRecKindREC_PROG_GONE  recordRecKind = 18
 	recordRecKindREC_DENY       recordRecKind = 32
+	recordRecKindREC_LINEAGE    recordRecKind = 48
 	recordRecKindREC_KIND_MAX   recordRecKind = 64
 )
 
@@ -86,6 +88,7 @@ type recordTaskInfo struct {
 	CgroupId  uint64
 	StartTime uint64
 	ExeIno    uint64
+	ExeDev    uint64
 	Comm      [16]int8
 }
 
