@@ -285,6 +285,14 @@ func (s *Set) OwnMaps() []uint32 {
 	return slices.Clone(s.env.Self.Maps)
 }
 
+// OwnPrograms lists the ids of the programs the started sensors loaded.
+func (s *Set) OwnPrograms() []uint32 {
+	if s.env == nil {
+		return nil
+	}
+	return slices.Clone(s.env.Self.Programs)
+}
+
 // Detach detaches the running sensors, the last started first.
 func (s *Set) Detach() {
 	for i := len(s.slots) - 1; i >= 0; i-- {

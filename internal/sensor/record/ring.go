@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +47,10 @@ type Ring struct {
 	tickers []func(Emit) error
 	// malformed counts the records Run skipped as undecodable.
 	malformed atomic.Uint64
+	// closeMu keeps Close from unmapping the ring while Readable looks
+	// at it from another goroutine.
+	closeMu sync.RWMutex
+	closed  bool
 }
 
 // Malformed returns how many records Run skipped as undecodable.
@@ -100,6 +105,17 @@ func (r *Ring) MapID() uint32 { return r.id }
 
 // Size is the ring buffer's size in bytes.
 func (r *Ring) Size() uint32 { return r.m.MaxEntries() }
+
+// Readable is how many bytes the programs wrote that Run has not read
+// yet; 0 once the ring is closed. Safe to call from any goroutine.
+func (r *Ring) Readable() int {
+	r.closeMu.RLock()
+	defer r.closeMu.RUnlock()
+	if r.closed || r.reader == nil {
+		return 0
+	}
+	return r.reader.AvailableBytes()
+}
 
 // WakeupBytes is how much may be buffered before a program wakes the
 // reader (wakeup_bytes in every object).
@@ -270,6 +286,9 @@ func (r *Ring) tick(emit Emit) error {
 
 // Close frees the ring buffer and its reader.
 func (r *Ring) Close() error {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	r.closed = true
 	if r.reader != nil {
 		r.reader.Close()
 	}
