@@ -8,6 +8,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/output"
 )
 
@@ -51,6 +52,10 @@ type sink struct {
 	alerted uint64
 	// out is what the sink knows of its destination (see outputState).
 	out outputState
+	// metrics, when not nil, counts every event, and the events the
+	// output could not take (of which countedDropped are counted).
+	metrics        *metrics.Metrics
+	countedDropped uint64
 }
 
 // outputState follows the output's failures. A reader that closed the
@@ -78,6 +83,10 @@ const lossInterval = time.Second
 func (s *sink) wrote(err error) error {
 	o := &s.out
 	written, dropped := s.w.Counts()
+	if s.metrics != nil && dropped > s.countedDropped {
+		s.metrics.OutputLost(dropped - s.countedDropped)
+		s.countedDropped = dropped
+	}
 	if err != nil {
 		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 			s.closeOutput()
@@ -157,6 +166,9 @@ func (s *sink) writeLocked(ev *event.Event) error {
 		s.maps.enrich(ev)
 	}
 	s.alerts.Evaluate(ev)
+	if s.metrics != nil {
+		s.metrics.Event(ev)
+	}
 	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost) {
 		return nil
 	}

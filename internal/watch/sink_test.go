@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/alert"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 )
@@ -218,3 +220,97 @@ func TestSinkTeachesOwners(t *testing.T) {
 type noContext struct{}
 
 func (noContext) enrich(*event.Event) {}
+
+// lossyWriter drops what it is given while full is set, as a writer on a
+// full disk does.
+type lossyWriter struct {
+	full             bool
+	written, dropped uint64
+}
+
+func (w *lossyWriter) Write(*event.Event) error {
+	if w.full {
+		w.dropped++
+		return syscall.ENOSPC
+	}
+	w.written++
+	return nil
+}
+func (w *lossyWriter) Flush() error {
+	if w.full {
+		return syscall.ENOSPC
+	}
+	return nil
+}
+func (w *lossyWriter) Counts() (uint64, uint64) { return w.written, w.dropped }
+
+// TestSinkMetrics: the metrics count every event the sink is given, also
+// those the output's filter drops, with its alert; what the output cannot
+// take is counted as lost (source output) when it is dropped, not a
+// second time when the lost event reports it.
+func TestSinkMetrics(t *testing.T) {
+	tr := &trace{}
+	w := &lossyWriter{}
+	m := metrics.New("test")
+	s := newTraceSink(tr, Filter{Events: []event.Type{event.MapDelete}}, false)
+	s.w, s.metrics = w, m
+	for _, ev := range []*event.Event{write(event.MapUpdate, 5, 0), write(event.MapUpdate, 5, 0)} {
+		if err := s.write(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.full = true
+	for range 3 {
+		if err := s.write(write(event.MapDelete, 5, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lostNow := gathered(t, m, "bpfmon_lost_events_total", "source", "output")
+	w.full = false
+	if err := s.write(write(event.MapDelete, 5, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if lostNow != 3 {
+		t.Errorf("lost (output) while the output fails: %v, want 3", lostNow)
+	}
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"bpfmon_events_total", "type", "map_update", 2}, // filtered out, counted
+		{"bpfmon_events_total", "type", "map_delete", 4},
+		{"bpfmon_events_total", "type", "lost", 1}, // the lost event the sink wrote once writing worked
+		{"bpfmon_lost_events_total", "source", "output", 3},
+		{"bpfmon_alerts_total", "rule", "foreign-write", 4}, // the trace evaluator alerts every delete
+	} {
+		if got := gathered(t, m, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if w.written != 2 { // the delete and the lost event
+		t.Errorf("%d lines written, want 2", w.written)
+	}
+}
+
+// gathered sums the series of metric name whose label has value.
+func gathered(t *testing.T, m *metrics.Metrics, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, s := range mf.Metric {
+			for _, l := range s.Label {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -122,7 +123,11 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		return sum, startError(opts, err)
 	}
 	defer set.Close()
-	log.Info("features (details: bpfmon features)", "features", features.NewReport(set.Features(), scanner.Features()).Summary())
+	report := features.NewReport(set.Features(), scanner.Features())
+	log.Info("features (details: bpfmon features)", "features", report.Summary())
+	if opts.Metrics != nil {
+		opts.Metrics.Started(ring, set.OwnPrograms(), report.Features)
+	}
 	features.ReleaseBTF() // every program is loaded
 
 	// 2. The content scanner, not running yet, and its saved state,
@@ -139,6 +144,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
 			// Tests and people waiting for a pass watch for this line.
 			Passed: func(n int, st scanner.PassStats) {
+				if opts.Metrics != nil {
+					opts.Metrics.ScanPassed(st)
+				}
 				log.Debug("scan pass done", "part", "scanner", "pass", n, "maps", st.Maps, "elements", st.Elements,
 					"bytes", st.SnapshotBytes, "events", st.Events, "took", st.Duration.Round(time.Microsecond).String())
 			},
@@ -183,6 +191,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		acfg.Enforcer = en
 	}
 	alerts = alert.New(acfg)
+	if opts.Metrics != nil {
+		opts.Metrics.Rules(enabledRules(pol))
+	}
 	maps = newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
 		if atStart {
 			alerts.Start(maps)
@@ -200,7 +211,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
-	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w}
+	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
 	// The watch ends when stopped, or when the output's reader went away
@@ -235,6 +246,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	// 5. Ready.
 	if err := p.ready(opts.ReadyFile, log); err != nil {
 		return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
+	}
+	if opts.Metrics != nil {
+		opts.Metrics.Ready()
 	}
 
 	scanDone := make(chan error, 1)
@@ -369,6 +383,18 @@ func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, out *sink) err
 			}
 		}
 	}
+}
+
+// enabledRules are the policy's enabled alert rules with their
+// severities, for the metrics.
+func enabledRules(pol *policy.Policy) []metrics.Rule {
+	var rules []metrics.Rule
+	for _, r := range policy.Rules {
+		if x, ok := pol.Enabled(r.Name); ok {
+			rules = append(rules, metrics.Rule{Name: r.Name, Severity: x.Severity})
+		}
+	}
+	return rules
 }
 
 // logProtected says at start what is protected, and by which rules.

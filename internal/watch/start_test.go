@@ -14,6 +14,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -97,6 +98,7 @@ func TestStartOrder(t *testing.T) {
 	testutil.RequireRoot(t) // the ring buffer and the features' probes
 	st := &steps{}
 	ready := make(chan struct{})
+	mets := metrics.New("test")
 	// The holder at start: another process (bpfmon's own are never
 	// owners).
 	holder := exec.Command("sleep", "60")
@@ -124,6 +126,9 @@ func TestStartOrder(t *testing.T) {
 		},
 		ready: func(string, *slog.Logger) error {
 			st.add("ready")
+			if mets.IsReady() {
+				t.Error("the metrics said ready before the ready file was written")
+			}
 			close(ready)
 			return nil
 		},
@@ -138,7 +143,7 @@ func TestStartOrder(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(Options{Format: "json", Out: io.Discard, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			ScanInterval: time.Hour, Policy: pol, Enforce: true}, stop, p)
+			ScanInterval: time.Hour, Policy: pol, Enforce: true, Metrics: mets}, stop, p)
 		done <- err
 	}()
 	select {
@@ -147,6 +152,12 @@ func TestStartOrder(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	case <-time.After(testutil.Timeout(10 * time.Second)):
 		t.Fatal("never ready")
+	}
+	// /healthz answers 200 from the moment the ready file is written.
+	for deadline := time.Now().Add(testutil.Timeout(10 * time.Second)); !mets.IsReady(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the metrics never said ready")
+		}
 	}
 	close(stop)
 	if err := <-done; err != nil {

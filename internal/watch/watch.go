@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
@@ -50,6 +51,9 @@ type Options struct {
 	// LSM). Where the kernel cannot, Run fails with an error wrapping
 	// lsm.ErrUnavailable: bpfmon never silently does less than asked.
 	Enforce bool
+	// Metrics, when not nil, counts what the watch does (--metrics-addr);
+	// it is marked ready when the ready file is written.
+	Metrics *metrics.Metrics
 }
 
 // Summary is what a watch did.
