@@ -39,6 +39,7 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	objget:PATH     open a pinned map (BPF_OBJ_GET)
 //	update:ID:KEY   write KEY (u32) = 0x99 (u64) in map ID
 //	flood:ID:N      N such writes of keys 0..N-1
+//	delete:ID:KEY   delete KEY (u32) from map ID
 //	mmap:ID         map the first page of map ID, shared and writable
 //	progload:ID     load a socket filter that uses map ID
 //	progwrite:ID    load and run (BPF_PROG_TEST_RUN) one that writes key 2 = 0x77
@@ -115,6 +116,9 @@ func actChild(acts string) error {
 		case "update":
 			k, _ := strconv.Atoi(f[2])
 			err = m.Update(uint32(k), uint64(0x99), 0)
+		case "delete":
+			k, _ := strconv.Atoi(f[2])
+			err = m.Delete(uint32(k))
 		case "flood":
 			n, _ := strconv.Atoi(f[2])
 			for k := 0; k < n && err == nil; k++ {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
+	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/outfile"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -156,6 +157,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
 	var protect selectorList
 	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
@@ -287,6 +289,34 @@ could not write and reports it as a lost event (source output) once it can.`)
 		return exitUsage
 	}
 
+	if *metricsAddr != "" {
+		if err := metrics.CheckAddr(*metricsAddr); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: invalid --metrics-addr %v\n", err)
+			return exitUsage
+		}
+	}
+
+	// Bound before any probe loads: an address in use stops bpfmon at
+	// once. The server stops after the watch's final flush, so a last
+	// scrape can see the final counts.
+	var mets *metrics.Metrics
+	if *metricsAddr != "" {
+		ln, err := metrics.Listen(*metricsAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --metrics-addr: %v\n", err)
+			return exitError
+		}
+		mets = metrics.New(version)
+		srv := mets.Serve(ln)
+		// Tests and people who asked for port 0 read the address here.
+		logger.Info("metrics: serving /metrics and /healthz", "addr", srv.Addr().String())
+		defer func() {
+			if err := srv.Shutdown(2 * time.Second); err != nil {
+				logger.Warn("metrics: stopping the server: "+err.Error(), "part", "metrics")
+			}
+		}()
+	}
+
 	// Opened last: a command line refused above leaves no file behind.
 	var out io.Writer = stdout
 	var outFile *outfile.File
@@ -352,6 +382,7 @@ could not write and reports it as a lost event (source output) once it can.`)
 		Policy:       pol,
 		AlertsOnly:   *alertsOnly,
 		Enforce:      *enforce,
+		Metrics:      mets,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,
