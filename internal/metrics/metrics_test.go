@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
@@ -393,3 +395,43 @@ func BenchmarkEvent(b *testing.B) {
 	}
 }
 
+// TestREADMEListsEveryMetric: the README's table of metrics names every
+// bpfmon_ metric this package can report, and no other.
+func TestREADMEListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `(bpfmon_[a-z_]+)` \\|").FindAllStringSubmatch(string(readme), -1) {
+		documented[m[1]] = true
+	}
+	m := New("v1")
+	m.Rules([]Rule{{"foreign-write", "critical"}}) // vectors without a series are not gathered
+	reported := map[string]bool{}
+	descs := make(chan *prometheus.Desc, 100)
+	(*state)(m).Describe(descs)
+	close(descs)
+	for d := range descs {
+		reported[regexp.MustCompile(`fqName: "([^"]+)"`).FindStringSubmatch(d.String())[1]] = true
+	}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "bpfmon_") {
+			reported[mf.GetName()] = true
+		}
+	}
+	for name := range reported {
+		if !documented[name] {
+			t.Errorf("%s is not in the README's table of metrics", name)
+		}
+	}
+	for name := range documented {
+		if !reported[name] {
+			t.Errorf("the README lists %s, which bpfmon does not report", name)
+		}
+	}
+}
