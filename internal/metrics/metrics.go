@@ -33,7 +33,8 @@ import (
 
 // sources are the event sources, in the order of the per-type counter
 // arrays.
-var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput}
+var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput,
+	event.SourceState, event.SourceLineage}
 
 // sourceIndex is s's index in sources, -1 for a source bpfmon does not have.
 func sourceIndex(s string) int {
@@ -50,6 +51,10 @@ func sourceIndex(s string) int {
 		return 4
 	case event.SourceOutput:
 		return 5
+	case event.SourceState:
+		return 6
+	case event.SourceLineage:
+		return 7
 	}
 	return -1
 }
@@ -98,15 +103,21 @@ func typeIndex(t event.Type) int {
 		return 17
 	case event.AlertsSuppressed:
 		return 18
+	case event.HolderWhileDown:
+		return 19
+	case event.MonitorGap:
+		return 20
+	case event.LineageEvent:
+		return 21
 	}
 	return -1
 }
 
-const numTypes = 19
+const numTypes = 22
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.
-var lostSources = []string{event.SourceSyscall, event.SourceKernel, event.SourceLSM, event.SourceOutput}
+var lostSources = []string{event.SourceSyscall, event.SourceKernel, event.SourceLSM, event.SourceLineage, event.SourceOutput}
 
 // Ring is what the metrics read of the ring buffer.
 type Ring interface {
@@ -159,7 +170,7 @@ func New(version string) *Metrics {
 		}
 	}
 	lost := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bpfmon_lost_events_total",
-		Help: "Events lost, by source: syscall, kernel and lsm count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk)."},
+		Help: "Events lost, by source: syscall, kernel, lsm and lineage count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk)."},
 		[]string{"source"})
 	for _, s := range lostSources {
 		m.lost[sourceIndex(s)] = lost.WithLabelValues(s)
