@@ -488,6 +488,7 @@ func TestManifestMatchesREADME(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
+	childMain() // the pod runtime and the writer of pod_test.go
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
@@ -501,9 +502,8 @@ var (
 	buildErr  error
 )
 
-// bpfmonBinary builds bpfmon from the repository once per test run, as
-// .ci/run builds it (so from the build cache): its flags are what matter
-// here, not how it links.
+// bpfmonBinary builds bpfmon from the repository once per test run,
+// static as the Dockerfile builds it: the image holds nothing else.
 func bpfmonBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -515,6 +515,7 @@ func bpfmonBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "bpfmon")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/bpfmon")
 		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/bpfmon: %v\n%s", err, out)
 		}
