@@ -928,7 +928,7 @@ func ProcessOwner(pid uint32, cg *cgroups.Resolver) (Owner, error) {
 		return Owner{}, err
 	}
 	o := Owner{Identity: event.Identity{ExeDev: dev, ExeIno: ino}, Exe: exe}
-	path, err := cgroups.ProcessCgroup(pid)
+	path, err := cg.ProcessPath(pid)
 	if err != nil {
 		return Owner{}, err
 	}

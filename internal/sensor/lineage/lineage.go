@@ -293,7 +293,7 @@ func (s *Sensor) resolve(pid uint32, hostNS bool) *event.Process {
 	if b, err := os.ReadFile(dir + "/comm"); err == nil {
 		p.Comm = strings.TrimSuffix(string(b), "\n")
 	}
-	if path, err := cgroups.ProcessCgroup(p.PID); err == nil {
+	if path, err := s.cgroups.ProcessPath(p.PID); err == nil {
 		if id, err := s.cgroups.ID(path); err == nil {
 			p.CgroupID = id
 		}
