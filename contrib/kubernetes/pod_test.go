@@ -55,6 +55,7 @@ type podMount struct {
 
 const podEnv = "BPFMON_K8S_TEST_POD"     // the runtime child: the path of its podSpec
 const writeEnv = "BPFMON_K8S_TEST_WRITE" // a writer child: the id of the map to update
+const holdEnv = "BPFMON_K8S_TEST_HOLD"   // a holder child: fd 3 is the map; update it on a line of stdin
 
 func init() {
 	// The runtime child must run on one thread from the start: the
@@ -71,6 +72,16 @@ func childMain() {
 		err := runPod(p)
 		fmt.Fprintln(os.Stderr, "pod runtime:", err)
 		os.Exit(125)
+	}
+	if os.Getenv(holdEnv) != "" {
+		if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+			os.Exit(0) // stdin closed: no write asked for
+		}
+		if err := updateMap(3, 3, 0xa9e7); err != nil {
+			fmt.Fprintln(os.Stderr, "holder:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	if id := os.Getenv(writeEnv); id != "" {
 		n, _ := strconv.ParseUint(id, 10, 32)
@@ -481,13 +492,14 @@ func TestManifestPodRuns(t *testing.T) {
 	pods := filepath.Join(root, fmt.Sprintf("bpfmon-k8s-test-%d", os.Getpid()))
 	cid := fmt.Sprintf("%016x%016x%016x%016x", rand.Uint64(), rand.Uint64(), rand.Uint64(), rand.Uint64())
 	bpfmonCg, workloadCg := filepath.Join(pods, "bpfmon"), filepath.Join(pods, "cri-containerd-"+cid+".scope")
-	for _, d := range []string{pods, bpfmonCg, workloadCg} {
+	agentCg := filepath.Join(pods, "agent") // another pod's, holding the map too
+	for _, d := range []string{pods, bpfmonCg, workloadCg, agentCg} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	t.Cleanup(func() {
-		for _, d := range []string{bpfmonCg, workloadCg, pods} {
+		for _, d := range []string{bpfmonCg, workloadCg, agentCg, pods} {
 			os.Remove(d)
 		}
 	})
@@ -519,6 +531,26 @@ func TestManifestPodRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { other.Process.Kill(); other.Wait() }()
+
+	// A third holder, in another pod, as an agent (Cilium, Tetragon) that
+	// owns its maps: it writes once bpfmon runs, on a line of its stdin.
+	agentFD, err := unix.Open(agentCg, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := exec.Command(os.Args[0], "-test.run=^$")
+	agent.Env = append(os.Environ(), holdEnv+"=1")
+	agent.ExtraFiles = []*os.File{os.NewFile(uintptr(mapFD), "map")}
+	agent.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: agentFD}
+	agentIn, _ := agent.StdinPipe()
+	var agentOut bytes.Buffer
+	agent.Stdout, agent.Stderr = &agentOut, &agentOut
+	err = agent.Start()
+	unix.Close(agentFD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { agentIn.Close(); agent.Wait() }()
 
 	policy := fmt.Sprintf("version: 1\nprotect:\n  - pin: %s\n", pin)
 	p := newPod(t, m, policy, cgFD)
@@ -566,6 +598,13 @@ func TestManifestPodRuns(t *testing.T) {
 	// workload's pod does (a foreign write).
 	if err := updateMap(mapFD, 2, 7); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := agentIn.Write([]byte("write\n")); err != nil {
+		t.Fatal(err)
+	}
+	agentIn.Close()
+	if err := agent.Wait(); err != nil {
+		t.Fatalf("the agent's write: %v\n%s", err, &agentOut)
 	}
 	wfd, err := unix.Open(workloadCg, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -657,7 +696,7 @@ func TestManifestPodRuns(t *testing.T) {
 			continue
 		}
 		switch {
-		case e.Process.PID == os.Getpid():
+		case e.Process.PID == os.Getpid() || e.Process.PID == agent.Process.Pid:
 			owner++
 		case e.Process.PID == writer.Process.Pid && e.Alert != nil && e.Alert.Rule == "foreign-write" &&
 			e.Process.Exe == mustExecutable(t) && e.Process.Cgroup == strings.TrimPrefix(workloadCg, root) && e.Process.ContainerID == cid:
@@ -665,8 +704,8 @@ func TestManifestPodRuns(t *testing.T) {
 		}
 	}
 	if foreign != 1 || owner != 0 {
-		t.Errorf("want one foreign-write alert on map %d by pid %d (%s in %s, container %s) and none for its holder: got %d and %d\nevents:\n%s\nstderr:\n%s",
-			mapID, writer.Process.Pid, mustExecutable(t), strings.TrimPrefix(workloadCg, root), cid, foreign, owner, events, &stderr)
+		t.Errorf("want one foreign-write alert on map %d by pid %d (%s in %s, container %s) and none for its holders %d (host) and %d (another pod): got %d and %d\nevents:\n%s\nstderr:\n%s",
+			mapID, writer.Process.Pid, mustExecutable(t), strings.TrimPrefix(workloadCg, root), cid, os.Getpid(), agent.Process.Pid, foreign, owner, events, &stderr)
 	}
 }
 
