@@ -1,6 +1,7 @@
 /* A stand-in for a security agent, for the owner-impersonation tests
- * (trust_test.go): dynamically linked, as agents are, so that the loader
- * honours LD_PRELOAD.
+ * (impersonation_test.go): dynamically linked, as agents are, so that the
+ * loader honours LD_PRELOAD; in testdata/dynamic, which the kernel test
+ * matrix does not prebuild statically.
  *
  *   victim create NAME   create a hash map NAME (u32 -> u64), print its id,
  *                        then for each line "update K" on stdin write K = K

@@ -1,4 +1,4 @@
-/* Injected code for the owner-impersonation tests (trust_test.go): a
+/* Injected code for the owner-impersonation tests (impersonation_test.go): a
  * constructor that, in whatever process loads it (LD_PRELOAD), opens map
  * $EVIL_MAP_ID by id and deletes its key 1, before main runs. */
 #include <linux/bpf.h>
