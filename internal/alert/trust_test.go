@@ -14,6 +14,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 // holderEvents evaluates what the engine made at start, as the sink does,
@@ -47,9 +48,7 @@ func TestTrustAtStart(t *testing.T) {
 	}
 	// Another executable: the saved owner.
 	sleep := exec.Command("sleep", "60")
-	if err := sleep.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testutil.StartExec(t, sleep)
 	defer sleep.Process.Kill()
 	initProc, err := ProcessOwner(uint32(sleep.Process.Pid), cg)
 	if err != nil {

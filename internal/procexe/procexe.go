@@ -24,7 +24,8 @@ func FromKernel(d uint64) uint64 { return unix.Mkdev(uint32(d>>20), uint32(d&0xf
 func ToKernel(d uint64) uint64 { return uint64(unix.Major(d))<<20 | uint64(unix.Minor(d)) }
 
 // Of returns the executable of process pid: its path (for people), inode
-// and superblock device (user-space encoding), from /proc.
+// and superblock device (user-space encoding; 0, any, when no mapping of
+// it is found), from /proc.
 func Of(pid uint32) (path string, ino, dev uint64, err error) {
 	dir := "/proc/" + strconv.FormatUint(uint64(pid), 10)
 	var st unix.Stat_t
@@ -32,8 +33,10 @@ func Of(pid uint32) (path string, ino, dev uint64, err error) {
 		return "", 0, 0, err
 	}
 	path, _ = os.Readlink(dir + "/exe")
-	dev, err = mappedDev(dir+"/maps", st.Ino)
-	return path, st.Ino, dev, err
+	if dev, err = mappedDev(dir+"/maps", st.Ino); err != nil {
+		dev = 0 // not mapped (a kernel thread, a process exiting): any device
+	}
+	return path, st.Ino, dev, nil
 }
 
 // File returns the inode and superblock device of the file at path, by

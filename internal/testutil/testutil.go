@@ -194,3 +194,28 @@ func MapID(t testing.TB, m *ebpf.Map) uint32 {
 	}
 	return uint32(id)
 }
+
+// StartExec starts cmd and returns once its process runs cmd's program:
+// until then (Go starts a child with vfork) it shares this process's
+// memory and executable, and whatever is read of it is this process's.
+func StartExec(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exe := "/proc/" + strconv.Itoa(cmd.Process.Pid) + "/exe"
+	deadline := time.Now().Add(Timeout(5 * time.Second))
+	for {
+		if p, err := os.Readlink(exe); err == nil && p != self {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v did not exec within 5s", cmd.Args)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

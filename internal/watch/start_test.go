@@ -102,9 +102,7 @@ func TestStartOrder(t *testing.T) {
 	// The holder at start: another process (bpfmon's own are never
 	// owners).
 	holder := exec.Command("sleep", "60")
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testutil.StartExec(t, holder)
 	defer holder.Process.Kill()
 	p := parts{
 		sensors: func(c sensors.Config) *sensor.Set {

@@ -42,9 +42,7 @@ func lineageOf(ev *event.Event) *event.Lineage {
 func sleeper(t *testing.T) *exec.Cmd {
 	t.Helper()
 	c := exec.Command("sleep", "30")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
+	testutil.StartExec(t, c)
 	t.Cleanup(func() { c.Process.Kill(); c.Wait() })
 	return c
 }
