@@ -436,23 +436,17 @@ int lineage_ptrace_enter(struct sys_enter_ctx *ctx)
 
 #define MAX_TRACEES 8
 
-SEC("tracepoint/syscalls/sys_exit_ptrace")
-int lineage_ptrace_exit(struct sys_exit_ctx *ctx)
+/* ptrace_done handles a ptrace(2) call of request req that returned
+ * ret. */
+static __always_inline int ptrace_done(long req, long ret)
 {
-	struct pending_call *c = unstash();
 	struct task_struct *cur = current_task();
 	struct list_head *head, *pos;
-	__u32 kind, req;
 	struct lineage_rec *r;
 
-	if (!c)
+	if (ret != 0 || (req != PTRACE_TRACEME && req != PTRACE_ATTACH && req != PTRACE_SEIZE))
 		return 0;
-	kind = c->kind;
-	req = c->detail;
-	forget();
-	if (ctx->ret != 0)
-		return 0;
-	if (kind == LIN_TRACEME) {
+	if (req == PTRACE_TRACEME) {
 		taint(cur, LIN_TRACEME);
 		r = reserve(LIN_TRACEME);
 		if (r)
@@ -479,6 +473,19 @@ int lineage_ptrace_exit(struct sys_exit_ctx *ctx)
 	return 0;
 }
 
+SEC("tracepoint/syscalls/sys_exit_ptrace")
+int lineage_ptrace_exit(struct sys_exit_ctx *ctx)
+{
+	struct pending_call *c = unstash();
+	__u32 req;
+
+	if (!c)
+		return 0;
+	req = c->detail;
+	forget();
+	return ptrace_done(req, ctx->ret);
+}
+
 SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
 int lineage_vm_write_enter(struct sys_enter_ctx *ctx)
 {
@@ -487,20 +494,14 @@ int lineage_vm_write_enter(struct sys_enter_ctx *ctx)
 	return 0;
 }
 
-/* exit_pid_only writes the record of a pending call whose target is a
- * pid as passed, once the call succeeded. */
-static __always_inline void exit_pid_only(struct sys_exit_ctx *ctx)
+/* vm_write_done writes the record of a process_vm_writev into pid (as
+ * passed) that returned ret. */
+static __always_inline void vm_write_done(__u32 pid, long ret)
 {
-	struct pending_call *c = unstash();
-	__u32 kind, pid;
+	__u32 kind = LIN_VM_WRITE;
 	struct lineage_rec *r;
 
-	if (!c)
-		return;
-	kind = c->kind;
-	pid = c->pid;
-	forget();
-	if (ctx->ret < 0 || (kind == LIN_VM_WRITE && ctx->ret == 0))
+	if (ret <= 0)
 		return;
 	r = reserve(kind);
 	if (!r)
@@ -521,7 +522,14 @@ static __always_inline void exit_pid_only(struct sys_exit_ctx *ctx)
 SEC("tracepoint/syscalls/sys_exit_process_vm_writev")
 int lineage_vm_write_exit(struct sys_exit_ctx *ctx)
 {
-	exit_pid_only(ctx);
+	struct pending_call *c = unstash();
+	__u32 pid;
+
+	if (!c)
+		return 0;
+	pid = c->pid;
+	forget();
+	vm_write_done(pid, ctx->ret);
 	return 0;
 }
 
@@ -576,25 +584,16 @@ int lineage_openat_enter(struct sys_enter_ctx *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_openat")
-int lineage_openat_exit(struct sys_exit_ctx *ctx)
+/* mem_opened writes the record of /proc/PID/mem opened for writing as
+ * file f (pid: the pid in the path, 0 when not known). */
+static __always_inline int mem_opened(struct file *f, __u32 pid)
 {
-	struct pending_call *c = unstash();
-	struct task_struct *cur = current_task(), *t = 0;
+	struct task_struct *t = 0;
 	struct mm_struct *mm;
-	struct file *f;
-	__u32 pid;
 	struct lineage_rec *r;
 
-	if (!c)
-		return 0;
-	pid = c->pid;
-	forget();
-	if (ctx->ret < 0)
-		return 0;
 	/* The file of /proc/PID/mem holds the target's mm, and the mm
 	 * its task (CONFIG_MEMCG): the kernel's answer, not the pid. */
-	f = fd_file(cur, ctx->ret);
 	mm = f ? BPF_CORE_READ(f, private_data) : 0;
 	if (mm && bpf_core_field_exists(mm->owner))
 		t = BPF_CORE_READ(mm, owner);
@@ -610,4 +609,113 @@ int lineage_openat_exit(struct sys_exit_ctx *ctx)
 	}
 	bpf_ringbuf_submit(r, rec_flags());
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int lineage_openat_exit(struct sys_exit_ctx *ctx)
+{
+	struct pending_call *c = unstash();
+	__u32 pid;
+
+	if (!c)
+		return 0;
+	pid = c->pid;
+	forget();
+	if (ctx->ret < 0)
+		return 0;
+	return mem_opened(fd_file(current_task(), ctx->ret), pid);
+}
+
+/*
+ * The trampoline build of the syscall hooks, where the kernel allows
+ * fexit: syscall tracepoints turn on the slow syscall path for every task
+ * on the host (TIF_SYSCALL_TRACEPOINT), which the syscall sensor's fentry
+ * build exists to avoid. An fexit program sees the call's arguments and
+ * its result at once, so nothing is stashed. The targets are the
+ * functions behind the syscalls rather than their entry points: every
+ * syscall ABI (native, 32-bit compat) goes through them, and a kernel's
+ * BTF can hold an entry point twice (Debian's 6.1 has two
+ * __x64_sys_process_vm_writev), which cannot be attached to by name.
+ *   ptrace_attach, ptrace_traceme: PTRACE_ATTACH and PTRACE_SEIZE with
+ *     the task attached to, and PTRACE_TRACEME;
+ *   mm_access: the check of process_vm_writev (and others: told apart by
+ *     the access mode and the syscall's number) with the task written
+ *     to; process_vm_rw itself has seven arguments, which trampolines
+ *     before Linux 6.4 cannot take;
+ *   mem_open: the open operation of /proc/PID/mem (and task/TID/mem),
+ *     whatever syscall or path opened it, with the file.
+ */
+#define FMODE_WRITE 0x2
+
+SEC("fexit/ptrace_attach")
+int lineage_fx_ptrace_attach(__u64 *ctx)
+{
+	/* (struct task_struct *task, long request, unsigned long addr,
+	 *  unsigned long flags) = int */
+	struct task_struct *t = (struct task_struct *)ctx[0];
+	long req = (long)ctx[1];
+	struct lineage_rec *r;
+
+	if ((int)ctx[4] != 0 || is_self() || !taint(t, LIN_PTRACE))
+		return 0;
+	r = reserve(LIN_PTRACE);
+	if (r) {
+		r->detail = req;
+		fill_target(&r->target, t);
+		bpf_ringbuf_submit(r, rec_flags());
+	}
+	return 0;
+}
+
+SEC("fexit/ptrace_traceme")
+int lineage_fx_traceme(__u64 *ctx)
+{
+	if ((int)ctx[0] != 0 || is_self())
+		return 0;
+	return ptrace_done(PTRACE_TRACEME, 0);
+}
+
+/* mm_access's mode from process_vm_readv and process_vm_writev, and
+ * process_vm_writev's numbers: x86-64's and the 32-bit ABI's. */
+#define PTRACE_MODE_ATTACH_REALCREDS 0x12 /* PTRACE_MODE_ATTACH | PTRACE_MODE_REALCREDS */
+#define NR_PROCESS_VM_WRITEV 311
+#define NR_IA32_PROCESS_VM_WRITEV 348
+#define MAX_ERRNO 4095
+
+SEC("fexit/mm_access")
+int lineage_fx_vm_write(__u64 *ctx)
+{
+	/* (struct task_struct *task, unsigned int mode) = struct mm_struct *:
+	 * the memory process_vm_writev is about to write, granted. The mark
+	 * is set when the kernel grants the access, before the bytes are
+	 * copied. */
+	struct task_struct *t = (struct task_struct *)ctx[0];
+	unsigned long mm = ctx[2];
+	struct lineage_rec *r;
+	long nr;
+
+	if ((__u32)ctx[1] != PTRACE_MODE_ATTACH_REALCREDS || !mm || mm >= (unsigned long)-MAX_ERRNO)
+		return 0;
+	nr = BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), orig_ax);
+	if ((nr != NR_PROCESS_VM_WRITEV && nr != NR_IA32_PROCESS_VM_WRITEV) || is_self())
+		return 0;
+	if (!taint(t, LIN_VM_WRITE))
+		return 0;
+	r = reserve(LIN_VM_WRITE);
+	if (r) {
+		fill_target(&r->target, t);
+		bpf_ringbuf_submit(r, rec_flags());
+	}
+	return 0;
+}
+
+SEC("fexit/mem_open")
+int lineage_fx_mem_open(__u64 *ctx)
+{
+	struct file *f = (struct file *)ctx[1];
+	int ret = (int)ctx[2];
+
+	if (ret != 0 || is_self() || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE))
+		return 0;
+	return mem_opened(f, 0);
 }

@@ -14,15 +14,19 @@
 //
 // Only the kernel's facts at the time decide: the moved task, the tracee
 // the kernel linked to the tracer, the environment the new program got.
-// process_vm_writev and /proc/PID/mem name their target by the pid the
-// caller passed: the programs mark that pid in the kernel at once, and
-// the event resolves it to its process from /proc when it is read.
+// Where fexit works, the syscall hooks are trampolines on the kernel
+// functions that grant the access and name the task. Elsewhere they are
+// syscall tracepoints, where process_vm_writev and /proc/PID/mem name
+// their target by the pid the caller passed: the programs mark that pid
+// in the kernel at once, and the event resolves it to its process from
+// /proc when it is read.
 package lineage
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -44,6 +48,8 @@ const Name = "lineage"
 
 // Sensor holds the programs.
 type Sensor struct {
+	build   string // which syscall hooks, in words
+	progs   []*ebpf.Program
 	cgroups *cgroups.Resolver
 	coll    *ebpf.Collection
 	links   []link.Link
@@ -56,26 +62,87 @@ func New() *Sensor { return &Sensor{cgroups: cgroups.NewResolver()} }
 // Name implements sensor.Sensor.
 func (s *Sensor) Name() string { return Name }
 
-// hooks are the programs and where they attach: raw tracepoints (by
-// name) and syscall tracepoints.
-var hooks = []struct{ prog, group, name string }{
-	{"lineage_cgroup_attach", "", "cgroup_attach_task"},
-	{"lineage_fork", "", "sched_process_fork"},
-	{"lineage_exec", "", "sched_process_exec"},
-	{"lineage_exit", "", "sched_process_exit"},
-	{"lineage_ptrace_enter", "syscalls", "sys_enter_ptrace"},
-	{"lineage_ptrace_exit", "syscalls", "sys_exit_ptrace"},
-	{"lineage_vm_write_enter", "syscalls", "sys_enter_process_vm_writev"},
-	{"lineage_vm_write_exit", "syscalls", "sys_exit_process_vm_writev"},
-	{"lineage_openat_enter", "syscalls", "sys_enter_openat"},
-	{"lineage_openat_exit", "syscalls", "sys_exit_openat"},
+// Where a program attaches: a raw tracepoint, a syscall tracepoint, or
+// an fexit trampoline on a kernel function.
+const (
+	raw = iota
+	tracepoint
+	fexit
+)
+
+type hook struct {
+	prog string
+	how  int
+	name string
 }
 
-// Start loads and attaches the programs (sensor.Sensor).
+// common are the hooks every build has: raw tracepoints, which cost only
+// the events they fire on.
+var common = []hook{
+	{"lineage_cgroup_attach", raw, "cgroup_attach_task"},
+	{"lineage_fork", raw, "sched_process_fork"},
+	{"lineage_exec", raw, "sched_process_exec"},
+	{"lineage_exit", raw, "sched_process_exit"},
+}
+
+// The syscall hooks, in two builds: fexit trampolines where the kernel
+// allows them, else syscall tracepoints, which put every syscall of every
+// task on the kernel's slow path (as the syscall sensor's raw_syscalls
+// builds, which such kernels run, already do).
+var (
+	trampolines = []hook{
+		{"lineage_fx_ptrace_attach", fexit, "ptrace_attach"},
+		{"lineage_fx_traceme", fexit, "ptrace_traceme"},
+		{"lineage_fx_vm_write", fexit, "mm_access"},
+		{"lineage_fx_mem_open", fexit, "mem_open"},
+	}
+	tracepoints = []hook{
+		{"lineage_ptrace_enter", tracepoint, "sys_enter_ptrace"},
+		{"lineage_ptrace_exit", tracepoint, "sys_exit_ptrace"},
+		{"lineage_vm_write_enter", tracepoint, "sys_enter_process_vm_writev"},
+		{"lineage_vm_write_exit", tracepoint, "sys_exit_process_vm_writev"},
+		{"lineage_openat_enter", tracepoint, "sys_enter_openat"},
+		{"lineage_openat_exit", tracepoint, "sys_exit_openat"},
+	}
+)
+
+// Start loads and attaches the programs (sensor.Sensor): the trampoline
+// build of the syscall hooks, else the tracepoint build.
 func (s *Sensor) Start(env *sensor.Env) error {
+	errFexit := s.start(env, trampolines)
+	if errFexit == nil {
+		s.build = "fexit on ptrace_attach, ptrace_traceme, mm_access and mem_open"
+	} else if err := s.start(env, tracepoints); err != nil {
+		return fmt.Errorf("%w (fexit build: %w)", err, errFexit)
+	} else {
+		s.build = "syscall tracepoints (fexit: " + errFexit.Error() + ")"
+	}
+	if err := env.Ring.Handle(record.KindLineage, s.decode); err != nil {
+		s.Close()
+		return err
+	}
+	s.loss = env.Ring.CountLost(event.SourceLineage, s.lost)
+	env.Log.Info("watching how processes came to be: cgroup joins, loader variables at exec, ptrace, writes into other processes' memory",
+		"sensor", Name, "hooks", s.build)
+	return nil
+}
+
+// start loads the object with the common hooks and syscalls', attaches
+// them, and leaves nothing behind on failure.
+func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
+	hooks := append(slices.Clone(common), syscalls...)
 	spec, err := loadLineage()
 	if err != nil {
 		return fmt.Errorf("parsing the embedded BPF object: %w", err)
+	}
+	want := map[string]bool{}
+	for _, h := range hooks {
+		want[h.prog] = true
+	}
+	for name := range spec.Programs {
+		if !want[name] {
+			delete(spec.Programs, name)
+		}
 	}
 	var specs lineageVariableSpecs
 	if err := spec.Assign(&specs); err != nil {
@@ -90,6 +157,9 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return errors.New("program load denied (EPERM)")
+		}
 		if rej, ok := sensor.Rejected(Name, err); ok {
 			return rej
 		}
@@ -110,24 +180,22 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	for _, h := range hooks {
 		var l link.Link
 		var err error
-		if h.group == "" {
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: coll.Programs[h.prog]})
-		} else {
-			l, err = link.Tracepoint(h.group, h.name, coll.Programs[h.prog], nil)
+		p := coll.Programs[h.prog]
+		switch h.how {
+		case raw:
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: p})
+		case tracepoint:
+			l, err = link.Tracepoint("syscalls", h.name, p, nil)
+		case fexit:
+			l, err = link.AttachTracing(link.TracingOptions{Program: p})
 		}
 		if err != nil {
 			s.Close()
 			return fmt.Errorf("attaching to %s: %w", h.name, err)
 		}
 		s.links = append(s.links, l)
+		s.progs = append(s.progs, p)
 	}
-	if err := env.Ring.Handle(record.KindLineage, s.decode); err != nil {
-		s.Close()
-		return err
-	}
-	s.loss = env.Ring.CountLost(event.SourceLineage, s.lost)
-	env.Log.Info("watching how processes came to be: cgroup joins, loader variables at exec, ptrace, writes into other processes' memory",
-		"sensor", Name)
 	return nil
 }
 
@@ -135,15 +203,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, lineageMapEvents) }
 
 // ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 {
-	var progs []*ebpf.Program
-	if s.coll != nil {
-		for _, h := range hooks {
-			progs = append(progs, s.coll.Programs[h.prog])
-		}
-	}
-	return sensor.ProgramIDs(progs...)
-}
+func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
 
 // Stats implements sensor.Sensor.
 func (s *Sensor) Stats() sensor.Stats {
@@ -154,6 +214,9 @@ func (s *Sensor) Stats() sensor.Stats {
 }
 
 func (s *Sensor) lost() (uint64, error) {
+	if s.coll == nil {
+		return 0, nil // closed: what it lost was counted before
+	}
 	lost, err := sensor.Counter(s.coll.Maps[lineageMapLinstats], uint32(lineageLineageStatLINSTAT_LOST))
 	if err != nil {
 		return 0, err
@@ -168,10 +231,13 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 	f := features.Feature{Name: "process_lineage", Available: startErr == nil,
 		Detail:   "cgroup joins, loader variables at exec, ptrace and writes into other processes' memory are seen as they happen: such a process never counts as an owner",
 		Fallback: "owners are told by executable and cgroup only: a stranger running an owner's binary with injected code counts as the owner"}
-	if errors.Is(startErr, sensor.ErrNotStarted) {
+	switch {
+	case errors.Is(startErr, sensor.ErrNotStarted):
 		f.Available, f.Detail = false, "not started"
-	} else if startErr != nil {
+	case startErr != nil:
 		f.Detail = startErr.Error()
+	case s.build != "":
+		f.Detail += "; hooks: " + s.build
 	}
 	return []features.Feature{f}
 }
@@ -191,6 +257,7 @@ func (s *Sensor) Close() error {
 		s.coll.Close()
 		s.coll = nil
 	}
+	s.progs = nil
 	return nil
 }
 

@@ -196,34 +196,38 @@ type lineageTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lineageMapEnvbuf               = "envbuf"
-	lineageMapEvents               = "events"
-	lineageMapLinstats             = "linstats"
-	lineageMapPending              = "pending"
-	lineageMapTainted              = "tainted"
-	lineageProgLineageCgroupAttach = "lineage_cgroup_attach"
-	lineageProgLineageExec         = "lineage_exec"
-	lineageProgLineageExit         = "lineage_exit"
-	lineageProgLineageFork         = "lineage_fork"
-	lineageProgLineageOpenatEnter  = "lineage_openat_enter"
-	lineageProgLineageOpenatExit   = "lineage_openat_exit"
-	lineageProgLineagePtraceEnter  = "lineage_ptrace_enter"
-	lineageProgLineagePtraceExit   = "lineage_ptrace_exit"
-	lineageProgLineageVmWriteEnter = "lineage_vm_write_enter"
-	lineageProgLineageVmWriteExit  = "lineage_vm_write_exit"
-	lineageVarExeRecLayout         = "exe_rec_layout"
-	lineageVarLineageFlagLayout    = "lineage_flag_layout"
-	lineageVarLineageKindLayout    = "lineage_kind_layout"
-	lineageVarLineageRecLayout     = "lineage_rec_layout"
-	lineageVarLineageStatLayout    = "lineage_stat_layout"
-	lineageVarLoaderVarLayout      = "loader_var_layout"
-	lineageVarMapInfoLayout        = "map_info_layout"
-	lineageVarRecHdrLayout         = "rec_hdr_layout"
-	lineageVarRecKindLayout        = "rec_kind_layout"
-	lineageVarRecLimitsLayout      = "rec_limits_layout"
-	lineageVarSelfTgid             = "self_tgid"
-	lineageVarTaskInfoLayout       = "task_info_layout"
-	lineageVarWakeupBytes          = "wakeup_bytes"
+	lineageMapEnvbuf                 = "envbuf"
+	lineageMapEvents                 = "events"
+	lineageMapLinstats               = "linstats"
+	lineageMapPending                = "pending"
+	lineageMapTainted                = "tainted"
+	lineageProgLineageCgroupAttach   = "lineage_cgroup_attach"
+	lineageProgLineageExec           = "lineage_exec"
+	lineageProgLineageExit           = "lineage_exit"
+	lineageProgLineageFork           = "lineage_fork"
+	lineageProgLineageFxMemOpen      = "lineage_fx_mem_open"
+	lineageProgLineageFxPtraceAttach = "lineage_fx_ptrace_attach"
+	lineageProgLineageFxTraceme      = "lineage_fx_traceme"
+	lineageProgLineageFxVmWrite      = "lineage_fx_vm_write"
+	lineageProgLineageOpenatEnter    = "lineage_openat_enter"
+	lineageProgLineageOpenatExit     = "lineage_openat_exit"
+	lineageProgLineagePtraceEnter    = "lineage_ptrace_enter"
+	lineageProgLineagePtraceExit     = "lineage_ptrace_exit"
+	lineageProgLineageVmWriteEnter   = "lineage_vm_write_enter"
+	lineageProgLineageVmWriteExit    = "lineage_vm_write_exit"
+	lineageVarExeRecLayout           = "exe_rec_layout"
+	lineageVarLineageFlagLayout      = "lineage_flag_layout"
+	lineageVarLineageKindLayout      = "lineage_kind_layout"
+	lineageVarLineageRecLayout       = "lineage_rec_layout"
+	lineageVarLineageStatLayout      = "lineage_stat_layout"
+	lineageVarLoaderVarLayout        = "loader_var_layout"
+	lineageVarMapInfoLayout          = "map_info_layout"
+	lineageVarRecHdrLayout           = "rec_hdr_layout"
+	lineageVarRecKindLayout          = "rec_kind_layout"
+	lineageVarRecLimitsLayout        = "rec_limits_layout"
+	lineageVarSelfTgid               = "self_tgid"
+	lineageVarTaskInfoLayout         = "task_info_layout"
+	lineageVarWakeupBytes            = "wakeup_bytes"
 )
 
 // loadLineage returns the embedded CollectionSpec for lineage.
@@ -268,16 +272,20 @@ type lineageSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lineageProgramSpecs struct {
-	LineageCgroupAttach *ebpf.ProgramSpec `ebpf:"lineage_cgroup_attach"`
-	LineageExec         *ebpf.ProgramSpec `ebpf:"lineage_exec"`
-	LineageExit         *ebpf.ProgramSpec `ebpf:"lineage_exit"`
-	LineageFork         *ebpf.ProgramSpec `ebpf:"lineage_fork"`
-	LineageOpenatEnter  *ebpf.ProgramSpec `ebpf:"lineage_openat_enter"`
-	LineageOpenatExit   *ebpf.ProgramSpec `ebpf:"lineage_openat_exit"`
-	LineagePtraceEnter  *ebpf.ProgramSpec `ebpf:"lineage_ptrace_enter"`
-	LineagePtraceExit   *ebpf.ProgramSpec `ebpf:"lineage_ptrace_exit"`
-	LineageVmWriteEnter *ebpf.ProgramSpec `ebpf:"lineage_vm_write_enter"`
-	LineageVmWriteExit  *ebpf.ProgramSpec `ebpf:"lineage_vm_write_exit"`
+	LineageCgroupAttach   *ebpf.ProgramSpec `ebpf:"lineage_cgroup_attach"`
+	LineageExec           *ebpf.ProgramSpec `ebpf:"lineage_exec"`
+	LineageExit           *ebpf.ProgramSpec `ebpf:"lineage_exit"`
+	LineageFork           *ebpf.ProgramSpec `ebpf:"lineage_fork"`
+	LineageFxMemOpen      *ebpf.ProgramSpec `ebpf:"lineage_fx_mem_open"`
+	LineageFxPtraceAttach *ebpf.ProgramSpec `ebpf:"lineage_fx_ptrace_attach"`
+	LineageFxTraceme      *ebpf.ProgramSpec `ebpf:"lineage_fx_traceme"`
+	LineageFxVmWrite      *ebpf.ProgramSpec `ebpf:"lineage_fx_vm_write"`
+	LineageOpenatEnter    *ebpf.ProgramSpec `ebpf:"lineage_openat_enter"`
+	LineageOpenatExit     *ebpf.ProgramSpec `ebpf:"lineage_openat_exit"`
+	LineagePtraceEnter    *ebpf.ProgramSpec `ebpf:"lineage_ptrace_enter"`
+	LineagePtraceExit     *ebpf.ProgramSpec `ebpf:"lineage_ptrace_exit"`
+	LineageVmWriteEnter   *ebpf.ProgramSpec `ebpf:"lineage_vm_write_enter"`
+	LineageVmWriteExit    *ebpf.ProgramSpec `ebpf:"lineage_vm_write_exit"`
 }
 
 // lineageMapSpecs contains maps before they are loaded into the kernel.
@@ -370,16 +378,20 @@ type lineageVariables struct {
 //
 // It can be passed to loadLineageObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lineagePrograms struct {
-	LineageCgroupAttach *ebpf.Program `ebpf:"lineage_cgroup_attach"`
-	LineageExec         *ebpf.Program `ebpf:"lineage_exec"`
-	LineageExit         *ebpf.Program `ebpf:"lineage_exit"`
-	LineageFork         *ebpf.Program `ebpf:"lineage_fork"`
-	LineageOpenatEnter  *ebpf.Program `ebpf:"lineage_openat_enter"`
-	LineageOpenatExit   *ebpf.Program `ebpf:"lineage_openat_exit"`
-	LineagePtraceEnter  *ebpf.Program `ebpf:"lineage_ptrace_enter"`
-	LineagePtraceExit   *ebpf.Program `ebpf:"lineage_ptrace_exit"`
-	LineageVmWriteEnter *ebpf.Program `ebpf:"lineage_vm_write_enter"`
-	LineageVmWriteExit  *ebpf.Program `ebpf:"lineage_vm_write_exit"`
+	LineageCgroupAttach   *ebpf.Program `ebpf:"lineage_cgroup_attach"`
+	LineageExec           *ebpf.Program `ebpf:"lineage_exec"`
+	LineageExit           *ebpf.Program `ebpf:"lineage_exit"`
+	LineageFork           *ebpf.Program `ebpf:"lineage_fork"`
+	LineageFxMemOpen      *ebpf.Program `ebpf:"lineage_fx_mem_open"`
+	LineageFxPtraceAttach *ebpf.Program `ebpf:"lineage_fx_ptrace_attach"`
+	LineageFxTraceme      *ebpf.Program `ebpf:"lineage_fx_traceme"`
+	LineageFxVmWrite      *ebpf.Program `ebpf:"lineage_fx_vm_write"`
+	LineageOpenatEnter    *ebpf.Program `ebpf:"lineage_openat_enter"`
+	LineageOpenatExit     *ebpf.Program `ebpf:"lineage_openat_exit"`
+	LineagePtraceEnter    *ebpf.Program `ebpf:"lineage_ptrace_enter"`
+	LineagePtraceExit     *ebpf.Program `ebpf:"lineage_ptrace_exit"`
+	LineageVmWriteEnter   *ebpf.Program `ebpf:"lineage_vm_write_enter"`
+	LineageVmWriteExit    *ebpf.Program `ebpf:"lineage_vm_write_exit"`
 }
 
 func (p *lineagePrograms) Close() error {
@@ -388,6 +400,10 @@ func (p *lineagePrograms) Close() error {
 		p.LineageExec,
 		p.LineageExit,
 		p.LineageFork,
+		p.LineageFxMemOpen,
+		p.LineageFxPtraceAttach,
+		p.LineageFxTraceme,
+		p.LineageFxVmWrite,
 		p.LineageOpenatEnter,
 		p.LineageOpenatExit,
 		p.LineagePtraceEnter,

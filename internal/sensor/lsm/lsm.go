@@ -268,6 +268,9 @@ func (s *Sensor) Denied() (uint64, error) { return s.counter(lsmLsmStatLSTAT_DEN
 func (s *Sensor) lost() (uint64, error) { return s.counter(lsmLsmStatLSTAT_LOST) }
 
 func (s *Sensor) counter(idx lsmLsmStat) (uint64, error) {
+	if s.coll == nil {
+		return 0, nil // closed
+	}
 	return sensor.Counter(s.coll.Maps[lsmMapLstats], uint32(idx))
 }
 
