@@ -28,10 +28,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -43,6 +45,10 @@ type kernel struct {
 	// pkg matches the Debian package names that carry it; the newest
 	// version in the archive is used.
 	pkg *regexp.Regexp
+	// suite, when set, is the Debian suite that has the package, other
+	// than the system's: reached through a sources list of its own in
+	// the cache directory, leaving the system's apt sources alone.
+	suite string
 	// vmlinuz is set for --kernel NAME=PATH.
 	vmlinuz string
 	// caps are what the kernel must provide: a test that skips for
@@ -102,6 +108,7 @@ type options struct {
 	timeout time.Duration
 	memory  int
 	cpus    int
+	jobs    int // virtual machines at once
 	host    bool
 	append  string // extra kernel command line
 	// workloads runs bench's sensor-build workloads (bench --inside)
@@ -130,6 +137,7 @@ func run() (int, error) {
 	// (static keys flipped when tracepoints attach) has been seen to
 	// livelock both processors in int3 handling for minutes.
 	flag.IntVar(&o.cpus, "cpus", 1, "processors of each virtual machine")
+	flag.IntVar(&o.jobs, "jobs", max(1, runtime.NumCPU()), "virtual machines run at once (each runs on one host processor per --cpus; --workloads runs one at a time, for its measurements)")
 	flag.BoolVar(&o.host, "host", true, "also run the tests on this machine's own kernel")
 	flag.StringVar(&o.append, "append", "", "extra kernel command line for the virtual machines (e.g. loglevel=7)")
 	flag.BoolVar(&o.workloads, "workloads", false, "instead of the tests, run bench's map-write and getpid workloads with each sensor build (make bench does); reports go to OUT/KERNEL.bench.md")
@@ -219,13 +227,41 @@ func run() (int, error) {
 			selected = append(selected, k)
 		}
 	}
-	for _, k := range selected {
+	// The kernels are fetched one after the other (apt's cache is one
+	// directory), then run side by side: software emulation keeps one
+	// host processor busy per virtual processor, and the matrix's time is
+	// most of CI's.
+	vmResults := make([]result, len(selected))
+	jobs := max(1, o.jobs/max(1, o.cpus))
+	if o.workloads {
+		jobs = 1
+	}
+	sem := make(chan struct{}, jobs)
+	var wg sync.WaitGroup
+	for i, k := range selected {
 		if o.caps != nil {
 			k.caps = *o.caps
 		}
 		step("kernel " + k.name + ", declared to have: " + capNames(k.caps))
-		results = append(results, runVM(root, work, b, k, o))
+		vmlinuz := k.vmlinuz
+		if vmlinuz == "" {
+			var err error
+			if vmlinuz, err = fetchKernel(k, o.cache); err != nil {
+				vmResults[i] = result{kernel: k.name, packages: map[string]string{}, caps: k.caps, err: err}
+				continue
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			vmResults[i] = runVM(root, work, b, k, vmlinuz, o)
+			fmt.Printf("vmtest: %s: %s in %v\n", k.name, verdict(vmResults[i]), vmResults[i].took.Round(time.Second))
+		}()
 	}
+	wg.Wait()
+	results = append(results, vmResults...)
 	report := render(results, time.Since(start))
 	fmt.Print("\n" + report)
 	_ = os.WriteFile(filepath.Join(o.out, "report.txt"), []byte(report), 0o644)
@@ -451,18 +487,11 @@ func runHost(root string, b *binaries, k kernel, o options) result {
 	return r
 }
 
-func runVM(root, work string, b *binaries, k kernel, o options) result {
+// runVM boots vmlinuz with the tests (safe to run side by side: its
+// files are named after the kernel).
+func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) result {
 	start := time.Now()
 	r := result{kernel: k.name, packages: map[string]string{}, caps: k.caps}
-	vmlinuz := k.vmlinuz
-	if vmlinuz == "" {
-		var err error
-		vmlinuz, err = fetchKernel(k, o.cache)
-		if err != nil {
-			r.err = err
-			return r
-		}
-	}
 	initrd := filepath.Join(work, "initrd-"+k.name+".gz")
 	if err := makeInitramfs(root, b, k, o, initrd); err != nil {
 		r.err = fmt.Errorf("building the initramfs: %w", err)
@@ -627,7 +656,11 @@ func allowedSkip(sk skip, caps []testutil.Capability) string {
 // fetchKernel returns the cached vmlinuz of the newest package matching
 // k.pkg, downloading it first if needed.
 func fetchKernel(k kernel, cache string) (string, error) {
-	out, err := exec.Command("apt-cache", "pkgnames", "linux-image-").Output()
+	apt, err := aptFor(k, cache)
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("apt-cache", append(apt, "pkgnames", "linux-image-")...).Output()
 	if err != nil {
 		return "", fmt.Errorf("apt-cache pkgnames: %w (run apt-get update)", err)
 	}
@@ -654,7 +687,7 @@ func fetchKernel(k kernel, cache string) (string, error) {
 		return "", err
 	}
 	defer os.RemoveAll(tmp)
-	dl := exec.Command("apt-get", "download", pkg)
+	dl := exec.Command("apt-get", append(apt, "download", pkg)...)
 	dl.Dir = tmp
 	if msg, err := dl.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("apt-get download %s: %v\n%s", pkg, err, msg)
@@ -682,6 +715,72 @@ func fetchKernel(k kernel, cache string) (string, error) {
 		return "", err
 	}
 	return vmlinuz, os.Rename(vmlinuz+".tmp", vmlinuz)
+}
+
+// aptFor is the options that make apt-get and apt-cache see k's suite:
+// none for the system's own; else a sources list, package lists and a
+// download cache under cache/apt-SUITE, its lists updated once a day.
+func aptFor(k kernel, cache string) ([]string, error) {
+	if k.suite == "" {
+		return nil, nil
+	}
+	mirror := debianMirror()
+	dir := filepath.Join(cache, "apt-"+k.suite)
+	for _, d := range []string{"lists/partial", "cache/archives/partial"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	list := filepath.Join(dir, "sources.list")
+	line := "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " + mirror + " " + k.suite + " main\n"
+	if err := os.WriteFile(list, []byte(line), 0o644); err != nil {
+		return nil, err
+	}
+	opts := []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-",
+		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"), "-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
+		"-o", "APT::Sandbox::User=root"}
+	stamp := filepath.Join(dir, "updated")
+	if fi, err := os.Stat(stamp); err == nil && time.Since(fi.ModTime()) < 24*time.Hour {
+		return opts, nil
+	}
+	fmt.Printf("vmtest: %s: apt-get update for Debian %s (%s)\n", k.name, k.suite, dir)
+	if msg, err := exec.Command("apt-get", append(opts, "-qq", "update")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("apt-get update for Debian %s: %v\n%s", k.suite, err, msg)
+	}
+	return opts, os.WriteFile(stamp, nil, 0o644)
+}
+
+// debianMirror is the Debian archive the system's apt uses (its first
+// URI ending in /debian), else deb.debian.org.
+func debianMirror() string {
+	for _, f := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		b, _ := os.ReadFile(f)
+		for _, line := range strings.Split(string(b), "\n") {
+			fields := strings.Fields(line)
+			switch {
+			case len(fields) >= 2 && fields[0] == "URIs:":
+				fields = fields[1:]
+			case len(fields) >= 2 && fields[0] == "deb":
+				fields = fields[1:]
+				if strings.HasPrefix(fields[0], "[") {
+					for len(fields) > 0 && !strings.HasSuffix(fields[0], "]") {
+						fields = fields[1:]
+					}
+					if len(fields) > 0 {
+						fields = fields[1:]
+					}
+				}
+			default:
+				continue
+			}
+			for _, u := range fields {
+				if strings.HasSuffix(strings.TrimSuffix(u, "/"), "/debian") {
+					return strings.TrimSuffix(u, "/")
+				}
+			}
+		}
+	}
+	return "http://deb.debian.org/debian"
 }
 
 var numRE = regexp.MustCompile(`\d+`)
@@ -939,4 +1038,12 @@ func (c *cpio) copyFile(name, src string, perm uint32) error {
 func (c *cpio) close() error {
 	c.entry("TRAILER!!!", 0, nil)
 	return c.err
+}
+
+// verdict is a result in a word, for the progress lines.
+func verdict(r result) string {
+	if r.ok() {
+		return "ok"
+	}
+	return "FAIL"
 }
