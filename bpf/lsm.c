@@ -25,7 +25,12 @@
  * Each program honours an earlier LSM program's refusal: the return value
  * of the previous one is the slot after the hook's arguments.
  */
+/* Two builds: BTF-typed reads of the task (Linux 5.11+), and, with
+ * BPFMON_LSM_PROBE_READ, probe reads for kernels whose LSM programs lack
+ * bpf_get_current_task_btf (5.7 to 5.10). */
+#ifndef BPFMON_LSM_PROBE_READ
 #define BPFMON_BTF
+#endif
 #include "kernel.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
@@ -151,7 +156,7 @@ static __always_inline bool owned_as(struct owner_key *k, __u32 map_id)
 
 static __always_inline bool owned(__u32 map_id)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
+	struct task_struct *t = current_task();
 	struct owner_key k = {};
 
 	k.exe_ino = exe_ino(t);
@@ -170,7 +175,7 @@ static __always_inline bool owned(__u32 map_id)
  * task does not own it, and reports the refusal. */
 static __always_inline int check(struct bpf_map *m, __u32 hook, __u32 cmd, __u32 mode)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
+	struct task_struct *t = current_task();
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct deny_rec *d;
 	__u32 id;
@@ -220,7 +225,7 @@ static __always_inline int on_bpf(int cmd, void *attr)
 	/* attr is the kernel's copy of the caller's union bpf_attr. */
 	if (bpf_probe_read_kernel(&fd, sizeof(fd), attr + off) < 0)
 		return 0;
-	return check(map_of(fd_file(bpf_get_current_task_btf(), fd)), HOOK_BPF, cmd, 0);
+	return check(map_of(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);
 }
 
 /* security_bpf(int cmd, union bpf_attr *attr, unsigned int size) */

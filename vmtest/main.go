@@ -60,7 +60,7 @@ type kernel struct {
 // with bpf in lsm=.
 var allCaps = []testutil.Capability{
 	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
-	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint,
+	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
 }
 
 // allowedSkips are the only skips, besides those for a capability the
@@ -83,6 +83,15 @@ var allowedSkips = []struct {
 var kernels = []kernel{
 	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`), caps: allCaps},
 	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`), caps: allCaps},
+	{name: "5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$`), suite: "bullseye", caps: caps510},
+}
+
+// caps510 is what Debian bullseye's 5.10 provides: no task storage
+// (5.11), in which the syscall sensor's fentry and tp_btf builds keep
+// per-thread state.
+var caps510 = []testutil.Capability{
+	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
+	testutil.SyscallRawTracepoint,
 }
 
 // lsm is the kernel command line's LSM list: with bpf, for enforcement tests.
@@ -395,8 +404,10 @@ const workloadsPkg = "bench"
 
 // Markers bench --inside prints around its report.
 const (
-	markBenchBegin = "VMBENCH-BEGIN"
-	markBenchEnd   = "VMBENCH-END"
+	markFeaturesBegin = "VMFEATURES-BEGIN"
+	markFeaturesEnd   = "VMFEATURES-END"
+	markBenchBegin    = "VMBENCH-BEGIN"
+	markBenchEnd      = "VMBENCH-END"
 )
 
 // prebuildC compiles every C test helper (testdata/*.c) statically, 64-
@@ -542,8 +553,23 @@ func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) 
 	r.took = time.Since(start)
 	if o.workloads {
 		saveBenchReport(text, k, &r, o)
+	} else {
+		saveFeatures(text, k, r.release, o)
 	}
 	return r
+}
+
+// saveFeatures keeps what bpfmon features printed in the VM, as
+// OUT/KERNEL.features.txt: what bpfmon sees on that kernel, for people.
+func saveFeatures(text string, k kernel, release string, o options) {
+	i := strings.Index(text, markFeaturesBegin)
+	j := strings.Index(text, markFeaturesEnd)
+	if i < 0 || j < i {
+		return
+	}
+	body := strings.TrimSpace(text[i+len(markFeaturesBegin) : j])
+	out := fmt.Sprintf("$ bpfmon features   # Debian %s (%s), qemu\n%s\n", k.name, release, body)
+	_ = os.WriteFile(filepath.Join(o.out, k.name+".features.txt"), []byte(out), 0o644)
 }
 
 // saveBenchReport keeps what bench --inside printed between its markers,
@@ -824,6 +850,7 @@ echo "` + markRelease + `$(uname -r)"
 		s.WriteString("echo " + markDone + "\npoweroff -f\n")
 		return s.String()
 	}
+	fmt.Fprintf(&s, "echo %s; /bin/bpfmon features 2>&1; echo %s\n", markFeaturesBegin, markFeaturesEnd)
 	args := fmt.Sprintf("-test.count=%d -test.v", o.count)
 	if o.run != "" {
 		args += " -test.run '" + strings.ReplaceAll(o.run, "'", `'\''`) + "'"

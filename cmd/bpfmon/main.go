@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -67,6 +68,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// Kernels before 5.11 charge BPF maps and programs to RLIMIT_MEMLOCK
+	// (64 KiB by default), which bpfmon's first ring buffer exceeds;
+	// later ones charge the memory cgroup, and this does nothing.
+	_ = rlimit.RemoveMemlock()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -48,4 +49,25 @@ func loadProgram(spec *ebpf.ProgramSpec) (*ebpf.Program, error) {
 	}
 	defer coll.Close()
 	return coll.DetachProgram("probe"), nil
+}
+
+// HaveHelper reports whether the running kernel knows BPF helper name
+// (e.g. "task_pt_regs"), by its BPF_FUNC_ value in the kernel's BTF:
+// cilium/ebpf cannot probe helpers for tracing programs, and a load that
+// calls an unknown helper fails with a verifier log to decode.
+func HaveHelper(name string) error {
+	spec, err := KernelSpec()
+	if err != nil {
+		return err
+	}
+	var ids *btf.Enum
+	if err := spec.TypeByName("bpf_func_id", &ids); err != nil {
+		return fmt.Errorf("the kernel's BTF has no enum bpf_func_id: %w", err)
+	}
+	for _, v := range ids.Values {
+		if v.Name == "BPF_FUNC_"+name {
+			return nil
+		}
+	}
+	return fmt.Errorf("helper bpf_%s: %w", name, ebpf.ErrNotSupported)
 }

@@ -33,6 +33,8 @@ const (
 	// builds (BTF-typed and raw tracepoints on every system call).
 	SyscallTPBTF         Capability = "syscall-tp-btf"
 	SyscallRawTracepoint Capability = "syscall-raw-tracepoint"
+	// TaskStorage: task-local storage maps (Linux 5.11+).
+	TaskStorage Capability = "task-storage"
 )
 
 // CapsEnv is the environment variable that declares capabilities:

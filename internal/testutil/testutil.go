@@ -4,8 +4,6 @@
 package testutil
 
 import (
-	"github.com/cilium/ebpf"
-
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -16,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -46,6 +46,8 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		SkipOrFail(t, "needs root to load BPF programs")
 	}
+	// Before 5.11 the test's own maps count against RLIMIT_MEMLOCK.
+	_ = rlimit.RemoveMemlock()
 }
 
 // RequireTracefs mounts tracefs at /sys/kernel/tracing if it is not:

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	cfeatures "github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -499,6 +500,9 @@ func explainLoadError(build string, err error) error {
 	}
 	if rej, ok := sensor.Rejected(build, err); ok {
 		return rej
+	}
+	if build != string(HookRawTracepoint) && cfeatures.HaveMapType(ebpf.TaskStorage) != nil {
+		return fmt.Errorf("the %s build keeps per-thread state in task storage, which this kernel lacks (Linux 5.11): %w", build, err)
 	}
 	return fmt.Errorf("loading the syscall sensor: %w", err)
 }

@@ -116,8 +116,11 @@ func TestOwnFDElementCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got uint64
-	if err := m.LookupAndDelete(uint32(5), &got); err != nil {
-		t.Fatal(err)
+	// A hash's lookup-and-delete came in Linux 5.14: before, the refused
+	// call is what is reported.
+	ladErr := m.LookupAndDelete(uint32(5), &got)
+	if ladErr != nil && !errors.Is(ladErr, ebpf.ErrNotSupported) {
+		t.Fatal(ladErr)
 	}
 	if err := m.Freeze(); err != nil {
 		t.Fatal(err)
@@ -156,8 +159,12 @@ func TestOwnFDElementCalls(t *testing.T) {
 	checkResult(t, miss, -int64(unix.ENOENT))
 
 	lad := c.wait(t, "map_lookup_and_delete", onMap(event.MapLookupAndDelete, id))
-	checkKV(t, lad, le32(5), le64(0x55))
-	checkResult(t, lad, 0)
+	if ladErr == nil {
+		checkKV(t, lad, le32(5), le64(0x55))
+		checkResult(t, lad, 0)
+	} else if t.Logf("lookup and delete on a hash: %v", ladErr); !bytes.Equal(lad.Key, le32(5)) || lad.Result >= 0 {
+		t.Errorf("the refused map_lookup_and_delete: key %x result %d, want key 05000000 and an error", lad.Key, lad.Result)
+	}
 
 	fr := c.wait(t, "map_freeze", onMap(event.MapFreeze, id))
 	checkResult(t, fr, 0)

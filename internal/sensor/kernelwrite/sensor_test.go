@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	cfeatures "github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
@@ -476,6 +477,7 @@ func TestOwnMapsNotReported(t *testing.T) {
 }
 
 func TestTaskStorage(t *testing.T) {
+	testutil.Need(t, testutil.TaskStorage, cfeatures.HaveMapType(ebpf.TaskStorage), "task storage maps came in Linux 5.11")
 	for _, del := range []bool{false, true} {
 		t.Run(fmt.Sprintf("delete=%v", del), func(t *testing.T) {
 			c := start(t, options{})

@@ -109,7 +109,10 @@ var (
 // Start loads and attaches the programs (sensor.Sensor): the trampoline
 // build of the syscall hooks, else the tracepoint build.
 func (s *Sensor) Start(env *sensor.Env) error {
-	errFexit := s.start(env, trampolines)
+	errFexit := trampolinesMissing()
+	if errFexit == nil {
+		errFexit = s.start(env, trampolines)
+	}
 	if errFexit == nil {
 		s.build = "fexit on ptrace_attach, ptrace_traceme, mm_access and mem_open"
 	} else if err := s.start(env, tracepoints); err != nil {
@@ -124,6 +127,18 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	s.loss = env.Ring.CountLost(event.SourceLineage, s.lost)
 	env.Log.Info("watching how processes came to be: cgroup joins, loader variables at exec, ptrace, writes into other processes' memory",
 		"sensor", Name, "hooks", s.build)
+	return nil
+}
+
+// trampolinesMissing says what the trampoline build needs that the kernel
+// lacks: bpf_get_current_task_btf (5.11) and bpf_task_pt_regs (5.15), to
+// read the number of the syscall that called mm_access.
+func trampolinesMissing() error {
+	for _, h := range []string{"get_current_task_btf", "task_pt_regs"} {
+		if err := features.HaveHelper(h); err != nil {
+			return fmt.Errorf("needs %w (Linux 5.15)", err)
+		}
+	}
 	return nil
 }
 

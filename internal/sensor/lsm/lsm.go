@@ -105,7 +105,13 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	if err := features.BPFLSM(); err != nil {
 		return unavailable(err)
 	}
-	spec, err := loadLsm()
+	// Before 5.11 LSM programs have no bpf_get_current_task_btf: the
+	// build that reads the task with probe reads.
+	load := loadLsm
+	if features.HaveHelper("get_current_task_btf") != nil {
+		load = loadLsmlegacy
+	}
+	spec, err := load()
 	if err != nil {
 		return fmt.Errorf("parsing the embedded BPF object: %w", err)
 	}

@@ -304,7 +304,13 @@ func TestEnforce(t *testing.T) {
 // protocol, that the Go record type matches its BTF, and that every hook's
 // programs are in it.
 func TestLayoutMatchesObject(t *testing.T) {
-	spec, err := loadLsm()
+	for _, load := range []func() (*ebpf.CollectionSpec, error){loadLsm, loadLsmlegacy} {
+		checkObject(t, load)
+	}
+}
+
+func checkObject(t *testing.T, load func() (*ebpf.CollectionSpec, error)) {
+	spec, err := load()
 	if err != nil {
 		t.Fatal(err)
 	}

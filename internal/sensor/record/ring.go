@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 )
@@ -72,6 +73,9 @@ func NewRing(size int) (*Ring, error) {
 	}
 	ms := specs.Events.Copy()
 	ms.MaxEntries = uint32(roundSize(size))
+	// Before 5.11 the ring is charged to RLIMIT_MEMLOCK: the first
+	// object every sensor needs raises it (a no-op on later kernels).
+	_ = rlimit.RemoveMemlock()
 	m, err := ebpf.NewMap(ms)
 	if err != nil {
 		return nil, fmt.Errorf("creating the ring buffer of %d bytes: %w", ms.MaxEntries, err)

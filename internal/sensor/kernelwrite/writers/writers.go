@@ -37,7 +37,10 @@ func Load() (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	delete(spec.Programs, "task_storage")
+	// The task storage writer and its map are LoadTaskStorage's: kernels
+	// before 5.11 have no such map, and the socket filters need none.
+	delete(spec.Programs, writersProgTaskStorage)
+	delete(spec.Maps, writersMapW_task)
 	coll, err := ebpf.NewCollection(spec)
 	if err != nil {
 		return nil, fmt.Errorf("loading the writer programs: %w", err)
