@@ -19,25 +19,7 @@ var ErrNoBTF = errors.New("map has no BTF")
 // type ids (as in struct bpf_map_info). Either may be nil when the map has
 // BTF for only one of them.
 func Types(btfID, keyTypeID, valueTypeID uint32) (key, value btf.Type, err error) {
-	if btfID == 0 || (keyTypeID == 0 && valueTypeID == 0) {
-		return nil, nil, ErrNoBTF
-	}
-	h, err := btf.NewHandleFromID(btf.ID(btfID))
-	if err != nil {
-		return nil, nil, fmt.Errorf("BTF %d: %w", btfID, err)
-	}
-	defer h.Close()
-	spec, err := h.Spec(nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("BTF %d: %w", btfID, err)
-	}
-	if keyTypeID != 0 {
-		key, _ = spec.TypeByID(btf.TypeID(keyTypeID))
-	}
-	if valueTypeID != 0 {
-		value, _ = spec.TypeByID(btf.TypeID(valueTypeID))
-	}
-	return key, value, nil
+	return types(btfID, keyTypeID, valueTypeID, 0)
 }
 
 // maxDepth bounds recursion through nested types.
