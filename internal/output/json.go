@@ -135,11 +135,17 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"key":"`...)
 		b = appendHex(b, ev.Key)
 		b = append(b, '"')
+		if r := keyType(ev); r != nil {
+			b = appendJSONTyped(b, `,"key_btf":`, `,"key_btf_truncated":true`, r, ev.Key)
+		}
 	}
 	if ev.HasValue {
 		b = append(b, `,"value":"`...)
 		b = appendHex(b, ev.Value)
 		b = append(b, '"')
+		if r := valueType(ev); r != nil {
+			b = appendJSONTyped(b, `,"value_btf":`, `,"value_btf_truncated":true`, r, ev.Value)
+		}
 	}
 	if ev.HasKey || ev.HasValue {
 		b = append(b, `,"truncated":`...)
@@ -224,6 +230,9 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"old_value":"`...)
 		b = appendHex(b, ev.OldValue)
 		b = append(b, '"')
+		if ev.Map != nil && ev.Map.ValueType != nil {
+			b = appendJSONTyped(b, `,"old_value_btf":`, `,"old_value_btf_truncated":true`, ev.Map.ValueType, ev.OldValue)
+		}
 	}
 	if ev.Change != "" {
 		b = append(b, `,"change":`...)
@@ -246,6 +255,23 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = appendJSONString(b, ev.Reason)
 	}
 	return append(b, '}', '\n')
+}
+
+// appendJSONTyped appends field (`,"value_btf":`) and data rendered by r,
+// and cut when the rendering was cut short; nothing when r cannot render
+// data.
+func appendJSONTyped(b []byte, field, cut string, r event.Renderer, data []byte) []byte {
+	n := len(b)
+	b = append(b, field...)
+	b, res := r.AppendJSON(b, data)
+	switch res {
+	case event.RenderedWhole:
+	case event.RenderedCut:
+		b = append(b, cut...)
+	default:
+		b = b[:n]
+	}
+	return b
 }
 
 // appendJSONProcess appends p as a JSON object.
