@@ -1045,7 +1045,7 @@ func TestWatchBTFValues(t *testing.T) {
 	var typedUpdates, typedDeletes, plainUpdates int
 	for _, line := range lines {
 		var ev struct {
-			Event    string          `json:"event"`
+			Event    string `json:"event"`
 			Map      struct{ ID uint32 }
 			Key      string          `json:"key"`
 			Value    string          `json:"value"`
