@@ -223,3 +223,17 @@ func fuzzType(shape, size uint8, n uint32) btf.Type {
 		return &btf.Array{Type: &btf.Array{Type: elem, Index: u32, Nelems: n % 8}, Index: u32, Nelems: n % 16}
 	}
 }
+
+// BenchmarkLayoutJSON is the rendering alone: a u32 key and a struct of a
+// u32 and a bool, as in the writers' and pipeline's benchmarks.
+func BenchmarkLayoutJSON(b *testing.B) {
+	key := Compile(u32)
+	value := Compile(&btf.Struct{Name: "cfg", Size: 8, Members: []btf.Member{{Name: "pid", Type: u32}, {Name: "enabled", Type: boolT, Offset: 32}}})
+	k, v := []byte{3, 0, 0, 0}, []byte{42, 0, 0, 0, 1, 0, 0, 0}
+	dst := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		dst, _ = key.AppendJSON(dst[:0], k)
+		dst, _ = value.AppendJSON(dst, v)
+	}
+}
