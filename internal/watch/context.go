@@ -192,8 +192,11 @@ func (c *mapContext) enrich(ev *event.Event) {
 		if ev.Process != nil {
 			c.own(m.ID, ev.Process.PID, "creator")
 		}
+		// A new map: neither what the cache nor what the last inventory
+		// knew of the id is about it (the next refresh reads it again).
+		delete(c.known, m.ID)
 		if c.types != nil {
-			c.types.Forget(m.ID) // a new map: not the one the id named before
+			c.types.Forget(m.ID)
 		}
 	case ev.Type == event.ObjPin && ok && ev.Path != "" && !ev.HasPathFD:
 		c.pins[m.ID] = append(c.pins[m.ID], ev.Path)

@@ -120,4 +120,13 @@ func TestContextTypes(t *testing.T) {
 	if len(resolved) != 2 || resolved[0] != 5 || resolved[1] != 5 {
 		t.Errorf("resolved %v, want map 5 twice (once per map that had the id)", resolved)
 	}
+	// Id 6 is given to a map of the same shape with BTF: after its
+	// map_create, the inventory's word on the old map does not count.
+	plain := event.Map{ID: 6, Name: "plain", Type: 2, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+	kernel[6] = btffmt.Resolved{Shape: plain, BTFID: 9, Value: cfg}
+	m6 := plain
+	c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Result: 4, Map: &m6})
+	if ev := update(plain); ev.Map.ValueType != event.Renderer(cfg) {
+		t.Errorf("a new map on a reused id, listed without BTF before: %v", ev.Map.ValueType)
+	}
 }
