@@ -70,12 +70,15 @@ const (
 )
 
 type workload struct {
-	kind  string // "array" or "hash"
+	kind  string // "array" or "hash"; "hash-btf": with BTF, rendered by type in each event
 	vsize int    // value size in bytes
 	count int    // updates
 }
 
 func (w workload) String() string {
+	if kind, ok := strings.CutSuffix(w.kind, "-btf"); ok {
+		return fmt.Sprintf("%s with BTF (u32 keys, struct values), %s-byte values", kind, commas(int64(w.vsize)))
+	}
 	return fmt.Sprintf("%s, %s-byte values", w.kind, commas(int64(w.vsize)))
 }
 
@@ -241,6 +244,7 @@ func run(cfg config, tmp string) error {
 	workloads := []workload{
 		{"array", 8, 1_000_000 / cfg.scale},
 		{"hash", 8, 1_000_000 / cfg.scale},
+		{"hash-btf", 8, 1_000_000 / cfg.scale}, // the cost of rendering by type: compare with the row above
 		{"array", 4096, 100_000 / cfg.scale},
 		{"hash", 4096, 100_000 / cfg.scale},
 	}
@@ -613,7 +617,11 @@ func writeBpftrace(e *env, w workload) cell {
 		n, _ := strconv.ParseInt(m[1], 10, 64)
 		c.lost += n
 	}
-	c.reported = max(0, c.reported-writerSetupCalls)
+	setup := int64(writerSetupCalls)
+	if strings.HasSuffix(w.kind, "-btf") {
+		setup++ // BPF_BTF_LOAD
+	}
+	c.reported = max(0, c.reported-setup)
 	return c
 }
 
@@ -706,10 +714,15 @@ func goTest(args []string) (string, error) {
 
 type pipelineResult struct {
 	cmdline   string
-	eventsSec []float64
+	eventsSec []float64 // btf=off: a map without BTF
 	nsOp      []float64
 	allocs    string
-	na        string // why there is no number
+	// btf=on: the map's key and value also rendered by its BTF (the
+	// cache lookup and the rendering), measured in the same rounds.
+	btfEventsSec []float64
+	btfNsOp      []float64
+	btfRatios    []float64 // per round, ns/event btf=on over btf=off
+	na           string    // why there is no number
 }
 
 var (
@@ -718,32 +731,51 @@ var (
 	reAllocs    = regexp.MustCompile(`(\d+) allocs/op`)
 )
 
+// measurePipeline runs BenchmarkPipelineJSON once per round, each run
+// measuring btf=off then btf=on, so that the two compare as per-round
+// ratios on a noisy machine.
 func measurePipeline(cfg config, e *env) pipelineResult {
-	count := cfg.rounds
 	args := []string{"test", "-run", "^$", "-bench", "BenchmarkPipelineJSON",
-		"-benchtime", fmt.Sprintf("%dx", 1_000_000/cfg.scale), "-count", strconv.Itoa(count),
+		"-benchtime", fmt.Sprintf("%dx", 1_000_000/cfg.scale), "-count", "1",
 		"./internal/sensor/bpfsyscall/"}
-	res := pipelineResult{cmdline: "go " + strings.Join(args, " ")}
-	out, err := goTest(args)
-	for _, line := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(line, "BenchmarkPipelineJSON") {
-			continue
+	res := pipelineResult{cmdline: fmt.Sprintf("go %s (%d times)", strings.Join(args, " "), cfg.rounds)}
+	var err error
+	var out string
+	for range cfg.rounds {
+		out, err = goTest(args)
+		var off, on float64
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(line, "BenchmarkPipelineJSON") {
+				continue
+			}
+			btf := strings.HasPrefix(line, "BenchmarkPipelineJSON/btf=on")
+			if m := reEventsSec.FindStringSubmatch(line); m != nil {
+				v, _ := strconv.ParseFloat(m[1], 64)
+				if btf {
+					res.btfEventsSec = append(res.btfEventsSec, v)
+				} else {
+					res.eventsSec = append(res.eventsSec, v)
+				}
+			}
+			if m := reNsOp.FindStringSubmatch(line); m != nil {
+				v, _ := strconv.ParseFloat(m[1], 64)
+				if btf {
+					res.btfNsOp, on = append(res.btfNsOp, v), v
+				} else {
+					res.nsOp, off = append(res.nsOp, v), v
+				}
+			}
+			if m := reAllocs.FindStringSubmatch(line); m != nil && !btf {
+				res.allocs = m[1]
+			}
 		}
-		if m := reEventsSec.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseFloat(m[1], 64)
-			res.eventsSec = append(res.eventsSec, v)
-		}
-		if m := reNsOp.FindStringSubmatch(line); m != nil {
-			v, _ := strconv.ParseFloat(m[1], 64)
-			res.nsOp = append(res.nsOp, v)
-		}
-		if m := reAllocs.FindStringSubmatch(line); m != nil {
-			res.allocs = m[1]
+		if off > 0 && on > 0 {
+			res.btfRatios = append(res.btfRatios, on/off)
 		}
 	}
 	switch {
 	case len(res.eventsSec) > 0:
-		progress("pipeline: %s events/s (median of %d)", commas(int64(median(res.eventsSec))), len(res.eventsSec))
+		progress("pipeline: %s events/s (median of %d); with BTF rendering %s events/s", commas(int64(median(res.eventsSec))), len(res.eventsSec), commas(int64(median(res.btfEventsSec))))
 	case err != nil:
 		res.na = fmt.Sprintf("n/a: go test failed (%v): %s", err, firstErrorLine(out))
 	default:

@@ -259,6 +259,11 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		}
 		ts = append(ts, t)
 	}
+	if len(pipe.btfEventsSec) > 0 {
+		v := median(pipe.btfEventsSec)
+		ts = append(ts, target{what: "JSON pipeline, map with BTF (key and value rendered by type)", goal: "(reported)", status: "-",
+			result: fmt.Sprintf("%s events/s, %.3fx the ns/event without BTF", commas(int64(v)), median(pipe.btfRatios))})
+	}
 	{
 		t := target{what: fmt.Sprintf("bpfmon's CPU while idle, %s maps on the host", commas(int64(idle.maps))), goal: "< 1% of a core"}
 		if idle.err != nil {
@@ -335,7 +340,13 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	p("")
 	p("- bpfmon: `bpfmon watch --format json --output FILE --ready-file F`, ready before the writer starts, stopped with SIGINT as soon as the writer exits (it then drains what is buffered, and exits). Reported: its `map_update` lines on the writer's map id. Lost: from its exit summary (all processes).")
 	p("- bpftrace: `bpftrace -e '%s'`, stdout to a file, ready when it prints `Attaching`, stopped with SIGINT once its output has not grown for 0.3 s after the writer exits (bpftrace drops what is still in its perf buffers when stopped; the 0.3 s are in its exit time). Reported: its lines with the writer's pid, less the writer's %d setup calls (create, get info). Lost: its `Lost N events` lines.", bpftraceProgram, writerSetupCalls)
-	p("- The 4,096-byte workloads make 10x fewer updates: bpfmon's JSON line carries the value in hex, about 8.5 KiB per event, so %s updates already write about %s MB per run.", commas(int64(workloads[2].count)), commas(int64(workloads[2].count)*8700/1_000_000))
+	for _, w := range workloads {
+		if w.vsize == 4096 {
+			p("- The 4,096-byte workloads make 10x fewer updates: bpfmon's JSON line carries the value in hex, about 8.5 KiB per event, so %s updates already write about %s MB per run.", commas(int64(w.count)), commas(int64(w.count)*8700/1_000_000))
+			break
+		}
+	}
+	p("- The `hash with BTF` workload is the hash one with a map that has BTF (u32 keys, values a `struct cfg { u32 pid; bool enabled; }`, loaded with BPF_BTF_LOAD, one more setup call): bpfmon renders each key and value by type (`key_btf`, `value_btf`), the baseline build, if older, does not.")
 	p("")
 
 	// Other syscalls.
@@ -367,14 +378,17 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	// Pipeline.
 	p("## JSON pipeline alone")
 	p("")
-	p("`%s`: decoding one call's entry and exit records and writing its event as a JSON line to io.Discard, in one goroutine.", pipe.cmdline)
+	p("`%s`: decoding one call's entry and exit records and writing its event as a JSON line to io.Discard, in one goroutine; for a map with BTF, also looking its types up in the cache and rendering the key (u32) and value (struct of a u32 and a bool) beside the hex.", pipe.cmdline)
 	p("")
 	if pipe.na != "" {
 		p("%s", pipe.na)
 	} else {
-		p("| events/s (median of %d) | ns/event | allocs/event |", len(pipe.eventsSec))
-		p("| ---: | ---: | ---: |")
-		p("| %s | %.0f | %s |", commas(int64(median(pipe.eventsSec))), median(pipe.nsOp), pipe.allocs)
+		p("| map | events/s (median of %d) | ns/event | allocs/event | ns/event over without BTF (median of per-round ratios) |", len(pipe.eventsSec))
+		p("| --- | ---: | ---: | ---: | ---: |")
+		p("| without BTF | %s | %.0f | %s | |", commas(int64(median(pipe.eventsSec))), median(pipe.nsOp), pipe.allocs)
+		if len(pipe.btfNsOp) > 0 {
+			p("| with BTF: key and value also rendered by type (`key_btf`, `value_btf`) | %s | %.0f | %s | %.3fx |", commas(int64(median(pipe.btfEventsSec))), median(pipe.btfNsOp), pipe.allocs, median(pipe.btfRatios))
+		}
 	}
 	p("")
 

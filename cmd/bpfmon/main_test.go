@@ -845,8 +845,16 @@ func TestMapsDumpBTF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(out), `"key":"03000000","value":"2a00000001000000","key_btf":"3","value_btf":"{pid: 42, enabled: true}"`) {
+	// The same JSON values as watch events carry in these fields.
+	if !strings.Contains(string(out), `"key":"03000000","value":"2a00000001000000","key_btf":3,"value_btf":{"pid":42,"enabled":true}`) {
 		t.Errorf("dump: %s", out)
+	}
+	out, err = exec.Command(bin, "maps", "--dump", "--id", strconv.Itoa(int(id))).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "  key 03000000 value 2a00000001000000  (3 = {pid=42,enabled=true})\n") {
+		t.Errorf("dump table: %s", out)
 	}
 }
 
@@ -994,5 +1002,97 @@ func TestWatchKernelWrites(t *testing.T) {
 	}
 	if once != 1 {
 		t.Errorf("the bpf(2) update was reported %d times, want once\n%s", once, strings.Join(lines, "\n"))
+	}
+}
+
+// btfMap creates a hash map with BTF: u32 keys, struct cfg {u32 pid;
+// bool enabled;} values.
+func btfMap(t *testing.T) (*ebpf.Map, uint32) {
+	t.Helper()
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	value := &btf.Struct{Name: "cfg", Size: 8, Members: []btf.Member{
+		{Name: "pid", Type: u32, Offset: 0}, {Name: "enabled", Type: &btf.Int{Name: "bool", Size: 1, Encoding: btf.Bool}, Offset: 32},
+	}}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "e2e_btf", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 4, Key: u32, Value: value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	info, _ := m.Info()
+	id, _ := info.ID()
+	return m, uint32(id)
+}
+
+// TestWatchBTFValues: an update of a map with BTF carries its key and
+// value rendered by type, beside the hex, in JSON and in text; a map
+// without BTF carries no rendered field.
+func TestWatchBTFValues(t *testing.T) {
+	w := startWatch(t, "--format", "json", "--event", "map_update,map_delete", "--pid", strconv.Itoa(os.Getpid()))
+	typed, typedID := btfMap(t)
+	plain, plainID := newMap(t)
+	for i := range 3 { // the first event resolves the map's types, the others use the cache
+		if err := typed.Update(uint32(3), []byte{42, 0, 0, byte(i), 1, 0, 0, 0}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := typed.Delete(uint32(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Update(uint32(1), uint64(7), 0); err != nil {
+		t.Fatal(err)
+	}
+	lines := w.stop(t, syscall.SIGINT)
+	var typedUpdates, typedDeletes, plainUpdates int
+	for _, line := range lines {
+		var ev struct {
+			Event    string `json:"event"`
+			Map      struct{ ID uint32 }
+			Key      string          `json:"key"`
+			Value    string          `json:"value"`
+			KeyBTF   json.RawMessage `json:"key_btf"`
+			ValueBTF json.RawMessage `json:"value_btf"`
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("invalid JSON line %q: %v", line, err)
+		}
+		switch {
+		case ev.Map.ID == typedID && ev.Event == "map_update":
+			var v struct {
+				PID     uint32 `json:"pid"`
+				Enabled bool   `json:"enabled"`
+			}
+			want := uint32(42) | uint32(typedUpdates)<<24
+			if string(ev.KeyBTF) != "3" || json.Unmarshal(ev.ValueBTF, &v) != nil || v.PID != want || !v.Enabled || ev.Key != "03000000" ||
+				ev.Value != fmt.Sprintf("2a0000%02x01000000", typedUpdates) {
+				t.Errorf("update %d of the map with BTF: %s", typedUpdates, line)
+			}
+			if !strings.Contains(line, fmt.Sprintf(`"key":"03000000","key_btf":3,"value":"2a0000%02x01000000","value_btf":{"pid":%d,"enabled":true}`, typedUpdates, want)) {
+				t.Errorf("rendered fields not beside the hex: %s", line)
+			}
+			typedUpdates++
+		case ev.Map.ID == typedID && ev.Event == "map_delete":
+			typedDeletes++
+			if string(ev.KeyBTF) != "3" || ev.ValueBTF != nil {
+				t.Errorf("delete of the map with BTF: %s", line)
+			}
+		case ev.Map.ID == plainID:
+			plainUpdates++
+			if strings.Contains(line, "_btf") {
+				t.Errorf("map without BTF has a rendered field: %s", line)
+			}
+		}
+	}
+	if typedUpdates != 3 || typedDeletes != 1 || plainUpdates != 1 {
+		t.Errorf("%d updates and %d deletes of the map with BTF, %d of the one without; want 3, 1, 1:\n%s", typedUpdates, typedDeletes, plainUpdates, strings.Join(lines, "\n"))
+	}
+
+	// The text line, of the same map.
+	w = startWatch(t, "--format", "text", "--event", "map_update", "--map-id", strconv.Itoa(int(typedID)))
+	if err := typed.Update(uint32(5), []byte{7, 0, 0, 0, 0, 0, 0, 0}, 0); err != nil {
+		t.Fatal(err)
+	}
+	lines = w.stop(t, syscall.SIGINT)
+	if len(lines) != 1 || !strings.Contains(lines[0], " key=05000000 key_btf=5 value=0700000000000000 value_btf={pid=7,enabled=false} ") {
+		t.Errorf("text:\n%s", strings.Join(lines, "\n"))
 	}
 }

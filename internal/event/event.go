@@ -263,7 +263,39 @@ type Map struct {
 	// the paths where it is pinned.
 	Programs []MapProgram
 	Pins     []string
+	// KeyType and ValueType render the event's key and values (Key;
+	// Value and OldValue) by the map's types, when it has BTF; nil
+	// otherwise. The writers show the rendered form beside the hex.
+	KeyType, ValueType Renderer
 }
+
+// Renderer renders the bytes of a key or value by their type (a map's BTF,
+// internal/btffmt), so that the writers, which know nothing of BTF, can
+// show {pid=42,enabled=true} beside the hex. Renderers are shared by every
+// event of a map and safe for concurrent use; they append to dst and
+// allocate nothing.
+type Renderer interface {
+	// AppendJSON appends b as one JSON value (an object for a struct, a
+	// number for an integer, a string for a char array).
+	AppendJSON(dst, b []byte) ([]byte, Rendered)
+	// AppendText appends b for people: {pid=42,comm="x"}, with every
+	// string quoted as the text writer quotes.
+	AppendText(dst, b []byte) ([]byte, Rendered)
+}
+
+// Rendered says how a Renderer did.
+type Rendered uint8
+
+const (
+	// RenderFailed: b does not fit the type (a truncated capture, per-CPU
+	// values, another size); what was appended is to be dropped.
+	RenderFailed Rendered = iota
+	// RenderedWhole: all of b was rendered.
+	RenderedWhole
+	// RenderedCut: the rendering reached its size limit and was cut
+	// short, still a valid JSON value (text: marked "…").
+	RenderedCut
+)
 
 // MapProgram is a BPF program that uses a map.
 type MapProgram struct {

@@ -8,8 +8,41 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/bpfmon/bpfmon/internal/btffmt"
 	"github.com/bpfmon/bpfmon/internal/event"
 )
+
+// fuzzRenderer is a renderer for b's length of a type chosen by how: a
+// char array, a byte array, a struct of a u32, a char and the rest, or
+// none.
+func fuzzRenderer(b []byte, how uint32) event.Renderer {
+	n := uint32(len(b))
+	if n == 0 {
+		return nil
+	}
+	var t btf.Type
+	switch how % 4 {
+	case 0:
+		t = &btf.Array{Type: btfChar, Index: btfU32, Nelems: n}
+	case 1:
+		t = &btf.Array{Type: &btf.Int{Name: "s8", Size: 1, Encoding: btf.Signed}, Index: btfU32, Nelems: n}
+	case 2:
+		if n < 6 {
+			return nil
+		}
+		t = &btf.Struct{Name: "\x00s", Size: n, Members: []btf.Member{
+			{Name: "a", Type: btfU32}, {Name: "c\n", Type: btfChar, Offset: 32},
+			{Name: "rest", Type: &btf.Array{Type: btfChar, Index: btfU32, Nelems: n - 5}, Offset: 40}}}
+	default:
+		return nil
+	}
+	if l := btffmt.Compile(t); l != nil {
+		return l
+	}
+	return nil
+}
 
 // FuzzWriters puts arbitrary bytes into every string and byte field and
 // checks that each format still yields exactly one safe line per event.
@@ -36,6 +69,12 @@ func FuzzWriters(f *testing.F) {
 		}
 		if bits&12 != 0 {
 			ev.Map = &event.Map{ID: mapType, Name: mapName, Type: mapType, Frozen: bits&16 != 0}
+			// Types that fit the bytes, built from them: arbitrary
+			// bytes rendered as strings, numbers and structs.
+			ev.Map.KeyType, ev.Map.ValueType = fuzzRenderer(key, mapType), fuzzRenderer(value, mapType>>8)
+			if bits&128 != 0 {
+				ev.OldValue, ev.HasOldValue = value, true
+			}
 		}
 
 		js := render(t, "json", ev)

@@ -3,9 +3,9 @@ package output
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/jsonstr"
 	"github.com/bpfmon/bpfmon/internal/names"
 )
 
@@ -135,11 +135,17 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"key":"`...)
 		b = appendHex(b, ev.Key)
 		b = append(b, '"')
+		if r := keyType(ev); r != nil {
+			b = appendJSONTyped(b, `,"key_btf":`, `,"key_btf_truncated":true`, r, ev.Key)
+		}
 	}
 	if ev.HasValue {
 		b = append(b, `,"value":"`...)
 		b = appendHex(b, ev.Value)
 		b = append(b, '"')
+		if r := valueType(ev); r != nil {
+			b = appendJSONTyped(b, `,"value_btf":`, `,"value_btf_truncated":true`, r, ev.Value)
+		}
 	}
 	if ev.HasKey || ev.HasValue {
 		b = append(b, `,"truncated":`...)
@@ -224,6 +230,9 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"old_value":"`...)
 		b = appendHex(b, ev.OldValue)
 		b = append(b, '"')
+		if ev.Map != nil && ev.Map.ValueType != nil {
+			b = appendJSONTyped(b, `,"old_value_btf":`, `,"old_value_btf_truncated":true`, ev.Map.ValueType, ev.OldValue)
+		}
 	}
 	if ev.Change != "" {
 		b = append(b, `,"change":`...)
@@ -246,6 +255,23 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = appendJSONString(b, ev.Reason)
 	}
 	return append(b, '}', '\n')
+}
+
+// appendJSONTyped appends field (`,"value_btf":`) and data rendered by r,
+// and cut when the rendering was cut short; nothing when r cannot render
+// data.
+func appendJSONTyped(b []byte, field, cut string, r event.Renderer, data []byte) []byte {
+	n := len(b)
+	b = append(b, field...)
+	b, res := r.AppendJSON(b, data)
+	switch res {
+	case event.RenderedWhole:
+	case event.RenderedCut:
+		b = append(b, cut...)
+	default:
+		b = b[:n]
+	}
+	return b
 }
 
 // appendJSONProcess appends p as a JSON object.
@@ -285,64 +311,8 @@ func appendJSONProcess(b []byte, p *event.Process) []byte {
 }
 
 // appendJSONString appends s as a JSON string that is valid, and safe to
-// print, whatever bytes s holds:
-//
-//   - '"' and '\' are backslash-escaped;
-//   - bytes below 0x20 and DEL (0x7f) become \n, \r, \t or \u00XX;
-//   - C1 controls (U+0080..U+009F, which some terminals obey like ESC
-//     sequences) and U+2028/U+2029 (line breaks to JavaScript) become \uXXXX;
-//   - each byte that is not part of valid UTF-8 becomes \ufffd, the
-//     replacement character, as encoding/json does. The original byte is
-//     lost; the alternative, \u00XX, would be indistinguishable from the
-//     valid character U+00XX and so would let a process forge names.
-//
-// Everything else, including all other non-ASCII text, is copied as is.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-		case r < 0xa0, r == '\u2028', r == '\u2029':
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u',
-				hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+// print, whatever bytes s holds (see jsonstr.Append).
+func appendJSONString(dst []byte, s string) []byte { return jsonstr.Append(dst, s) }
 
 // timeCache formats times as RFC 3339 in UTC with exactly nine fractional
 // digits. Events arrive in bursts within the same second, so it keeps the

@@ -92,3 +92,20 @@ func (l *lines) Counts() (written, dropped uint64) {
 	}
 	return l.written, dropped
 }
+
+// keyType is the renderer of ev's key, nil when there is none or the key
+// was not captured whole (a prefix is not a key).
+func keyType(ev *event.Event) event.Renderer {
+	if ev.Map == nil || ev.Map.KeyType == nil || ev.KeyFault || (ev.Truncated && ev.KeyTotal != uint64(len(ev.Key))) {
+		return nil
+	}
+	return ev.Map.KeyType
+}
+
+// valueType is keyType for ev's value.
+func valueType(ev *event.Event) event.Renderer {
+	if ev.Map == nil || ev.Map.ValueType == nil || ev.ValueFault || (ev.Truncated && ev.ValueTotal != uint64(len(ev.Value))) {
+		return nil
+	}
+	return ev.Map.ValueType
+}

@@ -13,6 +13,7 @@ import (
 //	10:00:00.123456789 map_update pid=1234 comm="x" uid=0 exe=/usr/bin/x map=42:"cilium_policy"(hash) fd=3 key=00000001 value=0100000000000000 flags=0x0 result=0
 //	10:00:00.200000000 map_update pid=77 comm="evil\n" uid=1000 [ia32] map=42:"cilium_policy"(hash) fd=5 key=01 value=0011…(4096 bytes) result=-14(EFAULT)
 //	10:00:01.000000000 lost count=12
+//	10:00:02.000000000 map_update pid=1234 comm="x" uid=0 map=43:"cfg"(hash) fd=4 key=03000000 key_btf=3 value=2a00000001000000 value_btf={pid=42,enabled=true} flags=0x0 result=0
 //
 // The time is the local time of day. Fields that do not apply are left out.
 // Strings that processes choose are escaped Go-style (strconv.Quote), so a
@@ -21,6 +22,8 @@ import (
 // names are always quoted; exe and paths are written bare when they consist
 // only of printable ASCII other than space, '"' and '\', and quoted
 // otherwise. The event source is not shown (the event type implies it).
+// Where the map has BTF, key_btf, value_btf and old_value_btf follow the
+// hex they render, their strings quoted the same way.
 type textWriter struct {
 	*lines
 	buf []byte
@@ -130,6 +133,9 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.HasKey || ev.KeyFault {
 		b = append(b, " key="...)
 		b = appendTextBytes(b, ev.Key, ev.KeyFault, ev.Truncated, ev.KeyTotal)
+		if r := keyType(ev); r != nil && ev.HasKey {
+			b = appendTextTyped(b, " key_btf=", r, ev.Key)
+		}
 	}
 	if ev.Change != "" {
 		b = append(b, " change="...)
@@ -138,10 +144,16 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.HasOldValue {
 		b = append(b, " old_value="...)
 		b = appendHex(b, ev.OldValue)
+		if ev.Map != nil && ev.Map.ValueType != nil {
+			b = appendTextTyped(b, " old_value_btf=", ev.Map.ValueType, ev.OldValue)
+		}
 	}
 	if ev.HasValue || ev.ValueFault {
 		b = append(b, " value="...)
 		b = appendTextBytes(b, ev.Value, ev.ValueFault, ev.Truncated, ev.ValueTotal)
+		if r := valueType(ev); r != nil && ev.HasValue {
+			b = appendTextTyped(b, " value_btf=", r, ev.Value)
+		}
 	}
 	if ev.KernelCopy {
 		b = append(b, " [kernel_copy]"...)
@@ -247,6 +259,18 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = appendTextString(b, a.Reason, true)
 	}
 	return append(b, '\n')
+}
+
+// appendTextTyped appends field (" value_btf=") and data rendered by r,
+// which marks a cut rendering with "…"; nothing when r cannot render data.
+func appendTextTyped(b []byte, field string, r event.Renderer, data []byte) []byte {
+	n := len(b)
+	b = append(b, field...)
+	b, res := r.AppendText(b, data)
+	if res == event.RenderFailed {
+		return b[:n]
+	}
+	return b
 }
 
 // appendTextBytes appends captured bytes as hex, "(fault)" when the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
+	"github.com/bpfmon/bpfmon/internal/btffmt"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 )
@@ -43,6 +44,10 @@ type mapContext struct {
 	// observe, when set, sees every inventory read, the one at start (with
 	// holders) first.
 	observe func(maps []inventory.Map, atStart bool)
+	// types renders keys and values by their maps' BTF, resolved once per
+	// map; hint tells it what known says of a map.
+	types *btffmt.Cache
+	hint  func(m *event.Map) (btfID uint32, ok bool)
 }
 
 // contextRefresh is how often the background refresh runs without a kick.
@@ -54,6 +59,7 @@ const contextRefresh = 10 * time.Second
 func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inventory.Map, error), observe func(maps []inventory.Map, atStart bool)) *mapContext {
 	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{}, written: map[uint32]bool{},
 		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1), collect: collect, observe: observe}
+	c.withTypes(btffmt.NewCache(nil))
 	c.refresh(true)
 	go func() {
 		for {
@@ -109,6 +115,12 @@ func (c *mapContext) refresh(atStart bool) {
 		}
 	}
 	c.refreshed = loads
+	if c.types != nil {
+		c.types.Refresh(func(id uint32) (uint32, bool) {
+			k, ok := known[id]
+			return k.BTFID, ok
+		})
+	}
 	// Not knowing is not quiet.
 	c.iterated, c.syscallProgs = iterated, syscallProgs || serr != nil
 	if ierr != nil {
@@ -122,6 +134,28 @@ func (c *mapContext) refresh(atStart bool) {
 			}
 		}
 	}
+}
+
+// withTypes has c render keys and values through cache.
+func (c *mapContext) withTypes(cache *btffmt.Cache) {
+	c.types = cache
+	// Made once: a method value made per event would be an allocation.
+	c.hint = func(m *event.Map) (uint32, bool) {
+		k, ok := c.known[m.ID]
+		if !ok || k.TypeID != m.Type || k.KeySize != m.KeySize || k.ValueSize != m.ValueSize ||
+			k.MaxEntries != m.MaxEntries || k.Flags != m.Flags || k.Name != m.Name {
+			return 0, false
+		}
+		return k.BTFID, true
+	}
+}
+
+// renderer is l as an event.Renderer: nil, not a nil *Layout, when l is.
+func renderer(l *btffmt.Layout) event.Renderer {
+	if l == nil {
+		return nil
+	}
+	return l
 }
 
 func (c *mapContext) own(mapID, pid uint32, how string) {
@@ -154,14 +188,26 @@ func (c *mapContext) enrich(ev *event.Event) {
 		}
 		c.written[m.ID] = true
 		c.poke()
-	case ev.Type == event.MapCreate && ok && ev.Process != nil:
-		c.own(m.ID, ev.Process.PID, "creator")
+	case ev.Type == event.MapCreate && ok:
+		if ev.Process != nil {
+			c.own(m.ID, ev.Process.PID, "creator")
+		}
+		// A new map: neither what the cache nor what the last inventory
+		// knew of the id is about it (the next refresh reads it again).
+		delete(c.known, m.ID)
+		if c.types != nil {
+			c.types.Forget(m.ID)
+		}
 	case ev.Type == event.ObjPin && ok && ev.Path != "" && !ev.HasPathFD:
 		c.pins[m.ID] = append(c.pins[m.ID], ev.Path)
 		c.poke()
 	}
 	m.Programs = c.programs[m.ID]
 	m.Pins = c.pins[m.ID]
+	if c.types != nil && (ev.HasKey || ev.HasValue || ev.HasOldValue) {
+		key, value := c.types.Lookup(m, c.hint)
+		m.KeyType, m.ValueType = renderer(key), renderer(value)
+	}
 	if p := ev.Process; p != nil {
 		if how, ok := c.owners[m.ID][p.PID]; ok {
 			p.Relation = how

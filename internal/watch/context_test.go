@@ -4,6 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
+
+	"github.com/bpfmon/bpfmon/internal/btffmt"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 )
@@ -72,5 +75,58 @@ func TestQuietMaps(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if c.quiet(6) {
 		t.Error("map 6 quiet again once the inventory lists no iterator on it")
+	}
+}
+
+// TestContextTypes: events of a map with BTF get its types, resolved once;
+// a map_create of the id forgets them (ids are reused); a map the
+// inventory lists without BTF is never resolved; events without key or
+// value do not look.
+func TestContextTypes(t *testing.T) {
+	cfg := btffmt.Compile(&btf.Int{Name: "u64", Size: 8})
+	shape := event.Map{ID: 5, Name: "cfg", Type: 1, KeySize: 4, ValueSize: 8, MaxEntries: 2}
+	kernel := map[uint32]btffmt.Resolved{5: {Shape: shape, BTFID: 3, Value: cfg}}
+	var resolved []uint32
+	c := &mapContext{programs: map[uint32][]event.MapProgram{}, pins: map[uint32][]string{}, written: map[uint32]bool{},
+		owners: map[uint32]map[uint32]string{}, kick: make(chan struct{}, 1),
+		known: map[uint32]inventory.Map{6: {ID: 6, Name: "plain", TypeID: 2, KeySize: 4, ValueSize: 4, MaxEntries: 1}}}
+	c.withTypes(btffmt.NewCache(func(id uint32) (btffmt.Resolved, error) {
+		resolved = append(resolved, id)
+		return kernel[id], nil
+	}))
+	update := func(m event.Map) *event.Event {
+		ev := &event.Event{Type: event.MapUpdate, HasResult: true, Map: &m, HasKey: true, HasValue: true}
+		c.enrich(ev)
+		return ev
+	}
+	for range 2 {
+		if ev := update(shape); ev.Map.ValueType != event.Renderer(cfg) || ev.Map.KeyType != nil {
+			t.Fatalf("types %v %v", ev.Map.KeyType, ev.Map.ValueType)
+		}
+	}
+	// Id 5 is freed and given to a new map of the same shape, with other
+	// types: its map_create says so.
+	other := btffmt.Compile(&btf.Int{Name: "s64", Size: 8, Encoding: btf.Signed})
+	kernel[5] = btffmt.Resolved{Shape: shape, BTFID: 4, Value: other}
+	m := shape
+	c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Result: 3, Map: &m})
+	if ev := update(shape); ev.Map.ValueType != event.Renderer(other) {
+		t.Errorf("after the id's map_create: %v", ev.Map.ValueType)
+	}
+	if ev := update(event.Map{ID: 6, Name: "plain", Type: 2, KeySize: 4, ValueSize: 4, MaxEntries: 1}); ev.Map.KeyType != nil || ev.Map.ValueType != nil {
+		t.Error("a map without BTF has types")
+	}
+	c.enrich(&event.Event{Type: event.MapGetFDByID, HasResult: true, Map: &event.Map{ID: 7}})
+	if len(resolved) != 2 || resolved[0] != 5 || resolved[1] != 5 {
+		t.Errorf("resolved %v, want map 5 twice (once per map that had the id)", resolved)
+	}
+	// Id 6 is given to a map of the same shape with BTF: after its
+	// map_create, the inventory's word on the old map does not count.
+	plain := event.Map{ID: 6, Name: "plain", Type: 2, KeySize: 4, ValueSize: 4, MaxEntries: 1}
+	kernel[6] = btffmt.Resolved{Shape: plain, BTFID: 9, Value: cfg}
+	m6 := plain
+	c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Result: 4, Map: &m6})
+	if ev := update(plain); ev.Map.ValueType != event.Renderer(cfg) {
+		t.Errorf("a new map on a reused id, listed without BTF before: %v", ev.Map.ValueType)
 	}
 }

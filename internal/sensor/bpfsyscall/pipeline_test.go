@@ -6,7 +6,10 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/btffmt"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/output"
@@ -69,24 +72,52 @@ func TestPipelineDecodesSyntheticUpdate(t *testing.T) {
 }
 
 // BenchmarkPipelineJSON measures user space alone: decoding a call's two
-// records and writing its event as a JSON line.
+// records and writing its event as a JSON line; btf=on also looks the
+// map's types up in the BTF cache, as the map context does, and renders
+// key (u32) and value (struct {u32 pid; bool enabled;}) beside the hex.
+// make bench reports both, and their ratio.
 func BenchmarkPipelineJSON(b *testing.B) {
-	enter, exit := updateRecords()
-	d := demux(b)
-	w, err := output.New("json", io.Discard)
-	if err != nil {
-		b.Fatal(err)
-	}
-	emit := w.Write
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := d.Decode(enter, emit); err != nil {
-			b.Fatal(err)
+	u32 := &btf.Int{Name: "u32", Size: 4}
+	cfg := &btf.Struct{Name: "cfg", Size: 8, Members: []btf.Member{
+		{Name: "pid", Type: u32}, {Name: "enabled", Type: &btf.Int{Name: "bool", Size: 1, Encoding: btf.Bool}, Offset: 32}}}
+	for _, withBTF := range []bool{false, true} {
+		name := "btf=off"
+		if withBTF {
+			name = "btf=on"
 		}
-		if err := d.Decode(exit, emit); err != nil {
-			b.Fatal(err)
-		}
+		b.Run(name, func(b *testing.B) {
+			enter, exit := updateRecords()
+			d := demux(b)
+			w, err := output.New("json", io.Discard)
+			if err != nil {
+				b.Fatal(err)
+			}
+			emit := w.Write
+			if withBTF {
+				cache := btffmt.NewCache(func(id uint32) (btffmt.Resolved, error) {
+					return btffmt.Resolved{Shape: event.Map{ID: id, Name: "cilium_policy", Type: 1, KeySize: 4, ValueSize: 8, MaxEntries: 1024},
+						BTFID: 1, Key: btffmt.Compile(u32), Value: btffmt.Compile(cfg)}, nil
+				})
+				emit = func(ev *event.Event) error {
+					if k, v := cache.Lookup(ev.Map, nil); k != nil && v != nil {
+						ev.Map.KeyType, ev.Map.ValueType = k, v
+					} else {
+						b.Fatal("no types")
+					}
+					return w.Write(ev)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := d.Decode(enter, emit); err != nil {
+					b.Fatal(err)
+				}
+				if err := d.Decode(exit, emit); err != nil {
+					b.Fatal(err)
+				}
+			}
+			w.Flush()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	w.Flush()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
