@@ -13,7 +13,6 @@ import (
 	"unicode"
 
 	"github.com/bpfmon/bpfmon/internal/btffmt"
-	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -83,16 +82,14 @@ write it now.`)
 }
 
 // element is one key and value of a dumped map, in hex, and rendered
-// through the map's BTF when it has some: in JSON as the JSON values watch
-// events carry in the same fields, in the table as their text form.
+// through the map's BTF when it has some.
 type element struct {
-	Key      string          `json:"key"`
-	Value    string          `json:"value"`
-	KeyBTF   json.RawMessage `json:"key_btf,omitempty"`
-	ValueBTF json.RawMessage `json:"value_btf,omitempty"`
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	KeyBTF   string `json:"key_btf,omitempty"`
+	ValueBTF string `json:"value_btf,omitempty"`
 
-	key, value         []byte // the bytes, for rendering through BTF
-	keyText, valueText string // their text form
+	key, value []byte // the bytes, for rendering through BTF
 }
 
 var errDumpLimit = errors.New("dump limit reached")
@@ -116,11 +113,14 @@ func dumpMaps(maps []inventory.Map, limit int, stderr io.Writer) map[uint32][]el
 		// Render through the map's BTF, when it has some, from the ids the
 		// read reported.
 		if key, value, terr := btffmt.Types(info.BTFID, info.BTFKeyTypeID, info.BTFValueTypeID); terr == nil {
-			kl, vl := btffmt.Compile(key), btffmt.Compile(value)
 			for i := range out[m.ID] {
 				e := &out[m.ID][i]
-				e.KeyBTF, e.keyText = render(kl, e.key)
-				e.ValueBTF, e.valueText = render(vl, e.value)
+				if key != nil {
+					e.KeyBTF = btffmt.Format(key, e.key)
+				}
+				if value != nil {
+					e.ValueBTF = btffmt.Format(value, e.value)
+				}
 			}
 		}
 		var ns *scanner.NotScannableError
@@ -172,8 +172,8 @@ func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]ele
 		}
 		for _, e := range contents[m.ID] {
 			fmt.Fprintf(w, "  key %s value %s", e.Key, e.Value)
-			if e.keyText != "" || e.valueText != "" {
-				fmt.Fprintf(w, "  (%s = %s)", orDash(e.keyText), orDash(e.valueText))
+			if e.KeyBTF != "" || e.ValueBTF != "" {
+				fmt.Fprintf(w, "  (%s = %s)", orDash(printable(e.KeyBTF)), orDash(printable(e.ValueBTF)))
 			}
 			fmt.Fprintln(w)
 		}
@@ -195,16 +195,10 @@ func plain(s string) string {
 	return s
 }
 
-// render is b rendered by l as JSON and as text, nil and "" where l cannot
-// render it (no BTF, another size: per-CPU values). The text form quotes
-// every string it holds, as watch's text does.
-func render(l *btffmt.Layout, b []byte) (json.RawMessage, string) {
-	js, res := l.AppendJSON(nil, b)
-	if res == event.RenderFailed {
-		return nil, ""
-	}
-	txt, _ := l.AppendText(nil, b)
-	return js, string(txt)
+// printable escapes what BTF-formatted strings may carry from map data.
+func printable(s string) string {
+	q := strconv.QuoteToASCII(s)
+	return q[1 : len(q)-1]
 }
 
 func orDash(s string) string {
