@@ -292,7 +292,7 @@ func (s *Sensor) start(hook Hook, ring *record.Ring, c constants) error {
 	if b.mmap != "" && c.watchMmap == 0 {
 		delete(want, b.mmap)
 	}
-	if err := s.load(b.object, want, ring, c); err != nil {
+	if err := s.load(hook, b.object, want, ring, c); err != nil {
 		return err
 	}
 	s.Hook = hook
@@ -318,7 +318,7 @@ func (s *Sensor) start(hook Hook, ring *record.Ring, c constants) error {
 }
 
 // load loads the programs want names of one build's object into s.objs.
-func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), want map[string]bool, ring *record.Ring, c constants) error {
+func (s *Sensor) load(hook Hook, specFn func() (*ebpf.CollectionSpec, error), want map[string]bool, ring *record.Ring, c constants) error {
 	spec, err := specFn()
 	if err != nil {
 		return fmt.Errorf("parsing the embedded BPF object: %w", err)
@@ -362,7 +362,7 @@ func (s *Sensor) load(specFn func() (*ebpf.CollectionSpec, error), want map[stri
 	}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
-		return explainLoadError(string(s.Hook), err)
+		return explainLoadError(string(hook), err)
 	}
 	s.objs = objects{coll: coll, inflightCount: coll.Maps[bpfMapInflightCount], stats: coll.Maps[bpfMapStats], calib: coll.Maps[bpfMapCalib]}
 	return nil

@@ -134,9 +134,9 @@ func (s *Sensor) Start(env *sensor.Env) error {
 // lacks: bpf_get_current_task_btf (5.11) and bpf_task_pt_regs (5.15), to
 // read the number of the syscall that called mm_access.
 func trampolinesMissing() error {
-	for _, h := range []string{"get_current_task_btf", "task_pt_regs"} {
-		if err := features.HaveHelper(h); err != nil {
-			return fmt.Errorf("needs %w (Linux 5.15)", err)
+	for _, h := range []struct{ name, since string }{{"get_current_task_btf", "5.11"}, {"task_pt_regs", "5.15"}} {
+		if err := features.HaveHelper(h.name); err != nil {
+			return fmt.Errorf("needs %w (Linux %s)", err, h.since)
 		}
 	}
 	return nil
