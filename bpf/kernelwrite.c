@@ -154,12 +154,14 @@ struct {
 
 #define kstat_inc(idx) count_inc(&kstats, idx)
 
-/* THREAD_SIZE on x86-64 without KASAN, for kernels without VMAP_STACK. */
+/* THREAD_SIZE on x86-64 and arm64 (4 KiB pages) without KASAN, for kernels
+ * without VMAP_STACK. The vmap'd stack's size is counted in 4 KiB pages: an
+ * arm64 kernel with 16 or 64 KiB pages is not provided for yet. */
 #define THREAD_SIZE_DEFAULT 16384
 
 /* in_task_stack tells whether sp lies on t's own kernel stack. Interrupts
  * and softirqs (packet processing: XDP, tc, socket filters on receive) run
- * on the CPU's IRQ stack on x86-64, where current is merely the task they
+ * on the CPU's IRQ stack on x86-64 and arm64, where current is merely the task they
  * interrupted: such a write has no process, and naming that task would
  * name an innocent. Softirqs run by ksoftirqd are on its stack, and
  * ksoftirqd is then rightly the process. */
@@ -258,16 +260,22 @@ static __always_inline bool from_syscall(__u64 caller)
 }
 
 /* fx_caller returns the hooked function's return address in an fexit
- * program: the trampoline keeps the return value in the slot after the
- * nargs arguments (ctx[nargs], at its frame pointer - 8), then its saved
- * frame pointer, its own return address (into the hooked function), and
- * the hooked function's return address into its caller. */
+ * program: on x86-64 the trampoline keeps the return value in the slot
+ * after the nargs arguments (ctx[nargs], at its frame pointer - 8), then
+ * its saved frame pointer, its own return address (into the hooked
+ * function), and the hooked function's return address into its caller
+ * (arch.h's TRAMP_CALLER_OFF). Where arch.h knows no such offset (arm64)
+ * it returns 0, no caller: the stack is walked instead. */
 static __always_inline __u64 fx_caller(__u64 *ctx, __u32 nargs)
 {
+#ifdef TRAMP_CALLER_OFF
 	__u64 v = 0;
 
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)(addr_of(ctx) + 8 * (nargs + 3)));
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)(addr_of(ctx) + TRAMP_CALLER_OFF(nargs)));
 	return v;
+#else
+	return 0;
+#endif
 }
 
 /* on_write reports one operation on map. ctx is the program's context (for
@@ -342,8 +350,8 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 }
 
 /* Program hooks: FX_* are fexit programs (ctx: the arguments, then the
- * return value), KP_* kprobes (ctx: the registers at entry; x86-64 passes
- * arguments in di, si, dx, cx, r8). */
+ * return value), KP_* kprobes (ctx: the registers at entry, whose
+ * arguments are arch.h's FN_ARGn: x86-64's di, si, dx, cx, arm64's x0-x3). */
 #define ARG(i) ((void *)ctx[i])
 
 #define FX_UPDATE(name, fn, kf)                                                                      \
@@ -357,8 +365,8 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	SEC("kprobe/" #fn)                                                                                    \
 	int name(struct pt_regs *ctx)                                                                         \
 	{                                                                                                     \
-		return on_write(ctx, ctx->sp, 0, KOP_UPDATE, (void *)ctx->di, (void *)ctx->si, (void *)ctx->dx, \
-				ctx->cx, 0, (kf));                                                            \
+		return on_write(ctx, ctx->FN_SP, 0, KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
+				ctx->FN_ARG4, 0, (kf));                                                            \
 	}
 #define FX_DELETE(name, fn)                                                                        \
 	SEC("fexit/" #fn)                                                                          \
@@ -370,7 +378,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	SEC("kprobe/" #fn)                                                                           \
 	int name(struct pt_regs *ctx)                                                                \
 	{                                                                                            \
-		return on_write(ctx, ctx->sp, 0, KOP_DELETE, (void *)ctx->di, (void *)ctx->si, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, 0, KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, 0); \
 	}
 
 FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
@@ -409,7 +417,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                                                   \
 	int name(struct pt_regs *ctx)                                                                        \
 	{                                                                                                    \
-		return on_write(ctx, ctx->sp, 0, KOP_PUSH, (void *)ctx->di, 0, (void *)ctx->si, ctx->dx, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, 0, KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, 0); \
 	}
 /* At fexit the popped value is in the buffer; a kprobe runs before it is. */
 #define FX_POP(name, fn)                                                                                \
@@ -423,7 +431,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                             \
 	int name(struct pt_regs *ctx)                                                  \
 	{                                                                              \
-		return on_write(ctx, ctx->sp, 0, KOP_POP, (void *)ctx->di, 0, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, 0, KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, 0); \
 	}
 
 FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
@@ -463,8 +471,8 @@ int fx_lstor_upd6(__u64 *ctx)
 SEC("kprobe/bpf_local_storage_update")
 int kp_lstor_upd(struct pt_regs *ctx)
 {
-	return on_write(ctx, ctx->sp, 0, KOP_UPDATE, (void *)ctx->si, (void *)ctx->di, (void *)ctx->dx,
-			ctx->cx, 0, KF_OWNER_KEY);
+	return on_write(ctx, ctx->FN_SP, 0, KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
+			ctx->FN_ARG4, 0, KF_OWNER_KEY);
 }
 
 /* The delete helpers are BPF_CALL_2(map, owner): five u64 parameters. */
@@ -479,7 +487,7 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("kprobe/" #fn)                                                                                \
 	int name(struct pt_regs *ctx)                                                                     \
 	{                                                                                                 \
-		return on_write(ctx, ctx->sp, 0, KOP_DELETE, (void *)ctx->di, (void *)ctx->si, 0, 0, 0, KF_OWNER_KEY); \
+		return on_write(ctx, ctx->FN_SP, 0, KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, KF_OWNER_KEY); \
 	}
 
 FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)
@@ -542,7 +550,7 @@ int fe_prog_add(__u64 *ctx)
 SEC("kprobe/bpf_prog_kallsyms_add")
 int kp_prog_add(struct pt_regs *ctx)
 {
-	return on_prog((void *)ctx->di, REC_PROG);
+	return on_prog((void *)ctx->FN_ARG1, REC_PROG);
 }
 
 SEC("fentry/bpf_prog_kallsyms_del_all")
@@ -554,5 +562,5 @@ int fe_prog_del(__u64 *ctx)
 SEC("kprobe/bpf_prog_kallsyms_del_all")
 int kp_prog_del(struct pt_regs *ctx)
 {
-	return on_prog((void *)ctx->di, REC_PROG_GONE);
+	return on_prog((void *)ctx->FN_ARG1, REC_PROG_GONE);
 }

@@ -635,7 +635,8 @@ int lineage_openat_exit(struct sys_exit_ctx *ctx)
  * functions behind the syscalls rather than their entry points: every
  * syscall ABI (native, 32-bit compat) goes through them, and a kernel's
  * BTF can hold an entry point twice (Debian's 6.1 has two
- * __x64_sys_process_vm_writev), which cannot be attached to by name.
+ * __x64_sys_process_vm_writev), which cannot be attached to by name, and
+ * their names differ per architecture.
  *   ptrace_attach, ptrace_traceme: PTRACE_ATTACH and PTRACE_SEIZE with
  *     the task attached to, and PTRACE_TRACEME;
  *   mm_access: the check of process_vm_writev (and others: told apart by
@@ -675,11 +676,9 @@ int lineage_fx_traceme(__u64 *ctx)
 	return ptrace_done(PTRACE_TRACEME, 0);
 }
 
-/* mm_access's mode from process_vm_readv and process_vm_writev, and
- * process_vm_writev's numbers: x86-64's and the 32-bit ABI's. */
+/* mm_access's mode from process_vm_readv and process_vm_writev.
+ * process_vm_writev's numbers, native and 32-bit ABI, are arch.h's. */
 #define PTRACE_MODE_ATTACH_REALCREDS 0x12 /* PTRACE_MODE_ATTACH | PTRACE_MODE_REALCREDS */
-#define NR_PROCESS_VM_WRITEV 311
-#define NR_IA32_PROCESS_VM_WRITEV 348
 #define MAX_ERRNO 4095
 
 SEC("fexit/mm_access")
@@ -696,8 +695,8 @@ int lineage_fx_vm_write(__u64 *ctx)
 
 	if ((__u32)ctx[1] != PTRACE_MODE_ATTACH_REALCREDS || !mm || mm >= (unsigned long)-MAX_ERRNO)
 		return 0;
-	nr = BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), orig_ax);
-	if ((nr != NR_PROCESS_VM_WRITEV && nr != NR_IA32_PROCESS_VM_WRITEV) || is_self())
+	nr = BPF_CORE_READ((struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf()), SYS_NR);
+	if ((nr != NR_PROCESS_VM_WRITEV_NATIVE && nr != NR_PROCESS_VM_WRITEV_COMPAT) || is_self())
 		return 0;
 	if (!taint(t, LIN_VM_WRITE))
 		return 0;

@@ -5,11 +5,12 @@
  *
  * Hooks: raw tracepoints raw_syscalls:sys_enter and sys_exit. The per-syscall
  * tracepoints syscalls:sys_enter_bpf/sys_exit_bpf would be cheaper for other
- * syscalls but do not fire for 32-bit (compat) tasks on x86, which would let
- * any process evade the monitor with int $0x80. The raw tracepoint hands us
- * pt_regs and the syscall number; we read the arguments from the registers of
- * the ABI actually in use (TS_COMPAT), so a 64-bit task issuing number 357 is
- * not mistaken for a compat bpf() call, and a 64-bit task entering through
+ * syscalls but do not fire for 32-bit (compat) tasks on x86 or arm64, which
+ * would let any process evade the monitor with int $0x80 (or an AArch32
+ * binary). The raw tracepoint hands us pt_regs and the syscall number; we
+ * read the arguments from the registers of the ABI actually in use
+ * (COMPAT_SYSCALL, arch.h), so a 64-bit task issuing number 357 is not
+ * mistaken for a compat bpf() call, and a 64-bit task entering through
  * int $0x80 is.
  *
  * The map behind an fd is resolved here, from the calling task's own fd table
@@ -126,12 +127,17 @@ struct call_exit {
 #define SEC_EXIT "raw_tracepoint/sys_exit"
 #endif
 
-#define NR_BPF_NATIVE 321 /* x86-64 */
-#define NR_BPF_COMPAT 357 /* i386 / IA32 emulation */
-#define NR_MMAP_NATIVE 9
-#define NR_MMAP2_COMPAT 192   /* mmap2(addr, len, prot, flags, fd, pgoff) */
-#define NR_OLD_MMAP_COMPAT 90 /* old_mmap(struct mmap_arg_struct *) */
-#define TS_COMPAT 0x0002
+/* The syscall numbers (NR_*), registers and compat test are arch.h's.
+ * is_old_mmap, not_old_mmap: x86's ia32 old_mmap, which arm64's compat ABI
+ * lacks (not_old_mmap keeps x86's object as it was: clang lays out
+ * !(a == b) differently from a != b). */
+#ifdef NR_OLD_MMAP_COMPAT
+#define is_old_mmap(nr) ((nr) == NR_OLD_MMAP_COMPAT)
+#define not_old_mmap(nr) ((nr) != NR_OLD_MMAP_COMPAT)
+#else
+#define is_old_mmap(nr) false
+#define not_old_mmap(nr) true
+#endif
 
 /* enum bpf_cmd (uapi, stable) */
 #define BPF_MAP_CREATE 0
@@ -676,26 +682,26 @@ union attr_read {
 };
 
 /* mmap_args_of reads an mmap(2)'s arguments from the caller's registers:
- * mmap (x86-64), mmap2 (ia32; old is false) or old_mmap (ia32, whose
- * arguments are a struct in user memory). buf is scratch space of 20
+ * mmap (native), mmap2 (compat; old is false) or old_mmap (x86's ia32,
+ * whose arguments are a struct in user memory). buf is scratch space of 20
  * bytes. It reports false when they cannot be read. */
 static __always_inline bool mmap_args_of(struct pt_regs *regs, bool compat, bool old, struct mmap_args *a, __u32 *buf)
 {
 	if (old) {
 		/* struct mmap_arg_struct { addr, len, prot, flags, fd, offset }, 32-bit each */
-		if (bpf_probe_read_user(buf, 5 * sizeof(__u32), (void *)(__u64)(__u32)KREAD(regs, bx)) < 0)
+		if (bpf_probe_read_user(buf, 5 * sizeof(__u32), (void *)(__u64)(__u32)KREAD(regs, COMPAT_ARG1)) < 0)
 			return false;
 		a->prot = buf[2];
 		a->flags = buf[3];
 		a->fd = buf[4];
 	} else if (compat) {
-		a->prot = KREAD(regs, dx);
-		a->flags = KREAD(regs, si);
-		a->fd = KREAD(regs, di);
+		a->prot = KREAD(regs, COMPAT_ARG3);
+		a->flags = KREAD(regs, COMPAT_ARG4);
+		a->fd = KREAD(regs, COMPAT_ARG5);
 	} else {
-		a->prot = KREAD(regs, dx);
-		a->flags = KREAD(regs, r10);
-		a->fd = KREAD(regs, r8);
+		a->prot = KREAD(regs, SYS_ARG3);
+		a->flags = KREAD(regs, SYS_ARG4);
+		a->fd = KREAD(regs, SYS_ARG5);
 	}
 	return true;
 }
@@ -955,28 +961,30 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	bool compat;
 
 	if (id != NR_BPF_NATIVE && id != NR_BPF_COMPAT) {
-		if ((id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && id != NR_OLD_MMAP_COMPAT) || !watch_mmap)
+		if ((id != NR_MMAP_NATIVE && id != NR_MMAP2_COMPAT && not_old_mmap(id)) || !watch_mmap)
 			return 0;
 		t = current_task();
-		compat = KREAD(t, thread_info.status) & TS_COMPAT;
+		compat = COMPAT_SYSCALL(t, (struct pt_regs *)ctx->args[0]);
 		if (compat ? id == NR_MMAP_NATIVE : id != NR_MMAP_NATIVE)
 			return 0; /* the other ABI's syscall of that number */
 		pid_tgid = bpf_get_current_pid_tgid();
 		if ((__u32)(pid_tgid >> 32) == self_tgid)
 			return 0;
-		mapped = mmap_map((struct pt_regs *)ctx->args[0], t, compat, id == NR_OLD_MMAP_COMPAT, &margs, buf);
+		mapped = mmap_map((struct pt_regs *)ctx->args[0], t, compat, is_old_mmap(id), &margs, buf);
 		if (!mapped)
 			return 0;
 		return report_enter(t, pid_tgid, compat, CMD_MMAP, 0, 0, &margs, mapped, true);
 	}
 	t = current_task();
-	compat = KREAD(t, thread_info.status) & TS_COMPAT;
+	compat = COMPAT_SYSCALL(t, (struct pt_regs *)ctx->args[0]);
 	if (id != (compat ? NR_BPF_COMPAT : NR_BPF_NATIVE))
 		return 0;
 	regs = (struct pt_regs *)ctx->args[0];
 	if (compat)
-		return bpf_entry(t, true, (__u32)KREAD(regs, bx), (__u32)KREAD(regs, cx), (__u32)KREAD(regs, dx), true);
-	return bpf_entry(t, false, (__u32)KREAD(regs, di), KREAD(regs, si), (__u32)KREAD(regs, dx), true);
+		return bpf_entry(t, true, (__u32)KREAD(regs, COMPAT_ARG1), (__u32)KREAD(regs, COMPAT_ARG2),
+				 (__u32)KREAD(regs, COMPAT_ARG3), true);
+	return bpf_entry(t, false, (__u32)KREAD(regs, SYS_ARG1), KREAD(regs, SYS_ARG2), (__u32)KREAD(regs, SYS_ARG3),
+			 true);
 }
 
 /* reread fills exit record s with what the entry could not read (CF_REREAD):
@@ -1186,10 +1194,11 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
  *
  * The hook is __sys_bpf(enum bpf_cmd cmd, bpfptr_t uattr, unsigned int
  * size), which the syscall entries of both ABIs call: the per-ABI entries
- * (__x64_sys_bpf, __ia32_sys_bpf) are declared twice in some kernels' BTF
- * (the weak stub of kernel/sys_ni.c beside the real one), and a loader
- * cannot tell which to trust. The ABI is the task's TS_COMPAT status, as in
- * the raw_syscalls builds. uattr is a struct passed by value, in two slots
+ * (__x64_sys_bpf, __ia32_sys_bpf; __arm64_sys_bpf) are declared twice in
+ * some kernels' BTF (the weak stub of kernel/sys_ni.c beside the real one),
+ * and a loader cannot tell which to trust. The ABI is arch.h's
+ * COMPAT_SYSCALL, as in the raw_syscalls builds (on arm64 it reads the
+ * task's user registers, hence bpf_task_pt_regs there). uattr is a struct passed by value, in two slots
  * (the user or kernel pointer, then is_kernel); calls from BPF syscall
  * programs (bpf_sys_bpf, kernel attributes) are not bpf(2) calls and are
  * left out, as the raw_syscalls builds never see them.
@@ -1207,7 +1216,8 @@ int fe_bpf(__u64 *ctx)
 
 	if (SYS_BPF_KERNEL(ctx))
 		return 0;
-	return bpf_entry(t, t->thread_info.status & TS_COMPAT, SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx), SYS_BPF_SIZE(ctx), false);
+	return bpf_entry(t, COMPAT_SYSCALL(t, (struct pt_regs *)bpf_task_pt_regs(t)), SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx),
+			 SYS_BPF_SIZE(ctx), false);
 }
 
 /* bpf_exit handles a bpf(2) call's return in the trampoline build. What
@@ -1275,7 +1285,8 @@ int fx_bpf(__u64 *ctx)
 
 	if (SYS_BPF_KERNEL(ctx))
 		return 0;
-	return bpf_exit(t->thread_info.status & TS_COMPAT, SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx), SYS_BPF_SIZE(ctx), SYS_BPF_RET(ctx));
+	return bpf_exit(COMPAT_SYSCALL(t, (struct pt_regs *)bpf_task_pt_regs(t)), SYS_BPF_CMD(ctx), SYS_BPF_ATTR(ctx),
+			SYS_BPF_SIZE(ctx), SYS_BPF_RET(ctx));
 }
 
 /* bpf_map_mmap(struct file *filp, struct vm_area_struct *vma) is the map
@@ -1306,13 +1317,13 @@ int fx_map_mmap(__u64 *ctx)
 	if ((__u32)(pid_tgid >> 32) == self_tgid)
 		return 0;
 	t = bpf_get_current_task_btf();
-	compat = t->thread_info.status & TS_COMPAT;
+	compat = COMPAT_SYSCALL(t, (struct pt_regs *)bpf_task_pt_regs(t));
 	__builtin_memset(&margs, 0, sizeof(margs));
 	margs.fd = -1;
 	regs = (struct pt_regs *)bpf_task_pt_regs(t);
-	nr = regs->orig_ax;
-	if (compat ? (nr == NR_MMAP2_COMPAT || nr == NR_OLD_MMAP_COMPAT) : nr == NR_MMAP_NATIVE)
-		mmap_args_of(regs, compat, nr == NR_OLD_MMAP_COMPAT, &margs, buf);
+	nr = regs->SYS_NR;
+	if (compat ? (nr == NR_MMAP2_COMPAT || is_old_mmap(nr)) : nr == NR_MMAP_NATIVE)
+		mmap_args_of(regs, compat, is_old_mmap(nr), &margs, buf);
 	report_enter(t, pid_tgid, compat, CMD_MMAP, 0, 0, &margs, f->private_data, false);
 	__builtin_memset(&in, 0, sizeof(in));
 	in.cmd = CMD_MMAP;

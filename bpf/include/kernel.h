@@ -52,23 +52,9 @@ typedef _Bool bool;
 #define BPF_RB_FORCE_WAKEUP 2
 #define BPF_RB_AVAIL_DATA 0
 
-/* x86-64 pt_regs: the syscall arguments are read from here. */
-struct pt_regs {
-	unsigned long di;
-	unsigned long si;
-	unsigned long dx;
-	unsigned long cx;
-	unsigned long r8;
-	unsigned long r10;
-	unsigned long bx;
-	unsigned long orig_ax;
-	unsigned long sp;
-} __attribute__((preserve_access_index));
-
-/* thread_info.status carries TS_COMPAT while a 32-bit syscall is active. */
-struct thread_info {
-	__u32 status;
-} __attribute__((preserve_access_index));
+/* struct pt_regs, struct thread_info and what else differs per
+ * architecture. */
+#include "arch.h"
 
 struct qstr {
 	const unsigned char *name;
