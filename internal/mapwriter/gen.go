@@ -1,3 +1,3 @@
 package mapwriter
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 mapwriter ../../bpf/mapwriter.c -- -I../../bpf/include
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 mapwriter ../../bpf/mapwriter.c -- -I../../bpf/include

@@ -1,3 +1,3 @@
 package lineage
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 lineage ../../../bpf/lineage.c -- -I../../../bpf/include
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 lineage ../../../bpf/lineage.c -- -I../../../bpf/include

@@ -2,4 +2,4 @@
 // of the map it is attached to, for the tests of the iterator write path.
 package iterwriter
 
-//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 iterwriter ../../../bpf/iterwriter.c -- -I../../../bpf/include
+//go:generate go tool bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 iterwriter ../../../bpf/iterwriter.c -- -I../../../bpf/include
