@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/arch"
 )
 
 // Feature is one capability bpfmon relies on, as this kernel provides it.
@@ -88,12 +90,12 @@ func Base() []Feature {
 func Compat() Feature {
 	config := KernelConfig()
 	switch {
-	case config["CONFIG_IA32_EMULATION"] == "y":
-		return Feature{Name: "compat_abi", Available: true, Detail: "CONFIG_IA32_EMULATION=y: 32-bit calls (and int $0x80 from 64-bit tasks) are reported, marked abi ia32"}
+	case config[arch.CompatConfig] == "y":
+		return Feature{Name: "compat_abi", Available: true, Detail: arch.CompatConfig + "=y: " + arch.CompatCalls + " are reported, marked abi " + arch.CompatABI}
 	case config == nil:
 		return Feature{Name: "compat_abi", Available: true, Detail: "kernel config not readable; the sensor reports 32-bit calls whenever the kernel accepts them"}
 	}
-	return Feature{Name: "compat_abi", Detail: "CONFIG_IA32_EMULATION unset: the kernel has no 32-bit syscall entry, so there is nothing to watch there"}
+	return Feature{Name: "compat_abi", Detail: arch.CompatConfig + " unset: the kernel has no 32-bit syscall entry, so there is nothing to watch there"}
 }
 
 // Kprobes reports why the kernel has no kprobes, or nil: the kprobe PMU

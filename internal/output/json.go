@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bpfmon/bpfmon/internal/arch"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/jsonstr"
 	"github.com/bpfmon/bpfmon/internal/names"
@@ -217,9 +218,9 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	}
 	if ev.Process != nil && ev.Source == event.SourceSyscall {
 		if ev.Compat {
-			b = append(b, `,"abi":"ia32"`...)
+			b = append(b, `,"abi":"`+arch.CompatABI+`"`...)
 		} else {
-			b = append(b, `,"abi":"x86_64"`...)
+			b = append(b, `,"abi":"`+arch.NativeABI+`"`...)
 		}
 	}
 	if ev.ReqMapID != 0 {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/bpfmon/bpfmon/internal/arch"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/names"
 )
@@ -73,7 +74,7 @@ func appendText(b []byte, ev *event.Event) []byte {
 		}
 	}
 	if ev.Compat {
-		b = append(b, " [ia32]"...)
+		b = append(b, " ["+arch.CompatABI+"]"...)
 	}
 	if m := ev.Map; m != nil {
 		b = append(b, " map="...)

@@ -23,6 +23,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/arch"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -167,7 +168,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	s.capture = capBytes
 	env.MapFileOps = s.objs.calib
 
-	env.Log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on %s, 64-bit and ia32 ABIs)", s.Hook, buildOf[s.Hook].where),
+	env.Log.Info(fmt.Sprintf("watching bpf(2) map calls from every process (%s on %s, %s and %s ABIs)", s.Hook, buildOf[s.Hook].where, arch.NativeABI, arch.CompatABI),
 		"sensor", Name, "hook", string(s.Hook), "capture_bytes", capBytes)
 	if s.HookFallback != nil {
 		env.Log.Warn(fmt.Sprintf("using the %s build, slower: the faster ones did not load", s.Hook), "sensor", Name, "reason", oneLine(s.HookFallback))
