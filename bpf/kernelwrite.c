@@ -318,8 +318,27 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 		w->flags |= KF_SYSCALL;
 		kstat_inc(KSTAT_SYSCALL);
 	} else {
-		n = bpf_get_stack(ctx, w->frames, sizeof(w->frames), 0);
-		w->nframes = n > 0 ? (__u64)n / 8 : 0;
+#ifdef CALLER_NOT_ON_STACK
+		/* The walk starts at the hooked function (the probed pc)
+		 * and goes on from its caller's frame record: the caller
+		 * itself (a program's JIT'd code, for a helper's write) goes
+		 * in between, where the frames are read innermost first. */
+		if (caller) {
+			n = bpf_get_stack(ctx, &w->frames[1], sizeof(w->frames) - sizeof(w->frames[0]), 0);
+			if (n > 0) {
+				w->frames[0] = w->frames[1];
+				w->frames[1] = caller;
+				w->nframes = (__u64)n / 8 + 1;
+			} else {
+				w->frames[0] = caller;
+				w->nframes = 1;
+			}
+		} else
+#endif
+		{
+			n = bpf_get_stack(ctx, w->frames, sizeof(w->frames), 0);
+			w->nframes = n > 0 ? (__u64)n / 8 : 0;
+		}
 	}
 
 	if (kf & KF_OWNER_KEY) {
@@ -365,7 +384,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	SEC("kprobe/" #fn)                                                                                    \
 	int name(struct pt_regs *ctx)                                                                         \
 	{                                                                                                     \
-		return on_write(ctx, ctx->FN_SP, 0, KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
+		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
 				ctx->FN_ARG4, 0, (kf));                                                            \
 	}
 #define FX_DELETE(name, fn)                                                                        \
@@ -378,7 +397,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	SEC("kprobe/" #fn)                                                                           \
 	int name(struct pt_regs *ctx)                                                                \
 	{                                                                                            \
-		return on_write(ctx, ctx->FN_SP, 0, KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, 0); \
 	}
 
 FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
@@ -417,7 +436,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                                                   \
 	int name(struct pt_regs *ctx)                                                                        \
 	{                                                                                                    \
-		return on_write(ctx, ctx->FN_SP, 0, KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, 0); \
 	}
 /* At fexit the popped value is in the buffer; a kprobe runs before it is. */
 #define FX_POP(name, fn)                                                                                \
@@ -431,7 +450,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                             \
 	int name(struct pt_regs *ctx)                                                  \
 	{                                                                              \
-		return on_write(ctx, ctx->FN_SP, 0, KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, 0); \
 	}
 
 FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
@@ -471,7 +490,7 @@ int fx_lstor_upd6(__u64 *ctx)
 SEC("kprobe/bpf_local_storage_update")
 int kp_lstor_upd(struct pt_regs *ctx)
 {
-	return on_write(ctx, ctx->FN_SP, 0, KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
+	return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
 			ctx->FN_ARG4, 0, KF_OWNER_KEY);
 }
 
@@ -487,7 +506,7 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("kprobe/" #fn)                                                                                \
 	int name(struct pt_regs *ctx)                                                                     \
 	{                                                                                                 \
-		return on_write(ctx, ctx->FN_SP, 0, KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, KF_OWNER_KEY); \
+		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, KF_OWNER_KEY); \
 	}
 
 FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)

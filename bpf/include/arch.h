@@ -55,6 +55,9 @@ struct thread_info {
 #define FN_ARG3 dx
 #define FN_ARG4 cx
 #define FN_SP sp
+/* A kprobe at a function's entry: the return address is on the stack
+ * (at sp), which the stack walk reads; no register holds it. */
+#define FN_CALLER(ctx) 0
 
 /* arch/x86/entry/syscalls/syscall_64.tbl and syscall_32.tbl */
 #define NR_BPF_NATIVE 321 /* x86-64 */
@@ -128,6 +131,11 @@ struct thread_info {
 #define FN_ARG3 regs[2]
 #define FN_ARG4 regs[3]
 #define FN_SP sp
+/* A kprobe at a function's entry: the return address is still in the link
+ * register (x30); the function saves it in its frame record only after,
+ * so the kernel's stack walk from these registers skips the caller. */
+#define FN_CALLER(ctx) ((ctx)->regs[30])
+#define CALLER_NOT_ON_STACK
 
 /* Native: include/uapi/asm-generic/unistd.h. Compat (AArch32, the ARM
  * EABI): arch/arm64/include/asm/unistd32.h, which follows

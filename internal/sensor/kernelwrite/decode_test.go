@@ -76,6 +76,14 @@ func TestKallsymsParse(t *testing.T) {
 	if _, err := parseKallsyms(strings.NewReader("0000000000000000 T _stext\n0000000000000000 T _etext\n")); err == nil {
 		t.Error("zeroed addresses (kptr_restrict) accepted")
 	}
+	// arm64 lists _etext as data, not text.
+	arm, err := parseKallsyms(strings.NewReader("ffff800008010000 T _stext\nffff800008020000 T htab_map_update_elem\nffff800008fe0000 D _etext\n"))
+	if err != nil {
+		t.Fatalf("arm64's _etext: %v", err)
+	}
+	if !arm.inCore(0xffff800008020010) || arm.inCore(0xffff800008fe0010) {
+		t.Error("arm64 text bounds wrong")
+	}
 }
 
 func TestWriterWalk(t *testing.T) {

@@ -52,6 +52,17 @@ func parseKallsyms(r io.Reader) (*kallsyms, error) {
 		}
 		typ := line[sp+1]
 		if typ != 't' && typ != 'T' {
+			// The text's bounds, whatever their type: arm64 lists
+			// _etext as data.
+			if name := string(line[sp+3:]); name == "_stext" || name == "_etext" {
+				if addr, err := strconv.ParseUint(string(line[:sp]), 16, 64); err == nil {
+					if name == "_stext" {
+						k.textStart = addr
+					} else {
+						k.textEnd = addr
+					}
+				}
+			}
 			continue
 		}
 		addr, err := strconv.ParseUint(string(line[:sp]), 16, 64)
