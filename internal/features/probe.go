@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/arch"
@@ -157,8 +158,14 @@ func probeLSM(config map[string]string) error {
 		}
 		return fmt.Errorf("LSM program load failed: %w", err)
 	}
-	p.Close()
-	return nil
+	defer p.Close()
+	// Loading is not enough: attaching needs BPF trampolines, which a
+	// kernel can lack while it loads LSM programs (arm64 before 6.4).
+	l, err := link.AttachLSM(link.LSMOptions{Program: p})
+	if err != nil {
+		return fmt.Errorf("attaching an LSM program: %w", err)
+	}
+	return l.Close()
 }
 
 // KernelConfig reads the running kernel's config, nil when unavailable.

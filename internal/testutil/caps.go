@@ -33,6 +33,9 @@ const (
 	// builds (BTF-typed and raw tracepoints on every system call).
 	SyscallTPBTF         Capability = "syscall-tp-btf"
 	SyscallRawTracepoint Capability = "syscall-raw-tracepoint"
+	// IA32: 32-bit x86 programs run (x86-64 kernels with IA32
+	// emulation); tests of the compat syscall ABI use them.
+	IA32 Capability = "ia32"
 	// TaskStorage: task-local storage maps (Linux 5.11+).
 	TaskStorage Capability = "task-storage"
 )

@@ -353,7 +353,7 @@ func TestInheritedDup2FD(t *testing.T) {
 // calling number 357, which is not bpf on x86-64 and must not be reported.
 func TestSyscallABIs(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
-		t.Skip("the compat ABI tests are for x86-64")
+		testutil.Need(t, testutil.IA32, errors.New("not an x86 machine"), "the compat ABI tests call bpf(2) from 32-bit x86 programs")
 	}
 	c := startSensor(t, Config{})
 	_, id := newMap(t, arraySpec)
