@@ -49,6 +49,12 @@ type kernel struct {
 	// than the system's: reached through a sources list of its own in
 	// the cache directory, leaving the system's apt sources alone.
 	suite string
+	// arch is the CPU the kernel runs on, as GOARCH: "" for amd64, or
+	// "arm64" (qemu-system-aarch64, test binaries built for it).
+	arch string
+	// pkgs, when set, limits the packages tested on this kernel (the
+	// emulated CPU is slower; see the table).
+	pkgs []string
 	// vmlinuz is set for --kernel NAME=PATH.
 	vmlinuz string
 	// caps are what the kernel must provide: a test that skips for
@@ -84,6 +90,27 @@ var kernels = []kernel{
 	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`), caps: allCaps},
 	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`), caps: allCaps},
 	{name: "5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$`), suite: "bullseye", caps: caps510},
+	{name: "arm64-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-arm64-unsigned$`), suite: "bookworm", arch: "arm64",
+		caps: capsArm64, pkgs: arm64Pkgs},
+}
+
+// capsArm64 is what Debian's arm64 6.1 provides: no BPF trampolines
+// (arm64 has them from 6.4, with direct calls from ftrace), so no fentry,
+// no BPF LSM and none of the builds that use them.
+var capsArm64 = []testutil.Capability{
+	testutil.Kprobes, testutil.Iterators, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
+}
+
+// arm64Pkgs are the packages the arm64 kernel runs: everything that loads
+// or reads BPF objects, whose programs, registers and syscall numbers are
+// per architecture. An emulated arm64 CPU runs about five times slower
+// than an emulated x86-64 one: the end-to-end tests of cmd/bpfmon (the
+// same Go code over these packages) would take 40 minutes there, beyond
+// CI's budget.
+var arm64Pkgs = []string{
+	"internal/features", "internal/inventory", "internal/mapwriter", "internal/scanner",
+	"internal/sensor/bpfsyscall", "internal/sensor/kernelwrite", "internal/sensor/lineage",
+	"internal/sensor/lsm", "internal/sensor/record",
 }
 
 // caps510 is what Debian bullseye's 5.10 provides: no task storage
@@ -188,6 +215,19 @@ func run() (int, error) {
 			return 2, fmt.Errorf("%s not found: apt-get install qemu-system-x86 busybox-static gcc gcc-multilib libc6-dev-i386", tool)
 		}
 	}
+	arm64 := false
+	for _, k := range kernels {
+		if k.arch == "arm64" && (len(o.kernels) == 0 || contains(o.kernels, k.name)) {
+			arm64 = true
+		}
+	}
+	if arm64 && !o.workloads {
+		for _, tool := range []string{"qemu-system-aarch64", "clang", "aarch64-linux-gnu-ld"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				return 2, fmt.Errorf("%s not found (for the arm64 kernel): apt-get install qemu-system-arm clang binutils-aarch64-linux-gnu libc6-dev-arm64-cross libgcc-12-dev-arm64-cross", tool)
+			}
+		}
+	}
 	root, err := repoRoot()
 	if err != nil {
 		return 2, err
@@ -212,10 +252,17 @@ func run() (int, error) {
 		o.host = false
 	} else {
 		step("building the test binaries")
-		b, err = build(root, work, o.pkgs)
+		b, err = build(root, work, o.pkgs, "")
 	}
 	if err != nil {
 		return 1, err
+	}
+	bins := map[string]*binaries{"": b}
+	if arm64 && !o.workloads {
+		step("building the test binaries for arm64")
+		if bins["arm64"], err = build(root, work, o.pkgs, "arm64"); err != nil {
+			return 1, err
+		}
 	}
 
 	var results []result
@@ -251,6 +298,10 @@ func run() (int, error) {
 		if o.caps != nil {
 			k.caps = *o.caps
 		}
+		if o.workloads && k.arch != "" {
+			vmResults[i] = result{kernel: k.name, packages: map[string]string{}, caps: k.caps, err: errors.New("--workloads runs on x86-64 kernels only")}
+			continue
+		}
 		step("kernel " + k.name + ", declared to have: " + capNames(k.caps))
 		vmlinuz := k.vmlinuz
 		if vmlinuz == "" {
@@ -265,7 +316,7 @@ func run() (int, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			vmResults[i] = runVM(root, work, b, k, vmlinuz, o)
+			vmResults[i] = runVM(root, work, bins[k.arch], k, vmlinuz, o)
 			fmt.Printf("vmtest: %s: %s in %v\n", k.name, verdict(vmResults[i]), vmResults[i].took.Round(time.Second))
 		}()
 	}
@@ -334,8 +385,14 @@ type binaries struct {
 // testBin is the file name of a package's test binary.
 func testBin(pkg string) string { return strings.ReplaceAll(pkg, "/", "_") + ".test" }
 
-func build(root, work string, want []string) (*binaries, error) {
-	b := &binaries{dir: filepath.Join(work, "bin"), prebuilt: filepath.Join(work, "prebuilt")}
+// build builds the test binaries for arch (as GOARCH; "" for this
+// machine's), in directories of their own.
+func build(root, work string, want []string, arch string) (*binaries, error) {
+	suffix := ""
+	if arch != "" {
+		suffix = "-" + arch
+	}
+	b := &binaries{dir: filepath.Join(work, "bin"+suffix), prebuilt: filepath.Join(work, "prebuilt"+suffix)}
 	for _, d := range []string{b.dir, b.prebuilt} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -358,6 +415,9 @@ func build(root, work string, want []string) (*binaries, error) {
 	sort.Strings(pkgs)
 	b.pkgs = pkgs
 	env := append(os.Environ(), "CGO_ENABLED=0")
+	if arch != "" {
+		env = append(env, "GOARCH="+arch)
+	}
 	for _, p := range pkgs {
 		c := command(root, "go", "test", "-c", "-o", filepath.Join(b.dir, testBin(p)), "./"+p)
 		c.Env = env
@@ -371,7 +431,7 @@ func build(root, work string, want []string) (*binaries, error) {
 	if out, err := c.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build ./cmd/bpfmon: %v\n%s", err, out)
 	}
-	return b, prebuildC(root, b.prebuilt)
+	return b, prebuildC(root, b.prebuilt, arch)
 }
 
 // buildWorkloads builds what bench --inside needs, statically: bench
@@ -413,7 +473,15 @@ const (
 // prebuildC compiles every C test helper (testdata/*.c) statically, 64-
 // and 32-bit, named as testutil.CC looks them up: the virtual machines have
 // neither gcc nor a C library.
-func prebuildC(root, dir string) error {
+func prebuildC(root, dir, arch string) error {
+	cc, target, variants := "gcc", []string(nil), [][]string{nil, {"-m32"}}
+	if arch == "arm64" {
+		// clang, with Debian's arm64 cross libc and binutils: the cross
+		// gcc conflicts with gcc-multilib, which the 32-bit x86 helpers
+		// need. No 32-bit (AArch32) helpers: the tests that need them
+		// skip there.
+		cc, target, variants = "clang", []string{"--target=aarch64-linux-gnu"}, [][]string{nil}
+	}
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -428,11 +496,11 @@ func prebuildC(root, dir string) error {
 		if err != nil {
 			return err
 		}
-		for _, flags := range [][]string{nil, {"-m32"}} {
+		for _, flags := range variants {
 			out := filepath.Join(dir, testutil.PrebuiltName(src, flags))
-			args := append(append([]string{"-O2", "-Wall", "-static", "-o", out}, flags...), path)
-			if msg, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-				return fmt.Errorf("gcc %s: %v\n%s", strings.Join(args, " "), err, msg)
+			args := append(append(append(slices.Clone(target), "-O2", "-Wall", "-static", "-o", out), flags...), path)
+			if msg, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
+				return fmt.Errorf("%s %s: %v\n%s", cc, strings.Join(args, " "), err, msg)
 			}
 		}
 		return nil
@@ -515,11 +583,15 @@ func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) 
 		return r
 	}
 	defer console.Close()
-	qemu := exec.Command("qemu-system-x86_64",
+	qemuBin, machine, tty := "qemu-system-x86_64", []string{}, "ttyS0"
+	if k.arch == "arm64" {
+		qemuBin, machine, tty = "qemu-system-aarch64", []string{"-M", "virt"}, "ttyAMA0"
+	}
+	qemu := exec.Command(qemuBin, append(machine,
 		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(o.cpus), "-m", strconv.Itoa(o.memory),
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 panic=-1 quiet lsm="+lsm+" "+o.append),
-		"-nographic", "-no-reboot", "-nic", "none")
+		"-append", strings.TrimSpace("console="+tty+" panic=-1 quiet lsm="+lsm+" "+o.append),
+		"-nographic", "-no-reboot", "-nic", "none")...)
 	qemu.Stdout, qemu.Stderr = console, console
 	if err := qemu.Start(); err != nil {
 		r.err = fmt.Errorf("starting qemu: %w", err)
@@ -544,7 +616,7 @@ func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) 
 	if !finished(text) && r.err == nil {
 		r.err = errors.New("the virtual machine stopped before the tests finished (see the console log)")
 	}
-	for _, p := range b.pkgs {
+	for _, p := range pkgsFor(b, k) {
 		if _, ok := r.packages[p]; !ok {
 			r.packages[p] = "no result"
 		}
@@ -752,19 +824,26 @@ func aptFor(k kernel, cache string) ([]string, error) {
 	}
 	mirror := debianMirror()
 	dir := filepath.Join(cache, "apt-"+k.suite)
+	archOpt, archOpts := "", []string(nil)
+	if k.arch != "" {
+		dir += "-" + k.arch
+		archOpt = "arch=" + k.arch + " "
+		archOpts = []string{"-o", "APT::Architecture=" + k.arch, "-o", "APT::Architectures=" + k.arch, "-o", "Dir::State::status=/dev/null"}
+	}
 	for _, d := range []string{"lists/partial", "cache/archives/partial"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
 	list := filepath.Join(dir, "sources.list")
-	line := "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " + mirror + " " + k.suite + " main\n"
+	line := "deb [" + archOpt + "signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] " + mirror + " " + k.suite + " main\n"
 	if err := os.WriteFile(list, []byte(line), 0o644); err != nil {
 		return nil, err
 	}
 	opts := []string{"-o", "Dir::Etc::sourcelist=" + list, "-o", "Dir::Etc::sourceparts=-",
 		"-o", "Dir::State::Lists=" + filepath.Join(dir, "lists"), "-o", "Dir::Cache=" + filepath.Join(dir, "cache"),
 		"-o", "APT::Sandbox::User=root"}
+	opts = append(opts, archOpts...)
 	stamp := filepath.Join(dir, "updated")
 	if fi, err := os.Stat(stamp); err == nil && time.Since(fi.ModTime()) < 24*time.Hour {
 		return opts, nil
@@ -774,6 +853,48 @@ func aptFor(k kernel, cache string) ([]string, error) {
 		return nil, fmt.Errorf("apt-get update for Debian %s: %v\n%s", k.suite, err, msg)
 	}
 	return opts, os.WriteFile(stamp, nil, 0o644)
+}
+
+// busyboxFor is the busybox for k's CPU: this machine's, or Debian's
+// busybox-static package for k.arch, fetched once into the cache.
+func busyboxFor(k kernel, cache string) (string, error) {
+	if k.arch == "" {
+		return exec.LookPath("busybox")
+	}
+	path := filepath.Join(cache, "busybox-"+k.arch)
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	apt, err := aptFor(k, cache)
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "bpfmon-busybox")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	dl := exec.Command("apt-get", append(apt, "download", "busybox-static")...)
+	dl.Dir = tmp
+	if msg, err := dl.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("apt-get download busybox-static (%s): %v\n%s", k.arch, err, msg)
+	}
+	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
+	if len(debs) != 1 {
+		return "", fmt.Errorf("apt-get download busybox-static (%s) gave %d files", k.arch, len(debs))
+	}
+	x := filepath.Join(tmp, "x")
+	if msg, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("dpkg-deb -x: %v\n%s", err, msg)
+	}
+	data, err := os.ReadFile(filepath.Join(x, "bin", "busybox"))
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path+".tmp", data, 0o755); err != nil {
+		return "", err
+	}
+	return path, os.Rename(path+".tmp", path)
 }
 
 // debianMirror is the Debian archive the system's apt uses (its first
@@ -840,7 +961,7 @@ mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
-export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp BPFMON_TIME_SCALE=6
+export BPFMON_BIN=/bin/bpfmon BPFMON_PREBUILT=/prebuilt HOME=/tmp TMPDIR=/tmp BPFMON_TIME_SCALE=` + timeScale(k) + `
 export CI=true ` + testutil.VMEnv + `=1 ` + testutil.CapsEnv + `=` + capList(k.caps) + `
 echo "` + markRelease + `$(uname -r)"
 `)
@@ -858,11 +979,35 @@ echo "` + markRelease + `$(uname -r)"
 	if o.bench != "" {
 		args += " -test.bench '" + strings.ReplaceAll(o.bench, "'", `'\''`) + "'"
 	}
-	for _, p := range b.pkgs {
+	for _, p := range pkgsFor(b, k) {
 		fmt.Fprintf(&s, "cd /src/%s && /bin/%s %s; echo \"%s%s $?\"\n", p, testBin(p), args, markResult, p)
 	}
 	s.WriteString("echo " + markDone + "\npoweroff -f\n")
 	return s.String()
+}
+
+// pkgsFor is the packages tested on k: those built, limited by k.pkgs.
+func pkgsFor(b *binaries, k kernel) []string {
+	if len(k.pkgs) == 0 {
+		return b.pkgs
+	}
+	var out []string
+	for _, p := range b.pkgs {
+		if slices.Contains(k.pkgs, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// timeScale is how much longer than on this machine the tests' time
+// limits are in k's virtual machine: software emulation of another CPU
+// is slower still.
+func timeScale(k kernel) string {
+	if k.arch != "" {
+		return "12"
+	}
+	return "6"
 }
 
 // makeInitramfs writes a gzipped cpio archive: busybox and its applets,
@@ -882,7 +1027,7 @@ func makeInitramfs(root string, b *binaries, k kernel, o options, path string) e
 	w.file("init", 0o755, []byte(initScript(b, k, o)))
 	w.file("etc/passwd", 0o644, []byte("root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"))
 	w.file("etc/group", 0o644, []byte("root:x:0:\nnogroup:x:65534:\n"))
-	busybox, err := exec.LookPath("busybox")
+	busybox, err := busyboxFor(k, o.cache)
 	if err != nil {
 		return err
 	}
