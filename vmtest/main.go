@@ -1082,7 +1082,11 @@ func makeInitramfs(root string, b *binaries, k kernel, o options, path string) e
 func render(results []result, took time.Duration) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "kernel test matrix (%s)\n\n", took.Round(time.Second))
-	fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6s  %s\n", "KERNEL", "RELEASE", "RESULT", "TIME", "SKIPS", "PACKAGES")
+	w := len("KERNEL")
+	for _, r := range results {
+		w = max(w, len(r.kernel))
+	}
+	fmt.Fprintf(&s, "%-*s %-32s %-6s %7s %6s  %s\n", w, "KERNEL", "RELEASE", "RESULT", "TIME", "SKIPS", "PACKAGES")
 	for _, r := range results {
 		status := "ok"
 		if !r.ok() {
@@ -1099,7 +1103,7 @@ func render(results []result, took time.Duration) string {
 		if len(pk) > 0 {
 			detail += "; " + strings.Join(pk, " ")
 		}
-		fmt.Fprintf(&s, "%-6s %-32s %-6s %7s %6d  %s\n", r.kernel, r.release, status, r.took.Round(time.Second), len(r.skips), detail)
+		fmt.Fprintf(&s, "%-*s %-32s %-6s %7s %6d  %s\n", w, r.kernel, r.release, status, r.took.Round(time.Second), len(r.skips), detail)
 		fmt.Fprintf(&s, "       declared: %s\n", capNames(r.caps))
 		lacks := map[string]int{}
 		for _, sk := range r.skips {
