@@ -215,12 +215,13 @@ func run() (int, error) {
 			return 2, fmt.Errorf("%s not found: apt-get install qemu-system-x86 busybox-static gcc gcc-multilib libc6-dev-i386", tool)
 		}
 	}
-	arm64 := false
-	for _, k := range kernels {
-		if k.arch == "arm64" && (len(o.kernels) == 0 || contains(o.kernels, k.name)) {
-			arm64 = true
+	var selected []kernel
+	for _, k := range append(append([]kernel{}, kernels...), o.extra...) {
+		if len(o.kernels) == 0 || contains(o.kernels, k.name) || k.vmlinuz != "" {
+			selected = append(selected, k)
 		}
 	}
+	arm64 := slices.ContainsFunc(selected, func(k kernel) bool { return k.arch == "arm64" })
 	if arm64 && !o.workloads {
 		for _, tool := range []string{"qemu-system-aarch64", "clang", "aarch64-linux-gnu-ld"} {
 			if _, err := exec.LookPath(tool); err != nil {
@@ -276,12 +277,6 @@ func run() (int, error) {
 			host.caps = *o.caps
 		}
 		results = append(results, runHost(root, b, host, o))
-	}
-	var selected []kernel
-	for _, k := range append(append([]kernel{}, kernels...), o.extra...) {
-		if len(o.kernels) == 0 || contains(o.kernels, k.name) || k.vmlinuz != "" {
-			selected = append(selected, k)
-		}
 	}
 	// The kernels are fetched one after the other (apt's cache is one
 	// directory), then run side by side: software emulation keeps one
@@ -631,15 +626,23 @@ func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) 
 	return r
 }
 
+// between is what text holds between markers begin and end, trimmed.
+func between(text, begin, end string) (string, bool) {
+	i := strings.Index(text, begin)
+	j := strings.Index(text, end)
+	if i < 0 || j < i {
+		return "", false
+	}
+	return strings.TrimSpace(text[i+len(begin) : j]), true
+}
+
 // saveFeatures keeps what bpfmon features printed in the VM, as
 // OUT/KERNEL.features.txt: what bpfmon sees on that kernel, for people.
 func saveFeatures(text string, k kernel, release string, o options) {
-	i := strings.Index(text, markFeaturesBegin)
-	j := strings.Index(text, markFeaturesEnd)
-	if i < 0 || j < i {
+	body, ok := between(text, markFeaturesBegin, markFeaturesEnd)
+	if !ok {
 		return
 	}
-	body := strings.TrimSpace(text[i+len(markFeaturesBegin) : j])
 	out := fmt.Sprintf("$ bpfmon features   # Debian %s (%s), qemu\n%s\n", k.name, release, body)
 	_ = os.WriteFile(filepath.Join(o.out, k.name+".features.txt"), []byte(out), 0o644)
 }
@@ -647,15 +650,13 @@ func saveFeatures(text string, k kernel, release string, o options) {
 // saveBenchReport keeps what bench --inside printed between its markers,
 // as OUT/KERNEL.bench.md.
 func saveBenchReport(text string, k kernel, r *result, o options) {
-	i := strings.Index(text, markBenchBegin)
-	j := strings.Index(text, markBenchEnd)
-	if i < 0 || j < i {
+	body, ok := between(text, markBenchBegin, markBenchEnd)
+	if !ok {
 		if r.err == nil {
 			r.err = errors.New("bench --inside printed no report (see the console log)")
 		}
 		return
 	}
-	body := strings.TrimSpace(text[i+len(markBenchBegin) : j])
 	md := fmt.Sprintf("## Sensor builds, %s virtual machine (%s, qemu software emulation)\n\n%s\n", k.name, r.release, body)
 	path := filepath.Join(o.out, k.name+".bench.md")
 	if err := os.WriteFile(path, []byte(md), 0o644); err != nil && r.err == nil {
@@ -780,39 +781,46 @@ func fetchKernel(k kernel, cache string) (string, error) {
 		return vmlinuz, nil
 	}
 	fmt.Printf("vmtest: %s: downloading %s\n", k.name, pkg)
-	tmp, err := os.MkdirTemp("", "bpfmon-kernel")
-	if err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
+	}
+	return vmlinuz, extractFromPackage(apt, pkg, "boot/vmlinuz-*", vmlinuz, 0o644)
+}
+
+// extractFromPackage downloads Debian package pkg with apt-get (options
+// apt) and writes its one file matching glob (a path in the package) to
+// dest, whole or not at all.
+func extractFromPackage(apt []string, pkg, glob, dest string, mode os.FileMode) error {
+	tmp, err := os.MkdirTemp("", "bpfmon-deb")
+	if err != nil {
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	dl := exec.Command("apt-get", append(apt, "download", pkg)...)
 	dl.Dir = tmp
 	if msg, err := dl.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download %s: %v\n%s", pkg, err, msg)
+		return fmt.Errorf("apt-get download %s: %v\n%s", pkg, err, msg)
 	}
 	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download %s gave %d files", pkg, len(debs))
+		return fmt.Errorf("apt-get download %s gave %d files", pkg, len(debs))
 	}
 	x := filepath.Join(tmp, "x")
 	if msg, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x: %v\n%s", err, msg)
+		return fmt.Errorf("dpkg-deb -x: %v\n%s", err, msg)
 	}
-	found, _ := filepath.Glob(filepath.Join(x, "boot", "vmlinuz-*"))
+	found, _ := filepath.Glob(filepath.Join(x, glob))
 	if len(found) != 1 {
-		return "", fmt.Errorf("%s holds %d vmlinuz files", pkg, len(found))
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return fmt.Errorf("%s holds %d files %s", pkg, len(found), glob)
 	}
 	data, err := os.ReadFile(found[0])
 	if err != nil {
-		return "", err
+		return err
 	}
-	if err := os.WriteFile(vmlinuz+".tmp", data, 0o644); err != nil {
-		return "", err
+	if err := os.WriteFile(dest+".tmp", data, mode); err != nil {
+		return err
 	}
-	return vmlinuz, os.Rename(vmlinuz+".tmp", vmlinuz)
+	return os.Rename(dest+".tmp", dest)
 }
 
 // aptFor is the options that make apt-get and apt-cache see k's suite:
@@ -869,32 +877,10 @@ func busyboxFor(k kernel, cache string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	tmp, err := os.MkdirTemp("", "bpfmon-busybox")
-	if err != nil {
-		return "", err
+	if err := extractFromPackage(apt, "busybox-static", "bin/busybox", path, 0o755); err != nil {
+		return "", fmt.Errorf("busybox for %s: %w", k.arch, err)
 	}
-	defer os.RemoveAll(tmp)
-	dl := exec.Command("apt-get", append(apt, "download", "busybox-static")...)
-	dl.Dir = tmp
-	if msg, err := dl.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("apt-get download busybox-static (%s): %v\n%s", k.arch, err, msg)
-	}
-	debs, _ := filepath.Glob(filepath.Join(tmp, "*.deb"))
-	if len(debs) != 1 {
-		return "", fmt.Errorf("apt-get download busybox-static (%s) gave %d files", k.arch, len(debs))
-	}
-	x := filepath.Join(tmp, "x")
-	if msg, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
-		return "", fmt.Errorf("dpkg-deb -x: %v\n%s", err, msg)
-	}
-	data, err := os.ReadFile(filepath.Join(x, "bin", "busybox"))
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path+".tmp", data, 0o755); err != nil {
-		return "", err
-	}
-	return path, os.Rename(path+".tmp", path)
+	return path, nil
 }
 
 // debianMirror is the Debian archive the system's apt uses (its first
