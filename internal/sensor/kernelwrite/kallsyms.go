@@ -37,6 +37,8 @@ func readKallsyms() (*kallsyms, error) {
 	return parseKallsyms(f)
 }
 
+var textStartSym, textEndSym = []byte("_stext"), []byte("_etext")
+
 // parseKallsyms reads /proc/kallsyms lines: "ADDR TYPE NAME [MODULE]".
 func parseKallsyms(r io.Reader) (*kallsyms, error) {
 	k := &kallsyms{byName: map[string]uint64{}, variants: map[string]string{}}
@@ -50,26 +52,17 @@ func parseKallsyms(r io.Reader) (*kallsyms, error) {
 		if sp < 0 || len(line) < sp+4 || line[sp+2] != ' ' {
 			continue
 		}
-		typ := line[sp+1]
-		if typ != 't' && typ != 'T' {
-			// The text's bounds, whatever their type: arm64 lists
-			// _etext as data.
-			if name := string(line[sp+3:]); name == "_stext" || name == "_etext" {
-				if addr, err := strconv.ParseUint(string(line[:sp]), 16, 64); err == nil {
-					if name == "_stext" {
-						k.textStart = addr
-					} else {
-						k.textEnd = addr
-					}
-				}
-			}
+		typ, rest := line[sp+1], line[sp+3:]
+		// The text's bounds are read whatever their type: arm64 lists
+		// _etext as data.
+		text := typ == 't' || typ == 'T'
+		if !text && !bytes.Equal(rest, textStartSym) && !bytes.Equal(rest, textEndSym) {
 			continue
 		}
 		addr, err := strconv.ParseUint(string(line[:sp]), 16, 64)
 		if err != nil || addr == 0 {
 			continue
 		}
-		rest := line[sp+3:]
 		mod := ""
 		if tab := bytes.IndexAny(rest, "\t "); tab >= 0 {
 			mod = string(bytes.Trim(bytes.TrimSpace(rest[tab:]), "[]"))
@@ -81,6 +74,9 @@ func parseKallsyms(r io.Reader) (*kallsyms, error) {
 			k.textStart = addr
 		case "_etext":
 			k.textEnd = addr
+		}
+		if !text {
+			continue
 		}
 		k.syms = append(k.syms, ksym{addr, name, mod})
 		if mod == "" {
