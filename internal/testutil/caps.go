@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -87,4 +89,12 @@ func NeedKernelHook(t testing.TB, kprobes, fentry error) {
 		}
 	}
 	t.Skipf("%s%s,%s: this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", SkipMarker, Kprobes, Fentry, kprobes, fentry)
+}
+
+// NeedIA32 is Need for 32-bit x86 programs: they run on x86-64 only.
+func NeedIA32(t testing.TB, reason string) {
+	t.Helper()
+	if runtime.GOARCH != "amd64" {
+		Need(t, IA32, errors.New("not an x86 machine"), reason)
+	}
 }

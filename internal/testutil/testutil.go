@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -87,8 +86,8 @@ func BPFFSPath(t testing.TB) string {
 // built beforehand under the name PrebuiltName gives.
 func CC(t testing.TB, src string, flags ...string) string {
 	t.Helper()
-	if slices.Contains(flags, "-m32") && runtime.GOARCH != "amd64" {
-		Need(t, IA32, errors.New("not an x86 machine"), "the caller is a 32-bit x86 program")
+	if slices.Contains(flags, "-m32") {
+		NeedIA32(t, "the caller is a 32-bit x86 program")
 	}
 	if dir := os.Getenv("BPFMON_PREBUILT"); dir != "" {
 		code, err := os.ReadFile(src)

@@ -20,7 +20,6 @@ import (
 	"github.com/cilium/ebpf"
 	cfeatures "github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/arch"
@@ -108,11 +107,6 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	if err != nil {
 		return fmt.Errorf("counting possible CPUs: %w", err)
 	}
-
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
-	// use memcg and ignore it. Failing to raise it is fatal only on the
-	// former, and the load error then says so.
-	_ = rlimit.RemoveMemlock()
 
 	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return fmt.Errorf("this kernel exposes no BTF (/sys/kernel/btf/vmlinux: %w): bpfmon relocates its programs against the kernel's BTF and needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+; most distribution kernels)", err)

@@ -352,9 +352,7 @@ func TestInheritedDup2FD(t *testing.T) {
 // entry reached by a 64-bit process with int $0x80, and a 64-bit process
 // calling number 357, which is not bpf on x86-64 and must not be reported.
 func TestSyscallABIs(t *testing.T) {
-	if runtime.GOARCH != "amd64" {
-		testutil.Need(t, testutil.IA32, errors.New("not an x86 machine"), "the compat ABI tests call bpf(2) from 32-bit x86 programs")
-	}
+	testutil.NeedIA32(t, "the compat ABI tests call bpf(2) from 32-bit x86 programs")
 	c := startSensor(t, Config{})
 	_, id := newMap(t, arraySpec)
 	src := "testdata/bpfcall.c"
