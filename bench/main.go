@@ -39,6 +39,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/bpfmon/bpfmon/internal/scanner"
+	"github.com/bpfmon/bpfmon/internal/tracefs"
 	"golang.org/x/sys/unix"
 )
 
@@ -351,12 +352,9 @@ func preflight(cfg config, e *env) error {
 		return nil
 	}
 	// bpftrace's tracepoints need tracefs.
-	if _, err := os.Stat("/sys/kernel/tracing/events"); err != nil {
-		progress("mounting tracefs on /sys/kernel/tracing")
-		if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-			e.bpftraceErr = fmt.Sprintf("n/a: tracefs is not mounted and mounting it failed: %v", err)
-			return nil
-		}
+	if err := tracefs.Mount(); err != nil {
+		e.bpftraceErr = "n/a: " + err.Error()
+		return nil
 	}
 	if _, err := exec.LookPath("bpftrace"); err != nil {
 		var buf bytes.Buffer

@@ -20,6 +20,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/tracefs"
 )
 
 // strangerEnv makes the bench binary a stranger to the soak's maps (an
@@ -118,11 +120,8 @@ func runSoak(cfg config, e *env) error {
 	if _, err := exec.LookPath("bpftrace"); err != nil {
 		return errors.New("--soak-owners needs bpftrace (apt-get install bpftrace)")
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/kernel/tracing", &st); err != nil || st.Type != unix.TRACEFS_MAGIC {
-		if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-			return fmt.Errorf("mounting tracefs for bpftrace: %w", err)
-		}
+	if err := tracefs.Mount(); err != nil {
+		return fmt.Errorf("bpftrace's tracepoint: %w", err)
 	}
 	// The owners: bpftrace counting execs per uid, and bpfmon's demo
 	// writer (a bpf(2) update and a program's helper write per round).

@@ -41,6 +41,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/tracefs"
 )
 
 // Name is the sensor's name in logs, errors and the set.
@@ -200,7 +201,10 @@ func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
 		case raw:
 			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: p})
 		case tracepoint:
-			l, err = link.Tracepoint("syscalls", h.name, p, nil)
+			// Attached by name: tracefs gives the tracepoint's id.
+			if err = tracefs.Mount(); err == nil {
+				l, err = link.Tracepoint("syscalls", h.name, p, nil)
+			}
 		case fexit:
 			l, err = link.AttachTracing(link.TracingOptions{Program: p})
 		}
