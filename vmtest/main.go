@@ -67,6 +67,7 @@ type kernel struct {
 var allCaps = []testutil.Capability{
 	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
 	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
+	testutil.Compat,
 }
 
 // allowedSkips are the only skips, besides those for a capability the
@@ -99,6 +100,7 @@ var kernels = []kernel{
 // no BPF LSM and none of the builds that use them.
 var capsArm64 = []testutil.Capability{
 	testutil.Kprobes, testutil.Iterators, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
+	testutil.Compat,
 }
 
 // arm64Pkgs are the packages the arm64 kernel runs: everything that loads
@@ -107,6 +109,11 @@ var capsArm64 = []testutil.Capability{
 // than an emulated x86-64 one: the end-to-end tests of cmd/bpfmon (the
 // same Go code over these packages) would take 40 minutes there, beyond
 // CI's budget.
+// arm64Packages are the Debian packages the arm64 kernel's run needs
+// besides qemu-system-x86's: its emulator, and what builds its C helpers,
+// 64-bit and AArch32.
+const arm64Packages = "qemu-system-arm clang binutils-aarch64-linux-gnu libc6-dev-arm64-cross libgcc-12-dev-arm64-cross binutils-arm-linux-gnueabihf libc6-dev-armhf-cross libgcc-12-dev-armhf-cross"
+
 var arm64Pkgs = []string{
 	"internal/features", "internal/inventory", "internal/mapwriter", "internal/scanner",
 	"internal/sensor/bpfsyscall", "internal/sensor/kernelwrite", "internal/sensor/lineage",
@@ -118,7 +125,7 @@ var arm64Pkgs = []string{
 // per-thread state.
 var caps510 = []testutil.Capability{
 	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
-	testutil.SyscallRawTracepoint,
+	testutil.SyscallRawTracepoint, testutil.Compat,
 }
 
 // lsm is the kernel command line's LSM list: with bpf, for enforcement tests.
@@ -223,9 +230,9 @@ func run() (int, error) {
 	}
 	arm64 := slices.ContainsFunc(selected, func(k kernel) bool { return k.arch == "arm64" })
 	if arm64 && !o.workloads {
-		for _, tool := range []string{"qemu-system-aarch64", "clang", "aarch64-linux-gnu-ld"} {
+		for _, tool := range []string{"qemu-system-aarch64", "clang", "aarch64-linux-gnu-ld", "arm-linux-gnueabihf-ld"} {
 			if _, err := exec.LookPath(tool); err != nil {
-				return 2, fmt.Errorf("%s not found (for the arm64 kernel): apt-get install qemu-system-arm clang binutils-aarch64-linux-gnu libc6-dev-arm64-cross libgcc-12-dev-arm64-cross", tool)
+				return 2, fmt.Errorf("%s not found (for the arm64 kernel): apt-get install %s", tool, arm64Packages)
 			}
 		}
 	}
@@ -469,13 +476,18 @@ const (
 // and 32-bit, named as testutil.CC looks them up: the virtual machines have
 // neither gcc nor a C library.
 func prebuildC(root, dir, arch string) error {
-	cc, target, variants := "gcc", []string(nil), [][]string{nil, {"-m32"}}
+	// Each variant: the flags testutil.CC is given (its prebuilt name),
+	// and the compiler's arguments that build it.
+	type variant struct{ flags, args []string }
+	cc, variants := "gcc", []variant{{nil, nil}, {[]string{testutil.CompatFlag}, []string{testutil.CompatFlag}}}
 	if arch == "arm64" {
-		// clang, with Debian's arm64 cross libc and binutils: the cross
-		// gcc conflicts with gcc-multilib, which the 32-bit x86 helpers
-		// need. No 32-bit (AArch32) helpers: the tests that need them
-		// skip there.
-		cc, target, variants = "clang", []string{"--target=aarch64-linux-gnu"}, [][]string{nil}
+		// clang, with Debian's arm64 and armhf cross C libraries and
+		// binutils: the cross gcc conflicts with gcc-multilib, which the
+		// 32-bit x86 helpers need.
+		cc, variants = "clang", []variant{
+			{nil, []string{"--target=aarch64-linux-gnu"}},
+			{[]string{testutil.CompatFlag}, []string{"--target=" + testutil.AArch32Target}},
+		}
 	}
 	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -491,9 +503,9 @@ func prebuildC(root, dir, arch string) error {
 		if err != nil {
 			return err
 		}
-		for _, flags := range variants {
-			out := filepath.Join(dir, testutil.PrebuiltName(src, flags))
-			args := append(append(append(slices.Clone(target), "-O2", "-Wall", "-static", "-o", out), flags...), path)
+		for _, v := range variants {
+			out := filepath.Join(dir, testutil.PrebuiltName(src, v.flags))
+			args := append(append(slices.Clone(v.args), "-O2", "-Wall", "-static", "-o", out), path)
 			if msg, err := exec.Command(cc, args...).CombinedOutput(); err != nil {
 				return fmt.Errorf("%s %s: %v\n%s", cc, strings.Join(args, " "), err, msg)
 			}

@@ -2,10 +2,14 @@ package testutil
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // Capability names a kernel feature a test needs. The VM matrix (make
@@ -35,9 +39,11 @@ const (
 	// builds (BTF-typed and raw tracepoints on every system call).
 	SyscallTPBTF         Capability = "syscall-tp-btf"
 	SyscallRawTracepoint Capability = "syscall-raw-tracepoint"
-	// IA32: 32-bit x86 programs run (x86-64 kernels with IA32
-	// emulation); tests of the compat syscall ABI use them.
-	IA32 Capability = "ia32"
+	// Compat: 32-bit programs run, and call through the kernel's
+	// 32-bit compat syscall entry: IA32 emulation on x86-64, AArch32
+	// tasks on arm64 (CONFIG_COMPAT and a CPU with 32-bit EL0). Tests
+	// of the compat ABI run such programs (CC with CompatFlag).
+	Compat Capability = "compat"
 	// TaskStorage: task-local storage maps (Linux 5.11+).
 	TaskStorage Capability = "task-storage"
 )
@@ -91,10 +97,28 @@ func NeedKernelHook(t testing.TB, kprobes, fentry error) {
 	t.Skipf("%s%s,%s: this kernel allows no kernel-side hook (kprobes: %v; fentry: %v); make vmtest runs this test on kernels that do", SkipMarker, Kprobes, Fentry, kprobes, fentry)
 }
 
-// NeedIA32 is Need for 32-bit x86 programs: they run on x86-64 only.
-func NeedIA32(t testing.TB, reason string) {
+// NeedCompat is Need for a program built with CompatFlag: it returns
+// when the kernel runs bin, which must exit when run with no arguments
+// (a usage message), and otherwise skips, or fails where Compat is
+// declared. A kernel without the 32-bit ABI refuses the executable itself
+// (ENOEXEC), which is the probe.
+func NeedCompat(t testing.TB, bin, reason string) {
 	t.Helper()
-	if runtime.GOARCH != "amd64" {
-		Need(t, IA32, errors.New("not an x86 machine"), reason)
+	err := exec.Command(bin).Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil, errors.As(err, &exit):
+		return
+	case !errors.Is(err, unix.ENOEXEC):
+		t.Fatalf("running %s: %v", bin, err)
 	}
+	Need(t, Compat, fmt.Errorf("the kernel does not run %s programs: %w", compatTarget[runtime.GOARCH], err), reason)
 }
+
+// CompatFlag, among CC's flags, builds the program for the 32-bit compat
+// ABI of the machine: gcc -m32 on x86-64, an AArch32 (armhf) program on
+// arm64. Prebuilt binaries (the VM matrix) are named with it as given.
+const CompatFlag = "-m32"
+
+// compatTarget names what CompatFlag builds, per GOARCH.
+var compatTarget = map[string]string{"amd64": "32-bit x86 (IA32)", "arm64": "AArch32"}

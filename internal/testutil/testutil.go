@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/tracefs"
 )
 
 // InCI reports whether the tests run in CI (the CI environment variable is
@@ -55,13 +58,8 @@ func RequireRoot(t testing.TB) {
 // tools that attach to tracepoints by name (bpftrace) need it.
 func RequireTracefs(t testing.TB) {
 	t.Helper()
-	const dir = "/sys/kernel/tracing"
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.TRACEFS_MAGIC {
-		return
-	}
-	if err := unix.Mount("tracefs", dir, "tracefs", 0, ""); err != nil {
-		SkipOrFail(t, "tracefs is not mounted at "+dir+" and mounting it failed: "+err.Error())
+	if err := tracefs.Mount(); err != nil {
+		SkipOrFail(t, err.Error())
 	}
 }
 
@@ -80,15 +78,23 @@ func BPFFSPath(t testing.TB) string {
 }
 
 // CC compiles a C file with gcc and extra flags into a temporary binary.
-// It skips (or fails in CI) when gcc or the wanted target is unavailable.
-// Where BPFMON_PREBUILT names a directory (the VM test matrix, whose
-// machines have no compiler), the binary is taken from there instead,
-// built beforehand under the name PrebuiltName gives.
+// CompatFlag among them builds for the 32-bit compat ABI (gcc -m32 on
+// x86-64, clang for AArch32 on arm64), and the test needs Compat.
+// It skips (or fails in CI) when the compiler or the wanted target is
+// unavailable. Where BPFMON_PREBUILT names a directory (the VM test
+// matrix, whose machines have no compiler), the binary is taken from there
+// instead, built beforehand under the name PrebuiltName gives.
 func CC(t testing.TB, src string, flags ...string) string {
 	t.Helper()
-	if slices.Contains(flags, "-m32") {
-		NeedIA32(t, "the caller is a 32-bit x86 program")
+	out := compile(t, src, flags)
+	if slices.Contains(flags, CompatFlag) {
+		NeedCompat(t, out, "the caller is a 32-bit program ("+compatTarget[runtime.GOARCH]+")")
 	}
+	return out
+}
+
+func compile(t testing.TB, src string, flags []string) string {
+	t.Helper()
 	if dir := os.Getenv("BPFMON_PREBUILT"); dir != "" {
 		code, err := os.ReadFile(src)
 		if err != nil {
@@ -100,21 +106,31 @@ func CC(t testing.TB, src string, flags ...string) string {
 		}
 		return bin
 	}
-	gcc, err := exec.LookPath("gcc")
+	cc, hint := "gcc", "for -m32, apt-get install gcc-multilib"
+	args := append([]string{"-O2", "-Wall"}, flags...)
+	if runtime.GOARCH == "arm64" && slices.Contains(flags, CompatFlag) {
+		cc, hint = "clang", "apt-get install clang libc6-dev-armhf-cross libgcc-12-dev-armhf-cross binutils-arm-linux-gnueabihf"
+		args = append([]string{"--target=" + AArch32Target, "-static"}, slices.DeleteFunc(args, func(f string) bool { return f == CompatFlag })...)
+	}
+	path, err := exec.LookPath(cc)
 	if err != nil {
-		SkipOrFail(t, "gcc not found")
+		SkipOrFail(t, cc+" not found")
 	}
 	out := t.TempDir() + "/a.out"
-	args := append(append([]string{"-O2", "-Wall", "-o", out}, flags...), src)
-	if msg, err := exec.Command(gcc, args...).CombinedOutput(); err != nil {
+	args = append(args, "-o", out, src)
+	if msg, err := exec.Command(path, args...).CombinedOutput(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			SkipOrFail(t, "gcc "+joinArgs(flags)+" failed (for -m32, apt-get install gcc-multilib): "+string(msg))
+			SkipOrFail(t, cc+" "+joinArgs(args)+" failed ("+hint+"): "+string(msg))
 		}
-		t.Fatalf("running gcc: %v", err)
+		t.Fatalf("running %s: %v", cc, err)
 	}
 	return out
 }
+
+// AArch32Target is the clang target that builds CompatFlag's programs
+// for arm64 machines: Debian's armhf cross C library provides their libc.
+const AArch32Target = "arm-linux-gnueabihf"
 
 // PrebuiltName names the prebuilt binary of C source code compiled with
 // flags (see CC).

@@ -39,7 +39,7 @@ func TestFirstCall(t *testing.T) {
 		wantValue bool
 	}
 	var runs []run
-	for _, abi := range [][]string{nil, {"-m32"}} {
+	for _, abi := range [][]string{nil, {testutil.CompatFlag}} {
 		bin := testutil.CC(t, "testdata/firstcall.c", abi...)
 		for _, mode := range []string{"fork", "thread"} {
 			pin := prefix + "_" + mode + strconv.Itoa(len(abi))

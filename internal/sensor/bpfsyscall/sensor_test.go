@@ -348,26 +348,30 @@ func TestInheritedDup2FD(t *testing.T) {
 	}
 }
 
-// TestSyscallABIs covers the compat entry from a 32-bit process, the compat
-// entry reached by a 64-bit process with int $0x80, and a 64-bit process
-// calling number 357, which is not bpf on x86-64 and must not be reported.
+// TestSyscallABIs covers the compat entry from a 32-bit process, on x86 the
+// compat entry reached by a 64-bit process with int $0x80, and a 64-bit
+// process calling the compat ABI's number for bpf (357 on x86, 386 on
+// arm64), which is no syscall natively and must not be reported.
 func TestSyscallABIs(t *testing.T) {
-	testutil.NeedIA32(t, "the compat ABI tests call bpf(2) from 32-bit x86 programs")
+	src := "testdata/bpfcall.c"
+	bin32 := testutil.CC(t, src, testutil.CompatFlag)
+	bin64 := testutil.CC(t, src)
 	c := startSensor(t, Config{})
 	_, id := newMap(t, arraySpec)
-	src := "testdata/bpfcall.c"
-	bin32 := testutil.CC(t, src, "-m32")
-	bin64 := testutil.CC(t, src)
 
-	for _, tc := range []struct {
+	type abiCase struct {
 		name, bin, mode string
 		key             uint32
 		reported        bool
-	}{
+	}
+	cases := []abiCase{
 		{"32-bit process", bin32, "libc", 12, true},
-		{"int 0x80 from 64-bit", bin64, "int80", 13, true},
-		{"64-bit nr 357", bin64, "nr357", 14, false},
-	} {
+		{"64-bit compat nr", bin64, "nrcompat", 14, false},
+	}
+	if runtime.GOARCH == "amd64" {
+		cases = append(cases, abiCase{"int 0x80 from 64-bit", bin64, "int80", 13, true})
+	}
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := command(tc.bin, tc.mode, strconv.Itoa(int(id)), strconv.Itoa(int(tc.key)), "0x0102030405060708")
 			out, err := cmd.CombinedOutput()
@@ -381,10 +385,10 @@ func TestSyscallABIs(t *testing.T) {
 			pid := cmd.Process.Pid
 			if !tc.reported {
 				if fd != -int64(unix.ENOSYS) {
-					t.Fatalf("nr 357 from a 64-bit process returned %d, want -ENOSYS", fd)
+					t.Fatalf("the compat bpf number from a 64-bit process returned %d, want -ENOSYS", fd)
 				}
 				c.sensorIdle(t)
-				c.none(t, "64-bit call to nr 357", func(ev *event.Event) bool {
+				c.none(t, "64-bit call to the compat bpf number", func(ev *event.Event) bool {
 					return ev.Process != nil && ev.Process.PID == uint32(pid)
 				})
 				return
@@ -660,7 +664,7 @@ func TestBuilds(t *testing.T) {
 			t.Errorf("the fallback does not say why %s did not load: %v", h, pick.HookFallback)
 		}
 	}
-	bin32 := testutil.CC(t, "testdata/bpfcall.c", "-m32")
+	bin32 := testutil.CC(t, "testdata/bpfcall.c", testutil.CompatFlag)
 	for _, hook := range Hooks {
 		t.Run(string(hook), func(t *testing.T) {
 			testutil.Need(t, hookCapability[hook], loads[hook], "the "+string(hook)+" build does not load")

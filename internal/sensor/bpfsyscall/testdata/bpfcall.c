@@ -2,9 +2,11 @@
 //
 //   bpfcall MODE MAP_ID KEY VALUE
 //
-// MODE is "libc" (the build's native entry: 357 when built with -m32),
-// "int80" (a 64-bit process entering the compat table through int $0x80) or
-// "nr357" (a 64-bit process calling number 357 natively, which is not bpf).
+// MODE is "libc" (the build's native entry: 357 when built with -m32 for
+// x86, 386 when built for AArch32), "int80" (a 64-bit x86 process entering
+// the compat table through int $0x80) or "nrcompat" (a 64-bit process
+// calling the compat ABI's number for bpf natively, where it is no
+// syscall: 357 on x86-64, 386 on arm64).
 // It gets an fd for MAP_ID (MAP_GET_FD_BY_ID), updates KEY (u32) with VALUE
 // (u64), then updates with an invalid key pointer, and prints the results:
 //   fd=N update=R badkey=R
@@ -21,7 +23,13 @@
 #include <unistd.h>
 
 enum { CMD_UPDATE = 2, CMD_GET_FD_BY_ID = 14 };
-enum { MODE_LIBC, MODE_INT80, MODE_NR357 };
+enum { MODE_LIBC, MODE_INT80, MODE_NRCOMPAT };
+
+#if defined(__x86_64__)
+#define NR_BPF_COMPAT 357
+#elif defined(__aarch64__)
+#define NR_BPF_COMPAT 386
+#endif
 
 struct buf {
 	uint8_t attr[128];
@@ -43,8 +51,10 @@ static long call(int cmd, void *attr, unsigned size)
 				 : "a"(357), "b"(cmd), "c"(attr), "d"(size)
 				 : "memory", "r8", "r9", "r10", "r11");
 		return (int)r;
-	case MODE_NR357:
-		r = syscall(357, cmd, attr, size);
+#endif
+#ifdef NR_BPF_COMPAT
+	case MODE_NRCOMPAT:
+		r = syscall(NR_BPF_COMPAT, cmd, attr, size);
 		break;
 #endif
 	default:
@@ -60,13 +70,13 @@ int main(int argc, char **argv)
 	uint64_t p;
 
 	if (argc != 5) {
-		fprintf(stderr, "usage: bpfcall libc|int80|nr357 MAP_ID KEY VALUE\n");
+		fprintf(stderr, "usage: bpfcall libc|int80|nrcompat MAP_ID KEY VALUE\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "int80"))
 		mode = MODE_INT80;
-	else if (!strcmp(argv[1], "nr357"))
-		mode = MODE_NR357;
+	else if (!strcmp(argv[1], "nrcompat"))
+		mode = MODE_NRCOMPAT;
 	else
 		mode = MODE_LIBC;
 

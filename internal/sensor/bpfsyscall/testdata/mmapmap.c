@@ -4,9 +4,9 @@
 //   mmapmap MODE MAP_ID
 //
 // MODE is "libc" (mmap(2) as the build's C library issues it: mmap on
-// x86-64, mmap2 when built with -m32), "old" (old_mmap, number 90, taking a
-// struct; -m32 builds only) or "int80" (a 64-bit process calling mmap2
-// through int $0x80). It gets an fd for MAP_ID (MAP_GET_FD_BY_ID), maps one
+// 64-bit builds, mmap2 on 32-bit ones, x86 or AArch32), "old" (old_mmap,
+// number 90, taking a struct; 32-bit x86 builds only) or "int80" (a 64-bit
+// x86 process calling mmap2 through int $0x80). It gets an fd for MAP_ID (MAP_GET_FD_BY_ID), maps one
 // page of it shared and writable, and prints
 //   fd=N addr=A
 // where A is the address returned, or a negative errno. MAP_ID "fd3" maps
