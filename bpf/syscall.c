@@ -1054,8 +1054,13 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	struct scratch *s;
 	struct call_rec *e;
 
-	if ((in->flags & CF_COMPAT) && in->cmd != CMD_MMAP)
-		ret = (__s32)ret; /* compat tasks see a 32-bit return (mmap2's is an address) */
+	/* Compat tasks see a 32-bit return. mmap2's is an address, or an
+	 * errno: arm64's tracepoints give it sign-extended (its
+	 * syscall_get_return_value), x86's as the 64-bit value. */
+	if ((in->flags & CF_COMPAT) && in->cmd == CMD_MMAP && !(ret < 0 && ret >= -4095))
+		ret = (__u32)ret;
+	else if (in->flags & CF_COMPAT)
+		ret = (__s32)ret;
 
 	if (!(in->flags & CF_REREAD))
 	switch (in->cmd) {
