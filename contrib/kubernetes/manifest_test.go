@@ -350,6 +350,7 @@ func TestManifestMounts(t *testing.T) {
 	}{
 		{"/sys/fs/bpf", "pinned maps (bpffs)", corev1.MountPropagationHostToContainer},
 		{"/sys/kernel/security", "the active LSMs (securityfs)", ""},
+		{"/sys/kernel/tracing", "the syscall tracepoints' ids (tracefs)", ""},
 		{"/sys/fs/cgroup", "the host's whole cgroup hierarchy", ""},
 		{"/boot", "the kernel's config", ""},
 	} {

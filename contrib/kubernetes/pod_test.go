@@ -661,6 +661,11 @@ func TestManifestPodRuns(t *testing.T) {
 	case <-time.After(grace):
 		t.Fatalf("bpfmon did not stop within the grace period (%s)", grace)
 	}
+	// Every sensor this kernel allows runs in the pod: the lineage
+	// sensor (impersonation) needs tracefs where it has no trampolines.
+	if strings.Contains(stderr.String(), "lineage sensor unavailable") {
+		t.Errorf("the lineage sensor did not start in the pod:\n%s", &stderr)
+	}
 
 	output, _ := flagValue(p.c.Args, "output")
 	state, _ := flagValue(p.c.Args, "state")
