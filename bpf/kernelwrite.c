@@ -34,7 +34,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Limits (MAX_CAPTURE, the bytes of a key or value, is record.h's). */
 enum kw_limits {
-	KW_FRAMES = 6,  /* return addresses kept from the kernel stack, innermost first */
+	/* Return addresses kept from the kernel stack, innermost first. A
+	 * tracing program's task-storage write on arm64 needs 7: bpfmon's
+	 * program (listed twice there), its trampoline, the hooked function,
+	 * __bpf_task_storage_get, the helper, then the writer. */
+	KW_FRAMES = 8,
 	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
 	SYS_CALLERS = 8, /* code ranges of the bpf(2) command code (sys_caller_lo/hi) */
 };

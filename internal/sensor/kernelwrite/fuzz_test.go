@@ -26,7 +26,7 @@ const (
 	offKeyTotal   = 112
 	offValueTotal = 116
 	offNframes    = 120
-	offMapID      = 176
+	offMapID      = 192
 )
 
 func u32(b []byte, off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
@@ -38,7 +38,7 @@ func wellFormed(raw []byte) bool {
 		return false
 	}
 	kl, vl, fl := u32(raw, offKeyLen), u32(raw, offValueLen), u32(raw, offFlags)
-	return uint64(kl)+uint64(vl) <= uint64(len(raw)-kwriteHeader) && u32(raw, offNframes) <= 6 &&
+	return uint64(kl)+uint64(vl) <= uint64(len(raw)-kwriteHeader) && u32(raw, offNframes) <= 8 &&
 		record.CheckCapture("key", kl, uint64(u32(raw, offKeyTotal)), fl&kfKeyFault != 0, fl&kfKeyTrunc != 0) == nil &&
 		record.CheckCapture("value", vl, uint64(u32(raw, offValueTotal)), fl&kfValueFault != 0, fl&kfValueTrunc != 0) == nil
 }

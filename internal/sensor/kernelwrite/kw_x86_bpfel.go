@@ -88,7 +88,7 @@ type kwKscratch struct {
 		ValueTotal uint32
 		Nframes    uint32
 		Pad        uint32
-		Frames     [6]uint64
+		Frames     [8]uint64
 		Map        struct {
 			_          structs.HostLayout
 			Id         uint32
@@ -122,7 +122,7 @@ const (
 type kwKwLimits uint32
 
 const (
-	kwKwLimitsKW_FRAMES   kwKwLimits = 6
+	kwKwLimitsKW_FRAMES   kwKwLimits = 8
 	kwKwLimitsPROG_FUNCS  kwKwLimits = 8
 	kwKwLimitsSYS_CALLERS kwKwLimits = 8
 )
@@ -175,7 +175,7 @@ type kwKwriteRec struct {
 	ValueTotal uint32
 	Nframes    uint32
 	Pad        uint32
-	Frames     [6]uint64
+	Frames     [8]uint64
 	Map        struct {
 		_          structs.HostLayout
 		Id         uint32
