@@ -84,15 +84,18 @@ var allowedSkips = []struct {
 	{regexp.MustCompile(`^TestOwnerImpersonation$`), "the VM image has no C library nor dynamic loader for LD_PRELOAD; the host's run (CI) runs it, TestLineage runs the sensor in the VM"},
 }
 
-// kernels are Debian 12's cloud kernels: 6.1 (bookworm's own) and 6.12
-// (bookworm-backports, in the archive as +deb12 builds). Both boot under
-// qemu's software emulation in seconds and have kprobes, fentry and BPF LSM.
+// kernels are Debian's cloud kernels: bookworm's 6.1 and 6.12 (its +deb12
+// builds, in bookworm-security), bullseye's 5.10, and the arm64 builds of
+// 6.1 and 6.12. They boot under qemu's software emulation in seconds; all
+// but arm64 6.1 have kprobes, fentry and BPF LSM.
 var kernels = []kernel{
 	{name: "6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-amd64-unsigned$`), caps: allCaps},
 	{name: "6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`), caps: allCaps},
 	{name: "5.10", pkg: regexp.MustCompile(`^linux-image-5\.10\.0-[0-9]+-cloud-amd64-unsigned$`), suite: "bullseye", caps: caps510},
 	{name: "arm64-6.1", pkg: regexp.MustCompile(`^linux-image-6\.1\.0-[0-9]+-cloud-arm64-unsigned$`), suite: "bookworm", arch: "arm64",
 		caps: capsArm64, pkgs: arm64Pkgs},
+	{name: "arm64-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-arm64-unsigned$`), suite: "bookworm-security", arch: "arm64",
+		caps: allCaps, pkgs: arm64TrampolinePkgs},
 }
 
 // capsArm64 is what Debian's arm64 6.1 provides: no BPF trampolines
@@ -118,6 +121,16 @@ var arm64Pkgs = []string{
 	"internal/features", "internal/inventory", "internal/mapwriter", "internal/scanner",
 	"internal/sensor/bpfsyscall", "internal/sensor/kernelwrite", "internal/sensor/lineage",
 	"internal/sensor/lsm", "internal/sensor/record",
+}
+
+// arm64TrampolinePkgs are what arm64 6.12 runs besides 6.1's run: the
+// packages whose BPF programs have another build where the kernel has
+// trampolines (arm64 from 6.4): the syscall sensor's fentry build, the
+// kernel-side sensor's fexit hooks, enforcement (BPF LSM), the lineage
+// sensor's fexit build, and what features reports of them.
+var arm64TrampolinePkgs = []string{
+	"internal/features", "internal/sensor/bpfsyscall", "internal/sensor/kernelwrite",
+	"internal/sensor/lineage", "internal/sensor/lsm",
 }
 
 // caps510 is what Debian bullseye's 5.10 provides: no task storage
@@ -842,7 +855,7 @@ func aptFor(k kernel, cache string) ([]string, error) {
 	if k.suite == "" {
 		return nil, nil
 	}
-	mirror := debianMirror()
+	mirror := debianMirror(k.suite)
 	dir := filepath.Join(cache, "apt-"+k.suite)
 	archOpt, archOpts := "", []string(nil)
 	if k.arch != "" {
@@ -885,7 +898,9 @@ func busyboxFor(k kernel, cache string) (string, error) {
 	if _, err := os.Stat(path); err == nil {
 		return path, nil
 	}
-	apt, err := aptFor(k, cache)
+	// From bookworm itself: a kernel's suite (bookworm-security for
+	// 6.12) may carry no busybox.
+	apt, err := aptFor(kernel{name: k.name, suite: "bookworm", arch: k.arch}, cache)
 	if err != nil {
 		return "", err
 	}
@@ -895,9 +910,14 @@ func busyboxFor(k kernel, cache string) (string, error) {
 	return path, nil
 }
 
-// debianMirror is the Debian archive the system's apt uses (its first
-// URI ending in /debian), else deb.debian.org.
-func debianMirror() string {
+// debianMirror is the Debian archive the system's apt uses for a suite
+// (its first URI ending in /debian, or /debian-security for the security
+// suites), else deb.debian.org's.
+func debianMirror(suite string) string {
+	archive := "/debian"
+	if strings.HasSuffix(suite, "-security") {
+		archive = "/debian-security"
+	}
 	for _, f := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
 		b, _ := os.ReadFile(f)
 		for _, line := range strings.Split(string(b), "\n") {
@@ -919,13 +939,13 @@ func debianMirror() string {
 				continue
 			}
 			for _, u := range fields {
-				if strings.HasSuffix(strings.TrimSuffix(u, "/"), "/debian") {
+				if strings.HasSuffix(strings.TrimSuffix(u, "/"), archive) {
 					return strings.TrimSuffix(u, "/")
 				}
 			}
 		}
 	}
-	return "http://deb.debian.org/debian"
+	return "http://deb.debian.org" + archive
 }
 
 var numRE = regexp.MustCompile(`\d+`)
