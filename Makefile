@@ -5,7 +5,7 @@ bench:
 	@go run ./bench $(BENCHFLAGS)
 
 # make vmtest: the kernel test matrix. Runs the kernel-dependent tests on
-# this machine's kernel and, in qemu, on Debian's 5.10, 6.1, 6.12 and arm64 6.1 and 6.12 cloud kernels
+# this machine's kernel and, in qemu, on Debian's 5.10, 6.1, 6.12 and arm64 6.1 cloud kernels (arm64 6.12 by name: --kernels arm64-6.12)
 # (downloaded once, cached). Needs root, qemu-system-x86, busybox-static,
 # gcc-multilib (arm64: qemu-system-arm, clang, and the arm64 and armhf cross
 # libcs and binutils: vmtest names the packages). VMTESTFLAGS passes flags, e.g. VMTESTFLAGS='--kernels 6.1 --run Kernel'
