@@ -468,9 +468,12 @@ func TestManyMaps(t *testing.T) {
 			t.Fatalf("map %d: got name %q holders %+v, want the child %d once", id, m.Name, m.Holders, pid)
 		}
 	}
+	// A limit against a walk gone quadratic, not a speed target (the
+	// figure is logged; make bench measures): scaled for the VMs'
+	// emulation, where arm64 6.1 took 10.08 s.
 	t.Logf("Collect of %d maps (%d held by one child) took %v", len(maps), n, took)
-	if took > 10*time.Second {
-		t.Errorf("Collect took %v for %d maps, want well under 10s", took, len(maps))
+	if limit := testutil.Timeout(10 * time.Second); took > limit {
+		t.Errorf("Collect took %v for %d maps, want well under %v", took, len(maps), limit)
 	}
 }
 
