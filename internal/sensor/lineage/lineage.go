@@ -116,7 +116,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	}
 	if errFexit == nil {
 		s.build = "fexit on ptrace_attach, ptrace_traceme, mm_access and mem_open"
-	} else if err := s.start(env, tracepoints); err != nil {
+	} else if err := s.startTracepoints(env); err != nil {
 		return fmt.Errorf("%w (fexit build: %w)", err, errFexit)
 	} else {
 		s.build = "syscall tracepoints (fexit: " + errFexit.Error() + ")"
@@ -129,6 +129,16 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	env.Log.Info("watching how processes came to be: cgroup joins, loader variables at exec, ptrace, writes into other processes' memory",
 		"sensor", Name, "hooks", s.build)
 	return nil
+}
+
+// startTracepoints starts the tracepoint build. Its syscall tracepoints
+// are attached by name, whose ids tracefs gives: it is mounted first,
+// once for all of them.
+func (s *Sensor) startTracepoints(env *sensor.Env) error {
+	if err := tracefs.Mount(); err != nil {
+		return err
+	}
+	return s.start(env, tracepoints)
 }
 
 // trampolinesMissing says what the trampoline build needs that the kernel
@@ -201,10 +211,7 @@ func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
 		case raw:
 			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: p})
 		case tracepoint:
-			// Attached by name: tracefs gives the tracepoint's id.
-			if err = tracefs.Mount(); err == nil {
-				l, err = link.Tracepoint("syscalls", h.name, p, nil)
-			}
+			l, err = link.Tracepoint("syscalls", h.name, p, nil)
 		case fexit:
 			l, err = link.AttachTracing(link.TracingOptions{Program: p})
 		}
