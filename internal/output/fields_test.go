@@ -152,11 +152,11 @@ func TestEventDocs(t *testing.T) {
 // events, is refused.
 func TestCheckDocumented(t *testing.T) {
 	for line, ok := range map[string]bool{
-		`{"time":"t","event":"lost","source":"syscall","count":1}`:                         true,
-		`{"time":"t","event":"lost","source":"syscall","count":1,"nope":2}`:                false,
-		`{"time":"t","event":"lost","source":"syscall","path":"/x"}`:                       false,
+		`{"time":"t","event":"lost","source":"syscall","count":1}`:                        true,
+		`{"time":"t","event":"lost","source":"syscall","count":1,"nope":2}`:               false,
+		`{"time":"t","event":"lost","source":"syscall","path":"/x"}`:                      false,
 		`{"time":"t","event":"map_update","source":"syscall","map":{"id":1,"nope":true}}`: false,
-		`{"time":"t","event":"map_update","source":"syscall","map":{"id":1}}`:              true,
+		`{"time":"t","event":"map_update","source":"syscall","map":{"id":1}}`:             true,
 	} {
 		if err := CheckDocumented([]byte(line)); (err == nil) != ok {
 			t.Errorf("CheckDocumented(%s) = %v", line, err)
