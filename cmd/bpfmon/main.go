@@ -38,11 +38,11 @@ import (
 
 // Exit codes.
 const (
-	exitOK    = 0 // success, a stop by SIGINT or SIGTERM included (a second signal exits at once, without draining)
+	exitOK    = 0 // success, a stop by SIGINT or SIGTERM included
 	exitError = 1 // runtime failure: privileges, kernel, I/O
 	exitUsage = 2 // bad command line or policy
 	// exitUnavailable: what the command line requires (--enforce, a
-	// forced --kernel-hooks kind) is not available on this kernel.
+	// forced --hook or --kernel-hooks kind) is not available on this kernel.
 	exitUnavailable = 3
 	// exitOutputClosed: the reader of the output (a pipe, a socket) went
 	// away; the summary on stderr says how many events were not written.

@@ -37,10 +37,14 @@ type Field struct {
 var objects = []string{"alert", "process", "map", "prog", "lineage"}
 
 // bySource lists the event types that sources report, in the event
-// package's order, plus more.
+// package's order, plus more; not lost, which every source reports and
+// which carries only its count.
 func bySource(sources []string, more ...event.Type) []event.Type {
 	var ts []event.Type
 	for _, t := range event.Types {
+		if t == event.Lost {
+			continue
+		}
 		for _, s := range sources {
 			if t.ReportedBy(s) && !slices.Contains(ts, t) {
 				ts = append(ts, t)
@@ -168,7 +172,7 @@ var Fields = []Field{
 	{"clean_stop", "clean_stop or unclean_stop", []event.Type{event.MonitorGap}, "`monitor_gap`: whether bpfmon then stopped cleanly (SIGINT, SIGTERM)"},
 	{"lineage.kind", "lineage=", []event.Type{event.LineageEvent},
 		"what happened: `loader_env`, `cgroup_join`, `clone_into_cgroup`, `ptrace_attach`, `ptrace_traceme`, `process_vm_write`, `proc_mem_open`, `fork`, `exec` or `exit`"},
-	{"lineage.target", "target_pid=, target_comm=, target_exe=", []event.Type{event.LineageEvent}, "the process it happened to, as a `process` object"},
+	{"lineage.target", "target_pid= with target_comm= and target_exe=", []event.Type{event.LineageEvent}, "the process it happened to, as a `process` object"},
 	{"lineage.target_by_pid", "", []event.Type{event.LineageEvent}, "the kernel named the target only by the pid the caller passed, resolved at once"},
 	{"lineage.cgroup_id", "cgroup_id=", []event.Type{event.LineageEvent}, "`cgroup_join`, `clone_into_cgroup`: the cgroup entered"},
 	{"lineage.vars", "var= once per variable", []event.Type{event.LineageEvent},
