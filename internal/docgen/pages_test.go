@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/bpfmon/bpfmon/internal/metrics"
+	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 )
 
@@ -193,5 +194,29 @@ func TestHandWrittenPagesNameEverything(t *testing.T) {
 		if !strings.Contains(alerts, "| `"+r.Name+"` |") {
 			t.Errorf("docs/alerts.md's table of rules does not explain %s", r.Name)
 		}
+	}
+}
+
+// TestExamplesDocumented: every JSON event shown in the pages uses only
+// keys the events reference documents, for its event type.
+func TestExamplesDocumented(t *testing.T) {
+	n := 0
+	for _, p := range pages(t) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if !strings.HasPrefix(line, `{"time":`) {
+				continue
+			}
+			n++
+			if err := output.CheckDocumented([]byte(line)); err != nil {
+				t.Errorf("%s: an example: %v\n%s", p, err, line)
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("found %d JSON examples: does the pattern still match?", n)
 	}
 }
