@@ -12,3 +12,12 @@ bench:
 .PHONY: vmtest
 vmtest:
 	@go run ./vmtest $(VMTESTFLAGS)
+
+# make docs: rewrite the pages generated from the code (docs/reference/:
+# every command's flags, the events and their fields, the alert rules,
+# the metrics, the exit codes; and the man page docs/bpfmon.8). Needs no
+# root and no clang. `go generate ./...` runs it too (cmd/bpfmon/gen.go),
+# and cmd/bpfmon's TestReference fails while a committed page is stale.
+.PHONY: docs
+docs:
+	@go test -count=1 -run '^TestReference$$' ./cmd/bpfmon -update-docs

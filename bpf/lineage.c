@@ -28,7 +28,7 @@
  *
  * All plain tracepoints and raw tracepoints, which every supported kernel
  * has; the syscall tracepoints fire for 64-bit callers only (see the
- * README's limits).
+ * limits in docs/limits.md).
  */
 #include "kernel.h"
 #include "bpf_helpers.h"

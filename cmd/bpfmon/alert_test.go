@@ -309,17 +309,18 @@ func (w *watcher) ownMaps(t *testing.T) []inventory.Map {
 	return own
 }
 
-// readmeSeverity is rule's default severity in the README's rules table:
-// the alerts bpfmon writes are held to what the README promises.
+// readmeSeverity is rule's default severity in the rules table of the
+// alert rules reference (docs/reference/alerts.md, generated from the
+// policy's rules): the alerts bpfmon writes are held to what it promises.
 func readmeSeverity(t *testing.T, rule string) string {
 	t.Helper()
-	b, err := os.ReadFile("../../README.md")
+	b, err := os.ReadFile("../../docs/reference/alerts.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := regexp.MustCompile("(?m)^\\| `" + regexp.QuoteMeta(rule) + "` \\| (low|medium|high|critical) \\|").FindSubmatch(b)
 	if m == nil {
-		t.Fatalf("rule %s is not in the README's rules table", rule)
+		t.Fatalf("rule %s is not in docs/reference/alerts.md's rules table (make docs)", rule)
 	}
 	return string(m[1])
 }
@@ -406,7 +407,7 @@ func TestAlertRules(t *testing.T) {
 			if ev.Event == wt.event && ev.Alert != nil && ev.Alert.Rule == wt.rule && (wt.pid == 0 || ev.by(wt.pid)) && (wt.mapID == 0 || ev.on(wt.mapID)) {
 				found = true
 				if sev := readmeSeverity(t, wt.rule); ev.Alert.Severity != sev {
-					t.Errorf("%s: severity %q, the README says %q", wt.rule, ev.Alert.Severity, sev)
+					t.Errorf("%s: severity %q, the alert rules reference says %q", wt.rule, ev.Alert.Severity, sev)
 				}
 				names := fmt.Sprintf("map %d", wt.mapID)
 				if wt.mapID == 0 { // prog_load: the map it uses

@@ -38,11 +38,11 @@ import (
 
 // Exit codes.
 const (
-	exitOK    = 0
+	exitOK    = 0 // success, a stop by SIGINT or SIGTERM included
 	exitError = 1 // runtime failure: privileges, kernel, I/O
-	exitUsage = 2 // bad command line
+	exitUsage = 2 // bad command line or policy
 	// exitUnavailable: what the command line requires (--enforce, a
-	// forced --kernel-hooks kind) is not available on this kernel.
+	// forced --hook or --kernel-hooks kind) is not available on this kernel.
 	exitUnavailable = 3
 	// exitOutputClosed: the reader of the output (a pipe, a socket) went
 	// away; the summary on stderr says how many events were not written.
@@ -96,9 +96,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
+// inspectFlags, when set, is handed each command's flag set in place of
+// parsing it, and the command stops there: the reference generator
+// (reference_test.go) documents the real flag sets this way.
+var inspectFlags func(*flag.FlagSet)
+
 // parse parses a subcommand's flags. It returns an exit code when the
 // program should stop: 0 after --help, 2 after a usage error.
 func parse(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (int, bool) {
+	if inspectFlags != nil {
+		inspectFlags(fs)
+		return exitOK, true
+	}
 	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	switch {
@@ -160,7 +169,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
-	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
+	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")

@@ -157,7 +157,7 @@ func TestImmutableMap(t *testing.T) {
 		if ev.Alert != nil {
 			rule = ev.Alert.Rule
 			if ev.Alert.Severity != readmeSeverity(t, rule) {
-				t.Errorf("%s: severity %s, want the README's %s", rule, ev.Alert.Severity, readmeSeverity(t, rule))
+				t.Errorf("%s: severity %s, want the alert rules reference's %s", rule, ev.Alert.Severity, readmeSeverity(t, rule))
 			}
 		}
 		rules[k][rule]++

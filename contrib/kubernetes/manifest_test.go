@@ -28,7 +28,7 @@ import (
 
 const (
 	manifestFile = "bpfmon.yaml"
-	readmeFile   = "../../README.md"
+	readmeFile   = "../../docs/deployment.md" // the deployment guide, whose Kubernetes section documents the command line
 	unitFile     = "../systemd/bpfmon.service"
 	repoRoot     = "../.."
 )
@@ -434,7 +434,7 @@ func TestManifestResources(t *testing.T) {
 			goMemLimit = q.Value()
 		}
 	}
-	const rest = 100 << 20 // the rest of bpfmon: 105 MiB RSS idle with 10,000 maps (BENCHMARKS.md)
+	const rest = 100 << 20 // the rest of bpfmon: 105 MiB RSS idle with 10,000 maps (docs/benchmarks.md)
 	limit := r.Limits[corev1.ResourceMemory]
 	switch {
 	case goMemLimit < 2*scanMemory+rest:
@@ -461,7 +461,7 @@ func readmeCommand(t *testing.T) []string {
 			if inBlock && under && len(block) > 0 && strings.HasPrefix(block[0], "bpfmon ") {
 				joined := strings.ReplaceAll(strings.Join(block, "\n"), "\\\n", " ")
 				if strings.Contains(joined, "\n") {
-					t.Fatalf("README: the Kubernetes command line has more than one line:\n%s", joined)
+					t.Fatalf("%s: the Kubernetes command line has more than one line:\n%s", readmeFile, joined)
 				}
 				return strings.Fields(joined)
 			}
@@ -472,19 +472,19 @@ func readmeCommand(t *testing.T) []string {
 			under = heading.MatchString(line)
 		}
 	}
-	t.Fatalf("README: no fenced block starting with \"bpfmon \" under a heading that names Kubernetes")
+	t.Fatalf("%s: no fenced block starting with \"bpfmon \" under a heading that names Kubernetes", readmeFile)
 	return nil
 }
 
 // TestManifestMatchesREADME: the container runs exactly the command line
-// the README documents for Kubernetes.
+// the deployment guide (docs/deployment.md) documents for Kubernetes.
 func TestManifestMatchesREADME(t *testing.T) {
 	c := container(t, loadManifest(t))
 	doc := readmeCommand(t)
 	got := append(slices.Clone(c.Command), c.Args...)
 	want := append([]string{"/bpfmon"}, doc[1:]...)
 	if !slices.Equal(got, want) {
-		t.Errorf("the manifest runs\n  %s\nthe README documents\n  %s", strings.Join(got, " "), strings.Join(doc, " "))
+		t.Errorf("the manifest runs\n  %s\n%s documents\n  %s", strings.Join(got, " "), readmeFile, strings.Join(doc, " "))
 	}
 }
 

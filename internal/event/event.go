@@ -1,7 +1,7 @@
 // Package event defines what bpfmon reports: the event types shared by every
 // sensor and every output writer. Sensors fill Events; writers render them.
 // The JSON field names produced from these types are a stable interface that
-// scripts depend on; see README.md.
+// scripts depend on; see docs/reference/events.md.
 package event
 
 import (
@@ -81,7 +81,8 @@ type Info struct {
 	cmd int
 }
 
-// table lists every type in the order the README documents them.
+// table lists every type in the order the references document them
+// (docs/reference/events.md is generated from it).
 var table = []struct {
 	t Type
 	Info
@@ -111,7 +112,7 @@ var table = []struct {
 }
 
 // Types lists every event type a user can select with --event, in the
-// order the README documents them.
+// order the references document them.
 var Types = func() []Type {
 	ts := make([]Type, len(table))
 	for i, e := range table {

@@ -396,10 +396,11 @@ func BenchmarkEvent(b *testing.B) {
 	}
 }
 
-// TestREADMEListsEveryMetric: the README's table of metrics names every
-// bpfmon_ metric this package can report, and no other.
-func TestREADMEListsEveryMetric(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestReferenceListsEveryMetric: the metrics reference
+// (docs/reference/metrics.md, generated from Reference by make docs)
+// names every bpfmon_ metric this package can report, and no other.
+func TestReferenceListsEveryMetric(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/reference/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,12 +428,12 @@ func TestREADMEListsEveryMetric(t *testing.T) {
 	}
 	for name := range reported {
 		if !documented[name] {
-			t.Errorf("%s is not in the README's table of metrics", name)
+			t.Errorf("%s is not in docs/reference/metrics.md (make docs)", name)
 		}
 	}
 	for name := range documented {
 		if !reported[name] {
-			t.Errorf("the README lists %s, which bpfmon does not report", name)
+			t.Errorf("docs/reference/metrics.md lists %s, which bpfmon does not report", name)
 		}
 	}
 }

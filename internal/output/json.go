@@ -11,8 +11,8 @@ import (
 )
 
 // jsonWriter writes one JSON object per line. The field names and their
-// order are a stable interface (see README.md); optional fields are left
-// out when they do not apply.
+// order are a stable interface (docs/reference/events.md, generated from
+// Fields); optional fields are left out when they do not apply.
 type jsonWriter struct {
 	*lines
 	buf []byte

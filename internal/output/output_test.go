@@ -54,6 +54,11 @@ func TestLostGolden(t *testing.T) {
 		if got := render(t, format, &e); got != want+"\n" {
 			t.Errorf("%s:\n got %s\nwant %s", format, got, want)
 		}
+		if format == "json" {
+			if err := CheckDocumented([]byte(want)); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 }
 

@@ -54,6 +54,9 @@ func TestTypedGolden(t *testing.T) {
 		if got := render(t, "json", tc.ev); got != archGolden(tc.json)+"\n" {
 			t.Errorf("JSON:\n got %s\nwant %s", got, tc.json)
 		}
+		if err := CheckDocumented([]byte(tc.json)); err != nil {
+			t.Error(err)
+		}
 		e := *tc.ev
 		e.Time = time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.Local)
 		got := render(t, "text", &e)

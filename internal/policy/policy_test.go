@@ -371,12 +371,13 @@ func TestAddProtect(t *testing.T) {
 	}
 }
 
-// readmePath is the README whose rules table documents each rule's
-// default severity.
-const readmePath = "../../README.md"
+// readmePath is the reference page whose rules table documents each
+// rule's default severity (generated from Rules by make docs, and held
+// current by cmd/bpfmon's TestReference).
+const readmePath = "../../docs/reference/alerts.md"
 
-// readmeSeverities returns the rules table of the README (under
-// "**Rules**"): rule name to default severity, in the README's order.
+// readmeSeverities returns the rules table of the alert rules reference:
+// rule name to default severity, in its order.
 func readmeSeverities(t *testing.T) (names []string, sev map[string]string) {
 	t.Helper()
 	data, err := os.ReadFile(readmePath)
@@ -427,7 +428,7 @@ func TestDefault(t *testing.T) {
 	if len(p.Rules) != 12 {
 		t.Errorf("Default() has %d rules, want 12", len(p.Rules))
 	}
-	// Every rule's default severity is the README's, and one of Severities.
+	// Every rule's default severity is the reference's, and one of Severities.
 	readme, sev := readmeSeverities(t)
 	if len(readme) != 12 {
 		t.Errorf("%s lists %d rules %q, want the 12", readmePath, len(readme), readme)

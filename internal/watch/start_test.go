@@ -203,6 +203,11 @@ func TestGapEventGolden(t *testing.T) {
 		if got := strings.TrimSuffix(b.String(), "\n"); got != want {
 			t.Errorf("%s:\n got %s\nwant %s", format, got, want)
 		}
+		if format == "json" {
+			if err := output.CheckDocumented([]byte(want)); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 	if ev := gapEvent(scanner.Prior{Found: true, Alive: now}, now); ev != nil {
 		t.Errorf("a state file that does not say how bpfmon stopped made %+v", ev)

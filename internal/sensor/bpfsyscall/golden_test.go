@@ -319,6 +319,8 @@ func TestJSONGolden(t *testing.T) {
 		}
 		if !json.Valid([]byte(got)) {
 			t.Errorf("%s: invalid JSON", tc.name)
+		} else if err := output.CheckDocumented([]byte(got)); err != nil {
+			t.Errorf("%s: %v (docs/reference/events.md is generated from output.Fields)", tc.name, err)
 		}
 	}
 }
