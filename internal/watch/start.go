@@ -17,6 +17,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/metrics"
+	"github.com/bpfmon/bpfmon/internal/outfile"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -352,11 +353,7 @@ func startError(opts Options, err error) error {
 // ready writes the ready file, if asked, and tells systemd.
 func ready(path string, log *slog.Logger) error {
 	if path != "" {
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := writeReady(path); err != nil {
 			return err
 		}
 	}
@@ -365,6 +362,32 @@ func ready(path string, log *slog.Logger) error {
 	}
 	log.Info("ready: every sensor attached, the state at start recorded")
 	return nil
+}
+
+// writeReady writes bpfmon's pid to a new temporary file (mode 0600,
+// never through a link: whatever is at its name, a leftover or a link
+// planted there, is removed first, and a file created meanwhile is an
+// error, not followed) and renames it to path.
+func writeReady(path string) error {
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := outfile.CreateNew(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // reportSuppressed writes, every second until stop, what the alert
