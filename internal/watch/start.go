@@ -188,6 +188,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
 	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
+	acfg.DistrustHolders = prior.Untrusted != ""
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
 	}
@@ -457,6 +458,9 @@ func restoredTrust(log *slog.Logger, pol *policy.Policy, saved bool, prior scann
 			log.Info("alerts: no --state, so every start is a first start: "+holders, "part", "alerts")
 		}
 		return nil
+	case prior.Untrusted != "":
+		log.Warn("alerts: the state file cannot be trusted, so this is a start after a gap, not a first start: no holder at start owns a protected map (a writable one is a holder-while-down); owners named by the policy do", "part", "alerts")
+		return nil
 	case !prior.Found:
 		log.Info("alerts: first start (no state file): "+holders, "part", "alerts")
 		return nil
@@ -480,6 +484,10 @@ func restoredTrust(log *slog.Logger, pol *policy.Policy, saved bool, prior scann
 // gapEvent is the monitor_gap event at a start with a state file that
 // says how bpfmon last stopped; nil without one.
 func gapEvent(prior scanner.Prior, now time.Time) *event.Event {
+	if prior.Untrusted != "" {
+		return &event.Event{Time: now, Type: event.MonitorGap, Source: event.SourceState, Reason: prior.Untrusted,
+			Extra: &event.Extra{StateUntrusted: true}}
+	}
 	if !prior.Found || !prior.StopKnown || prior.Alive.IsZero() {
 		return nil
 	}
