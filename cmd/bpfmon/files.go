@@ -58,6 +58,12 @@ func (f watchFiles) check() error {
 		if err := checkReplaced(f.ready); err != nil {
 			return fmt.Errorf("--ready-file: %w", err)
 		}
+		// Its temporary file is removed and created anew (never
+		// followed); a leftover of bpfmon's own is fine, a link or
+		// another user's file there is someone's doing.
+		if err := outfile.Check(f.ready + ".tmp"); err != nil {
+			return fmt.Errorf("--ready-file: %w", err)
+		}
 	}
 	return f.checkDistinct()
 }
