@@ -97,7 +97,8 @@ func TestHostileFiles(t *testing.T) {
 			t.Errorf("%s: the directory changed:\nbefore %s\nafter  %s", c.name, before, after)
 		}
 		if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
-			t.Fatalf("%s: the root-owned file a link points to was written: %q", c.name, b)
+			t.Errorf("%s: the root-owned file a link points to was written: %.100q", c.name, b)
+			os.WriteFile(victim, []byte("precious\n"), 0o600)
 		}
 	}
 }
