@@ -81,6 +81,7 @@ func TestHostileFiles(t *testing.T) {
 		{"--output is --policy", []string{"--output", policy, "--policy", policy}, "are the same file"},
 		{"--output is --policy by another name", []string{"--output", filepath.Join(filepath.Dir(policy), ".", filepath.Base(policy)), "--policy", policy}, "are the same file"},
 		{"--state is --cpu-profile", []string{"--state", state, "--cpu-profile", state}, "are the same file"},
+		{"rotating standard output", []string{"--output", "-", "--output-max-size", "1M"}, "give --output FILE"},
 		{"--output is the ready file's .tmp", []string{"--output", path("r.tmp"), "--ready-file", path("r")}, "are the same file"},
 	} {
 		before := snapshot(t, dir)

@@ -144,7 +144,7 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
-	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout); SIGHUP reopens it (logrotate)")
+	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600, never through a link; an existing one must be a regular file of bpfmon's user that others cannot write; default, - or /dev/stdout: standard output); SIGHUP reopens it (logrotate)")
 	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
 	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
