@@ -9,8 +9,6 @@ require (
 	golang.org/x/sys v0.49.0
 )
 
-require gopkg.in/natefinch/lumberjack.v2 v2.2.1
-
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

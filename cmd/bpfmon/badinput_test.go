@@ -69,7 +69,17 @@ func TestBadPolicyFiles(t *testing.T) {
 		checkRefused(t, c.name, path, c.msg)
 	}
 	checkRefused(t, "directory", dir, "is a directory")
-	checkRefused(t, "endless device", "/dev/zero", "larger than 1 MiB")
+	checkRefused(t, "endless device", "/dev/zero", "is a device, not a regular file")
+	// A named pipe no one writes: refused at once, not waited on forever.
+	fifo := filepath.Join(dir, "fifo.yaml")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	checkRefused(t, "named pipe", fifo, "is a named pipe, not a regular file")
+	if d := time.Since(start); d > testutil.Timeout(5*time.Second) {
+		t.Errorf("a named pipe as --policy took %v to refuse", d)
+	}
 }
 
 // aliasBomb is 9^9 nodes once its aliases are expanded.

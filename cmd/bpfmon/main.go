@@ -153,7 +153,7 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
-	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout); SIGHUP reopens it (logrotate)")
+	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600, never through a link; an existing one must be a regular file of bpfmon's user that others cannot write; default, - or /dev/stdout: standard output); SIGHUP reopens it (logrotate)")
 	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
 	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
@@ -239,16 +239,13 @@ could not write and reports it as a lost event (source output) once it can.`)
 			fmt.Fprintln(stderr, "bpfmon watch: --state needs the content scanner, which --scan-interval 0 turns off")
 			return exitUsage
 		}
-		if err := checkStatePath(*statePath); err != nil {
-			fmt.Fprintf(stderr, "bpfmon watch: --state: %v\n", err)
-			return exitUsage
-		}
 	}
-	if *ready != "" {
-		if err := checkDir(*ready); err != nil {
-			fmt.Fprintf(stderr, "bpfmon watch: --ready-file: %v\n", err)
-			return exitUsage
-		}
+	// Every file the command line names, before the policy is read and
+	// any probe loads.
+	files := watchFiles{output: *outPath, state: *statePath, policy: *policyPath, ready: *ready, cpuProfile: *cpuProfile}
+	if err := files.check(); err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitUsage
 	}
 	hookBuild, err := bpfsyscall.ParseHook(*hook)
 	if err != nil {
@@ -295,7 +292,7 @@ could not write and reports it as a lost event (source output) once it can.`)
 	case err != nil || maxSize%outfile.MiB != 0:
 		fmt.Fprintf(stderr, "bpfmon watch: invalid --output-max-size %q: want a whole number of MiB, such as 10M or 1G, or 0\n", *outMaxSize)
 		return exitUsage
-	case maxSize > 0 && *outPath == "":
+	case maxSize > 0 && (*outPath == "" || isStdout(*outPath)):
 		fmt.Fprintf(stderr, "bpfmon watch: --output-max-size rotates the --output file: give --output FILE\n")
 		return exitUsage
 	case *outMaxFiles < 0:
@@ -334,10 +331,13 @@ could not write and reports it as a lost event (source output) once it can.`)
 	// Opened last: a command line refused above leaves no file behind.
 	var out io.Writer = stdout
 	var outFile *outfile.File
-	if *outPath != "" {
+	if *outPath != "" && !isStdout(*outPath) {
 		f, err := outfile.Open(*outPath, int64(maxSize), *outMaxFiles)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfmon watch: --output: %v\n", err)
+			if errors.Is(err, outfile.ErrRefused) {
+				return exitUsage
+			}
 			return exitError
 		}
 		defer f.Close()
@@ -405,7 +405,7 @@ could not write and reports it as a lost event (source output) once it can.`)
 		},
 	}
 	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+		f, err := outfile.Create(*cpuProfile, true)
 		if err != nil {
 			fmt.Fprintf(stderr, "bpfmon watch: --cpu-profile: %v\n", err)
 			return exitUsage
@@ -457,22 +457,6 @@ Run 'bpfmon watch' in another terminal to see the events.`)
 		return exitError
 	}
 	return exitOK
-}
-
-// checkStatePath: the state file is replaced by a rename, so it must be
-// a regular file, or not exist yet in a directory that does. Refused at
-// start, before probes load, rather than at the first save.
-func checkStatePath(path string) error {
-	fi, err := os.Stat(path)
-	switch {
-	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is %s, not a regular file; want the path of a file bpfmon may replace", path, fileKind(fi.Mode()))
-	case err == nil:
-		return nil
-	case !errors.Is(err, os.ErrNotExist):
-		return err
-	}
-	return checkDir(path)
 }
 
 func fileKind(m os.FileMode) string {

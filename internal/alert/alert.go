@@ -90,6 +90,11 @@ type Config struct {
 	// for the first time) is owned by its holders at start, as on a
 	// first start, unless the policy names owners.
 	Restored *Trust
+	// DistrustHolders: the state file that would say who owned the
+	// protected maps exists but cannot be trusted (damaged, failing its
+	// checksum, writable by others). No holder at start becomes an
+	// owner; each holding a writable fd is a holder_while_down.
+	DistrustHolders bool
 }
 
 // Protected is a map the engine guards.

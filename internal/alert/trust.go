@@ -103,7 +103,7 @@ func (e *Engine) bootstrap(g *guarded) {
 	for _, o := range saved {
 		e.addOwner(g, o)
 	}
-	trustHolders := !restored && len(e.pol.Owners) == 0
+	trustHolders := !restored && len(e.pol.Owners) == 0 && !e.cfg.DistrustHolders
 	for _, h := range e.startHolders[g.id] {
 		o, ok := e.idents[h.PID]
 		if !ok || h.PID == e.cfg.SelfPID {
@@ -118,7 +118,10 @@ func (e *Engine) bootstrap(g *guarded) {
 			continue // an owner; or a read-only fd, which writes nothing
 		}
 		why := "not one of the owners saved when bpfmon last ran"
-		if !restored {
+		switch {
+		case e.cfg.DistrustHolders && !restored:
+			why = "not an owner: the state file that would say who owned the map cannot be trusted"
+		case !restored:
 			why = "not one of the owners the policy names"
 		}
 		e.pending = append(e.pending, e.holderEvent(g, h, o, why))
@@ -176,6 +179,10 @@ func (e *Engine) matchState(ev *event.Event) (string, string, limitKey) {
 	switch ev.Type {
 	case event.MonitorGap:
 		x := ev.Extra
+		if x != nil && x.StateUntrusted {
+			return policy.RuleMonitorGap, "bpfmon's state file cannot be trusted (" + ev.Reason + "): when bpfmon last ran, how it stopped and who owned the protected maps are unknown, so this start is after a gap of unknown length, not a first start; every holder of a protected map is reported as holder_while_down and none is an owner",
+				limitKey{rule: policy.RuleMonitorGap}
+		}
 		if x == nil || x.CleanStop || x.LastAlive.IsZero() {
 			return "", "", limitKey{}
 		}

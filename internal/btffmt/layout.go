@@ -58,6 +58,9 @@ type node struct {
 	elem    *node // kindArray
 	n       int   // kindArray: elements
 	members []member
+	// deep: the type is nested past maxDepth, so its bytes are shown in
+	// hex, and a rendering that reaches it is cut (RenderedCut).
+	deep bool
 }
 
 type enumValue struct {
@@ -113,6 +116,7 @@ func (c *compiler) node(t btf.Type, depth int) *node {
 	}
 	n := &node{kind: kindHex, size: size}
 	if depth > maxDepth {
+		n.deep = true
 		return n
 	}
 	c.open[t] = true
@@ -332,6 +336,9 @@ func (r *renderer) value(n *node, b []byte) {
 		}
 		r.dst = append(r.dst, '}')
 	case kindHex:
+		if n.deep {
+			r.cut = true // the type said more than is shown
+		}
 		if r.json {
 			r.dst = append(r.dst, '"')
 		}

@@ -237,3 +237,31 @@ func BenchmarkLayoutJSON(b *testing.B) {
 		dst, _ = value.AppendJSON(dst, v)
 	}
 }
+
+// TestLayoutDepth: a type nested past the depth limit is rendered in hex
+// from there on, and the rendering says it was cut (the event's
+// key_btf_truncated, value_btf_truncated), still valid JSON.
+func TestLayoutDepth(t *testing.T) {
+	var typ btf.Type = u32
+	for range maxDepth + 4 {
+		typ = &btf.Struct{Name: "nest", Size: 4, Members: []btf.Member{{Name: "in", Type: typ}}}
+	}
+	b := []byte{7, 0, 0, 0}
+	l := Compile(typ)
+	js, res := l.AppendJSON(nil, b)
+	if res != event.RenderedCut || !json.Valid(js) || !strings.Contains(string(js), `"0x07000000"`) {
+		t.Errorf("JSON past the depth limit: %s, result %d; want valid JSON with the rest in hex, cut (%d)", js, res, event.RenderedCut)
+	}
+	txt, res := l.AppendText(nil, b)
+	if res != event.RenderedCut || !strings.Contains(string(txt), "0x07000000…") {
+		t.Errorf("text past the depth limit: %s, result %d; want the rest in hex marked …, cut", txt, res)
+	}
+	// Within the limit: whole.
+	typ = u32
+	for range maxDepth {
+		typ = &btf.Struct{Name: "nest", Size: 4, Members: []btf.Member{{Name: "in", Type: typ}}}
+	}
+	if js, res := Compile(typ).AppendJSON(nil, b); res != event.RenderedWhole || !strings.Contains(string(js), ":7}") {
+		t.Errorf("JSON at the depth limit: %s, result %d; want whole", js, res)
+	}
+}

@@ -340,6 +340,10 @@ type Extra struct {
 	// LastAlive to the event's Time.
 	LastAlive time.Time
 	CleanStop bool
+	// monitor_gap: the state file exists but cannot be trusted (Reason
+	// says why), so when bpfmon last ran, and how it stopped, are
+	// unknown: the gap is as long as it could be.
+	StateUntrusted bool
 	// lineage: what happened (Event.Process did it).
 	Lineage *Lineage
 }

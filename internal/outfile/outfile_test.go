@@ -2,13 +2,17 @@ package outfile
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // line is the n-th test line, 1000 bytes with its newline.
@@ -159,5 +163,171 @@ func TestOpenErrors(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "no", "such", "dir"), MiB, 0); err == nil {
 		t.Error("an unwritable path accepted at open")
+	}
+}
+
+// planted are what a stranger with write access to the output's
+// directory could leave at the path for bpfmon to write into, and what
+// each must be refused with.
+func planted(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	target := filepath.Join(t.TempDir(), "root-owned")
+	if err := os.WriteFile(target, []byte("precious\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	cases[link] = "symbolic link"
+	foreign := filepath.Join(dir, "foreign")
+	if err := os.WriteFile(foreign, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(foreign, 0o666)
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Skipf("cannot make a file another user's: %v", err)
+	}
+	cases[foreign] = "owned by uid 65534"
+	open := filepath.Join(dir, "world-writable")
+	if err := os.WriteFile(open, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o646)
+	cases[open] = "lets group or others write"
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases[fifo] = "a named pipe"
+	sub := filepath.Join(dir, "dir")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cases[sub] = "a directory"
+	cases["/dev/null"] = "a device"
+	t.Cleanup(func() {
+		if b, _ := os.ReadFile(target); string(b) != "precious\n" {
+			t.Errorf("the file the link points to was written: %q", b)
+		}
+	})
+	return cases
+}
+
+// TestRefusesPlanted: a link, another user's file, a file others may
+// write, a named pipe, a directory or a device at the path is refused
+// (ErrRefused, naming why), at once, by Check, Open (with and without
+// rotation) and Create; the file a link points to is left as it was.
+func TestRefusesPlanted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make another user's file")
+	}
+	dir := t.TempDir()
+	for path, why := range planted(t, dir) {
+		start := time.Now()
+		errs := map[string]error{"Check": Check(path)}
+		for _, size := range []int64{0, MiB} {
+			f, err := Open(path, size, 0)
+			if err == nil {
+				f.Write([]byte("bpfmon's event\n"))
+				f.Close()
+			}
+			errs["Open size "+strconv.FormatInt(size, 10)] = err
+		}
+		f, err := Create(path, true)
+		if err == nil {
+			f.Close()
+		}
+		errs["Create"] = err
+		for what, err := range errs {
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), why) || !strings.Contains(err.Error(), path) {
+				t.Errorf("%s %s: %v; want refused, naming %q", what, path, err, why)
+			}
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: refusing took %v", path, d)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "foreign")); len(b) > 0 {
+		t.Errorf("another user's file was written: %q", b)
+	}
+}
+
+// TestNewFilesAreOwn: files Open and Create make, and those rotation
+// starts, are bpfmon's user's, mode 0600 whatever the umask, and none of
+// them is opened through a link planted where a new file is to be.
+func TestNewFilesAreOwn(t *testing.T) {
+	old := unix.Umask(0)
+	defer unix.Umask(old)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o777) // world-writable, as the attacker wants it
+	path := filepath.Join(dir, "events.json")
+	f, err := Open(path, MiB, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 * MiB / 1000 {
+		if _, err := f.Write(line(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	prof, err := Create(filepath.Join(dir, "profile"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof.Close()
+	ents, _ := os.ReadDir(dir)
+	if len(ents) < 4 {
+		t.Errorf("%d files, want the output, 2 or more rotated and the profile", len(ents))
+	}
+	for _, e := range ents {
+		fi, err := os.Lstat(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 || st.Uid != uint32(os.Geteuid()) {
+			t.Errorf("%s: %v, uid %d; want a regular file of uid %d, mode 0600", e.Name(), fi.Mode(), st.Uid, os.Geteuid())
+		}
+	}
+	// A link planted at a new file's name is neither followed nor
+	// replaced.
+	target := filepath.Join(t.TempDir(), "target")
+	os.WriteFile(target, []byte("precious\n"), 0o600)
+	tmp := filepath.Join(dir, "ready.tmp")
+	os.Symlink(target, tmp)
+	if f, err := CreateNew(tmp); err == nil {
+		f.Close()
+		t.Error("CreateNew opened a link")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "precious\n" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+}
+
+// TestCopytruncate: logrotate's copytruncate empties the file under
+// bpfmon; the next line lands at its start, not after a hole of NUL
+// bytes as long as what was there (the file is written with O_APPEND).
+func TestCopytruncate(t *testing.T) {
+	for _, size := range []int64{0, MiB} {
+		path := filepath.Join(t.TempDir(), "events")
+		f, err := Open(path, size, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 100 {
+			f.Write(line(i))
+		}
+		if err := os.Truncate(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		f.Write(line(100))
+		f.Close()
+		b, _ := os.ReadFile(path)
+		if !bytes.Equal(b, line(100)) {
+			t.Errorf("max-size %d: after copytruncate the file holds %d bytes, %d of them NUL; want the one line written since", size, len(b), bytes.Count(b, []byte{0}))
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -20,11 +21,18 @@ const maxSize = 1 << 20
 
 // Load reads and validates a policy file.
 func Load(path string) (*Policy, error) {
-	f, err := os.Open(path)
+	// Opened without blocking: a named pipe would wait for a writer
+	// forever, before anything said why.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fileErr(path, err)
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, fileErr(path, err)
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: cannot read policy: it is %s, not a regular file", path, kind(fi.Mode()))
+	}
 	// Read through a limit rather than trusting Stat: /proc files and pipes
 	// report no size.
 	data, err := io.ReadAll(io.LimitReader(f, maxSize+1))
@@ -408,4 +416,19 @@ func describe(n *yaml.Node) string {
 		return quote(n.Value)
 	}
 	return "an alias"
+}
+
+// kind names what a file that is not a regular file is.
+func kind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "not a regular file"
 }

@@ -255,7 +255,7 @@ var Rules = []RuleInfo{
 	{RuleWriteDenied, SeverityHigh, "--enforce refused access to a protected map"},
 	{RuleImmutableChange, SeverityHigh, "a map the policy says is immutable changed, whoever changed it, an owner included"},
 	{RuleHolderWhileDown, SeverityHigh, "at start, a process holds a writable fd to a protected map and is not one of the owners saved at the last stop (or named by the policy): it got the handle while bpfmon was not watching"},
-	{RuleMonitorGap, SeverityHigh, "bpfmon's state file says it did not stop cleanly (killed, crashed, power lost): nothing was watched from its last sign of life to the restart"},
+	{RuleMonitorGap, SeverityHigh, "bpfmon's state file says it did not stop cleanly (killed, crashed, power lost): nothing was watched from its last sign of life to the restart; or the state file cannot be trusted (damaged, failing its checksum, writable by another user), so the gap's length and the owners are unknown"},
 	{RuleOwnerImpersonation, SeverityHigh, "a process of an owner's executable in its cgroup is not the owner's work: started with loader variables (LD_PRELOAD, ...), moved into the cgroup from another, traced, or its memory written by another process"},
 }
 

@@ -5,6 +5,7 @@ package scanner
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -49,13 +51,50 @@ type stateFile struct {
 	Maps      []mapState `json:"maps"`
 	// Watch is Config.SaveExtra's section, kept as is.
 	Watch json.RawMessage `json:"watch,omitempty"`
+	// Checksum is the SHA-256 of the file's bytes before it, closed by
+	// "}": it is written last (see seal), and files of bpfmon before it
+	// have none.
+	Checksum string `json:"checksum,omitempty"`
+}
+
+// checksumField starts the checksum, the last field of a state file.
+const checksumField = `,"checksum":"sha256:`
+
+// seal appends the checksum of b, a JSON object, as its last field.
+func seal(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	out := append(b[:len(b)-1:len(b)-1], checksumField...)
+	out = hex.AppendEncode(out, sum[:])
+	return append(out, `"}`...)
+}
+
+// checkSeal says whether b, a state file, is as seal wrote it, and
+// whether it has a checksum at all.
+func checkSeal(b []byte) (sealed, ok bool) {
+	b = bytes.TrimRight(b, "\n")
+	i := bytes.LastIndex(b, []byte(checksumField))
+	if i < 0 {
+		return false, false
+	}
+	want := b[i+len(checksumField):]
+	if len(want) != 2*sha256.Size+2 || !bytes.HasSuffix(want, []byte(`"}`)) {
+		return true, false
+	}
+	body := append(b[:i:i], '}')
+	sum := sha256.Sum256(body)
+	return true, hex.EncodeToString(sum[:]) == string(want[:2*sha256.Size])
 }
 
 // Prior is what the state file read at start says of the bpfmon that
 // wrote it.
 type Prior struct {
-	Found bool      // a state file of bpfmon's was read (any version)
-	Alive time.Time // the last time it wrote the file
+	Found bool // a state file of bpfmon's was read (any version)
+	// Untrusted says why a state file that exists cannot be trusted
+	// (damaged, not bpfmon's, failing its checksum, writable by others):
+	// nothing in it was used, and what happened while bpfmon was down,
+	// the owners of protected maps included, is unknown. "" otherwise.
+	Untrusted string
+	Alive     time.Time // the last time it wrote the file
 	// StopKnown: the file says how it stopped (files from before bpfmon
 	// recorded it do not); Clean: it stopped cleanly, at Alive.
 	StopKnown, Clean bool
@@ -104,37 +143,48 @@ func (s *snapshot) contentHash() string {
 // is left alone (the scanner then saves nothing).
 func (s *Scanner) LoadState(path string) error {
 	s.statePath = path
-	file, err := os.Open(path)
+	// Not through a link, and without waiting on a named pipe.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return s.markNew()
 	}
 	if err != nil {
-		return fmt.Errorf("reading state file %s: %w", path, err)
+		s.statePath = ""
+		return s.untrusted(fmt.Errorf("reading state file %s: %w; choose another --state path", path, err))
 	}
 	defer file.Close()
 	fi, err := file.Stat()
 	if err != nil {
-		return fmt.Errorf("reading state file %s: %w", path, err)
+		return s.untrusted(fmt.Errorf("reading state file %s: %w", path, err))
 	}
 	if !fi.Mode().IsRegular() {
 		// A device or a pipe would never end, and a rename would replace it.
 		s.statePath = ""
-		return fmt.Errorf("state file %s: %w: it is not a regular file; choose another --state path", path, ErrForeignState)
+		return s.untrusted(fmt.Errorf("state file %s: %w: it is not a regular file; choose another --state path", path, ErrForeignState))
+	}
+	if err := stateWritable(path, fi); err != nil {
+		return s.untrusted(fmt.Errorf("state file %s cannot be trusted: %w; it is not used, and will be replaced by one of bpfmon's own", path, err))
 	}
 	if fi.Size() > stateMaxFile {
-		return fmt.Errorf("state file %s is %d bytes, more than bpfmon ever writes (%d): starting without it; it will be rewritten", path, fi.Size(), int64(stateMaxFile))
+		return s.untrusted(fmt.Errorf("state file %s is %d bytes, more than bpfmon ever writes (%d): starting without it; it will be rewritten", path, fi.Size(), int64(stateMaxFile)))
 	}
 	b, err := io.ReadAll(io.LimitReader(file, stateMaxFile+1))
 	if err != nil {
-		return fmt.Errorf("reading state file %s: %w", path, err)
+		return s.untrusted(fmt.Errorf("reading state file %s: %w", path, err))
 	}
-	if len(b) > 0 && !bytes.HasPrefix(b, []byte(`{"format":"`+stateFormat+`"`)) {
+	if len(b) == 0 {
+		return s.untrusted(fmt.Errorf("state file %s is empty: bpfmon never writes an empty one; starting without it; it will be rewritten", path))
+	}
+	if !bytes.HasPrefix(b, []byte(`{"format":"`+stateFormat+`"`)) {
 		s.statePath = "" // never overwrite what is not ours
-		return fmt.Errorf("state file %s: %w: it will not be used or overwritten; choose another --state path", path, ErrForeignState)
+		return s.untrusted(fmt.Errorf("state file %s: %w: it will not be used or overwritten; choose another --state path", path, ErrForeignState))
 	}
 	var f stateFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("state file %s is corrupt (%v): starting without it; it will be rewritten", path, err)
+		return s.untrusted(fmt.Errorf("state file %s is corrupt (%v): starting without it; it will be rewritten", path, err))
+	}
+	if sealed, ok := checkSeal(b); sealed && !ok {
+		return s.untrusted(fmt.Errorf("state file %s fails its checksum: it was changed or damaged since bpfmon wrote it; starting without it; it will be rewritten", path))
 	}
 	s.saved = map[uint32]mapState{}
 	for _, m := range f.Maps {
@@ -167,6 +217,51 @@ func (s *Scanner) LoadState(path string) error {
 	return nil
 }
 
+// untrusted records that the state file cannot be trusted, and why: the
+// watch then reports a monitor gap and adopts no holder as an owner.
+func (s *Scanner) untrusted(err error) error {
+	s.prior = Prior{Untrusted: err.Error()}
+	// Replaced at once, when it is to be, by a file that says bpfmon
+	// runs: a kill before the first pass is then an unclean stop.
+	if s.statePath != "" {
+		if werr := s.markNew(); werr != nil {
+			return errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
+// stateWritable says whether anyone but bpfmon's user could have written
+// the state file fi at path, or replaced it: the file or its directory
+// owned by another user, or writable by group or others. A sticky
+// directory is no exception: whoever may create files in it may create
+// the state file while it does not exist.
+func stateWritable(path string, fi os.FileInfo) error {
+	euid := uint32(os.Geteuid())
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		switch {
+		case st.Uid != euid:
+			return fmt.Errorf("it is owned by uid %d, not by bpfmon's user (uid %d)", st.Uid, euid)
+		case st.Mode&0o022 != 0:
+			return fmt.Errorf("its mode %04o lets group or others write it", st.Mode&0o7777)
+		}
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if st, ok := di.Sys().(*syscall.Stat_t); ok {
+		switch {
+		case st.Uid != euid && st.Uid != 0:
+			return fmt.Errorf("its directory %s is owned by uid %d, who may replace it", dir, st.Uid)
+		case st.Mode&0o022 != 0:
+			return fmt.Errorf("its directory %s (mode %04o) lets group or others replace it", dir, st.Mode&0o7777)
+		}
+	}
+	return nil
+}
+
 // markNew writes, when there is no state file yet, one that says bpfmon
 // runs (LoadState does it for a file it read): a kill before the first
 // pass is then an unclean stop.
@@ -194,7 +289,7 @@ func (s *Scanner) rewrite(clean bool) error {
 	if err := json.Unmarshal(s.lastSaved, &f); err != nil {
 		return fmt.Errorf("saving scanner state: %w", err)
 	}
-	f.Alive, f.CleanStop = time.Now().UTC(), &clean
+	f.Alive, f.CleanStop, f.Checksum = time.Now().UTC(), &clean, ""
 	if s.cfg.SaveExtra != nil {
 		f.Watch = s.cfg.SaveExtra()
 	}
@@ -202,7 +297,7 @@ func (s *Scanner) rewrite(clean bool) error {
 	if err != nil {
 		return fmt.Errorf("saving scanner state: %w", err)
 	}
-	return s.writeState(b)
+	return s.writeState(seal(b))
 }
 
 // Why a change while down is reported without its keys.
@@ -334,7 +429,7 @@ func (s *Scanner) saveState() error {
 		return err
 	}
 	s.lastSaved = b
-	return s.writeState(b)
+	return s.writeState(seal(b))
 }
 
 // writeState writes b as the state file atomically: a temporary file in

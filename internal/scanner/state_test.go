@@ -168,7 +168,12 @@ func TestStateBadFiles(t *testing.T) {
 		tc{name: "binary", data: binary, foreign: true, wantError: true},
 		tc{name: "NULs", data: make([]byte, 4096), foreign: true, wantError: true},
 		tc{name: "bpfmon prefix, binary rest", data: append([]byte(`{"format":"bpfmon-scanner-state"`), binary...), wantError: true},
-		tc{name: "entries not hex", data: bytes.Replace(valid, []byte(`"entries":{"`), []byte(`"entries":{"zz`), 1)},
+		// Damaged, still JSON: its checksum tells.
+		tc{name: "entries not hex", data: bytes.Replace(valid, []byte(`"entries":{"`), []byte(`"entries":{"zz`), 1), wantError: true},
+		tc{name: "a hash changed", data: bytes.Replace(valid, []byte(`"hash":"`), []byte(`"hash":"0`), 1), wantError: true},
+		tc{name: "checksum changed", data: bytes.Replace(valid, []byte(`"sha256:`), []byte(`"sha256:0`), 1), wantError: true},
+		// Written by a bpfmon from before the checksum: used.
+		tc{name: "no checksum", data: append(bytes.Clone(valid[:bytes.LastIndex(valid, []byte(checksumField))]), '}')},
 		tc{name: "wrong types", data: []byte(`{"format":"bpfmon-scanner-state","version":1,"maps":[{"id":"x","entries":[1]}]}`), wantError: true},
 		tc{name: "future version", data: []byte(`{"format":"bpfmon-scanner-state","version":99,"maps":null}`), wantError: true},
 		tc{name: "empty", data: nil, wantError: true},
@@ -345,8 +350,9 @@ func TestStateWhileDownPaths(t *testing.T) {
 				f(&c.Maps[i], &c)
 			}
 		}
+		c.Checksum = ""
 		b, _ := json.Marshal(&c)
-		return b
+		return seal(b) // edited as bpfmon would have written it
 	}
 	key1 := hex.EncodeToString(le32(1))
 	const goneID = 0xfffffff0 // never allocated in a test's lifetime
@@ -505,8 +511,9 @@ func TestStateStops(t *testing.T) {
 	// Another boot: every saved map is gone, whatever has its id now.
 	f = read()
 	f.BootID = "00000000-0000-0000-0000-000000000000"
+	f.Checksum = ""
 	b, _ := json.Marshal(&f)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := os.WriteFile(path, seal(b), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s4 := start(`{}`)

@@ -17,6 +17,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/metrics"
+	"github.com/bpfmon/bpfmon/internal/outfile"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
@@ -187,6 +188,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
 	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
+	acfg.DistrustHolders = prior.Untrusted != ""
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
 	}
@@ -352,11 +354,7 @@ func startError(opts Options, err error) error {
 // ready writes the ready file, if asked, and tells systemd.
 func ready(path string, log *slog.Logger) error {
 	if path != "" {
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, path); err != nil {
+		if err := writeReady(path); err != nil {
 			return err
 		}
 	}
@@ -365,6 +363,32 @@ func ready(path string, log *slog.Logger) error {
 	}
 	log.Info("ready: every sensor attached, the state at start recorded")
 	return nil
+}
+
+// writeReady writes bpfmon's pid to a new temporary file (mode 0600,
+// never through a link: whatever is at its name, a leftover or a link
+// planted there, is removed first, and a file created meanwhile is an
+// error, not followed) and renames it to path.
+func writeReady(path string) error {
+	tmp := path + ".tmp"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := outfile.CreateNew(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(f, "%d\n", os.Getpid())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // reportSuppressed writes, every second until stop, what the alert
@@ -434,6 +458,9 @@ func restoredTrust(log *slog.Logger, pol *policy.Policy, saved bool, prior scann
 			log.Info("alerts: no --state, so every start is a first start: "+holders, "part", "alerts")
 		}
 		return nil
+	case prior.Untrusted != "":
+		log.Warn("alerts: the state file cannot be trusted, so this is a start after a gap, not a first start: no holder at start owns a protected map (a writable one is a holder-while-down); owners named by the policy do", "part", "alerts")
+		return nil
 	case !prior.Found:
 		log.Info("alerts: first start (no state file): "+holders, "part", "alerts")
 		return nil
@@ -457,6 +484,10 @@ func restoredTrust(log *slog.Logger, pol *policy.Policy, saved bool, prior scann
 // gapEvent is the monitor_gap event at a start with a state file that
 // says how bpfmon last stopped; nil without one.
 func gapEvent(prior scanner.Prior, now time.Time) *event.Event {
+	if prior.Untrusted != "" {
+		return &event.Event{Time: now, Type: event.MonitorGap, Source: event.SourceState, Reason: prior.Untrusted,
+			Extra: &event.Extra{StateUntrusted: true}}
+	}
 	if !prior.Found || !prior.StopKnown || prior.Alive.IsZero() {
 		return nil
 	}
