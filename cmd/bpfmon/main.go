@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (64 KiB by default), which bpfmon's first ring buffer exceeds;
 	// later ones charge the memory cgroup, and this does nothing.
 	_ = rlimit.RemoveMemlock()
+	raiseNoFile()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -491,6 +492,19 @@ func checkDir(path string) error {
 		return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
 	}
 	return nil
+}
+
+// raiseNoFile raises the soft limit on open files to the hard limit:
+// the content scanner holds a descriptor for each map it reads, and
+// the sensors one per program and link, on hosts where the default soft
+// limit (1024) is too low for them. (Go's runtime does the same at
+// start since Go 1.19; said here, as bpfmon depends on it.)
+func raiseNoFile() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 }
 
 func isTerminal(f *os.File) bool {

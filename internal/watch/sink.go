@@ -65,6 +65,9 @@ type sink struct {
 // event with source "output" once writing works again.
 type outputState struct {
 	log      func(msg string, args ...any) // nil: quiet
+	// health, when set, is told of the first error of a failure, and
+	// of nil once writing works again (the part's metrics, /healthz).
+	health func(err error)
 	closed   chan struct{}                 // closed when the reader went away
 	isClosed bool
 	failing  error     // the last write error, until a write works
@@ -98,6 +101,9 @@ func (s *sink) wrote(err error) error {
 				"error", err.Error(), "not_written", dropped)
 			o.saidAt = now
 		}
+		if o.failing == nil && o.health != nil {
+			o.health(err)
+		}
 		o.failing, o.writtenAt = err, written
 		return nil
 	}
@@ -108,6 +114,9 @@ func (s *sink) wrote(err error) error {
 		o.failing = nil
 		if o.log != nil {
 			o.log("writing events works again", "not_written", dropped-o.reported)
+		}
+		if o.health != nil {
+			o.health(nil)
 		}
 	}
 	if dropped > o.reported && !o.isClosed {
@@ -169,7 +178,7 @@ func (s *sink) writeLocked(ev *event.Event) error {
 	if s.metrics != nil {
 		s.metrics.Event(ev)
 	}
-	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost) {
+	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost && ev.Source != event.SourceSelf) {
 		return nil
 	}
 	if ev.Alert != nil {

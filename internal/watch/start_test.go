@@ -82,10 +82,7 @@ func (fakeScanner) Prior() scanner.Prior                            { return sca
 func (fakeScanner) SaveStopped() error                              { return nil }
 func (fakeScanner) Unsure()                                         {}
 func (fakeScanner) Last() scanner.PassStats                         { return scanner.PassStats{} }
-func (fakeScanner) Run(stop <-chan struct{}, _ func(*event.Event) error) error {
-	<-stop
-	return nil
-}
+func (fakeScanner) Pass(<-chan struct{}, func(*event.Event) error) error { return nil }
 
 // TestStartOrder checks the invariants of run's start order, with parts
 // that record what was done when:

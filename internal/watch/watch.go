@@ -78,7 +78,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 // Filter selects events by kernel identities (pids, map ids) and, at the
 // user's explicit request, by map name. Names are chosen by whoever creates
 // a map: a filter on them shows what the user asked for, nothing more.
-// "lost" events always pass.
+// "lost" events and bpfmon's own (part_error, policy_reloaded) always pass.
 type Filter struct {
 	PIDs     []uint32
 	MapIDs   []uint32
@@ -88,7 +88,7 @@ type Filter struct {
 
 // Match reports whether ev passes the filter.
 func (f *Filter) Match(ev *event.Event) bool {
-	if ev.Type == event.Lost {
+	if ev.Type == event.Lost || ev.Source == event.SourceSelf {
 		return true
 	}
 	if len(f.Events) > 0 && !slices.Contains(f.Events, ev.Type) {
