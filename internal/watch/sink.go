@@ -64,11 +64,11 @@ type sink struct {
 // counted, said at most once per LossInterval, and reported as a lost
 // event with source "output" once writing works again.
 type outputState struct {
-	log      func(msg string, args ...any) // nil: quiet
+	log func(msg string, args ...any) // nil: quiet
 	// health, when set, is told of the first error of a failure, and
 	// of nil once writing works again (the part's metrics, /healthz).
-	health func(err error)
-	closed   chan struct{}                 // closed when the reader went away
+	health   func(err error)
+	closed   chan struct{} // closed when the reader went away
 	isClosed bool
 	failing  error     // the last write error, until a write works
 	saidAt   time.Time // when the failure was last logged

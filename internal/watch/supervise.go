@@ -126,4 +126,3 @@ func (s *supervisor) setWrite(write func(*event.Event) error) {
 	s.write = write
 	s.mu.Unlock()
 }
-
