@@ -128,6 +128,11 @@ func (m *Metrics) OnPartError(f func(part string, err error)) {
 // OnPartError set.
 func (m *Metrics) PartFailed(part string, err error) {
 	m.PartError(part, err)
+	m.tell(part, err)
+}
+
+// tell hands err to the function OnPartError set.
+func (m *Metrics) tell(part string, err error) {
 	m.mu.Lock()
 	f := m.notify
 	m.mu.Unlock()

@@ -45,11 +45,11 @@ func Listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
 }
 
-// MaxConns bounds the connections the server holds at once. Past it,
-// new connections wait in the kernel's accept queue (and past that, are
-// refused by the kernel), holding none of bpfmon's file descriptors: any
-// user who can reach the port could otherwise take every descriptor
-// bpfmon has, and its sensors and content scanner need them.
+// MaxConns bounds the connections the server holds at once. One past it
+// is closed as soon as accepted: any user who can reach the port could
+// otherwise take every descriptor bpfmon has, and its sensors and
+// content scanner need them. (A flood can still keep a scraper out,
+// which Prometheus shows as the target down; it cannot blind bpfmon.)
 const MaxConns = 16
 
 // Timeouts of a connection: a client that sends its request headers
@@ -90,7 +90,7 @@ func (m *Metrics) Serve(ln net.Listener) *Server {
 				s.done <- nil
 				return
 			}
-			m.PartFailed(PartMetrics, fmt.Errorf("serving metrics: %w; serving again in %v", err, serveRetry))
+			m.tell(PartMetrics, fmt.Errorf("serving metrics: %w; serving again in %v", err, serveRetry)) // counted by Accept
 			select {
 			case <-s.closing:
 				s.done <- nil
@@ -118,25 +118,27 @@ type limitListener struct {
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.closing:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		select {
-		case <-l.closing:
-		default:
-			// net/http retries temporary errors (EMFILE) itself,
-			// after a pause: counted, not reported as events (a
-			// flood would make one per retry).
-			l.m.PartError(PartMetrics, err)
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			select {
+			case <-l.closing:
+			default:
+				// net/http retries temporary errors (EMFILE) itself,
+				// after a pause: counted here, not as events (a flood
+				// would make one per retry); the others end its loop,
+				// and Serve says them.
+				l.m.PartError(PartMetrics, err)
+			}
+			return nil, err
 		}
-		return nil, err
+		select {
+		case l.slots <- struct{}{}:
+			return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
+		default:
+			c.Close() // full
+		}
 	}
-	return &limitConn{Conn: c, release: func() { <-l.slots }}, nil
 }
 
 func (l *limitListener) Close() error { return nil }

@@ -481,6 +481,7 @@ func runScanner(scan contentScanner, interval time.Duration, stop <-chan struct{
 const (
 	ringFailMax    = 5
 	ringFailWindow = time.Minute
+	ringUpAfter    = time.Second
 )
 
 func runSensors(set *sensor.Set, stop <-chan struct{}, out *sink, sv *supervisor, p parts) error {
@@ -493,13 +494,15 @@ func runSensors(set *sensor.Set, stop <-chan struct{}, out *sink, sv *supervisor
 			return out.fromSensor(ev)
 		}
 	}
+	var fails []time.Time
 	idle := func() error {
-		if sv.isDown(metrics.PartSensors) {
-			sv.ok(metrics.PartSensors) // reading again
+		// Up again once reading has worked for a while since the last
+		// failure: a reader that fails at every record is never up.
+		if len(fails) > 0 && time.Since(fails[len(fails)-1]) > ringUpAfter && sv.isDown(metrics.PartSensors) {
+			sv.ok(metrics.PartSensors)
 		}
 		return out.flush()
 	}
-	var fails []time.Time
 	for {
 		err := set.Run(stop, emit, idle)
 		if err == nil {
