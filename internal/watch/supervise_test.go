@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -125,7 +126,10 @@ func startSupervised(t *testing.T) *supervised {
 	go func() {
 		_, err := run(Options{Format: "json", Out: &w.out, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			RingBytes: 1 << 20, CaptureBytes: 64, KernelHooks: kernelwrite.ModeOff,
-			ScanInterval: 100 * time.Millisecond, Metrics: w.mets}, w.stop, p)
+			ScanInterval: 100 * time.Millisecond, Metrics: w.mets,
+			// Written: lost events and bpfmon's own (the filter lets
+			// them through), not the host's other calls.
+			Filter: Filter{Events: []event.Type{event.Lost}}}, w.stop, p)
 		w.done <- err
 	}()
 	t.Cleanup(func() {
