@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
 // Hostile input: what a user of the host, unprivileged or not, can do to
@@ -149,4 +152,125 @@ func healthz(t *testing.T, addr string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
+}
+
+// TestHostileSIGHUPWithoutOutput: SIGHUP to a watch that writes to its
+// standard output (no --output) does not end it: it goes on, then stops
+// cleanly at SIGINT. Before, SIGHUP's default action killed it (rc 129,
+// nothing drained, and the next start saw an unclean stop).
+func TestHostileSIGHUPWithoutOutput(t *testing.T) {
+	testutil.RequireRoot(t)
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	out, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command(bin, "watch", "--format", "json", "--ready-file", ready, "--scan-interval", "0", "--pid", "1")
+	var stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitReady(t, ready, cmd, &stderr)
+	for range 3 {
+		cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("bpfmon is gone after SIGHUP: %v; stderr:\n%s", err, stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("bpfmon watch without --output ended with %v after SIGHUP; stderr:\n%s", err, stderr.String())
+	}
+}
+
+// TestHostileReloadPolicy: SIGHUP loads the policy again. A broken file
+// keeps the policy in force (a stranger's write to a map it protects is
+// still alerted, one to a map only the broken file names is not) and is
+// reported with its FILE:LINE:COL; a fixed file that protects a new map
+// replaces it, said by a policy_reloaded event, and a stranger's write to
+// the new map is then alerted. Before, SIGHUP only reopened the output.
+func TestHostileReloadPolicy(t *testing.T) {
+	testutil.RequireRoot(t)
+	_, a := newSpecMap(t, &ebpf.MapSpec{Name: "reload_a", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	_, b := newSpecMap(t, &ebpf.MapSpec{Name: "reload_b", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
+	foreign := testutil.ForeignExecutable(t, "stranger.test")
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(pol, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	limits := "alerts:\n  rate: 100000\n  burst: 100000\n"
+	write("version: 1\nprotect:\n  - id: " + itoa(a) + "\n" + limits)
+	w := startWatch(t, "--format", "json", "--alerts-only", "--scan-interval", "0", "--policy", pol)
+
+	type line struct {
+		alertEvent
+		Part   string
+		Path   string
+		Reason string
+	}
+	events := func() []line {
+		var out []line
+		for _, l := range w.lines(t) {
+			var ev line
+			if json.Unmarshal([]byte(l), &ev) == nil {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	waitFor := func(what string, cond func(line) bool) {
+		t.Helper()
+		w.waitOutput(t, what, func([]string) bool {
+			for _, ev := range events() {
+				if cond(ev) {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	alerted := func(id uint32, pid int) bool {
+		for _, ev := range events() {
+			if ev.Alert != nil && ev.Alert.Rule == "foreign-write" && ev.on(id) && ev.by(pid) {
+				return true
+			}
+		}
+		return false
+	}
+
+	// Broken: protects b, but does not parse.
+	write("version: 1\nprotect:\n  - id: " + itoa(a) + "\n  - id: " + itoa(b) + "\n  - bogus: 1\n" + limits)
+	w.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("part_error for the broken policy", func(ev line) bool {
+		return ev.Event == "part_error" && ev.Part == "policy" && strings.Contains(ev.Reason, pol+":5:")
+	})
+	if !strings.Contains(w.stderr.String(), pol+":5:") {
+		t.Errorf("the broken policy's FILE:LINE:COL is not logged:\n%s", w.stderr.String())
+	}
+	pa := act(t, foreign, "update:"+itoa(a)+":1")
+	pb := act(t, foreign, "update:"+itoa(b)+":1")
+	waitFor("foreign-write on the map the old policy protects", func(ev line) bool { return alerted(a, pa) })
+	time.Sleep(300 * time.Millisecond) // the write to b had as long as the one to a
+	if alerted(b, pb) {
+		t.Errorf("the broken policy's map %d was protected", b)
+	}
+
+	// Fixed: now b is protected.
+	write("version: 1\nprotect:\n  - id: " + itoa(a) + "\n  - id: " + itoa(b) + "\n" + limits)
+	w.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor("policy_reloaded", func(ev line) bool {
+		return ev.Event == "policy_reloaded" && ev.Source == "bpfmon" && ev.Path == pol && strings.Contains(ev.Reason, "id:"+itoa(b))
+	})
+	pb = act(t, foreign, "update:"+itoa(b)+":2")
+	waitFor("foreign-write on the map the reloaded policy protects", func(ev line) bool { return alerted(b, pb) })
+	w.stop(t, syscall.SIGINT)
 }

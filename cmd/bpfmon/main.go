@@ -143,6 +143,11 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 }
 
 func runWatch(args []string, stdout, stderr io.Writer) int {
+	// SIGHUP, first of all: its default action ends the process, and
+	// `systemctl reload` sends it whatever the flags (see reload below).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600; default stdout); SIGHUP reopens it (logrotate)")
@@ -161,7 +166,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
-	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README)")
+	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README); SIGHUP loads it again (a broken file keeps the policy in force)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
@@ -181,7 +186,9 @@ and changes found by reading map contents, until SIGINT or SIGTERM; then
 drains, prints a summary on stderr and exits 0. If the reader of its output
 goes away (bpfmon watch | head), it stops within a second and exits 4; if
 the output file cannot be written (a full disk), it goes on, counts what it
-could not write and reports it as a lost event (source output) once it can.`)
+could not write and reports it as a lost event (source output) once it can.
+SIGHUP reopens --output and loads --policy again (a file that does not load
+keeps the policy in force); it never ends bpfmon.`)
 	if code, stop := parse(fs, args, stdout, stderr); stop {
 		return code
 	}
@@ -348,20 +355,25 @@ could not write and reports it as a lost event (source output) once it can.`)
 	// A closed pipe is an error to handle (EPIPE), not a death: bpfmon
 	// then stops and says what it could not write.
 	signal.Ignore(syscall.SIGPIPE)
-	if outFile != nil {
-		// logrotate moves the file away, then asks for a new one.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
+	// SIGHUP reopens the output (logrotate moves the file away, then
+	// asks for a new one) and loads the policy again; it never ends
+	// bpfmon.
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			if outFile != nil {
 				if err := outFile.Reopen(); err != nil {
 					logger.Error(err.Error(), "part", "output")
 				} else {
 					logger.Info("output reopened (SIGHUP)", "path", *outPath)
 				}
 			}
-		}()
-	}
+			select {
+			case reload <- struct{}{}:
+			default: // one pending is enough
+			}
+		}
+	}()
 	go func() {
 		<-sig
 		sdnotify.Notify(sdnotify.Stopping)
@@ -389,6 +401,9 @@ could not write and reports it as a lost event (source output) once it can.`)
 		AlertsOnly:   *alertsOnly,
 		Enforce:      *enforce,
 		Metrics:      mets,
+		Reload:       reload,
+		PolicyPath:   *policyPath,
+		Protect:      protect,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,

@@ -317,10 +317,17 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	}
 	alertsDone := make(chan struct{})
 	go func() { reportSuppressed(alerts, stop, out, sv, p); close(alertsDone) }()
+	reloadDone := make(chan struct{})
+	go func() {
+		r := &reloader{opts: opts, log: log, alerts: alerts, inventory: p.inventory, out: out, sv: sv}
+		r.run(stop)
+		close(reloadDone)
+	}()
 
 	runErr := runSensors(set, stop, out, sv, p)
 	<-scanDone
 	<-alertsDone
+	<-reloadDone
 	if err := sv.failure(); err != nil && runErr == nil {
 		runErr = err
 	}

@@ -54,6 +54,11 @@ type Options struct {
 	// Metrics, when not nil, counts what the watch does (--metrics-addr);
 	// it is marked ready when the ready file is written.
 	Metrics *metrics.Metrics
+	// Reload, when not nil, asks for the policy to be loaded again from
+	// PolicyPath (SIGHUP), with Protect (--protect) added: see reload.go.
+	Reload     <-chan struct{}
+	PolicyPath string
+	Protect    []policy.Selector
 }
 
 // Summary is what a watch did.
