@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -273,4 +275,42 @@ func TestHostileReloadPolicy(t *testing.T) {
 	pb = act(t, foreign, "update:"+itoa(b)+":2")
 	waitFor("foreign-write on the map the reloaded policy protects", func(ev line) bool { return alerted(b, pb) })
 	w.stop(t, syscall.SIGINT)
+}
+
+// TestHostileSecondInstance: a second bpfmon watch on the host (the same
+// lock) is refused at once, exit 1, naming the first's pid, which goes
+// on; once the first is killed, the kernel frees the lock and a watch
+// starts.
+func TestHostileSecondInstance(t *testing.T) {
+	first := startWatch(t, "--format", "json", "--scan-interval", "0", "--pid", "1")
+	// Refused at once; one that was not would run until killed.
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Timeout(10*time.Second))
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, "watch", "--format", "json", "--scan-interval", "0", "--output", filepath.Join(t.TempDir(), "out"))
+	second.Env = append(os.Environ(), lockEnv+"="+first.lock)
+	out, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitError || !strings.Contains(string(out), "pid "+strconv.Itoa(first.cmd.Process.Pid)) {
+		t.Fatalf("a second watch: %v; want exit %d naming pid %d:\n%s", err, exitError, first.cmd.Process.Pid, out)
+	}
+	if strings.Contains(string(out), "ready") {
+		t.Errorf("the second watch got as far as ready:\n%s", out)
+	}
+	if err := first.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the first watch is gone: %v", err)
+	}
+
+	first.cmd.Process.Kill()
+	first.cmd.Wait()
+	dir := t.TempDir()
+	ready := filepath.Join(dir, "ready")
+	third := exec.Command(bin, "watch", "--format", "json", "--scan-interval", "0", "--pid", "1", "--output", filepath.Join(dir, "out"), "--ready-file", ready)
+	third.Env = append(os.Environ(), lockEnv+"="+first.lock)
+	var stderr strings.Builder
+	third.Stderr = &stderr
+	if err := third.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { third.Process.Kill(); third.Wait() })
+	waitReady(t, ready, third, &stderr)
 }

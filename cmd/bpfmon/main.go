@@ -169,6 +169,11 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see README); SIGHUP loads it again (a broken file keeps the policy in force)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
+	lockDefault := defaultLockFile
+	if v := os.Getenv(lockEnv); v != "" {
+		lockDefault = v
+	}
+	lockFile := fs.String("lock-file", lockDefault, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
 	var protect selectorList
 	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
@@ -307,6 +312,14 @@ keeps the policy in force); it never ends bpfmon.`)
 			fmt.Fprintf(stderr, "bpfmon watch: invalid --metrics-addr %v\n", err)
 			return exitUsage
 		}
+	}
+
+	// One monitor per host, said before anything is bound or loaded.
+	if ok, err := lockWatch(*lockFile); errors.Is(err, errLocked) {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitError
+	} else if !ok {
+		logger.Warn("running without the one-monitor lock: "+err.Error()+"; a second bpfmon watch would not be refused", "lock_file", *lockFile)
 	}
 
 	// Bound before any probe loads: an address in use stops bpfmon at

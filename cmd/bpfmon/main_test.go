@@ -86,6 +86,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Chmod(dir, 0o755) // the not-root test runs the binary as nobody
+	// One bpfmon watch per host, but tests run many, and other packages'
+	// tests run theirs: this package's have locks of their own
+	// (startWatch gives each watch its own).
+	os.Setenv(lockEnv, filepath.Join(dir, "watch.lock"))
 	bin = filepath.Join(dir, "bpfmon")
 	if prebuilt := testutil.Binary(); prebuilt != "" {
 		bin = prebuilt // built beforehand: the VM test matrix has no Go toolchain
@@ -101,6 +105,7 @@ func TestMain(m *testing.M) {
 type watcher struct {
 	cmd    *exec.Cmd
 	out    string // events file
+	lock   string // its one-per-host lock (lockEnv)
 	stderr lockedBuffer
 }
 
@@ -196,6 +201,8 @@ func startWatchUnder(t *testing.T, wrap []string, args ...string) *watcher {
 	argv := append([]string{bin, "watch", "--output", w.out, "--ready-file", ready, "--log-level", "debug"}, args...)
 	argv = append(slices.Clone(wrap), argv...)
 	w.cmd = exec.Command(argv[0], argv[1:]...)
+	w.lock = filepath.Join(dir, "watch.lock")
+	w.cmd.Env = append(os.Environ(), lockEnv+"="+w.lock)
 	w.cmd.Stderr = &w.stderr
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
