@@ -314,3 +314,41 @@ func TestHostileSecondInstance(t *testing.T) {
 	t.Cleanup(func() { third.Process.Kill(); third.Wait() })
 	waitReady(t, ready, third, &stderr)
 }
+
+// TestHostileSelfReads: an admin's bpfmon maps and bpfmon features, the
+// same executable as the watch, read bpfmon's own maps: no alert. Before,
+// bpfmon maps raised a critical self-access alert for each of them. A
+// stranger's handle to them still raises one.
+func TestHostileSelfReads(t *testing.T) {
+	w := startWatch(t, "--format", "json", "--alerts-only", "--scan-interval", "0", "--policy", unlimitedAlerts(t))
+	var pids []int
+	for _, sub := range []string{"maps", "features"} {
+		cmd := exec.Command(bin, sub, "--format", "json")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("bpfmon %s: %v\n%s", sub, err, out)
+		}
+		pids = append(pids, cmd.Process.Pid)
+	}
+	// A stranger's handle to one of them, for a positive control.
+	own := w.ownMaps(t)
+	if len(own) == 0 {
+		t.Fatal("no map of bpfmon's found")
+	}
+	stranger := act(t, testutil.ForeignExecutable(t, "stranger.test"), "getfd:"+itoa(own[0].ID))
+	w.waitOutput(t, "self-access alert for the stranger's handle", func(lines []string) bool {
+		for _, ev := range parseAlerts(t, lines) {
+			if ev.Alert != nil && ev.Alert.Rule == "self-access" && ev.by(stranger) {
+				return true
+			}
+		}
+		return false
+	})
+	lines := w.stop(t, syscall.SIGINT)
+	for _, ev := range parseAlerts(t, lines) {
+		for _, pid := range pids {
+			if ev.Alert != nil && ev.by(pid) {
+				t.Errorf("bpfmon's own reads alerted: %s %s: %s", ev.Alert.Rule, ev.Alert.Severity, ev.Alert.Reason)
+			}
+		}
+	}
+}

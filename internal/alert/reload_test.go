@@ -67,3 +67,39 @@ func TestReload(t *testing.T) {
 }
 
 func itoaU(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
+
+// TestSelfReads: bpfmon's own executable (by device and inode) reading
+// bpfmon's maps, a handle or a read-only mapping, is no alert; its write,
+// or a writable mapping, is, as anyone else's; another executable's
+// handle is.
+func TestSelfReads(t *testing.T) {
+	self := event.Identity{ExeDev: 3, ExeIno: 42}
+	e := New(Config{Policy: policy.Default(), SelfPID: 1, SelfMaps: []uint32{9}, SelfExe: self})
+	e.Start(nil)
+	ev := func(typ event.Type, who event.Identity, prot uint32) *event.Event {
+		ev := &event.Event{Type: typ, Source: event.SourceSyscall, HasResult: true,
+			Process: &event.Process{PID: 200, ExeDev: who.ExeDev, ExeIno: who.ExeIno, CgroupID: 5, Exe: "/usr/local/bin/bpfmon"}, Map: &event.Map{ID: 9}}
+		if typ == event.MapMmap {
+			ev.Extra = &event.Extra{HasProt: true, Prot: prot}
+		}
+		e.Evaluate(ev)
+		return ev
+	}
+	other := event.Identity{ExeDev: 3, ExeIno: 43}
+	for _, c := range []struct {
+		what  string
+		ev    *event.Event
+		alert bool
+	}{
+		{"bpfmon's handle", ev(event.MapGetFDByID, self, 0), false},
+		{"bpfmon's read-only mapping", ev(event.MapMmap, self, 1), false},
+		{"bpfmon's writable mapping", ev(event.MapMmap, self, 3), true},
+		{"bpfmon's write", ev(event.MapUpdate, self, 0), true},
+		{"another executable's handle", ev(event.MapGetFDByID, other, 0), true},
+		{"same inode, other device", ev(event.MapGetFDByID, event.Identity{ExeDev: 4, ExeIno: 42}, 0), true},
+	} {
+		if got := c.ev.Alert != nil && c.ev.Alert.Rule == policy.RuleSelfAccess; got != c.alert {
+			t.Errorf("%s: self-access alert %v, want %v", c.what, got, c.alert)
+		}
+	}
+}

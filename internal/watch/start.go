@@ -19,6 +19,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -201,6 +202,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	cgroupNames := cgroups.NewResolver()
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
+	if _, ino, dev, err := procexe.Of(uint32(os.Getpid())); err == nil {
+		acfg.SelfExe = event.Identity{ExeIno: ino, ExeDev: dev}
+	}
 	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
