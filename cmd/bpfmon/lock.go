@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 // host (two would flag each other's reads, and double every alert).
 // lockEnv overrides it, as --lock-file does (tests run many watches).
 const (
-	defaultLockFile = "/run/bpfmon.lock"
+	defaultLockFile = "/run/bpfmon/watch.lock"
 	lockEnv         = "BPFMON_LOCK_FILE"
 )
 
@@ -28,7 +29,17 @@ var errLocked = errors.New("another bpfmon watch is running")
 // ok false, with the reason, where there is no directory to put it in
 // (a container without /run): bpfmon then runs unlocked and says so.
 func lockWatch(path string) (ok bool, err error) {
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	open := func() (int, error) {
+		return unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	}
+	fd, err := open()
+	if errors.Is(err, unix.ENOENT) {
+		// Its directory (/run/bpfmon: systemd's RuntimeDirectory), made
+		// where its parent exists.
+		if unix.Mkdir(filepath.Dir(path), 0o755) == nil {
+			fd, err = open()
+		}
+	}
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.EROFS) {
 		return false, fmt.Errorf("cannot create the lock file %s: %w", path, err)
 	}

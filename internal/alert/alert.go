@@ -80,7 +80,7 @@ type Config struct {
 	// bpfmon's content scanner, are not alerts; its writes are judged as
 	// anyone's. Zero: none known.
 	SelfExe event.Identity
-	Cgroups  *cgroups.Resolver
+	Cgroups *cgroups.Resolver
 	// Enforcer, when set, receives the protected maps and their owners.
 	Enforcer Enforcer
 	// Warn reports problems that do not stop the engine (an owner's
