@@ -141,15 +141,28 @@ func TestHostileMetricsFlood(t *testing.T) {
 	if s := w.stderr.String(); strings.Contains(s, "too many open files") {
 		t.Errorf("bpfmon ran out of descriptors:\n%s", s)
 	}
+	// The flood over, the server answers, and every part is healthy.
+	stdin.Close()
+	cmd.Wait()
+	for deadline := time.Now().Add(testutil.Timeout(10 * time.Second)); ; time.Sleep(100 * time.Millisecond) {
+		code, body := healthz(t, addr)
+		if code == http.StatusOK && body == "ready\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz after the flood: %d %q", code, body)
+		}
+	}
 }
 
-// healthz is the status and body of GET /healthz.
+// healthz is the status and body of GET /healthz; 0 when the server
+// did not answer.
 func healthz(t *testing.T, addr string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + "/healthz")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err.Error()
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
