@@ -48,6 +48,8 @@ func Reason(err error) string {
 			return "eio"
 		case syscall.ENOSPC, syscall.EDQUOT:
 			return "enospc"
+		case syscall.EINVAL:
+			return "invalid"
 		}
 	}
 	return "other"

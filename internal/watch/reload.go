@@ -55,7 +55,7 @@ func (r *reloader) reload() {
 		if m := r.opts.Metrics; m != nil {
 			m.PartError(metrics.PartPolicy, err)
 		}
-		r.sv.event(r.out.write, metrics.PartPolicy, err.Error())
+		r.sv.event(r.out.writeNow, metrics.PartPolicy, err.Error())
 		return
 	}
 	pol.AddProtect(r.opts.Protect...)
@@ -74,6 +74,6 @@ func (r *reloader) reload() {
 	}
 	r.log.Info("policy reloaded (SIGHUP)", "part", metrics.PartPolicy, "path", path, "changes", changes)
 	logProtected(r.log, pol, r.alerts.Protected())
-	_ = r.out.write(&event.Event{Time: time.Now(), Type: event.PolicyReloaded, Source: event.SourceSelf, Path: path,
+	_ = r.out.writeNow(&event.Event{Time: time.Now(), Type: event.PolicyReloaded, Source: event.SourceSelf, Path: path,
 		Reason: "policy reloaded: " + changes})
 }

@@ -190,6 +190,21 @@ func (s *sink) writeLocked(ev *event.Event) error {
 	return s.wrote(s.w.Write(ev))
 }
 
+// writeNow writes ev and flushes: bpfmon's own events (part_error,
+// policy_reloaded) are rare, and must not wait in the buffer while a
+// flood of records keeps the ring from emptying.
+func (s *sink) writeNow(ev *event.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeLocked(ev); err != nil {
+		return err
+	}
+	if s.out.isClosed {
+		return nil
+	}
+	return s.wrote(s.w.Flush())
+}
+
 // writeAll writes evs in order.
 func (s *sink) writeAll(evs []*event.Event) error {
 	for _, ev := range evs {

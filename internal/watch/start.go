@@ -215,7 +215,13 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	}
 	inv := func(o inventory.Options) ([]inventory.Map, error) {
 		if !o.SkipHolders {
-			return p.inventory(o) // the state at start: its error is said below
+			// The state at start: without it, the engine starts from
+			// nothing, and the refreshes add what they find.
+			maps, err := p.inventory(o)
+			if err != nil {
+				sv.failed(metrics.PartAlerts, fmt.Errorf("reading the map inventory at start: %w", err))
+			}
+			return maps, err
 		}
 		err := p.failing(metrics.PartAlerts)
 		var maps []inventory.Map
@@ -265,12 +271,12 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			m.Down(metrics.PartOutput, "writing events: "+err.Error())
 		}
 	}
-	sv.setWrite(out.write)
+	sv.setWrite(out.writeNow)
 	if m := opts.Metrics; m != nil {
 		// The metrics server's errors (it counts them itself).
 		m.OnPartError(func(part string, err error) {
 			log.Error(err.Error(), "part", part, "reason", metrics.Reason(err))
-			sv.event(out.write, part, err.Error())
+			sv.event(out.writeNow, part, err.Error())
 		})
 		defer m.OnPartError(nil)
 	}

@@ -28,6 +28,10 @@ type supervisor struct {
 
 	mu   sync.Mutex
 	down map[string]string // parts failing now, with the last error
+	// said is, by part, the last error said and when, and how many
+	// like it were only counted since: a part failing at every pass says
+	// so once a minute (sayAgain), not at every pass.
+	said map[string]*saying
 	// fatal is closed, and err set, when an essential part cannot go on.
 	fatal chan struct{}
 	err   error
@@ -37,24 +41,54 @@ type supervisor struct {
 var ErrPartFailed = errors.New("a part of bpfmon cannot go on")
 
 func newSupervisor(log *slog.Logger, m *metrics.Metrics) *supervisor {
-	return &supervisor{log: log, metrics: m, down: map[string]string{}, fatal: make(chan struct{})}
+	return &supervisor{log: log, metrics: m, down: map[string]string{}, said: map[string]*saying{}, fatal: make(chan struct{})}
 }
+
+// saying is the last error of a part that was said.
+type saying struct {
+	msg     string
+	at      time.Time
+	repeats int // the same error since, counted but not said
+}
+
+// sayAgain is how often at most the same error of a part is said again
+// (event and log line) while it repeats; the metric counts every one.
+const sayAgain = time.Minute
 
 // failed reports err, an error in one of part's passes, which is tried
 // again at the next: an event (when the sink can take one), a log line
 // and the metric; part is down until ok.
 func (s *supervisor) failed(part string, err error) {
+	msg := err.Error()
+	now := time.Now()
 	s.mu.Lock()
-	s.down[part] = err.Error()
+	s.down[part] = msg
 	write := s.write
+	last := s.said[part]
+	say := last == nil || last.msg != msg || now.Sub(last.at) >= sayAgain
+	repeats := 0
+	if say {
+		if last != nil && last.msg == msg {
+			repeats = last.repeats
+		}
+		s.said[part] = &saying{msg: msg, at: now}
+	} else {
+		last.repeats++
+	}
 	s.mu.Unlock()
-	s.log.Error(err.Error(), "part", part, "reason", metrics.Reason(err))
 	if s.metrics != nil {
 		s.metrics.PartError(part, err)
-		s.metrics.Down(part, err.Error())
+		s.metrics.Down(part, msg)
 	}
+	if !say {
+		return
+	}
+	if repeats > 0 {
+		msg += fmt.Sprintf(" (and %d times more since it was last said)", repeats)
+	}
+	s.log.Error(msg, "part", part, "reason", metrics.Reason(err))
 	if write != nil {
-		s.event(write, part, err.Error()+"; retried at its next pass")
+		s.event(write, part, msg+"; retried at its next pass")
 	}
 }
 
@@ -70,6 +104,7 @@ func (s *supervisor) ok(part string) {
 	s.mu.Lock()
 	_, was := s.down[part]
 	delete(s.down, part)
+	delete(s.said, part)
 	s.mu.Unlock()
 	if !was {
 		return
