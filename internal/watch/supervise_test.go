@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -338,12 +337,14 @@ func TestSuperviseOutput(t *testing.T) {
 	if n := partErrors(t, w.mets, metrics.PartOutput, "enospc"); n < 1 {
 		t.Errorf("bpfmon_part_errors_total{part=output,reason=enospc} %v", n)
 	}
-	w.faults.set(metrics.PartScanner, nil)
+	// Writing works again once a line is written: the next thing to
+	// write is another error of the scanner's.
 	w.out.fail(nil)
-	w.waitHealth(t, http.StatusOK, "ready")
+	w.faults.set(metrics.PartScanner, syscall.ENOMEM)
 	w.waitEvent(t, "lost event for the output", func(ev jsonLine) bool {
 		return ev.Event == "lost" && ev.Source == "output" && ev.Count > 0
 	})
+	w.faults.set(metrics.PartScanner, nil)
+	w.waitHealth(t, http.StatusOK, "ready")
 }
 
-var _ net.Listener // the metrics server's supervision is tested in package metrics
