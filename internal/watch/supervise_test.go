@@ -347,4 +347,3 @@ func TestSuperviseOutput(t *testing.T) {
 	w.faults.set(metrics.PartScanner, nil)
 	w.waitHealth(t, http.StatusOK, "ready")
 }
-
