@@ -142,7 +142,8 @@ func TestWatchKilled(t *testing.T) {
 }
 
 // TestWatchTwoInstances: two bpfmon instances at once each report the
-// whole workload (each excludes only itself).
+// whole workload (each excludes only itself). One per host is the rule
+// (TestHostileSecondInstance); these two have locks of their own.
 func TestWatchTwoInstances(t *testing.T) {
 	m, id := newMap(t)
 	args := []string{"--format", "json", "--scan-interval", "0", "--map-id", strconv.Itoa(int(id))}

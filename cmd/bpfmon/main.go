@@ -72,6 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// (64 KiB by default), which bpfmon's first ring buffer exceeds;
 	// later ones charge the memory cgroup, and this does nothing.
 	_ = rlimit.RemoveMemlock()
+	raiseNoFile()
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -151,6 +152,11 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 }
 
 func runWatch(args []string, stdout, stderr io.Writer) int {
+	// SIGHUP, first of all: its default action ends the process, and
+	// `systemctl reload` sends it whatever the flags (see reload below).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	format := fs.String("format", "auto", "output format: text, json (one object per line), or auto (text on a terminal, json otherwise)")
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600, never through a link; an existing one must be a regular file of bpfmon's user that others cannot write; default, - or /dev/stdout: standard output); SIGHUP reopens it (logrotate)")
@@ -169,9 +175,14 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
-	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md)")
+	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md); SIGHUP loads it again (a broken file keeps the policy in force)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
+	lockDefault := defaultLockFile
+	if v := os.Getenv(lockEnv); v != "" {
+		lockDefault = v
+	}
+	lockFile := fs.String("lock-file", lockDefault, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
 	var protect selectorList
 	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
@@ -189,7 +200,9 @@ and changes found by reading map contents, until SIGINT or SIGTERM; then
 drains, prints a summary on stderr and exits 0. If the reader of its output
 goes away (bpfmon watch | head), it stops within a second and exits 4; if
 the output file cannot be written (a full disk), it goes on, counts what it
-could not write and reports it as a lost event (source output) once it can.`)
+could not write and reports it as a lost event (source output) once it can.
+SIGHUP reopens --output and loads --policy again (a file that does not load
+keeps the policy in force); it never ends bpfmon.`)
 	if code, stop := parse(fs, args, stdout, stderr); stop {
 		return code
 	}
@@ -307,6 +320,14 @@ could not write and reports it as a lost event (source output) once it can.`)
 		}
 	}
 
+	// One monitor per host, said before anything is bound or loaded.
+	if ok, err := lockWatch(*lockFile); errors.Is(err, errLocked) {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitError
+	} else if !ok {
+		logger.Warn("running without the one-monitor lock: "+err.Error()+"; a second bpfmon watch would not be refused", "lock_file", *lockFile)
+	}
+
 	// Bound before any probe loads: an address in use stops bpfmon at
 	// once. The server stops after the watch's final flush, so a last
 	// scrape can see the final counts.
@@ -356,20 +377,25 @@ could not write and reports it as a lost event (source output) once it can.`)
 	// A closed pipe is an error to handle (EPIPE), not a death: bpfmon
 	// then stops and says what it could not write.
 	signal.Ignore(syscall.SIGPIPE)
-	if outFile != nil {
-		// logrotate moves the file away, then asks for a new one.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		go func() {
-			for range hup {
+	// SIGHUP reopens the output (logrotate moves the file away, then
+	// asks for a new one) and loads the policy again; it never ends
+	// bpfmon.
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			if outFile != nil {
 				if err := outFile.Reopen(); err != nil {
 					logger.Error(err.Error(), "part", "output")
 				} else {
 					logger.Info("output reopened (SIGHUP)", "path", *outPath)
 				}
 			}
-		}()
-	}
+			select {
+			case reload <- struct{}{}:
+			default: // one pending is enough
+			}
+		}
+	}()
 	go func() {
 		<-sig
 		sdnotify.Notify(sdnotify.Stopping)
@@ -397,6 +423,9 @@ could not write and reports it as a lost event (source output) once it can.`)
 		AlertsOnly:   *alertsOnly,
 		Enforce:      *enforce,
 		Metrics:      mets,
+		Reload:       reload,
+		PolicyPath:   *policyPath,
+		Protect:      protect,
 		Filter: watch.Filter{
 			PIDs:     pids,
 			MapIDs:   mapIDs,
@@ -484,6 +513,19 @@ func checkDir(path string) error {
 		return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
 	}
 	return nil
+}
+
+// raiseNoFile raises the soft limit on open files to the hard limit:
+// the content scanner holds a descriptor for each map it reads, and
+// the sensors one per program and link, on hosts where the default soft
+// limit (1024) is too low for them. (Go's runtime does the same at
+// start since Go 1.19; said here, as bpfmon depends on it.)
+func raiseNoFile() {
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
 }
 
 func isTerminal(f *os.File) bool {

@@ -49,6 +49,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if spec := os.Getenv(connectEnv); spec != "" {
+		os.Exit(connectChild(spec))
+	}
 	// As a holder: create and pin a map at $1, print its id, hold it until
 	// stdin closes.
 	if path := os.Getenv("BPFMON_E2E_HOLD"); path != "" {
@@ -83,6 +86,10 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Chmod(dir, 0o755) // the not-root test runs the binary as nobody
+	// One bpfmon watch per host, but tests run many, and other packages'
+	// tests run theirs: this package's have locks of their own
+	// (startWatch gives each watch its own).
+	os.Setenv(lockEnv, filepath.Join(dir, "watch.lock"))
 	bin = filepath.Join(dir, "bpfmon")
 	if prebuilt := testutil.Binary(); prebuilt != "" {
 		bin = prebuilt // built beforehand: the VM test matrix has no Go toolchain
@@ -98,6 +105,7 @@ func TestMain(m *testing.M) {
 type watcher struct {
 	cmd    *exec.Cmd
 	out    string // events file
+	lock   string // its one-per-host lock (lockEnv)
 	stderr lockedBuffer
 }
 
@@ -178,11 +186,23 @@ func (w *watcher) waitOutput(t *testing.T, what string, cond func(lines []string
 
 func startWatch(t *testing.T, args ...string) *watcher {
 	t.Helper()
+	return startWatchUnder(t, nil, args...)
+}
+
+// startWatchUnder starts bpfmon watch as startWatch does, through the
+// command line wrap (nil: none), which must exec bpfmon in its own
+// process: "sh -c 'ulimit -n 300; exec \"$0\" \"$@\"'".
+func startWatchUnder(t *testing.T, wrap []string, args ...string) *watcher {
+	t.Helper()
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	w := &watcher{out: filepath.Join(dir, "events")}
 	ready := filepath.Join(dir, "ready")
-	w.cmd = exec.Command(bin, append([]string{"watch", "--output", w.out, "--ready-file", ready, "--log-level", "debug"}, args...)...)
+	argv := append([]string{bin, "watch", "--output", w.out, "--ready-file", ready, "--log-level", "debug"}, args...)
+	argv = append(slices.Clone(wrap), argv...)
+	w.cmd = exec.Command(argv[0], argv[1:]...)
+	w.lock = filepath.Join(dir, "watch.lock")
+	w.cmd.Env = append(os.Environ(), lockEnv+"="+w.lock)
 	w.cmd.Stderr = &w.stderr
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,12 @@ type Config struct {
 	// them by another process is an alert.
 	SelfPID  uint32
 	SelfMaps []uint32
-	Cgroups  *cgroups.Resolver
+	// SelfExe is bpfmon's own executable (device and inode; CgroupID is
+	// not compared): its reads, bpfmon maps and features, another
+	// bpfmon's content scanner, are not alerts; its writes are judged as
+	// anyone's. Zero: none known.
+	SelfExe event.Identity
+	Cgroups *cgroups.Resolver
 	// Enforcer, when set, receives the protected maps and their owners.
 	Enforcer Enforcer
 	// Warn reports problems that do not stop the engine (an owner's
@@ -550,6 +555,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	isWrite := ev.Type.Info().Modifies
 	handle := ev.Type.Info().Handle && succeeded(ev)
 	iter := ev.Type == event.MapIterLink && succeeded(ev)
+	if !isWrite && !iter && e.selfRead(ev) {
+		return "", "", limitKey{} // bpfmon's own binary reading: bpfmon maps, another bpfmon's scanner
+	}
 	if e.self[ev.Map.ID] && p != nil && (handle || isWrite || iter || ev.Type == event.MapMmap) {
 		key.rule = policy.RuleSelfAccess
 		return key.rule, fmt.Sprintf("%s %s bpfmon's own %s", e.who(p), e.did(ev), e.mapText(ev.Map.ID, ev.Map.Name)), key
@@ -595,6 +603,25 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	return key.rule, fmt.Sprintf("%s, not an owner, %s %s; %s", e.who(p), e.did(ev), e.guardedText(g), e.ownersText(g)), key
+}
+
+// selfRead reports whether ev is a read by a process of bpfmon's own
+// executable, known by its inode and device, never by a name: a handle
+// or a read-only mapping, by a process the lineage sensor did not mark
+// (a loader variable, a tracer, its memory written by another could make
+// it do what bpfmon does not).
+func (e *Engine) selfRead(ev *event.Event) bool {
+	p, self := ev.Process, e.cfg.SelfExe
+	if p == nil || self.ExeIno == 0 || p.ExeIno != self.ExeIno || p.ExeDev == 0 || p.ExeDev != self.ExeDev {
+		return false
+	}
+	if ev.Type == event.MapMmap && writableMapping(ev) {
+		return false
+	}
+	if _, marked := e.marked(p); marked {
+		return false
+	}
+	return true
 }
 
 // notePaths records the ways to write g that no hook reports: an owner's

@@ -41,6 +41,12 @@ const (
 	MonitorGap           Type = "monitor_gap"       // at start: bpfmon was not running since the last time its state file says it was alive
 	LineageEvent         Type = "lineage"           // how a process came to be: moved into a cgroup, exec'd with loader variables, traced, its memory written
 	AlertsSuppressed     Type = "alerts_suppressed"
+	// PartError: a part of bpfmon (extra.part) failed a pass, and
+	// retries at the next, or cannot go on; reason says why.
+	PartError Type = "part_error"
+	// PolicyReloaded: SIGHUP loaded the policy file again; reason says
+	// what changed.
+	PolicyReloaded Type = "policy_reloaded"
 )
 
 // Kinds of change in a map_changed event.
@@ -60,6 +66,7 @@ const (
 	SourceOutput  = "output"  // bpfmon's own output: events it could not write (lost)
 	SourceState   = "state"   // bpfmon's saved state (--state), compared with what is there at start
 	SourceLineage = "lineage" // the lineage sensor: cgroup joins, loader variables, ptrace, memory writes
+	SourceSelf    = "bpfmon"  // bpfmon itself: its parts' errors, its policy reloads
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -109,6 +116,8 @@ var table = []struct {
 	{MonitorGap, Info{Sources: []string{SourceState}, cmd: -1}},
 	{LineageEvent, Info{Sources: []string{SourceLineage}, cmd: -1}},
 	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
+	{PartError, Info{Sources: []string{SourceSelf}, cmd: -1}},
+	{PolicyReloaded, Info{Sources: []string{SourceSelf}, cmd: -1}},
 }
 
 // Types lists every event type a user can select with --event, in the
@@ -318,6 +327,9 @@ type Prog struct {
 // Extra is what prog_load, map_mmap and access_denied events carry
 // besides the common fields.
 type Extra struct {
+	// part_error: the part of bpfmon that failed (sensors, scanner,
+	// alerts, output, metrics, policy).
+	Part string
 	// prog_load: the ids of the maps the new program uses (Event.Prog
 	// names the program), the first of ProgMapCount.
 	ProgMaps     []uint32

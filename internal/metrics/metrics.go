@@ -34,7 +34,7 @@ import (
 // sources are the event sources, in the order of the per-type counter
 // arrays.
 var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput,
-	event.SourceState, event.SourceLineage}
+	event.SourceState, event.SourceLineage, event.SourceSelf}
 
 // sourceIndex is s's index in sources, -1 for a source bpfmon does not have.
 func sourceIndex(s string) int {
@@ -55,6 +55,8 @@ func sourceIndex(s string) int {
 		return 6
 	case event.SourceLineage:
 		return 7
+	case event.SourceSelf:
+		return 8
 	}
 	return -1
 }
@@ -109,11 +111,15 @@ func typeIndex(t event.Type) int {
 		return 20
 	case event.LineageEvent:
 		return 21
+	case event.PartError:
+		return 22
+	case event.PolicyReloaded:
+		return 23
 	}
 	return -1
 }
 
-const numTypes = 22
+const numTypes = 24
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.
@@ -141,6 +147,10 @@ type Metrics struct {
 	scanPass   prometheus.Histogram
 
 	ready atomic.Bool
+	// health: errors of the supervised parts, and those that cannot go
+	// on (health.go).
+	health *health
+	notify func(part string, err error) // OnPartError
 
 	// What the watch learns as it starts, read at each scrape.
 	mu       sync.Mutex
@@ -157,7 +167,7 @@ type Metrics struct {
 // New returns the metrics of a watch by bpfmon version, with Go's and
 // the process's own collectors.
 func New(version string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), statsPath: "/proc/sys/kernel/bpf_stats_enabled"}
+	m := &Metrics{reg: prometheus.NewRegistry(), statsPath: "/proc/sys/kernel/bpf_stats_enabled", health: newHealth()}
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bpfmon_events_total",
 		Help: "Events bpfmon reported, by type and source, before the output's filters (--event, --pid, --map-id, --map-name, --alerts-only)."},
 		[]string{"type", "source"})
@@ -188,7 +198,7 @@ func New(version string) *Metrics {
 		Help:        "Always 1: the bpfmon version and the Go version it was built with.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 	build.Set(1)
-	m.reg.MustRegister(m.events, lost, m.alerts, m.suppressed, m.scanPass, build, (*state)(m),
+	m.reg.MustRegister(m.events, lost, m.alerts, m.suppressed, m.scanPass, build, (*state)(m), m.health.errors, m.health.up,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

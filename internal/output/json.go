@@ -251,6 +251,10 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		b = appendJSONLineage(b, x.Lineage)
 	}
+	if x := ev.Extra; x != nil && x.Part != "" {
+		b = append(b, `,"part":`...)
+		b = appendJSONString(b, x.Part)
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)

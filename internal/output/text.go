@@ -203,6 +203,10 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = appendTextString(b, l.Request, false)
 		}
 	}
+	if x := ev.Extra; x != nil && x.Part != "" {
+		b = append(b, " part="...)
+		b = appendTextString(b, x.Part, false)
+	}
 	if ev.Reason != "" {
 		b = append(b, " reason="...)
 		b = appendTextString(b, ev.Reason, true)

@@ -64,8 +64,11 @@ type sink struct {
 // counted, said at most once per LossInterval, and reported as a lost
 // event with source "output" once writing works again.
 type outputState struct {
-	log      func(msg string, args ...any) // nil: quiet
-	closed   chan struct{}                 // closed when the reader went away
+	log func(msg string, args ...any) // nil: quiet
+	// health, when set, is told of the first error of a failure, and
+	// of nil once writing works again (the part's metrics, /healthz).
+	health   func(err error)
+	closed   chan struct{} // closed when the reader went away
 	isClosed bool
 	failing  error     // the last write error, until a write works
 	saidAt   time.Time // when the failure was last logged
@@ -98,6 +101,9 @@ func (s *sink) wrote(err error) error {
 				"error", err.Error(), "not_written", dropped)
 			o.saidAt = now
 		}
+		if o.failing == nil && o.health != nil {
+			o.health(err)
+		}
 		o.failing, o.writtenAt = err, written
 		return nil
 	}
@@ -108,6 +114,9 @@ func (s *sink) wrote(err error) error {
 		o.failing = nil
 		if o.log != nil {
 			o.log("writing events works again", "not_written", dropped-o.reported)
+		}
+		if o.health != nil {
+			o.health(nil)
 		}
 	}
 	if dropped > o.reported && !o.isClosed {
@@ -169,7 +178,7 @@ func (s *sink) writeLocked(ev *event.Event) error {
 	if s.metrics != nil {
 		s.metrics.Event(ev)
 	}
-	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost) {
+	if !s.filter.Match(ev) || (s.alertsOnly && ev.Alert == nil && ev.Type != event.Lost && ev.Source != event.SourceSelf) {
 		return nil
 	}
 	if ev.Alert != nil {
@@ -179,6 +188,21 @@ func (s *sink) writeLocked(ev *event.Event) error {
 		return nil // nobody reads: the summary counts it as not written
 	}
 	return s.wrote(s.w.Write(ev))
+}
+
+// writeNow writes ev and flushes: bpfmon's own events (part_error,
+// policy_reloaded) are rare, and must not wait in the buffer while a
+// flood of records keeps the ring from emptying.
+func (s *sink) writeNow(ev *event.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writeLocked(ev); err != nil {
+		return err
+	}
+	if s.out.isClosed {
+		return nil
+	}
+	return s.wrote(s.w.Flush())
 }
 
 // writeAll writes evs in order.

@@ -20,6 +20,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/outfile"
 	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -33,7 +34,9 @@ import (
 // contentScanner is what watch uses of the content scanner.
 type contentScanner interface {
 	explainer
-	Run(stop <-chan struct{}, emit func(*event.Event) error) error
+	// Pass reads every map once and reports what changed (the watch
+	// runs one every interval, and another after one that failed).
+	Pass(stop <-chan struct{}, emit func(*event.Event) error) error
 	LoadState(path string) error
 	Prior() scanner.Prior
 	SaveStopped() error
@@ -52,6 +55,18 @@ type parts struct {
 	// ready tells whoever waits that bpfmon is ready: the ready file
 	// (when path is not empty) and systemd.
 	ready func(path string, log *slog.Logger) error
+	// fault, when set, is asked before each pass of a supervised part
+	// (metrics.Part...) and, when it returns an error, the pass fails
+	// with it: how the tests make each part fail.
+	fault func(part string) error
+}
+
+// fault is p.fault's error for part, nil without one.
+func (p parts) failing(part string) error {
+	if p.fault == nil {
+		return nil
+	}
+	return p.fault(part)
 }
 
 func production() parts {
@@ -101,6 +116,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if pol == nil {
 		pol = policy.Default()
 	}
+	sv := newSupervisor(log, opts.Metrics)
 
 	// 1. The sensors. The content scanner needs every write the sensors
 	// see, to tell reported writes from unreported ones, and the alert
@@ -187,6 +203,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	cgroupNames := cgroups.NewResolver()
 	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
 		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
+	if _, ino, dev, err := procexe.Of(uint32(os.Getpid())); err == nil {
+		acfg.SelfExe = event.Identity{ExeIno: ino, ExeDev: dev}
+	}
 	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
 	acfg.DistrustHolders = prior.Untrusted != ""
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
@@ -196,7 +215,32 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if opts.Metrics != nil {
 		opts.Metrics.Rules(enabledRules(pol))
 	}
-	maps = newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
+	inv := func(o inventory.Options) ([]inventory.Map, error) {
+		if !o.SkipHolders {
+			// The state at start: without it, the engine starts from
+			// nothing, and the refreshes add what they find.
+			maps, err := p.inventory(o)
+			if err != nil {
+				sv.failed(metrics.PartAlerts, fmt.Errorf("reading the map inventory at start: %w", err))
+			}
+			return maps, err
+		}
+		err := p.failing(metrics.PartAlerts)
+		var maps []inventory.Map
+		if err == nil {
+			maps, err = p.inventory(o)
+		}
+		if err != nil {
+			// A refresh: the alert engine does not learn the maps the
+			// policy selects since the last one. Tried again at the
+			// next.
+			sv.failed(metrics.PartAlerts, fmt.Errorf("refreshing the map inventory: %w", err))
+		} else {
+			sv.ok(metrics.PartAlerts)
+		}
+		return maps, err
+	}
+	maps = newMapContext(stop, inv, func(maps []inventory.Map, atStart bool) {
 		if atStart {
 			alerts.Start(maps)
 		} else {
@@ -216,13 +260,37 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
-	// The watch ends when stopped, or when the output's reader went away
-	// (a closed pipe, whether or not there is anything to write).
+	if m := opts.Metrics; m != nil {
+		// The output's failures are told by the lost events that follow
+		// them, and here: a full disk makes bpfmon blind to whoever
+		// reads its output.
+		out.out.health = func(err error) {
+			if err == nil {
+				m.Up(metrics.PartOutput)
+				return
+			}
+			m.PartError(metrics.PartOutput, err)
+			m.Down(metrics.PartOutput, "writing events: "+err.Error())
+		}
+	}
+	sv.setWrite(out.writeNow)
+	if m := opts.Metrics; m != nil {
+		// The metrics server's errors (it counts them itself).
+		m.OnPartError(func(part string, err error) {
+			log.Error(err.Error(), "part", part, "reason", metrics.Reason(err))
+			sv.event(out.writeNow, part, err.Error())
+		})
+		defer m.OnPartError(nil)
+	}
+	// The watch ends when stopped, when the output's reader went away
+	// (a closed pipe, whether or not there is anything to write), or
+	// when an essential part cannot go on.
 	stopped := make(chan struct{})
 	go func(parent <-chan struct{}) {
 		select {
 		case <-parent:
 		case <-out.out.closed:
+		case <-sv.fatal:
 		}
 		close(stopped)
 	}(stop)
@@ -253,21 +321,27 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		opts.Metrics.Ready()
 	}
 
-	scanDone := make(chan error, 1)
+	scanDone := make(chan struct{})
 	if scan != nil {
-		go func() { scanDone <- scan.Run(stop, out.write) }()
+		go func() { runScanner(scan, opts.ScanInterval, stop, out.write, sv, p); close(scanDone) }()
 	} else {
-		scanDone <- nil
+		close(scanDone)
 	}
-	alertsDone := make(chan error, 1)
-	go func() { alertsDone <- reportSuppressed(alerts, stop, out) }()
+	alertsDone := make(chan struct{})
+	go func() { reportSuppressed(alerts, stop, out, sv, p); close(alertsDone) }()
+	reloadDone := make(chan struct{})
+	go func() {
+		r := &reloader{opts: opts, log: log, alerts: alerts, inventory: p.inventory, out: out, sv: sv}
+		r.run(stop)
+		close(reloadDone)
+	}()
 
-	runErr := set.Run(stop, out.fromSensor, out.flush)
-	if err := <-scanDone; err != nil && runErr == nil {
-		runErr = fmt.Errorf("content scanner: %w", err)
-	}
-	if err := <-alertsDone; err != nil && runErr == nil {
-		runErr = fmt.Errorf("writing alerts: %w", err)
+	runErr := runSensors(set, stop, out, sv, p)
+	<-scanDone
+	<-alertsDone
+	<-reloadDone
+	if err := sv.failure(); err != nil && runErr == nil {
+		runErr = err
 	}
 	// The last suppression report comes after the ring is drained and the
 	// scanner has stopped: alerts held back while draining count too.
@@ -393,19 +467,106 @@ func writeReady(path string) error {
 
 // reportSuppressed writes, every second until stop, what the alert
 // engine's rate limit held back. The last report is the caller's, once
-// every event is in.
-func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, out *sink) error {
+// every event is in. A report that fails is said, and the next one
+// tried a second later.
+func reportSuppressed(alerts *alert.Engine, stop <-chan struct{}, out *sink, sv *supervisor, p parts) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
-			return nil
+			return
 		case <-tick.C:
-			if err := out.writeAll(alerts.Tick()); err != nil {
-				return err
+			err := p.failing(metrics.PartAlerts)
+			if err == nil {
+				err = out.writeAll(alerts.Tick())
+			}
+			if err != nil {
+				sv.failed(metrics.PartAlerts, fmt.Errorf("reporting alerts: %w", err))
+			} else {
+				sv.ok(metrics.PartAlerts)
 			}
 		}
+	}
+}
+
+// runScanner makes a content scanner pass every interval until stop. A
+// pass that fails (the descriptors of the process exhausted, a map's
+// read refused) is said, and the next pass comes at its time: the
+// scanner never stops before the watch does.
+func runScanner(scan contentScanner, interval time.Duration, stop <-chan struct{}, emit func(*event.Event) error, sv *supervisor, p parts) {
+	for {
+		start := time.Now()
+		err := p.failing(metrics.PartScanner)
+		if err == nil {
+			err = scan.Pass(stop, emit)
+		}
+		if err != nil {
+			sv.failed(metrics.PartScanner, fmt.Errorf("content scanner pass: %w", err))
+		} else {
+			sv.ok(metrics.PartScanner)
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(time.Until(start.Add(interval))):
+		}
+	}
+}
+
+// Reading the ring buffer that every sensor writes into: an error that
+// ends the reader (a record that cannot be handed on, the reader's own
+// failure) is said and reading starts again; one that recurs
+// ringFailMax times within ringFailWindow ends the watch (exit 1), as
+// bpfmon would otherwise be blind with nothing to show it.
+const (
+	ringFailMax    = 5
+	ringFailWindow = time.Minute
+	ringUpAfter    = time.Second
+)
+
+func runSensors(set *sensor.Set, stop <-chan struct{}, out *sink, sv *supervisor, p parts) error {
+	emit := out.fromSensor
+	if p.fault != nil {
+		emit = func(ev *event.Event) error {
+			if err := p.failing(metrics.PartSensors); err != nil {
+				return err
+			}
+			return out.fromSensor(ev)
+		}
+	}
+	var fails []time.Time
+	idle := func() error {
+		// Up again once reading has worked for a while since the last
+		// failure: a reader that fails at every record is never up.
+		if len(fails) > 0 && time.Since(fails[len(fails)-1]) > ringUpAfter && sv.isDown(metrics.PartSensors) {
+			sv.ok(metrics.PartSensors)
+		}
+		return out.flush()
+	}
+	for {
+		err := set.Run(stop, emit, idle)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-stop:
+			return err // while draining: nothing left to read again
+		default:
+		}
+		now := time.Now()
+		fails = append(fails, now)
+		for len(fails) > 0 && now.Sub(fails[0]) > ringFailWindow {
+			fails = fails[1:]
+		}
+		err = fmt.Errorf("reading the sensors' ring buffer: %w", err)
+		if len(fails) >= ringFailMax {
+			sv.stop(metrics.PartSensors, fmt.Errorf("%w (%d times within %v)", err, len(fails), ringFailWindow))
+			// Detach and drain what can still be read.
+			set.Run(stop, out.fromSensor, out.flush)
+			return nil
+		}
+		sv.failed(metrics.PartSensors, err)
 	}
 }
 

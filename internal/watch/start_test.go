@@ -75,17 +75,14 @@ func (f *fakeSensor) AddOwner(id uint32, _ event.Identity) error {
 // read) before the state at start is taken.
 type fakeScanner struct{}
 
-func (fakeScanner) Explain(uint32, []byte, uint32, bool, time.Time) {}
-func (fakeScanner) Created(event.Map, time.Time)                    {}
-func (fakeScanner) LoadState(string) error                          { return nil }
-func (fakeScanner) Prior() scanner.Prior                            { return scanner.Prior{} }
-func (fakeScanner) SaveStopped() error                              { return nil }
-func (fakeScanner) Unsure()                                         {}
-func (fakeScanner) Last() scanner.PassStats                         { return scanner.PassStats{} }
-func (fakeScanner) Run(stop <-chan struct{}, _ func(*event.Event) error) error {
-	<-stop
-	return nil
-}
+func (fakeScanner) Explain(uint32, []byte, uint32, bool, time.Time)      {}
+func (fakeScanner) Created(event.Map, time.Time)                         {}
+func (fakeScanner) LoadState(string) error                               { return nil }
+func (fakeScanner) Prior() scanner.Prior                                 { return scanner.Prior{} }
+func (fakeScanner) SaveStopped() error                                   { return nil }
+func (fakeScanner) Unsure()                                              {}
+func (fakeScanner) Last() scanner.PassStats                              { return scanner.PassStats{} }
+func (fakeScanner) Pass(<-chan struct{}, func(*event.Event) error) error { return nil }
 
 // TestStartOrder checks the invariants of run's start order, with parts
 // that record what was done when:

@@ -54,6 +54,11 @@ type Options struct {
 	// Metrics, when not nil, counts what the watch does (--metrics-addr);
 	// it is marked ready when the ready file is written.
 	Metrics *metrics.Metrics
+	// Reload, when not nil, asks for the policy to be loaded again from
+	// PolicyPath (SIGHUP), with Protect (--protect) added: see reload.go.
+	Reload     <-chan struct{}
+	PolicyPath string
+	Protect    []policy.Selector
 }
 
 // Summary is what a watch did.
@@ -78,7 +83,7 @@ func Run(opts Options, stop <-chan struct{}) (Summary, error) {
 // Filter selects events by kernel identities (pids, map ids) and, at the
 // user's explicit request, by map name. Names are chosen by whoever creates
 // a map: a filter on them shows what the user asked for, nothing more.
-// "lost" events always pass.
+// "lost" events and bpfmon's own (part_error, policy_reloaded) always pass.
 type Filter struct {
 	PIDs     []uint32
 	MapIDs   []uint32
@@ -88,7 +93,7 @@ type Filter struct {
 
 // Match reports whether ev passes the filter.
 func (f *Filter) Match(ev *event.Event) bool {
-	if ev.Type == event.Lost {
+	if ev.Type == event.Lost || ev.Source == event.SourceSelf {
 		return true
 	}
 	if len(f.Events) > 0 && !slices.Contains(f.Events, ev.Type) {

@@ -323,3 +323,20 @@ func (s *Sensor) Close() error {
 	s.progs = nil
 	return nil
 }
+
+// Unprotect implements alert.Unenforcer.
+func (s *Sensor) Unprotect(mapID uint32) error {
+	if err := s.coll.Maps[lsmMapProtected].Delete(mapID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("unprotecting map %d in the kernel: %w", mapID, err)
+	}
+	return nil
+}
+
+// RemoveOwner implements alert.Unenforcer.
+func (s *Sensor) RemoveOwner(mapID uint32, id event.Identity) error {
+	k := lsmOwnerKey{MapId: mapID, ExeDev: uint32(procexe.ToKernel(id.ExeDev)), ExeIno: id.ExeIno, CgroupId: id.CgroupID}
+	if err := s.coll.Maps[lsmMapOwners].Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("removing an owner of map %d in the kernel: %w", mapID, err)
+	}
+	return nil
+}
