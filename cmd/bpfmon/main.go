@@ -178,11 +178,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md); SIGHUP loads it again (a broken file keeps the policy in force)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
-	lockDefault := defaultLockFile
-	if v := os.Getenv(lockEnv); v != "" {
-		lockDefault = v
-	}
-	lockFile := fs.String("lock-file", lockDefault, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
+	lockFile := fs.String("lock-file", defaultLockFile, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
 	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
 	var protect selectorList
 	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
@@ -321,6 +317,11 @@ keeps the policy in force); it never ends bpfmon.`)
 	}
 
 	// One monitor per host, said before anything is bound or loaded.
+	// The environment's default is read here, not as the flag's default,
+	// so that the reference and --help show the real one.
+	if v := os.Getenv(lockEnv); v != "" && !flagSet(fs, "lock-file") {
+		*lockFile = v
+	}
 	if ok, err := lockWatch(*lockFile); errors.Is(err, errLocked) {
 		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
 		return exitError

@@ -153,7 +153,7 @@ var Fields = []Field{
 	{"value_fault", "value=(fault)", syscallWrites, "the value's pointer could not be read"},
 	{"count", "count=", []event.Type{event.MapUpdateBatch, event.MapDeleteBatch, event.MapLookupDeleteBatch, event.Lost, event.MapChanged, event.AlertsSuppressed},
 		"batch commands: elements the kernel processed; `lost`: events lost; `map_changed`: the keys a per-map summary stands for; `alerts_suppressed`: alerts held back"},
-	{"path", "path=", []event.Type{event.ObjGet, event.ObjPin}, "`obj_get`/`obj_pin`: the path as passed"},
+	{"path", "path=", []event.Type{event.ObjGet, event.ObjPin, event.PolicyReloaded}, "`obj_get`/`obj_pin`: the path as passed; `policy_reloaded`: the policy file"},
 	{"path_fd", "path_fd=", []event.Type{event.ObjGet, event.ObjPin}, "the directory fd `path` is relative to, with `BPF_F_PATH_FD`"},
 	{"flags", "flags=0x in hex", bySource([]string{event.SourceSyscall}, event.AccessDenied),
 		"the call's flags: `BPF_ANY`/`BPF_NOEXIST`/..., batch elem_flags, open or file flags, `map_mmap`'s MAP_* flags; `access_denied` on `bpf_map` or `file_receive`: the fmode asked for (3: read and write)"},
@@ -178,8 +178,9 @@ var Fields = []Field{
 	{"lineage.vars", "var= once per variable", []event.Type{event.LineageEvent},
 		"`loader_env`: the loader variables set (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`), or `uninspected` (an environment too large to read)"},
 	{"lineage.request", "request=", []event.Type{event.LineageEvent}, "`ptrace_attach`: `PTRACE_ATTACH` or `PTRACE_SEIZE`"},
-	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap},
-		"`map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words"},
+	{"part", "part=", []event.Type{event.PartError}, "`part_error`: the part of bpfmon that failed: `sensors`, `scanner`, `alerts`, `output`, `metrics` or `policy`"},
+	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap, event.PartError, event.PolicyReloaded},
+		"`map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words; `part_error`: what failed and whether the part retries; `policy_reloaded`: what changed"},
 }
 
 // EventDoc documents one event type.
@@ -221,6 +222,10 @@ var EventDocs = []EventDoc{
 	{event.LineageEvent, "none: tracepoints on exec, fork, exit, cgroup moves, ptrace, process_vm_writev, openat",
 		"`lineage`: how a process came to be (docs/alerts.md, Owners that cannot be impersonated)"},
 	{event.AlertsSuppressed, "none", "`count` alerts of one rule the rate limit held back, with that rule's alert"},
+	{event.PartError, "none: a part of bpfmon failed a pass",
+		"`source` `bpfmon`: `part` (`sensors`, `scanner`, `alerts`, `output`, `metrics`, `policy`) failed and retries at the next pass, or cannot go on; `reason` says which and why (docs/hardening.md); written with `--alerts-only` too"},
+	{event.PolicyReloaded, "none: SIGHUP",
+		"`source` `bpfmon`: the `--policy` file at `path` was loaded again; `reason` says what changed; written with `--alerts-only` too"},
 }
 
 // FieldsOf returns the fields events of type t can carry, in Fields' order.
