@@ -247,11 +247,15 @@ func TestMemoryBound(t *testing.T) {
 	for k := range uint32(100) {
 		m.Update(k, uint64(k), 0)
 	}
-	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond, Memory: 1024})
+	// 32 KiB: one large map's share is 7.5 KiB, which 100 elements fit
+	// as hashes (4.5 KiB) but not as contents (9.5 KiB, half the share).
+	const budget = 32 << 10
+	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond, Memory: budget})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := testutil.MapID(t, m)
+	s.only = map[uint32]bool{id: true}
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			m.Update(uint32(7), uint64(700), 0) // modified
@@ -262,20 +266,11 @@ func TestMemoryBound(t *testing.T) {
 			s.Explain(id, le32(10), 4, true, time.Now())
 		}
 	})
-	// Full contents stay within the budget; each map kept as hashes costs
-	// hashedOverhead per element. Other maps on the host (tests run in
-	// parallel) count too, so the bound is computed over all snapshots.
-	var hashedElements uint64
-	for _, snap := range s.snaps {
-		if snap.hashes != nil {
-			hashedElements += uint64(snap.n)
-		}
-	}
 	if snap := s.snaps[id]; snap == nil || snap.hashes == nil {
-		t.Errorf("the 100-element map was not kept as hashes under a 1 KiB budget")
+		t.Errorf("the 100-element map was not kept as hashes under a %d-byte budget", budget)
 	}
-	if s.LastPass.SnapshotMemory == 0 || s.LastPass.SnapshotMemory > 1024+hashedElements*hashedOverhead {
-		t.Errorf("snapshot memory %d over the budget (1024) plus %d hashed elements: %+v", s.LastPass.SnapshotMemory, hashedElements, s.LastPass)
+	if want := uint64(snapOverhead + 98*hashedOverhead); s.LastPass.SnapshotMemory != want || s.LastPass.Hashed != 1 {
+		t.Errorf("snapshot memory %d, want %d for 98 hashed elements: %+v", s.LastPass.SnapshotMemory, want, s.LastPass)
 	}
 	var modified, added, removed bool
 	for _, ev := range evs {
