@@ -409,10 +409,12 @@ func (s *Scanner) Explain(mapID uint32, keys []byte, keySize uint32, complete bo
 
 // Bounds on the keys of reported writes kept between passes: beyond them a
 // map's keys are replaced by the time of its latest write. 64 Ki keys in
-// one map or 1 Mi in all are ~6 or ~100 MiB.
+// one map, 256 Ki in all: at most explainKeyBytes each (keys up to 16
+// bytes; TestExplainBoundedMemory), 24 MiB.
 const (
 	maxExplainKeysPerMap = 1 << 16
-	maxExplainKeys       = 1 << 20
+	maxExplainKeys       = 1 << 18
+	explainKeyBytes      = 96
 )
 
 // explained reports whether a sensor reported a write to mapID's key after

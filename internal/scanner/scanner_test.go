@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -466,4 +467,32 @@ func TestExplainBounded(t *testing.T) {
 	if s.explainKeys != 0 || len(s.writes)+len(s.mapWrites) != 0 {
 		t.Errorf("after forget: %d keys, %d maps, %d map times", s.explainKeys, len(s.writes), len(s.mapWrites))
 	}
+}
+
+// TestExplainBoundedMemory: the reported-keys table at its bound, in
+// maps of distinct 8-byte keys, holds at most explainKeyBytes a key.
+func TestExplainBoundedMemory(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	t0 := time.Now()
+	for k := range uint64(2 * maxExplainKeys) {
+		// Below the per-map bound in each map: the total bound bites.
+		s.Explain(uint32(k/(maxExplainKeysPerMap-1)), le64(k), 8, true, t0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms2)
+	runtime.KeepAlive(s)
+	if s.explainKeys > maxExplainKeys {
+		t.Errorf("%d keys kept, bound %d", s.explainKeys, maxExplainKeys)
+	}
+	held := int64(ms2.HeapAlloc) - int64(ms1.HeapAlloc)
+	if held > maxExplainKeys*explainKeyBytes {
+		t.Errorf("the table holds %d MiB for %d keys, bound %d MiB", held>>20, s.explainKeys, maxExplainKeys*explainKeyBytes>>20)
+	}
+	t.Logf("%d keys: %d bytes each", s.explainKeys, held/int64(max(s.explainKeys, 1)))
 }
