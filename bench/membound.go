@@ -10,7 +10,6 @@ package main
 // by the coarse comparison, is the cost of the bound.
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -252,7 +251,50 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 			fail(fmt.Errorf("program write: %v", err))
 		}
 	}
-	time.Sleep(time.Until(w0.Add(c.window)))
+	// Follow the output until the window ends: a change is detected
+	// when its line is written (an event's time is when its read began).
+	row.hugeDelay = 0
+	if huge != nil {
+		row.hugeDelay = -1
+	}
+	var off int64
+	for {
+		f, err := os.Open(out)
+		if err == nil {
+			f.Seek(off, io.SeekStart)
+			b, _ := io.ReadAll(f)
+			f.Close()
+			if i := strings.LastIndexByte(string(b), '\n'); i >= 0 {
+				off += int64(i + 1)
+				now := time.Now()
+				for _, line := range strings.Split(string(b[:i]), "\n") {
+					var ev struct {
+						Event       string
+						Alert       *struct{ Rule string }
+						Map         *struct{ ID ebpf.MapID }
+						Granularity string
+						Reason      string
+					}
+					if json.Unmarshal([]byte(line), &ev) != nil || ev.Map == nil {
+						continue
+					}
+					switch {
+					case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
+						row.foreignWrite = true
+					case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "unexplained-change" && row.scanAlert < 0:
+						row.scanAlert = now.Sub(tamperAt)
+					case huge != nil && ev.Map.ID == hugeID && ev.Event == "map_changed" && row.hugeDelay < 0:
+						row.hugeDelay = now.Sub(hugeAt)
+						row.granularity, row.reason = ev.Granularity, ev.Reason
+					}
+				}
+			}
+		}
+		if time.Now().After(w0.Add(c.window)) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	c1, _ := processCPU(pid)
@@ -266,40 +308,6 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 	if workErr != nil {
 		row.err = workErr
 		return row
-	}
-	row.hugeDelay = 0
-	if huge != nil {
-		row.hugeDelay = -1
-	}
-	f, err := os.Open(out)
-	if err != nil {
-		row.err = err
-		return row
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		var ev struct {
-			Time        time.Time
-			Event       string
-			Alert       *struct{ Rule string }
-			Map         *struct{ ID ebpf.MapID }
-			Granularity string
-			Reason      string
-		}
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.Map == nil {
-			continue
-		}
-		switch {
-		case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
-			row.foreignWrite = true
-		case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "unexplained-change" && row.scanAlert < 0:
-			row.scanAlert = ev.Time.Sub(tamperAt)
-		case huge != nil && ev.Map.ID == hugeID && ev.Event == "map_changed" && ev.Time.After(hugeAt) && row.hugeDelay < 0:
-			row.hugeDelay = ev.Time.Sub(hugeAt)
-			row.granularity, row.reason = ev.Granularity, ev.Reason
-		}
 	}
 	stderr := mon.stderrText()
 	if i := strings.LastIndex(stderr, "content scanner's last pass"); i >= 0 {
