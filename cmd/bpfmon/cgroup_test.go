@@ -49,7 +49,9 @@ func memoryCgroup(t *testing.T, limit int64) (procs string, stats func() (ooms i
 	var dir, limitFile string
 	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err == nil && strings.Contains(string(b), "memory") {
 		dir, limitFile = filepath.Join("/sys/fs/cgroup", name), "memory.max"
-		stats = func() (int64, int64) { return counter(filepath.Join(dir, "memory.events"), "oom_kill"), value(filepath.Join(dir, "memory.peak")) }
+		stats = func() (int64, int64) {
+			return counter(filepath.Join(dir, "memory.events"), "oom_kill"), value(filepath.Join(dir, "memory.peak"))
+		}
 	} else if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
 		dir, limitFile = filepath.Join("/sys/fs/cgroup/memory", name), "memory.limit_in_bytes"
 		stats = func() (int64, int64) {
