@@ -100,6 +100,7 @@ type config struct {
 	idleMaps             int           // maps on the host during the idle measurement
 	scale                int           // iteration divisor: 10 with --quick
 	scaleOnly            bool          // only the scale measurements
+	boundOnly            bool          // only the memory bound measurements
 	soak                 time.Duration // --soak-owners: the owner soak instead of the benchmarks
 }
 
@@ -136,6 +137,7 @@ func main() {
 	flag.BoolVar(&cfg.vm, "vm", true, "also run the map-write and getpid workloads with each sensor build in the test matrix's virtual machines (make vmtest's kernels)")
 	flag.IntVar(&cfg.idleMaps, "idle-maps", 10000, "maps held on the host while bpfmon's idle CPU is measured")
 	flag.DurationVar(&cfg.soak, "soak-owners", 0, "instead of the benchmarks, the owner soak: bpftrace and mapwriter write their protected maps while a workload execs for this long; reports the alerts raised (want 0), then each way a stranger tampers with the maps and its alerts (needs bpftrace)")
+	flag.BoolVar(&cfg.boundOnly, "bound-only", false, "only the memory bound measurements: a 10M-entry hash rewritten, a 16M-entry hash, a 10M-update burst into a growing map, 100,000 maps, all at once (about 10 minutes)")
 	flag.BoolVar(&cfg.scaleOnly, "scale-only", false, "only the scale measurements: 100,000 maps, a 16M-entry hash, a 10M-update burst (about 7 minutes)")
 	flag.BoolVar(&cfg.inside, "inside", false, "run inside a test virtual machine: the builds' workloads only (vmtest --workloads)")
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
@@ -235,6 +237,12 @@ func run(cfg config, tmp string) error {
 
 	if cfg.soak > 0 {
 		return runSoak(cfg, e)
+	}
+	if cfg.boundOnly {
+		fmt.Println("## Memory bound")
+		fmt.Println()
+		reportBound(os.Stdout, measureBound(cfg, e))
+		return nil
 	}
 	if cfg.scaleOnly {
 		fmt.Println("## Scale")

@@ -81,6 +81,16 @@ func tamperAs(op string, id ebpf.MapID) error {
 		}
 		time.Sleep(4 * time.Second)
 		return p.Close()
+	case "mmapwrite":
+		// A write no hook reports: only the content scanner finds it
+		// (an mmapable array's last value, made different: not the
+		// key "update" writes, which that write would explain).
+		b, err := unix.Mmap(m.FD(), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			return err
+		}
+		b[int(m.ValueSize()+7)&^7*int(m.MaxEntries()-1)]++
+		return unix.Munmap(b)
 	case "mmap":
 		// Refused for maps that are not mmapable; the attempt is what
 		// is reported.

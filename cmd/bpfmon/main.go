@@ -151,6 +151,12 @@ func usageFunc(fs *flag.FlagSet, synopsis string) func() {
 	}
 }
 
+// Defaults of the sizes the memory bound derives from (docs/memory.md).
+const (
+	defaultRing       = "32M"
+	defaultScanMemory = "256M"
+)
+
 func runWatch(args []string, stdout, stderr io.Writer) int {
 	// SIGHUP, first of all: its default action ends the process, and
 	// `systemctl reload` sends it whatever the flags (see reload below).
@@ -164,11 +170,11 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
-	ring := fs.String("ring-buffer", "32M", "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
+	ring := fs.String("ring-buffer", defaultRing, "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
 	scanInterval := fs.Duration("scan-interval", scanner.DefaultInterval, "content scanner: read and compare every map this often (0 turns it off)")
 	scanMaxKeyed := fs.Int("scan-max-keyed", scanner.DefaultMaxKeyed, "content scanner: report at most `N` changed keys per map and pass, then one summary")
 	scanBudget := fs.String("scan-budget", "32M", "content scanner: read at most `SIZE` bytes per second (K/M/G suffix; 0: unlimited)")
-	scanMemory := fs.String("scan-memory", "256M", "content scanner: keep at most `SIZE` of map contents; larger maps are compared by hashes (old values then unknown)")
+	scanMemory := fs.String("scan-memory", defaultScanMemory, "content scanner: hold at most `SIZE` of snapshots and comparisons; larger maps are compared by hashes (old values then unknown), then per range of keys or as a whole (docs/memory.md); it sets Go's memory limit, with the ring buffer")
 	statePath := fs.String("state", "", "content scanner: save each pass to `FILE` and, at start, report what changed while bpfmon was not running, the gap, and holders of protected maps that are not their saved owners")
 	hook := fs.String("hook", "auto", "syscall sensor build: auto (the first the kernel loads of fentry, tp_btf, raw_tracepoint), fentry (trampolines on the bpf syscall and map mmaps only), tp_btf or raw_tracepoint (raw_syscalls: every syscall)")
 	logFormat := fs.String("log-format", "text", "diagnostics on stderr: text (key=value) or json (one object per line), both from log/slog")
@@ -406,6 +412,9 @@ keeps the policy in force); it never ends bpfmon.`)
 		os.Exit(exitError)
 	}()
 
+	if limit, warning := watch.SetMemoryLimit(int64(memory), int64(ringBytes)); warning != "" {
+		logger.Warn(warning, "go_memory_limit", limit)
+	}
 	opts := watch.Options{
 		Format:       *format,
 		Out:          out,

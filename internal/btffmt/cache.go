@@ -32,6 +32,7 @@ type Resolved struct {
 // map context holds its lock). The Layouts it returns are.
 type Cache struct {
 	entries map[uint32]*cacheEntry
+	bytes   int // the Layouts' and entries' estimated memory (maxCacheBytes)
 	resolve func(id uint32) (Resolved, error)
 	// Resolves counts the maps resolved (a test and the benchmark look).
 	Resolves int
@@ -47,6 +48,18 @@ type cacheEntry struct {
 // the inventory's refresh drops them gone costs re-resolving, never
 // unbounded memory.
 const maxCached = 16384
+
+// maxCacheBytes bounds the memory a Cache holds: 16,384 maps of the
+// largest Layouts would be 2 GiB; past it, entries are dropped (and
+// resolved again when their maps' events come).
+const maxCacheBytes = 16 << 20
+
+// entryBytes is an entry's estimated memory beyond its Layouts.
+const entryBytes = 160
+
+func (e *cacheEntry) mem() int {
+	return entryBytes + len(e.shape.Name) + e.key.Bytes() + e.value.Bytes()
+}
 
 // NewCache returns a Cache resolving ids with resolve (nil: Resolve).
 func NewCache(resolve func(id uint32) (Resolved, error)) *Cache {
@@ -103,17 +116,27 @@ func shapeOf(m *event.Map) event.Map {
 }
 
 func (c *Cache) put(id uint32, e *cacheEntry) {
-	if _, ok := c.entries[id]; !ok && len(c.entries) >= maxCached {
-		for old := range c.entries {
-			delete(c.entries, old)
+	c.Forget(id)
+	for old := range c.entries {
+		if len(c.entries) < maxCached && c.bytes+e.mem() <= maxCacheBytes {
 			break
 		}
+		c.Forget(old)
 	}
 	c.entries[id] = e
+	c.bytes += e.mem()
 }
 
 // Forget drops what is cached of map id: a map was created with it.
-func (c *Cache) Forget(id uint32) { delete(c.entries, id) }
+func (c *Cache) Forget(id uint32) {
+	if e := c.entries[id]; e != nil {
+		c.bytes -= e.mem()
+		delete(c.entries, id)
+	}
+}
+
+// Bytes is the estimated memory the Cache holds, at most maxCacheBytes.
+func (c *Cache) Bytes() int { return c.bytes }
 
 // Refresh drops the maps that listed no longer lists (gone), or lists with
 // another BTF object than the one resolved (the id was reused).
@@ -121,7 +144,7 @@ func (c *Cache) Refresh(listed func(id uint32) (btfID uint32, ok bool)) {
 	for id, e := range c.entries {
 		btfID, ok := listed(id)
 		if !ok || btfID != e.btfID {
-			delete(c.entries, id)
+			c.Forget(id)
 		}
 	}
 }

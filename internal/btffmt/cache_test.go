@@ -2,9 +2,12 @@ package btffmt
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -152,5 +155,63 @@ func TestResolve(t *testing.T) {
 	}
 	if c.Resolves != 3 {
 		t.Errorf("%d resolves, want 3", c.Resolves)
+	}
+}
+
+// wideStruct is a struct of n int members with names of 200 bytes.
+func wideStruct(n int) *btf.Struct {
+	i32 := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
+	s := &btf.Struct{Name: "wide", Size: uint32(4 * n)}
+	for i := range n {
+		s.Members = append(s.Members, btf.Member{Name: fmt.Sprintf("%0200d", i), Type: i32, Offset: btf.Bits(32 * i)})
+	}
+	return s
+}
+
+// TestLayoutBytesBounded: a type whose names alone would hold more than
+// MaxLayoutBytes has no Layout (hex only); one below it has, and says
+// what it holds.
+func TestLayoutBytesBounded(t *testing.T) {
+	if l := Compile(wideStruct(1000)); l != nil {
+		t.Errorf("a struct of 1,000 members named with 200 bytes each has a layout of %d bytes, bound %d", l.Bytes(), MaxLayoutBytes)
+	}
+	l := Compile(wideStruct(100))
+	if l == nil || l.Bytes() < 100*416 || l.Bytes() > MaxLayoutBytes {
+		t.Fatalf("a struct of 100 members: layout %v of %d bytes", l != nil, l.Bytes())
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	l = Compile(wideStruct(100))
+	runtime.GC()
+	runtime.ReadMemStats(&ms2)
+	held := int(ms2.HeapAlloc) - int(ms1.HeapAlloc)
+	runtime.KeepAlive(l)
+	if held > l.Bytes() {
+		t.Errorf("the layout holds %d bytes of heap, %d estimated", held, l.Bytes())
+	}
+}
+
+// TestCacheBytesBounded: maps whose layouts are large are cached up to
+// maxCacheBytes, not maxCached of them.
+func TestCacheBytesBounded(t *testing.T) {
+	wide := Compile(wideStruct(100))
+	c := NewCache(func(id uint32) (Resolved, error) {
+		return Resolved{Shape: event.Map{ID: id}, BTFID: 1, Key: wide, Value: wide}, nil
+	})
+	for id := uint32(1); id <= 1000; id++ {
+		c.Lookup(&event.Map{ID: id}, nil)
+		if c.Bytes() > maxCacheBytes {
+			t.Fatalf("after %d maps the cache holds %d bytes, bound %d", id, c.Bytes(), maxCacheBytes)
+		}
+	}
+	if c.Len() < 10 || c.Len() >= 1000 {
+		t.Errorf("%d maps of %d-byte layouts cached", c.Len(), 2*wide.Bytes())
+	}
+	for id := uint32(1); id <= 1000; id++ {
+		c.Forget(id)
+	}
+	if c.Bytes() != 0 || c.Len() != 0 {
+		t.Errorf("after forgetting every map: %d bytes, %d maps", c.Bytes(), c.Len())
 	}
 }

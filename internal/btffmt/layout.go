@@ -23,7 +23,8 @@ import (
 // at most MaxRendered bytes and a few closing brackets, cut short and
 // marked so beyond that.
 type Layout struct {
-	root *node
+	root  *node
+	bytes int // estimated memory held (MaxLayoutBytes)
 }
 
 // MaxRendered bounds what one rendering appends (the closing brackets of a
@@ -33,6 +34,20 @@ const MaxRendered = 4096
 // maxNodes bounds the nodes a Layout may hold: a hostile BTF (a struct of
 // 65,535 members, each a struct) has no Layout.
 const maxNodes = 1024
+
+// MaxLayoutBytes bounds the memory a Layout may hold: names are not
+// nodes, and a struct of 65,535 members or an enum of as many values,
+// each named with hundreds of bytes, would hold tens of MiB. Past it the
+// type has no Layout: its bytes are rendered as hex.
+const MaxLayoutBytes = 64 << 10
+
+// Estimated memory of a node, a member and an enum value beyond their
+// names.
+const (
+	nodeBytes   = 96
+	memberBytes = 128
+	enumBytes   = 48
+)
 
 type kind uint8
 
@@ -86,16 +101,17 @@ func Compile(t btf.Type) *Layout {
 	}
 	c := compiler{memo: map[btf.Type]*node{}, open: map[btf.Type]bool{}}
 	n := c.node(t, 0)
-	if n == nil || c.nodes > maxNodes {
+	if n == nil || c.nodes > maxNodes || c.bytes > MaxLayoutBytes {
 		return nil
 	}
-	return &Layout{root: n}
+	return &Layout{root: n, bytes: c.bytes}
 }
 
 type compiler struct {
 	memo  map[btf.Type]*node // types compiled, shared where a type recurs
 	open  map[btf.Type]bool  // types being compiled: one inside itself is not renderable
 	nodes int
+	bytes int // estimated memory of the nodes so far
 }
 
 func (c *compiler) node(t btf.Type, depth int) *node {
@@ -107,7 +123,8 @@ func (c *compiler) node(t btf.Type, depth int) *node {
 		return nil // the kernel refuses such BTF; bpfmon does not rely on it
 	}
 	c.nodes++
-	if c.nodes > maxNodes {
+	c.bytes += nodeBytes
+	if c.nodes > maxNodes || c.bytes > MaxLayoutBytes {
 		return nil
 	}
 	size, err := btf.Sizeof(t)
@@ -138,6 +155,9 @@ func (c *compiler) node(t btf.Type, depth int) *node {
 		if size <= 8 {
 			n.kind, n.signed = kindEnum, v.Signed
 			for _, val := range v.Values {
+				if c.bytes += enumBytes + 2*(len(val.Name)+8); c.bytes > MaxLayoutBytes {
+					return nil
+				}
 				n.enum = append(n.enum, enumValue{value: val.Value, json: string(jsonstr.Append(nil, val.Name)), text: textName(val.Name)})
 			}
 		}
@@ -172,6 +192,9 @@ func (c *compiler) node(t btf.Type, depth int) *node {
 			if vr, ok := vs.Type.(*btf.Var); ok {
 				name, vt = vr.Name, vr.Type
 			}
+			if c.bytes += memberBytes + 2*(len(name)+8); c.bytes > MaxLayoutBytes {
+				return nil
+			}
 			m.jsonKey, m.textKey = string(jsonstr.Append(nil, name))+":", textName(name)+"="
 			if mn := c.node(vt, depth+1); mn != nil && mn.size == int(vs.Size) && uint64(vs.Offset)+uint64(vs.Size) <= uint64(size) {
 				m.node = mn
@@ -188,6 +211,9 @@ func (c *compiler) members(n *node, members []btf.Member, depth int) {
 		name := bm.Name
 		if name == "" {
 			name = "_"
+		}
+		if c.bytes += memberBytes + 2*(len(name)+8); c.bytes > MaxLayoutBytes {
+			return
 		}
 		m := member{jsonKey: string(jsonstr.Append(nil, name)) + ":", textKey: textName(name) + "="}
 		mn := c.node(bm.Type, depth+1)
@@ -225,6 +251,14 @@ func textName(s string) string {
 		return `""`
 	}
 	return s
+}
+
+// Bytes is the estimated memory the Layout holds, at most MaxLayoutBytes.
+func (l *Layout) Bytes() int {
+	if l == nil {
+		return 0
+	}
+	return l.bytes
 }
 
 // Size is the size of the bytes the Layout renders.

@@ -455,4 +455,8 @@ type Event struct {
 	Change      string // ChangeModified, ChangeAdded or ChangeRemoved
 	WhileDown   bool   // the change happened while bpfmon was not running
 	Reason      string // why a map was not scanned, or why a change is reported without its keys
+	// Granularity marks a coarse comparison (map_changed of a map too
+	// large for --scan-memory): "range", Count ranges of key hashes
+	// changed; "map", the map as a whole. Keys and old values unknown.
+	Granularity string
 }

@@ -102,6 +102,11 @@ type Options struct {
 	// are. On a host with thousands of maps a refresh then costs a walk of
 	// the ids, not three syscalls and a file read per map.
 	Known map[uint32]Map
+	// MaxMaps, when not 0, lists at most this many maps (the lowest ids):
+	// a watch's bound on what a host's maps cost it. Truncated says
+	// whether it bit.
+	MaxMaps   int
+	Truncated *bool
 }
 
 // Collect lists the maps selected by opts, sorted by id. The []error holds
@@ -265,6 +270,12 @@ func walkMaps(opts Options) ([]Map, []error, error) {
 		}
 		if err != nil {
 			return nil, errs, fmt.Errorf("listing maps: %w", err)
+		}
+		if opts.MaxMaps > 0 && len(maps) >= opts.MaxMaps {
+			if opts.Truncated != nil {
+				*opts.Truncated = true
+			}
+			return maps, errs, nil
 		}
 		add(next, false)
 		id = next

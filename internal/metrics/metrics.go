@@ -293,6 +293,10 @@ var (
 		"Maps the content scanner's last pass covered.", nil, nil)
 	descScanHashed = prometheus.NewDesc("bpfmon_scanner_maps_hashed",
 		"Maps of the last pass kept as hashes for lack of --scan-memory (old values then unknown).", nil, nil)
+	descScanCoarse = prometheus.NewDesc("bpfmon_scanner_maps_coarse",
+		"Maps of the last pass compared per range of keys or as a whole for lack of --scan-memory (granularity in their map_changed events; changed keys then unknown).", nil, nil)
+	descScanNoMemory = prometheus.NewDesc("bpfmon_scanner_maps_no_memory",
+		"Maps the last pass did not scan at all because --scan-memory was taken by other maps (map_not_scanned says so).", nil, nil)
 	descScanSkipped = prometheus.NewDesc("bpfmon_scanner_maps_not_scannable",
 		"Maps the last pass could not read (map_not_scanned events say why).", nil, nil)
 	descScanElements = prometheus.NewDesc("bpfmon_scanner_elements",
@@ -312,7 +316,7 @@ var (
 )
 
 func (s *state) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRingSize, descRingReadable, descFeature, descScanMaps, descScanHashed, descScanSkipped,
+	for _, d := range []*prometheus.Desc{descRingSize, descRingReadable, descFeature, descScanMaps, descScanHashed, descScanCoarse, descScanNoMemory, descScanSkipped,
 		descScanElements, descScanBytes, descScanMemory, descScanAt, descStatsEnabled, descProgTime, descProgRuns} {
 		ch <- d
 	}
@@ -340,6 +344,8 @@ func (s *state) Collect(ch chan<- prometheus.Metric) {
 	if pass != nil {
 		gauge(descScanMaps, float64(pass.Maps))
 		gauge(descScanHashed, float64(pass.Hashed))
+		gauge(descScanCoarse, float64(pass.Coarse))
+		gauge(descScanNoMemory, float64(pass.NoMemory))
 		gauge(descScanSkipped, float64(pass.Skipped))
 		gauge(descScanElements, float64(pass.Elements))
 		gauge(descScanBytes, float64(pass.SnapshotBytes))

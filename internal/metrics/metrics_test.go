@@ -146,7 +146,7 @@ func TestStateAtScrape(t *testing.T) {
 	m := New("v1.2.3")
 	m.statsPath = filepath.Join(t.TempDir(), "none")
 	names := []string{"bpfmon_ring_buffer_size_bytes", "bpfmon_ring_buffer_readable_bytes", "bpfmon_feature",
-		"bpfmon_scanner_maps", "bpfmon_scanner_maps_hashed", "bpfmon_scanner_maps_not_scannable", "bpfmon_scanner_elements",
+		"bpfmon_scanner_maps", "bpfmon_scanner_maps_hashed", "bpfmon_scanner_maps_coarse", "bpfmon_scanner_maps_no_memory", "bpfmon_scanner_maps_not_scannable", "bpfmon_scanner_elements",
 		"bpfmon_scanner_snapshot_bytes", "bpfmon_scanner_snapshot_memory_bytes", "bpfmon_scanner_pass_duration_seconds",
 		"bpfmon_build_info", "bpfmon_bpf_stats_enabled"}
 	before := `
@@ -160,7 +160,7 @@ bpfmon_build_info{goversion="` + runtime.Version() + `",version="v1.2.3"} 1
 	m.Started(fakeRing{size: 1 << 20, readable: 4096}, nil, []features.Feature{
 		{Name: "syscall_sensor", Available: true}, {Name: "bpf_lsm"}, {Name: "bpf_lsm", Available: true}})
 	m.ScanPassed(scanner.PassStats{Maps: 12, Skipped: 2, Hashed: 1, Elements: 3000, SnapshotBytes: 36000, SnapshotMemory: 500000, Duration: 30 * time.Millisecond})
-	m.ScanPassed(scanner.PassStats{Maps: 13, Skipped: 2, Hashed: 1, Elements: 3001, SnapshotBytes: 36012, SnapshotMemory: 500100, Duration: 2 * time.Second})
+	m.ScanPassed(scanner.PassStats{Maps: 13, Skipped: 2, Hashed: 1, Coarse: 3, NoMemory: 1, Elements: 3001, SnapshotBytes: 36012, SnapshotMemory: 500100, Duration: 2 * time.Second})
 	after := before + `
 # HELP bpfmon_feature 1 when this watch has the capability, 0 when not (bpfmon features says why).
 # TYPE bpfmon_feature gauge
@@ -178,9 +178,15 @@ bpfmon_scanner_elements 3001
 # HELP bpfmon_scanner_maps Maps the content scanner's last pass covered.
 # TYPE bpfmon_scanner_maps gauge
 bpfmon_scanner_maps 13
+# HELP bpfmon_scanner_maps_coarse Maps of the last pass compared per range of keys or as a whole for lack of --scan-memory (granularity in their map_changed events; changed keys then unknown).
+# TYPE bpfmon_scanner_maps_coarse gauge
+bpfmon_scanner_maps_coarse 3
 # HELP bpfmon_scanner_maps_hashed Maps of the last pass kept as hashes for lack of --scan-memory (old values then unknown).
 # TYPE bpfmon_scanner_maps_hashed gauge
 bpfmon_scanner_maps_hashed 1
+# HELP bpfmon_scanner_maps_no_memory Maps the last pass did not scan at all because --scan-memory was taken by other maps (map_not_scanned says so).
+# TYPE bpfmon_scanner_maps_no_memory gauge
+bpfmon_scanner_maps_no_memory 1
 # HELP bpfmon_scanner_maps_not_scannable Maps the last pass could not read (map_not_scanned events say why).
 # TYPE bpfmon_scanner_maps_not_scannable gauge
 bpfmon_scanner_maps_not_scannable 2

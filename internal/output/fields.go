@@ -167,6 +167,7 @@ var Fields = []Field{
 	{"old_value_btf", "old_value_btf=", []event.Type{event.MapChanged}, "`old_value` rendered by type, as `value_btf`"},
 	{"old_value_btf_truncated", "old_value_btf= ending in …", []event.Type{event.MapChanged}, "as `key_btf_truncated`"},
 	{"change", "change=", []event.Type{event.MapChanged}, "`map_changed`: `modified`, `added` or `removed`"},
+	{"granularity", "granularity=", []event.Type{event.MapChanged}, "`map_changed` of a map compared coarser for lack of `--scan-memory` (docs/memory.md): `range` (one hash per range of keys: `count` ranges changed) or `map` (one hash for the whole map); the old values are unknown there, `reason` says why"},
 	{"while_down", "while_down", []event.Type{event.MapChanged}, "`map_changed`: the change happened while bpfmon was not running (`--state`)"},
 	{"last_alive", "last_alive=", []event.Type{event.MonitorGap}, "`monitor_gap`: the last time bpfmon was known alive (RFC 3339)"},
 	{"clean_stop", "clean_stop or unclean_stop", []event.Type{event.MonitorGap}, "`monitor_gap`: whether bpfmon then stopped cleanly (SIGINT, SIGTERM)"},

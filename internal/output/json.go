@@ -242,6 +242,10 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if ev.WhileDown {
 		b = append(b, `,"while_down":true`...)
 	}
+	if ev.Granularity != "" {
+		b = append(b, `,"granularity":`...)
+		b = appendJSONString(b, ev.Granularity)
+	}
 	if x := ev.Extra; x != nil && !x.LastAlive.IsZero() {
 		b = append(b, `,"last_alive":"`...)
 		b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)

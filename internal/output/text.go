@@ -165,6 +165,10 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.WhileDown {
 		b = append(b, " while_down"...)
 	}
+	if ev.Granularity != "" {
+		b = append(b, " granularity="...)
+		b = appendTextString(b, ev.Granularity, false)
+	}
 	if x := ev.Extra; x != nil && !x.LastAlive.IsZero() {
 		b = append(b, " last_alive="...)
 		b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)

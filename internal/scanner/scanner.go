@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,7 +113,11 @@ type Scanner struct {
 	// as seen.
 	lastSaved []byte
 
-	memUsed uint64 // estimated memory the snapshots hold
+	memUsed  uint64 // estimated memory the snapshots hold (bound.go)
+	memLarge uint64 // of which large maps' snapshots
+	// only, when set (tests), restricts passes to these maps: a bound
+	// is then tested without the other maps on the host.
+	only map[uint32]bool
 
 	// dirty are the maps a reported write or creation concerned since
 	// their last read; unsure is set by a loss: every map is read next.
@@ -133,13 +138,17 @@ type Scanner struct {
 
 // PassStats describe one pass.
 type PassStats struct {
-	Maps, Skipped  int
-	Hashed         int // maps kept as hashes for lack of memory
-	Elements       uint64
-	SnapshotBytes  uint64 // key and value bytes read
-	SnapshotMemory uint64 // estimated memory the snapshots hold
-	Duration       time.Duration
-	Events, Quiet  int // events reported; changes explained by sensors
+	Maps, Skipped int
+	Hashed        int // maps kept as hashes for lack of memory
+	// Coarse counts the maps compared per range of keys or as a whole
+	// for lack of memory (granularity "range" or "map"); NoMemory those
+	// not scanned at all for lack of it (also in Skipped).
+	Coarse, NoMemory int
+	Elements         uint64
+	SnapshotBytes    uint64 // key and value bytes read
+	SnapshotMemory   uint64 // estimated memory the snapshots hold
+	Duration         time.Duration
+	Events, Quiet    int // events reported; changes explained by sensors
 	// Unread counts the maps of Maps not read again in this pass: quiet,
 	// and no reported write since their last read (see Config.Quiet);
 	// their last snapshots stand for them.
@@ -154,6 +163,8 @@ type snapshot struct {
 	readAt  time.Time
 	entries map[string]string // key -> value; nil when hashed
 	hashes  map[uint64]uint64 // hash(key) -> hash(value); nil when not hashed
+	ranges  []rangeSum        // coarse (bound.go): per range of key hashes
+	large   bool              // counted in the large maps' share
 	n       int               // elements
 	sum     uint64            // order-independent content hash (state.go)
 	bytes   uint64            // key and value bytes read
@@ -329,10 +340,13 @@ func (s *Scanner) initialSnapshot(c createdMap) *snapshot {
 			return nil
 		}
 		vb := s.reader.ValueBytes(snap.info)
-		if uint64(m.MaxEntries)*uint64(vb+4+fullOverhead) > uint64(s.cfg.Memory)/4 {
+		// Held as the map's snapshot until its first read replaces it,
+		// within the budget a snapshot of it may take.
+		if snapOverhead+uint64(m.MaxEntries)*uint64(vb+4+fullOverhead) > s.snapBudget().snap/2 {
 			return nil
 		}
 		zero := string(make([]byte, vb))
+		snap.mem = snapOverhead
 		for i := range m.MaxEntries {
 			k := string([]byte{byte(i), byte(i >> 8), byte(i >> 16), byte(i >> 24)})
 			snap.entries[k] = zero
@@ -395,10 +409,12 @@ func (s *Scanner) Explain(mapID uint32, keys []byte, keySize uint32, complete bo
 
 // Bounds on the keys of reported writes kept between passes: beyond them a
 // map's keys are replaced by the time of its latest write. 64 Ki keys in
-// one map or 1 Mi in all are ~6 or ~100 MiB.
+// one map, 256 Ki in all: at most explainKeyBytes each (keys up to 16
+// bytes; TestExplainBoundedMemory), 24 MiB.
 const (
 	maxExplainKeysPerMap = 1 << 16
-	maxExplainKeys       = 1 << 20
+	maxExplainKeys       = 1 << 18
+	explainKeyBytes      = 96
 )
 
 // explained reports whether a sensor reported a write to mapID's key after
@@ -479,6 +495,9 @@ type candidate struct {
 	since   time.Time
 	key     string
 	keyHash uint64 // a removal known only by its key's hash
+	// A coarse comparison: the ranges that differ, of nranges.
+	ranges  []int
+	nranges int
 }
 
 // Pass reads every map once, then, after the grace period, reports the
@@ -490,6 +509,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	var found [][]candidate
 	var summaries []*event.Event
 	removedUnknown := map[*event.Map][]candidate{}
+	cs := &cands{s: s}
 	s.mu.Lock()
 	full := s.unsure || s.passes%FullEvery == 0
 	s.unsure = false
@@ -515,7 +535,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			return nil
 		default:
 		}
-		if s.exclude[mid] {
+		if s.exclude[mid] || (s.only != nil && !s.only[mid]) {
 			continue
 		}
 		seen[mid] = true
@@ -529,25 +549,33 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			if prev.hashes != nil {
 				st.Hashed++
 			}
+			if prev.ranges != nil {
+				st.Coarse++
+			}
 			continue
 		}
-		if prev != nil {
-			s.memUsed -= prev.mem // replaced by this read
-		} else {
+		if prev == nil {
 			s.mu.Lock()
 			c, ok := s.created[mid]
 			delete(s.created, mid)
 			s.mu.Unlock()
 			if ok {
 				prev = s.initialSnapshot(c)
+				s.account(nil, prev) // held until replaced, as a snapshot
 			}
 		}
 		newSinceStart := prev == nil && mid > s.startMaxID
-		snap, cands, err := s.read(mid, prev)
+		snap, cands, err := s.read(mid, prev, cs)
 		var ns *NotScannableError
+		if err != nil && prev != nil && s.snaps[mid] != prev {
+			s.account(prev, nil) // an initial snapshot, not kept
+		}
 		switch {
 		case errors.As(err, &ns):
 			st.Skipped++
+			if strings.HasPrefix(ns.Reason, "--scan-memory") {
+				st.NoMemory++
+			}
 			if !s.reported[mid] {
 				s.reported[mid] = true
 				if err := emit(&event.Event{Time: time.Now(), Type: event.MapNotScanned, Source: event.SourceScan,
@@ -557,6 +585,9 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			}
 			continue
 		case errors.Is(err, ErrVanished):
+			if old := s.snaps[mid]; old != nil {
+				s.account(old, nil)
+			}
 			delete(s.snaps, mid)
 			continue
 		case err != nil:
@@ -568,7 +599,10 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		if snap.hashes != nil {
 			st.Hashed++
 		}
-		s.memUsed += snap.mem
+		if snap.ranges != nil {
+			st.Coarse++
+		}
+		s.account(prev, snap)
 		if s.saved != nil {
 			if err := s.whileDown(snap, emit); err != nil {
 				return err
@@ -583,7 +617,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 				since = s.started
 			}
 			if init := s.initialSnapshot(createdMap{*eventMap(snap.info), since}); init != nil {
-				cands = diff(init, snap)
+				cands = diff(init, snap, cs.keep)
 			}
 		}
 		if len(cands) > 0 {
@@ -599,7 +633,7 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	s.saved = nil // compared at the first pass only
 	for id, snap := range s.snaps {
 		if !seen[id] {
-			s.memUsed -= snap.mem
+			s.account(snap, nil)
 			delete(s.snaps, id) // the map is gone
 			delete(s.reported, id)
 		}
@@ -615,6 +649,21 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 		var over int
 		var first *event.Event
 		for _, c := range cands {
+			if c.ranges != nil {
+				// A coarse comparison: the ranges no reported write
+				// explains.
+				left := s.explainedRanges(c.ev.Map.ID, c.ranges, c.nranges, c.since)
+				if len(left) == 0 {
+					st.Quiet++
+					continue
+				}
+				c.ev.Count = uint64(len(left))
+				st.Events++
+				if err := emit(c.ev); err != nil {
+					return err
+				}
+				continue
+			}
 			if c.keyHash != 0 {
 				// A removal from a hashed snapshot: only the key's hash is
 				// known, matched against the keys sensors reported.
@@ -642,10 +691,22 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			}
 			over++
 		}
+		if o := cs.over[cands[0].ev.Map]; o != nil {
+			// Changes past the candidates' memory, judged at once.
+			delete(cs.over, cands[0].ev.Map)
+			if first == nil {
+				first = o.first
+			}
+			over += int(o.n)
+		}
 		if over > 0 {
 			summaries = append(summaries, &event.Event{Time: first.Time, Type: event.MapChanged, Source: event.SourceScan,
 				Map: first.Map, HasCount: true, Count: uint64(keyed + over), Extra: first.Extra})
 		}
+	}
+	for _, o := range cs.over {
+		summaries = append(summaries, &event.Event{Time: o.first.Time, Type: event.MapChanged, Source: event.SourceScan,
+			Map: o.first.Map, HasCount: true, Count: o.n, Extra: o.first.Extra})
 	}
 	for m, cs := range removedUnknown {
 		summaries = append(summaries, &event.Event{Time: cs[0].ev.Time, Type: event.MapChanged, Source: event.SourceScan,
@@ -682,39 +743,110 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	return nil
 }
 
+// Snapshot granularities a read may start with.
+const (
+	modeFull = iota
+	modeHashed
+	modeRanges
+)
+
+// plan is the finest granularity a snapshot of n elements and bytes key
+// and value bytes fits in b at. Full contents get half of b: past it they
+// become hashes, which must fit beside them while converted.
+func plan(n int, bytes, b uint64) int {
+	switch {
+	case snapOverhead+bytes+uint64(n)*fullOverhead <= b/2:
+		return modeFull
+	case snapOverhead+uint64(n)*hashedOverhead <= b:
+		return modeHashed
+	}
+	return modeRanges
+}
+
 // read takes a snapshot of map id and compares it with prev (nil for a new
 // map: its baseline). Most maps do not change between passes: a first read
 // only hashes the contents, and when they hash as prev did, prev is kept
 // and nothing is compared or stored. Otherwise the map is read again and
 // compared element by element as it is read, keeping the elements
-// themselves while the memory budget allows, else hashes.
-func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error) {
+// themselves while the memory budget allows, else hashes of each, else
+// hashes of ranges (bound.go). A map whose previous snapshot says it takes
+// ranges is read once: the first read makes them.
+func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candidate, error) {
+	b := s.snapBudget()
+	if b.snap < snapOverhead+rangeCost {
+		info, err := s.reader.Read(id, func(key, value []byte) error { return errStop })
+		if err != nil && err != errStop {
+			return &snapshot{info: info}, nil, err
+		}
+		return &snapshot{info: info}, nil, &NotScannableError{Reason: fmt.Sprintf(
+			"--scan-memory (%s) is taken by the snapshots of other maps: not even one hash of this map fits; it is scanned once memory is free", sizeString(uint64(s.cfg.Memory)))}
+	}
+	r := rangesFor(b.snap - snapOverhead)
+	mode := modeFull
+	n := 0
+	var nbytes uint64
 	if prev != nil {
-		at := time.Now()
-		var sum uint64
-		n := 0
+		mode = plan(prev.n, prev.bytes, b.snap)
+		cnt := &snapshot{readAt: time.Now()}
+		if mode == modeRanges {
+			cnt.ranges = make([]rangeSum, r)
+		}
 		info, err := s.reader.Read(id, func(key, value []byte) error {
-			n++
-			sum += mix(hash64(key), hash64(value))
+			kh := hash64(key)
+			e := mix(kh, hash64(value))
+			cnt.n++
+			cnt.sum += e
+			cnt.bytes += uint64(len(key) + len(value))
+			if cnt.ranges != nil {
+				rs := &cnt.ranges[rangeOf(kh, r)]
+				rs.sum += e
+				rs.n++
+			}
 			return nil
 		})
 		if err != nil {
 			return &snapshot{info: info}, nil, err
 		}
-		if sum == prev.sum && n == prev.n && info.Type == prev.info.Type && info.KeySize == prev.info.KeySize {
+		sameMap := info.Type == prev.info.Type && info.KeySize == prev.info.KeySize
+		if cnt.sum == prev.sum && cnt.n == prev.n && sameMap {
 			same := *prev
-			same.readAt, same.info = at, info
+			same.readAt, same.info = cnt.readAt, info
 			return &same, nil, nil
 		}
+		cnt.info = info
+		if !sameMap {
+			prev = nil // another map under the same id: a new baseline
+		}
+		if mode == modeRanges {
+			cnt.mem = snapOverhead + uint64(r)*rangeCost
+			if prev == nil {
+				return cnt, nil, nil
+			}
+			return cnt, s.coarseChange(prev, cnt, b.snap), nil
+		}
+		n, nbytes = cnt.n, cnt.bytes
+		mode = plan(n, nbytes, b.snap)
 	}
-	snap := &snapshot{readAt: time.Now(), entries: map[string]string{}}
-	left := uint64(0)
-	if uint64(s.cfg.Memory) > s.memUsed {
-		left = uint64(s.cfg.Memory) - s.memUsed
+	snap := &snapshot{readAt: time.Now(), mem: snapOverhead}
+	switch mode {
+	case modeFull:
+		snap.entries = make(map[string]string, n)
+	case modeHashed:
+		snap.hashes = make(map[uint64]uint64, n)
+	default:
+		snap.ranges = make([]rangeSum, r)
+		snap.mem += uint64(r) * rangeCost
 	}
-	compare := prev != nil
-	var cands []candidate
+	compare := prev != nil && prev.ranges == nil && snap.ranges == nil
+	var found []candidate
+	var kept uint64       // what found holds of cs.mem
 	evMap := &event.Map{} // filled once Read returns the map's info
+	add := func(c candidate) {
+		if cs.keep(c) {
+			found = append(found, c)
+			kept += candOverhead + uint64(len(c.key)+len(c.ev.Value)+len(c.ev.OldValue))
+		}
+	}
 	matched := 0
 	var since time.Time
 	if prev != nil {
@@ -722,43 +854,60 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 	}
 	info, err := s.reader.Read(id, func(key, value []byte) error {
 		kh, vh := hash64(key), hash64(value)
+		e := mix(kh, vh)
 		snap.n++
-		snap.sum += mix(kh, vh)
+		snap.sum += e
 		snap.bytes += uint64(len(key) + len(value))
-		if snap.entries != nil {
+		switch {
+		case snap.entries != nil:
 			snap.entries[string(key)] = string(value)
 			snap.mem += uint64(len(key)+len(value)) + fullOverhead
-			if snap.mem > left {
+			if snap.mem > b.snap/2 {
 				snap.toHashes()
 			}
-		} else {
+		case snap.hashes != nil:
 			snap.hashes[kh] = vh
 			snap.mem += hashedOverhead
+		default:
+			rs := &snap.ranges[rangeOf(kh, r)]
+			rs.sum += e
+			rs.n++
+		}
+		if snap.hashes != nil && snap.mem > b.snap {
+			// Past the budget even as hashes: ranges from here on, and
+			// the comparison is theirs.
+			snap.coarse(r)
+			if compare {
+				compare = false
+				cs.mem -= kept
+				delete(cs.over, evMap)
+				found, kept = nil, 0
+			}
 		}
 		if !compare {
 			return nil
 		}
 		// The previous value, or only its hash when prev is hashed.
 		var old string
-		var found, same, haveOld bool
+		var ok, same, haveOld bool
 		if prev.entries != nil {
-			old, found = prev.entries[string(key)]
+			old, ok = prev.entries[string(key)]
 			same, haveOld = old == string(value), true
 		} else {
 			var pv uint64
-			pv, found = prev.hashes[kh]
+			pv, ok = prev.hashes[kh]
 			same = pv == vh
 		}
 		switch {
-		case !found:
-			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeAdded, string(key), value, nil))
+		case !ok:
+			add(newChange(snap.readAt, evMap, since, event.ChangeAdded, string(key), value, nil))
 		case !same:
 			matched++
 			var oldValue []byte
 			if haveOld {
 				oldValue = []byte(old)
 			}
-			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeModified, string(key), value, oldValue))
+			add(newChange(snap.readAt, evMap, since, event.ChangeModified, string(key), value, oldValue))
 		default:
 			matched++
 		}
@@ -766,14 +915,19 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 	})
 	snap.info = info
 	if err != nil {
+		cs.mem -= kept
+		delete(cs.over, evMap)
 		return snap, nil, err
 	}
 	*evMap = *eventMap(info)
-	if compare && (prev.info.Type != info.Type || prev.info.KeySize != info.KeySize) {
-		return snap, nil, nil // another map under the same id: a new baseline
+	if prev == nil {
+		return snap, nil, nil
 	}
-	if !compare || matched == prev.n {
-		return snap, cands, nil
+	if snap.ranges != nil || prev.ranges != nil {
+		return snap, s.coarseChange(prev, snap, b.snap), nil
+	}
+	if matched == prev.n {
+		return snap, found, nil
 	}
 	// Removals: elements of prev that this read did not find.
 	if prev.entries != nil {
@@ -781,23 +935,43 @@ func (s *Scanner) read(id uint32, prev *snapshot) (*snapshot, []candidate, error
 			if snap.has(k) {
 				continue
 			}
-			cands = append(cands, newChange(snap.readAt, evMap, since, event.ChangeRemoved, k, nil, []byte(old)))
+			add(newChange(snap.readAt, evMap, since, event.ChangeRemoved, k, nil, []byte(old)))
 		}
-		return snap, cands, nil
+		return snap, found, nil
 	}
 	for kh := range prev.hashes {
 		if _, ok := snap.lookupHash(kh); !ok {
-			cands = append(cands, candidate{ev: &event.Event{Time: snap.readAt, Map: evMap, Extra: &event.Extra{Since: since}}, since: since, keyHash: kh | 1})
+			add(candidate{ev: &event.Event{Time: snap.readAt, Map: evMap, Extra: &event.Extra{Since: since}}, since: since, keyHash: kh | 1})
 		}
 	}
-	return snap, cands, nil
+	return snap, found, nil
+}
+
+// errStop ends a read that only wanted the map's info.
+var errStop = errors.New("stop")
+
+// coarseChange is the candidate for a coarse comparison of prev and cur:
+// the ranges that differ, judged after the grace period; nil when none do.
+func (s *Scanner) coarseChange(prev, cur *snapshot, b uint64) []candidate {
+	changed, r := compareRanges(prev, cur)
+	if len(changed) == 0 {
+		return nil
+	}
+	g := GranularityRange
+	if r == 1 {
+		g = GranularityMap
+	}
+	reason := coarseReason(cur, r, b)
+	ev := &event.Event{Time: cur.readAt, Type: event.MapChanged, Source: event.SourceScan, Map: eventMap(cur.info),
+		Change: event.ChangeModified, HasCount: true, Granularity: g, Reason: reason, Extra: &event.Extra{Since: prev.readAt}}
+	return []candidate{{ev: ev, since: prev.readAt, ranges: changed, nranges: r}}
 }
 
 // toHashes drops the elements of a snapshot that outgrew the memory budget,
 // keeping a hash of each key and value.
 func (s *snapshot) toHashes() {
 	s.hashes = make(map[uint64]uint64, len(s.entries))
-	s.mem = 0
+	s.mem = snapOverhead
 	for k, v := range s.entries {
 		s.hashes[hash64([]byte(k))] = hash64([]byte(v))
 		s.mem += hashedOverhead
@@ -847,21 +1021,27 @@ func mix(kh, vh uint64) uint64 {
 
 // diff lists the changes between two full snapshots (the state file's and
 // the first pass's, or a new map's initial contents and its first read).
-func diff(prev, cur *snapshot) []candidate {
+// keep, when not nil, says which candidates are kept (cands.keep).
+func diff(prev, cur *snapshot, keep func(candidate) bool) []candidate {
 	var out []candidate
 	m := eventMap(cur.info)
+	add := func(c candidate) {
+		if keep == nil || keep(c) {
+			out = append(out, c)
+		}
+	}
 	for k, v := range cur.entries {
 		old, ok := prev.entries[k]
 		switch {
 		case !ok:
-			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeAdded, k, []byte(v), nil))
+			add(newChange(cur.readAt, m, prev.readAt, event.ChangeAdded, k, []byte(v), nil))
 		case old != v:
-			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeModified, k, []byte(v), []byte(old)))
+			add(newChange(cur.readAt, m, prev.readAt, event.ChangeModified, k, []byte(v), []byte(old)))
 		}
 	}
 	for k, old := range prev.entries {
 		if _, ok := cur.entries[k]; !ok {
-			out = append(out, newChange(cur.readAt, m, prev.readAt, event.ChangeRemoved, k, nil, []byte(old)))
+			add(newChange(cur.readAt, m, prev.readAt, event.ChangeRemoved, k, nil, []byte(old)))
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -247,11 +248,15 @@ func TestMemoryBound(t *testing.T) {
 	for k := range uint32(100) {
 		m.Update(k, uint64(k), 0)
 	}
-	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond, Memory: 1024})
+	// 32 KiB: one large map's share is 7.5 KiB, which 100 elements fit
+	// as hashes (4.5 KiB) but not as contents (9.5 KiB, half the share).
+	const budget = 32 << 10
+	s, err := New(Config{Interval: time.Second, Grace: time.Millisecond, Memory: budget})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := testutil.MapID(t, m)
+	s.only = map[uint32]bool{id: true}
 	evs := passes(t, s, 2, id, func(i int) {
 		if i == 1 {
 			m.Update(uint32(7), uint64(700), 0) // modified
@@ -262,20 +267,11 @@ func TestMemoryBound(t *testing.T) {
 			s.Explain(id, le32(10), 4, true, time.Now())
 		}
 	})
-	// Full contents stay within the budget; each map kept as hashes costs
-	// hashedOverhead per element. Other maps on the host (tests run in
-	// parallel) count too, so the bound is computed over all snapshots.
-	var hashedElements uint64
-	for _, snap := range s.snaps {
-		if snap.hashes != nil {
-			hashedElements += uint64(snap.n)
-		}
-	}
 	if snap := s.snaps[id]; snap == nil || snap.hashes == nil {
-		t.Errorf("the 100-element map was not kept as hashes under a 1 KiB budget")
+		t.Errorf("the 100-element map was not kept as hashes under a %d-byte budget", budget)
 	}
-	if s.LastPass.SnapshotMemory == 0 || s.LastPass.SnapshotMemory > 1024+hashedElements*hashedOverhead {
-		t.Errorf("snapshot memory %d over the budget (1024) plus %d hashed elements: %+v", s.LastPass.SnapshotMemory, hashedElements, s.LastPass)
+	if want := uint64(snapOverhead + 98*hashedOverhead); s.LastPass.SnapshotMemory != want || s.LastPass.Hashed != 1 {
+		t.Errorf("snapshot memory %d, want %d for 98 hashed elements: %+v", s.LastPass.SnapshotMemory, want, s.LastPass)
 	}
 	var modified, added, removed bool
 	for _, ev := range evs {
@@ -471,4 +467,32 @@ func TestExplainBounded(t *testing.T) {
 	if s.explainKeys != 0 || len(s.writes)+len(s.mapWrites) != 0 {
 		t.Errorf("after forget: %d keys, %d maps, %d map times", s.explainKeys, len(s.writes), len(s.mapWrites))
 	}
+}
+
+// TestExplainBoundedMemory: the reported-keys table at its bound, in
+// maps of distinct 8-byte keys, holds at most explainKeyBytes a key.
+func TestExplainBoundedMemory(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	t0 := time.Now()
+	for k := range uint64(2 * maxExplainKeys) {
+		// Below the per-map bound in each map: the total bound bites.
+		s.Explain(uint32(k/(maxExplainKeysPerMap-1)), le64(k), 8, true, t0)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&ms2)
+	runtime.KeepAlive(s)
+	if s.explainKeys > maxExplainKeys {
+		t.Errorf("%d keys kept, bound %d", s.explainKeys, maxExplainKeys)
+	}
+	held := int64(ms2.HeapAlloc) - int64(ms1.HeapAlloc)
+	if held > maxExplainKeys*explainKeyBytes {
+		t.Errorf("the table holds %d MiB for %d keys, bound %d MiB", held>>20, s.explainKeys, maxExplainKeys*explainKeyBytes>>20)
+	}
+	t.Logf("%d keys: %d bytes each", s.explainKeys, held/int64(max(s.explainKeys, 1)))
 }

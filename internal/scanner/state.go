@@ -351,7 +351,7 @@ func (s *Scanner) whileDown(snap *snapshot, emit func(*event.Event) error) error
 	if len(prev.entries) != old.Elements {
 		return whole(reasonDamaged)
 	}
-	cands := diff(prev, snap)
+	cands := diff(prev, snap, nil)
 	if len(cands) == 0 {
 		// The hash says changed, the saved entries say not: one of the
 		// two is damaged, and the change is reported.
@@ -411,11 +411,16 @@ func (s *Scanner) saveState() error {
 	if s.cfg.SaveExtra != nil {
 		f.Watch = s.cfg.SaveExtra()
 	}
+	// Contents saved in all: a 32nd of the scanner's memory (hex and
+	// JSON make about 2.5 times as much of the file, built in memory);
+	// past it, maps are saved by their hashes only.
+	contents := uint64(s.cfg.Memory) / 32
 	for _, snap := range s.snaps {
 		i := snap.info
 		ms := mapState{ID: i.ID, Name: i.Name, Type: uint32(i.Type), KeySize: i.KeySize, ValueSize: i.ValueSize,
 			MaxEntries: i.MaxEntries, Elements: snap.n, Hash: snap.contentHash()}
-		if snap.entries != nil && snap.n <= stateMaxEntries && snap.bytes <= stateMaxBytes {
+		if snap.entries != nil && snap.n <= stateMaxEntries && snap.bytes <= stateMaxBytes && snap.bytes <= contents {
+			contents -= snap.bytes
 			ms.Entries = make(map[string]string, len(snap.entries))
 			for k, v := range snap.entries {
 				ms.Entries[hex.EncodeToString([]byte(k))] = hex.EncodeToString([]byte(v))

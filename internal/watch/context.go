@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,7 +40,10 @@ type mapContext struct {
 	// loads counts the program loads whose maps are not known yet;
 	// refreshed is its value when the last finished refresh began.
 	loads, refreshed int
-	kick             chan struct{}
+	// truncated: the last inventory stopped at maxContextMaps; the maps
+	// it did not list are not known to be quiet.
+	truncated bool
+	kick      chan struct{}
 	// collect reads the inventory.
 	collect func(inventory.Options) ([]inventory.Map, error)
 	// observe, when set, sees every inventory read, the one at start (with
@@ -49,6 +54,22 @@ type mapContext struct {
 	types *btffmt.Cache
 	hint  func(m *event.Map) (btfID uint32, ok bool)
 }
+
+// Bounds on the map context, whatever the host holds (docs/memory.md):
+// the maps listed (the lowest ids; events on the others carry no programs
+// or pins, and they are never quiet), and per map the programs, pins and
+// processes related to it that are kept. maxOwnerMaps bounds the maps
+// with related processes: past it those of maps gone are dropped at once,
+// and of the others the oldest ids.
+const (
+	maxContextMaps = 1 << 17
+	maxPerMap      = 64
+	maxOwnersPer   = 1024
+	maxOwnerMaps   = 1 << 17
+	// contextMapBytes is what the context holds per map listed, with a
+	// program and two pins (TestContextBounded): 131,072 maps, 80 MiB.
+	contextMapBytes = 640
+)
 
 // contextRefresh is how often the background refresh runs without a kick.
 // What must not wait for it is learnt from events at once (creations,
@@ -78,7 +99,8 @@ func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inve
 
 // refresh reads the inventory; at start it also records each map's holders.
 func (c *mapContext) refresh(atStart bool) {
-	opts := inventory.Options{SkipHolders: !atStart}
+	var truncated bool
+	opts := inventory.Options{SkipHolders: !atStart, MaxMaps: maxContextMaps, Truncated: &truncated}
 	c.mu.Lock()
 	if !atStart {
 		opts.Known = c.known
@@ -95,10 +117,10 @@ func (c *mapContext) refresh(atStart bool) {
 	programs := map[uint32][]event.MapProgram{}
 	pins := map[uint32][]string{}
 	for _, m := range maps {
-		for _, p := range m.Programs {
+		for _, p := range m.Programs[:min(len(m.Programs), maxPerMap)] {
 			programs[m.ID] = append(programs[m.ID], event.MapProgram{ID: p.ID, Name: p.Name})
 		}
-		pins[m.ID] = m.Pins
+		pins[m.ID] = m.Pins[:min(len(m.Pins), maxPerMap):min(len(m.Pins), maxPerMap)]
 	}
 	known := make(map[uint32]inventory.Map, len(maps))
 	for _, m := range maps {
@@ -108,7 +130,24 @@ func (c *mapContext) refresh(atStart bool) {
 	syscallProgs, serr := bpfsys.SyscallPrograms()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.programs, c.pins, c.known = programs, pins, known
+	c.programs, c.pins, c.known, c.truncated = programs, pins, known, truncated
+	if len(c.owners) > maxOwnerMaps {
+		for id := range c.owners {
+			if _, ok := known[id]; !ok {
+				delete(c.owners, id) // the map is gone
+			}
+		}
+		if len(c.owners) > maxOwnerMaps {
+			ids := make([]uint32, 0, len(c.owners))
+			for id := range c.owners {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			for _, id := range ids[:len(ids)-maxOwnerMaps] {
+				delete(c.owners, id)
+			}
+		}
+	}
 	for id := range c.written {
 		if _, ok := known[id]; !ok {
 			delete(c.written, id) // the map is gone
@@ -162,6 +201,9 @@ func (c *mapContext) own(mapID, pid uint32, how string) {
 	if c.owners[mapID] == nil {
 		c.owners[mapID] = map[uint32]string{}
 	}
+	if len(c.owners[mapID]) >= maxOwnersPer {
+		return // more are newcomers: display only, the alert engine keeps its owners
+	}
 	if _, ok := c.owners[mapID][pid]; !ok {
 		c.owners[mapID][pid] = how
 	}
@@ -194,12 +236,21 @@ func (c *mapContext) enrich(ev *event.Event) {
 		}
 		// A new map: neither what the cache nor what the last inventory
 		// knew of the id is about it (the next refresh reads it again).
-		delete(c.known, m.ID)
+		// The refresh in progress reads c.known without the lock (it is
+		// its Options.Known), so the map is replaced, never written in
+		// place; an id is new almost always, and then nothing is copied.
+		if _, ok := c.known[m.ID]; ok {
+			known := maps.Clone(c.known)
+			delete(known, m.ID)
+			c.known = known
+		}
 		if c.types != nil {
 			c.types.Forget(m.ID)
 		}
 	case ev.Type == event.ObjPin && ok && ev.Path != "" && !ev.HasPathFD:
-		c.pins[m.ID] = append(c.pins[m.ID], ev.Path)
+		if len(c.pins[m.ID]) < maxPerMap {
+			c.pins[m.ID] = append(c.pins[m.ID], ev.Path)
+		}
 		c.poke()
 	}
 	m.Programs = c.programs[m.ID]
@@ -231,7 +282,9 @@ func (c *mapContext) loaded(ev *event.Event) {
 		return
 	}
 	for _, id := range x.ProgMaps {
-		c.programs[id] = append(c.programs[id], event.MapProgram{ID: ev.Prog.ID, Name: ev.Prog.Name})
+		if len(c.programs[id]) < maxPerMap {
+			c.programs[id] = append(c.programs[id], event.MapProgram{ID: ev.Prog.ID, Name: ev.Prog.Name})
+		}
 		c.written[id] = true
 	}
 	if ev.Prog.Type == bpfsys.ProgTypeSyscall {
@@ -245,6 +298,9 @@ func (c *mapContext) loaded(ev *event.Event) {
 func (c *mapContext) quiet(id uint32) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, listed := c.known[id]; c.truncated && !listed {
+		return false
+	}
 	return len(c.programs[id]) == 0 && c.iterated != nil && !c.iterated[id] && !c.written[id] && c.quietHostLocked()
 }
 

@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -128,5 +130,106 @@ func TestContextTypes(t *testing.T) {
 	c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Result: 4, Map: &m6})
 	if ev := update(plain); ev.Map.ValueType != event.Renderer(cfg) {
 		t.Errorf("a new map on a reused id, listed without BTF before: %v", ev.Map.ValueType)
+	}
+}
+
+// TestContextBounded: the map context at its bounds: an inventory of more
+// maps than maxContextMaps keeps that many (the maps beyond are not
+// quiet), and a map pinned, loaded and created over and over keeps at
+// most maxPerMap pins and programs and maxOwnersPer related processes;
+// the heap it holds at the bound is what docs/memory.md states.
+func TestContextBounded(t *testing.T) {
+	const pinsEach = 2
+	collect := func(o inventory.Options) ([]inventory.Map, error) {
+		n := maxContextMaps + 1000
+		if o.MaxMaps > 0 && n > o.MaxMaps {
+			n = o.MaxMaps
+			*o.Truncated = true
+		}
+		maps := make([]inventory.Map, n)
+		for i := range maps {
+			m := &maps[i]
+			m.ID, m.Name, m.Type = uint32(i+1), "some_map_name", "hash"
+			m.Programs = []inventory.Program{{ID: uint32(i + 1), Name: "some_program"}}
+			for p := range pinsEach {
+				m.Pins = append(m.Pins, fmt.Sprintf("/sys/fs/bpf/some/where/map_%d_%d", i, p))
+			}
+		}
+		return maps, nil
+	}
+	var ms1, ms2 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms1)
+	stop := make(chan struct{})
+	defer close(stop)
+	c := newMapContext(stop, collect, nil)
+	runtime.GC()
+	runtime.ReadMemStats(&ms2)
+	held := int64(ms2.HeapAlloc) - int64(ms1.HeapAlloc)
+	c.mu.Lock()
+	known := len(c.known)
+	c.mu.Unlock()
+	if known != maxContextMaps {
+		t.Errorf("%d maps known, bound %d", known, maxContextMaps)
+	}
+	if per := held / maxContextMaps; per > contextMapBytes {
+		t.Errorf("the context holds %d bytes a map (%d MiB), docs/memory.md says %d", per, held>>20, contextMapBytes)
+	}
+	t.Logf("%d maps: %d MiB, %d bytes each", known, held>>20, held/maxContextMaps)
+	if c.quiet(maxContextMaps + 10) {
+		t.Error("a map beyond the bound is quiet")
+	}
+	for i := range 3 * maxPerMap {
+		c.enrich(&event.Event{Type: event.ObjPin, HasResult: true, Path: fmt.Sprintf("/p/%d", i), Map: &event.Map{ID: 7}})
+		c.enrich(&event.Event{Type: event.ProgLoad, HasResult: true, Result: 3,
+			Prog: &event.Prog{ID: uint32(i), Name: "p"}, Extra: &event.Extra{ProgMaps: []uint32{7}, ProgMapCount: 1}})
+	}
+	for pid := range uint32(3 * maxOwnersPer) {
+		c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Process: &event.Process{PID: pid}, Map: &event.Map{ID: 7}})
+	}
+	if len(c.pins[7]) > maxPerMap || len(c.programs[7]) > maxPerMap || len(c.owners[7]) > maxOwnersPer {
+		t.Errorf("map 7: %d pins, %d programs, %d related processes; bounds %d, %d, %d", len(c.pins[7]), len(c.programs[7]), len(c.owners[7]), maxPerMap, maxPerMap, maxOwnersPer)
+	}
+	for id := range uint32(maxOwnerMaps + 100) {
+		c.own(id+1_000_000, 1, "creator")
+	}
+	c.refresh(false)
+	if len(c.owners) > maxOwnerMaps {
+		t.Errorf("related processes of %d maps kept, bound %d", len(c.owners), maxOwnerMaps)
+	}
+}
+
+// TestContextCreateDuringRefresh: a map_create of a listed id while a
+// refresh reads the inventory must not write the map the refresh is
+// reading (its Options.Known): Go ends the process on a concurrent map
+// read and write, which a busy host met in the background refresh.
+func TestContextCreateDuringRefresh(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	const n = 4096
+	listed := make([]inventory.Map, n)
+	for i := range listed {
+		listed[i] = inventory.Map{ID: uint32(i + 1), Name: "m"}
+	}
+	reading := make(chan struct{}, 1)
+	collect := func(o inventory.Options) ([]inventory.Map, error) {
+		if o.Known != nil {
+			select {
+			case reading <- struct{}{}:
+			default:
+			}
+			for range 50 {
+				for id := range uint32(n) {
+					_ = o.Known[id+1]
+				}
+			}
+		}
+		return listed, nil
+	}
+	c := newMapContext(stop, collect, nil)
+	go c.refresh(false)
+	<-reading
+	for id := range uint32(n) {
+		c.enrich(&event.Event{Type: event.MapCreate, HasResult: true, Map: &event.Map{ID: id + 1}})
 	}
 }

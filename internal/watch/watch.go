@@ -127,6 +127,9 @@ func (s Summary) String() string {
 	if p := s.Scan; p != nil {
 		fmt.Fprintf(&b, "; content scanner's last pass: %d maps (%d kept as hashes), %d elements, %.1f MiB of snapshots, %d maps not scannable",
 			p.Maps, p.Hashed, p.Elements, float64(p.SnapshotMemory)/(1<<20), p.Skipped)
+		if p.Coarse > 0 || p.NoMemory > 0 {
+			fmt.Fprintf(&b, ", %d compared coarsely and %d not scanned for lack of --scan-memory", p.Coarse, p.NoMemory)
+		}
 		if p.Unread > 0 {
 			fmt.Fprintf(&b, ", %d quiet maps not read again (no reported write)", p.Unread)
 		}
