@@ -160,14 +160,14 @@ func startSupervised(t *testing.T, preset func(*faults)) *supervised {
 // waitEvent waits for an event the output took that cond accepts.
 func (w *supervised) waitEvent(t *testing.T, what string, cond func(jsonLine) bool) jsonLine {
 	t.Helper()
-	for deadline := time.Now().Add(testutil.Timeout(30 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(testutil.Timeout(60 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
 		for _, ev := range w.out.events() {
 			if cond(ev) {
 				return ev
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s within 30 s; events: %+v", what, w.out.events())
+			t.Fatalf("no %s within 60 s; events: %+v", what, w.out.events())
 		}
 	}
 }
@@ -190,7 +190,7 @@ func (w *supervised) waitHealth(t *testing.T, code int, text string) {
 	t.Helper()
 	var got int
 	var body string
-	for deadline := time.Now().Add(testutil.Timeout(30 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(testutil.Timeout(60 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
 		if got, body = w.healthz(t); got == code && strings.Contains(body, text) {
 			return
 		}
@@ -298,7 +298,7 @@ func TestSuperviseSensorsExit(t *testing.T) {
 	defer m.Close()
 	w := startSupervised(t, nil)
 	w.faults.set(metrics.PartSensors, syscall.EIO)
-	deadline := time.Now().Add(testutil.Timeout(20 * time.Second))
+	deadline := time.Now().Add(testutil.Timeout(60 * time.Second))
 	for {
 		m.Update(uint32(1), uint32(2), 0)
 		select {
@@ -343,7 +343,7 @@ func TestSuperviseOutput(t *testing.T) {
 	w.waitEvent(t, "lost event for the output", func(ev jsonLine) bool {
 		return ev.Event == "lost" && ev.Source == "output" && ev.Count > 0
 	})
-	for deadline := time.Now().Add(testutil.Timeout(30 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(testutil.Timeout(60 * time.Second)); ; time.Sleep(20 * time.Millisecond) {
 		code, body := w.healthz(t)
 		if !strings.Contains(body, "output:") {
 			break
