@@ -126,8 +126,10 @@ func TestLineage(t *testing.T) {
 	}
 
 	// A marked process's fork and exec: a shell started with
-	// LD_PRELOAD runs a child.
-	sh := exec.Command("sh", "-c", "/bin/true; echo $!")
+	// LD_PRELOAD drops the variable and runs a child, whose exec is then
+	// told only because the kernel marked it at the fork (with the
+	// variable, its own loader_env would tell it).
+	sh := exec.Command("sh", "-c", "unset LD_PRELOAD; /bin/true; exit 0")
 	sh.Env = append(os.Environ(), "LD_PRELOAD=/nonexistent/evil.so")
 	sh.Run()
 	fork := find("the marked shell's fork", func(ev *event.Event, l *event.Lineage) bool {
@@ -137,8 +139,11 @@ func TestLineage(t *testing.T) {
 	if child.StartTime == 0 || child.PID == 0 {
 		t.Errorf("fork target: %+v", child)
 	}
-	find("the marked child's exec", func(ev *event.Event, l *event.Lineage) bool {
-		return (l.Kind == event.LineageExec || l.Kind == event.LineageLoaderEnv) && ev.Process.PID == child.PID
+	find("the marked child's exec, without loader variables", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageExec && ev.Process.PID == child.PID
+	})
+	find("the marked child's exit", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageExit && ev.Process.PID == child.PID
 	})
 
 	// ptrace: the tracee, as the kernel linked it.
@@ -165,9 +170,10 @@ func TestLineage(t *testing.T) {
 	}
 
 	// /proc/PID/mem opened for writing: the target is the task the
-	// file's memory is of; a read-only open is nothing.
-	memTarget := sleeper(t)
-	ro, err := os.Open("/proc/" + strconv.Itoa(memTarget.Process.Pid) + "/mem")
+	// file's memory is of; a read-only open, of another process, is
+	// nothing (asserted with the controls).
+	memTarget, roTarget := sleeper(t), sleeper(t)
+	ro, err := os.Open("/proc/" + strconv.Itoa(roTarget.Process.Pid) + "/mem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +211,9 @@ func TestLineage(t *testing.T) {
 		t.Errorf("process_vm_write target %+v (by pid: %v), want pid %d", l.Target, l.TargetByPID, vmTarget.Process.Pid)
 	}
 
-	// The controls: nothing about the plain run, nor the read-only open.
+	// The controls: nothing about the plain run, nor the read-only open;
+	// one record of the open for writing.
+	memOpens := 0
 	for _, ev := range r.Finish(t) {
 		l := lineageOf(ev)
 		if l == nil || ev.Process == nil {
@@ -214,6 +222,15 @@ func TestLineage(t *testing.T) {
 		if ev.Process.PID == uint32(plain.Process.Pid) {
 			t.Errorf("the plain run was marked: %+v", l)
 		}
+		if l.Target != nil && l.Target.PID == uint32(roTarget.Process.Pid) {
+			t.Errorf("the read-only open of /proc/%d/mem was reported: %s by pid %d", roTarget.Process.Pid, l.Kind, ev.Process.PID)
+		}
+		if l.Kind == event.LineageProcMemOpen && ev.Process.PID == self {
+			memOpens++
+		}
+	}
+	if memOpens != 1 {
+		t.Errorf("%d proc_mem_open records by this process, want 1 (the open for writing)", memOpens)
 	}
 }
 
