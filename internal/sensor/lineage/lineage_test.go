@@ -2,18 +2,22 @@ package lineage
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
@@ -210,6 +214,63 @@ func TestLineage(t *testing.T) {
 	if l := lineageOf(ev); l.Target == nil || l.Target.PID != uint32(vmTarget.Process.Pid) || l.TargetByPID == strings.HasPrefix(s.build, "fexit") || l.Target.ExeIno == 0 {
 		t.Errorf("process_vm_write target %+v (by pid: %v), want pid %d", l.Target, l.TargetByPID, vmTarget.Process.Pid)
 	}
+
+	// Cgroups: a process moved into another cgroup by this one (not the
+	// service manager) is the target of a cgroup_join; a child started
+	// into another cgroup than its parent's (clone3 with
+	// CLONE_INTO_CGROUP), of a clone_into_cgroup. The plain run, started
+	// in this process's cgroup, is the control.
+	cgRoot := cgroups.NewResolver().Root()
+	if cgRoot == "" {
+		t.Fatal("no cgroup2 hierarchy mounted")
+	}
+	cgDir := filepath.Join(cgRoot, fmt.Sprintf("bpfmon-lineage-%d", os.Getpid()))
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cgDir) }) // after the processes in it are gone
+	var st unix.Stat_t
+	if err := unix.Stat(cgDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	joiner := sleeper(t)
+	if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(joiner.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	ev = find("cgroup_join", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageCgroupJoin && l.Target != nil && l.Target.PID == uint32(joiner.Process.Pid)
+	})
+	if l := lineageOf(ev); ev.Process.PID != self || l.Cgroup != st.Ino || l.Target.StartTime == 0 {
+		t.Errorf("cgroup_join by pid %d into cgroup %d, target %+v; want by this process, into %d", ev.Process.PID, l.Cgroup, l.Target, st.Ino)
+	}
+	cgFD, err := unix.Open(cgDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	into := exec.Command("/bin/true")
+	into.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+	err = into.Run()
+	unix.Close(cgFD)
+	if err != nil {
+		t.Fatalf("clone3 into cgroup %s: %v", cgDir, err)
+	}
+	ev = find("clone_into_cgroup", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageCloneIntoCgroup && l.Target != nil && l.Target.PID == uint32(into.Process.Pid)
+	})
+	if l := lineageOf(ev); ev.Process.PID != self || l.Cgroup != st.Ino {
+		t.Errorf("clone_into_cgroup by pid %d into cgroup %d; want by this process, into %d", ev.Process.PID, l.Cgroup, st.Ino)
+	}
+
+	// PTRACE_TRACEME: the child asks this process to trace it (and
+	// stops at its exec, where it is killed).
+	traceme := exec.Command("/bin/true")
+	traceme.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+	testutil.StartExec(t, traceme)
+	traceme.Process.Kill()
+	traceme.Wait()
+	find("ptrace_traceme", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineagePtraceTraceme && ev.Process.PID == uint32(traceme.Process.Pid)
+	})
 
 	// The controls: nothing about the plain run, nor the read-only open;
 	// one record of the open for writing.
