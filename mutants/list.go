@@ -19,8 +19,8 @@ var mutants = []mutant{
 		old: "if c, ok := e.creators[id]; ok {", new: "if c, ok := e.creators[id]; false && ok {",
 		pkgs: []string{"internal/alert"}, run: "TestOwners$"},
 	{name: "self-access-unguarded", area: "self-protection", file: "internal/alert/alert.go",
-		old: "if e.self[ev.Map.ID] && p != nil && (handle || isWrite || iter || ev.Type == event.MapMmap) {",
-		new: "if false {",
+		old:  "if e.self[ev.Map.ID] && p != nil && (handle || isWrite || iter || ev.Type == event.MapMmap) {",
+		new:  "if false {",
 		pkgs: []string{"internal/alert"}, run: "TestOwners$"},
 	{name: "events-lost-no-alert", area: "loss accounting (alert)", file: "internal/alert/alert.go",
 		old: "return policy.RuleEventsLost, fmt.Sprintf(", new: `return "", fmt.Sprintf(`,
@@ -108,8 +108,8 @@ var mutants = []mutant{
 		old: "e.pending = append(e.pending, e.holderEvent(g, h, o, why))", new: "_ = why",
 		pkgs: []string{"internal/alert"}, run: "TestTrustAtStart"},
 	{name: "trust-not-saved-at-pass", area: "trust across restarts", file: "internal/scanner/state.go",
-		old: "CleanStop: new(bool)}\n\tif s.cfg.SaveExtra != nil {\n\t\tf.Watch = s.cfg.SaveExtra()",
-		new: "CleanStop: new(bool)}\n\tif s.cfg.SaveExtra != nil {\n\t\t_ = f.Watch",
+		old:  "CleanStop: new(bool)}\n\tif s.cfg.SaveExtra != nil {\n\t\tf.Watch = s.cfg.SaveExtra()",
+		new:  "CleanStop: new(bool)}\n\tif s.cfg.SaveExtra != nil {\n\t\t_ = f.Watch",
 		pkgs: []string{"internal/scanner"}, run: "TestStateStops"},
 
 	// Loss accounting: the kernel's count, the ring's report, the
