@@ -82,7 +82,7 @@ var mutants = []mutant{
 		old: "if (!taint(t, LIN_JOIN))", new: "if (1)",
 		pkgs: []string{"internal/sensor/lineage"}, run: "TestLineage$"},
 	{name: "kmark-no-clone-into", area: "lineage marks (C)", file: "bpf/lineage.c", gen: "internal/sensor/lineage",
-		old: "else if (pcg != ccg && BPF_CORE_READ(parent, tgid) != 1 && !is_self())", new: "else if (0)",
+		old: "else if (pcg != ccg && BPF_CORE_READ(parent, tgid) != 1 && !is_self())", new: "else if (pcg != ccg && BPF_CORE_READ(parent, tgid) == 0 && !is_self())",
 		pkgs: []string{"internal/sensor/lineage"}, run: "TestLineage$"},
 	{name: "kmark-no-vm-write", area: "lineage marks (C)", file: "bpf/lineage.c", gen: "internal/sensor/lineage",
 		old: "\tif (ret <= 0)\n\t\treturn;", new: "\tif (ret <= 0 || 1)\n\t\treturn;",
