@@ -124,7 +124,7 @@ var mutants = []mutant{
 		old: "\t\tif n <= l.reported {", new: "\t\tif true {",
 		pkgs: []string{"internal/sensor/bpfsyscall"}, run: "TestLossIsCounted"},
 	{name: "loss-output-count-one", area: "loss accounting (output)", file: "internal/watch/sink.go",
-		old: "Source: event.SourceOutput, HasCount: true, Count: n}", new: "Source: event.SourceOutput, HasCount: true, Count: 1}",
+		old: "Source: event.SourceOutput, HasCount: true, Count: n}", new: "Source: event.SourceOutput, HasCount: true, Count: min(n, 1)}",
 		pkgs: []string{"cmd/bpfmon"}, run: "TestWatchOutputFull$"},
 	{name: "loss-metric-sensors", area: "loss accounting (metrics)", file: "internal/metrics/metrics.go",
 		old: "\t\t\tm.lost[src].Add(float64(ev.Count))", new: "\t\t\t_ = src",
