@@ -233,7 +233,7 @@ func try(tree, tmp string, m mutant, kernel string) (string, string, string) {
 }
 
 var (
-	failRE = regexp.MustCompile(`(?m)^\s*--- FAIL: (\S+)`)
+	failRE = regexp.MustCompile(`(?m)^\s*(?:--- FAIL:|failed:) (\S+)`)
 	runRE  = regexp.MustCompile(`(?m)^ok\s+(\S+)`)
 )
 
