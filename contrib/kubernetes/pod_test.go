@@ -664,7 +664,8 @@ func TestManifestPodRuns(t *testing.T) {
 	// Every sensor this kernel allows runs in the pod: the lineage
 	// sensor (impersonation) needs tracefs where it has no trampolines.
 	lineageStarted := slices.ContainsFunc(strings.Split(stderr.String(), "\n"), func(l string) bool {
-		return strings.Contains(l, "level=INFO") && strings.Contains(l, " sensor=lineage ") && strings.Contains(l, " hooks=")
+		var rec struct{ Level, Sensor, Hooks string }
+		return json.Unmarshal([]byte(l), &rec) == nil && rec.Level == "INFO" && rec.Sensor == "lineage" && rec.Hooks != ""
 	})
 	if !lineageStarted || strings.Contains(stderr.String(), "lineage sensor unavailable") {
 		t.Errorf("the lineage sensor did not start in the pod (no start line naming its hooks):\n%s", &stderr)
