@@ -94,7 +94,7 @@ var mutants = []mutant{
 		old: "if (ret != 0 || is_self() || !(BPF_CORE_READ(f, f_mode) & FMODE_WRITE))", new: "if (ret != 0 || is_self())",
 		pkgs: []string{"internal/sensor/lineage"}, run: "TestLineage$"},
 	{name: "kmark-fx-no-vm-write", area: "lineage marks (C)", file: "bpf/lineage.c", gen: "internal/sensor/lineage", vm: true,
-		old: "if ((nr != NR_PROCESS_VM_WRITEV_NATIVE && nr != NR_PROCESS_VM_WRITEV_COMPAT) || is_self())", new: "if (1)",
+		old: "if ((nr != NR_PROCESS_VM_WRITEV_NATIVE && nr != NR_PROCESS_VM_WRITEV_COMPAT) || is_self())", new: "if ((nr != NR_PROCESS_VM_WRITEV_NATIVE && nr != NR_PROCESS_VM_WRITEV_COMPAT) || 1)",
 		pkgs: []string{"internal/sensor/lineage"}, run: "TestLineage$"},
 
 	// Trust across restarts.
@@ -168,7 +168,7 @@ var mutants = []mutant{
 
 	// Enforcement (BPF LSM): in the VM.
 	{name: "enforce-owners-refused", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
-		old: "if (!bpf_map_lookup_elem(&protected, &id) || owned(id))", new: "if (!bpf_map_lookup_elem(&protected, &id))",
+		old: "if (!bpf_map_lookup_elem(&protected, &id) || owned(id))", new: "if (!bpf_map_lookup_elem(&protected, &id) || (owned(id) && 0))",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforce$"},
 	{name: "enforce-strangers-allowed", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "\tcount_inc(&lstats, LSTAT_DENIED);\n", new: "\treturn 0;\n",
