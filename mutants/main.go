@@ -67,6 +67,7 @@ func run() (int, error) {
 	verbose := flag.Bool("v", false, "print the test output of mutants that were not caught")
 	keep := flag.Bool("keep", false, "keep the copy of the tree (its path is printed)")
 	kernel := flag.String("kernel", vmKernel, "the kernel (vmtest --kernels) the VM mutants run on")
+	baseline := flag.Bool("baseline", true, "run each mutant's tests on the unbroken tree first: a test that fails there catches nothing (error)")
 	flag.Parse()
 	if *only != "" && *only != "host" && *only != "vm" {
 		return 2, fmt.Errorf("--only %q: want host or vm", *only)
@@ -130,9 +131,25 @@ func run() (int, error) {
 	}
 	counts := map[string]int{}
 	start := time.Now()
+	// The unbroken tree's result of each set of tests, run once.
+	base := map[string]string{}
 	for _, m := range todo {
 		t0 := time.Now()
-		res, detail, out := try(tree, tmp, m, *kernel)
+		key := fmt.Sprint(m.vm, m.pkgs, m.run)
+		if _, done := base[key]; *baseline && !done {
+			out, err := runTests(tree, tmp, m, *kernel, "baseline")
+			base[key] = ""
+			if err != nil {
+				base[key] = "the tests fail on the unbroken tree: " + firstLine(failed(out), err.Error())
+				if *verbose {
+					fmt.Println(indent(string(out)))
+				}
+			}
+		}
+		res, detail, out := "error", base[key], ""
+		if detail == "" {
+			res, detail, out = try(tree, tmp, m, *kernel)
+		}
 		counts[res]++
 		where := "host"
 		if m.vm {
@@ -198,19 +215,7 @@ func try(tree, tmp string, m mutant, kernel string) (string, string, string) {
 			return "error", "go generate failed (the mutant does not compile?)", string(out)
 		}
 	}
-	var cmd *exec.Cmd
-	if m.vm {
-		cmd = exec.Command("go", "run", "./vmtest", "--host=false", "--kernels", kernel,
-			"--pkgs", strings.Join(m.pkgs, ","), "--run", m.run, "--out", filepath.Join(tmp, "vmtest-"+m.name))
-	} else {
-		args := []string{"test", "-count=1", "-timeout", "10m", "-run", m.run}
-		for _, p := range m.pkgs {
-			args = append(args, "./"+p)
-		}
-		cmd = exec.Command("go", args...)
-	}
-	cmd.Dir = tree
-	out, err := cmd.CombinedOutput()
+	out, err := runTests(tree, tmp, m, kernel, m.name)
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -230,6 +235,31 @@ func try(tree, tmp string, m mutant, kernel string) (string, string, string) {
 		return "caught", "by " + f, string(out)
 	}
 	return "error", "the tests failed without a failing test (infrastructure?)", string(out)
+}
+
+// runTests runs m's tests in tree.
+func runTests(tree, tmp string, m mutant, kernel, label string) ([]byte, error) {
+	var cmd *exec.Cmd
+	if m.vm {
+		cmd = exec.Command("go", "run", "./vmtest", "--host=false", "--kernels", kernel,
+			"--pkgs", strings.Join(m.pkgs, ","), "--run", m.run, "--out", filepath.Join(tmp, "vmtest-"+label))
+	} else {
+		args := []string{"test", "-count=1", "-timeout", "10m", "-run", m.run}
+		for _, p := range m.pkgs {
+			args = append(args, "./"+p)
+		}
+		cmd = exec.Command("go", args...)
+	}
+	cmd.Dir = tree
+	return cmd.CombinedOutput()
+}
+
+// firstLine is s, or else alt.
+func firstLine(s, alt string) string {
+	if s == "" {
+		return alt
+	}
+	return s
 }
 
 var (
