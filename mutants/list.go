@@ -169,6 +169,12 @@ var mutants = []mutant{
 		old: "\tif why := e.foreignPath(g, ev); why != \"\" {", new: "\tif why := e.foreignPath(g, ev); false && why != \"\" {",
 		pkgs: []string{"internal/alert"}, run: "TestUnexplainedChange"},
 
+	// Capability probes: a probe that says a declared hook is missing
+	// must fail the matrix, not skip what needs it.
+	{name: "probe-fentry-broken", area: "capability probes", file: "internal/features/probe.go", vm: true,
+		old: "\t\t\tp.Close()\n\t\t\treturn nil\n", new: "\t\t\tp.Close()\n\t\t\treturn errors.New(\"broken\")\n",
+		pkgs: []string{"internal/features"}, run: "TestHookProbes"},
+
 	// Enforcement (BPF LSM): in the VM.
 	{name: "enforce-owners-refused", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "if (!bpf_map_lookup_elem(&protected, &id) || owned(id))", new: "if (!bpf_map_lookup_elem(&protected, &id) || (owned(id) && 0))",
