@@ -21,3 +21,13 @@ vmtest:
 .PHONY: docs
 docs:
 	@go test -count=1 -run '^TestReference$$' ./cmd/bpfmon -update-docs
+
+# make mutants: break security-critical code one line at a time, in a copy
+# of the tree, and run the tests that must catch each break; one line per
+# mutant (caught, survived, stale), see docs/mutants.md. MUTANTS=host runs
+# the host part alone (user space, and the programs this kernel loads),
+# MUTANTS=vm the kernel-side part (in a VM of vmtest's 6.12); MUTANTSFLAGS
+# passes flags, e.g. MUTANTSFLAGS='--run kmark -v'.
+.PHONY: mutants
+mutants:
+	@go run ./mutants $(if $(MUTANTS),--only $(MUTANTS)) $(MUTANTSFLAGS)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -530,11 +531,29 @@ func TestAlertEventsLost(t *testing.T) {
 	testutil.RequireRoot(t)
 	_, a := newSpecMap(t, &ebpf.MapSpec{Name: "alert_lost", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
 	m, _ := newMap(t)
-	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(a), "--alerts-only", "--ring-buffer", "4K", "--scan-interval", "0")
+	w := startWatch(t, "--format", "json", "--protect", "id:"+itoa(a), "--alerts-only", "--ring-buffer", "4K", "--scan-interval", "0",
+		"--metrics-addr", "127.0.0.1:0")
 	for i := 0; i < 20000; i++ {
 		m.Update(uint32(i%8), uint64(i), 0)
 	}
-	// No wait: the loss is reported after the final drain at the latest.
+	// The sensors' losses are in bpfmon_lost_events_total as they are in
+	// the output: the lost events written before a scrape are counted in
+	// it, and it counts none that are not written soon after. (Others'
+	// tests may make more losses meanwhile: hence bounds, not equality.)
+	addr := w.metricsAddr(t)
+	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
+	for {
+		before := lostInLines(t, w.lines(t))
+		scraped := scrapeSensorLost(t, addr)
+		time.Sleep(testutil.Timeout(300 * time.Millisecond)) // the output's flush
+		after := lostInLines(t, w.lines(t))
+		if before > 0 && before <= scraped && scraped <= after {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bpfmon_lost_events_total of the sensors: %v; lost events in the output: %v before the scrape, %v after", scraped, before, after)
+		}
+	}
 	lines := w.stop(t, syscall.SIGINT)
 	var lostAlert bool
 	for _, ev := range parseAlerts(t, lines) {
@@ -545,6 +564,45 @@ func TestAlertEventsLost(t *testing.T) {
 	if !lostAlert {
 		t.Errorf("no events-lost alert:\n%s", strings.Join(lines, "\n"))
 	}
+}
+
+// lostInLines sums the counts of the sensors' lost events (every source
+// but the output) in a watch's output.
+func lostInLines(t *testing.T, lines []string) float64 {
+	t.Helper()
+	var n float64
+	for _, ev := range parseAlerts(t, lines) {
+		if ev.Event == "lost" && ev.Source != "output" {
+			n += float64(ev.Count)
+		}
+	}
+	return n
+}
+
+// scrapeSensorLost reads bpfmon_lost_events_total from a watch's /metrics,
+// summed over the sensors' sources (every source but the output).
+func scrapeSensorLost(t *testing.T, addr string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var n float64
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "bpfmon_lost_events_total{") || strings.Contains(l, `source="output"`) {
+			continue
+		}
+		f := strings.Fields(l)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("/metrics: %q: %v", l, err)
+		}
+		n += v
+	}
+	return n
 }
 
 // TestWatchEnforce: with --enforce on a kernel with BPF LSM, a foreign

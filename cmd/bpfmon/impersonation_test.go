@@ -143,7 +143,7 @@ func TestOwnerImpersonation(t *testing.T) {
 
 	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--scan-interval", "0",
 		"--protect", "name:imp_victim", "--protect", "name:imp_victim2")
-	if !strings.Contains(w.stderr.String(), "sensor=lineage") {
+	if !sensorStarted(w.stderr.String(), "lineage") {
 		t.Fatalf("the lineage sensor did not start:\n%s", w.stderr.String())
 	}
 	owner := startVictim(t, victim, "imp_victim")
@@ -175,6 +175,19 @@ func TestOwnerImpersonation(t *testing.T) {
 	owner2.update(t, 1)
 	memWriter := act(t, os.Args[0], "procmem:"+strconv.Itoa(owner2.cmd.Process.Pid))
 	owner2.update(t, 2)
+	// A marked process's child: a shell started with LD_PRELOAD drops
+	// the variable and runs the owner's binary, which only the kernel's
+	// mark at the fork tells (the exec has no loader variable).
+	marked := exec.Command("sh", "-c", `unset LD_PRELOAD; "$0" update "$1" 8 & echo $!; wait $!`, victim, id)
+	marked.Env = append(os.Environ(), "LD_PRELOAD="+evil)
+	forkOut, err := marked.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the marked shell: %v: %s", err, forkOut)
+	}
+	forkedChild, err := strconv.Atoi(strings.TrimSpace(string(forkOut)))
+	if err != nil {
+		t.Fatalf("the marked shell printed %q", forkOut)
+	}
 
 	type want struct {
 		what, event string
@@ -196,19 +209,21 @@ func TestOwnerImpersonation(t *testing.T) {
 		{"the traced owner's write", "map_update", owner.cmd.Process.Pid, "07000000", "foreign-write"},
 		{"the second owner's write", "map_update", owner2.cmd.Process.Pid, "01000000", ""},
 		{"the second owner's write after /proc/PID/mem", "map_update", owner2.cmd.Process.Pid, "02000000", "foreign-write"},
+		{"the marked shell's child, at the exec of the owner's binary", "lineage", forkedChild, "", "owner-impersonation"},
+		{"the marked shell's child's write", "map_update", forkedChild, "08000000", "foreign-write"},
 	}
 	lineageAlert := func(ev stateEvent, kind string, actor, target int) bool {
 		return ev.Event == "lineage" && ev.Alert != nil && ev.Alert.Rule == "owner-impersonation" &&
 			ev.by(actor) && strings.Contains(ev.raw, `"kind":"`+kind+`"`) && strings.Contains(ev.raw, fmt.Sprintf(`"target":{"pid":%d,`, target))
 	}
 	var evs []stateEvent
-	w.waitOutput(t, "the second owner's last write", func(lines []string) bool {
+	w.waitOutput(t, "the marked shell's child's write", func(lines []string) bool {
 		evs = parseStateEvents(t, lines)
 		for i := range evs {
 			evs[i].raw = lines[i]
 		}
 		for _, ev := range evs {
-			if ev.Event == "map_update" && ev.by(owner2.cmd.Process.Pid) && strings.Contains(ev.raw, `"key":"02000000"`) {
+			if ev.Event == "map_update" && ev.by(forkedChild) && strings.Contains(ev.raw, `"key":"08000000"`) {
 				return true
 			}
 		}
@@ -251,4 +266,16 @@ func TestOwnerImpersonation(t *testing.T) {
 	if t.Failed() {
 		t.Logf("events:\n%s", strings.Join(w.lines(t), "\n"))
 	}
+}
+
+// sensorStarted reports whether a watch's log says sensor name started:
+// its start line (information), not its warning that it is unavailable,
+// which names it too.
+func sensorStarted(log, name string) bool {
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "level=INFO") && strings.Contains(l, " sensor="+name+" ") && !strings.Contains(l, "unavailable") {
+			return true
+		}
+	}
+	return false
 }

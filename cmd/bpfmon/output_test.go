@@ -120,7 +120,7 @@ func TestWatchOutputFull(t *testing.T) {
 	testutil.RequireRoot(t)
 	dir := t.TempDir()
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k"); err != nil {
-		t.Skipf("cannot mount a small tmpfs to fill: %v", err)
+		t.Fatalf("mounting a small tmpfs to fill (root can): %v", err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
 	m, _ := newMap(t)
@@ -181,8 +181,10 @@ func TestWatchOutputFull(t *testing.T) {
 	if written != len(lines) {
 		t.Errorf("summary: %d events written, the file holds %d lines", written, len(lines))
 	}
-	if lost == 0 || lost > notWritten || notWritten < 1000 {
-		t.Errorf("lost events (source output) report %d, summary %d not written, of ~3,000 made on a full disk", lost, notWritten)
+	// Writing works again before the stop, so every event not written
+	// is reported, by count: the lost events add up to the summary's.
+	if lost != notWritten || notWritten < 1000 {
+		t.Errorf("lost events (source output) report %d, summary %d not written, of ~3,000 made on a full disk: want equal", lost, notWritten)
 	}
 	if n := strings.Count(s, "writing events failed"); n == 0 || n > 4 {
 		t.Errorf("the failure logged %d times in ~2 s, want at least once and at most once a second:\n%s", n, s)

@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
@@ -231,11 +232,39 @@ func TestBpftraceCountsNoAlarm(t *testing.T) {
 	}
 	// bpftrace prints "Attaching" before the program is attached; the
 	// map exists once it is loaded, which the inventory at start shows.
-	w := startWatch(t, "--format", "json", "--alerts-only", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms",
-		"--protect", "program:sys_enter_execve")
+	// The output holds the events on bpftrace's maps alone (the host's
+	// others would drown them), all of them, not only alerts: the
+	// scanner's finds in them are what shows it read them.
+	// bpftrace says "Attaching" before it loads: its maps are those it
+	// holds once their number stops changing.
+	var held []inventory.Map
+	for deadline := time.Now().Add(testutil.Timeout(30 * time.Second)); ; {
+		now, _, err := inventory.Collect(inventory.Options{PIDs: []uint32{uint32(cmd.Process.Pid)}, SkipPins: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(now) > 0 && len(now) == len(held) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bpftrace holds %d maps, then %d, after 30 s", len(held), len(now))
+		}
+		held = now
+		time.Sleep(300 * time.Millisecond)
+	}
+	args := []string{"--format", "json", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms", "--protect", "program:sys_enter_execve"}
+	for _, hm := range held {
+		args = append(args, "--map-id", itoa(hm.ID))
+	}
+	w := startWatch(t, args...)
 	m := protectedRE.FindAllStringSubmatch(w.stderr.String(), -1)
 	if len(m) == 0 {
 		t.Fatalf("bpftrace's maps are not protected: %s", w.stderr.String())
+	}
+	for _, pm := range m {
+		if !slices.ContainsFunc(held, func(hm inventory.Map) bool { return itoa(hm.ID) == pm[1] }) {
+			t.Fatalf("protected map %s is not one bpftrace held before the watch", pm[1])
+		}
 	}
 	for range 3 {
 		for range 20 {
@@ -252,6 +281,7 @@ func TestBpftraceCountsNoAlarm(t *testing.T) {
 	})
 	lines := w.stop(t, syscall.SIGINT)
 	var foreignWrite bool
+	counted := 0
 	for _, ev := range parseAlerts(t, lines) {
 		switch {
 		case ev.by(stranger) && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
@@ -259,7 +289,15 @@ func TestBpftraceCountsNoAlarm(t *testing.T) {
 		case ev.by(stranger):
 		case ev.Alert != nil && ev.Alert.Rule == "unexplained-change":
 			t.Errorf("bpftrace's own counting alerted: %+v", *ev.Alert)
+		case ev.Event == "map_changed" && ev.Source == "scan" && itoa(ev.Map.ID) == m[0][1]:
+			counted++ // bpftrace's counting, as the scanner read it
 		}
+	}
+	// Positive evidence that the passes read the map: its counts changed
+	// in each of the three rounds of execs.
+	t.Logf("the scanner reported %d changes of bpftrace's counts", counted)
+	if counted < 3 {
+		t.Errorf("the scanner reported %d changes of bpftrace's counts in map %s over three rounds of execs, want 3 or more:\n%s", counted, m[0][1], strings.Join(lines, "\n"))
 	}
 	if !foreignWrite {
 		t.Errorf("the stranger's update of bpftrace's map %s was not a foreign-write:\n%s", m[0][1], strings.Join(lines, "\n"))

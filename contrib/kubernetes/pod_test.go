@@ -663,8 +663,12 @@ func TestManifestPodRuns(t *testing.T) {
 	}
 	// Every sensor this kernel allows runs in the pod: the lineage
 	// sensor (impersonation) needs tracefs where it has no trampolines.
-	if strings.Contains(stderr.String(), "lineage sensor unavailable") {
-		t.Errorf("the lineage sensor did not start in the pod:\n%s", &stderr)
+	lineageStarted := slices.ContainsFunc(strings.Split(stderr.String(), "\n"), func(l string) bool {
+		var rec struct{ Level, Sensor, Hooks string }
+		return json.Unmarshal([]byte(l), &rec) == nil && rec.Level == "INFO" && rec.Sensor == "lineage" && rec.Hooks != ""
+	})
+	if !lineageStarted || strings.Contains(stderr.String(), "lineage sensor unavailable") {
+		t.Errorf("the lineage sensor did not start in the pod (no start line naming its hooks):\n%s", &stderr)
 	}
 
 	output, _ := flagValue(p.c.Args, "output")

@@ -26,7 +26,7 @@ func (c *clock) now() time.Time { return c.t }
 
 func update(mapID uint32, who event.Identity, pid uint32) *event.Event {
 	return &event.Event{Type: event.MapUpdate, Source: event.SourceSyscall, HasResult: true,
-		Process: &event.Process{PID: pid, ExeIno: who.ExeIno, CgroupID: who.CgroupID, Exe: "/x"}, Map: &event.Map{ID: mapID, Name: "m"}}
+		Process: &event.Process{PID: pid, ExeIno: who.ExeIno, ExeDev: who.ExeDev, CgroupID: who.CgroupID, Exe: "/x"}, Map: &event.Map{ID: mapID, Name: "m"}}
 }
 
 func TestRateLimit(t *testing.T) {
@@ -99,6 +99,7 @@ func TestOwners(t *testing.T) {
 	}{
 		{"the holder's executable in its cgroup, another pid", update(7, me.Identity, 4242), ""},
 		{"the holder's executable in another cgroup", update(7, event.Identity{ExeIno: me.ExeIno, CgroupID: me.CgroupID + 1}, 4242), policy.RuleForeignWrite},
+		{"the holder's inode number on another filesystem", update(7, event.Identity{ExeIno: me.ExeIno, ExeDev: me.ExeDev + 1, CgroupID: me.CgroupID}, 4243), policy.RuleForeignWrite},
 		{"another executable", update(7, event.Identity{ExeIno: me.ExeIno + 1, CgroupID: me.CgroupID}, 4244), policy.RuleForeignWrite},
 		{"a map nobody protects", update(9, event.Identity{ExeIno: 1, CgroupID: 1}, 4245), ""},
 		{"a disabled rule", &event.Event{Type: event.MapGetFDByID, HasResult: true, Result: 4,

@@ -40,3 +40,23 @@ func TestReportOrder(t *testing.T) {
 		t.Errorf("kernel %q, summary %q", r.Kernel, r.Summary())
 	}
 }
+
+// TestHookProbes: each kernel-side hook's probe succeeds on every kernel
+// declared to have it. The tests that use a hook ask for either kprobes
+// or fentry (testutil.NeedKernelHook), so a probe broken for one of them
+// would otherwise hide behind the other.
+func TestHookProbes(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, p := range []struct {
+		c     testutil.Capability
+		probe func() error
+	}{
+		{testutil.Kprobes, Kprobes},
+		{testutil.Fentry, Fentry},
+		{testutil.BPFLSM, BPFLSM},
+	} {
+		t.Run(string(p.c), func(t *testing.T) {
+			testutil.Need(t, p.c, p.probe(), "the probe says this kernel lacks it")
+		})
+	}
+}

@@ -2,18 +2,22 @@ package lineage
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
@@ -126,8 +130,10 @@ func TestLineage(t *testing.T) {
 	}
 
 	// A marked process's fork and exec: a shell started with
-	// LD_PRELOAD runs a child.
-	sh := exec.Command("sh", "-c", "/bin/true; echo $!")
+	// LD_PRELOAD drops the variable and runs a child, whose exec is then
+	// told only because the kernel marked it at the fork (with the
+	// variable, its own loader_env would tell it).
+	sh := exec.Command("sh", "-c", "unset LD_PRELOAD; /bin/true; exit 0")
 	sh.Env = append(os.Environ(), "LD_PRELOAD=/nonexistent/evil.so")
 	sh.Run()
 	fork := find("the marked shell's fork", func(ev *event.Event, l *event.Lineage) bool {
@@ -137,8 +143,11 @@ func TestLineage(t *testing.T) {
 	if child.StartTime == 0 || child.PID == 0 {
 		t.Errorf("fork target: %+v", child)
 	}
-	find("the marked child's exec", func(ev *event.Event, l *event.Lineage) bool {
-		return (l.Kind == event.LineageExec || l.Kind == event.LineageLoaderEnv) && ev.Process.PID == child.PID
+	find("the marked child's exec, without loader variables", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageExec && ev.Process.PID == child.PID
+	})
+	find("the marked child's exit", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageExit && ev.Process.PID == child.PID
 	})
 
 	// ptrace: the tracee, as the kernel linked it.
@@ -165,9 +174,10 @@ func TestLineage(t *testing.T) {
 	}
 
 	// /proc/PID/mem opened for writing: the target is the task the
-	// file's memory is of; a read-only open is nothing.
-	memTarget := sleeper(t)
-	ro, err := os.Open("/proc/" + strconv.Itoa(memTarget.Process.Pid) + "/mem")
+	// file's memory is of; a read-only open, of another process, is
+	// nothing (asserted with the controls).
+	memTarget, roTarget := sleeper(t), sleeper(t)
+	ro, err := os.Open("/proc/" + strconv.Itoa(roTarget.Process.Pid) + "/mem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +215,66 @@ func TestLineage(t *testing.T) {
 		t.Errorf("process_vm_write target %+v (by pid: %v), want pid %d", l.Target, l.TargetByPID, vmTarget.Process.Pid)
 	}
 
-	// The controls: nothing about the plain run, nor the read-only open.
+	// Cgroups: a process moved into another cgroup by this one (not the
+	// service manager) is the target of a cgroup_join; a child started
+	// into another cgroup than its parent's (clone3 with
+	// CLONE_INTO_CGROUP), of a clone_into_cgroup. The plain run, started
+	// in this process's cgroup, is the control.
+	cgRoot := cgroups.NewResolver().Root()
+	if cgRoot == "" {
+		t.Fatal("no cgroup2 hierarchy mounted")
+	}
+	cgDir := filepath.Join(cgRoot, fmt.Sprintf("bpfmon-lineage-%d", os.Getpid()))
+	if err := os.Mkdir(cgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(cgDir) }) // after the processes in it are gone
+	var st unix.Stat_t
+	if err := unix.Stat(cgDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	joiner := sleeper(t)
+	if err := os.WriteFile(filepath.Join(cgDir, "cgroup.procs"), []byte(strconv.Itoa(joiner.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	ev = find("cgroup_join", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageCgroupJoin && l.Target != nil && l.Target.PID == uint32(joiner.Process.Pid)
+	})
+	if l := lineageOf(ev); ev.Process.PID != self || l.Cgroup != st.Ino || l.Target.StartTime == 0 {
+		t.Errorf("cgroup_join by pid %d into cgroup %d, target %+v; want by this process, into %d", ev.Process.PID, l.Cgroup, l.Target, st.Ino)
+	}
+	cgFD, err := unix.Open(cgDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	into := exec.Command("/bin/true")
+	into.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgFD}
+	err = into.Run()
+	unix.Close(cgFD)
+	if err != nil {
+		t.Fatalf("clone3 into cgroup %s: %v", cgDir, err)
+	}
+	ev = find("clone_into_cgroup", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineageCloneIntoCgroup && l.Target != nil && l.Target.PID == uint32(into.Process.Pid)
+	})
+	if l := lineageOf(ev); ev.Process.PID != self || l.Cgroup != st.Ino {
+		t.Errorf("clone_into_cgroup by pid %d into cgroup %d; want by this process, into %d", ev.Process.PID, l.Cgroup, st.Ino)
+	}
+
+	// PTRACE_TRACEME: the child asks this process to trace it (and
+	// stops at its exec, where it is killed).
+	traceme := exec.Command("/bin/true")
+	traceme.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+	testutil.StartExec(t, traceme)
+	traceme.Process.Kill()
+	traceme.Wait()
+	find("ptrace_traceme", func(ev *event.Event, l *event.Lineage) bool {
+		return l.Kind == event.LineagePtraceTraceme && ev.Process.PID == uint32(traceme.Process.Pid)
+	})
+
+	// The controls: nothing about the plain run, nor the read-only open;
+	// one record of the open for writing.
+	memOpens := 0
 	for _, ev := range r.Finish(t) {
 		l := lineageOf(ev)
 		if l == nil || ev.Process == nil {
@@ -214,6 +283,15 @@ func TestLineage(t *testing.T) {
 		if ev.Process.PID == uint32(plain.Process.Pid) {
 			t.Errorf("the plain run was marked: %+v", l)
 		}
+		if l.Target != nil && l.Target.PID == uint32(roTarget.Process.Pid) {
+			t.Errorf("the read-only open of /proc/%d/mem was reported: %s by pid %d", roTarget.Process.Pid, l.Kind, ev.Process.PID)
+		}
+		if l.Kind == event.LineageProcMemOpen && ev.Process.PID == self {
+			memOpens++
+		}
+	}
+	if memOpens != 1 {
+		t.Errorf("%d proc_mem_open records by this process, want 1 (the open for writing)", memOpens)
 	}
 }
 
