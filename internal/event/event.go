@@ -41,6 +41,7 @@ const (
 	MonitorGap           Type = "monitor_gap"       // at start: bpfmon was not running since the last time its state file says it was alive
 	LineageEvent         Type = "lineage"           // how a process came to be: moved into a cgroup, exec'd with loader variables, traced, its memory written
 	AlertsSuppressed     Type = "alerts_suppressed"
+	HiddenObject         Type = "hidden_object" // a map or program that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses, but other views show
 )
 
 // Kinds of change in a map_changed event.
@@ -60,6 +61,10 @@ const (
 	SourceOutput  = "output"  // bpfmon's own output: events it could not write (lost)
 	SourceState   = "state"   // bpfmon's saved state (--state), compared with what is there at start
 	SourceLineage = "lineage" // the lineage sensor: cgroup joins, loader variables, ptrace, memory writes
+	// SourceInventory: the inventory's cross-view check, which compares
+	// bpf(2)'s listing of objects with views a hook on bpf(2) does not
+	// reach (hidden_object).
+	SourceInventory = "inventory"
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -108,6 +113,7 @@ var table = []struct {
 	{MonitorGap, Info{Sources: []string{SourceState}, cmd: -1}},
 	{LineageEvent, Info{Sources: []string{SourceLineage}, cmd: -1}},
 	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
+	{HiddenObject, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }
 
 // Types lists every event type a user can select with --event, in the
@@ -312,6 +318,12 @@ type Prog struct {
 	Tag     string // hex of the kernel's hash of the program's instructions
 	Unknown bool
 	Type    uint32 // enum bpf_prog_type; 0: not known
+	// Risky (prog_load): what lets the program rewrite what user space
+	// reads or what the kernel returns (bpfsys.Risky*: the helpers it
+	// calls, or BPF_PROG_TYPE_SYSCALL), from its translated instructions.
+	// Nil: none, or not known (RiskyUnknown).
+	Risky        []string
+	RiskyUnknown bool
 }
 
 // Extra is what prog_load, map_mmap and access_denied events carry
@@ -341,6 +353,19 @@ type Extra struct {
 	CleanStop bool
 	// lineage: what happened (Event.Process did it).
 	Lineage *Lineage
+	// hidden_object: what is hidden and which views saw it.
+	Hidden *Hidden
+}
+
+// Hidden is a hidden_object event's finding: an object that bpf(2)'s
+// listing skips (BPF_*_GET_NEXT_ID) or refuses (BPF_*_GET_FD_BY_ID) while
+// other views show it. The map, when a map, is Event.Map (as far as any
+// view tells); a program is Event.Prog.
+type Hidden struct {
+	Kind     string   // "map" or "prog"
+	ID       uint32   // the object's id
+	SeenBy   []string // the views that show it (inventory.View*)
+	MissedBy []string // the views that do not: the listing, and any other that missed it
 }
 
 // Kinds of lineage event.

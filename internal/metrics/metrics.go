@@ -34,7 +34,7 @@ import (
 // sources are the event sources, in the order of the per-type counter
 // arrays.
 var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput,
-	event.SourceState, event.SourceLineage}
+	event.SourceState, event.SourceLineage, event.SourceInventory}
 
 // sourceIndex is s's index in sources, -1 for a source bpfmon does not have.
 func sourceIndex(s string) int {
@@ -55,6 +55,8 @@ func sourceIndex(s string) int {
 		return 6
 	case event.SourceLineage:
 		return 7
+	case event.SourceInventory:
+		return 8
 	}
 	return -1
 }
@@ -109,11 +111,13 @@ func typeIndex(t event.Type) int {
 		return 20
 	case event.LineageEvent:
 		return 21
+	case event.HiddenObject:
+		return 22
 	}
 	return -1
 }
 
-const numTypes = 22
+const numTypes = 23
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

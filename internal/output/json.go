@@ -109,6 +109,12 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			b = names.AppendProgType(b, pr.Type)
 			b = append(b, '"')
 		}
+		if pr.Risky != nil {
+			b = appendJSONStrings(b, `,"risky":`, pr.Risky)
+		}
+		if pr.RiskyUnknown {
+			b = append(b, `,"risky_unknown":true`...)
+		}
 		b = append(b, '}')
 	}
 	if x := ev.Extra; x != nil && x.ProgMaps != nil {
@@ -251,6 +257,16 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		b = appendJSONLineage(b, x.Lineage)
 	}
+	if x := ev.Extra; x != nil && x.Hidden != nil {
+		h := x.Hidden
+		b = append(b, `,"hidden":{"kind":`...)
+		b = appendJSONString(b, h.Kind)
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, uint64(h.ID), 10)
+		b = appendJSONStrings(b, `,"seen_by":`, h.SeenBy)
+		b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
+		b = append(b, '}')
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)
@@ -314,6 +330,20 @@ func appendJSONProcess(b []byte, p *event.Process) []byte {
 // appendJSONString appends s as a JSON string that is valid, and safe to
 // print, whatever bytes s holds (see jsonstr.Append).
 func appendJSONString(dst []byte, s string) []byte { return jsonstr.Append(dst, s) }
+
+// appendJSONStrings appends key (with its comma and colon) and ss as an
+// array of strings; [] for none.
+func appendJSONStrings(b []byte, key string, ss []string) []byte {
+	b = append(b, key...)
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
 
 // timeCache formats times as RFC 3339 in UTC with exactly nine fractional
 // digits. Events arrive in bursts within the same second, so it keeps the
