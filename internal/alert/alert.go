@@ -149,6 +149,7 @@ type Engine struct {
 	policyOwners []Owner
 	warned       map[int]bool // policy owners (by index) said to be unresolvable
 	lim          limiter
+	hidden       hiddenState // what the cross-view check reported (hidden.go)
 }
 
 // learntMax bounds the creators and loaders kept: maps and programs
@@ -214,6 +215,7 @@ func (e *Engine) Start(maps []inventory.Map) {
 	}
 	e.resolvePolicyOwners()
 	e.refresh(maps)
+	e.crossView(maps, true)
 }
 
 // Refresh protects maps that a later inventory shows the policy selects
@@ -224,6 +226,7 @@ func (e *Engine) Refresh(maps []inventory.Map) {
 	defer e.mu.Unlock()
 	e.resolvePolicyOwners()
 	e.refresh(maps)
+	e.crossView(maps, false)
 }
 
 func (e *Engine) refresh(maps []inventory.Map) {
@@ -527,13 +530,18 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	case event.MonitorGap, event.HolderWhileDown:
 		return e.matchState(ev)
+	case event.HiddenObject:
+		return e.matchHidden(ev)
 	}
 	p := ev.Process
 	if p != nil && p.PID == e.cfg.SelfPID {
 		return "", "", limitKey{}
 	}
 	if ev.Type == event.ProgLoad {
-		return e.matchProgLoad(ev)
+		if rule, why, key := e.matchProgLoad(ev); rule != "" {
+			return rule, why, key
+		}
+		return e.matchRewriting(ev)
 	}
 	if ev.Type == event.LineageEvent {
 		return e.matchLineage(ev)

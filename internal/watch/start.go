@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/alert"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
@@ -194,7 +195,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if opts.Metrics != nil {
 		opts.Metrics.Rules(enabledRules(pol))
 	}
-	maps = newMapContext(stop, p.inventory, func(maps []inventory.Map, atStart bool) {
+	cv := &crossView{now: time.Now}
+	_ = bpfsys.PrepareHelpers() // kallsyms now, not at the first prog_load; failing, prog_load says risky_unknown
+	maps = newMapContext(stop, cv.collect(p.inventory), func(maps []inventory.Map, atStart bool) {
 		if atStart {
 			alerts.Start(maps)
 		} else {
@@ -211,7 +214,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
-	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
+	out := &sink{cv: cv, cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
 	// The watch ends when stopped, or when the output's reader went away
