@@ -141,8 +141,9 @@ func TestHiddenMap(t *testing.T) {
 		t.Errorf("bpfmon maps (table): %v\n%s", err, table)
 	}
 
-	// A stranger writes it through an fd it inherited.
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// A stranger (another executable) writes it through an fd it
+	// inherited.
+	cmd := exec.Command(testutil.ForeignExecutable(t, "stranger.test"), "-test.run=^$")
 	cmd.Env = append(os.Environ(), actEnv+"=updatefd:3:1")
 	cmd.ExtraFiles = []*os.File{testutil.DupFile(t, h.Map().FD(), "hidden")}
 	if out, err := cmd.CombinedOutput(); err != nil {
