@@ -42,7 +42,7 @@ func (e *Engine) crossView(maps []inventory.Map, atStart bool) {
 				continue // its prog_load said it
 			}
 			e.pending = append(e.pending, &event.Event{Time: now, Type: event.ProgLoad, Source: event.SourceInventory,
-				Prog:   &event.Prog{ID: p.ID, Name: p.Name, Risky: strings.Split(p.Risky, ",")},
+				Prog:   &event.Prog{ID: p.ID, Name: p.Name, Risky: p.Risky},
 				Reason: "loaded before bpfmon started: found by the inventory"})
 		}
 		if m.Hidden == nil {
@@ -109,7 +109,7 @@ func (e *Engine) matchRewriting(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	var bad []string
-	for _, r := range pr.Risky {
+	for r := range strings.SplitSeq(pr.Risky, ",") {
 		switch r {
 		case bpfsys.RiskyProbeWriteUser, bpfsys.RiskyOverrideReturn, bpfsys.RiskySyscallProgram:
 			bad = append(bad, r)

@@ -60,7 +60,7 @@ func TestRewritingProgram(t *testing.T) {
 	}
 	load := func(risky ...string) *event.Event {
 		ev := &event.Event{Type: event.ProgLoad, Source: event.SourceSyscall, HasResult: true, Result: 5,
-			Process: &event.Process{PID: 99}, Prog: &event.Prog{ID: 50, Name: "x", Risky: risky}}
+			Process: &event.Process{PID: 99}, Prog: &event.Prog{ID: 50, Name: "x", Risky: strings.Join(risky, ",")}}
 		e.Evaluate(ev)
 		return ev
 	}

@@ -321,8 +321,9 @@ type Prog struct {
 	// Risky (prog_load): what lets the program rewrite what user space
 	// reads or what the kernel returns (bpfsys.Risky*: the helpers it
 	// calls, or BPF_PROG_TYPE_SYSCALL), from its translated instructions.
-	// Nil: none, or not known (RiskyUnknown).
-	Risky        []string
+	// Comma-separated (a string keeps Prog comparable); empty: none, or
+	// not known (RiskyUnknown).
+	Risky        string
 	RiskyUnknown bool
 }
 

@@ -17,14 +17,14 @@ func TestHiddenAndRisky(t *testing.T) {
 	hidden := &event.Event{Time: at, Type: event.HiddenObject, Source: event.SourceInventory, Map: &event.Map{ID: 87, Name: "rk", Type: 2},
 		Extra: &event.Extra{Hidden: &event.Hidden{Kind: "map", ID: 87, SeenBy: []string{"bpffs", "fdinfo"}, MissedBy: []string{"get_next_id"}}}}
 	load := &event.Event{Time: at, Type: event.ProgLoad, Source: event.SourceSyscall,
-		Prog: &event.Prog{ID: 9, Name: "p", Tag: "00", Type: 5, Risky: []string{"bpf_probe_write_user"}}, Extra: &event.Extra{ProgMaps: []uint32{}}}
+		Prog: &event.Prog{ID: 9, Name: "p", Tag: "00", Type: 5, Risky: "bpf_probe_write_user,bpf_send_signal"}, Extra: &event.Extra{ProgMaps: []uint32{}}}
 	unknown := &event.Event{Time: at, Type: event.ProgLoad, Source: event.SourceSyscall, Prog: &event.Prog{ID: 10, RiskyUnknown: true}}
 	for _, tc := range []struct {
 		format string
 		want   []string
 	}{
-		{"json", []string{`"hidden":{"kind":"map","id":87,"seen_by":["bpffs","fdinfo"],"missed_by":["get_next_id"]}`, `"risky":["bpf_probe_write_user"]`, `"risky_unknown":true`}},
-		{"text", []string{"hidden=map:87 seen_by=bpffs,fdinfo missed_by=get_next_id", "risky=bpf_probe_write_user", "risky=unknown"}},
+		{"json", []string{`"hidden":{"kind":"map","id":87,"seen_by":["bpffs","fdinfo"],"missed_by":["get_next_id"]}`, `"risky":["bpf_probe_write_user","bpf_send_signal"]`, `"risky_unknown":true`}},
+		{"text", []string{"hidden=map:87 seen_by=bpffs,fdinfo missed_by=get_next_id", "risky=bpf_probe_write_user,bpf_send_signal", "risky=unknown"}},
 	} {
 		var b bytes.Buffer
 		w, err := New(tc.format, &b)

@@ -2,6 +2,7 @@ package output
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/arch"
@@ -109,8 +110,17 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			b = names.AppendProgType(b, pr.Type)
 			b = append(b, '"')
 		}
-		if pr.Risky != nil {
-			b = appendJSONStrings(b, `,"risky":`, pr.Risky)
+		if pr.Risky != "" {
+			b = append(b, `,"risky":[`...)
+			for i, r := 0, pr.Risky; r != ""; i++ {
+				var one string
+				one, r, _ = strings.Cut(r, ",")
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, one)
+			}
+			b = append(b, ']')
 		}
 		if pr.RiskyUnknown {
 			b = append(b, `,"risky_unknown":true`...)

@@ -101,8 +101,9 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " prog_type="...)
 			b = names.AppendProgType(b, pr.Type)
 		}
-		if pr.Risky != nil {
-			b = appendTextList(b, " risky=", pr.Risky)
+		if pr.Risky != "" {
+			b = append(b, " risky="...)
+			b = appendTextString(b, pr.Risky, false)
 		}
 		if pr.RiskyUnknown {
 			b = append(b, " risky=unknown"...)

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"strings"
 	"sync"
 	"time"
 
@@ -98,11 +99,11 @@ func markRisky(ev *event.Event) {
 		return
 	}
 	risky, err := bpfsys.RiskyHelpersByID(prog.ID)
-	prog.Risky = risky
+	prog.Risky = strings.Join(risky, ",")
 	if err != nil {
 		prog.RiskyUnknown = true
 		if prog.Type == bpfsys.ProgTypeSyscall && risky == nil {
-			prog.Risky = []string{bpfsys.RiskySyscallProgram}
+			prog.Risky = bpfsys.RiskySyscallProgram
 		}
 	}
 }
