@@ -16,7 +16,7 @@ import (
 // program calls can be read (prog_load's risky helpers).
 func CrossView() []Feature {
 	views := Feature{Name: "hidden_object_views", Available: true,
-		Detail: "bpf(2)'s listing (GET_NEXT_ID, GET_FD_BY_ID) is compared with /proc/*/fdinfo map_id (at start, in bpfmon maps, once a minute in watch), bpffs pins and programs' map ids (every refresh) and the syscall sensor's map_create records (watch)"}
+		Detail: "bpf(2)'s listing (GET_NEXT_ID, GET_FD_BY_ID) is compared with /proc/*/fdinfo map_id (at start, in bpfmon maps, every 5 minutes in watch), bpffs pins and programs' map ids (every refresh) and the syscall sensor's map_create records (watch)"}
 	if spec, err := btf.LoadKernelSpec(); err != nil {
 		views.Detail += "; bpf_map/bpf_prog iterators: unknown (no kernel BTF: " + err.Error() + ")"
 	} else if hasFunc(spec, "bpf_iter_bpf_map") {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,4 +183,53 @@ func TestCrossViewChurnIsNotHidden(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 	t.Logf("%d passes while %d maps and programs came and went", passes, made.Load())
+}
+
+// BenchmarkCrossViewRefresh is what watch's refresh costs at 10,000 maps
+// held by another process: the refresh as it was (known maps, no holders;
+// the cross-view then compares pins and programs' map ids, which the
+// refresh reads anyway), and the refresh that also reads every process's
+// fds for the fdinfo view, which watch does once a minute.
+func BenchmarkCrossViewRefresh(b *testing.B) {
+	testutil.RequireRoot(b)
+	const n = 10000
+	_, f := startChild(b, "many", strconv.Itoa(n))
+	if len(f) != n {
+		b.Fatalf("child printed %d ids, want %d", len(f), n)
+	}
+	maps, _, err := Collect(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	known := make(map[uint32]Map, len(maps))
+	for _, m := range maps {
+		known[m.ID] = m
+	}
+	for _, bc := range []struct {
+		name string
+		opts Options
+	}{
+		{"refresh", Options{SkipHolders: true, Known: known}},
+		{"refresh+fdinfo", Options{SkipHolders: true, Known: known, CrossViewFDs: true}},
+		{"start", Options{}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c0 := cpuTime()
+			for b.Loop() {
+				if _, _, err := Collect(bc.opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N)/1e6, "cpu-ms/op")
+			b.ReportMetric(float64(len(maps)), "maps")
+		})
+	}
+}
+
+// cpuTime is this process's CPU time (all threads), in ns: the wall time
+// of a benchmark on a loaded machine says little.
+func cpuTime() int64 {
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }

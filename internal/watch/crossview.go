@@ -13,8 +13,10 @@ import (
 // crossViewFDsEvery is how often a refresh also reads every process's fds
 // for the cross-view check (inventory.Options.CrossViewFDs): the check
 // compares bpf(2)'s listing with pins and programs' map ids at every
-// refresh, and with fdinfo once a minute, which costs a walk of /proc.
-const crossViewFDsEvery = time.Minute
+// refresh, and with fdinfo every 5 minutes. That walk of /proc costs
+// 0.2 s of CPU with 10,000 map fds held (BENCHMARKS.md): once a minute it
+// would be 0.3% of a core, a third of the idle budget.
+const crossViewFDsEvery = 5 * time.Minute
 
 // createdMax bounds the map ids the syscall sensor saw created that the
 // cross-view check keeps as a view: a stranger creating maps in a loop
