@@ -47,8 +47,9 @@ func (cv *crossView) sawCreated(ev *event.Event) {
 }
 
 // collect wraps an inventory read with the cross-view's options. A
-// created id is kept until a read no longer needs it: listed (the
-// listing has it) or in no view at all (freed).
+// created id is kept while its map exists (listed, or hidden): a map the
+// listing had before a rootkit began to hide it is still one the sensor
+// saw created. A read that does not have it (freed) drops it.
 func (cv *crossView) collect(read func(inventory.Options) ([]inventory.Map, error)) func(inventory.Options) ([]inventory.Map, error) {
 	return func(o inventory.Options) ([]inventory.Map, error) {
 		cv.mu.Lock()
@@ -65,11 +66,9 @@ func (cv *crossView) collect(read func(inventory.Options) ([]inventory.Map, erro
 		if err != nil {
 			return maps, err
 		}
-		keep := map[uint32]bool{}
+		keep := make(map[uint32]bool, len(maps))
 		for _, m := range maps {
-			if m.Hidden != nil {
-				keep[m.ID] = true
-			}
+			keep[m.ID] = true
 		}
 		asked := make(map[uint32]bool, len(o.Created))
 		for _, id := range o.Created {

@@ -26,7 +26,7 @@ func TestCrossViewCollect(t *testing.T) {
 	cv.sawCreated(&event.Event{Type: event.MapCreate, Map: &event.Map{ID: 8}, HasResult: true, Result: 4})
 	cv.sawCreated(&event.Event{Type: event.MapCreate, Map: &event.Map{ID: 9}, HasResult: true, Result: -1})
 	now = now.Add(10 * time.Second)
-	result = []inventory.Map{{ID: 7, Hidden: &inventory.HiddenView{}}} // 8 listed or gone
+	result = []inventory.Map{{ID: 7, Hidden: &inventory.HiddenView{}}, {ID: 9}} // 8 gone
 	read(inventory.Options{SkipHolders: true})
 	if o := got[1]; o.CrossViewFDs || !slices.Equal(o.Created, []uint32{7, 8}) {
 		t.Errorf("10 s after start: fds %v, created %v; want no fds, created [7 8]", o.CrossViewFDs, o.Created)
@@ -35,6 +35,12 @@ func TestCrossViewCollect(t *testing.T) {
 	read(inventory.Options{SkipHolders: true})
 	if o := got[2]; !o.CrossViewFDs || !slices.Equal(o.Created, []uint32{7}) {
 		t.Errorf("a period later: fds %v, created %v; want fds, created [7] (hidden)", o.CrossViewFDs, o.Created)
+	}
+	result = []inventory.Map{{ID: 7}} // listed again: still a map the sensor saw created
+	read(inventory.Options{SkipHolders: true})
+	read(inventory.Options{SkipHolders: true})
+	if o := got[4]; !slices.Equal(o.Created, []uint32{7}) {
+		t.Errorf("listed: created %v, want [7] kept while the map exists", o.Created)
 	}
 	read(inventory.Options{SkipHolders: true})
 	if got[3].CrossViewFDs {
