@@ -70,7 +70,7 @@ type kernel struct {
 var allCaps = []testutil.Capability{
 	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
 	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
-	testutil.Compat,
+	testutil.Compat, testutil.ProbeWriteUser,
 }
 
 // allowedSkips are the only skips, besides those for a capability the

@@ -90,5 +90,5 @@ func probe() features.Report {
 	set.Start(sensor.NewEnv(ring, 0, quiet)) // optional sensors: never an error
 	set.Arm()
 	defer set.Close()
-	return features.NewReport(set.Features(), scanner.Features())
+	return features.NewReport(set.Features(), scanner.Features(), features.CrossView())
 }

@@ -151,15 +151,23 @@ func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]ele
 		for _, p := range m.Programs {
 			progs = append(progs, strconv.FormatUint(uint64(p.ID), 10)+":"+plain(p.Name))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%v\n", m.ID, m.Type, plain(m.Name), m.KeySize, m.ValueSize,
+		id := strconv.FormatUint(uint64(m.ID), 10)
+		if m.Hidden != nil {
+			id += "(hidden)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%d\t%v\n", id, m.Type, plain(m.Name), m.KeySize, m.ValueSize,
 			m.MaxEntries, flags, m.MemoryBytes, orDash(strings.Join(progs, ",")), len(m.Holders), len(m.Pins), m.UserWritable)
 	}
 	tw.Flush()
 	for _, m := range maps {
-		if len(m.Holders) == 0 && len(m.Pins) == 0 && len(contents[m.ID]) == 0 {
+		if len(m.Holders) == 0 && len(m.Pins) == 0 && len(contents[m.ID]) == 0 && m.Hidden == nil {
 			continue
 		}
 		fmt.Fprintf(w, "\nmap %d %s:\n", m.ID, plain(m.Name))
+		if h := m.Hidden; h != nil {
+			fmt.Fprintf(w, "  HIDDEN from bpf(2)'s listing: missed by %s, seen by %s; read via %s\n",
+				strings.Join(h.MissedBy, ","), strings.Join(h.SeenBy, ","), orDash(plain(h.Via)))
+		}
 		for _, h := range m.Holders {
 			mode := "read-only"
 			if h.Writable {

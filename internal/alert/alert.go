@@ -159,6 +159,7 @@ type Engine struct {
 	policyOwners []Owner
 	warned       map[int]bool // policy owners (by index) said to be unresolvable
 	lim          limiter
+	hidden       hiddenState // what the cross-view check reported (hidden.go)
 }
 
 // learntMax bounds the creators and loaders kept: maps and programs
@@ -224,6 +225,7 @@ func (e *Engine) Start(maps []inventory.Map) {
 	}
 	e.resolvePolicyOwners()
 	e.refresh(maps)
+	e.crossView(maps, true)
 }
 
 // Refresh protects maps that a later inventory shows the policy selects
@@ -234,6 +236,7 @@ func (e *Engine) Refresh(maps []inventory.Map) {
 	defer e.mu.Unlock()
 	e.resolvePolicyOwners()
 	e.refresh(maps)
+	e.crossView(maps, false)
 }
 
 func (e *Engine) refresh(maps []inventory.Map) {
@@ -537,13 +540,18 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	case event.MonitorGap, event.HolderWhileDown:
 		return e.matchState(ev)
+	case event.HiddenObject:
+		return e.matchHidden(ev)
 	}
 	p := ev.Process
 	if p != nil && p.PID == e.cfg.SelfPID {
 		return "", "", limitKey{}
 	}
 	if ev.Type == event.ProgLoad {
-		return e.matchProgLoad(ev)
+		if rule, why, key := e.matchProgLoad(ev); rule != "" {
+			return rule, why, key
+		}
+		return e.matchRewriting(ev)
 	}
 	if ev.Type == event.LineageEvent {
 		return e.matchLineage(ev)

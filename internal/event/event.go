@@ -47,6 +47,7 @@ const (
 	// PolicyReloaded: SIGHUP loaded the policy file again; reason says
 	// what changed.
 	PolicyReloaded Type = "policy_reloaded"
+	HiddenObject   Type = "hidden_object" // a map or program that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses, but other views show
 )
 
 // Kinds of change in a map_changed event.
@@ -67,6 +68,10 @@ const (
 	SourceState   = "state"   // bpfmon's saved state (--state), compared with what is there at start
 	SourceLineage = "lineage" // the lineage sensor: cgroup joins, loader variables, ptrace, memory writes
 	SourceSelf    = "bpfmon"  // bpfmon itself: its parts' errors, its policy reloads
+	// SourceInventory: the inventory's cross-view check, which compares
+	// bpf(2)'s listing of objects with views a hook on bpf(2) does not
+	// reach (hidden_object).
+	SourceInventory = "inventory"
 )
 
 // Info is what an event of one type means for its map. It is the one
@@ -118,6 +123,7 @@ var table = []struct {
 	{AlertsSuppressed, Info{Sources: []string{SourceAlert}, cmd: -1}},
 	{PartError, Info{Sources: []string{SourceSelf}, cmd: -1}},
 	{PolicyReloaded, Info{Sources: []string{SourceSelf}, cmd: -1}},
+	{HiddenObject, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }
 
 // Types lists every event type a user can select with --event, in the
@@ -322,6 +328,13 @@ type Prog struct {
 	Tag     string // hex of the kernel's hash of the program's instructions
 	Unknown bool
 	Type    uint32 // enum bpf_prog_type; 0: not known
+	// Risky (prog_load): what lets the program rewrite what user space
+	// reads or what the kernel returns (bpfsys.Risky*: the helpers it
+	// calls, or BPF_PROG_TYPE_SYSCALL), from its translated instructions.
+	// Comma-separated (a string keeps Prog comparable); empty: none, or
+	// not known (RiskyUnknown).
+	Risky        string
+	RiskyUnknown bool
 }
 
 // Extra is what prog_load, map_mmap and access_denied events carry
@@ -358,6 +371,19 @@ type Extra struct {
 	StateUntrusted bool
 	// lineage: what happened (Event.Process did it).
 	Lineage *Lineage
+	// hidden_object: what is hidden and which views saw it.
+	Hidden *Hidden
+}
+
+// Hidden is a hidden_object event's finding: an object that bpf(2)'s
+// listing skips (BPF_*_GET_NEXT_ID) or refuses (BPF_*_GET_FD_BY_ID) while
+// other views show it. The map, when a map, is Event.Map (as far as any
+// view tells); a program is Event.Prog.
+type Hidden struct {
+	Kind     string   // "map" or "prog"
+	ID       uint32   // the object's id
+	SeenBy   []string // the views that show it (inventory.View*)
+	MissedBy []string // the views that do not: the listing, and any other that missed it
 }
 
 // Kinds of lineage event.

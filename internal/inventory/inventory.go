@@ -36,6 +36,10 @@ type Program struct {
 	ID   uint32 `json:"id"`
 	Name string `json:"name"`
 	Type string `json:"type"` // bpftool's name, e.g. "socket_filter"
+	// Risky is what lets the program rewrite what user space reads or
+	// what the kernel returns (bpfsys.Risky*, comma-separated: a string
+	// keeps Program comparable), from its instructions.
+	Risky string `json:"risky,omitempty"`
 }
 
 // Holder is one fd of a process that refers to a map. A process with two
@@ -81,6 +85,9 @@ type Map struct {
 	// now; WritableWhy says why or why not.
 	UserWritable bool   `json:"user_writable"`
 	WritableWhy  string `json:"writable_why"`
+	// Hidden is set for a map that bpf(2)'s listing skips or refuses
+	// while other views show it (crossview.go): a rootkit's.
+	Hidden *HiddenView `json:"hidden,omitempty"`
 }
 
 // Options selects what Collect lists. Empty filters select everything;
@@ -107,6 +114,16 @@ type Options struct {
 	// whether it bit.
 	MaxMaps   int
 	Truncated *bool
+
+	// CrossViewFDs reads every process's fds for the cross-view check
+	// (maps that bpf(2)'s listing misses) even with SkipHolders. Without
+	// it and with SkipHolders, the check compares the listing with pins
+	// and programs' map ids only.
+	CrossViewFDs bool
+	// Created are the ids of maps that bpfmon's sensors saw created: a
+	// view for the cross-view check (a map listed nowhere else that no
+	// view can open is not reported).
+	Created []uint32
 }
 
 // Collect lists the maps selected by opts, sorted by id. The []error holds
@@ -123,7 +140,8 @@ func Collect(opts Options) ([]Map, []error, error) {
 		progs                       map[uint32][]Program
 		holderErrs, pinErrs, prErrs []error
 	)
-	if !opts.SkipHolders || len(opts.PIDs) > 0 {
+	filtered := len(opts.IDs) > 0 || len(opts.Names) > 0 || len(opts.PIDs) > 0
+	if !opts.SkipHolders || len(opts.PIDs) > 0 || (opts.CrossViewFDs && !filtered) {
 		var pids []uint32 // nil: every process
 		if opts.SkipHolders {
 			pids = opts.PIDs
@@ -167,6 +185,11 @@ func Collect(opts Options) ([]Map, []error, error) {
 			}
 			return a.FD - b.FD
 		})
+	}
+	if !filtered {
+		var cvErrs []error
+		maps, cvErrs = crossView(maps, held, pins, progs, opts.Created)
+		errs = append(errs, cvErrs...)
 	}
 	if len(opts.PIDs) > 0 {
 		maps = slices.DeleteFunc(maps, func(m Map) bool {
@@ -288,10 +311,14 @@ func walkPrograms() (map[uint32][]Program, []error) {
 	var (
 		errs []error
 		ids  = make([]uint32, 0, 64)
+		// listed are the programs read, for the cache of their
+		// instructions' risky helpers.
+		listed = map[uint32]bool{}
 	)
 	for id := uint32(0); ; {
 		next, err := bpfsys.NextProgID(id)
 		if errors.Is(err, unix.ENOENT) {
+			pruneRisky(listed)
 			return byMap, errs
 		}
 		if err != nil {
@@ -307,12 +334,17 @@ func walkPrograms() (map[uint32][]Program, []error) {
 		}
 		var info bpfsys.ProgInfo
 		info, ids, err = bpfsys.GetProgInfo(fd, ids)
+		var risky string
+		if err == nil {
+			listed[id] = true
+			risky = riskyOf(id, fd)
+		}
 		unix.Close(fd)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("program %d: %w", id, err))
 			continue
 		}
-		p := Program{ID: info.ID, Name: bpfsys.CString(info.Name[:]), Type: names.ProgType(info.Type)}
+		p := Program{ID: info.ID, Name: bpfsys.CString(info.Name[:]), Type: names.ProgType(info.Type), Risky: risky}
 		for _, m := range ids {
 			if l := byMap[m]; len(l) == 0 || l[len(l)-1].ID != p.ID {
 				byMap[m] = append(l, p)

@@ -34,7 +34,7 @@ import (
 // sources are the event sources, in the order of the per-type counter
 // arrays.
 var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput,
-	event.SourceState, event.SourceLineage, event.SourceSelf}
+	event.SourceState, event.SourceLineage, event.SourceSelf, event.SourceInventory}
 
 // sourceIndex is s's index in sources, -1 for a source bpfmon does not have.
 func sourceIndex(s string) int {
@@ -57,6 +57,8 @@ func sourceIndex(s string) int {
 		return 7
 	case event.SourceSelf:
 		return 8
+	case event.SourceInventory:
+		return 9
 	}
 	return -1
 }
@@ -115,11 +117,13 @@ func typeIndex(t event.Type) int {
 		return 22
 	case event.PolicyReloaded:
 		return 23
+	case event.HiddenObject:
+		return 24
 	}
 	return -1
 }
 
-const numTypes = 24
+const numTypes = 25
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

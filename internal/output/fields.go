@@ -120,6 +120,9 @@ var Fields = []Field{
 		"hex of the kernel's hash of the program's instructions"},
 	{"prog.type", "prog_type=", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink},
 		"the program type (bpftool's names); a failed `prog_load` has only this, as requested"},
+	{"prog.risky", "risky= joined by commas", []event.Type{event.ProgLoad},
+		"`prog_load`: what lets the program rewrite what user space reads or what the kernel returns, read from its instructions: `bpf_probe_write_user`, `bpf_override_return`, `bpf_send_signal`, `bpf_send_signal_thread`, `prog_type_syscall` (docs/hidden-objects.md)"},
+	{"prog.risky_unknown", "risky=unknown", []event.Type{event.ProgLoad}, "`prog_load`: the program's instructions could not be read, so `risky` is unknown"},
 	{"prog_maps", "prog_maps= ids joined by commas", []event.Type{event.ProgLoad},
 		"`prog_load`: ids of the maps the program uses, read in the kernel from the new fd (the first 64)"},
 	{"prog_map_count", "…(N maps) after prog_maps", []event.Type{event.ProgLoad}, "how many maps it uses, when more than `prog_maps` lists"},
@@ -179,6 +182,8 @@ var Fields = []Field{
 	{"lineage.vars", "var= once per variable", []event.Type{event.LineageEvent},
 		"`loader_env`: the loader variables set (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`), or `uninspected` (an environment too large to read)"},
 	{"lineage.request", "request=", []event.Type{event.LineageEvent}, "`ptrace_attach`: `PTRACE_ATTACH` or `PTRACE_SEIZE`"},
+	{"hidden", "hidden=KIND:ID with seen_by= and missed_by= joined by commas", []event.Type{event.HiddenObject},
+		"`hidden_object`: {`kind` (`map`), `id`, `seen_by`: the views that show it (`fdinfo`, `bpffs`, `prog_map_ids`, `sensor`), `missed_by`: those that do not (`get_next_id`, `get_fd_by_id`)} (docs/hidden-objects.md)"},
 	{"part", "part=", []event.Type{event.PartError}, "`part_error`: the part of bpfmon that failed: `sensors`, `scanner`, `alerts`, `output`, `metrics` or `policy`"},
 	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap, event.PartError, event.PolicyReloaded},
 		"`map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words; `part_error`: what failed and whether the part retries; `policy_reloaded`: what changed"},
@@ -227,6 +232,8 @@ var EventDocs = []EventDoc{
 		"`source` `bpfmon`: `part` (`sensors`, `scanner`, `alerts`, `output`, `metrics`, `policy`) failed and retries at the next pass, or cannot go on; `reason` says which and why (docs/hardening.md); written with `--alerts-only` too"},
 	{event.PolicyReloaded, "none: SIGHUP",
 		"`source` `bpfmon`: the `--policy` file at `path` was loaded again; `reason` says what changed; written with `--alerts-only` too"},
+	{event.HiddenObject, "none: found by the inventory's cross-view check",
+		"`source` `inventory`: a map that bpf(2)'s own listing skips or refuses while other views show it, with `hidden`; once per map (docs/hidden-objects.md)"},
 }
 
 // FieldsOf returns the fields events of type t can carry, in Fields' order.

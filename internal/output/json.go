@@ -2,6 +2,7 @@ package output
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/arch"
@@ -108,6 +109,21 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			b = append(b, `,"type":"`...)
 			b = names.AppendProgType(b, pr.Type)
 			b = append(b, '"')
+		}
+		if pr.Risky != "" {
+			b = append(b, `,"risky":[`...)
+			for i, r := 0, pr.Risky; r != ""; i++ {
+				var one string
+				one, r, _ = strings.Cut(r, ",")
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = appendJSONString(b, one)
+			}
+			b = append(b, ']')
+		}
+		if pr.RiskyUnknown {
+			b = append(b, `,"risky_unknown":true`...)
 		}
 		b = append(b, '}')
 	}
@@ -259,6 +275,16 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = append(b, `,"part":`...)
 		b = appendJSONString(b, x.Part)
 	}
+	if x := ev.Extra; x != nil && x.Hidden != nil {
+		h := x.Hidden
+		b = append(b, `,"hidden":{"kind":`...)
+		b = appendJSONString(b, h.Kind)
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, uint64(h.ID), 10)
+		b = appendJSONStrings(b, `,"seen_by":`, h.SeenBy)
+		b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
+		b = append(b, '}')
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)
@@ -322,6 +348,20 @@ func appendJSONProcess(b []byte, p *event.Process) []byte {
 // appendJSONString appends s as a JSON string that is valid, and safe to
 // print, whatever bytes s holds (see jsonstr.Append).
 func appendJSONString(dst []byte, s string) []byte { return jsonstr.Append(dst, s) }
+
+// appendJSONStrings appends key (with its comma and colon) and ss as an
+// array of strings; [] for none.
+func appendJSONStrings(b []byte, key string, ss []string) []byte {
+	b = append(b, key...)
+	b = append(b, '[')
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}
 
 // timeCache formats times as RFC 3339 in UTC with exactly nine fractional
 // digits. Events arrive in bursts within the same second, so it keeps the

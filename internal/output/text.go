@@ -101,6 +101,13 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " prog_type="...)
 			b = names.AppendProgType(b, pr.Type)
 		}
+		if pr.Risky != "" {
+			b = append(b, " risky="...)
+			b = appendTextString(b, pr.Risky, false)
+		}
+		if pr.RiskyUnknown {
+			b = append(b, " risky=unknown"...)
+		}
 	}
 	if x := ev.Extra; x != nil && x.ProgMaps != nil {
 		b = append(b, " prog_maps="...)
@@ -177,6 +184,15 @@ func appendText(b []byte, ev *event.Event) []byte {
 		} else {
 			b = append(b, " unclean_stop"...)
 		}
+	}
+	if x := ev.Extra; x != nil && x.Hidden != nil {
+		h := x.Hidden
+		b = append(b, " hidden="...)
+		b = appendTextString(b, h.Kind, false)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, uint64(h.ID), 10)
+		b = appendTextList(b, " seen_by=", h.SeenBy)
+		b = appendTextList(b, " missed_by=", h.MissedBy)
 	}
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		l := x.Lineage
@@ -304,6 +320,21 @@ func appendTextBytes(b, data []byte, fault, truncated bool, total uint64) []byte
 // overrides) and every invalid UTF-8 byte. Unless always is set, s is
 // written bare when it is non-empty printable ASCII without space, '"' or
 // '\', which keeps paths readable.
+// appendTextList appends key and ss joined by commas ("-" for none).
+func appendTextList(b []byte, key string, ss []string) []byte {
+	b = append(b, key...)
+	if len(ss) == 0 {
+		return append(b, '-')
+	}
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendTextString(b, s, false)
+	}
+	return b
+}
+
 func appendTextString(b []byte, s string, always bool) []byte {
 	if !always && isBare(s) {
 		return append(b, s...)

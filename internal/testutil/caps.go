@@ -46,6 +46,10 @@ const (
 	Compat Capability = "compat"
 	// TaskStorage: task-local storage maps (Linux 5.11+).
 	TaskStorage Capability = "task-storage"
+	// ProbeWriteUser: tracing programs may call bpf_probe_write_user,
+	// which kernel lockdown (integrity and up) refuses: the rootkit
+	// programs of the cross-view tests use it.
+	ProbeWriteUser Capability = "probe-write-user"
 )
 
 // CapsEnv is the environment variable that declares capabilities:

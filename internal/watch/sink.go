@@ -41,7 +41,8 @@ type (
 // producers share it.
 type sink struct {
 	mu         sync.Mutex
-	scan       explainer // nil when the scanner is off
+	cv         *crossView // nil in tests: no sensor view for the cross-view check
+	scan       explainer  // nil when the scanner is off
 	cgroups    cgroupNamer
 	maps       enricher
 	alerts     evaluator
@@ -148,6 +149,10 @@ func (s *sink) closeOutput() {
 // fromSensor takes a sensor's event: the scanner learns what it wrote, the
 // process gets its cgroup's path and container, and it goes the common way.
 func (s *sink) fromSensor(ev *event.Event) error {
+	markRisky(ev)
+	if s.cv != nil {
+		s.cv.sawCreated(ev)
+	}
 	if s.scan != nil {
 		explain(s.scan, ev)
 	}

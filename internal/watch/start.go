@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/alert"
+	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
@@ -215,11 +216,14 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if opts.Metrics != nil {
 		opts.Metrics.Rules(enabledRules(pol))
 	}
+	cv := &crossView{now: time.Now}
+	_ = bpfsys.PrepareHelpers() // kallsyms now, not at the first prog_load; failing, prog_load says risky_unknown
+	collect := cv.collect(p.inventory)
 	inv := func(o inventory.Options) ([]inventory.Map, error) {
 		if !o.SkipHolders {
 			// The state at start: without it, the engine starts from
 			// nothing, and the refreshes add what they find.
-			maps, err := p.inventory(o)
+			maps, err := collect(o)
 			if err != nil {
 				sv.failed(metrics.PartAlerts, fmt.Errorf("reading the map inventory at start: %w", err))
 			}
@@ -228,7 +232,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		err := p.failing(metrics.PartAlerts)
 		var maps []inventory.Map
 		if err == nil {
-			maps, err = p.inventory(o)
+			maps, err = collect(o)
 		}
 		if err != nil {
 			// A refresh: the alert engine does not learn the maps the
@@ -257,7 +261,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
-	out := &sink{cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
+	out := &sink{cv: cv, cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
 	if m := opts.Metrics; m != nil {

