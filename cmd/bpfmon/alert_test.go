@@ -23,8 +23,8 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/features"
-	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 	"github.com/bpfmon/bpfmon/internal/testprogs/iterwriter"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
