@@ -171,7 +171,7 @@ func start(t *testing.T, b Build) (*Sensor, *testutil.Events) {
 
 // needBuild skips where build b cannot run, or fails where the kernel is
 // declared to run it.
-func needBuild(t *testing.T, b Build) {
+func needBuild(t testing.TB, b Build) {
 	t.Helper()
 	if b == BuildFmodRet {
 		testutil.Need(t, testutil.FmodRet, FmodRet(), "enforcement's fmod_ret build; make vmtest runs this test on kernels with BPF trampolines")
@@ -217,7 +217,7 @@ func TestEnforce(t *testing.T) {
 	}
 }
 
-func self(t *testing.T) event.Identity {
+func self(t testing.TB) event.Identity {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
