@@ -169,7 +169,7 @@ var arm64TrampolinePkgs = []string{
 // (5.11), in which the syscall sensor's fentry and tp_btf builds keep
 // per-thread state.
 var caps510 = []testutil.Capability{
-	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
+	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.FmodRet, testutil.Iterators,
 	testutil.SyscallRawTracepoint, testutil.Compat,
 }
 
