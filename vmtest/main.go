@@ -781,16 +781,36 @@ func scanTestOutput(text string, caps []testutil.Capability) (failures []string,
 			continue
 		}
 		sk := skip{test: m[1]}
-		for j := i - 1; j >= 0 && j >= i-4; j-- {
-			if r := reasonRE.FindStringSubmatch(lines[j]); r != nil {
-				sk.reason = r[1]
-				break
-			}
-		}
+		sk.reason = skipReason(lines, i, m[1])
 		sk.allowed = allowedSkip(sk, caps)
 		skips = append(skips, sk)
 	}
 	return failures, skips
+}
+
+// skipReason is the message test printed when it skipped, at line i:
+// the first one after its "=== RUN" line (go test -v prints a subtest's
+// result after its siblings have run, so the line before it may be
+// another test's), else one of the few lines just before.
+func skipReason(lines []string, i int, test string) string {
+	run := "=== RUN   " + test
+	for j := i - 1; j >= 0; j-- {
+		if strings.TrimSpace(lines[j]) != run {
+			continue
+		}
+		for k := j + 1; k < i && !strings.HasPrefix(strings.TrimSpace(lines[k]), "=== RUN"); k++ {
+			if r := reasonRE.FindStringSubmatch(lines[k]); r != nil {
+				return r[1]
+			}
+		}
+		break
+	}
+	for j := i - 1; j >= 0 && j >= i-4; j-- {
+		if r := reasonRE.FindStringSubmatch(lines[j]); r != nil {
+			return r[1]
+		}
+	}
+	return ""
 }
 
 func allowedSkip(sk skip, caps []testutil.Capability) string {
