@@ -55,7 +55,10 @@ func BenchmarkEnforceUpdate(b *testing.B) {
 					// Rounds of a burst without the programs and one with
 					// them, interleaved, so that a slower spell of a
 					// shared machine weighs on both; medians of the rounds.
-					const burst = 200
+					// Attaching and detaching takes about a second in an
+					// emulated VM, so the rounds are a fixed number, not
+					// b.N (which would stop at one).
+					const burst, rounds = 1000, 9
 					var off, on []float64
 					update := func() float64 {
 						start := time.Now()
@@ -67,7 +70,7 @@ func BenchmarkEnforceUpdate(b *testing.B) {
 						return float64(time.Since(start).Nanoseconds()) / burst
 					}
 					run0 := progTime(en)
-					for b.Loop() {
+					for range rounds {
 						off = append(off, update())
 						if err := en.Arm(); err != nil {
 							b.Fatal(err)
