@@ -307,8 +307,10 @@ int lsm_mmap_file(__u64 *ctx) { return hook_mmap(ctx, 2, 3, 4); }
  * without activating it, or do not build it. A program runs before the
  * function; a non-zero result skips the function (so every LSM) and is
  * returned to the caller. The slot after the arguments holds the result
- * of the fmod_ret programs before this one, 0 at first: a refusal made
- * there is kept. A refusal by another LSM comes later, in the function,
+ * of the fmod_ret programs before this one, 0 at first; the trampolines
+ * (x86-64, arm64) stop at the first one that is not 0, so an earlier
+ * refusal is kept before these run, and they keep one they are handed
+ * all the same. A refusal by another LSM comes later, in the function,
  * which runs when this program allows. */
 
 SEC("fmod_ret/security_bpf")
