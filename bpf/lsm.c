@@ -22,8 +22,13 @@
  * buffer, where they are read in order with the call they refused. bpfmon itself (self_tgid) is always allowed. Writes by BPF
  * programs through helpers have no LSM hook and are not refused.
  *
- * Each program honours an earlier LSM program's refusal: the return value
- * of the previous one is the slot after the hook's arguments.
+ * Each program honours an earlier program's refusal: the return value of
+ * the previous one is the slot after the hook's arguments.
+ *
+ * Two sets of programs run the same checks: BPF LSM programs (the bpf-lsm
+ * build, where bpf is an active LSM) and fmod_ret programs on the kernel's
+ * security_* functions (the fmod_ret build, where it is not); the loader
+ * keeps one set.
  */
 /* Two builds: BTF-typed reads of the task (Linux 5.11+), and, with
  * BPFMON_LSM_PROBE_READ, probe reads for kernels whose LSM programs lack
@@ -229,27 +234,15 @@ static __always_inline int on_bpf(int cmd, void *attr)
 }
 
 /* security_bpf(int cmd, union bpf_attr *attr, unsigned int size) */
-SEC("lsm/bpf")
-int lsm_bpf(__u64 *ctx)
+static __always_inline int hook_bpf(__u64 *ctx, int nargs)
 {
-	if ((int)ctx[3])
-		return (int)ctx[3];
-	return on_bpf((int)ctx[0], (void *)ctx[1]);
-}
-
-/* Newer kernels add a fourth parameter (bool kernel: the call comes from a
- * BPF program), which moves the previous result's slot. */
-SEC("lsm/bpf")
-int lsm_bpf4(__u64 *ctx)
-{
-	if ((int)ctx[4])
-		return (int)ctx[4];
+	if ((int)ctx[nargs])
+		return (int)ctx[nargs];
 	return on_bpf((int)ctx[0], (void *)ctx[1]);
 }
 
 /* security_bpf_map(struct bpf_map *map, fmode_t fmode) */
-SEC("lsm/bpf_map")
-int lsm_bpf_map(__u64 *ctx)
+static __always_inline int hook_bpf_map(__u64 *ctx)
 {
 	if ((int)ctx[2])
 		return (int)ctx[2];
@@ -259,8 +252,7 @@ int lsm_bpf_map(__u64 *ctx)
 }
 
 /* security_file_receive(struct file *file) */
-SEC("lsm/file_receive")
-int lsm_file_receive(__u64 *ctx)
+static __always_inline int hook_file_receive(__u64 *ctx)
 {
 	struct file *f = (struct file *)ctx[0];
 	__u32 mode;
@@ -273,17 +265,68 @@ int lsm_file_receive(__u64 *ctx)
 	return check(map_of(f), HOOK_FILE_RECEIVE, 0, mode);
 }
 
-/* security_mmap_file(struct file *file, unsigned long reqprot,
- *                    unsigned long prot, unsigned long flags) */
-SEC("lsm/mmap_file")
-int lsm_mmap_file(__u64 *ctx)
+/* mmap: the file, the protection and the flags are arguments file, prot
+ * and flags of the context; the result so far follows nargs of them. */
+static __always_inline int hook_mmap(__u64 *ctx, int prot, int flags, int nargs)
 {
 	__u32 type;
 
-	if ((int)ctx[4])
-		return (int)ctx[4];
-	type = ctx[3] & MAP_SHARED_VALIDATE;
-	if (!(ctx[2] & PROT_WRITE) || (type != MAP_SHARED && type != MAP_SHARED_VALIDATE))
+	if ((int)ctx[nargs])
+		return (int)ctx[nargs];
+	type = ctx[flags] & MAP_SHARED_VALIDATE;
+	if (!(ctx[prot] & PROT_WRITE) || (type != MAP_SHARED && type != MAP_SHARED_VALIDATE))
 		return 0;
-	return check(map_of((struct file *)ctx[0]), HOOK_MMAP_FILE, 0, (__u32)ctx[2]);
+	return check(map_of((struct file *)ctx[0]), HOOK_MMAP_FILE, 0, (__u32)ctx[prot]);
 }
+
+/* The bpf-lsm build: BPF LSM programs on the hooks (bpf_lsm_*), which
+ * need bpf among the active LSMs. */
+
+SEC("lsm/bpf")
+int lsm_bpf(__u64 *ctx) { return hook_bpf(ctx, 3); }
+
+/* Newer kernels add a fourth parameter (bool kernel: the call comes from a
+ * BPF program), which moves the previous result's slot. */
+SEC("lsm/bpf")
+int lsm_bpf4(__u64 *ctx) { return hook_bpf(ctx, 4); }
+
+SEC("lsm/bpf_map")
+int lsm_bpf_map(__u64 *ctx) { return hook_bpf_map(ctx); }
+
+SEC("lsm/file_receive")
+int lsm_file_receive(__u64 *ctx) { return hook_file_receive(ctx); }
+
+/* mmap_file(struct file *file, unsigned long reqprot, unsigned long prot,
+ *           unsigned long flags) */
+SEC("lsm/mmap_file")
+int lsm_mmap_file(__u64 *ctx) { return hook_mmap(ctx, 2, 3, 4); }
+
+/* The fmod_ret build: BPF_MODIFY_RETURN programs on the kernel's
+ * security_* functions, which the verifier allows whatever the LSM list
+ * says (check_attach_modify_return), for kernels that build BPF LSM
+ * without activating it, or do not build it. A program runs before the
+ * function; a non-zero result skips the function (so every LSM) and is
+ * returned to the caller. The slot after the arguments holds the result
+ * of the fmod_ret programs before this one, 0 at first; the trampolines
+ * (x86-64, arm64) stop at the first one that is not 0, so an earlier
+ * refusal is kept before these run, and they keep one they are handed
+ * all the same. A refusal by another LSM comes later, in the function,
+ * which runs when this program allows. */
+
+SEC("fmod_ret/security_bpf")
+int fmod_bpf(__u64 *ctx) { return hook_bpf(ctx, 3); }
+
+SEC("fmod_ret/security_bpf")
+int fmod_bpf4(__u64 *ctx) { return hook_bpf(ctx, 4); }
+
+SEC("fmod_ret/security_bpf_map")
+int fmod_bpf_map(__u64 *ctx) { return hook_bpf_map(ctx); }
+
+SEC("fmod_ret/security_file_receive")
+int fmod_file_receive(__u64 *ctx) { return hook_file_receive(ctx); }
+
+/* security_mmap_file(struct file *file, unsigned long prot,
+ *                    unsigned long flags): the LSM hook's reqprot is
+ * computed inside. */
+SEC("fmod_ret/security_mmap_file")
+int fmod_mmap_file(__u64 *ctx) { return hook_mmap(ctx, 1, 2, 3); }

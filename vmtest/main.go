@@ -55,6 +55,12 @@ type kernel struct {
 	// pkgs, when set, limits the packages tested on this kernel (the
 	// emulated CPU is slower; see the table).
 	pkgs []string
+	// run, when set, limits the tests run in these packages
+	// (-test.run per package; --run replaces it).
+	run map[string]string
+	// lsm, when set, is the kernel command line's LSM list instead of
+	// the one with bpf (const lsm).
+	lsm string
 	// byName leaves the kernel out of the default run: it runs when
 	// --kernels names it (CI's time budget; see the table).
 	byName bool
@@ -68,10 +74,15 @@ type kernel struct {
 // allCaps is what Debian's 6.1 and 6.12 cloud kernels provide, booted
 // with bpf in lsm=.
 var allCaps = []testutil.Capability{
-	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
+	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.FmodRet, testutil.Iterators,
 	testutil.SyscallFentry, testutil.SyscallTPBTF, testutil.SyscallRawTracepoint, testutil.TaskStorage,
 	testutil.Compat, testutil.ProbeWriteUser,
 }
+
+// capsNoBPFLSM is what Debian's 6.12 provides booted without bpf among
+// the LSMs, as Ubuntu's kernels are: everything but BPF LSM, so
+// enforcement runs its fmod_ret build.
+var capsNoBPFLSM = slices.DeleteFunc(slices.Clone(allCaps), func(c testutil.Capability) bool { return c == testutil.BPFLSM })
 
 // allowedSkips are the only skips, besides those for a capability the
 // kernel is not declared to have, that leave the matrix green. Keep it
@@ -99,7 +110,22 @@ var kernels = []kernel{
 		caps: capsArm64, pkgs: arm64Pkgs},
 	{name: "arm64-6.12", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-arm64-unsigned$`), suite: "bookworm-security", arch: "arm64",
 		caps: allCaps, pkgs: arm64TrampolinePkgs, byName: true},
+	{name: "6.12-nobpflsm", pkg: regexp.MustCompile(`^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$`), caps: capsNoBPFLSM,
+		lsm: lsmNoBPF, pkgs: enforcePkgs, run: enforceRun},
 }
+
+// lsmNoBPF is an LSM list without bpf, as Ubuntu's kernels boot with
+// (CONFIG_BPF_LSM built, bpf not in CONFIG_LSM): enforcement's fmod_ret
+// build.
+const lsmNoBPF = "lockdown,capability,landlock,yama,apparmor"
+
+// enforcePkgs and enforceRun are what the kernel without BPF LSM runs:
+// the enforcement sensor's tests and the end-to-end test of --enforce
+// (its other packages run the same code as on 6.12 with BPF LSM), which
+// keeps the entry within CI's budget.
+var enforcePkgs = []string{"internal/sensor/lsm", "cmd/bpfmon"}
+
+var enforceRun = map[string]string{"cmd/bpfmon": "^TestWatchEnforce$"}
 
 // capsArm64 is what Debian's arm64 6.1 provides: no BPF trampolines
 // (arm64 has them from 6.4, with direct calls from ftrace), so no fentry,
@@ -143,7 +169,7 @@ var arm64TrampolinePkgs = []string{
 // (5.11), in which the syscall sensor's fentry and tp_btf builds keep
 // per-thread state.
 var caps510 = []testutil.Capability{
-	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.Iterators,
+	testutil.Kprobes, testutil.Fentry, testutil.BPFLSM, testutil.FmodRet, testutil.Iterators,
 	testutil.SyscallRawTracepoint, testutil.Compat,
 }
 
@@ -619,7 +645,7 @@ func runVM(root, work string, b *binaries, k kernel, vmlinuz string, o options) 
 	qemu := exec.Command(qemuBin, append(machine,
 		"-accel", "tcg", "-cpu", "max", "-smp", strconv.Itoa(o.cpus), "-m", strconv.Itoa(o.memory),
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console="+tty+" panic=-1 quiet lsm="+lsm+" "+o.append),
+		"-append", strings.TrimSpace("console="+tty+" panic=-1 quiet lsm="+lsmOf(k)+" "+o.append),
 		"-nographic", "-no-reboot", "-nic", "none")...)
 	qemu.Stdout, qemu.Stderr = console, console
 	if err := qemu.Start(); err != nil {
@@ -755,16 +781,36 @@ func scanTestOutput(text string, caps []testutil.Capability) (failures []string,
 			continue
 		}
 		sk := skip{test: m[1]}
-		for j := i - 1; j >= 0 && j >= i-4; j-- {
-			if r := reasonRE.FindStringSubmatch(lines[j]); r != nil {
-				sk.reason = r[1]
-				break
-			}
-		}
+		sk.reason = skipReason(lines, i, m[1])
 		sk.allowed = allowedSkip(sk, caps)
 		skips = append(skips, sk)
 	}
 	return failures, skips
+}
+
+// skipReason is the message test printed when it skipped, at line i:
+// the first one after its "=== RUN" line (go test -v prints a subtest's
+// result after its siblings have run, so the line before it may be
+// another test's), else one of the few lines just before.
+func skipReason(lines []string, i int, test string) string {
+	run := "=== RUN   " + test
+	for j := i - 1; j >= 0; j-- {
+		if strings.TrimSpace(lines[j]) != run {
+			continue
+		}
+		for k := j + 1; k < i && !strings.HasPrefix(strings.TrimSpace(lines[k]), "=== RUN"); k++ {
+			if r := reasonRE.FindStringSubmatch(lines[k]); r != nil {
+				return r[1]
+			}
+		}
+		break
+	}
+	for j := i - 1; j >= 0 && j >= i-4; j-- {
+		if r := reasonRE.FindStringSubmatch(lines[j]); r != nil {
+			return r[1]
+		}
+	}
+	return ""
 }
 
 func allowedSkip(sk skip, caps []testutil.Capability) string {
@@ -1000,17 +1046,29 @@ echo "` + markRelease + `$(uname -r)"
 	}
 	fmt.Fprintf(&s, "echo %s; /bin/bpfmon features 2>&1; echo %s\n", markFeaturesBegin, markFeaturesEnd)
 	args := fmt.Sprintf("-test.count=%d -test.v", o.count)
-	if o.run != "" {
-		args += " -test.run '" + strings.ReplaceAll(o.run, "'", `'\''`) + "'"
-	}
 	if o.bench != "" {
 		args += " -test.bench '" + strings.ReplaceAll(o.bench, "'", `'\''`) + "'"
 	}
 	for _, p := range pkgsFor(b, k) {
-		fmt.Fprintf(&s, "cd /src/%s && /bin/%s %s; echo \"%s%s $?\"\n", p, testBin(p), args, markResult, p)
+		pargs, run := args, o.run
+		if run == "" {
+			run = k.run[p]
+		}
+		if run != "" {
+			pargs += " -test.run '" + strings.ReplaceAll(run, "'", `'\''`) + "'"
+		}
+		fmt.Fprintf(&s, "cd /src/%s && /bin/%s %s; echo \"%s%s $?\"\n", p, testBin(p), pargs, markResult, p)
 	}
 	s.WriteString("echo " + markDone + "\npoweroff -f\n")
 	return s.String()
+}
+
+// lsmOf is k's LSM list on the command line.
+func lsmOf(k kernel) string {
+	if k.lsm != "" {
+		return k.lsm
+	}
+	return lsm
 }
 
 // pkgsFor is the packages tested on k: those built, limited by k.pkgs.

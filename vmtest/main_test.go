@@ -27,6 +27,14 @@ func TestScanTestOutput(t *testing.T) {
 === RUN   TestD
     d_test.go:1: boom
 --- FAIL: TestD (0.00s)
+=== RUN   TestE
+=== RUN   TestE/lsm
+    e_test.go:5: lacks capability bpf-lsm: not active
+=== RUN   TestE/fmod
+    e_test.go:9: hooks: [bpf]
+--- PASS: TestE (0.02s)
+    --- SKIP: TestE/lsm (0.00s)
+    --- PASS: TestE/fmod (0.02s)
 `
 	failures, skips := scanTestOutput(out, []testutil.Capability{testutil.SyscallFentry})
 	if len(failures) != 1 || failures[0] != "TestD" {
@@ -37,6 +45,9 @@ func TestScanTestOutput(t *testing.T) {
 		{"TestB/fentry", "lacks capability syscall-fentry: the fentry build does not load: EPERM", ""},
 		{"TestC", "no loopback device", ""},
 		{"TestUnavailableNamesReasons", "this kernel has kernel-side hooks", "allowlist: " + allowedSkips[0].why},
+		// A subtest's result printed after its siblings ran: the
+		// reason is the one under its own RUN line.
+		{"TestE/lsm", "lacks capability bpf-lsm: not active", "lacks bpf-lsm (not declared)"},
 	}
 	if len(skips) != len(want) {
 		t.Fatalf("skips %+v, want %+v", skips, want)

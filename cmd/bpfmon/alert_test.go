@@ -25,6 +25,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
+	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
 	"github.com/bpfmon/bpfmon/internal/testprogs/iterwriter"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
@@ -613,13 +614,14 @@ func scrapeSensorLost(t *testing.T, addr string) float64 {
 func TestWatchEnforce(t *testing.T) {
 	testutil.RequireRoot(t)
 	m, id := newSpecMap(t, &ebpf.MapSpec{Name: "enforce_prot", Type: ebpf.Hash, KeySize: 4, ValueSize: 8, MaxEntries: 8})
-	if lsmErr := features.BPFLSM(); lsmErr != nil && !testutil.Declared(testutil.BPFLSM) {
+	lsmErr := features.BPFLSM()
+	if enfErr := lsm.Available(); enfErr != nil && !testutil.Declared(testutil.BPFLSM) && !testutil.Declared(testutil.FmodRet) {
 		// Where the kernel cannot enforce, --enforce refuses to start,
-		// exit 3, and says why and where to look; it never watches
-		// without the enforcement asked for.
+		// exit 3, and says why each build cannot run and where to look;
+		// it never watches without the enforcement asked for.
 		ready := filepath.Join(t.TempDir(), "ready")
 		code, out := runBpfmon(t, "watch", "--enforce", "--protect", "id:"+itoa(id), "--ready-file", ready)
-		want := "--enforce: enforcement (BPF LSM) is not available: " + lsmErr.Error() + " (see bpfmon features)"
+		want := "--enforce: enforcement is not available: " + enfErr.Error() + " (see bpfmon features)"
 		if _, err := os.Stat(ready); code != 3 || !strings.Contains(out, want) || err == nil {
 			t.Errorf("--enforce without BPF LSM: exit %d (want 3), ready file written: %v; output lacks %q:\n%s", code, err == nil, want, out)
 		}
@@ -627,8 +629,14 @@ func TestWatchEnforce(t *testing.T) {
 	}
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
 	w := startWatch(t, "--format", "json", "--enforce", "--protect", "id:"+itoa(id), "--scan-interval", "0")
-	if !strings.Contains(w.stderr.String(), "enforcing") {
-		t.Errorf("no enforcement message at start:\n%s", w.stderr.String())
+	// The start log names the build, and why not bpf-lsm where it is
+	// fmod_ret (the kernel's LSM list).
+	build, why := "build=bpf-lsm", ""
+	if lsmErr != nil {
+		build, why = "build=fmod_ret", "not_chosen=\"bpf-lsm: "
+	}
+	if log := w.stderr.String(); !strings.Contains(log, "enforcing") || !strings.Contains(log, build) || !strings.Contains(log, why) {
+		t.Errorf("no enforcement message naming %s %s at start:\n%s", build, why, log)
 	}
 	own := w.ownMaps(t)
 	run := func(acts string, extra ...*os.File) (int, string, error) {

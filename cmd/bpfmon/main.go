@@ -185,7 +185,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
 	lockFile := fs.String("lock-file", defaultLockFile, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
-	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM; exits 3 where the kernel cannot)")
+	enforce := fs.Bool("enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM, else fmod_ret on the security_ functions; exits 3 where the kernel allows neither)")
 	var protect selectorList
 	fs.Var(&protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
 	var pids, mapIDs uintList

@@ -51,7 +51,7 @@ func Man(in Input) []byte {
 to one, writes by BPF programs where the kernel allows a hook, and changes found by reading map contents) with who made it,
 to which map, what was written and the kernel's answer; it counts and reports anything it could not see. It raises tamper
 alerts when a process that does not own a protected map touches it, and with --enforce refuses such writes where the kernel
-has BPF LSM.
+has BPF LSM or BPF trampolines.
 
 It needs root, or CAP_BPF with CAP_PERFMON (or CAP_SYS_ADMIN), and Linux 5.10 or later with BTF.`)
 	b.WriteString(".SH COMMANDS\n")

@@ -30,6 +30,10 @@ const (
 	// BPFLSM: BPF LSM programs attach (the kernel is booted with bpf in
 	// lsm=), for --enforce.
 	BPFLSM Capability = "bpf-lsm"
+	// FmodRet: fmod_ret (BPF_MODIFY_RETURN) programs attach to the
+	// kernel's security_ functions (BPF trampolines), enforcement's build
+	// where bpf is not an active LSM.
+	FmodRet Capability = "fmod-ret"
 	// Iterators: BPF map element iterators load and attach.
 	Iterators Capability = "iterators"
 	// SyscallFentry: the syscall sensor's fentry build (trampolines on

@@ -1,14 +1,20 @@
-// Package lsm is bpfmon's enforcement (--enforce): BPF LSM programs that
+// Package lsm is bpfmon's enforcement (--enforce): BPF programs that
 // refuse write access to protected maps to every process that does not own
 // them, and report each refusal as an access_denied event.
 //
 // Detection alone tells a security team that a tool was switched off; on a
-// kernel with BPF LSM (CONFIG_BPF_LSM, "bpf" among the active LSMs) the
-// write can be refused instead. The programs (bpf/lsm.c) hook the bpf
-// command, new map fds, fds passed between processes and shared mappings,
-// so a non-owner never gets to write. Which maps are protected and who owns
-// them is decided in user space (internal/alert, through the Enforcer
-// interface) and kept in the programs' maps.
+// kernel that lets BPF programs decide security hooks, the write can be
+// refused instead. The programs (bpf/lsm.c) hook the bpf command, new map
+// fds, fds passed between processes and shared mappings, so a non-owner
+// never gets to write. Which maps are protected and who owns them is
+// decided in user space (internal/alert, through the Enforcer interface)
+// and kept in the programs' maps.
+//
+// Two builds run the same programs' bodies: BPF LSM programs (bpf-lsm:
+// CONFIG_BPF_LSM and "bpf" among the active LSMs), and fmod_ret programs
+// on the kernel's security_* functions (fmod_ret: BPF trampolines, for
+// the kernels, Ubuntu's among them, that build BPF LSM without activating
+// it). The best one that loads runs.
 //
 // The refusal records go into bpfmon's one ring buffer and are decoded
 // here, in order with the bpf(2) call they refused.
@@ -21,6 +27,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -43,22 +50,52 @@ const (
 
 var hookNames = map[uint32]string{hookBPF: "bpf", hookBPFMap: "bpf_map", hookFileReceive: "file_receive", hookMmapFile: "mmap_file"}
 
-// hook is one LSM hook: the kernel's bpf_lsm_ function, the programs for
-// each parameter count it has had.
+// Build is which programs enforce.
+type Build string
+
+const (
+	// BuildAuto picks the best build that loads: bpf-lsm, else fmod_ret.
+	BuildAuto Build = ""
+	// BuildLSM is BPF LSM programs on the bpf_lsm_* hooks.
+	BuildLSM Build = "bpf-lsm"
+	// BuildFmodRet is BPF_MODIFY_RETURN programs on the kernel's
+	// security_* functions.
+	BuildFmodRet Build = "fmod_ret"
+)
+
+// builds in order of preference: an LSM program runs among the other
+// LSMs, in the order the kernel gives them; an fmod_ret program runs
+// before every LSM and skips them when it refuses.
+var builds = []Build{BuildLSM, BuildFmodRet}
+
+// hook is one enforcement hook: the programs of each build for each
+// parameter count its kernel function has had (bpf_lsm_NAME for bpf-lsm,
+// security_NAME for fmod_ret).
 type hook struct {
-	name  string
-	progs map[int]string // parameters -> program
+	name string
+	lsm  map[int]string // parameters -> program
+	fmod map[int]string
 }
 
 var hooks = []hook{
-	{"bpf", map[int]string{3: "lsm_bpf", 4: "lsm_bpf4"}},
-	{"bpf_map", map[int]string{2: "lsm_bpf_map"}},
-	{"file_receive", map[int]string{1: "lsm_file_receive"}},
-	{"mmap_file", map[int]string{4: "lsm_mmap_file"}},
+	{"bpf", map[int]string{3: "lsm_bpf", 4: "lsm_bpf4"}, map[int]string{3: "fmod_bpf", 4: "fmod_bpf4"}},
+	{"bpf_map", map[int]string{2: "lsm_bpf_map"}, map[int]string{2: "fmod_bpf_map"}},
+	{"file_receive", map[int]string{1: "lsm_file_receive"}, map[int]string{1: "fmod_file_receive"}},
+	// security_mmap_file takes (file, prot, flags); the LSM hook also
+	// reqprot.
+	{"mmap_file", map[int]string{4: "lsm_mmap_file"}, map[int]string{3: "fmod_mmap_file"}},
+}
+
+// progs is h's programs in build b.
+func (h hook) progs(b Build) map[int]string {
+	if b == BuildFmodRet {
+		return h.fmod
+	}
+	return h.lsm
 }
 
 // ErrUnavailable wraps the reason this kernel cannot enforce.
-var ErrUnavailable = errors.New("enforcement (BPF LSM) is not available")
+var ErrUnavailable = errors.New("enforcement is not available")
 
 // unavailable wraps err as a reason this kernel cannot enforce.
 func unavailable(err error) error {
@@ -74,9 +111,14 @@ func (e *unavailableError) Unwrap() []error {
 
 // Sensor holds the programs. It implements alert.Enforcer.
 type Sensor struct {
-	// Hooks names the LSM hooks attached, once armed.
+	// Hooks names the hooks attached, once armed.
 	Hooks []string
+	// Build is the build that runs, once started; Fallback, when set,
+	// says why a better build did not.
+	Build    Build
+	Fallback error
 
+	want  Build
 	coll  *ebpf.Collection
 	progs []*ebpf.Program
 	links []link.Link
@@ -84,8 +126,12 @@ type Sensor struct {
 	log   func(msg string, args ...any)
 }
 
-// New returns the sensor, not started.
+// New returns the sensor, not started, which runs the best build.
 func New() *Sensor { return &Sensor{} }
+
+// NewBuild returns the sensor, not started, which runs build b only
+// (BuildAuto: the best).
+func NewBuild(b Build) *Sensor { return &Sensor{want: b} }
 
 // Name is the sensor's name in logs, errors and the set.
 const Name = "lsm"
@@ -95,14 +141,95 @@ func (s *Sensor) Name() string { return Name }
 
 // Start loads the programs without attaching them (sensor.Sensor): fill
 // the protected maps and owners first (Protect, AddOwner), then Arm. It
-// fails with an error wrapping ErrUnavailable, naming the reason, when the
-// kernel cannot enforce. It needs the syscall sensor's map file
-// calibration (env.MapFileOps). bpfmon (env.Self.TGID) is never refused.
+// fails with an error wrapping ErrUnavailable, naming each build's
+// reason, when the kernel cannot enforce. It needs the syscall sensor's
+// map file calibration (env.MapFileOps). bpfmon (env.Self.TGID) is never
+// refused.
 func (s *Sensor) Start(env *sensor.Env) error {
 	if env.MapFileOps == nil {
 		return errors.New("needs the syscall sensor's map file calibration, and the syscall sensor did not start")
 	}
-	if err := features.BPFLSM(); err != nil {
+	var reasons []string
+	for _, b := range builds {
+		if s.want != BuildAuto && b != s.want {
+			continue
+		}
+		err := s.start(env, b)
+		if err == nil {
+			s.Build = b
+			if len(reasons) > 0 {
+				s.Fallback = errors.New(strings.Join(reasons, "; "))
+			}
+			break
+		}
+		var ue *unavailableError
+		if !errors.As(err, &ue) {
+			return err
+		}
+		reasons = append(reasons, string(b)+": "+ue.err.Error())
+	}
+	if s.Build == "" {
+		return unavailable(errors.New(strings.Join(reasons, "; ")))
+	}
+	if err := env.Ring.Handle(record.KindDeny, decodeDeny); err != nil {
+		s.Close()
+		return err
+	}
+	s.loss = env.Ring.CountLost(event.SourceLSM, s.lost)
+	s.log = env.Log.Info
+	return nil
+}
+
+// Available says why no build can enforce on this kernel (each build's
+// reason), or nil: a quick probe, which loads and attaches a trivial
+// program of each build.
+func Available() error {
+	lsmErr := features.BPFLSM()
+	if lsmErr == nil {
+		return nil
+	}
+	fmodErr := FmodRet()
+	if fmodErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %v; %s: %v", BuildLSM, lsmErr, BuildFmodRet, fmodErr)
+}
+
+// FmodRet says why fmod_ret programs on the security_ functions cannot
+// run here, or nil: it loads and attaches one that allows everything.
+func FmodRet() error {
+	p, err := ebpf.NewProgramWithOptions(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachModifyReturn, AttachTo: "security_bpf_map",
+		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}}, ebpf.ProgramOptions{KernelTypes: kernelTypes()})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return errors.New("fmod_ret program load denied (EPERM)")
+		}
+		return fmt.Errorf("fmod_ret program load failed: %w", err)
+	}
+	defer p.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachModifyReturn})
+	if err != nil {
+		return fmt.Errorf("attaching an fmod_ret program (BPF trampolines): %w", err)
+	}
+	return l.Close()
+}
+
+func kernelTypes() *btf.Spec {
+	k, _ := features.KernelSpec()
+	return k
+}
+
+// prereq says why build b cannot run on this kernel, or nil.
+func prereq(b Build) error {
+	if b == BuildLSM {
+		return features.BPFLSM()
+	}
+	return FmodRet()
+}
+
+// start loads build b's programs.
+func (s *Sensor) start(env *sensor.Env, b Build) error {
+	if err := prereq(b); err != nil {
 		return unavailable(err)
 	}
 	// Before 5.11 LSM programs have no bpf_get_current_task_btf: the
@@ -133,7 +260,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	}
 	want := map[string]bool{}
 	for _, h := range hooks {
-		prog, err := pick(kernel, h)
+		prog, err := pick(kernel, h, b)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -147,42 +274,42 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
-			return unavailable(errors.New("LSM program load denied (EPERM)"))
+			return unavailable(fmt.Errorf("%s program load denied (EPERM)", b))
 		} else if rej, ok := sensor.Rejected("lsm", err); ok {
 			return unavailable(rej)
 		}
-		return unavailable(fmt.Errorf("loading the LSM programs: %w", err))
+		return unavailable(fmt.Errorf("loading the %s programs: %w", b, err))
 	}
 	s.coll = coll
+	s.progs = nil
 	for _, h := range hooks {
-		for _, name := range h.progs {
+		for _, name := range h.progs(b) {
 			if p := coll.Programs[name]; p != nil {
 				s.progs = append(s.progs, p)
 			}
 		}
 	}
-	if err := env.Ring.Handle(record.KindDeny, decodeDeny); err != nil {
-		s.Close()
-		return err
-	}
-	s.loss = env.Ring.CountLost(event.SourceLSM, s.lost)
-	s.log = env.Log.Info
 	return nil
 }
 
-// pick returns h's program for this kernel's signature of the hook.
-func pick(kernel *btf.Spec, h hook) (string, error) {
+// pick returns h's program in build b for this kernel's signature of the
+// hook's function.
+func pick(kernel *btf.Spec, h hook, b Build) (string, error) {
+	fname := "bpf_lsm_" + h.name
+	if b == BuildFmodRet {
+		fname = "security_" + h.name
+	}
 	var fn *btf.Func
-	if err := kernel.TypeByName("bpf_lsm_"+h.name, &fn); err != nil {
-		return "", fmt.Errorf("the kernel has no BPF LSM hook %s (bpf_lsm_%s not in its BTF)", h.name, h.name)
+	if err := kernel.TypeByName(fname, &fn); err != nil {
+		return "", fmt.Errorf("the kernel has no function %s for the hook %s (not in its BTF)", fname, h.name)
 	}
 	proto, ok := fn.Type.(*btf.FuncProto)
 	if !ok {
-		return "", fmt.Errorf("bpf_lsm_%s has no prototype in BTF", h.name)
+		return "", fmt.Errorf("%s has no prototype in BTF", fname)
 	}
-	prog, ok := h.progs[len(proto.Params)]
+	prog, ok := h.progs(b)[len(proto.Params)]
 	if !ok {
-		return "", fmt.Errorf("the LSM hook %s has %d parameters in this kernel, which bpfmon does not know", h.name, len(proto.Params))
+		return "", fmt.Errorf("%s has %d parameters in this kernel, which bpfmon does not know", fname, len(proto.Params))
 	}
 	return prog, nil
 }
@@ -191,10 +318,16 @@ func pick(kernel *btf.Spec, h hook) (string, error) {
 // returned: enforcement is all or nothing.
 func (s *Sensor) Arm() error {
 	for _, p := range s.progs {
-		l, err := link.AttachLSM(link.LSMOptions{Program: p})
+		var l link.Link
+		var err error
+		if s.Build == BuildFmodRet {
+			l, err = link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachModifyReturn})
+		} else {
+			l, err = link.AttachLSM(link.LSMOptions{Program: p})
+		}
 		if err != nil {
 			s.Detach()
-			return unavailable(fmt.Errorf("attaching an LSM program: %w", err))
+			return unavailable(fmt.Errorf("attaching a %s program: %w", s.Build, err))
 		}
 		s.links = append(s.links, l)
 	}
@@ -203,7 +336,11 @@ func (s *Sensor) Arm() error {
 		s.Hooks = append(s.Hooks, h.name)
 	}
 	if s.log != nil {
-		s.log("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", "sensor", Name, "hooks", strings.Join(s.Hooks, ","))
+		args := []any{"sensor", Name, "build", string(s.Build), "hooks", strings.Join(s.Hooks, ",")}
+		if s.Fallback != nil {
+			args = append(args, "not_chosen", s.Fallback.Error())
+		}
+		s.log("enforcing: non-owners are refused write access to the protected maps and to bpfmon's own", args...)
 	}
 	return nil
 }
@@ -280,18 +417,23 @@ func (s *Sensor) counter(idx lsmLsmStat) (uint64, error) {
 	return sensor.Counter(s.coll.Maps[lsmMapLstats], uint32(idx))
 }
 
-// Features implements sensor.Sensor: whether this kernel can enforce.
+// Features implements sensor.Sensor: whether this kernel can enforce,
+// and with which build.
 func (s *Sensor) Features(startErr error) []features.Feature {
 	f := features.Feature{Name: "bpf_lsm", Available: true,
-		Detail:   "enforcement (watch --enforce) works: LSM programs on the bpf, bpf_map, file_receive and mmap_file hooks load and attach",
 		Fallback: "no enforcement: tampering is reported as alerts, not refused (watch --enforce refuses to start)"}
 	switch {
 	case errors.Is(startErr, sensor.ErrNotStarted):
-		// Not asked for: the quick probe only.
-		if err := features.BPFLSM(); err != nil {
-			f.Available, f.Detail = false, err.Error()
-		} else {
-			f.Detail = "LSM programs load"
+		// Not asked for: the quick probes only.
+		switch lsmErr := features.BPFLSM(); {
+		case lsmErr == nil:
+			f.Detail = "enforcement (watch --enforce) works: build bpf-lsm (LSM programs load)"
+		default:
+			if fmodErr := FmodRet(); fmodErr != nil {
+				f.Available, f.Detail = false, fmt.Sprintf("%s: %v; %s: %v", BuildLSM, lsmErr, BuildFmodRet, fmodErr)
+			} else {
+				f.Detail = "enforcement (watch --enforce) works: build fmod_ret (programs on the security_ functions load; bpf-lsm does not: " + lsmErr.Error() + ")"
+			}
 		}
 	case startErr != nil:
 		f.Available, f.Detail = false, startErr.Error()
@@ -299,8 +441,19 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 		if errors.As(startErr, &ue) {
 			f.Detail = ue.err.Error()
 		}
-	case s.links == nil:
-		f.Detail = "LSM programs load"
+	default:
+		on := "LSM programs on the bpf, bpf_map, file_receive and mmap_file hooks"
+		if s.Build == BuildFmodRet {
+			on = "fmod_ret programs on security_bpf, security_bpf_map, security_file_receive and security_mmap_file"
+		}
+		verb := "load and attach"
+		if s.links == nil {
+			verb = "load"
+		}
+		f.Detail = "enforcement (watch --enforce) works: build " + string(s.Build) + ": " + on + " " + verb
+		if s.Fallback != nil {
+			f.Detail += " (not " + s.Fallback.Error() + ")"
+		}
 	}
 	return []features.Feature{f}
 }

@@ -159,27 +159,32 @@ type lsmTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmMapCalib           = "calib"
-	lsmMapEvents          = "events"
-	lsmMapLstats          = "lstats"
-	lsmMapOwners          = "owners"
-	lsmMapProtected       = "protected"
-	lsmProgLsmBpf         = "lsm_bpf"
-	lsmProgLsmBpf4        = "lsm_bpf4"
-	lsmProgLsmBpfMap      = "lsm_bpf_map"
-	lsmProgLsmFileReceive = "lsm_file_receive"
-	lsmProgLsmMmapFile    = "lsm_mmap_file"
-	lsmVarDenyRecLayout   = "deny_rec_layout"
-	lsmVarExeRecLayout    = "exe_rec_layout"
-	lsmVarLsmHookLayout   = "lsm_hook_layout"
-	lsmVarLsmStatLayout   = "lsm_stat_layout"
-	lsmVarMapInfoLayout   = "map_info_layout"
-	lsmVarRecHdrLayout    = "rec_hdr_layout"
-	lsmVarRecKindLayout   = "rec_kind_layout"
-	lsmVarRecLimitsLayout = "rec_limits_layout"
-	lsmVarSelfTgid        = "self_tgid"
-	lsmVarTaskInfoLayout  = "task_info_layout"
-	lsmVarWakeupBytes     = "wakeup_bytes"
+	lsmMapCalib            = "calib"
+	lsmMapEvents           = "events"
+	lsmMapLstats           = "lstats"
+	lsmMapOwners           = "owners"
+	lsmMapProtected        = "protected"
+	lsmProgFmodBpf         = "fmod_bpf"
+	lsmProgFmodBpf4        = "fmod_bpf4"
+	lsmProgFmodBpfMap      = "fmod_bpf_map"
+	lsmProgFmodFileReceive = "fmod_file_receive"
+	lsmProgFmodMmapFile    = "fmod_mmap_file"
+	lsmProgLsmBpf          = "lsm_bpf"
+	lsmProgLsmBpf4         = "lsm_bpf4"
+	lsmProgLsmBpfMap       = "lsm_bpf_map"
+	lsmProgLsmFileReceive  = "lsm_file_receive"
+	lsmProgLsmMmapFile     = "lsm_mmap_file"
+	lsmVarDenyRecLayout    = "deny_rec_layout"
+	lsmVarExeRecLayout     = "exe_rec_layout"
+	lsmVarLsmHookLayout    = "lsm_hook_layout"
+	lsmVarLsmStatLayout    = "lsm_stat_layout"
+	lsmVarMapInfoLayout    = "map_info_layout"
+	lsmVarRecHdrLayout     = "rec_hdr_layout"
+	lsmVarRecKindLayout    = "rec_kind_layout"
+	lsmVarRecLimitsLayout  = "rec_limits_layout"
+	lsmVarSelfTgid         = "self_tgid"
+	lsmVarTaskInfoLayout   = "task_info_layout"
+	lsmVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadLsm returns the embedded CollectionSpec for lsm.
@@ -224,11 +229,16 @@ type lsmSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmProgramSpecs struct {
-	LsmBpf         *ebpf.ProgramSpec `ebpf:"lsm_bpf"`
-	LsmBpf4        *ebpf.ProgramSpec `ebpf:"lsm_bpf4"`
-	LsmBpfMap      *ebpf.ProgramSpec `ebpf:"lsm_bpf_map"`
-	LsmFileReceive *ebpf.ProgramSpec `ebpf:"lsm_file_receive"`
-	LsmMmapFile    *ebpf.ProgramSpec `ebpf:"lsm_mmap_file"`
+	FmodBpf         *ebpf.ProgramSpec `ebpf:"fmod_bpf"`
+	FmodBpf4        *ebpf.ProgramSpec `ebpf:"fmod_bpf4"`
+	FmodBpfMap      *ebpf.ProgramSpec `ebpf:"fmod_bpf_map"`
+	FmodFileReceive *ebpf.ProgramSpec `ebpf:"fmod_file_receive"`
+	FmodMmapFile    *ebpf.ProgramSpec `ebpf:"fmod_mmap_file"`
+	LsmBpf          *ebpf.ProgramSpec `ebpf:"lsm_bpf"`
+	LsmBpf4         *ebpf.ProgramSpec `ebpf:"lsm_bpf4"`
+	LsmBpfMap       *ebpf.ProgramSpec `ebpf:"lsm_bpf_map"`
+	LsmFileReceive  *ebpf.ProgramSpec `ebpf:"lsm_file_receive"`
+	LsmMmapFile     *ebpf.ProgramSpec `ebpf:"lsm_mmap_file"`
 }
 
 // lsmMapSpecs contains maps before they are loaded into the kernel.
@@ -317,15 +327,25 @@ type lsmVariables struct {
 //
 // It can be passed to loadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmPrograms struct {
-	LsmBpf         *ebpf.Program `ebpf:"lsm_bpf"`
-	LsmBpf4        *ebpf.Program `ebpf:"lsm_bpf4"`
-	LsmBpfMap      *ebpf.Program `ebpf:"lsm_bpf_map"`
-	LsmFileReceive *ebpf.Program `ebpf:"lsm_file_receive"`
-	LsmMmapFile    *ebpf.Program `ebpf:"lsm_mmap_file"`
+	FmodBpf         *ebpf.Program `ebpf:"fmod_bpf"`
+	FmodBpf4        *ebpf.Program `ebpf:"fmod_bpf4"`
+	FmodBpfMap      *ebpf.Program `ebpf:"fmod_bpf_map"`
+	FmodFileReceive *ebpf.Program `ebpf:"fmod_file_receive"`
+	FmodMmapFile    *ebpf.Program `ebpf:"fmod_mmap_file"`
+	LsmBpf          *ebpf.Program `ebpf:"lsm_bpf"`
+	LsmBpf4         *ebpf.Program `ebpf:"lsm_bpf4"`
+	LsmBpfMap       *ebpf.Program `ebpf:"lsm_bpf_map"`
+	LsmFileReceive  *ebpf.Program `ebpf:"lsm_file_receive"`
+	LsmMmapFile     *ebpf.Program `ebpf:"lsm_mmap_file"`
 }
 
 func (p *lsmPrograms) Close() error {
 	return _LsmClose(
+		p.FmodBpf,
+		p.FmodBpf4,
+		p.FmodBpfMap,
+		p.FmodFileReceive,
+		p.FmodMmapFile,
 		p.LsmBpf,
 		p.LsmBpf4,
 		p.LsmBpfMap,

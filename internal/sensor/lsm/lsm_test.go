@@ -152,21 +152,72 @@ func (f *foreign) do(t *testing.T, cmd string) string {
 	return f.out.Text()
 }
 
-// start runs the syscall sensor with the LSM sensor on it. bpfmon's own
-// process is always allowed; here that is nobody (the test process must
-// be an owner to write).
-func start(t *testing.T) (*Sensor, *testutil.Events) {
+// start runs the syscall sensor with the LSM sensor on it, in build b.
+// bpfmon's own process is always allowed; here that is nobody (the test
+// process must be an owner to write).
+func start(t *testing.T, b Build) (*Sensor, *testutil.Events) {
 	t.Helper()
 	testutil.RequireRoot(t)
-	testutil.Need(t, testutil.BPFLSM, features.BPFLSM(), "enforcement; make vmtest runs this test on kernels booted with lsm=...,bpf")
-	en := New()
+	needBuild(t, b)
+	en := NewBuild(b)
 	r := sensortest.Start(t, sensortest.Options{Describe: func(ev *event.Event) string {
 		return fmt.Sprintf("%s %+v %+v %+v", ev.Type, ev.Process, ev.Map, ev.Extra)
 	}}, bpfsyscall.New(bpfsyscall.Config{}), en)
+	if en.Build != b {
+		t.Fatalf("build %q started, want %q", en.Build, b)
+	}
 	return en, &r.Events
 }
 
-func self(t *testing.T) event.Identity {
+// needBuild skips where build b cannot run, or fails where the kernel is
+// declared to run it.
+func needBuild(t testing.TB, b Build) {
+	t.Helper()
+	if b == BuildFmodRet {
+		testutil.Need(t, testutil.FmodRet, FmodRet(), "enforcement's fmod_ret build; make vmtest runs this test on kernels with BPF trampolines")
+		return
+	}
+	testutil.Need(t, testutil.BPFLSM, features.BPFLSM(), "enforcement; make vmtest runs this test on kernels booted with lsm=...,bpf")
+}
+
+// TestBuildChoice: --enforce runs bpf-lsm where bpf is an active LSM,
+// and fmod_ret where it is not and trampolines work, saying why not
+// bpf-lsm; features says which.
+func TestBuildChoice(t *testing.T) {
+	testutil.RequireRoot(t)
+	want, lsmErr := BuildLSM, features.BPFLSM()
+	if lsmErr != nil || testutil.Declared(testutil.FmodRet) && !testutil.Declared(testutil.BPFLSM) {
+		want = BuildFmodRet
+	}
+	needBuild(t, want)
+	en := New()
+	sensortest.Start(t, sensortest.Options{}, bpfsyscall.New(bpfsyscall.Config{}), en)
+	if en.Build != want {
+		t.Fatalf("build %q chosen (not chosen: %v), want %q", en.Build, en.Fallback, want)
+	}
+	if err := en.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	f := en.Features(nil)[0]
+	if !f.Available || !strings.Contains(f.Detail, "build "+string(want)) {
+		t.Errorf("features: %+v, want build %s", f, want)
+	}
+	if want == BuildFmodRet && (en.Fallback == nil || !strings.Contains(en.Fallback.Error(), "bpf-lsm: "+lsmErr.Error()) || !strings.Contains(f.Detail, lsmErr.Error())) {
+		t.Errorf("fmod_ret chosen without bpf-lsm's reason (%v): fallback %v, features %q", lsmErr, en.Fallback, f.Detail)
+	}
+	if want == BuildLSM && en.Fallback != nil {
+		t.Errorf("bpf-lsm chosen with a fallback reason: %v", en.Fallback)
+	}
+}
+
+// TestEnforce runs the refusals in each build.
+func TestEnforce(t *testing.T) {
+	for _, b := range builds {
+		t.Run(string(b), func(t *testing.T) { testEnforce(t, b) })
+	}
+}
+
+func self(t testing.TB) event.Identity {
 	t.Helper()
 	var st unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &st); err != nil {
@@ -187,14 +238,14 @@ func self(t *testing.T) event.Identity {
 	return event.Identity{ExeIno: st.Ino, CgroupID: cg}
 }
 
-// TestEnforce: a non-owner is refused every way to write a protected map
+// testEnforce: a non-owner is refused every way to write a protected map
 // (a bpf(2) update through an fd it already held, a new writable fd, an fd
 // passed over SCM_RIGHTS, a writable shared mapping), each refusal is
 // reported with its hook; reading stays possible; the owner's writes and
 // everyone's writes to other maps go through; a process made an owner for
 // every map (a policy owner) may write.
-func TestEnforce(t *testing.T) {
-	en, evs := start(t)
+func testEnforce(t *testing.T, b Build) {
+	en, evs := start(t, b)
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "lsm_prot", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 512, Flags: unix.BPF_F_MMAPABLE})
 	if err != nil {
 		t.Fatal(err)
@@ -321,9 +372,11 @@ func checkObject(t *testing.T, load func() (*ebpf.CollectionSpec, error)) {
 		t.Error(err)
 	}
 	for _, h := range hooks {
-		for _, p := range h.progs {
-			if spec.Programs[p] == nil {
-				t.Errorf("hook %s: program %s not in the object", h.name, p)
+		for _, b := range builds {
+			for _, p := range h.progs(b) {
+				if spec.Programs[p] == nil {
+					t.Errorf("hook %s: %s program %s not in the object", h.name, b, p)
+				}
 			}
 		}
 	}

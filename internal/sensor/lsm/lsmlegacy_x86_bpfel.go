@@ -159,27 +159,32 @@ type lsmlegacyTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	lsmlegacyMapCalib           = "calib"
-	lsmlegacyMapEvents          = "events"
-	lsmlegacyMapLstats          = "lstats"
-	lsmlegacyMapOwners          = "owners"
-	lsmlegacyMapProtected       = "protected"
-	lsmlegacyProgLsmBpf         = "lsm_bpf"
-	lsmlegacyProgLsmBpf4        = "lsm_bpf4"
-	lsmlegacyProgLsmBpfMap      = "lsm_bpf_map"
-	lsmlegacyProgLsmFileReceive = "lsm_file_receive"
-	lsmlegacyProgLsmMmapFile    = "lsm_mmap_file"
-	lsmlegacyVarDenyRecLayout   = "deny_rec_layout"
-	lsmlegacyVarExeRecLayout    = "exe_rec_layout"
-	lsmlegacyVarLsmHookLayout   = "lsm_hook_layout"
-	lsmlegacyVarLsmStatLayout   = "lsm_stat_layout"
-	lsmlegacyVarMapInfoLayout   = "map_info_layout"
-	lsmlegacyVarRecHdrLayout    = "rec_hdr_layout"
-	lsmlegacyVarRecKindLayout   = "rec_kind_layout"
-	lsmlegacyVarRecLimitsLayout = "rec_limits_layout"
-	lsmlegacyVarSelfTgid        = "self_tgid"
-	lsmlegacyVarTaskInfoLayout  = "task_info_layout"
-	lsmlegacyVarWakeupBytes     = "wakeup_bytes"
+	lsmlegacyMapCalib            = "calib"
+	lsmlegacyMapEvents           = "events"
+	lsmlegacyMapLstats           = "lstats"
+	lsmlegacyMapOwners           = "owners"
+	lsmlegacyMapProtected        = "protected"
+	lsmlegacyProgFmodBpf         = "fmod_bpf"
+	lsmlegacyProgFmodBpf4        = "fmod_bpf4"
+	lsmlegacyProgFmodBpfMap      = "fmod_bpf_map"
+	lsmlegacyProgFmodFileReceive = "fmod_file_receive"
+	lsmlegacyProgFmodMmapFile    = "fmod_mmap_file"
+	lsmlegacyProgLsmBpf          = "lsm_bpf"
+	lsmlegacyProgLsmBpf4         = "lsm_bpf4"
+	lsmlegacyProgLsmBpfMap       = "lsm_bpf_map"
+	lsmlegacyProgLsmFileReceive  = "lsm_file_receive"
+	lsmlegacyProgLsmMmapFile     = "lsm_mmap_file"
+	lsmlegacyVarDenyRecLayout    = "deny_rec_layout"
+	lsmlegacyVarExeRecLayout     = "exe_rec_layout"
+	lsmlegacyVarLsmHookLayout    = "lsm_hook_layout"
+	lsmlegacyVarLsmStatLayout    = "lsm_stat_layout"
+	lsmlegacyVarMapInfoLayout    = "map_info_layout"
+	lsmlegacyVarRecHdrLayout     = "rec_hdr_layout"
+	lsmlegacyVarRecKindLayout    = "rec_kind_layout"
+	lsmlegacyVarRecLimitsLayout  = "rec_limits_layout"
+	lsmlegacyVarSelfTgid         = "self_tgid"
+	lsmlegacyVarTaskInfoLayout   = "task_info_layout"
+	lsmlegacyVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadLsmlegacy returns the embedded CollectionSpec for lsmlegacy.
@@ -224,11 +229,16 @@ type lsmlegacySpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lsmlegacyProgramSpecs struct {
-	LsmBpf         *ebpf.ProgramSpec `ebpf:"lsm_bpf"`
-	LsmBpf4        *ebpf.ProgramSpec `ebpf:"lsm_bpf4"`
-	LsmBpfMap      *ebpf.ProgramSpec `ebpf:"lsm_bpf_map"`
-	LsmFileReceive *ebpf.ProgramSpec `ebpf:"lsm_file_receive"`
-	LsmMmapFile    *ebpf.ProgramSpec `ebpf:"lsm_mmap_file"`
+	FmodBpf         *ebpf.ProgramSpec `ebpf:"fmod_bpf"`
+	FmodBpf4        *ebpf.ProgramSpec `ebpf:"fmod_bpf4"`
+	FmodBpfMap      *ebpf.ProgramSpec `ebpf:"fmod_bpf_map"`
+	FmodFileReceive *ebpf.ProgramSpec `ebpf:"fmod_file_receive"`
+	FmodMmapFile    *ebpf.ProgramSpec `ebpf:"fmod_mmap_file"`
+	LsmBpf          *ebpf.ProgramSpec `ebpf:"lsm_bpf"`
+	LsmBpf4         *ebpf.ProgramSpec `ebpf:"lsm_bpf4"`
+	LsmBpfMap       *ebpf.ProgramSpec `ebpf:"lsm_bpf_map"`
+	LsmFileReceive  *ebpf.ProgramSpec `ebpf:"lsm_file_receive"`
+	LsmMmapFile     *ebpf.ProgramSpec `ebpf:"lsm_mmap_file"`
 }
 
 // lsmlegacyMapSpecs contains maps before they are loaded into the kernel.
@@ -317,15 +327,25 @@ type lsmlegacyVariables struct {
 //
 // It can be passed to loadLsmlegacyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lsmlegacyPrograms struct {
-	LsmBpf         *ebpf.Program `ebpf:"lsm_bpf"`
-	LsmBpf4        *ebpf.Program `ebpf:"lsm_bpf4"`
-	LsmBpfMap      *ebpf.Program `ebpf:"lsm_bpf_map"`
-	LsmFileReceive *ebpf.Program `ebpf:"lsm_file_receive"`
-	LsmMmapFile    *ebpf.Program `ebpf:"lsm_mmap_file"`
+	FmodBpf         *ebpf.Program `ebpf:"fmod_bpf"`
+	FmodBpf4        *ebpf.Program `ebpf:"fmod_bpf4"`
+	FmodBpfMap      *ebpf.Program `ebpf:"fmod_bpf_map"`
+	FmodFileReceive *ebpf.Program `ebpf:"fmod_file_receive"`
+	FmodMmapFile    *ebpf.Program `ebpf:"fmod_mmap_file"`
+	LsmBpf          *ebpf.Program `ebpf:"lsm_bpf"`
+	LsmBpf4         *ebpf.Program `ebpf:"lsm_bpf4"`
+	LsmBpfMap       *ebpf.Program `ebpf:"lsm_bpf_map"`
+	LsmFileReceive  *ebpf.Program `ebpf:"lsm_file_receive"`
+	LsmMmapFile     *ebpf.Program `ebpf:"lsm_mmap_file"`
 }
 
 func (p *lsmlegacyPrograms) Close() error {
 	return _LsmlegacyClose(
+		p.FmodBpf,
+		p.FmodBpf4,
+		p.FmodBpfMap,
+		p.FmodFileReceive,
+		p.FmodMmapFile,
 		p.LsmBpf,
 		p.LsmBpf4,
 		p.LsmBpfMap,
