@@ -31,3 +31,12 @@ docs:
 .PHONY: mutants
 mutants:
 	@go run ./mutants $(if $(MUTANTS),--only $(MUTANTS)) $(MUTANTSFLAGS)
+
+# make dist: the release artefacts in dist/: static binaries for amd64 and
+# arm64 (the version from git describe), Debian packages of them (nfpm),
+# container images of the binary alone (docker-archive tarballs, built
+# without a daemon or a base image), and SHA256SUMS. Needs no root and no
+# clang. DISTFLAGS passes flags, e.g. DISTFLAGS=-arch=amd64
+.PHONY: dist
+dist:
+	@cd release && go run . $(DISTFLAGS)

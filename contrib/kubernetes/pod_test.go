@@ -35,6 +35,18 @@ import (
 // root gets exactly those), no_new_privs, the manifest's environment and
 // command line. A capability, a mount or a flag that bpfmon needs and the
 // manifest lacks fails here, not on a cluster.
+//
+// podman_test.go runs the same container with a real runtime (podman and
+// runc, from the image make dist builds). This hand-made runtime stays for
+// what podman cannot give on these machines: a cgroup namespace rooted at
+// a pod's cgroup v2 directory, beside other pods' with containerd's
+// container ids (podman's cgroupfs manager follows this machine's hybrid
+// v1 hierarchy), against which an alert's cgroup and container_id are
+// checked; and the startup probe asked over HTTP from outside the
+// container, as the kubelet asks it, without a pod network (podman's
+// would leave a bridge on the host). The other checks here (holders in
+// other pods and of other users, bpfmon maps in the container) run in the
+// same pod and cost nothing more.
 
 // podSpec is what the test hands to the runtime child (runPod).
 type podSpec struct {

@@ -1,0 +1,3 @@
+{{- define "bpfmon.labels" -}}
+app.kubernetes.io/name: bpfmon
+{{- end -}}
