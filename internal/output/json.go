@@ -251,6 +251,12 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		b = appendJSONLineage(b, x.Lineage)
 	}
+	if x := ev.Extra; x != nil && !x.First.IsZero() {
+		b = append(b, `,"first":"`...)
+		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","op":`...)
+		b = appendJSONString(b, x.Op)
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)

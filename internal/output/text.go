@@ -174,6 +174,12 @@ func appendText(b []byte, ev *event.Event) []byte {
 			b = append(b, " unclean_stop"...)
 		}
 	}
+	if x := ev.Extra; x != nil && !x.First.IsZero() {
+		b = append(b, " first="...)
+		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, " op="...)
+		b = append(b, x.Op...)
+	}
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		l := x.Lineage
 		b = append(b, " lineage="...)

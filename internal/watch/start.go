@@ -116,7 +116,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	defer ring.Close()
 	set := p.sensors(sensors.Config{
 		Syscall: bpfsyscall.Config{Events: sensorEvents, Hook: opts.Hook},
-		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks},
+		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks, Writes: opts.KernelWrites},
 		Enforce: opts.Enforce,
 	})
 	if err := set.Start(sensor.NewEnv(ring, opts.CaptureBytes, log)); err != nil {
@@ -189,6 +189,16 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
+	}
+	// The kernel-side sensor itemizes every write to a protected map or
+	// one chosen with --map-id; other maps' known writers are counted.
+	if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
+		acfg.Itemize = kw.Select
+		for _, id := range opts.Filter.MapIDs {
+			if err := kw.Select(id); err != nil {
+				return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+		}
 	}
 	alerts = alert.New(acfg)
 	if opts.Metrics != nil {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -150,6 +151,14 @@ type Config struct {
 	// Mode is ModeAuto (the default, also for ""), ModeFexit or
 	// ModeKprobe.
 	Mode Mode
+	// Writes is WritesSelective (the default, also for "") or WritesAll.
+	Writes Writes
+	// CountEntries bounds the kernel's table of counts (0:
+	// DefaultCountEntries); SummaryEvery is how often counted writes are
+	// summarised (0: DefaultSummaryEvery), rounded up to
+	// record.LossInterval.
+	CountEntries int
+	SummaryEvery time.Duration
 }
 
 // ErrUnavailable wraps the reason no kernel-side hook works here.
@@ -174,6 +183,8 @@ type Sensor struct {
 	Hooks []HookStatus
 
 	mode       Mode
+	writes     Writes
+	cfg        Config
 	coll       *ebpf.Collection // maps
 	progs      []*ebpf.Program  // attached programs
 	writeProgs []*ebpf.Program  // of which the write hooks
@@ -189,7 +200,11 @@ func New(cfg Config) *Sensor {
 	if mode == "" {
 		mode = ModeAuto
 	}
-	return &Sensor{mode: mode}
+	writes := cfg.Writes
+	if writes == "" {
+		writes = WritesSelective
+	}
+	return &Sensor{mode: mode, writes: writes, cfg: cfg}
 }
 
 // Name is the sensor's name in logs, errors and the set.
@@ -229,6 +244,14 @@ func (s *Sensor) start(env *sensor.Env) error {
 		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
 	}
 	specs.Kscratch.MaxEntries = uint32(cpus)
+	countEntries := s.cfg.CountEntries
+	if countEntries <= 0 {
+		countEntries = DefaultCountEntries
+	}
+	specs.KwCounts.MaxEntries = uint32(countEntries)
+	if err := specs.ItemizeAll.Set(boolU32(s.writes == WritesAll)); err != nil {
+		return fmt.Errorf("setting itemize_all: %w", err)
+	}
 	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
 		return fmt.Errorf("setting capture_limit: %w", err)
 	}
@@ -242,6 +265,12 @@ func (s *Sensor) start(env *sensor.Env) error {
 	lo, hi := syscallCallers(syms)
 	if err := errors.Join(specs.SysCallerLo.Set(lo), specs.SysCallerHi.Set(hi)); err != nil {
 		return fmt.Errorf("setting sys_caller_lo/hi: %w", err)
+	}
+	if syms != nil && syms.textStart != 0 && syms.textEnd > syms.textStart {
+		// Without them every writer is found by a stack walk.
+		if err := errors.Join(specs.CoreLo.Set(syms.textStart), specs.CoreHi.Set(syms.textEnd)); err != nil {
+			return fmt.Errorf("setting core_lo/hi: %w", err)
+		}
 	}
 	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
@@ -331,6 +360,15 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if writeHooks == 0 {
 		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
 	}
+	var count *counter
+	if s.writes != WritesAll {
+		every := int((max(s.cfg.SummaryEvery, 0) + record.LossInterval - 1) / record.LossInterval)
+		if s.cfg.SummaryEvery == 0 {
+			every = int(DefaultSummaryEvery / record.LossInterval)
+		}
+		count = &counter{counts: s.coll.Maps[kwMapKwCounts], epoch: s.coll.Maps[kwMapKwEpoch], every: max(every, 1),
+			maps: map[uint32]event.Map{}}
+	}
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
 		selfPrograms: append(slices.Clone(env.Self.Programs), s.ProgramIDs()...),
@@ -341,6 +379,8 @@ func (s *Sensor) start(env *sensor.Env) error {
 		loadProgs:    s.loadProgs,
 		trackLoads:   s.tracksLoads(),
 		hooked:       s.hookedFunctions(),
+		count:        count,
+		decoder:      &env.Ring.Decoder,
 	})
 	if err != nil {
 		return err
@@ -354,8 +394,16 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	s.loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
 	env.Ring.OnTick(s.dec.tick)
-	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked())
+	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked(),
+		"itemized", s.writes)
 	return nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // checkFexitTarget verifies, from the kernel's BTF, that fn exists and has
@@ -600,7 +648,12 @@ func (s *Sensor) protect(selfMaps []uint32) error {
 		}
 	}
 	for name, m := range s.coll.Maps {
-		if name == kwMapEvents || name == ".rodata" {
+		switch name {
+		case kwMapEvents, ".rodata", kwMapKwSelect, kwMapKwCounts, kwMapKwEpoch:
+			// The ring is bpfmon's; the selection, the counts and
+			// their epoch are written by bpfmon as it runs (a write
+			// by anyone else is a write to bpfmon's own map, which
+			// alerts).
 			continue
 		}
 		if err := m.Freeze(); err != nil {
@@ -718,6 +771,9 @@ func (s *Sensor) Hooked() int {
 
 // Detach removes the hooks; records already written remain to be read.
 func (s *Sensor) Detach() {
+	if s.dec != nil {
+		s.dec.detached.Store(true)
+	}
 	for _, l := range s.links {
 		l.Close()
 	}
