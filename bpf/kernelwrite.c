@@ -83,6 +83,8 @@ enum kw_flag {
  * kw_known (NEST_HTAB) or kw_counts (NEST_PCPU); not record flags. */
 #define NEST_HTAB (1U << 30)
 #define NEST_PCPU (1U << 31)
+#define NEST_KPROBE (1U << 29) /* the program is a kprobe */
+#define NEST_MASK (NEST_HTAB | NEST_PCPU | NEST_KPROBE)
 
 /* Counters in the kstats map. */
 enum kw_stat {
@@ -99,7 +101,12 @@ enum kw_stat {
 	 * counts each as a recursion miss, which is no write lost: user
 	 * space subtracts them. */
 	KSTAT_NESTED = 7,
-	KSTAT_MAX = 8,
+	/* The same from a kprobe, whose inserts a kprobe on
+	 * htab_map_update_elem (kw_known) or htab_percpu_map_update_elem
+	 * (kw_counts) misses: subtracted where those are kprobes. */
+	KSTAT_NESTED_KP_HTAB = 8,
+	KSTAT_NESTED_KP_PCPU = 9,
+	KSTAT_MAX = 10,
 };
 
 /* REC_KWRITE: one write seen by a kernel hook. */
@@ -464,6 +471,8 @@ static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth,
 		kstat_inc(KSTAT_KNOWN_FULL);
 	if (kf & NEST_HTAB)
 		kstat_inc(KSTAT_NESTED);
+	if (kf & NEST_KPROBE)
+		kstat_inc(KSTAT_NESTED_KP_HTAB);
 	return false;
 }
 
@@ -486,6 +495,8 @@ static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth,
 
 		if (kf & NEST_PCPU)
 			kstat_inc(KSTAT_NESTED);
+		if (kf & NEST_KPROBE)
+			kstat_inc(KSTAT_NESTED_KP_PCPU);
 		if (err == 0) {
 			kstat_inc(KSTAT_COUNTED);
 			return;
@@ -570,7 +581,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 		return 0;
 	w = &s->w;
 	__builtin_memset(w, 0, sizeof(*w));
-	w->flags = kf & ~(NEST_HTAB | NEST_PCPU);
+	w->flags = kf & ~NEST_MASK;
 
 	if (sys) {
 		w->flags |= KF_SYSCALL;
@@ -681,7 +692,7 @@ static __always_inline __u64 stack_caller(__u64 sp)
 	int name(struct pt_regs *ctx)                                                                         \
 	{                                                                                                     \
 		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
-				ctx->FN_ARG4, 0, (kf));                                                            \
+				ctx->FN_ARG4, 0, NEST_KPROBE | (kf));                                                            \
 	}
 #define FX_DELETE(name, fn)                                                                        \
 	SEC("fexit/" #fn)                                                                          \
@@ -693,7 +704,7 @@ static __always_inline __u64 stack_caller(__u64 sp)
 	SEC("kprobe/" #fn)                                                                           \
 	int name(struct pt_regs *ctx)                                                                \
 	{                                                                                            \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
@@ -732,7 +743,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                                                   \
 	int name(struct pt_regs *ctx)                                                                        \
 	{                                                                                                    \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, NEST_KPROBE); \
 	}
 /* At fexit the popped value is in the buffer; a kprobe runs before it is. */
 #define FX_POP(name, fn)                                                                                \
@@ -746,7 +757,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("kprobe/" #fn)                                                             \
 	int name(struct pt_regs *ctx)                                                  \
 	{                                                                              \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
@@ -787,7 +798,7 @@ SEC("kprobe/bpf_local_storage_update")
 int kp_lstor_upd(struct pt_regs *ctx)
 {
 	return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
-			ctx->FN_ARG4, 0, KF_OWNER_KEY);
+			ctx->FN_ARG4, 0, NEST_KPROBE | KF_OWNER_KEY);
 }
 
 /* The delete helpers are BPF_CALL_2(map, owner): five u64 parameters. */
@@ -802,7 +813,7 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("kprobe/" #fn)                                                                                \
 	int name(struct pt_regs *ctx)                                                                     \
 	{                                                                                                 \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, KF_OWNER_KEY); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE | KF_OWNER_KEY); \
 	}
 
 FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)

@@ -109,11 +109,13 @@ func typeIndex(t event.Type) int {
 		return 20
 	case event.LineageEvent:
 		return 21
+	case event.MapWritesCounted:
+		return 22
 	}
 	return -1
 }
 
-const numTypes = 22
+const numTypes = 23
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

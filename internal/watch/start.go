@@ -167,6 +167,11 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			cfg.Quiet = func(id uint32) bool { return maps.quiet(id) }
 			cfg.QuietHost = func() bool { return maps.quietHost() }
 		}
+		// Writes the kernel counted are known writes, explained before
+		// their summary arrives.
+		if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
+			cfg.Counted = kw.CountedSince
+		}
 		scan, err = p.scanner(cfg)
 		if err != nil {
 			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)

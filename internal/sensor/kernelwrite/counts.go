@@ -129,9 +129,6 @@ func (d *decoder) drain(epoch uint32, emit record.Emit) error {
 			}
 			return fmt.Errorf("reading the kernel's counts of writes: %w", err)
 		}
-		if err := c.counts.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("emptying the kernel's counts of writes: %w", err)
-		}
 		var sum kwKwCount
 		for _, v := range vals {
 			if v.Count == 0 {
@@ -143,14 +140,44 @@ func (d *decoder) drain(epoch uint32, emit record.Emit) error {
 			}
 			sum.Last = max(sum.Last, v.Last)
 		}
-		if sum.Count == 0 {
-			continue
+		// Emitted before it is deleted: CountedSince, asked meanwhile
+		// by the content scanner, finds it in one place or the other.
+		if sum.Count > 0 {
+			if err := emit(d.summary(k, sum)); err != nil {
+				return err
+			}
 		}
-		if err := emit(d.summary(k, sum)); err != nil {
-			return err
+		if err := c.counts.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("emptying the kernel's counts of writes: %w", err)
 		}
 	}
 	return nil
+}
+
+// CountedSince reports whether the kernel counted writes to map id after
+// since that are not yet summarised: the content scanner's explanation
+// for a change it finds before the summary arrives. Safe to call from any
+// goroutine.
+func (s *Sensor) CountedSince(id uint32, since time.Time) bool {
+	if s.dec == nil || s.dec.count == nil {
+		return false
+	}
+	var (
+		key  kwKwCountKey
+		vals []kwKwCount
+	)
+	it := s.dec.count.counts.Iterate()
+	for it.Next(&key, &vals) {
+		if key.MapId != id {
+			continue
+		}
+		for _, v := range vals {
+			if v.Count > 0 && s.dec.rd.Time(v.Last).After(since) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // summary makes the map_writes_counted event of one count.

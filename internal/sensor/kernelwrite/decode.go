@@ -48,8 +48,9 @@ type decoderConfig struct {
 	writeProgs   []*ebpf.Program // write hooks, whose misses are lost writes
 	loadProgs    []*ebpf.Program // load/free hooks, whose misses make the table unsure
 	trackLoads   bool
-	hooked       []string // the functions hooked
-	count        *counter // nil: every write itemized
+	hooked       []string        // the functions hooked
+	kprobed      map[string]bool // the functions hooked by kprobes
+	count        *counter        // nil: every write itemized
 	decoder      *record.Decoder
 }
 
@@ -349,7 +350,7 @@ func (d *decoder) tick(emit record.Emit) error {
 // that CPU.
 func (d *decoder) lostWrites() (uint64, error) {
 	var c [kwKwStatKSTAT_MAX]uint64
-	for _, i := range []kwKwStat{kwKwStatKSTAT_LOST, kwKwStatKSTAT_COUNT_LOST, kwKwStatKSTAT_NESTED} {
+	for _, i := range []kwKwStat{kwKwStatKSTAT_LOST, kwKwStatKSTAT_COUNT_LOST, kwKwStatKSTAT_NESTED, kwKwStatKSTAT_NESTED_KP_HTAB, kwKwStatKSTAT_NESTED_KP_PCPU} {
 		n, err := sensor.Counter(d.cfg.stats, uint32(i))
 		if err != nil {
 			return 0, fmt.Errorf("reading the kernel-side sensor's counters: %w", err)
@@ -360,7 +361,14 @@ func (d *decoder) lostWrites() (uint64, error) {
 	// bpfmon's own inserts that its running program missed (KSTAT_NESTED
 	// in the C file) are among the misses, and are no write lost. A
 	// kernel that counts no misses (before 5.12) counts none of these.
-	misses -= min(misses, c[kwKwStatKSTAT_NESTED])
+	nested := c[kwKwStatKSTAT_NESTED]
+	if d.cfg.kprobed["htab_map_update_elem"] {
+		nested += c[kwKwStatKSTAT_NESTED_KP_HTAB]
+	}
+	if d.cfg.kprobed["htab_percpu_map_update_elem"] {
+		nested += c[kwKwStatKSTAT_NESTED_KP_PCPU]
+	}
+	misses -= min(misses, nested)
 	return c[kwKwStatKSTAT_LOST] + c[kwKwStatKSTAT_COUNT_LOST] + misses, nil
 }
 

@@ -178,15 +178,17 @@ type kwKwPairKey struct {
 type kwKwStat uint32
 
 const (
-	kwKwStatKSTAT_LOST       kwKwStat = 0
-	kwKwStatKSTAT_PROG_LOST  kwKwStat = 1
-	kwKwStatKSTAT_SYSCALL    kwKwStat = 2
-	kwKwStatKSTAT_COUNT_LOST kwKwStat = 3
-	kwKwStatKSTAT_COUNTED    kwKwStat = 4
-	kwKwStatKSTAT_KNOWN_FULL kwKwStat = 5
-	kwKwStatKSTAT_WALKED     kwKwStat = 6
-	kwKwStatKSTAT_NESTED     kwKwStat = 7
-	kwKwStatKSTAT_MAX        kwKwStat = 8
+	kwKwStatKSTAT_LOST           kwKwStat = 0
+	kwKwStatKSTAT_PROG_LOST      kwKwStat = 1
+	kwKwStatKSTAT_SYSCALL        kwKwStat = 2
+	kwKwStatKSTAT_COUNT_LOST     kwKwStat = 3
+	kwKwStatKSTAT_COUNTED        kwKwStat = 4
+	kwKwStatKSTAT_KNOWN_FULL     kwKwStat = 5
+	kwKwStatKSTAT_WALKED         kwKwStat = 6
+	kwKwStatKSTAT_NESTED         kwKwStat = 7
+	kwKwStatKSTAT_NESTED_KP_HTAB kwKwStat = 8
+	kwKwStatKSTAT_NESTED_KP_PCPU kwKwStat = 9
+	kwKwStatKSTAT_MAX            kwKwStat = 10
 )
 
 type kwKwriteRec struct {

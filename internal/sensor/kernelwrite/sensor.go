@@ -381,6 +381,7 @@ func (s *Sensor) start(env *sensor.Env) error {
 		hooked:       s.hookedFunctions(),
 		count:        count,
 		decoder:      &env.Ring.Decoder,
+		kprobed:      s.kprobed(),
 	})
 	if err != nil {
 		return err
@@ -622,6 +623,17 @@ func (s *Sensor) hookedFunctions() []string {
 		}
 	}
 	return fns
+}
+
+// kprobed lists the functions hooked by kprobes.
+func (s *Sensor) kprobed() map[string]bool {
+	m := map[string]bool{}
+	for _, h := range s.Hooks {
+		if h.Kind == "kprobe" {
+			m[h.Function] = true
+		}
+	}
+	return m
 }
 
 // tracksLoads reports whether the program-load hook is attached, so that
