@@ -154,6 +154,9 @@ volatile const __u64 sys_caller_lo[SYS_CALLERS] = {};
 volatile const __u64 sys_caller_hi[SYS_CALLERS] = {};
 /* --kernel-writes all: itemize every write, count none. */
 volatile const __u32 itemize_all = 0;
+/* Counts go to epoch (CLOCK_BOOTTIME / epoch_ns) & 1: user space reads and
+ * empties the other one, which no program writes meanwhile. */
+volatile const __u64 epoch_ns = 10000000000ULL;
 /* The core kernel's text (_stext, _etext): a return address there is no
  * program's. Zero: unknown, every writer is found by a stack walk. */
 volatile const __u64 core_lo = 0;
@@ -172,8 +175,8 @@ struct kw_pair {
 };
 
 /* A count of writes: per map, writer, process (tgid, 0 in interrupts),
- * operation and epoch. User space flips kw_epoch and drains the entries of
- * the epoch no longer written. */
+ * operation and epoch (epoch_ns). User space drains the entries of the
+ * epoch not written now. */
 struct kw_count_key {
 	__u32 map_id;
 	__u32 tgid;
@@ -270,13 +273,6 @@ struct {
 	__type(value, struct kw_count);
 } kw_counts SEC(".maps");
 
-/* The epoch counts go to, set by user space. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} kw_epoch SEC(".maps");
 
 /* The last RECENT_LOADS program images loaded, by generation modulo
  * RECENT_LOADS; slot RECENT_LOADS holds the current generation in gen. */
@@ -480,14 +476,12 @@ static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth,
  * kept (kw_counts full) is counted as lost, never dropped. */
 static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth, __u32 op, __u32 tgid, __u32 kf)
 {
-	__u32 zero = 0;
-	__u32 *epoch = bpf_map_lookup_elem(&kw_epoch, &zero);
 	struct kw_count_key k = {.map_id = map_id, .tgid = tgid, .writer = writer, .birth = birth, .op = op};
 	__u64 now = bpf_ktime_get_boot_ns();
 	struct kw_count *c;
 
-	if (epoch)
-		k.epoch = *epoch & 1;
+	if (epoch_ns)
+		k.epoch = (now / epoch_ns) & 1;
 	c = bpf_map_lookup_elem(&kw_counts, &k);
 	if (!c) {
 		struct kw_count nc = {.count = 1, .first = now, .last = now};
@@ -857,6 +851,34 @@ static __always_inline void note_load(struct kprog_rec *r)
 		l->end = r->start[i] + r->len[i];
 		l->gen = gen;
 	}
+}
+
+/* Control programs, run by bpfmon with BPF_PROG_TEST_RUN: the sensor's
+ * maps are frozen against bpf(2) (no process may blind the selection or
+ * scribble on the counts), so bpfmon changes them through programs. The
+ * packet holds the argument after the Ethernet header the test run
+ * strips. */
+SEC("socket")
+int kw_ctl_select(void *skb)
+{
+	__u32 id;
+	__u8 one = 1;
+
+	if (bpf_skb_load_bytes(skb, 0, &id, sizeof(id)) < 0)
+		return 1;
+	return bpf_map_update_elem(&kw_select, &id, &one, BPF_ANY) ? 2 : 0;
+}
+
+/* kw_ctl_forget deletes a count user space has read. */
+SEC("socket")
+int kw_ctl_forget(void *skb)
+{
+	struct kw_count_key k;
+
+	if (bpf_skb_load_bytes(skb, 0, &k, sizeof(k)) < 0)
+		return 1;
+	bpf_map_delete_elem(&kw_counts, &k);
+	return 0;
 }
 
 /* on_prog reports a program being loaded (REC_PROG) or freed

@@ -1,11 +1,14 @@
 package kernelwrite
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
@@ -43,65 +46,77 @@ const (
 )
 
 // counter drains the kernel's counts (kw_counts) into map_writes_counted
-// events. The programs count into the epoch kw_epoch names; every
-// summary interval the epoch written one interval ago, which no program
-// writes any more, is read and emptied, then the epoch flips. Counts
-// written while a summary is read are therefore never lost to a delete:
-// they are in the other epoch. At the end, after the hooks are detached,
-// both are drained.
+// events. The programs count into epoch (CLOCK_BOOTTIME / epochNS) & 1;
+// once per epoch, early in it, the other epoch (written until its end,
+// at least drainMargin ago) is read and emptied: no increment can fall
+// between its read and its delete. An epoch not drained in time (no
+// tick in the window) is written on in the next epoch of its parity and
+// summarised then: counts merge, none is lost. At the end, after the
+// hooks are detached, both are drained.
 type counter struct {
-	counts *ebpf.Map
-	epoch  *ebpf.Map
-	every  int // ticks (record.LossInterval) between summaries
-	ticks  int
-	cur    uint32 // the epoch the programs write
-	maps   map[uint32]event.Map
+	counts  *ebpf.Map
+	forget  *ebpf.Program // kw_ctl_forget: the maps are frozen against bpf(2)
+	epochNS uint64
+	drained uint64 // the last epoch number whose predecessor was drained
+	maps    map[uint32]event.Map
 }
+
+// drainMargin is how long after an epoch ended its counts are read: a
+// program that read the clock just before the end has finished.
+const drainMargin = 100 * time.Millisecond
 
 // Select has every write to map id itemized (a protected map, or one
 // chosen with --map-id). Safe to call from any goroutine.
 func (s *Sensor) Select(id uint32) error {
-	m := s.selectMap()
-	if m == nil {
+	if s.ctlSelect == nil || s.writes == WritesAll {
 		return nil // not started, or itemizing everything
 	}
-	if err := m.Update(id, uint8(1), ebpf.UpdateAny); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+	if err := runCtl(s.ctlSelect, binary.LittleEndian.AppendUint32(nil, id)); err != nil {
 		return fmt.Errorf("selecting map %d for itemized kernel-side writes: %w", id, err)
 	}
 	return nil
 }
 
-func (s *Sensor) selectMap() *ebpf.Map {
-	if s.coll == nil || s.writes == WritesAll {
-		return nil
+// runCtl runs a control program (kw_ctl_*) on arg.
+func runCtl(p *ebpf.Program, arg []byte) error {
+	pkt := make([]byte, 14, 14+len(arg)) // the Ethernet header the test run strips
+	ret, err := p.Run(&ebpf.RunOptions{Data: append(pkt, arg...)})
+	if err != nil {
+		return err
 	}
-	return s.coll.Maps[kwMapKwSelect]
+	if ret != 0 {
+		return fmt.Errorf("control program returned %d", ret)
+	}
+	return nil
 }
 
-// summarise emits the counts of the epoch not written now, then flips
-// the epoch; final drains both.
+// boottime is CLOCK_BOOTTIME in ns, the programs' clock.
+func boottime() uint64 {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
+		return 0
+	}
+	return uint64(ts.Nano())
+}
+
+// summarise emits the counts of the epoch not written now, once per
+// epoch; final drains both.
 func (d *decoder) summarise(emit record.Emit, final bool) error {
 	c := d.count
 	if c == nil {
 		return nil
 	}
-	c.ticks++
-	if !final && c.ticks < c.every {
+	if final {
+		return errors.Join(d.drain(0, emit), d.drain(1, emit))
+	}
+	now := boottime()
+	n, into := now/c.epochNS, now%c.epochNS
+	// Early in the epoch, well before the other one is written again.
+	if n == c.drained || into < uint64(drainMargin) || into > c.epochNS/2 {
 		return nil
 	}
-	c.ticks = 0
-	old := c.cur ^ 1
-	if err := d.drain(old, emit); err != nil {
-		return err
-	}
-	if final {
-		return d.drain(c.cur, emit)
-	}
-	if err := c.epoch.Update(uint32(0), old, ebpf.UpdateAny); err != nil {
-		return fmt.Errorf("flipping the kernel-side sensor's count epoch: %w", err)
-	}
-	c.cur = old
-	return nil
+	c.drained = n
+	return d.drain(uint32((n+1)&1), emit)
 }
 
 // drain reads and deletes the counts of epoch, summed over CPUs, one event
@@ -147,7 +162,7 @@ func (d *decoder) drain(epoch uint32, emit record.Emit) error {
 				return err
 			}
 		}
-		if err := c.counts.Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		if err := runCtl(c.forget, k.bytes()); err != nil {
 			return fmt.Errorf("emptying the kernel's counts of writes: %w", err)
 		}
 	}
@@ -239,4 +254,10 @@ func opName(op uint32) string {
 		return "pop"
 	}
 	return "unknown"
+}
+
+// bytes gives the key as the kernel lays it out (kw_ctl_forget's
+// argument), without copying.
+func (k *kwKwCountKey) bytes() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(k)), unsafe.Sizeof(*k))
 }

@@ -298,7 +298,6 @@ const (
 	kwMapKscratch         = "kscratch"
 	kwMapKstats           = "kstats"
 	kwMapKwCounts         = "kw_counts"
-	kwMapKwEpoch          = "kw_epoch"
 	kwMapKwKnown          = "kw_known"
 	kwMapKwLoads          = "kw_loads"
 	kwMapKwSelect         = "kw_select"
@@ -350,9 +349,12 @@ const (
 	kwProgKpTaskDelR      = "kp_task_del_r"
 	kwProgKpTrieDel       = "kp_trie_del"
 	kwProgKpTrieUpd       = "kp_trie_upd"
+	kwProgKwCtlForget     = "kw_ctl_forget"
+	kwProgKwCtlSelect     = "kw_ctl_select"
 	kwVarCaptureLimit     = "capture_limit"
 	kwVarCoreHi           = "core_hi"
 	kwVarCoreLo           = "core_lo"
+	kwVarEpochNs          = "epoch_ns"
 	kwVarExeRecLayout     = "exe_rec_layout"
 	kwVarItemizeAll       = "itemize_all"
 	kwVarKprogRecLayout   = "kprog_rec_layout"
@@ -465,6 +467,8 @@ type kwProgramSpecs struct {
 	KpTaskDelR    *ebpf.ProgramSpec `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.ProgramSpec `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.ProgramSpec `ebpf:"kp_trie_upd"`
+	KwCtlForget   *ebpf.ProgramSpec `ebpf:"kw_ctl_forget"`
+	KwCtlSelect   *ebpf.ProgramSpec `ebpf:"kw_ctl_select"`
 }
 
 // kwMapSpecs contains maps before they are loaded into the kernel.
@@ -475,7 +479,6 @@ type kwMapSpecs struct {
 	Kscratch *ebpf.MapSpec `ebpf:"kscratch"`
 	Kstats   *ebpf.MapSpec `ebpf:"kstats"`
 	KwCounts *ebpf.MapSpec `ebpf:"kw_counts"`
-	KwEpoch  *ebpf.MapSpec `ebpf:"kw_epoch"`
 	KwKnown  *ebpf.MapSpec `ebpf:"kw_known"`
 	KwLoads  *ebpf.MapSpec `ebpf:"kw_loads"`
 	KwSelect *ebpf.MapSpec `ebpf:"kw_select"`
@@ -489,6 +492,7 @@ type kwVariableSpecs struct {
 	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
 	CoreHi           *ebpf.VariableSpec `ebpf:"core_hi"`
 	CoreLo           *ebpf.VariableSpec `ebpf:"core_lo"`
+	EpochNs          *ebpf.VariableSpec `ebpf:"epoch_ns"`
 	ExeRecLayout     *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
 	ItemizeAll       *ebpf.VariableSpec `ebpf:"itemize_all"`
 	KprogRecLayout   *ebpf.VariableSpec `ebpf:"kprog_rec_layout"`
@@ -536,7 +540,6 @@ type kwMaps struct {
 	Kscratch *ebpf.Map `ebpf:"kscratch"`
 	Kstats   *ebpf.Map `ebpf:"kstats"`
 	KwCounts *ebpf.Map `ebpf:"kw_counts"`
-	KwEpoch  *ebpf.Map `ebpf:"kw_epoch"`
 	KwKnown  *ebpf.Map `ebpf:"kw_known"`
 	KwLoads  *ebpf.Map `ebpf:"kw_loads"`
 	KwSelect *ebpf.Map `ebpf:"kw_select"`
@@ -549,7 +552,6 @@ func (m *kwMaps) Close() error {
 		m.Kscratch,
 		m.Kstats,
 		m.KwCounts,
-		m.KwEpoch,
 		m.KwKnown,
 		m.KwLoads,
 		m.KwSelect,
@@ -564,6 +566,7 @@ type kwVariables struct {
 	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
 	CoreHi           *ebpf.Variable `ebpf:"core_hi"`
 	CoreLo           *ebpf.Variable `ebpf:"core_lo"`
+	EpochNs          *ebpf.Variable `ebpf:"epoch_ns"`
 	ExeRecLayout     *ebpf.Variable `ebpf:"exe_rec_layout"`
 	ItemizeAll       *ebpf.Variable `ebpf:"itemize_all"`
 	KprogRecLayout   *ebpf.Variable `ebpf:"kprog_rec_layout"`
@@ -638,6 +641,8 @@ type kwPrograms struct {
 	KpTaskDelR    *ebpf.Program `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.Program `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.Program `ebpf:"kp_trie_upd"`
+	KwCtlForget   *ebpf.Program `ebpf:"kw_ctl_forget"`
+	KwCtlSelect   *ebpf.Program `ebpf:"kw_ctl_select"`
 }
 
 func (p *kwPrograms) Close() error {
@@ -689,6 +694,8 @@ func (p *kwPrograms) Close() error {
 		p.KpTaskDelR,
 		p.KpTrieDel,
 		p.KpTrieUpd,
+		p.KwCtlForget,
+		p.KwCtlSelect,
 	)
 }
 

@@ -155,8 +155,7 @@ type Config struct {
 	Writes Writes
 	// CountEntries bounds the kernel's table of counts (0:
 	// DefaultCountEntries); SummaryEvery is how often counted writes are
-	// summarised (0: DefaultSummaryEvery), rounded up to
-	// record.LossInterval.
+	// summarised (0: DefaultSummaryEvery; at least a second).
 	CountEntries int
 	SummaryEvery time.Duration
 }
@@ -190,7 +189,9 @@ type Sensor struct {
 	writeProgs []*ebpf.Program  // of which the write hooks
 	loadProgs  []*ebpf.Program  // and the program load/free hooks
 	links      []link.Link
-	dec        *decoder
+	// The control programs that change the frozen selection and counts.
+	ctlSelect, ctlForget *ebpf.Program
+	dec                  *decoder
 	loss       *record.Loss
 }
 
@@ -251,6 +252,14 @@ func (s *Sensor) start(env *sensor.Env) error {
 	specs.KwCounts.MaxEntries = uint32(countEntries)
 	if err := specs.ItemizeAll.Set(boolU32(s.writes == WritesAll)); err != nil {
 		return fmt.Errorf("setting itemize_all: %w", err)
+	}
+	epochNS := uint64(s.cfg.SummaryEvery)
+	if s.cfg.SummaryEvery <= 0 {
+		epochNS = uint64(DefaultSummaryEvery)
+	}
+	epochNS = max(epochNS, uint64(time.Second))
+	if err := specs.EpochNs.Set(epochNS); err != nil {
+		return fmt.Errorf("setting epoch_ns: %w", err)
 	}
 	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
 		return fmt.Errorf("setting capture_limit: %w", err)
@@ -362,12 +371,10 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	var count *counter
 	if s.writes != WritesAll {
-		every := int((max(s.cfg.SummaryEvery, 0) + record.LossInterval - 1) / record.LossInterval)
-		if s.cfg.SummaryEvery == 0 {
-			every = int(DefaultSummaryEvery / record.LossInterval)
+		if err := s.loadControl(ld); err != nil {
+			return err
 		}
-		count = &counter{counts: s.coll.Maps[kwMapKwCounts], epoch: s.coll.Maps[kwMapKwEpoch], every: max(every, 1),
-			maps: map[uint32]event.Map{}}
+		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{}}
 	}
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
@@ -625,6 +632,19 @@ func (s *Sensor) hookedFunctions() []string {
 	return fns
 }
 
+// loadControl loads the programs through which bpfmon changes the
+// selection and empties the counts: the maps are frozen against bpf(2).
+func (s *Sensor) loadControl(ld *loader) error {
+	coll, err := ld.collection(map[string]bool{kwProgKwCtlSelect: true, kwProgKwCtlForget: true})
+	if err != nil {
+		return fmt.Errorf("loading the kernel-side sensor's control programs: %w", err)
+	}
+	s.ctlSelect, s.ctlForget = coll.DetachProgram(kwProgKwCtlSelect), coll.DetachProgram(kwProgKwCtlForget)
+	coll.Close()
+	s.progs = append(s.progs, s.ctlSelect, s.ctlForget)
+	return nil
+}
+
 // kprobed lists the functions hooked by kprobes.
 func (s *Sensor) kprobed() map[string]bool {
 	m := map[string]bool{}
@@ -661,11 +681,7 @@ func (s *Sensor) protect(selfMaps []uint32) error {
 	}
 	for name, m := range s.coll.Maps {
 		switch name {
-		case kwMapEvents, ".rodata", kwMapKwSelect, kwMapKwCounts, kwMapKwEpoch:
-			// The ring is bpfmon's; the selection, the counts and
-			// their epoch are written by bpfmon as it runs (a write
-			// by anyone else is a write to bpfmon's own map, which
-			// alerts).
+		case kwMapEvents, ".rodata":
 			continue
 		}
 		if err := m.Freeze(); err != nil {
@@ -799,6 +815,7 @@ func (s *Sensor) Close() error {
 		p.Close()
 	}
 	s.progs, s.writeProgs, s.loadProgs = nil, nil, nil
+	s.ctlSelect, s.ctlForget = nil, nil
 	if s.coll != nil {
 		s.coll.Close()
 		s.coll = nil
