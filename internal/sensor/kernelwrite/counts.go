@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -59,6 +60,10 @@ type counter struct {
 	epochNS uint64
 	drained uint64 // the last epoch number whose predecessor was drained
 	maps    map[uint32]event.Map
+	// CountedSince's reading of the counts: the latest write per map.
+	mu     sync.Mutex
+	lastAt time.Time
+	last   map[uint32]uint64
 }
 
 // drainMargin is how long after an epoch ended its counts are read: a
@@ -171,29 +176,38 @@ func (d *decoder) drain(epoch uint32, emit record.Emit) error {
 
 // CountedSince reports whether the kernel counted writes to map id after
 // since that are not yet summarised: the content scanner's explanation
-// for a change it finds before the summary arrives. Safe to call from any
-// goroutine.
+// for a change it finds before the summary arrives. The table is read at
+// most every countedFresh, for all maps at once (the scanner asks per
+// changed key). Safe to call from any goroutine.
 func (s *Sensor) CountedSince(id uint32, since time.Time) bool {
 	if s.dec == nil || s.dec.count == nil {
 		return false
 	}
-	var (
-		key  kwKwCountKey
-		vals []kwKwCount
-	)
-	it := s.dec.count.counts.Iterate()
-	for it.Next(&key, &vals) {
-		if key.MapId != id {
-			continue
-		}
-		for _, v := range vals {
-			if v.Count > 0 && s.dec.rd.Time(v.Last).After(since) {
-				return true
+	c := s.dec.count
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.lastAt) > countedFresh {
+		c.lastAt = time.Now()
+		clear(c.last)
+		var (
+			key  kwKwCountKey
+			vals []kwKwCount
+		)
+		it := c.counts.Iterate()
+		for it.Next(&key, &vals) {
+			for _, v := range vals {
+				if v.Count > 0 {
+					c.last[key.MapId] = max(c.last[key.MapId], v.Last)
+				}
 			}
 		}
 	}
-	return false
+	last, ok := c.last[id]
+	return ok && s.dec.rd.Time(last).After(since)
 }
+
+// countedFresh is how old CountedSince's reading of the counts may be.
+const countedFresh = 100 * time.Millisecond
 
 // summary makes the map_writes_counted event of one count.
 func (d *decoder) summary(k kwKwCountKey, sum kwKwCount) *event.Event {

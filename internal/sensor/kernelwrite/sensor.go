@@ -192,7 +192,7 @@ type Sensor struct {
 	// The control programs that change the frozen selection and counts.
 	ctlSelect, ctlForget *ebpf.Program
 	dec                  *decoder
-	loss       *record.Loss
+	loss                 *record.Loss
 }
 
 // New returns the sensor, not started.
@@ -374,7 +374,8 @@ func (s *Sensor) start(env *sensor.Env) error {
 		if err := s.loadControl(ld); err != nil {
 			return err
 		}
-		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{}}
+		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{},
+			last: map[uint32]uint64{}}
 	}
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
