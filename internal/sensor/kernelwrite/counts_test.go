@@ -216,7 +216,9 @@ func TestReusedAddressNewPair(t *testing.T) {
 	addr := fimg.Starts[0]
 	first.Close()
 	var reused *writers.Set
+	loads := 0
 	for try := 0; try < 100 && reused == nil; try++ {
+		loads++
 		time.Sleep(50 * time.Millisecond) // programs are freed after an RCU grace period
 		s, err := writers.LoadWith(map[string]*ebpf.Map{"w_hash": hash}, writers.UpdateHash)
 		if err != nil {
@@ -248,14 +250,19 @@ func TestReusedAddressNewPair(t *testing.T) {
 			byKeep++
 		}
 	}
-	if byNew != 1 || byKeep != 1 {
+	// The kept program's pair is itemized again once if more program
+	// images were loaded meanwhile than the kernel keeps (RECENT_LOADS):
+	// it can then no longer tell, and errs on the side of detail.
+	again := byKeep - 1
+	if byNew != 1 || again < 0 || again > 1 || (again == 1 && loads+1 <= int(kwKwLimitsRECENT_LOADS)) {
 		for _, ev := range got.itemized {
 			t.Log(describe(ev))
 		}
-		t.Errorf("itemized: %d by the program at the reused address, %d by the one kept, want 1 each", byNew, byKeep)
+		t.Errorf("itemized: %d by the program at the reused address, %d by the one kept, want 1 each (2 for the kept one after %d loads or more)",
+			byNew, byKeep, kwKwLimitsRECENT_LOADS)
 	}
-	if got.counted != 9+9+9+10 {
-		t.Errorf("%d counted, want %d", got.counted, 9+9+9+10)
+	if want := uint64(9 + 9 + 9 + 10 - again); got.counted != want {
+		t.Errorf("%d counted, want %d", got.counted, want)
 	}
 }
 
