@@ -55,7 +55,7 @@ enum kw_limits {
 	KW_FRAMES = 8,
 	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
 	SYS_CALLERS = 8, /* code ranges of the bpf(2) command code (sys_caller_lo/hi) */
-	RECENT_LOADS = 16, /* program images loaded last, kept to retire known pairs (kw_loads) */
+	RECENT_LOADS = 16, /* program images loaded last, kept to retire known pairs (kw_gen) */
 };
 
 /* kwrite_rec.op: what the hooked map operation does. */
@@ -92,7 +92,7 @@ enum kw_stat {
 	KSTAT_PROG_LOST = 1, /* program load/free records lost: attribution must verify */
 	KSTAT_SYSCALL = 2,   /* writes told from the caller's address to be bpf(2)'s own */
 	KSTAT_COUNT_LOST = 3, /* counted writes whose count could not be kept: kw_counts full */
-	KSTAT_COUNTED = 4,    /* writes counted, not itemized */
+	KSTAT_UNUSED = 4,
 	KSTAT_KNOWN_FULL = 5, /* first sightings not remembered (kw_known full): itemized again */
 	KSTAT_WALKED = 6,     /* counted writes whose writer took a stack walk to find */
 	/* bpfmon's own inserts that its running fexit program missed: the
@@ -229,15 +229,6 @@ struct {
 	__type(value, struct kscratch);
 } kscratch SEC(".maps");
 
-/* bpfmon's own maps, which its programs write all the time: never reported.
- * Filled and frozen by the loader. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u8);
-} self_maps SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, KSTAT_MAX);
@@ -247,14 +238,24 @@ struct {
 
 #define kstat_inc(idx) count_inc(&kstats, idx)
 
-/* The maps selected for itemizing (protected, or chosen with --map-id):
- * written by user space as the selection changes. */
+/* kw_select's values: bpfmon's own maps, which its programs write all the
+ * time, are never reported (filled by the loader before any hook runs);
+ * selected maps (protected, or chosen with --map-id) are itemized (added
+ * by user space through kw_ctl_select as the selection changes). One
+ * lookup tells both. */
+enum kw_sel {
+	SEL_ITEMIZE = 1,
+	SEL_SELF = 2,
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, __u8);
 } kw_select SEC(".maps");
+
+volatile const enum kw_sel kw_sel_layout = 0; /* for bpf2go */
 
 /* Known pairs. Full, a first sighting is not remembered and the pair's
  * writes are itemized: more detail, nothing lost. */
@@ -274,14 +275,22 @@ struct {
 } kw_counts SEC(".maps");
 
 
-/* The last RECENT_LOADS program images loaded, by generation modulo
- * RECENT_LOADS; slot RECENT_LOADS holds the current generation in gen. */
+/* The current load generation and the last RECENT_LOADS program images
+ * loaded, by generation modulo RECENT_LOADS. An array of one: its lookup
+ * is inlined by the verifier, no helper call on a counted write. (Not
+ * global data: the library memory-maps that, and a mapped map cannot be
+ * frozen.) */
+struct kw_gens {
+	__u64 now;
+	struct kw_load recent[RECENT_LOADS];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, RECENT_LOADS + 1);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct kw_load);
-} kw_loads SEC(".maps");
+	__type(value, struct kw_gens);
+} kw_gen SEC(".maps");
 
 /* THREAD_SIZE on x86-64 and arm64 (4 KiB pages) without KASAN, for kernels
  * without VMAP_STACK. The vmap'd stack's size is counted in 4 KiB pages: an
@@ -412,27 +421,18 @@ static __always_inline bool in_core(__u64 a)
 	return a - core_lo < core_hi - core_lo;
 }
 
-static __always_inline __u64 load_gen(void)
-{
-	__u32 k = RECENT_LOADS;
-	struct kw_load *g = bpf_map_lookup_elem(&kw_loads, &k);
-
-	return g ? g->gen : 0;
-}
-
 /* reloaded tells whether a program image holding writer was loaded after
  * generation since (now is the current one): the address then belongs to
  * a new program. Past RECENT_LOADS loads it cannot tell, and says so. */
-static __always_inline bool reloaded(__u64 writer, __u64 since, __u64 now)
+static __always_inline bool reloaded(struct kw_gens *g, __u64 writer, __u64 since, __u64 now)
 {
 	if (now - since > RECENT_LOADS)
 		return true;
 #pragma unroll
 	for (__u32 i = 0; i < RECENT_LOADS; i++) {
-		__u32 k = i;
-		struct kw_load *l = bpf_map_lookup_elem(&kw_loads, &k);
+		struct kw_load *l = &g->recent[i];
 
-		if (l && l->gen > since && writer - l->start < l->end - l->start)
+		if (l->gen > since && writer - l->start < l->end - l->start)
 			return true;
 	}
 	return false;
@@ -445,7 +445,9 @@ static __always_inline bool reloaded(__u64 writer, __u64 since, __u64 now)
 static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth, __u32 kf)
 {
 	struct kw_pair_key k = {.map_id = map_id, .writer = writer};
-	__u64 gen = load_gen();
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	__u64 gen = g ? g->now : 0;
 	struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
 	struct kw_pair np = {.gen = (__u32)gen, .birth = (__u32)gen};
 
@@ -454,7 +456,7 @@ static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth,
 			*birth = p->birth;
 			return true;
 		}
-		if (!reloaded(writer, p->gen, gen)) {
+		if (g && !reloaded(g, writer, p->gen, gen)) {
 			p->gen = (__u32)gen;
 			*birth = p->birth;
 			return true;
@@ -491,10 +493,8 @@ static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth,
 			kstat_inc(KSTAT_NESTED);
 		if (kf & NEST_KPROBE)
 			kstat_inc(KSTAT_NESTED_KP_PCPU);
-		if (err == 0) {
-			kstat_inc(KSTAT_COUNTED);
+		if (err == 0)
 			return;
-		}
 		/* Another CPU made it meanwhile: this CPU's value is zero. */
 		c = bpf_map_lookup_elem(&kw_counts, &k);
 		if (!c) {
@@ -506,7 +506,6 @@ static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth,
 		c->first = now;
 	c->count++;
 	c->last = now;
-	kstat_inc(KSTAT_COUNTED);
 }
 
 /* frame_writer returns the writer among frames walked: the first return
@@ -546,6 +545,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 				    void *value, __u64 elem_flags, __s64 ret, __u32 kf)
 {
 	__u32 cpu, klen = 0, vlen = 0, birth = 0, map_id = BPF_CORE_READ(map, id);
+	__u8 *sel = bpf_map_lookup_elem(&kw_select, &map_id);
 	struct kscratch *s;
 	struct task_struct *t;
 	struct kwrite_rec *w;
@@ -553,10 +553,10 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	__u64 size, writer = 0;
 	long n;
 
-	if (bpf_map_lookup_elem(&self_maps, &map_id))
+	if (sel && *sel == SEL_SELF)
 		return 0;
 	sys = from_syscall(caller);
-	if (!sys && !itemize_all && !bpf_map_lookup_elem(&kw_select, &map_id)) {
+	if (!sys && !itemize_all && !sel) {
 		counting = true;
 		if (caller && core_hi && !in_core(caller)) {
 			/* The cheap path: a direct call from the writer's code. */
@@ -821,32 +821,29 @@ KP_LSTOR_DEL(kp_inode_del, bpf_inode_storage_delete)
 FX_LSTOR_DEL(fx_cgrp_del, bpf_cgrp_storage_delete)
 KP_LSTOR_DEL(kp_cgrp_del, bpf_cgrp_storage_delete)
 
-/* note_load keeps a loaded program's images in kw_loads, each with a new
+/* note_load keeps a loaded program's images in kw_gen, each with a new
  * generation, before the program can run: a known pair whose writer lies
  * in one is a new pair (pair_known). */
 static __always_inline void note_load(struct kprog_rec *r)
 {
-	__u32 k = RECENT_LOADS;
-	struct kw_load *g = bpf_map_lookup_elem(&kw_loads, &k);
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
 
 	if (!g)
 		return;
 #pragma unroll
 	for (__u32 i = 0; i < PROG_FUNCS; i++) {
-		__u64 gen;
 		struct kw_load *l;
+		__u64 gen;
 
 		if (i >= r->nfuncs)
 			break;
 		/* No fetching atomics before Linux 5.12: two programs loaded
 		 * at once on two CPUs may share a slot, and the one overwritten
 		 * no longer retires pairs at its address. */
-		__sync_fetch_and_add(&g->gen, 1);
-		gen = g->gen;
-		k = gen % RECENT_LOADS;
-		l = bpf_map_lookup_elem(&kw_loads, &k);
-		if (!l)
-			continue;
+		__sync_fetch_and_add(&g->now, 1);
+		gen = g->now;
+		l = &g->recent[gen % RECENT_LOADS];
 		l->start = r->start[i];
 		l->end = r->start[i] + r->len[i];
 		l->gen = gen;
@@ -862,11 +859,13 @@ SEC("socket")
 int kw_ctl_select(void *skb)
 {
 	__u32 id;
-	__u8 one = 1;
+	__u8 v = SEL_ITEMIZE;
 
 	if (bpf_skb_load_bytes(skb, 0, &id, sizeof(id)) < 0)
 		return 1;
-	return bpf_map_update_elem(&kw_select, &id, &one, BPF_ANY) ? 2 : 0;
+	if (bpf_map_lookup_elem(&kw_select, &id))
+		return 0; /* selected already, or bpfmon's own */
+	return bpf_map_update_elem(&kw_select, &id, &v, BPF_NOEXIST) ? 2 : 0;
 }
 
 /* kw_ctl_forget deletes a count user space has read. */

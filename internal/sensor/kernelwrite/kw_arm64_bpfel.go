@@ -137,6 +137,17 @@ const (
 	kwKwFlagKF_SYSCALL     kwKwFlag = 256
 )
 
+type kwKwGens struct {
+	_      structs.HostLayout
+	Now    uint64
+	Recent [16]struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Gen   uint64
+	}
+}
+
 type kwKwLimits uint32
 
 const (
@@ -145,13 +156,6 @@ const (
 	kwKwLimitsSYS_CALLERS  kwKwLimits = 8
 	kwKwLimitsRECENT_LOADS kwKwLimits = 16
 )
-
-type kwKwLoad struct {
-	_     structs.HostLayout
-	Start uint64
-	End   uint64
-	Gen   uint64
-}
 
 type kwKwOp uint32
 
@@ -175,6 +179,13 @@ type kwKwPairKey struct {
 	Writer uint64
 }
 
+type kwKwSel uint32
+
+const (
+	kwKwSelSEL_ITEMIZE kwKwSel = 1
+	kwKwSelSEL_SELF    kwKwSel = 2
+)
+
 type kwKwStat uint32
 
 const (
@@ -182,7 +193,7 @@ const (
 	kwKwStatKSTAT_PROG_LOST      kwKwStat = 1
 	kwKwStatKSTAT_SYSCALL        kwKwStat = 2
 	kwKwStatKSTAT_COUNT_LOST     kwKwStat = 3
-	kwKwStatKSTAT_COUNTED        kwKwStat = 4
+	kwKwStatKSTAT_UNUSED         kwKwStat = 4
 	kwKwStatKSTAT_KNOWN_FULL     kwKwStat = 5
 	kwKwStatKSTAT_WALKED         kwKwStat = 6
 	kwKwStatKSTAT_NESTED         kwKwStat = 7
@@ -298,10 +309,9 @@ const (
 	kwMapKscratch         = "kscratch"
 	kwMapKstats           = "kstats"
 	kwMapKwCounts         = "kw_counts"
+	kwMapKwGen            = "kw_gen"
 	kwMapKwKnown          = "kw_known"
-	kwMapKwLoads          = "kw_loads"
 	kwMapKwSelect         = "kw_select"
-	kwMapSelfMaps         = "self_maps"
 	kwProgFeProgAdd       = "fe_prog_add"
 	kwProgFeProgDel       = "fe_prog_del"
 	kwProgFxArrayUpd      = "fx_array_upd"
@@ -365,6 +375,7 @@ const (
 	kwVarKwOpLayout       = "kw_op_layout"
 	kwVarKwPairKeyLayout  = "kw_pair_key_layout"
 	kwVarKwPairLayout     = "kw_pair_layout"
+	kwVarKwSelLayout      = "kw_sel_layout"
 	kwVarKwStatLayout     = "kw_stat_layout"
 	kwVarKwriteRecLayout  = "kwrite_rec_layout"
 	kwVarMapInfoLayout    = "map_info_layout"
@@ -479,10 +490,9 @@ type kwMapSpecs struct {
 	Kscratch *ebpf.MapSpec `ebpf:"kscratch"`
 	Kstats   *ebpf.MapSpec `ebpf:"kstats"`
 	KwCounts *ebpf.MapSpec `ebpf:"kw_counts"`
+	KwGen    *ebpf.MapSpec `ebpf:"kw_gen"`
 	KwKnown  *ebpf.MapSpec `ebpf:"kw_known"`
-	KwLoads  *ebpf.MapSpec `ebpf:"kw_loads"`
 	KwSelect *ebpf.MapSpec `ebpf:"kw_select"`
-	SelfMaps *ebpf.MapSpec `ebpf:"self_maps"`
 }
 
 // kwVariableSpecs contains global variables before they are loaded into the kernel.
@@ -503,6 +513,7 @@ type kwVariableSpecs struct {
 	KwOpLayout       *ebpf.VariableSpec `ebpf:"kw_op_layout"`
 	KwPairKeyLayout  *ebpf.VariableSpec `ebpf:"kw_pair_key_layout"`
 	KwPairLayout     *ebpf.VariableSpec `ebpf:"kw_pair_layout"`
+	KwSelLayout      *ebpf.VariableSpec `ebpf:"kw_sel_layout"`
 	KwStatLayout     *ebpf.VariableSpec `ebpf:"kw_stat_layout"`
 	KwriteRecLayout  *ebpf.VariableSpec `ebpf:"kwrite_rec_layout"`
 	MapInfoLayout    *ebpf.VariableSpec `ebpf:"map_info_layout"`
@@ -540,10 +551,9 @@ type kwMaps struct {
 	Kscratch *ebpf.Map `ebpf:"kscratch"`
 	Kstats   *ebpf.Map `ebpf:"kstats"`
 	KwCounts *ebpf.Map `ebpf:"kw_counts"`
+	KwGen    *ebpf.Map `ebpf:"kw_gen"`
 	KwKnown  *ebpf.Map `ebpf:"kw_known"`
-	KwLoads  *ebpf.Map `ebpf:"kw_loads"`
 	KwSelect *ebpf.Map `ebpf:"kw_select"`
-	SelfMaps *ebpf.Map `ebpf:"self_maps"`
 }
 
 func (m *kwMaps) Close() error {
@@ -552,10 +562,9 @@ func (m *kwMaps) Close() error {
 		m.Kscratch,
 		m.Kstats,
 		m.KwCounts,
+		m.KwGen,
 		m.KwKnown,
-		m.KwLoads,
 		m.KwSelect,
-		m.SelfMaps,
 	)
 }
 
@@ -577,6 +586,7 @@ type kwVariables struct {
 	KwOpLayout       *ebpf.Variable `ebpf:"kw_op_layout"`
 	KwPairKeyLayout  *ebpf.Variable `ebpf:"kw_pair_key_layout"`
 	KwPairLayout     *ebpf.Variable `ebpf:"kw_pair_layout"`
+	KwSelLayout      *ebpf.Variable `ebpf:"kw_sel_layout"`
 	KwStatLayout     *ebpf.Variable `ebpf:"kw_stat_layout"`
 	KwriteRecLayout  *ebpf.Variable `ebpf:"kwrite_rec_layout"`
 	MapInfoLayout    *ebpf.Variable `ebpf:"map_info_layout"`

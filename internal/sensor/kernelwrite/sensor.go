@@ -674,9 +674,9 @@ func (s *Sensor) tracksLoads() bool {
 // still write what they own.
 func (s *Sensor) protect(selfMaps []uint32) error {
 	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
-	filter := s.coll.Maps[kwMapSelfMaps]
+	filter := s.coll.Maps[kwMapKwSelect]
 	for _, id := range ids {
-		if err := filter.Put(id, uint8(1)); err != nil {
+		if err := filter.Put(id, uint8(kwKwSelSEL_SELF)); err != nil {
 			return fmt.Errorf("filling the self-map filter: %w", err)
 		}
 	}
