@@ -668,10 +668,12 @@ func (s *Sensor) tracksLoads() bool {
 	return false
 }
 
-// protect fills self_maps with bpfmon's maps and freezes the sensor's
-// maps against writes through bpf(2): no process may blind the filter,
-// clear the counters or scribble on the scratch records. The programs
-// still write what they own.
+// protect enters bpfmon's maps in kw_select (never reported) and freezes
+// the sensor's maps against writes through bpf(2): no process may blind
+// the filter or the selection, clear the counters or counts, or scribble
+// on the scratch records. The programs still write what they own; bpfmon
+// changes the selection and empties the counts through its control
+// programs (kw_ctl_*).
 func (s *Sensor) protect(selfMaps []uint32) error {
 	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
 	filter := s.coll.Maps[kwMapKwSelect]
