@@ -162,6 +162,7 @@ var latencyCases = []latencyCase{
 	{name: "with the tool", tool: true},
 	{name: "tool + floor (empty fexit)", tool: true, floor: "fexit"},
 	{name: "tool + bpfmon (default)", tool: true, args: []string{"--kernel-writes", "selective"}},
+	{name: "tool + bpfmon, content scanner off", tool: true, args: []string{"--kernel-writes", "selective", "--scan-interval", "0"}},
 	{name: "tool + bpfmon --kernel-writes all", tool: true, args: []string{"--kernel-writes", "all"}},
 	{name: "tool + floor (empty kprobes)", tool: true, floor: "kprobe"},
 	{name: "tool + bpfmon --kernel-hooks kprobe", tool: true, args: []string{"--kernel-hooks", "kprobe", "--kernel-writes", "selective"}},
