@@ -1145,3 +1145,55 @@ func TestWatchCountedWritesExplained(t *testing.T) {
 		t.Errorf("itemized %d (want 1), counted %d (want %d), map_changed %d (want 0)\n%s", itemized, counted, n-1, changed, strings.Join(lines, "\n"))
 	}
 }
+
+// TestWatchProtectedItemized: every write to a protected map is itemized
+// (the alert engine selects it in the kernel); another map's known writer
+// is counted after its first write.
+func TestWatchProtectedItemized(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	set, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	idOf := func(name string) uint32 {
+		mi, _ := set.Map(name).Info()
+		id, _ := mi.ID()
+		return uint32(id)
+	}
+	hash, lru := idOf("w_hash"), idOf("w_lru")
+	w := startWatch(t, "--format", "json", "--scan-interval", "0", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(hash))
+	const n = 20
+	for _, p := range []string{writers.UpdateHash, writers.UpdateLRU} {
+		if ret, err := set.Program(p).Run(&ebpf.RunOptions{Data: writers.Packet(1, 2), Repeat: n}); err != nil || ret != 0 {
+			t.Fatalf("%s: %d %v", p, ret, err)
+		}
+	}
+	lines := w.stop(t, syscall.SIGINT)
+	itemized := map[uint32]int{}
+	counted := map[uint32]uint64{}
+	for _, line := range lines {
+		var ev struct {
+			Event, Source string
+			Map           *struct{ ID uint32 }
+			Count         uint64
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if ev.Map == nil || ev.Source != "kernel" {
+			continue
+		}
+		switch ev.Event {
+		case "map_update":
+			itemized[ev.Map.ID]++
+		case "map_writes_counted":
+			counted[ev.Map.ID] += ev.Count
+		}
+	}
+	if itemized[hash] != n || counted[hash] != 0 || itemized[lru] != 1 || counted[lru] != n-1 {
+		t.Errorf("protected map: %d itemized, %d counted (want %d, 0); other map: %d itemized, %d counted (want 1, %d)\n%s",
+			itemized[hash], counted[hash], n, itemized[lru], counted[lru], n-1, strings.Join(lines, "\n"))
+	}
+}
