@@ -308,6 +308,9 @@ static __always_inline bool in_task_stack(struct task_struct *t, __u64 sp)
 	__u64 base = (__u64)BPF_CORE_READ(t, stack);
 	__u64 size = THREAD_SIZE_DEFAULT;
 
+	/* Within the smallest stack: no further read (the counted path). */
+	if (sp - base < THREAD_SIZE_DEFAULT)
+		return true;
 	if (bpf_core_field_exists(t->stack_vm_area)) {
 		struct vm_struct *vm = BPF_CORE_READ(t, stack_vm_area);
 
@@ -404,17 +407,26 @@ static __always_inline bool from_syscall(__u64 caller)
  * function), and the hooked function's return address into its caller
  * (arch.h's TRAMP_CALLER_OFF). Where arch.h knows no such offset (arm64)
  * it returns 0, no caller: the stack is walked instead. */
-static __always_inline __u64 fx_caller(__u64 *ctx, __u32 nargs)
+static __always_inline __u64 fx_caller(__u64 ctx_addr, __u32 nargs)
 {
 #ifdef TRAMP_CALLER_OFF
 	__u64 v = 0;
 
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)(addr_of(ctx) + TRAMP_CALLER_OFF(nargs)));
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx_addr + TRAMP_CALLER_OFF(nargs)));
 	return v;
 #else
 	return 0;
 #endif
 }
+
+/* FX_ON_WRITE calls on_write from an fexit program, the address of its
+ * ctx (on the trampoline's stack, in the hooked function's task or
+ * interrupt stack) read once for both the stack test and the caller. */
+#define FX_ON_WRITE(nargs, ...)                                              \
+	({                                                                   \
+		__u64 _a = addr_of(ctx);                                     \
+		on_write(ctx, _a, fx_caller(_a, nargs), __VA_ARGS__);        \
+	})
 
 static __always_inline bool in_core(__u64 a)
 {
@@ -678,7 +690,7 @@ static __always_inline __u64 stack_caller(__u64 sp)
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 4), KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
+		return FX_ON_WRITE(4, KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
 				KF_RESULT | (kf));                                                   \
 	}
 #define KP_UPDATE(name, fn, kf)                                                                               \
@@ -692,7 +704,7 @@ static __always_inline __u64 stack_caller(__u64 sp)
 	SEC("fexit/" #fn)                                                                          \
 	int name(__u64 *ctx)                                                                       \
 	{                                                                                          \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 2), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
+		return FX_ON_WRITE(2, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
 	}
 #define KP_DELETE(name, fn)                                                                          \
 	SEC("kprobe/" #fn)                                                                           \
@@ -731,7 +743,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 3), KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
+		return FX_ON_WRITE(3, KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
 	}
 #define KP_PUSH(name, fn)                                                                                    \
 	SEC("kprobe/" #fn)                                                                                   \
@@ -744,7 +756,7 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("fexit/" #fn)                                                                               \
 	int name(__u64 *ctx)                                                                            \
 	{                                                                                               \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 2), KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
+		return FX_ON_WRITE(2, KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
 				KF_RESULT);                                                             \
 	}
 #define KP_POP(name, fn)                                                               \
@@ -773,7 +785,7 @@ int fx_lstor_upd(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[5]) ? (__s64)ctx[5] : 0;
 
-	return on_write(ctx, addr_of(ctx), fx_caller(ctx, 5), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(5, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
@@ -784,7 +796,7 @@ int fx_lstor_upd6(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[6]) ? (__s64)ctx[6] : 0;
 
-	return on_write(ctx, addr_of(ctx), fx_caller(ctx, 6), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(6, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
@@ -800,7 +812,7 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("fexit/" #fn)                                                                                  \
 	int name(__u64 *ctx)                                                                               \
 	{                                                                                                  \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 5), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5], \
+		return FX_ON_WRITE(5, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5], \
 				KF_RESULT | KF_OWNER_KEY);                                                 \
 	}
 #define KP_LSTOR_DEL(name, fn)                                                                            \
