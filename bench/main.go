@@ -96,6 +96,7 @@ type config struct {
 	inside               bool
 	bpfmonBin, writerBin string
 	getpidBin            string
+	latency              bool          // with --inside: only the latency tool's workload
 	vm                   bool          // also run the workloads in the virtual machines
 	idleMaps             int           // maps on the host during the idle measurement
 	scale                int           // iteration divisor: 10 with --quick
@@ -143,6 +144,7 @@ func main() {
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
 	flag.StringVar(&cfg.writerBin, "writer-bin", "", "with --inside: the writer binary (bench/c/writer.c)")
 	flag.StringVar(&cfg.getpidBin, "getpid-bin", "", "with --inside: the getpid binary (bench/c/getpid.c)")
+	flag.BoolVar(&cfg.latency, "latency", false, "with --inside: only the latency tool's workload (a sys_enter/sys_exit tool writing maps on every syscall, under bpfmon's kernel-side sensor; vmtest --workloads --workload-flags=--latency)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]   (as root, from the bpfmon module)\n\nFlags:\n")
 		flag.PrintDefaults()
@@ -211,9 +213,18 @@ func run(cfg config, tmp string) error {
 	e := &env{tmp: tmp}
 	if cfg.inside {
 		e.bpfmon, e.writer, e.getpid = cfg.bpfmonBin, cfg.writerBin, cfg.getpidBin
+		if cfg.latency {
+			l := measureLatency(cfg, e)
+			fmt.Println(markBenchBegin)
+			reportLatency(os.Stdout, l)
+			fmt.Println(markBenchEnd)
+			return nil
+		}
 		b := measureBuilds(cfg, e)
+		l := measureLatency(cfg, e)
 		fmt.Println(markBenchBegin)
 		reportBuilds(os.Stdout, cfg, b)
+		reportLatency(os.Stdout, l)
 		fmt.Println(markBenchEnd)
 		return nil
 	}

@@ -23,6 +23,20 @@
  * on bpf_prog_kallsyms_add and bpf_prog_kallsyms_del_all below, in order
  * with the write records in the same ring buffer: the first frame inside a
  * program is the writer. No frame in a program means bpf(2) or the kernel.
+ *
+ * What is itemized and what is counted (selection, decided here before
+ * anything is captured): a write to a selected map (kw_select: protected or
+ * chosen with --map-id, filled by user space), a bpf(2) command's own write,
+ * a write with no program frame, and the first write of each (map, writer)
+ * pair become a full record as above. Every later write of a known pair to
+ * an unselected map is only counted, per CPU, in kw_counts, which user
+ * space drains into summaries. The writer is the hooked function's return
+ * address where it lies outside the core kernel (a program's JIT'd call
+ * site, for the direct calls the verifier makes of a known map's
+ * operations): no stack walk. Otherwise (a helper between, or arm64's
+ * fexit, whose trampoline frame is not read) the stack is walked and the
+ * writer is the first frame above the hooked function outside the core
+ * kernel. itemize_all restores one record per write (--kernel-writes all).
  */
 #include "kernel.h"
 #include "bpf_helpers.h"
@@ -41,6 +55,7 @@ enum kw_limits {
 	KW_FRAMES = 8,
 	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
 	SYS_CALLERS = 8, /* code ranges of the bpf(2) command code (sys_caller_lo/hi) */
+	RECENT_LOADS = 16, /* program images loaded last, kept to retire known pairs (kw_gen) */
 };
 
 /* kwrite_rec.op: what the hooked map operation does. */
@@ -64,12 +79,34 @@ enum kw_flag {
 	KF_SYSCALL = 1 << 8,     /* called by the bpf(2) command code: no stack walked */
 };
 
+/* on_write's kf: the program nests into itself when inserting into
+ * kw_known (NEST_HTAB) or kw_counts (NEST_PCPU); not record flags. */
+#define NEST_HTAB (1U << 30)
+#define NEST_PCPU (1U << 31)
+#define NEST_KPROBE (1U << 29) /* the program is a kprobe */
+#define NEST_MASK (NEST_HTAB | NEST_PCPU | NEST_KPROBE)
+
 /* Counters in the kstats map. */
 enum kw_stat {
 	KSTAT_LOST = 0,      /* writes not reported: the ring buffer was full */
 	KSTAT_PROG_LOST = 1, /* program load/free records lost: attribution must verify */
 	KSTAT_SYSCALL = 2,   /* writes told from the caller's address to be bpf(2)'s own */
-	KSTAT_MAX = 3,
+	KSTAT_COUNT_LOST = 3, /* counted writes whose count could not be kept: kw_counts full */
+	KSTAT_UNUSED = 4,
+	KSTAT_KNOWN_FULL = 5, /* first sightings not remembered (kw_known full): itemized again */
+	KSTAT_WALKED = 6,     /* counted writes whose writer took a stack walk to find */
+	/* bpfmon's own inserts that its running fexit program missed: the
+	 * program on htab_map_update_elem inserting into kw_known (a hash),
+	 * the one on htab_percpu_map_update_elem into kw_counts. The kernel
+	 * counts each as a recursion miss, which is no write lost: user
+	 * space subtracts them. */
+	KSTAT_NESTED = 7,
+	/* The same from a kprobe, whose inserts a kprobe on
+	 * htab_map_update_elem (kw_known) or htab_percpu_map_update_elem
+	 * (kw_counts) misses: subtracted where those are kprobes. */
+	KSTAT_NESTED_KP_HTAB = 8,
+	KSTAT_NESTED_KP_PCPU = 9,
+	KSTAT_MAX = 10,
 };
 
 /* REC_KWRITE: one write seen by a kernel hook. */
@@ -115,6 +152,54 @@ volatile const __u32 possible_cpus = 1;
  * nothing. */
 volatile const __u64 sys_caller_lo[SYS_CALLERS] = {};
 volatile const __u64 sys_caller_hi[SYS_CALLERS] = {};
+/* --kernel-writes all: itemize every write, count none. */
+volatile const __u32 itemize_all = 0;
+/* Counts go to epoch (CLOCK_BOOTTIME / epoch_ns) & 1: user space reads and
+ * empties the other one, which no program writes meanwhile. */
+volatile const __u64 epoch_ns = 10000000000ULL;
+/* The core kernel's text (_stext, _etext): a return address there is no
+ * program's. Zero: unknown, every writer is found by a stack walk. */
+volatile const __u64 core_lo = 0;
+volatile const __u64 core_hi = 0;
+
+/* A known (map, writer) pair: its writer's first write was itemized. */
+struct kw_pair_key {
+	__u32 map_id;
+	__u32 _pad;
+	__u64 writer; /* a return address in the writer's code */
+};
+
+struct kw_pair {
+	__u32 gen;   /* the load generation it was last confirmed at */
+	__u32 birth; /* the load generation it was first seen (or seen anew) at */
+};
+
+/* A count of writes: per map, writer, process (tgid, 0 in interrupts),
+ * operation and epoch (epoch_ns). User space drains the entries of the
+ * epoch not written now. */
+struct kw_count_key {
+	__u32 map_id;
+	__u32 tgid;
+	__u64 writer;
+	__u32 birth;
+	__u8 op;
+	__u8 epoch;
+	__u16 _pad;
+};
+
+struct kw_count {
+	__u64 count;
+	__u64 first; /* CLOCK_BOOTTIME ns, this CPU's first and last */
+	__u64 last;
+};
+
+/* A program function's image, loaded at generation gen. */
+struct kw_load {
+	__u64 start;
+	__u64 end;
+	__u64 gen;
+};
+
 /* Not read by the programs: put the records into the object's BTF, for
  * bpf2go. */
 volatile const struct kwrite_rec kwrite_rec_layout = {};
@@ -123,6 +208,10 @@ volatile const enum kw_limits kw_limits_layout = 0;
 volatile const enum kw_op kw_op_layout = 0;
 volatile const enum kw_flag kw_flag_layout = 0;
 volatile const enum kw_stat kw_stat_layout = 0;
+volatile const struct kw_count_key kw_count_key_layout = {};
+volatile const struct kw_count kw_count_layout = {};
+volatile const struct kw_pair_key kw_pair_key_layout = {};
+volatile const struct kw_pair kw_pair_layout = {};
 
 struct kscratch {
 	struct kwrite_rec w;
@@ -140,15 +229,6 @@ struct {
 	__type(value, struct kscratch);
 } kscratch SEC(".maps");
 
-/* bpfmon's own maps, which its programs write all the time: never reported.
- * Filled and frozen by the loader. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
-	__type(key, __u32);
-	__type(value, __u8);
-} self_maps SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, KSTAT_MAX);
@@ -157,6 +237,60 @@ struct {
 } kstats SEC(".maps");
 
 #define kstat_inc(idx) count_inc(&kstats, idx)
+
+/* kw_select's values: bpfmon's own maps, which its programs write all the
+ * time, are never reported (filled by the loader before any hook runs);
+ * selected maps (protected, or chosen with --map-id) are itemized (added
+ * by user space through kw_ctl_select as the selection changes). One
+ * lookup tells both. */
+enum kw_sel {
+	SEL_ITEMIZE = 1,
+	SEL_SELF = 2,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} kw_select SEC(".maps");
+
+volatile const enum kw_sel kw_sel_layout = 0; /* for bpf2go */
+
+/* Known pairs. Full, a first sighting is not remembered and the pair's
+ * writes are itemized: more detail, nothing lost. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct kw_pair_key);
+	__type(value, struct kw_pair);
+} kw_known SEC(".maps");
+
+/* Counts; the loader sizes it (--kernel-writes counts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct kw_count_key);
+	__type(value, struct kw_count);
+} kw_counts SEC(".maps");
+
+
+/* The current load generation and the last RECENT_LOADS program images
+ * loaded, by generation modulo RECENT_LOADS. An array of one: its lookup
+ * is inlined by the verifier, no helper call on a counted write. (Not
+ * global data: the library memory-maps that, and a mapped map cannot be
+ * frozen.) */
+struct kw_gens {
+	__u64 now;
+	struct kw_load recent[RECENT_LOADS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_gens);
+} kw_gen SEC(".maps");
 
 /* THREAD_SIZE on x86-64 and arm64 (4 KiB pages) without KASAN, for kernels
  * without VMAP_STACK. The vmap'd stack's size is counted in 4 KiB pages: an
@@ -174,6 +308,9 @@ static __always_inline bool in_task_stack(struct task_struct *t, __u64 sp)
 	__u64 base = (__u64)BPF_CORE_READ(t, stack);
 	__u64 size = THREAD_SIZE_DEFAULT;
 
+	/* Within the smallest stack: no further read (the counted path). */
+	if (sp - base < THREAD_SIZE_DEFAULT)
+		return true;
 	if (bpf_core_field_exists(t->stack_vm_area)) {
 		struct vm_struct *vm = BPF_CORE_READ(t, stack_vm_area);
 
@@ -270,55 +407,189 @@ static __always_inline bool from_syscall(__u64 caller)
  * function), and the hooked function's return address into its caller
  * (arch.h's TRAMP_CALLER_OFF). Where arch.h knows no such offset (arm64)
  * it returns 0, no caller: the stack is walked instead. */
-static __always_inline __u64 fx_caller(__u64 *ctx, __u32 nargs)
+static __always_inline __u64 fx_caller(__u64 ctx_addr, __u32 nargs)
 {
 #ifdef TRAMP_CALLER_OFF
 	__u64 v = 0;
 
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)(addr_of(ctx) + TRAMP_CALLER_OFF(nargs)));
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx_addr + TRAMP_CALLER_OFF(nargs)));
 	return v;
 #else
 	return 0;
 #endif
 }
 
-/* on_write reports one operation on map. ctx is the program's context (for
- * the stack walk), sp a stack address of the hooked function's (to tell
- * process from interrupt context). key, value: kernel pointers, either may
- * be NULL; kf: KF_* flags known from the hook. With KF_OWNER_KEY, key is
- * the local-storage owner. */
+/* FX_ON_WRITE calls on_write from an fexit program, the address of its
+ * ctx (on the trampoline's stack, in the hooked function's task or
+ * interrupt stack) read once for both the stack test and the caller. */
+#define FX_ON_WRITE(nargs, ...)                                              \
+	({                                                                   \
+		__u64 _a = addr_of(ctx);                                     \
+		on_write(ctx, _a, fx_caller(_a, nargs), __VA_ARGS__);        \
+	})
+
+static __always_inline bool in_core(__u64 a)
+{
+	return a - core_lo < core_hi - core_lo;
+}
+
+/* reloaded tells whether a program image holding writer was loaded after
+ * generation since (now is the current one): the address then belongs to
+ * a new program. Past RECENT_LOADS loads it cannot tell, and says so. */
+static __always_inline bool reloaded(struct kw_gens *g, __u64 writer, __u64 since, __u64 now)
+{
+	if (now - since > RECENT_LOADS)
+		return true;
+#pragma unroll
+	for (__u32 i = 0; i < RECENT_LOADS; i++) {
+		struct kw_load *l = &g->recent[i];
+
+		if (l->gen > since && writer - l->start < l->end - l->start)
+			return true;
+	}
+	return false;
+}
+
+/* pair_known tells whether (map_id, writer) is a known pair, with the
+ * generation it was first seen at in *birth; a pair not known is known
+ * from now on (its caller itemizes this write). A program loaded at the
+ * writer's address since the pair was confirmed makes it a new pair. */
+static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth, __u32 kf)
+{
+	struct kw_pair_key k = {.map_id = map_id, .writer = writer};
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	__u64 gen = g ? g->now : 0;
+	struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
+	struct kw_pair np = {.gen = (__u32)gen, .birth = (__u32)gen};
+
+	if (p) {
+		if (p->gen == (__u32)gen) {
+			*birth = p->birth;
+			return true;
+		}
+		if (g && !reloaded(g, writer, p->gen, gen)) {
+			p->gen = (__u32)gen;
+			*birth = p->birth;
+			return true;
+		}
+		p->gen = (__u32)gen;
+		p->birth = (__u32)gen;
+		return false;
+	}
+	if (bpf_map_update_elem(&kw_known, &k, &np, BPF_NOEXIST) < 0)
+		kstat_inc(KSTAT_KNOWN_FULL);
+	if (kf & NEST_HTAB)
+		kstat_inc(KSTAT_NESTED);
+	if (kf & NEST_KPROBE)
+		kstat_inc(KSTAT_NESTED_KP_HTAB);
+	return false;
+}
+
+/* count_write counts one write of a known pair. A count that cannot be
+ * kept (kw_counts full) is counted as lost, never dropped. */
+static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth, __u32 op, __u32 tgid, __u32 kf)
+{
+	struct kw_count_key k = {.map_id = map_id, .tgid = tgid, .writer = writer, .birth = birth, .op = op};
+	__u64 now = bpf_ktime_get_boot_ns();
+	struct kw_count *c;
+
+	if (epoch_ns)
+		k.epoch = (now / epoch_ns) & 1;
+	c = bpf_map_lookup_elem(&kw_counts, &k);
+	if (!c) {
+		struct kw_count nc = {.count = 1, .first = now, .last = now};
+		long err = bpf_map_update_elem(&kw_counts, &k, &nc, BPF_NOEXIST);
+
+		if (kf & NEST_PCPU)
+			kstat_inc(KSTAT_NESTED);
+		if (kf & NEST_KPROBE)
+			kstat_inc(KSTAT_NESTED_KP_PCPU);
+		if (err == 0)
+			return;
+		/* Another CPU made it meanwhile: this CPU's value is zero. */
+		c = bpf_map_lookup_elem(&kw_counts, &k);
+		if (!c) {
+			kstat_inc(KSTAT_COUNT_LOST);
+			return;
+		}
+	}
+	if (c->count == 0)
+		c->first = now;
+	c->count++;
+	c->last = now;
+}
+
+/* frame_writer returns the writer among frames walked: the first return
+ * address outside the core kernel above the first inside it (the hooked
+ * function, under bpfmon's own program and trampoline), or 0. */
+static __always_inline __u64 frame_writer(__u64 *frames, __u32 n)
+{
+	bool core = false;
+
+#pragma unroll
+	for (__u32 i = 0; i < KW_FRAMES; i++) {
+		if (i >= n)
+			break;
+		if (in_core(frames[i]))
+			core = true;
+		else if (core)
+			return frames[i];
+	}
+	return 0;
+}
+
+/* tgid_of returns the writing process, 0 in interrupt context. */
+static __always_inline __u32 tgid_of(__u64 sp)
+{
+	if (!in_task_stack(current_task(), sp))
+		return 0;
+	return bpf_get_current_pid_tgid() >> 32;
+}
+
+/* on_write reports one operation on map, or counts it. ctx is the
+ * program's context (for the stack walk), sp a stack address of the hooked
+ * function's (to tell process from interrupt context), caller the hooked
+ * function's return address where known without a walk (0: not known).
+ * key, value: kernel pointers, either may be NULL; kf: KF_* flags known
+ * from the hook. With KF_OWNER_KEY, key is the local-storage owner. */
 static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op, struct bpf_map *map, void *key,
 				    void *value, __u64 elem_flags, __s64 ret, __u32 kf)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct kscratch *s = bpf_map_lookup_elem(&kscratch, &cpu);
+	__u32 cpu, klen = 0, vlen = 0, birth = 0, map_id = BPF_CORE_READ(map, id);
+	__u8 *sel = bpf_map_lookup_elem(&kw_select, &map_id);
+	struct kscratch *s;
 	struct task_struct *t;
 	struct kwrite_rec *w;
-	__u32 klen = 0, vlen = 0;
-	__u64 size;
+	bool sys, counting = false;
+	__u64 size, writer = 0;
 	long n;
 
+	if (sel && *sel == SEL_SELF)
+		return 0;
+	sys = from_syscall(caller);
+	if (!sys && !itemize_all && !sel) {
+		counting = true;
+		if (caller && core_hi && !in_core(caller)) {
+			/* The cheap path: a direct call from the writer's code. */
+			writer = caller;
+			if (pair_known(map_id, writer, &birth, kf)) {
+				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
+				return 0;
+			}
+			counting = false; /* a first sighting: itemized */
+		}
+	}
+
+	cpu = bpf_get_smp_processor_id();
+	s = bpf_map_lookup_elem(&kscratch, &cpu);
 	if (!s)
 		return 0;
 	w = &s->w;
 	__builtin_memset(w, 0, sizeof(*w));
-	read_map(map, &w->map);
-	if (bpf_map_lookup_elem(&self_maps, &w->map.id))
-		return 0;
-	w->hdr.kind = REC_KWRITE;
-	w->hdr.ktime = bpf_ktime_get_boot_ns();
-	w->op = op;
-	w->flags = kf;
-	w->result = ret;
-	w->elem_flags = elem_flags;
+	w->flags = kf & ~NEST_MASK;
 
-	t = current_task();
-	if (in_task_stack(t, sp))
-		fill_task(&w->hdr, &w->task, t, bpf_get_current_pid_tgid());
-	else
-		w->flags |= KF_IRQ;
-
-	if (from_syscall(caller)) {
+	if (sys) {
 		w->flags |= KF_SYSCALL;
 		kstat_inc(KSTAT_SYSCALL);
 	} else {
@@ -343,7 +614,30 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 			n = bpf_get_stack(ctx, w->frames, sizeof(w->frames), 0);
 			w->nframes = n > 0 ? (__u64)n / 8 : 0;
 		}
+		if (counting && core_hi) {
+			/* The writer behind a helper, or where the caller is
+			 * not known without a walk (arm64's fexit). */
+			writer = frame_writer(w->frames, w->nframes);
+			if (writer && pair_known(map_id, writer, &birth, kf)) {
+				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
+				kstat_inc(KSTAT_WALKED);
+				return 0;
+			}
+		}
 	}
+
+	read_map(map, &w->map);
+	w->hdr.kind = REC_KWRITE;
+	w->hdr.ktime = bpf_ktime_get_boot_ns();
+	w->op = op;
+	w->result = ret;
+	w->elem_flags = elem_flags;
+
+	t = current_task();
+	if (in_task_stack(t, sp))
+		fill_task(&w->hdr, &w->task, t, bpf_get_current_pid_tgid());
+	else
+		w->flags |= KF_IRQ;
 
 	if (kf & KF_OWNER_KEY) {
 		__u64 id = owner_id(w->map.type, key);
@@ -372,6 +666,21 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	return 0;
 }
 
+/* KP_CALLER is a kprobe's caller: on x86-64 the return address at the
+ * probed function's stack pointer, on arm64 the link register. */
+#ifdef CALLER_NOT_ON_STACK
+#define KP_CALLER(ctx) FN_CALLER(ctx)
+#else
+#define KP_CALLER(ctx) stack_caller((ctx)->FN_SP)
+static __always_inline __u64 stack_caller(__u64 sp)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)sp);
+	return v;
+}
+#endif
+
 /* Program hooks: FX_* are fexit programs (ctx: the arguments, then the
  * return value), KP_* kprobes (ctx: the registers at entry, whose
  * arguments are arch.h's FN_ARGn: x86-64's di, si, dx, cx, arm64's x0-x3). */
@@ -381,32 +690,32 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 4), KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
+		return FX_ON_WRITE(4, KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
 				KF_RESULT | (kf));                                                   \
 	}
 #define KP_UPDATE(name, fn, kf)                                                                               \
 	SEC("kprobe/" #fn)                                                                                    \
 	int name(struct pt_regs *ctx)                                                                         \
 	{                                                                                                     \
-		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
-				ctx->FN_ARG4, 0, (kf));                                                            \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
+				ctx->FN_ARG4, 0, NEST_KPROBE | (kf));                                                            \
 	}
 #define FX_DELETE(name, fn)                                                                        \
 	SEC("fexit/" #fn)                                                                          \
 	int name(__u64 *ctx)                                                                       \
 	{                                                                                          \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 2), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
+		return FX_ON_WRITE(2, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
 	}
 #define KP_DELETE(name, fn)                                                                          \
 	SEC("kprobe/" #fn)                                                                           \
 	int name(struct pt_regs *ctx)                                                                \
 	{                                                                                            \
-		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
 KP_UPDATE(kp_array_upd, array_map_update_elem, 0)
-FX_UPDATE(fx_htab_upd, htab_map_update_elem, 0)
+FX_UPDATE(fx_htab_upd, htab_map_update_elem, NEST_HTAB)
 KP_UPDATE(kp_htab_upd, htab_map_update_elem, 0)
 FX_DELETE(fx_htab_del, htab_map_delete_elem)
 KP_DELETE(kp_htab_del, htab_map_delete_elem)
@@ -414,7 +723,7 @@ FX_UPDATE(fx_lru_upd, htab_lru_map_update_elem, 0)
 KP_UPDATE(kp_lru_upd, htab_lru_map_update_elem, 0)
 FX_DELETE(fx_lru_del, htab_lru_map_delete_elem)
 KP_DELETE(kp_lru_del, htab_lru_map_delete_elem)
-FX_UPDATE(fx_pcpu_upd, htab_percpu_map_update_elem, 0)
+FX_UPDATE(fx_pcpu_upd, htab_percpu_map_update_elem, NEST_PCPU)
 KP_UPDATE(kp_pcpu_upd, htab_percpu_map_update_elem, 0)
 FX_UPDATE(fx_lrupcpu_upd, htab_lru_percpu_map_update_elem, 0)
 KP_UPDATE(kp_lrupcpu_upd, htab_lru_percpu_map_update_elem, 0)
@@ -434,27 +743,27 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 3), KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
+		return FX_ON_WRITE(3, KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
 	}
 #define KP_PUSH(name, fn)                                                                                    \
 	SEC("kprobe/" #fn)                                                                                   \
 	int name(struct pt_regs *ctx)                                                                        \
 	{                                                                                                    \
-		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, NEST_KPROBE); \
 	}
 /* At fexit the popped value is in the buffer; a kprobe runs before it is. */
 #define FX_POP(name, fn)                                                                                \
 	SEC("fexit/" #fn)                                                                               \
 	int name(__u64 *ctx)                                                                            \
 	{                                                                                               \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 2), KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
+		return FX_ON_WRITE(2, KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
 				KF_RESULT);                                                             \
 	}
 #define KP_POP(name, fn)                                                               \
 	SEC("kprobe/" #fn)                                                             \
 	int name(struct pt_regs *ctx)                                                  \
 	{                                                                              \
-		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, 0); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
@@ -476,7 +785,7 @@ int fx_lstor_upd(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[5]) ? (__s64)ctx[5] : 0;
 
-	return on_write(ctx, addr_of(ctx), fx_caller(ctx, 5), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(5, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
@@ -487,15 +796,15 @@ int fx_lstor_upd6(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[6]) ? (__s64)ctx[6] : 0;
 
-	return on_write(ctx, addr_of(ctx), fx_caller(ctx, 6), KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(6, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
 SEC("kprobe/bpf_local_storage_update")
 int kp_lstor_upd(struct pt_regs *ctx)
 {
-	return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
-			ctx->FN_ARG4, 0, KF_OWNER_KEY);
+	return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
+			ctx->FN_ARG4, 0, NEST_KPROBE | KF_OWNER_KEY);
 }
 
 /* The delete helpers are BPF_CALL_2(map, owner): five u64 parameters. */
@@ -503,14 +812,14 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("fexit/" #fn)                                                                                  \
 	int name(__u64 *ctx)                                                                               \
 	{                                                                                                  \
-		return on_write(ctx, addr_of(ctx), fx_caller(ctx, 5), KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5], \
+		return FX_ON_WRITE(5, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5], \
 				KF_RESULT | KF_OWNER_KEY);                                                 \
 	}
 #define KP_LSTOR_DEL(name, fn)                                                                            \
 	SEC("kprobe/" #fn)                                                                                \
 	int name(struct pt_regs *ctx)                                                                     \
 	{                                                                                                 \
-		return on_write(ctx, ctx->FN_SP, FN_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, KF_OWNER_KEY); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE | KF_OWNER_KEY); \
 	}
 
 FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)
@@ -523,6 +832,65 @@ FX_LSTOR_DEL(fx_inode_del, bpf_inode_storage_delete)
 KP_LSTOR_DEL(kp_inode_del, bpf_inode_storage_delete)
 FX_LSTOR_DEL(fx_cgrp_del, bpf_cgrp_storage_delete)
 KP_LSTOR_DEL(kp_cgrp_del, bpf_cgrp_storage_delete)
+
+/* note_load keeps a loaded program's images in kw_gen, each with a new
+ * generation, before the program can run: a known pair whose writer lies
+ * in one is a new pair (pair_known). */
+static __always_inline void note_load(struct kprog_rec *r)
+{
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+
+	if (!g)
+		return;
+#pragma unroll
+	for (__u32 i = 0; i < PROG_FUNCS; i++) {
+		struct kw_load *l;
+		__u64 gen;
+
+		if (i >= r->nfuncs)
+			break;
+		/* No fetching atomics before Linux 5.12: two programs loaded
+		 * at once on two CPUs may share a slot, and the one overwritten
+		 * no longer retires pairs at its address. */
+		__sync_fetch_and_add(&g->now, 1);
+		gen = g->now;
+		l = &g->recent[gen % RECENT_LOADS];
+		l->start = r->start[i];
+		l->end = r->start[i] + r->len[i];
+		l->gen = gen;
+	}
+}
+
+/* Control programs, run by bpfmon with BPF_PROG_TEST_RUN: the sensor's
+ * maps are frozen against bpf(2) (no process may blind the selection or
+ * scribble on the counts), so bpfmon changes them through programs. The
+ * packet holds the argument after the Ethernet header the test run
+ * strips. */
+SEC("socket")
+int kw_ctl_select(void *skb)
+{
+	__u32 id;
+	__u8 v = SEL_ITEMIZE;
+
+	if (bpf_skb_load_bytes(skb, 0, &id, sizeof(id)) < 0)
+		return 1;
+	if (bpf_map_lookup_elem(&kw_select, &id))
+		return 0; /* selected already, or bpfmon's own */
+	return bpf_map_update_elem(&kw_select, &id, &v, BPF_NOEXIST) ? 2 : 0;
+}
+
+/* kw_ctl_forget deletes a count user space has read. */
+SEC("socket")
+int kw_ctl_forget(void *skb)
+{
+	struct kw_count_key k;
+
+	if (bpf_skb_load_bytes(skb, 0, &k, sizeof(k)) < 0)
+		return 1;
+	bpf_map_delete_elem(&kw_counts, &k);
+	return 0;
+}
 
 /* on_prog reports a program being loaded (REC_PROG) or freed
  * (REC_PROG_GONE): its id, tag, name and the images of its functions. */
@@ -559,6 +927,8 @@ static __always_inline int on_prog(struct bpf_prog *fp, __u32 kind)
 			r.nfuncs = i + 1;
 		}
 	}
+	if (kind == REC_PROG)
+		note_load(&r);
 	if (bpf_ringbuf_output(&events, &r, sizeof(r), rec_flags()) < 0)
 		kstat_inc(KSTAT_PROG_LOST);
 	return 0;

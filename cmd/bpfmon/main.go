@@ -181,6 +181,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "diagnostics on stderr from this level on: debug (adds one line per content scanner pass), info, warn or error")
 	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of bpfmon itself to `FILE` until it stops (for go tool pprof; to report a performance problem)")
 	kernelHooks := fs.String("kernel-hooks", "auto", "kernel-side sensor (writes by BPF programs): auto (fexit where the kernel allows, else kprobes, else none), fexit, kprobe, or off")
+	kernelWrites := fs.String("kernel-writes", "selective", "kernel-side sensor: selective (every write to a protected map or one chosen with --map-id, and each program's first write to any map; a known program's later writes to other maps are counted in the kernel and summarised as map_writes_counted) or all (every write, itemized: costly beside busy tools)")
 	policyPath := fs.String("policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md); SIGHUP loads it again (a broken file keeps the policy in force)")
 	alertsOnly := fs.Bool("alerts-only", false, "write only events that carry an alert (and lost events)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
@@ -268,6 +269,11 @@ keeps the policy in force); it never ends bpfmon.`)
 		return exitUsage
 	}
 	kernelMode, err := kernelwrite.ParseMode(*kernelHooks)
+	if err != nil {
+		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
+		return exitUsage
+	}
+	kernelWritesMode, err := kernelwrite.ParseWrites(*kernelWrites)
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfmon watch: %v\n", err)
 		return exitUsage
@@ -424,6 +430,7 @@ keeps the policy in force); it never ends bpfmon.`)
 		RingBytes:    ringBytes,
 		Hook:         hookBuild,
 		KernelHooks:  kernelMode,
+		KernelWrites: kernelWritesMode,
 		ScanInterval: *scanInterval,
 		ScanMaxKeyed: *scanMaxKeyed,
 		ScanBudget:   int64(budget),

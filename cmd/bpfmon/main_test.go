@@ -374,6 +374,11 @@ func TestWatchJSON(t *testing.T) {
 			if ev.Event == "map_update" && ev.Map != nil && ev.Map.Name == "bpfmon_demo" && ev.Key == "01000000" && ev.Prog != nil &&
 				ev.Prog.Name == "bpfmon_demo_wr" && ev.Prog.ID != 0 && len(ev.Prog.Tag) == 16 && ev.Process != nil && ev.Process.PID == uint32(demo.Process.Pid) {
 				demoProgWrites++
+			} else if ev.Event == "map_writes_counted" && ev.Map != nil && ev.Map.Name == "bpfmon_demo" && ev.Prog != nil && ev.Prog.Name == "bpfmon_demo_wr" &&
+				ev.Count != nil && ev.Process != nil && ev.Process.PID == uint32(demo.Process.Pid) {
+				// Its later writes, counted in the kernel (--kernel-writes
+				// selective): a known program on a map nobody selected.
+				demoProgWrites += int(*ev.Count)
 			} else if !timeRE.MatchString(ev.Time) || ev.Map == nil || ev.Prog == nil {
 				t.Errorf("bad kernel-side event: %s", line)
 			}
@@ -1106,5 +1111,109 @@ func TestWatchBTFValues(t *testing.T) {
 	lines = w.stop(t, syscall.SIGINT)
 	if len(lines) != 1 || !strings.Contains(lines[0], " key=05000000 key_btf=5 value=0700000000000000 value_btf={pid=7,enabled=false} ") {
 		t.Errorf("text:\n%s", strings.Join(lines, "\n"))
+	}
+}
+
+// TestWatchCountedWritesExplained: a program's writes that the kernel
+// counts, not itemizes, are known writes: the content scanner, passing
+// many times before their summary, reports none of their changes, and the
+// summaries add up to every write after the first.
+func TestWatchCountedWritesExplained(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	set, err := writers.Load() // before watch starts: in the scanner's baseline
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	mi, _ := set.Map("w_hash").Info()
+	id, _ := mi.ID()
+	w := startWatch(t, "--format", "json", "--scan-interval", "300ms")
+	const n = 12
+	for i := range n {
+		if err := set.Run(writers.UpdateHash, 5, uint64(0x100+i)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(150 * time.Millisecond) // a scanner pass every other write
+	}
+	w.waitScanPasses(t, 2)
+	lines := w.stop(t, syscall.SIGINT)
+	var itemized, changed int
+	var counted uint64
+	for _, line := range lines {
+		var ev struct {
+			Event, Source string
+			Map           *struct{ ID uint32 }
+			Count         uint64
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if ev.Map == nil || ev.Map.ID != uint32(id) {
+			continue
+		}
+		switch ev.Event {
+		case "map_update":
+			itemized++
+		case "map_writes_counted":
+			counted += ev.Count
+		case "map_changed":
+			changed++
+		}
+	}
+	if itemized != 1 || counted != n-1 || changed != 0 {
+		t.Errorf("itemized %d (want 1), counted %d (want %d), map_changed %d (want 0)\n%s", itemized, counted, n-1, changed, strings.Join(lines, "\n"))
+	}
+}
+
+// TestWatchProtectedItemized: every write to a protected map is itemized
+// (the alert engine selects it in the kernel); another map's known writer
+// is counted after its first write.
+func TestWatchProtectedItemized(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	set, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	idOf := func(name string) uint32 {
+		mi, _ := set.Map(name).Info()
+		id, _ := mi.ID()
+		return uint32(id)
+	}
+	hash, lru := idOf("w_hash"), idOf("w_lru")
+	w := startWatch(t, "--format", "json", "--scan-interval", "0", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(hash))
+	const n = 20
+	for _, p := range []string{writers.UpdateHash, writers.UpdateLRU} {
+		if ret, err := set.Program(p).Run(&ebpf.RunOptions{Data: writers.Packet(1, 2), Repeat: n}); err != nil || ret != 0 {
+			t.Fatalf("%s: %d %v", p, ret, err)
+		}
+	}
+	lines := w.stop(t, syscall.SIGINT)
+	itemized := map[uint32]int{}
+	counted := map[uint32]uint64{}
+	for _, line := range lines {
+		var ev struct {
+			Event, Source string
+			Map           *struct{ ID uint32 }
+			Count         uint64
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if ev.Map == nil || ev.Source != "kernel" {
+			continue
+		}
+		switch ev.Event {
+		case "map_update":
+			itemized[ev.Map.ID]++
+		case "map_writes_counted":
+			counted[ev.Map.ID] += ev.Count
+		}
+	}
+	if itemized[hash] != n || counted[hash] != 0 || itemized[lru] != 1 || counted[lru] != n-1 {
+		t.Errorf("protected map: %d itemized, %d counted (want %d, 0); other map: %d itemized, %d counted (want 1, %d)\n%s",
+			itemized[hash], counted[hash], n, itemized[lru], counted[lru], n-1, strings.Join(lines, "\n"))
 	}
 }

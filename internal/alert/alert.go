@@ -83,6 +83,11 @@ type Config struct {
 	Cgroups *cgroups.Resolver
 	// Enforcer, when set, receives the protected maps and their owners.
 	Enforcer Enforcer
+	// Itemize, when set, is told of each map the engine starts to
+	// protect: the kernel-side sensor then reports every write to it
+	// rather than counting a known program's writes (called with the
+	// engine's lock held).
+	Itemize func(mapID uint32) error
 	// Warn reports problems that do not stop the engine (an owner's
 	// executable that does not exist, an enforcer that failed).
 	Warn func(error)
@@ -345,6 +350,11 @@ func (e *Engine) protect(id uint32, name, why string, extra ...Owner) *guarded {
 	if g == nil {
 		g = &guarded{id: id, name: name, why: why, progs: e.startProgs[id], immutable: e.immutable(why)}
 		e.guarded[id] = g
+		if f := e.cfg.Itemize; f != nil {
+			if err := f(id); err != nil {
+				e.cfg.Warn(err)
+			}
+		}
 		if en := e.cfg.Enforcer; en != nil {
 			e.enforce(en.Protect(id))
 		}
@@ -523,6 +533,7 @@ var verbs = map[event.Type][2]string{
 	event.MapDeleteBatch:       {"deleted from (batch)", "tried to delete from (batch)"},
 	event.MapLookupDeleteBatch: {"deleted from (batch)", "tried to delete from (batch)"},
 	event.MapFreeze:            {"froze", "tried to freeze"},
+	event.MapWritesCounted:     {"wrote (counted writes) to", "tried to write to"},
 }
 
 // match returns the rule ev breaks, why, and its rate-limit key.

@@ -30,9 +30,10 @@ const (
 	ObjPin               Type = "obj_pin"
 	MapCreate            Type = "map_create"
 	MapFreeze            Type = "map_freeze"
-	ProgLoad             Type = "prog_load"     // BPF_PROG_LOAD: the program, and the maps it uses
-	MapIterLink          Type = "map_iter_link" // BPF_LINK_CREATE of an iterator over a map's elements: its program may rewrite every value
-	MapMmap              Type = "map_mmap"      // mmap(2) of a map's fd
+	ProgLoad             Type = "prog_load"          // BPF_PROG_LOAD: the program, and the maps it uses
+	MapIterLink          Type = "map_iter_link"      // BPF_LINK_CREATE of an iterator over a map's elements: its program may rewrite every value
+	MapMmap              Type = "map_mmap"           // mmap(2) of a map's fd
+	MapWritesCounted     Type = "map_writes_counted" // writes of a known (map, program) pair to an unselected map, counted in the kernel (internal/sensor/kernelwrite)
 	Lost                 Type = "lost"
 	MapChanged           Type = "map_changed"       // the content scanner saw a change no sensor explains
 	MapNotScanned        Type = "map_not_scanned"   // the content scanner cannot read a map, and says why
@@ -113,6 +114,7 @@ var table = []struct {
 	{ProgLoad, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_LOAD}},
 	{MapIterLink, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_CREATE}},
 	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
+	{MapWritesCounted, Info{Modifies: true, Elements: true, Sources: []string{SourceKernel}, cmd: -1}},
 	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceLineage, SourceOutput}, cmd: -1}},
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
@@ -371,6 +373,10 @@ type Extra struct {
 	StateUntrusted bool
 	// lineage: what happened (Event.Process did it).
 	Lineage *Lineage
+	// map_writes_counted: the first of the writes counted (Event.Time is
+	// the last) and their operation (update, delete, push, pop).
+	First time.Time
+	Op    string
 	// hidden_object: what is hidden and which views saw it.
 	Hidden *Hidden
 }

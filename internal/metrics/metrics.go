@@ -119,11 +119,13 @@ func typeIndex(t event.Type) int {
 		return 23
 	case event.HiddenObject:
 		return 24
+	case event.MapWritesCounted:
+		return 25
 	}
 	return -1
 }
 
-const numTypes = 25
+const numTypes = 26
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

@@ -285,6 +285,12 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
 		b = append(b, '}')
 	}
+	if x := ev.Extra; x != nil && !x.First.IsZero() {
+		b = append(b, `,"first":"`...)
+		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","op":`...)
+		b = appendJSONString(b, x.Op)
+	}
 	if ev.Reason != "" {
 		b = append(b, `,"reason":`...)
 		b = appendJSONString(b, ev.Reason)

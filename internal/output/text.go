@@ -194,6 +194,12 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = appendTextList(b, " seen_by=", h.SeenBy)
 		b = appendTextList(b, " missed_by=", h.MissedBy)
 	}
+	if x := ev.Extra; x != nil && !x.First.IsZero() {
+		b = append(b, " first="...)
+		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
+		b = append(b, " op="...)
+		b = append(b, x.Op...)
+	}
 	if x := ev.Extra; x != nil && x.Lineage != nil {
 		l := x.Lineage
 		b = append(b, " lineage="...)

@@ -69,6 +69,11 @@ type Config struct {
 	// every map id on the host (a syscall each); a map that appeared
 	// otherwise is found at the next full pass.
 	QuietHost func() bool
+	// Counted, when set, says whether the kernel counted writes to map
+	// id after since that are not summarised yet (the kernel-side
+	// sensor's map_writes_counted comes at intervals longer than Grace):
+	// a known program's writes, which explain any change to the map.
+	Counted func(id uint32, since time.Time) bool
 	// SaveExtra, when set, gives a section saved with each state (the
 	// watch's: who owns the protected maps), as is; Prior hands back the
 	// one read at start.
@@ -427,8 +432,10 @@ func (s *Scanner) explained(mapID uint32, key string, since time.Time) bool {
 	if t, ok := s.mapWrites[mapID]; ok && t.After(since) {
 		return true
 	}
-	t := s.writes[mapID][key]
-	return t != nil && *t > since.UnixNano()
+	if t := s.writes[mapID][key]; t != nil && *t > since.UnixNano() {
+		return true
+	}
+	return s.cfg.Counted != nil && s.cfg.Counted(mapID, since)
 }
 
 // explainedHash is explained for a key known only by its hash.
@@ -444,7 +451,7 @@ func (s *Scanner) explainedHash(mapID uint32, kh uint64, since time.Time) bool {
 			return true
 		}
 	}
-	return false
+	return s.cfg.Counted != nil && s.cfg.Counted(mapID, since)
 }
 
 // explainSlack covers a write whose syscall entered before a read of the map

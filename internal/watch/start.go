@@ -134,7 +134,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	defer ring.Close()
 	set := p.sensors(sensors.Config{
 		Syscall: bpfsyscall.Config{Events: sensorEvents, Hook: opts.Hook},
-		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks},
+		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks, Writes: opts.KernelWrites},
 		Enforce: opts.Enforce,
 	})
 	if err := set.Start(sensor.NewEnv(ring, opts.CaptureBytes, log)); err != nil {
@@ -185,6 +185,11 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			cfg.Quiet = func(id uint32) bool { return maps.quiet(id) }
 			cfg.QuietHost = func() bool { return maps.quietHost() }
 		}
+		// Writes the kernel counted are known writes, explained before
+		// their summary arrives.
+		if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
+			cfg.Counted = kw.CountedSince
+		}
 		scan, err = p.scanner(cfg)
 		if err != nil {
 			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
@@ -211,6 +216,16 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	acfg.DistrustHolders = prior.Untrusted != ""
 	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
 		acfg.Enforcer = en
+	}
+	// The kernel-side sensor itemizes every write to a protected map or
+	// one chosen with --map-id; other maps' known writers are counted.
+	if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
+		acfg.Itemize = kw.Select
+		for _, id := range opts.Filter.MapIDs {
+			if err := kw.Select(id); err != nil {
+				return sum, fmt.Errorf("%w: %w", ErrSetup, err)
+			}
+		}
 	}
 	alerts = alert.New(acfg)
 	if opts.Metrics != nil {

@@ -35,7 +35,10 @@ type Options struct {
 	// where the kernel allows, else kprobes; none available is not an
 	// error), fexit or kprobe (required), off.
 	KernelHooks kernelwrite.Mode
-	Filter      Filter
+	// KernelWrites chooses which writes by programs are itemized
+	// (--kernel-writes): selective (the default) or all.
+	KernelWrites kernelwrite.Writes
+	Filter       Filter
 	// The content scanner: off when ScanInterval is 0.
 	ScanInterval time.Duration
 	ScanMaxKeyed int

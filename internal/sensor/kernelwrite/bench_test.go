@@ -11,18 +11,29 @@ import (
 
 // BenchmarkProgramWrite measures what the kernel-side sensor adds to a BPF
 // program's map write: update_hash run with BPF_PROG_TEST_RUN, timed by the
-// kernel, with no sensor, with fexit hooks and with kprobes. The sensors'
+// kernel, with no sensor, with fexit hooks and with kprobes, each with
+// --kernel-writes selective (after the first write, a known pair: counted)
+// and all (every write a record, as before selection). The sensors'
 // records are read and decoded meanwhile, as in bpfmon watch.
 func BenchmarkProgramWrite(b *testing.B) {
-	for _, mode := range []Mode{ModeOff, ModeFexit, ModeKprobe} {
-		b.Run(string(mode), func(b *testing.B) {
+	type run struct {
+		mode   Mode
+		writes Writes
+	}
+	for _, r := range []run{{ModeOff, ""}, {ModeFexit, WritesSelective}, {ModeFexit, WritesAll}, {ModeKprobe, WritesSelective}, {ModeKprobe, WritesAll}} {
+		name := string(r.mode)
+		if r.writes != "" {
+			name += "-" + string(r.writes)
+		}
+		b.Run(name, func(b *testing.B) {
+			mode := r.mode
 			w, err := writers.Load()
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer w.Close()
 			if mode != ModeOff {
-				start(b, options{mode: mode})
+				start(b, options{mode: mode, writes: r.writes})
 			}
 			p := w.Program(writers.UpdateHash)
 			b.ResetTimer()

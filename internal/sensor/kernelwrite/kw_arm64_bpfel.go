@@ -105,6 +105,24 @@ type kwKscratch struct {
 	Buf [65536]uint8
 }
 
+type kwKwCount struct {
+	_     structs.HostLayout
+	Count uint64
+	First uint64
+	Last  uint64
+}
+
+type kwKwCountKey struct {
+	_      structs.HostLayout
+	MapId  uint32
+	Tgid   uint32
+	Writer uint64
+	Birth  uint32
+	Op     uint8
+	Epoch  uint8
+	Pad    uint16
+}
+
 type kwKwFlag uint32
 
 const (
@@ -119,12 +137,24 @@ const (
 	kwKwFlagKF_SYSCALL     kwKwFlag = 256
 )
 
+type kwKwGens struct {
+	_      structs.HostLayout
+	Now    uint64
+	Recent [16]struct {
+		_     structs.HostLayout
+		Start uint64
+		End   uint64
+		Gen   uint64
+	}
+}
+
 type kwKwLimits uint32
 
 const (
-	kwKwLimitsKW_FRAMES   kwKwLimits = 8
-	kwKwLimitsPROG_FUNCS  kwKwLimits = 8
-	kwKwLimitsSYS_CALLERS kwKwLimits = 8
+	kwKwLimitsKW_FRAMES    kwKwLimits = 8
+	kwKwLimitsPROG_FUNCS   kwKwLimits = 8
+	kwKwLimitsSYS_CALLERS  kwKwLimits = 8
+	kwKwLimitsRECENT_LOADS kwKwLimits = 16
 )
 
 type kwKwOp uint32
@@ -136,13 +166,40 @@ const (
 	kwKwOpKOP_POP    kwKwOp = 4
 )
 
+type kwKwPair struct {
+	_     structs.HostLayout
+	Gen   uint32
+	Birth uint32
+}
+
+type kwKwPairKey struct {
+	_      structs.HostLayout
+	MapId  uint32
+	Pad    uint32
+	Writer uint64
+}
+
+type kwKwSel uint32
+
+const (
+	kwKwSelSEL_ITEMIZE kwKwSel = 1
+	kwKwSelSEL_SELF    kwKwSel = 2
+)
+
 type kwKwStat uint32
 
 const (
-	kwKwStatKSTAT_LOST      kwKwStat = 0
-	kwKwStatKSTAT_PROG_LOST kwKwStat = 1
-	kwKwStatKSTAT_SYSCALL   kwKwStat = 2
-	kwKwStatKSTAT_MAX       kwKwStat = 3
+	kwKwStatKSTAT_LOST           kwKwStat = 0
+	kwKwStatKSTAT_PROG_LOST      kwKwStat = 1
+	kwKwStatKSTAT_SYSCALL        kwKwStat = 2
+	kwKwStatKSTAT_COUNT_LOST     kwKwStat = 3
+	kwKwStatKSTAT_UNUSED         kwKwStat = 4
+	kwKwStatKSTAT_KNOWN_FULL     kwKwStat = 5
+	kwKwStatKSTAT_WALKED         kwKwStat = 6
+	kwKwStatKSTAT_NESTED         kwKwStat = 7
+	kwKwStatKSTAT_NESTED_KP_HTAB kwKwStat = 8
+	kwKwStatKSTAT_NESTED_KP_PCPU kwKwStat = 9
+	kwKwStatKSTAT_MAX            kwKwStat = 10
 )
 
 type kwKwriteRec struct {
@@ -248,74 +305,88 @@ type kwTaskInfo struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	kwMapEvents          = "events"
-	kwMapKscratch        = "kscratch"
-	kwMapKstats          = "kstats"
-	kwMapSelfMaps        = "self_maps"
-	kwProgFeProgAdd      = "fe_prog_add"
-	kwProgFeProgDel      = "fe_prog_del"
-	kwProgFxArrayUpd     = "fx_array_upd"
-	kwProgFxBloomPush    = "fx_bloom_push"
-	kwProgFxCgrpDel      = "fx_cgrp_del"
-	kwProgFxHtabDel      = "fx_htab_del"
-	kwProgFxHtabUpd      = "fx_htab_upd"
-	kwProgFxInodeDel     = "fx_inode_del"
-	kwProgFxLruDel       = "fx_lru_del"
-	kwProgFxLruUpd       = "fx_lru_upd"
-	kwProgFxLrupcpuUpd   = "fx_lrupcpu_upd"
-	kwProgFxLstorUpd     = "fx_lstor_upd"
-	kwProgFxLstorUpd6    = "fx_lstor_upd6"
-	kwProgFxPcpuUpd      = "fx_pcpu_upd"
-	kwProgFxPcpuarrSys   = "fx_pcpuarr_sys"
-	kwProgFxPcpuhashSys  = "fx_pcpuhash_sys"
-	kwProgFxQsPush       = "fx_qs_push"
-	kwProgFxQueuePop     = "fx_queue_pop"
-	kwProgFxSkDel        = "fx_sk_del"
-	kwProgFxStackPop     = "fx_stack_pop"
-	kwProgFxTaskDel      = "fx_task_del"
-	kwProgFxTaskDelR     = "fx_task_del_r"
-	kwProgFxTrieDel      = "fx_trie_del"
-	kwProgFxTrieUpd      = "fx_trie_upd"
-	kwProgKpArrayUpd     = "kp_array_upd"
-	kwProgKpBloomPush    = "kp_bloom_push"
-	kwProgKpCgrpDel      = "kp_cgrp_del"
-	kwProgKpHtabDel      = "kp_htab_del"
-	kwProgKpHtabUpd      = "kp_htab_upd"
-	kwProgKpInodeDel     = "kp_inode_del"
-	kwProgKpLruDel       = "kp_lru_del"
-	kwProgKpLruUpd       = "kp_lru_upd"
-	kwProgKpLrupcpuUpd   = "kp_lrupcpu_upd"
-	kwProgKpLstorUpd     = "kp_lstor_upd"
-	kwProgKpPcpuUpd      = "kp_pcpu_upd"
-	kwProgKpPcpuarrSys   = "kp_pcpuarr_sys"
-	kwProgKpPcpuhashSys  = "kp_pcpuhash_sys"
-	kwProgKpProgAdd      = "kp_prog_add"
-	kwProgKpProgDel      = "kp_prog_del"
-	kwProgKpQsPush       = "kp_qs_push"
-	kwProgKpQueuePop     = "kp_queue_pop"
-	kwProgKpSkDel        = "kp_sk_del"
-	kwProgKpStackPop     = "kp_stack_pop"
-	kwProgKpTaskDel      = "kp_task_del"
-	kwProgKpTaskDelR     = "kp_task_del_r"
-	kwProgKpTrieDel      = "kp_trie_del"
-	kwProgKpTrieUpd      = "kp_trie_upd"
-	kwVarCaptureLimit    = "capture_limit"
-	kwVarExeRecLayout    = "exe_rec_layout"
-	kwVarKprogRecLayout  = "kprog_rec_layout"
-	kwVarKwFlagLayout    = "kw_flag_layout"
-	kwVarKwLimitsLayout  = "kw_limits_layout"
-	kwVarKwOpLayout      = "kw_op_layout"
-	kwVarKwStatLayout    = "kw_stat_layout"
-	kwVarKwriteRecLayout = "kwrite_rec_layout"
-	kwVarMapInfoLayout   = "map_info_layout"
-	kwVarPossibleCpus    = "possible_cpus"
-	kwVarRecHdrLayout    = "rec_hdr_layout"
-	kwVarRecKindLayout   = "rec_kind_layout"
-	kwVarRecLimitsLayout = "rec_limits_layout"
-	kwVarSysCallerHi     = "sys_caller_hi"
-	kwVarSysCallerLo     = "sys_caller_lo"
-	kwVarTaskInfoLayout  = "task_info_layout"
-	kwVarWakeupBytes     = "wakeup_bytes"
+	kwMapEvents           = "events"
+	kwMapKscratch         = "kscratch"
+	kwMapKstats           = "kstats"
+	kwMapKwCounts         = "kw_counts"
+	kwMapKwGen            = "kw_gen"
+	kwMapKwKnown          = "kw_known"
+	kwMapKwSelect         = "kw_select"
+	kwProgFeProgAdd       = "fe_prog_add"
+	kwProgFeProgDel       = "fe_prog_del"
+	kwProgFxArrayUpd      = "fx_array_upd"
+	kwProgFxBloomPush     = "fx_bloom_push"
+	kwProgFxCgrpDel       = "fx_cgrp_del"
+	kwProgFxHtabDel       = "fx_htab_del"
+	kwProgFxHtabUpd       = "fx_htab_upd"
+	kwProgFxInodeDel      = "fx_inode_del"
+	kwProgFxLruDel        = "fx_lru_del"
+	kwProgFxLruUpd        = "fx_lru_upd"
+	kwProgFxLrupcpuUpd    = "fx_lrupcpu_upd"
+	kwProgFxLstorUpd      = "fx_lstor_upd"
+	kwProgFxLstorUpd6     = "fx_lstor_upd6"
+	kwProgFxPcpuUpd       = "fx_pcpu_upd"
+	kwProgFxPcpuarrSys    = "fx_pcpuarr_sys"
+	kwProgFxPcpuhashSys   = "fx_pcpuhash_sys"
+	kwProgFxQsPush        = "fx_qs_push"
+	kwProgFxQueuePop      = "fx_queue_pop"
+	kwProgFxSkDel         = "fx_sk_del"
+	kwProgFxStackPop      = "fx_stack_pop"
+	kwProgFxTaskDel       = "fx_task_del"
+	kwProgFxTaskDelR      = "fx_task_del_r"
+	kwProgFxTrieDel       = "fx_trie_del"
+	kwProgFxTrieUpd       = "fx_trie_upd"
+	kwProgKpArrayUpd      = "kp_array_upd"
+	kwProgKpBloomPush     = "kp_bloom_push"
+	kwProgKpCgrpDel       = "kp_cgrp_del"
+	kwProgKpHtabDel       = "kp_htab_del"
+	kwProgKpHtabUpd       = "kp_htab_upd"
+	kwProgKpInodeDel      = "kp_inode_del"
+	kwProgKpLruDel        = "kp_lru_del"
+	kwProgKpLruUpd        = "kp_lru_upd"
+	kwProgKpLrupcpuUpd    = "kp_lrupcpu_upd"
+	kwProgKpLstorUpd      = "kp_lstor_upd"
+	kwProgKpPcpuUpd       = "kp_pcpu_upd"
+	kwProgKpPcpuarrSys    = "kp_pcpuarr_sys"
+	kwProgKpPcpuhashSys   = "kp_pcpuhash_sys"
+	kwProgKpProgAdd       = "kp_prog_add"
+	kwProgKpProgDel       = "kp_prog_del"
+	kwProgKpQsPush        = "kp_qs_push"
+	kwProgKpQueuePop      = "kp_queue_pop"
+	kwProgKpSkDel         = "kp_sk_del"
+	kwProgKpStackPop      = "kp_stack_pop"
+	kwProgKpTaskDel       = "kp_task_del"
+	kwProgKpTaskDelR      = "kp_task_del_r"
+	kwProgKpTrieDel       = "kp_trie_del"
+	kwProgKpTrieUpd       = "kp_trie_upd"
+	kwProgKwCtlForget     = "kw_ctl_forget"
+	kwProgKwCtlSelect     = "kw_ctl_select"
+	kwVarCaptureLimit     = "capture_limit"
+	kwVarCoreHi           = "core_hi"
+	kwVarCoreLo           = "core_lo"
+	kwVarEpochNs          = "epoch_ns"
+	kwVarExeRecLayout     = "exe_rec_layout"
+	kwVarItemizeAll       = "itemize_all"
+	kwVarKprogRecLayout   = "kprog_rec_layout"
+	kwVarKwCountKeyLayout = "kw_count_key_layout"
+	kwVarKwCountLayout    = "kw_count_layout"
+	kwVarKwFlagLayout     = "kw_flag_layout"
+	kwVarKwLimitsLayout   = "kw_limits_layout"
+	kwVarKwOpLayout       = "kw_op_layout"
+	kwVarKwPairKeyLayout  = "kw_pair_key_layout"
+	kwVarKwPairLayout     = "kw_pair_layout"
+	kwVarKwSelLayout      = "kw_sel_layout"
+	kwVarKwStatLayout     = "kw_stat_layout"
+	kwVarKwriteRecLayout  = "kwrite_rec_layout"
+	kwVarMapInfoLayout    = "map_info_layout"
+	kwVarPossibleCpus     = "possible_cpus"
+	kwVarRecHdrLayout     = "rec_hdr_layout"
+	kwVarRecKindLayout    = "rec_kind_layout"
+	kwVarRecLimitsLayout  = "rec_limits_layout"
+	kwVarSysCallerHi      = "sys_caller_hi"
+	kwVarSysCallerLo      = "sys_caller_lo"
+	kwVarTaskInfoLayout   = "task_info_layout"
+	kwVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadKw returns the embedded CollectionSpec for kw.
@@ -407,6 +478,8 @@ type kwProgramSpecs struct {
 	KpTaskDelR    *ebpf.ProgramSpec `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.ProgramSpec `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.ProgramSpec `ebpf:"kp_trie_upd"`
+	KwCtlForget   *ebpf.ProgramSpec `ebpf:"kw_ctl_forget"`
+	KwCtlSelect   *ebpf.ProgramSpec `ebpf:"kw_ctl_select"`
 }
 
 // kwMapSpecs contains maps before they are loaded into the kernel.
@@ -416,30 +489,42 @@ type kwMapSpecs struct {
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Kscratch *ebpf.MapSpec `ebpf:"kscratch"`
 	Kstats   *ebpf.MapSpec `ebpf:"kstats"`
-	SelfMaps *ebpf.MapSpec `ebpf:"self_maps"`
+	KwCounts *ebpf.MapSpec `ebpf:"kw_counts"`
+	KwGen    *ebpf.MapSpec `ebpf:"kw_gen"`
+	KwKnown  *ebpf.MapSpec `ebpf:"kw_known"`
+	KwSelect *ebpf.MapSpec `ebpf:"kw_select"`
 }
 
 // kwVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kwVariableSpecs struct {
-	CaptureLimit    *ebpf.VariableSpec `ebpf:"capture_limit"`
-	ExeRecLayout    *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
-	KprogRecLayout  *ebpf.VariableSpec `ebpf:"kprog_rec_layout"`
-	KwFlagLayout    *ebpf.VariableSpec `ebpf:"kw_flag_layout"`
-	KwLimitsLayout  *ebpf.VariableSpec `ebpf:"kw_limits_layout"`
-	KwOpLayout      *ebpf.VariableSpec `ebpf:"kw_op_layout"`
-	KwStatLayout    *ebpf.VariableSpec `ebpf:"kw_stat_layout"`
-	KwriteRecLayout *ebpf.VariableSpec `ebpf:"kwrite_rec_layout"`
-	MapInfoLayout   *ebpf.VariableSpec `ebpf:"map_info_layout"`
-	PossibleCpus    *ebpf.VariableSpec `ebpf:"possible_cpus"`
-	RecHdrLayout    *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
-	RecKindLayout   *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
-	RecLimitsLayout *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
-	SysCallerHi     *ebpf.VariableSpec `ebpf:"sys_caller_hi"`
-	SysCallerLo     *ebpf.VariableSpec `ebpf:"sys_caller_lo"`
-	TaskInfoLayout  *ebpf.VariableSpec `ebpf:"task_info_layout"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
+	CoreHi           *ebpf.VariableSpec `ebpf:"core_hi"`
+	CoreLo           *ebpf.VariableSpec `ebpf:"core_lo"`
+	EpochNs          *ebpf.VariableSpec `ebpf:"epoch_ns"`
+	ExeRecLayout     *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
+	ItemizeAll       *ebpf.VariableSpec `ebpf:"itemize_all"`
+	KprogRecLayout   *ebpf.VariableSpec `ebpf:"kprog_rec_layout"`
+	KwCountKeyLayout *ebpf.VariableSpec `ebpf:"kw_count_key_layout"`
+	KwCountLayout    *ebpf.VariableSpec `ebpf:"kw_count_layout"`
+	KwFlagLayout     *ebpf.VariableSpec `ebpf:"kw_flag_layout"`
+	KwLimitsLayout   *ebpf.VariableSpec `ebpf:"kw_limits_layout"`
+	KwOpLayout       *ebpf.VariableSpec `ebpf:"kw_op_layout"`
+	KwPairKeyLayout  *ebpf.VariableSpec `ebpf:"kw_pair_key_layout"`
+	KwPairLayout     *ebpf.VariableSpec `ebpf:"kw_pair_layout"`
+	KwSelLayout      *ebpf.VariableSpec `ebpf:"kw_sel_layout"`
+	KwStatLayout     *ebpf.VariableSpec `ebpf:"kw_stat_layout"`
+	KwriteRecLayout  *ebpf.VariableSpec `ebpf:"kwrite_rec_layout"`
+	MapInfoLayout    *ebpf.VariableSpec `ebpf:"map_info_layout"`
+	PossibleCpus     *ebpf.VariableSpec `ebpf:"possible_cpus"`
+	RecHdrLayout     *ebpf.VariableSpec `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.VariableSpec `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.VariableSpec `ebpf:"rec_limits_layout"`
+	SysCallerHi      *ebpf.VariableSpec `ebpf:"sys_caller_hi"`
+	SysCallerLo      *ebpf.VariableSpec `ebpf:"sys_caller_lo"`
+	TaskInfoLayout   *ebpf.VariableSpec `ebpf:"task_info_layout"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // kwObjects contains all objects after they have been loaded into the kernel.
@@ -465,7 +550,10 @@ type kwMaps struct {
 	Events   *ebpf.Map `ebpf:"events"`
 	Kscratch *ebpf.Map `ebpf:"kscratch"`
 	Kstats   *ebpf.Map `ebpf:"kstats"`
-	SelfMaps *ebpf.Map `ebpf:"self_maps"`
+	KwCounts *ebpf.Map `ebpf:"kw_counts"`
+	KwGen    *ebpf.Map `ebpf:"kw_gen"`
+	KwKnown  *ebpf.Map `ebpf:"kw_known"`
+	KwSelect *ebpf.Map `ebpf:"kw_select"`
 }
 
 func (m *kwMaps) Close() error {
@@ -473,7 +561,10 @@ func (m *kwMaps) Close() error {
 		m.Events,
 		m.Kscratch,
 		m.Kstats,
-		m.SelfMaps,
+		m.KwCounts,
+		m.KwGen,
+		m.KwKnown,
+		m.KwSelect,
 	)
 }
 
@@ -481,23 +572,32 @@ func (m *kwMaps) Close() error {
 //
 // It can be passed to loadKwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kwVariables struct {
-	CaptureLimit    *ebpf.Variable `ebpf:"capture_limit"`
-	ExeRecLayout    *ebpf.Variable `ebpf:"exe_rec_layout"`
-	KprogRecLayout  *ebpf.Variable `ebpf:"kprog_rec_layout"`
-	KwFlagLayout    *ebpf.Variable `ebpf:"kw_flag_layout"`
-	KwLimitsLayout  *ebpf.Variable `ebpf:"kw_limits_layout"`
-	KwOpLayout      *ebpf.Variable `ebpf:"kw_op_layout"`
-	KwStatLayout    *ebpf.Variable `ebpf:"kw_stat_layout"`
-	KwriteRecLayout *ebpf.Variable `ebpf:"kwrite_rec_layout"`
-	MapInfoLayout   *ebpf.Variable `ebpf:"map_info_layout"`
-	PossibleCpus    *ebpf.Variable `ebpf:"possible_cpus"`
-	RecHdrLayout    *ebpf.Variable `ebpf:"rec_hdr_layout"`
-	RecKindLayout   *ebpf.Variable `ebpf:"rec_kind_layout"`
-	RecLimitsLayout *ebpf.Variable `ebpf:"rec_limits_layout"`
-	SysCallerHi     *ebpf.Variable `ebpf:"sys_caller_hi"`
-	SysCallerLo     *ebpf.Variable `ebpf:"sys_caller_lo"`
-	TaskInfoLayout  *ebpf.Variable `ebpf:"task_info_layout"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
+	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
+	CoreHi           *ebpf.Variable `ebpf:"core_hi"`
+	CoreLo           *ebpf.Variable `ebpf:"core_lo"`
+	EpochNs          *ebpf.Variable `ebpf:"epoch_ns"`
+	ExeRecLayout     *ebpf.Variable `ebpf:"exe_rec_layout"`
+	ItemizeAll       *ebpf.Variable `ebpf:"itemize_all"`
+	KprogRecLayout   *ebpf.Variable `ebpf:"kprog_rec_layout"`
+	KwCountKeyLayout *ebpf.Variable `ebpf:"kw_count_key_layout"`
+	KwCountLayout    *ebpf.Variable `ebpf:"kw_count_layout"`
+	KwFlagLayout     *ebpf.Variable `ebpf:"kw_flag_layout"`
+	KwLimitsLayout   *ebpf.Variable `ebpf:"kw_limits_layout"`
+	KwOpLayout       *ebpf.Variable `ebpf:"kw_op_layout"`
+	KwPairKeyLayout  *ebpf.Variable `ebpf:"kw_pair_key_layout"`
+	KwPairLayout     *ebpf.Variable `ebpf:"kw_pair_layout"`
+	KwSelLayout      *ebpf.Variable `ebpf:"kw_sel_layout"`
+	KwStatLayout     *ebpf.Variable `ebpf:"kw_stat_layout"`
+	KwriteRecLayout  *ebpf.Variable `ebpf:"kwrite_rec_layout"`
+	MapInfoLayout    *ebpf.Variable `ebpf:"map_info_layout"`
+	PossibleCpus     *ebpf.Variable `ebpf:"possible_cpus"`
+	RecHdrLayout     *ebpf.Variable `ebpf:"rec_hdr_layout"`
+	RecKindLayout    *ebpf.Variable `ebpf:"rec_kind_layout"`
+	RecLimitsLayout  *ebpf.Variable `ebpf:"rec_limits_layout"`
+	SysCallerHi      *ebpf.Variable `ebpf:"sys_caller_hi"`
+	SysCallerLo      *ebpf.Variable `ebpf:"sys_caller_lo"`
+	TaskInfoLayout   *ebpf.Variable `ebpf:"task_info_layout"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // kwPrograms contains all programs after they have been loaded into the kernel.
@@ -551,6 +651,8 @@ type kwPrograms struct {
 	KpTaskDelR    *ebpf.Program `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.Program `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.Program `ebpf:"kp_trie_upd"`
+	KwCtlForget   *ebpf.Program `ebpf:"kw_ctl_forget"`
+	KwCtlSelect   *ebpf.Program `ebpf:"kw_ctl_select"`
 }
 
 func (p *kwPrograms) Close() error {
@@ -602,6 +704,8 @@ func (p *kwPrograms) Close() error {
 		p.KpTaskDelR,
 		p.KpTrieDel,
 		p.KpTrieUpd,
+		p.KwCtlForget,
+		p.KwCtlSelect,
 	)
 }
 

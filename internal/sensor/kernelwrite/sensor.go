@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -150,6 +151,13 @@ type Config struct {
 	// Mode is ModeAuto (the default, also for ""), ModeFexit or
 	// ModeKprobe.
 	Mode Mode
+	// Writes is WritesSelective (the default, also for "") or WritesAll.
+	Writes Writes
+	// CountEntries bounds the kernel's table of counts (0:
+	// DefaultCountEntries); SummaryEvery is how often counted writes are
+	// summarised (0: DefaultSummaryEvery; at least a second).
+	CountEntries int
+	SummaryEvery time.Duration
 }
 
 // ErrUnavailable wraps the reason no kernel-side hook works here.
@@ -174,13 +182,17 @@ type Sensor struct {
 	Hooks []HookStatus
 
 	mode       Mode
+	writes     Writes
+	cfg        Config
 	coll       *ebpf.Collection // maps
 	progs      []*ebpf.Program  // attached programs
 	writeProgs []*ebpf.Program  // of which the write hooks
 	loadProgs  []*ebpf.Program  // and the program load/free hooks
 	links      []link.Link
-	dec        *decoder
-	loss       *record.Loss
+	// The control programs that change the frozen selection and counts.
+	ctlSelect, ctlForget *ebpf.Program
+	dec                  *decoder
+	loss                 *record.Loss
 }
 
 // New returns the sensor, not started.
@@ -189,7 +201,11 @@ func New(cfg Config) *Sensor {
 	if mode == "" {
 		mode = ModeAuto
 	}
-	return &Sensor{mode: mode}
+	writes := cfg.Writes
+	if writes == "" {
+		writes = WritesSelective
+	}
+	return &Sensor{mode: mode, writes: writes, cfg: cfg}
 }
 
 // Name is the sensor's name in logs, errors and the set.
@@ -229,6 +245,22 @@ func (s *Sensor) start(env *sensor.Env) error {
 		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
 	}
 	specs.Kscratch.MaxEntries = uint32(cpus)
+	countEntries := s.cfg.CountEntries
+	if countEntries <= 0 {
+		countEntries = DefaultCountEntries
+	}
+	specs.KwCounts.MaxEntries = uint32(countEntries)
+	if err := specs.ItemizeAll.Set(boolU32(s.writes == WritesAll)); err != nil {
+		return fmt.Errorf("setting itemize_all: %w", err)
+	}
+	epochNS := uint64(s.cfg.SummaryEvery)
+	if s.cfg.SummaryEvery <= 0 {
+		epochNS = uint64(DefaultSummaryEvery)
+	}
+	epochNS = max(epochNS, uint64(time.Second))
+	if err := specs.EpochNs.Set(epochNS); err != nil {
+		return fmt.Errorf("setting epoch_ns: %w", err)
+	}
 	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
 		return fmt.Errorf("setting capture_limit: %w", err)
 	}
@@ -242,6 +274,12 @@ func (s *Sensor) start(env *sensor.Env) error {
 	lo, hi := syscallCallers(syms)
 	if err := errors.Join(specs.SysCallerLo.Set(lo), specs.SysCallerHi.Set(hi)); err != nil {
 		return fmt.Errorf("setting sys_caller_lo/hi: %w", err)
+	}
+	if syms != nil && syms.textStart != 0 && syms.textEnd > syms.textStart {
+		// Without them every writer is found by a stack walk.
+		if err := errors.Join(specs.CoreLo.Set(syms.textStart), specs.CoreHi.Set(syms.textEnd)); err != nil {
+			return fmt.Errorf("setting core_lo/hi: %w", err)
+		}
 	}
 	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
@@ -331,6 +369,14 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if writeHooks == 0 {
 		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
 	}
+	var count *counter
+	if s.writes != WritesAll {
+		if err := s.loadControl(ld); err != nil {
+			return err
+		}
+		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{},
+			last: map[uint32]uint64{}}
+	}
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
 		selfPrograms: append(slices.Clone(env.Self.Programs), s.ProgramIDs()...),
@@ -341,6 +387,9 @@ func (s *Sensor) start(env *sensor.Env) error {
 		loadProgs:    s.loadProgs,
 		trackLoads:   s.tracksLoads(),
 		hooked:       s.hookedFunctions(),
+		count:        count,
+		decoder:      &env.Ring.Decoder,
+		kprobed:      s.kprobed(),
 	})
 	if err != nil {
 		return err
@@ -354,8 +403,16 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	s.loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
 	env.Ring.OnTick(s.dec.tick)
-	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked())
+	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked(),
+		"itemized", s.writes)
 	return nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // checkFexitTarget verifies, from the kernel's BTF, that fn exists and has
@@ -576,6 +633,30 @@ func (s *Sensor) hookedFunctions() []string {
 	return fns
 }
 
+// loadControl loads the programs through which bpfmon changes the
+// selection and empties the counts: the maps are frozen against bpf(2).
+func (s *Sensor) loadControl(ld *loader) error {
+	coll, err := ld.collection(map[string]bool{kwProgKwCtlSelect: true, kwProgKwCtlForget: true})
+	if err != nil {
+		return fmt.Errorf("loading the kernel-side sensor's control programs: %w", err)
+	}
+	s.ctlSelect, s.ctlForget = coll.DetachProgram(kwProgKwCtlSelect), coll.DetachProgram(kwProgKwCtlForget)
+	coll.Close()
+	s.progs = append(s.progs, s.ctlSelect, s.ctlForget)
+	return nil
+}
+
+// kprobed lists the functions hooked by kprobes.
+func (s *Sensor) kprobed() map[string]bool {
+	m := map[string]bool{}
+	for _, h := range s.Hooks {
+		if h.Kind == "kprobe" {
+			m[h.Function] = true
+		}
+	}
+	return m
+}
+
 // tracksLoads reports whether the program-load hook is attached, so that
 // programs loaded after start are known in order with their writes.
 func (s *Sensor) tracksLoads() bool {
@@ -587,20 +668,23 @@ func (s *Sensor) tracksLoads() bool {
 	return false
 }
 
-// protect fills self_maps with bpfmon's maps and freezes the sensor's
-// maps against writes through bpf(2): no process may blind the filter,
-// clear the counters or scribble on the scratch records. The programs
-// still write what they own.
+// protect enters bpfmon's maps in kw_select (never reported) and freezes
+// the sensor's maps against writes through bpf(2): no process may blind
+// the filter or the selection, clear the counters or counts, or scribble
+// on the scratch records. The programs still write what they own; bpfmon
+// changes the selection and empties the counts through its control
+// programs (kw_ctl_*).
 func (s *Sensor) protect(selfMaps []uint32) error {
 	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
-	filter := s.coll.Maps[kwMapSelfMaps]
+	filter := s.coll.Maps[kwMapKwSelect]
 	for _, id := range ids {
-		if err := filter.Put(id, uint8(1)); err != nil {
+		if err := filter.Put(id, uint8(kwKwSelSEL_SELF)); err != nil {
 			return fmt.Errorf("filling the self-map filter: %w", err)
 		}
 	}
 	for name, m := range s.coll.Maps {
-		if name == kwMapEvents || name == ".rodata" {
+		switch name {
+		case kwMapEvents, ".rodata":
 			continue
 		}
 		if err := m.Freeze(); err != nil {
@@ -718,6 +802,9 @@ func (s *Sensor) Hooked() int {
 
 // Detach removes the hooks; records already written remain to be read.
 func (s *Sensor) Detach() {
+	if s.dec != nil {
+		s.dec.detached.Store(true)
+	}
 	for _, l := range s.links {
 		l.Close()
 	}
@@ -731,6 +818,7 @@ func (s *Sensor) Close() error {
 		p.Close()
 	}
 	s.progs, s.writeProgs, s.loadProgs = nil, nil, nil
+	s.ctlSelect, s.ctlForget = nil, nil
 	if s.coll != nil {
 		s.coll.Close()
 		s.coll = nil

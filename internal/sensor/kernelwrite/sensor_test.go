@@ -39,6 +39,11 @@ type options struct {
 	ring int
 	// deferRun leaves the ring buffer unread until c.run is called.
 	deferRun bool
+	// writes, countEntries, summaryEvery: the sensor's Config (zero:
+	// its defaults).
+	writes       Writes
+	countEntries int
+	summaryEvery time.Duration
 }
 
 // start starts both sensors. Where this kernel allows no kernel-side hook
@@ -52,7 +57,7 @@ func start(t testing.TB, o options) *collector {
 	sensors := []sensor.Sensor{c.sys}
 	if o.mode != ModeOff {
 		requireHooks(t)
-		c.kw = New(Config{Mode: o.mode})
+		c.kw = New(Config{Mode: o.mode, Writes: o.writes, CountEntries: o.countEntries, SummaryEvery: o.summaryEvery})
 		sensors = append(sensors, c.kw)
 	}
 	c.Run = sensortest.Start(t, sensortest.Options{RingBytes: o.ring, Deferred: o.deferRun, Describe: describe}, sensors...)
@@ -526,7 +531,7 @@ func TestLossIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	c := start(t, options{ring: 16 << 10, deferRun: true})
+	c := start(t, options{ring: 16 << 10, deferRun: true, writes: WritesAll})
 	const n = 5000
 	ret, err := w.Program(writers.UpdateArray).Run(&ebpf.RunOptions{Data: writers.Packet(1, 1), Repeat: n})
 	if err != nil || ret != 0 {

@@ -6,6 +6,7 @@ package writers
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/rlimit"
@@ -31,17 +32,29 @@ type Set struct {
 }
 
 // Load loads the socket filters and their maps.
-func Load() (*Set, error) {
+func Load() (*Set, error) { return LoadWith(nil) }
+
+// LoadWith loads the socket filters with some of their maps replaced, by
+// name (w_hash, ...): new programs writing maps that already exist. With
+// only, just those programs are loaded.
+func LoadWith(maps map[string]*ebpf.Map, only ...string) (*Set, error) {
 	_ = rlimit.RemoveMemlock()
 	spec, err := loadWriters()
 	if err != nil {
 		return nil, err
 	}
+	if len(only) > 0 {
+		for name := range spec.Programs {
+			if !slices.Contains(only, name) {
+				delete(spec.Programs, name)
+			}
+		}
+	}
 	// The task storage writer and its map are LoadTaskStorage's: kernels
 	// before 5.11 have no such map, and the socket filters need none.
 	delete(spec.Programs, writersProgTaskStorage)
 	delete(spec.Maps, writersMapW_task)
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: maps})
 	if err != nil {
 		return nil, fmt.Errorf("loading the writer programs: %w", err)
 	}
