@@ -66,7 +66,8 @@ var (
 	withProcess = bySource([]string{event.SourceSyscall, event.SourceKernel, event.SourceLSM, event.SourceLineage}, event.HolderWhileDown)
 	withMap     = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
 		event.MapLookupDeleteBatch, event.MapGetFDByID, event.ObjGet, event.ObjPin, event.MapCreate, event.MapFreeze,
-		event.MapIterLink, event.MapMmap, event.MapChanged, event.MapNotScanned, event.AccessDenied, event.HolderWhileDown}
+		event.MapIterLink, event.MapMmap, event.MapWritesCounted, event.MapChanged, event.MapNotScanned, event.AccessDenied, event.HolderWhileDown,
+		event.HiddenObject}
 	withElements = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
 		event.MapLookupDeleteBatch, event.MapChanged}
 	syscallWrites = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
