@@ -7,7 +7,8 @@ package main
 var mutants = []mutant{
 	// Owner decisions: who owns a protected map.
 	{name: "owns-ignores-marks", area: "owner decisions", file: "internal/alert/alert.go",
-		old: "if _, marked := e.marked(p); marked {", new: "if _, marked := e.marked(p); false && marked {",
+		old: "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); marked {",
+		new: "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); false && marked {",
 		pkgs: []string{"internal/alert"}, run: "TestLineage"},
 	{name: "owner-any-cgroup", area: "owner decisions", file: "internal/alert/alert.go",
 		old: "&& (o.CgroupID == 0 || o.CgroupID == id.CgroupID)", new: "",
@@ -163,7 +164,7 @@ var mutants = []mutant{
 		old: "\t\t\tif s.explained(c.ev.Map.ID, c.key, c.since) {", new: "\t\t\tif false {",
 		pkgs: []string{"internal/scanner"}, run: "TestExplainedAndRemoved"},
 	{name: "scan-explained-any-time", area: "scanner explained", file: "internal/scanner/scanner.go",
-		old: "\treturn t != nil && *t > since.UnixNano()\n", new: "\treturn t != nil\n",
+		old: "\tif t := s.writes[mapID][key]; t != nil && *t > since.UnixNano() {", new: "\tif t := s.writes[mapID][key]; t != nil {",
 		pkgs: []string{"internal/scanner"}, run: "TestExplainTimes"},
 	{name: "scan-owner-path-any", area: "scanner explained", file: "internal/alert/alert.go",
 		old: "\tif why := e.foreignPath(g, ev); why != \"\" {", new: "\tif why := e.foreignPath(g, ev); false && why != \"\" {",
