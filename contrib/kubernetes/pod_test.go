@@ -528,7 +528,12 @@ func TestManifestPodRuns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(mapFD)
+	// One *os.File owns the fd and closes it, once: an os.NewFile per
+	// holder would each close mapFD again when the collector finalizes
+	// it, by then another file's number (TestManifestPodman's read of its
+	// own executable failed with EBADF in CI).
+	mapFile := os.NewFile(uintptr(mapFD), "map")
+	defer mapFile.Close()
 	pin := filepath.Join("/sys/fs/bpf", name)
 	if err := pinMap(mapFD, pin); err != nil {
 		t.Fatalf("pinning at %s: %v", pin, err)
@@ -537,7 +542,7 @@ func TestManifestPodRuns(t *testing.T) {
 
 	// A second holder, of another user: its /proc/PID/fd is mode 0500.
 	other := exec.Command("sleep", "120")
-	other.ExtraFiles = []*os.File{os.NewFile(uintptr(mapFD), "map")}
+	other.ExtraFiles = []*os.File{mapFile}
 	other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	if err := other.Start(); err != nil {
 		t.Fatal(err)
@@ -552,7 +557,7 @@ func TestManifestPodRuns(t *testing.T) {
 	}
 	agent := exec.Command(os.Args[0], "-test.run=^$")
 	agent.Env = append(os.Environ(), holdEnv+"=1")
-	agent.ExtraFiles = []*os.File{os.NewFile(uintptr(mapFD), "map")}
+	agent.ExtraFiles = []*os.File{mapFile}
 	agent.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: agentFD}
 	agentIn, _ := agent.StdinPipe()
 	var agentOut bytes.Buffer
