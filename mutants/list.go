@@ -7,8 +7,8 @@ package main
 var mutants = []mutant{
 	// Owner decisions: who owns a protected map.
 	{name: "owns-ignores-marks", area: "owner decisions", file: "internal/alert/alert.go",
-		old: "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); marked {",
-		new: "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); false && marked {",
+		old:  "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); marked {",
+		new:  "is not marked (lineage.go).\nfunc (e *Engine) owns(g *guarded, p *event.Process) bool {\n\tif _, marked := e.marked(p); false && marked {",
 		pkgs: []string{"internal/alert"}, run: "TestLineage"},
 	{name: "owner-any-cgroup", area: "owner decisions", file: "internal/alert/alert.go",
 		old: "&& (o.CgroupID == 0 || o.CgroupID == id.CgroupID)", new: "",
