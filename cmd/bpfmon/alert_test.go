@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -48,7 +49,7 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	updatefd:FD:KEY write KEY through fd FD, inherited
 //	tamper:ID       update (key and value all zeros) and delete key zero
 //	                in map ID with bpf(2), each of which must fail
-//	wait            read a line from stdin first
+//	wait            print "waiting", then read a line from stdin
 //	seize:PID       attach to process PID with PTRACE_SEIZE (and exit, detaching)
 //	procmem:PID     open /proc/PID/mem for writing
 //
@@ -72,6 +73,7 @@ func actChild(acts string) error {
 		var m *ebpf.Map
 		var err error
 		if f[0] == "wait" {
+			fmt.Println("waiting") // for actHolding
 			bufio.NewReader(os.Stdin).ReadString('\n')
 			continue
 		}
@@ -240,6 +242,46 @@ func act(t *testing.T, exe string, acts ...string) int {
 		t.Fatalf("%s %v: %v: %s", filepath.Base(exe), acts, err, out)
 	}
 	return cmd.Process.Pid
+}
+
+// actHolding runs exe as act does, with "wait" after acts: the child
+// keeps what it opened or loaded (maps, programs, mappings) until the
+// test ends, or until the returned function lets it exit and waits for it.
+func actHolding(t *testing.T, exe string, acts ...string) (pid int, release func()) {
+	t.Helper()
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), actEnv+"="+strings.Join(append(acts, "wait"), ","))
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var said strings.Builder
+	for r := bufio.NewScanner(out); ; {
+		if !r.Scan() {
+			cmd.Wait()
+			t.Fatalf("%s %v: exited before holding: %s", filepath.Base(exe), acts, said.String())
+		}
+		if r.Text() == "waiting" {
+			break
+		}
+		said.WriteString(r.Text() + "\n")
+	}
+	return cmd.Process.Pid, func() {
+		t.Helper()
+		io.WriteString(in, "\n")
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("%s %v: %v", filepath.Base(exe), acts, err)
+		}
+	}
 }
 
 type alertEvent struct {
