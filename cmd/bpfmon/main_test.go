@@ -484,6 +484,24 @@ func TestWatchFilters(t *testing.T) {
 	}
 }
 
+// runInProcess runs bpfmon's run with args in this process, standard
+// output and error both into out: for command lines refused before
+// anything starts, it is what the binary would do, without building and
+// starting one each time.
+func runInProcess(t *testing.T, args ...string) (code int, out string) {
+	t.Helper()
+	var b lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(args, &b, &b) }()
+	select {
+	case code = <-done:
+	case <-time.After(testutil.Timeout(20 * time.Second)):
+		// A command line accepted by mistake would watch forever.
+		t.Fatalf("bpfmon %v did not return within 20s: %s", args, b.String())
+	}
+	return code, b.String()
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -549,7 +567,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
 		{[]string{"version"}, 0, "bpfmon"},
 	} {
-		code, out := runBpfmon(t, tc.args...)
+		code, out := runInProcess(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.msg) {
 			t.Errorf("bpfmon %v: exit %d, want %d; output lacks %q: %s", tc.args, code, tc.code, tc.msg, out)
 		}
