@@ -9,9 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/metrics"
@@ -68,6 +72,7 @@ type watchOptions struct {
 	kernelWritesMode kernelwrite.Writes
 	logLevel         slog.Level
 	policy           *policy.Policy
+	statusFD         int // $BPFMON_STATUS_FD, -1 without
 }
 
 // codedError ends a command with its exit code; the command prints it as
@@ -170,6 +175,9 @@ func (o *watchOptions) Validate() error {
 	if err := o.validateLog(); err != nil {
 		return err
 	}
+	if err := o.validateStatusFD(); err != nil {
+		return err
+	}
 	o.policy = policy.Default()
 	if o.policyPath != "" {
 		var err error
@@ -255,6 +263,31 @@ func (o *watchOptions) validateLog() error {
 	return nil
 }
 
+// statusEnv names a descriptor bpfmon watch tells its progress on, one
+// line a step: "ready scanner=on" (or off) once ready, then "scan_pass N"
+// after each content scanner pass. For tests and supervisors that start
+// bpfmon and wait for it; the log's lines are for people.
+const statusEnv = "BPFMON_STATUS_FD"
+
+// validateStatusFD: $BPFMON_STATUS_FD, when set, names an open
+// descriptor other than standard input, output and error.
+func (o *watchOptions) validateStatusFD() error {
+	o.statusFD = -1
+	v, ok := os.LookupEnv(statusEnv)
+	if !ok {
+		return nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err == nil && fd > 2 {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	}
+	if err != nil || fd <= 2 {
+		return usageError("%s=%q: want the number of a descriptor bpfmon inherits open, 3 or more (or leave it unset)", statusEnv, v)
+	}
+	o.statusFD = fd
+	return nil
+}
+
 // validateOutput: the output's rotation, and the metrics address.
 func (o *watchOptions) validateOutput() error {
 	var err error
@@ -311,7 +344,7 @@ func (w *watchRun) close() {
 // On an error, what it did is undone already.
 func (o *watchOptions) startWatch(stdout, stderr io.Writer, hup <-chan os.Signal) (*watchRun, error) {
 	w := &watchRun{log: o.logger(stderr), stop: make(chan struct{}), hup: hup}
-	steps := []func(*watchRun, io.Writer) error{o.lock, o.serveMetrics, o.openOutput, o.signals, o.memoryLimit, o.startProfile}
+	steps := []func(*watchRun, io.Writer) error{o.lock, o.serveMetrics, o.openOutput, o.signals, o.memoryLimit, o.startProfile, o.openStatus}
 	for _, step := range steps {
 		if err := step(w, stdout); err != nil {
 			w.close()
@@ -447,6 +480,39 @@ func (o *watchOptions) startProfile(w *watchRun, _ io.Writer) error {
 		return runtimeError("--cpu-profile: %w", err)
 	}
 	w.cleanups = append(w.cleanups, pprof.StopCPUProfile)
+	return nil
+}
+
+// openStatus: the status descriptor ($BPFMON_STATUS_FD), told each
+// watch.Status as a line. A line it cannot write is said in the log and
+// the watch goes on.
+func (o *watchOptions) openStatus(w *watchRun, _ io.Writer) error {
+	if o.statusFD < 0 {
+		return nil
+	}
+	unix.CloseOnExec(o.statusFD)
+	f := os.NewFile(uintptr(o.statusFD), statusEnv)
+	w.cleanups = append(w.cleanups, func() { f.Close() })
+	var mu sync.Mutex
+	w.opts.Status = func(st watch.Status) {
+		var line string
+		switch st.Kind {
+		case watch.StatusReady:
+			line = "ready scanner=off\n"
+			if st.Scanner {
+				line = "ready scanner=on\n"
+			}
+		case watch.StatusScanPass:
+			line = "scan_pass " + strconv.Itoa(st.Pass) + "\n"
+		default:
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, err := io.WriteString(f, line); err != nil {
+			w.log.Warn("writing the status line: "+err.Error(), statusEnv, o.statusFD)
+		}
+	}
 	return nil
 }
 

@@ -160,13 +160,17 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: own,
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
-			// Tests and people waiting for a pass watch for this line.
+			// People waiting for a pass read this line; programs and
+			// tests are told by opts.Status.
 			Passed: func(n int, st scanner.PassStats) {
 				if opts.Metrics != nil {
 					opts.Metrics.ScanPassed(st)
 				}
 				log.Debug("scan pass done", "part", "scanner", "pass", n, "maps", st.Maps, "elements", st.Elements,
 					"bytes", st.SnapshotBytes, "events", st.Events, "took", st.Duration.Round(time.Microsecond).String())
+				if opts.Status != nil {
+					opts.Status(Status{Kind: StatusScanPass, Pass: n, Stats: st})
+				}
 			},
 			// Saved with each state: nil (keep the saved one) until the
 			// engine has the state at start.
@@ -338,6 +342,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	}
 	if opts.Metrics != nil {
 		opts.Metrics.Ready()
+	}
+	if opts.Status != nil {
+		opts.Status(Status{Kind: StatusReady, Scanner: scan != nil})
 	}
 
 	scanDone := make(chan struct{})

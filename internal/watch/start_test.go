@@ -138,7 +138,8 @@ func TestStartOrder(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(Options{Format: "json", Out: io.Discard, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			ScanInterval: time.Hour, Policy: pol, Enforce: true, Metrics: mets}, stop, p)
+			ScanInterval: time.Hour, Policy: pol, Enforce: true, Metrics: mets,
+			Status: func(s Status) { st.add("status %d scanner=%v", s.Kind, s.Scanner) }}, stop, p)
 		done <- err
 	}()
 	select {
@@ -176,6 +177,10 @@ func TestStartOrder(t *testing.T) {
 	}
 	if !(inv < rdy && scan < rdy && arm < rdy) {
 		t.Errorf("ready before the state at start was recorded: %q", st.all())
+	}
+	// Readiness is told to Options.Status once, after the ready file.
+	if told := at(fmt.Sprintf("status %d scanner=true", StatusReady)); told < rdy {
+		t.Errorf("Status told ready before the ready file was written: %q", st.all())
 	}
 }
 
