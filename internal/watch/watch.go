@@ -1,8 +1,9 @@
 // Package watch runs `bpfmon watch`: it starts the sensors, the alert
 // engine and the content scanner in the order their invariants need
-// (start.go), passes every event through one sink (sink.go) and, when told
-// to stop, drains everything and summarises. It holds the wiring, not the
-// flags (cmd/bpfmon) nor the sensors' logic (internal/sensor/...).
+// (start.go; one watcher stage each, stages.go), passes every event
+// through one sink (sink.go) and, when told to stop, drains everything
+// and summarises. It holds the wiring, not the flags (cmd/bpfmon) nor the
+// sensors' logic (internal/sensor/...).
 package watch
 
 import (
