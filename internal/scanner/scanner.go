@@ -851,36 +851,19 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 	r := rangesFor(b.snap - snapOverhead)
 	mode := modeFull
 	n := 0
-	var nbytes uint64
 	if prev != nil {
 		mode = plan(prev.n, prev.bytes, b.snap)
-		cnt := &snapshot{readAt: time.Now()}
-		if mode == modeRanges {
-			cnt.ranges = make([]rangeSum, r)
-		}
-		info, err := s.reader.Read(id, func(key, value []byte) error {
-			kh := hash64(key)
-			e := mix(kh, hash64(value))
-			cnt.n++
-			cnt.sum += e
-			cnt.bytes += uint64(len(key) + len(value))
-			if cnt.ranges != nil {
-				rs := &cnt.ranges[rangeOf(kh, r)]
-				rs.sum += e
-				rs.n++
-			}
-			return nil
-		})
+		cnt, err := s.hashRead(id, mode == modeRanges, r)
 		if err != nil {
-			return &snapshot{info: info}, nil, err
+			return cnt, nil, err
 		}
+		info := cnt.info
 		sameMap := info.Type == prev.info.Type && info.KeySize == prev.info.KeySize
 		if cnt.sum == prev.sum && cnt.n == prev.n && sameMap {
 			same := *prev
 			same.readAt, same.info = cnt.readAt, info
 			return &same, nil, nil
 		}
-		cnt.info = info
 		if !sameMap {
 			prev = nil // another map under the same id: a new baseline
 		}
@@ -891,9 +874,45 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 			}
 			return cnt, s.coarseChange(prev, cnt, b.snap), nil
 		}
-		n, nbytes = cnt.n, cnt.bytes
-		mode = plan(n, nbytes, b.snap)
+		n = cnt.n
+		mode = plan(n, cnt.bytes, b.snap)
 	}
+	return s.readCompare(id, prev, cs, mode, n, r, b.snap)
+}
+
+// hashRead is read's first read of a map it has a snapshot of: only the
+// hash of its contents (and of each of r ranges, when ranges), the
+// element count and bytes. On an error, the snapshot holds only the
+// map's info.
+func (s *Scanner) hashRead(id uint32, ranges bool, r int) (*snapshot, error) {
+	cnt := &snapshot{readAt: time.Now()}
+	if ranges {
+		cnt.ranges = make([]rangeSum, r)
+	}
+	info, err := s.reader.Read(id, func(key, value []byte) error {
+		kh := hash64(key)
+		e := mix(kh, hash64(value))
+		cnt.n++
+		cnt.sum += e
+		cnt.bytes += uint64(len(key) + len(value))
+		if cnt.ranges != nil {
+			rs := &cnt.ranges[rangeOf(kh, r)]
+			rs.sum += e
+			rs.n++
+		}
+		return nil
+	})
+	if err != nil {
+		return &snapshot{info: info}, err
+	}
+	cnt.info = info
+	return cnt, nil
+}
+
+// readCompare reads map id into a snapshot of the granularity mode (n
+// elements expected), comparing each element with prev's as it is read
+// (comparison), then finds prev's elements this read did not.
+func (s *Scanner) readCompare(id uint32, prev *snapshot, cs *cands, mode, n, r int, budget uint64) (*snapshot, []candidate, error) {
 	snap := &snapshot{readAt: time.Now(), mem: snapOverhead}
 	switch mode {
 	case modeFull:
@@ -904,114 +923,137 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 		snap.ranges = make([]rangeSum, r)
 		snap.mem += uint64(r) * rangeCost
 	}
-	compare := prev != nil && prev.ranges == nil && snap.ranges == nil
-	var found []candidate
-	var kept uint64       // what found holds of cs.mem
-	evMap := &event.Map{} // filled once Read returns the map's info
-	add := func(c candidate) {
-		if cs.keep(c) {
-			found = append(found, c)
-			kept += candOverhead + uint64(len(c.key)+len(c.ev.Value)+len(c.ev.OldValue))
-		}
+	c := &comparison{snap: snap, prev: prev, cs: cs, r: r, budget: budget,
+		compare: prev != nil && prev.ranges == nil && snap.ranges == nil,
+		evMap:   &event.Map{}, // filled once Read returns the map's info
 	}
-	matched := 0
-	var since time.Time
 	if prev != nil {
-		since = prev.readAt
+		c.since = prev.readAt
 	}
-	info, err := s.reader.Read(id, func(key, value []byte) error {
-		kh, vh := hash64(key), hash64(value)
-		e := mix(kh, vh)
-		snap.n++
-		snap.sum += e
-		snap.bytes += uint64(len(key) + len(value))
-		switch {
-		case snap.entries != nil:
-			snap.entries[string(key)] = string(value)
-			snap.mem += uint64(len(key)+len(value)) + fullOverhead
-			if snap.mem > b.snap/2 {
-				snap.toHashes()
-			}
-		case snap.hashes != nil:
-			snap.hashes[kh] = vh
-			snap.mem += hashedOverhead
-		default:
-			rs := &snap.ranges[rangeOf(kh, r)]
-			rs.sum += e
-			rs.n++
-		}
-		if snap.hashes != nil && snap.mem > b.snap {
-			// Past the budget even as hashes: ranges from here on, and
-			// the comparison is theirs.
-			snap.coarse(r)
-			if compare {
-				compare = false
-				cs.mem -= kept
-				delete(cs.over, evMap)
-				found, kept = nil, 0
-			}
-		}
-		if !compare {
-			return nil
-		}
-		// The previous value, or only its hash when prev is hashed.
-		var old string
-		var ok, same, haveOld bool
-		if prev.entries != nil {
-			old, ok = prev.entries[string(key)]
-			same, haveOld = old == string(value), true
-		} else {
-			var pv uint64
-			pv, ok = prev.hashes[kh]
-			same = pv == vh
-		}
-		switch {
-		case !ok:
-			add(newChange(snap.readAt, evMap, since, event.ChangeAdded, string(key), value, nil))
-		case !same:
-			matched++
-			var oldValue []byte
-			if haveOld {
-				oldValue = []byte(old)
-			}
-			add(newChange(snap.readAt, evMap, since, event.ChangeModified, string(key), value, oldValue))
-		default:
-			matched++
-		}
-		return nil
-	})
+	info, err := s.reader.Read(id, c.element)
 	snap.info = info
 	if err != nil {
-		cs.mem -= kept
-		delete(cs.over, evMap)
+		cs.mem -= c.kept
+		delete(cs.over, c.evMap)
 		return snap, nil, err
 	}
-	*evMap = *eventMap(info)
+	*c.evMap = *eventMap(info)
 	if prev == nil {
 		return snap, nil, nil
 	}
 	if snap.ranges != nil || prev.ranges != nil {
-		return snap, s.coarseChange(prev, snap, b.snap), nil
+		return snap, s.coarseChange(prev, snap, budget), nil
 	}
-	if matched == prev.n {
-		return snap, found, nil
+	if c.matched != prev.n {
+		c.removals()
 	}
-	// Removals: elements of prev that this read did not find.
+	return snap, c.found, nil
+}
+
+// comparison is one read of a map compared element by element with its
+// previous snapshot.
+type comparison struct {
+	snap, prev *snapshot
+	cs         *cands
+	r          int    // ranges, should the snapshot turn coarse
+	budget     uint64 // the snapshot's memory budget
+	compare    bool   // still comparing element by element
+	found      []candidate
+	kept       uint64     // what found holds of cs.mem
+	evMap      *event.Map // the candidates' map
+	matched    int        // elements of prev found again
+	since      time.Time  // when prev was read
+}
+
+func (c *comparison) add(cand candidate) {
+	if c.cs.keep(cand) {
+		c.found = append(c.found, cand)
+		c.kept += candOverhead + uint64(len(cand.key)+len(cand.ev.Value)+len(cand.ev.OldValue))
+	}
+}
+
+// element takes one element into the snapshot (keeping it, its hash, or
+// its range's, as the budget allows) and compares it with prev's.
+func (c *comparison) element(key, value []byte) error {
+	snap, prev := c.snap, c.prev
+	kh, vh := hash64(key), hash64(value)
+	e := mix(kh, vh)
+	snap.n++
+	snap.sum += e
+	snap.bytes += uint64(len(key) + len(value))
+	switch {
+	case snap.entries != nil:
+		snap.entries[string(key)] = string(value)
+		snap.mem += uint64(len(key)+len(value)) + fullOverhead
+		if snap.mem > c.budget/2 {
+			snap.toHashes()
+		}
+	case snap.hashes != nil:
+		snap.hashes[kh] = vh
+		snap.mem += hashedOverhead
+	default:
+		rs := &snap.ranges[rangeOf(kh, c.r)]
+		rs.sum += e
+		rs.n++
+	}
+	if snap.hashes != nil && snap.mem > c.budget {
+		// Past the budget even as hashes: ranges from here on, and the
+		// comparison is theirs.
+		snap.coarse(c.r)
+		if c.compare {
+			c.compare = false
+			c.cs.mem -= c.kept
+			delete(c.cs.over, c.evMap)
+			c.found, c.kept = nil, 0
+		}
+	}
+	if !c.compare {
+		return nil
+	}
+	// The previous value, or only its hash when prev is hashed.
+	var old string
+	var ok, same, haveOld bool
 	if prev.entries != nil {
-		for k, old := range prev.entries {
+		old, ok = prev.entries[string(key)]
+		same, haveOld = old == string(value), true
+	} else {
+		var pv uint64
+		pv, ok = prev.hashes[kh]
+		same = pv == vh
+	}
+	switch {
+	case !ok:
+		c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeAdded, string(key), value, nil))
+	case !same:
+		c.matched++
+		var oldValue []byte
+		if haveOld {
+			oldValue = []byte(old)
+		}
+		c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeModified, string(key), value, oldValue))
+	default:
+		c.matched++
+	}
+	return nil
+}
+
+// removals: elements of prev that this read did not find.
+func (c *comparison) removals() {
+	snap := c.snap
+	if c.prev.entries != nil {
+		for k, old := range c.prev.entries {
 			if snap.has(k) {
 				continue
 			}
-			add(newChange(snap.readAt, evMap, since, event.ChangeRemoved, k, nil, []byte(old)))
+			c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeRemoved, k, nil, []byte(old)))
 		}
-		return snap, found, nil
+		return
 	}
-	for kh := range prev.hashes {
+	for kh := range c.prev.hashes {
 		if _, ok := snap.lookupHash(kh); !ok {
-			add(candidate{ev: &event.Event{Time: snap.readAt, Map: evMap, Extra: &event.Extra{Since: since}}, since: since, keyHash: kh | 1})
+			c.add(candidate{ev: &event.Event{Time: snap.readAt, Map: c.evMap, Extra: &event.Extra{Since: c.since}}, since: c.since, keyHash: kh | 1})
 		}
 	}
-	return snap, found, nil
 }
 
 // errStop ends a read that only wanted the map's info.
