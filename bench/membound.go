@@ -177,45 +177,9 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 	pid := mon.cmd.Process.Pid
 	c0, _ := processCPU(pid)
 	w0 := time.Now()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var workErr error
-	var mu sync.Mutex
-	fail := func(err error) {
-		mu.Lock()
-		if workErr == nil {
-			workErr = err
-		}
-		mu.Unlock()
-	}
-	if c.rewrite {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			tick := time.NewTicker(time.Millisecond)
-			defer tick.Stop()
-			for i := uint32(0); ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				if err := rewritten.Update(i%60000, uint64(i)+1e9, 0); err != nil {
-					fail(fmt.Errorf("rewrite: %v", err))
-					return
-				}
-			}
-		}()
-	}
-	if c.burst > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := batchFill(growing, 0, c.burst, 4096); err != nil {
-				fail(fmt.Errorf("burst: %v", err))
-			}
-		}()
-	}
+	work := &boundWork{stop: make(chan struct{})}
+	work.start(c, rewritten, growing)
+	fail := work.fail
 	// The stranger is a copy of this binary: another executable than
 	// the protected map's creator, so not one of its owners.
 	self := filepath.Join(e.tmp, "stranger")
@@ -223,14 +187,7 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 		row.err = err
 		return row
 	}
-	stranger := func(op string, id ebpf.MapID) error {
-		cmd := exec.Command(self)
-		cmd.Env = append(os.Environ(), strangerEnv+"="+op+":"+strconv.Itoa(int(id)))
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("stranger %s: %v: %s", op, err, b)
-		}
-		return nil
-	}
+	stranger := func(op string, id ebpf.MapID) error { return runStranger(self, op, id) }
 	protInfo, _ := prot.Info()
 	protID, _ := protInfo.ID()
 	var hugeID ebpf.MapID
@@ -253,17 +210,118 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 	}
 	// Follow the output until the window ends: a change is detected
 	// when its line is written (an event's time is when its read began).
-	row.hugeDelay = 0
-	if huge != nil {
-		row.hugeDelay = -1
+	f := boundFollow{out: out, row: &row, protID: protID, hugeID: hugeID, huge: huge != nil, tamperAt: tamperAt, hugeAt: hugeAt,
+		pid: pid, c0: c0, w0: w0, window: c.window}
+	f.follow()
+	close(work.stop)
+	work.wg.Wait()
+	row.hwmKiB = statusKiB(pid, "VmHWM:")
+	if _, err := mon.stop(syscall.SIGINT, 5*time.Minute); err != nil {
+		// Kept for a look: a crash's trace is longer than the table's cell.
+		os.WriteFile(filepath.Join(os.TempDir(), "bpfmon-bound-stderr.txt"), []byte(mon.stderrText()), 0o644)
+		row.err = err
+		return row
+	}
+	if work.err != nil {
+		row.err = work.err
+		return row
+	}
+	stderr := mon.stderrText()
+	if i := strings.LastIndex(stderr, "content scanner's last pass"); i >= 0 {
+		row.passes = lastLine(stderr[i:])
+	}
+	progress("bound: peak RSS %d MiB, %.1f%% CPU, foreign-write %v, scanner alert after %v, huge map change after %v (%s)",
+		row.hwmKiB>>10, pct(row.cpu, row.window), row.foreignWrite, row.scanAlert, row.hugeDelay, row.granularity)
+	return row
+}
+
+// boundWork is a bound case's background writes; err is the first of
+// them, or of the tampering, that failed.
+type boundWork struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	err  error
+}
+
+func (b *boundWork) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.mu.Unlock()
+}
+
+// start starts the case's writes until stop: a rewrite of rewritten every
+// millisecond, and a burst of c.burst elements into growing.
+func (b *boundWork) start(c boundCase, rewritten, growing *ebpf.Map) {
+	if c.rewrite {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for i := uint32(0); ; i++ {
+				select {
+				case <-b.stop:
+					return
+				case <-tick.C:
+				}
+				if err := rewritten.Update(i%60000, uint64(i)+1e9, 0); err != nil {
+					b.fail(fmt.Errorf("rewrite: %v", err))
+					return
+				}
+			}
+		}()
+	}
+	if c.burst > 0 {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			if err := batchFill(growing, 0, c.burst, 4096); err != nil {
+				b.fail(fmt.Errorf("burst: %v", err))
+			}
+		}()
+	}
+}
+
+// runStranger runs self as a stranger (strangerEnv) doing op to map id.
+func runStranger(self, op string, id ebpf.MapID) error {
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), strangerEnv+"="+op+":"+strconv.Itoa(int(id)))
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("stranger %s: %v: %s", op, err, b)
+	}
+	return nil
+}
+
+// boundFollow follows one bound case's output until its window ends and
+// the detections it waits for are in (a minute more at most), noting them
+// in row.
+type boundFollow struct {
+	out              string
+	row              *boundRow
+	protID, hugeID   ebpf.MapID
+	huge             bool // a huge map is written by a program
+	tamperAt, hugeAt time.Time
+	pid              int
+	c0               time.Duration // bpfmon's CPU at w0
+	w0               time.Time
+	window           time.Duration
+}
+
+func (f *boundFollow) follow() {
+	f.row.hugeDelay = 0
+	if f.huge {
+		f.row.hugeDelay = -1
 	}
 	var off int64
 	for {
-		f, err := os.Open(out)
+		file, err := os.Open(f.out)
 		if err == nil {
-			f.Seek(off, io.SeekStart)
-			b, _ := io.ReadAll(f)
-			f.Close()
+			file.Seek(off, io.SeekStart)
+			b, _ := io.ReadAll(file)
+			file.Close()
 			if i := strings.LastIndexByte(string(b), '\n'); i >= 0 {
 				off += int64(i + 1)
 				now := time.Now()
@@ -279,50 +337,30 @@ func boundOne(e *env, c boundCase) (row boundRow) {
 						continue
 					}
 					switch {
-					case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
-						row.foreignWrite = true
-					case ev.Map.ID == protID && ev.Alert != nil && ev.Alert.Rule == "unexplained-change" && row.scanAlert < 0:
-						row.scanAlert = now.Sub(tamperAt)
-					case huge != nil && ev.Map.ID == hugeID && ev.Event == "map_changed" && row.hugeDelay < 0:
-						row.hugeDelay = now.Sub(hugeAt)
-						row.granularity, row.reason = ev.Granularity, ev.Reason
+					case ev.Map.ID == f.protID && ev.Alert != nil && ev.Alert.Rule == "foreign-write":
+						f.row.foreignWrite = true
+					case ev.Map.ID == f.protID && ev.Alert != nil && ev.Alert.Rule == "unexplained-change" && f.row.scanAlert < 0:
+						f.row.scanAlert = now.Sub(f.tamperAt)
+					case f.huge && ev.Map.ID == f.hugeID && ev.Event == "map_changed" && f.row.hugeDelay < 0:
+						f.row.hugeDelay = now.Sub(f.hugeAt)
+						f.row.granularity, f.row.reason = ev.Granularity, ev.Reason
 					}
 				}
 			}
 		}
-		if row.window == 0 && time.Now().After(w0.Add(c.window)) {
+		if f.row.window == 0 && time.Now().After(f.w0.Add(f.window)) {
 			// The window's CPU; the workload goes on while detections
 			// are awaited, up to a minute more.
-			c1, _ := processCPU(pid)
-			row.window = time.Since(w0)
-			row.cpu = c1 - c0
+			c1, _ := processCPU(f.pid)
+			f.row.window = time.Since(f.w0)
+			f.row.cpu = c1 - f.c0
 		}
-		waiting := row.scanAlert < 0 || row.hugeDelay < 0
-		if row.window != 0 && (!waiting || time.Now().After(w0.Add(c.window+time.Minute))) {
+		waiting := f.row.scanAlert < 0 || f.row.hugeDelay < 0
+		if f.row.window != 0 && (!waiting || time.Now().After(f.w0.Add(f.window+time.Minute))) {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	row.hwmKiB = statusKiB(pid, "VmHWM:")
-	if _, err := mon.stop(syscall.SIGINT, 5*time.Minute); err != nil {
-		// Kept for a look: a crash's trace is longer than the table's cell.
-		os.WriteFile(filepath.Join(os.TempDir(), "bpfmon-bound-stderr.txt"), []byte(mon.stderrText()), 0o644)
-		row.err = err
-		return row
-	}
-	if workErr != nil {
-		row.err = workErr
-		return row
-	}
-	stderr := mon.stderrText()
-	if i := strings.LastIndex(stderr, "content scanner's last pass"); i >= 0 {
-		row.passes = lastLine(stderr[i:])
-	}
-	progress("bound: peak RSS %d MiB, %.1f%% CPU, foreign-write %v, scanner alert after %v, huge map change after %v (%s)",
-		row.hwmKiB>>10, pct(row.cpu, row.window), row.foreignWrite, row.scanAlert, row.hugeDelay, row.granularity)
-	return row
 }
 
 func reportBound(w io.Writer, rows []boundRow) {

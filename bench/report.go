@@ -170,19 +170,50 @@ func status(ok bool) string {
 	return "MISSED"
 }
 
-func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writes writeResults, gp getpidResults, pipe pipelineResult, idles []idleResult, scan scanResult) {
-	idle := idles[0]
-	monitors := e.monitors()
-	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+// benchReport is what report writes: the run's results, and the
+// aggregates the sections share.
+type benchReport struct {
+	p         func(format string, args ...any)
+	cfg       config
+	e         *env
+	in        info
+	workloads []workload
+	writes    writeResults
+	gp        getpidResults
+	pipe      pipelineResult
+	idles     []idleResult
+	scan      scanResult
+	idle      idleResult
+	monitors  []string
+	aggs      []map[string]agg
+}
 
-	aggs := make([]map[string]agg, len(workloads))
+func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writes writeResults, gp getpidResults, pipe pipelineResult, idles []idleResult, scan scanResult) {
+	r := &benchReport{p: func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) },
+		cfg: cfg, e: e, in: in, workloads: workloads, writes: writes, gp: gp, pipe: pipe, idles: idles, scan: scan,
+		idle: idles[0], monitors: e.monitors()}
+	r.aggs = make([]map[string]agg, len(workloads))
 	for i := range workloads {
-		aggs[i] = map[string]agg{}
-		for _, m := range monitors {
-			aggs[i][m] = aggregate(writes[i][m])
+		r.aggs[i] = map[string]agg{}
+		for _, m := range r.monitors {
+			r.aggs[i][m] = aggregate(writes[i][m])
 		}
 	}
+	r.header()
+	r.targets()
+	r.mapWrites()
+	r.otherSyscalls()
+	r.pipeline()
+	r.idleCPU()
+	r.scanner()
+}
 
+// header writes the title and the table of the machine and the run.
+func (r *benchReport) header() {
+	p := r.p
+	cfg := r.cfg
+	e := r.e
+	in := r.in
 	p("# bpfmon benchmarks")
 	p("")
 	p("Measured by `make bench` in one run, on one machine under one load.")
@@ -209,7 +240,17 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	p("| rounds | %d (map writes), %d (getpid); medians reported |", cfg.rounds, cfg.getpidRounds)
 	p("| run time | %.0f s |", in.elapsed.Seconds())
 	p("")
+}
 
+// targets writes the targets, met or missed.
+func (r *benchReport) targets() {
+	p := r.p
+	workloads := r.workloads
+	gp := r.gp
+	pipe := r.pipe
+	scan := r.scan
+	idle := r.idle
+	aggs := r.aggs
 	// Targets.
 	var ts []target
 	for i := 0; i < 2 && i < len(workloads); i++ {
@@ -294,7 +335,16 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		p("| %s | %s | %s | %s |", md(t.what), md(t.result), md(t.goal), t.status)
 	}
 	p("")
+}
 
+// mapWrites writes the map writes: each workload under each monitor.
+func (r *benchReport) mapWrites() {
+	p := r.p
+	e := r.e
+	workloads := r.workloads
+	writes := r.writes
+	monitors := r.monitors
+	aggs := r.aggs
 	// Map writes.
 	p("## Map writes")
 	p("")
@@ -348,7 +398,13 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 	}
 	p("- The `hash with BTF` workload is the hash one with a map that has BTF (u32 keys, values a `struct cfg { u32 pid; bool enabled; }`, loaded with BPF_BTF_LOAD, one more setup call): bpfmon renders each key and value by type (`key_btf`, `value_btf`), the baseline build, if older, does not.")
 	p("")
+}
 
+// otherSyscalls writes the getpid loop's slowdown.
+func (r *benchReport) otherSyscalls() {
+	p := r.p
+	cfg := r.cfg
+	gp := r.gp
 	// Other syscalls.
 	p("## Other syscalls")
 	p("")
@@ -374,7 +430,12 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		}
 	}
 	p("")
+}
 
+// pipeline writes the JSON pipeline alone.
+func (r *benchReport) pipeline() {
+	p := r.p
+	pipe := r.pipe
 	// Pipeline.
 	p("## JSON pipeline alone")
 	p("")
@@ -391,7 +452,13 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		}
 	}
 	p("")
+}
 
+// idleCPU writes bpfmon's CPU while idle.
+func (r *benchReport) idleCPU() {
+	p := r.p
+	idles := r.idles
+	idle := r.idle
 	// Idle.
 	p("## Idle CPU")
 	p("")
@@ -421,6 +488,13 @@ func report(w io.Writer, cfg config, e *env, in info, workloads []workload, writ
 		p("The kernel programs' cost on other processes' syscalls is charged to those processes: see Other syscalls.")
 	}
 	p("")
+}
+
+// scanner writes the content scanner's pass over a 1,000,000-entry map.
+func (r *benchReport) scanner() {
+	p := r.p
+	scan := r.scan
+	idle := r.idle
 	p("## Content scanner")
 	p("")
 	p("`%s`: one full pass (every map on the host, dominated by a 1,000,000-entry hash map, u32 keys and u64 values) after a baseline pass, unlimited budget. Idle CPU above includes the scanner's passes over the %s maps.", scan.cmdline, commas(int64(idle.maps)))

@@ -178,17 +178,41 @@ func runSoak(cfg config, e *env) error {
 	time.Sleep(3 * time.Second) // the last passes
 	soakEnd := countLines(out)
 
-	self, err := os.Executable()
+	dones, err := tamperAll(out, &r)
 	if err != nil {
 		return err
 	}
-	type done struct {
-		i   int
-		pid int
-		at  int // output lines before it
+	if _, err := mon.stop(unix.SIGINT, 30*time.Second); err != nil {
+		return err
 	}
-	var dones []done
-	for _, m := range maps {
+	mw.stop(unix.SIGINT, 10*time.Second)
+	r.writerRounds = int64(strings.Count(readFile(filepath.Join(e.tmp, "mapwriter.stdout")), "bpf_map_update_elem helper"))
+
+	if err := readSoak(out, soakEnd, dones, &r); err != nil {
+		return err
+	}
+	reportSoak(os.Stdout, r)
+	return nil
+}
+
+// soakDone is a tamper made: its index in soakResult.tampers, the
+// stranger's pid, and the output's lines before it.
+type soakDone struct {
+	i   int
+	pid int
+	at  int
+}
+
+// tamperAll has a stranger (this program, as strangerEnv says) update,
+// delete, write by a program and mmap each protected map of r, one after
+// the other, each followed by scanner passes.
+func tamperAll(out string, r *soakResult) ([]soakDone, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var dones []soakDone
+	for _, m := range r.maps {
 		for _, method := range []string{"update", "delete", "program", "mmap"} {
 			at := countLines(out)
 			cmd := exec.Command(self)
@@ -199,31 +223,34 @@ func runSoak(cfg config, e *env) error {
 			if b, err := cmd.CombinedOutput(); err != nil {
 				note = strings.TrimSpace(string(b))
 				if _, ok := err.(*exec.ExitError); !ok {
-					return fmt.Errorf("stranger %s on map %d: %v", method, m.id, err)
+					return nil, fmt.Errorf("stranger %s on map %d: %v", method, m.id, err)
 				}
 			}
 			r.tampers = append(r.tampers, tamperResult{method: method, m: m, note: note})
-			dones = append(dones, done{len(r.tampers) - 1, cmd.Process.Pid, at})
+			dones = append(dones, soakDone{len(r.tampers) - 1, cmd.Process.Pid, at})
 			time.Sleep(3 * time.Second) // passes of the scanner
 		}
 	}
-	if _, err := mon.stop(unix.SIGINT, 30*time.Second); err != nil {
-		return err
-	}
-	mw.stop(unix.SIGINT, 10*time.Second)
-	r.writerRounds = int64(strings.Count(readFile(filepath.Join(e.tmp, "mapwriter.stdout")), "bpf_map_update_elem helper"))
+	return dones, nil
+}
 
-	type ev struct {
-		Event string
-		Count int64
-		Alert *struct{ Rule string }
-		Map   *struct{ ID ebpf.MapID }
-		Proc  *struct{ PID int } `json:"process"`
-	}
+// soakEvent is what readSoak reads of an event.
+type soakEvent struct {
+	Event string
+	Count int64
+	Alert *struct{ Rule string }
+	Map   *struct{ ID ebpf.MapID }
+	Proc  *struct{ PID int } `json:"process"`
+}
+
+// readSoak counts the soak's events in out: those of its first soakEnd
+// lines (the soak itself) by map and rule, and the later alerts by the
+// tamper they answer.
+func readSoak(out string, soakEnd int, dones []soakDone, r *soakResult) error {
 	i := -1
-	if err := scanLines(out, func(l []byte) {
+	return scanLines(out, func(l []byte) {
 		i++
-		var x ev
+		var x soakEvent
 		if json.Unmarshal(l, &x) != nil {
 			return
 		}
@@ -260,11 +287,7 @@ func runSoak(cfg config, e *env) error {
 				break
 			}
 		}
-	}); err != nil {
-		return err
-	}
-	reportSoak(os.Stdout, r)
-	return nil
+	})
 }
 
 func writeUnlimited(e *env) string {

@@ -209,6 +209,49 @@ type options struct {
 }
 
 func run() (int, error) {
+	o, err := parseOptions()
+	if err != nil {
+		return 2, err
+	}
+	selected, arm64, err := o.selectKernels()
+	if err != nil {
+		return 2, err
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return 2, err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return 1, err
+	}
+	work, err := os.MkdirTemp("", "bpfmon-vmtest")
+	if err != nil {
+		return 1, err
+	}
+	defer os.RemoveAll(work)
+	if err := os.Chmod(work, 0o755); err != nil { // a test runs bpfmon as nobody
+		return 1, err
+	}
+
+	start := time.Now()
+	bins, err := buildBinaries(root, work, &o, arm64)
+	if err != nil {
+		return 1, err
+	}
+	results := runKernels(root, work, bins, selected, o)
+	report := render(results, time.Since(start))
+	fmt.Print("\n" + report)
+	_ = os.WriteFile(filepath.Join(o.out, "report.txt"), []byte(report), 0o644)
+	for _, r := range results {
+		if !r.ok() {
+			return 1, nil
+		}
+	}
+	return 0, nil
+}
+
+// parseOptions parses vmtest's command line.
+func parseOptions() (options, error) {
 	var o options
 	var only, extra, pkgs string
 	flag.StringVar(&only, "kernels", "", "comma-separated kernel names to run (default: "+names(false)+", and the host; also: "+names(true)+")")
@@ -240,7 +283,7 @@ func run() (int, error) {
 				continue
 			}
 			if !slices.Contains(allCaps, testutil.Capability(c)) {
-				return 2, fmt.Errorf("--caps: unknown capability %q: want %s", c, capNames(allCaps))
+				return o, fmt.Errorf("--caps: unknown capability %q: want %s", c, capNames(allCaps))
 			}
 			cs = append(cs, testutil.Capability(c))
 		}
@@ -255,16 +298,22 @@ func run() (int, error) {
 	for _, e := range splitNonEmpty(extra) {
 		name, path, ok := strings.Cut(e, "=")
 		if !ok {
-			return 2, fmt.Errorf("--kernel %q: want NAME=PATH", e)
+			return o, fmt.Errorf("--kernel %q: want NAME=PATH", e)
 		}
 		o.extra = append(o.extra, kernel{name: name, vmlinuz: path})
 	}
+	return o, nil
+}
+
+// selectKernels checks what a run needs (root, the tools) and returns the
+// kernels the options select, and whether one is arm64.
+func (o options) selectKernels() ([]kernel, bool, error) {
 	if os.Geteuid() != 0 {
-		return 2, errors.New("run as root: the tests load BPF programs (also on the host)")
+		return nil, false, errors.New("run as root: the tests load BPF programs (also on the host)")
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "busybox", "apt-get", "dpkg-deb", "gcc"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return 2, fmt.Errorf("%s not found: apt-get install qemu-system-x86 busybox-static gcc gcc-multilib libc6-dev-i386", tool)
+			return nil, false, fmt.Errorf("%s not found: apt-get install qemu-system-x86 busybox-static gcc gcc-multilib libc6-dev-i386", tool)
 		}
 	}
 	var selected []kernel
@@ -277,27 +326,18 @@ func run() (int, error) {
 	if arm64 && !o.workloads {
 		for _, tool := range []string{"qemu-system-aarch64", "clang", "aarch64-linux-gnu-ld", "arm-linux-gnueabihf-ld"} {
 			if _, err := exec.LookPath(tool); err != nil {
-				return 2, fmt.Errorf("%s not found (for the arm64 kernel): apt-get install %s", tool, arm64Packages)
+				return nil, false, fmt.Errorf("%s not found (for the arm64 kernel): apt-get install %s", tool, arm64Packages)
 			}
 		}
 	}
-	root, err := repoRoot()
-	if err != nil {
-		return 2, err
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return 1, err
-	}
-	work, err := os.MkdirTemp("", "bpfmon-vmtest")
-	if err != nil {
-		return 1, err
-	}
-	defer os.RemoveAll(work)
-	if err := os.Chmod(work, 0o755); err != nil { // a test runs bpfmon as nobody
-		return 1, err
-	}
+	return selected, arm64, nil
+}
 
-	start := time.Now()
+// buildBinaries builds the test binaries (or, with --workloads, bench's),
+// for arm64 too when an arm64 kernel is selected. --workloads turns the
+// host run off.
+func buildBinaries(root, work string, o *options, arm64 bool) (map[string]*binaries, error) {
+	var err error
 	var b *binaries
 	if o.workloads {
 		step("building bench, bpfmon and the load programs")
@@ -308,16 +348,23 @@ func run() (int, error) {
 		b, err = build(root, work, o.pkgs, "")
 	}
 	if err != nil {
-		return 1, err
+		return nil, err
 	}
 	bins := map[string]*binaries{"": b}
 	if arm64 && !o.workloads {
 		step("building the test binaries for arm64")
 		if bins["arm64"], err = build(root, work, o.pkgs, "arm64"); err != nil {
-			return 1, err
+			return nil, err
 		}
 	}
 
+	return bins, nil
+}
+
+// runKernels runs the host (when selected) and the virtual machines, side
+// by side as --jobs allows, and returns their results, the host's first.
+func runKernels(root, work string, bins map[string]*binaries, selected []kernel, o options) []result {
+	b := bins[""]
 	var results []result
 	if o.host && (len(o.kernels) == 0 || contains(o.kernels, "host")) {
 		step("host kernel " + uname())
@@ -369,15 +416,7 @@ func run() (int, error) {
 	}
 	wg.Wait()
 	results = append(results, vmResults...)
-	report := render(results, time.Since(start))
-	fmt.Print("\n" + report)
-	_ = os.WriteFile(filepath.Join(o.out, "report.txt"), []byte(report), 0o644)
-	for _, r := range results {
-		if !r.ok() {
-			return 1, nil
-		}
-	}
-	return 0, nil
+	return results
 }
 
 // capNames is caps for people: "none" for none.

@@ -124,6 +124,7 @@ func TestWatchMemoryCgroup(t *testing.T) {
 		// otherwise make each pass take minutes.
 		"--scan-budget", "0")
 	w.cmd.Stderr = &w.stderr
+	w.withStatus(t, dir)
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

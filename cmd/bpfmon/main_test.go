@@ -106,6 +106,7 @@ type watcher struct {
 	cmd    *exec.Cmd
 	out    string // events file
 	lock   string // its one-per-host lock (lockEnv)
+	status string // its status file (statusEnv), if any
 	stderr lockedBuffer
 }
 
@@ -128,18 +129,43 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// scanPassRE matches the content scanner's debug line at the end of each
-// pass (startWatch turns debug on).
-var scanPassRE = regexp.MustCompile(`msg="scan pass done".* pass=(\d+)`)
+// statusLines are the lines bpfmon has written to its status descriptor
+// so far (statusEnv: "ready scanner=on", "scan_pass N").
+func (w *watcher) statusLines() []string {
+	b, err := os.ReadFile(w.status)
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
 
 // scanPasses is the number of the last pass the scanner completed.
 func (w *watcher) scanPasses() int {
-	m := scanPassRE.FindAllStringSubmatch(w.stderr.String(), -1)
-	if len(m) == 0 {
-		return 0
+	lines := w.statusLines()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(lines[i], "scan_pass "); ok {
+			n, _ := strconv.Atoi(v)
+			return n
+		}
 	}
-	n, _ := strconv.Atoi(m[len(m)-1][1])
-	return n
+	return 0
+}
+
+// withStatus has w.cmd tell its progress in a file of dir (statusEnv),
+// which statusLines and scanPasses read.
+func (w *watcher) withStatus(t *testing.T, dir string) {
+	t.Helper()
+	w.status = filepath.Join(dir, "status")
+	f, err := os.OpenFile(w.status, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	w.cmd.ExtraFiles = append(w.cmd.ExtraFiles, f)
+	if w.cmd.Env == nil {
+		w.cmd.Env = os.Environ()
+	}
+	w.cmd.Env = append(w.cmd.Env, statusEnv+"="+strconv.Itoa(2+len(w.cmd.ExtraFiles)))
 }
 
 // waitScanPasses waits until the scanner has completed n more passes: with
@@ -151,7 +177,7 @@ func (w *watcher) waitScanPasses(t *testing.T, n int) {
 	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
 	for w.scanPasses() < want {
 		if time.Now().After(deadline) {
-			t.Fatalf("the content scanner did not complete pass %d within 10s (at %d); stderr:\n%s", want, w.scanPasses(), w.stderr.String())
+			t.Fatalf("the content scanner did not complete pass %d within 10s (at %d); status: %q; stderr:\n%s", want, w.scanPasses(), w.statusLines(), w.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -204,23 +230,26 @@ func startWatchUnder(t *testing.T, wrap []string, args ...string) *watcher {
 	w.lock = filepath.Join(dir, "watch.lock")
 	w.cmd.Env = append(os.Environ(), lockEnv+"="+w.lock)
 	w.cmd.Stderr = &w.stderr
+	w.withStatus(t, dir)
 	if err := w.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.cmd.Process.Kill() })
 	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
 	for {
-		if b, err := os.ReadFile(ready); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(w.cmd.Process.Pid) {
+		// The ready file, then the status line that follows it.
+		if b, err := os.ReadFile(ready); err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(w.cmd.Process.Pid) &&
+			slices.ContainsFunc(w.statusLines(), func(l string) bool { return strings.HasPrefix(l, "ready ") }) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("bpfmon watch not ready after 10s: %s", w.stderr.String())
+			t.Fatalf("bpfmon watch not ready after 10s: status %q: %s", w.statusLines(), w.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The content scanner's first pass is its baseline: a change made
 	// before it completes is part of the baseline, not a change.
-	if !strings.Contains(w.stderr.String(), `msg="content scanner on"`) {
+	if !slices.Contains(w.statusLines(), "ready scanner=on") {
 		return w
 	}
 	for w.scanPasses() < 1 {
@@ -484,6 +513,24 @@ func TestWatchFilters(t *testing.T) {
 	}
 }
 
+// runInProcess runs bpfmon's run with args in this process, standard
+// output and error both into out: for command lines refused before
+// anything starts, it is what the binary would do, without building and
+// starting one each time.
+func runInProcess(t *testing.T, args ...string) (code int, out string) {
+	t.Helper()
+	var b lockedBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(args, &b, &b) }()
+	select {
+	case code = <-done:
+	case <-time.After(testutil.Timeout(20 * time.Second)):
+		// A command line accepted by mistake would watch forever.
+		t.Fatalf("bpfmon %v did not return within 20s: %s", args, b.String())
+	}
+	return code, b.String()
+}
+
 func TestUsageErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -549,7 +596,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"mapwriter", "--help"}, 0, "--interval"},
 		{[]string{"version"}, 0, "bpfmon"},
 	} {
-		code, out := runBpfmon(t, tc.args...)
+		code, out := runInProcess(t, tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.msg) {
 			t.Errorf("bpfmon %v: exit %d, want %d; output lacks %q: %s", tc.args, code, tc.code, tc.msg, out)
 		}
@@ -1215,5 +1262,17 @@ func TestWatchProtectedItemized(t *testing.T) {
 	if itemized[hash] != n || counted[hash] != 0 || itemized[lru] != 1 || counted[lru] != n-1 {
 		t.Errorf("protected map: %d itemized, %d counted (want %d, 0); other map: %d itemized, %d counted (want 1, %d)\n%s",
 			itemized[hash], counted[hash], n, itemized[lru], counted[lru], n-1, strings.Join(lines, "\n"))
+	}
+}
+
+// TestStatusFDRefused: a $BPFMON_STATUS_FD that names no descriptor
+// bpfmon may write is a usage error, said before anything starts.
+func TestStatusFDRefused(t *testing.T) {
+	for _, v := range []string{"", "x", "1", "-3", "987654"} {
+		t.Setenv(statusEnv, v)
+		code, out := runInProcess(t, "watch")
+		if want := statusEnv + "=" + strconv.Quote(v) + ": want the number of a descriptor"; code != exitUsage || !strings.Contains(out, want) {
+			t.Errorf("%s=%q: exit %d, output %q; want exit 2 and %q", statusEnv, v, code, out, want)
+		}
 	}
 }

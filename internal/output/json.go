@@ -26,7 +26,12 @@ func (w *jsonWriter) Write(ev *event.Event) error {
 
 func (w *jsonWriter) Flush() error { return w.lines.flush() }
 
-// appendJSON appends ev as one JSON object and a newline.
+// appendJSON appends ev as one JSON object and a newline. Its body is the
+// list of the fields in the order they are written (Fields' order): one
+// function a field, or a group written together (an object; a value and
+// its rendering), called behind the field's own test so that an absent
+// field costs a branch, not a call (the few that inline test themselves).
+// A new field is a function at its place here and a row in Fields.
 func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	b = append(b, `{"time":"`...)
 	b = tc.appendUTC(b, ev.Time)
@@ -34,204 +39,362 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	b = appendJSONString(b, string(ev.Type))
 	b = append(b, `,"source":`...)
 	b = appendJSONString(b, ev.Source)
-	if a := ev.Alert; a != nil {
-		b = append(b, `,"alert":{"rule":`...)
-		b = appendJSONString(b, a.Rule)
-		b = append(b, `,"severity":`...)
-		b = appendJSONString(b, a.Severity)
-		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, a.Reason)
-		b = append(b, '}')
+	if ev.Alert != nil {
+		b = jsonAlert(b, ev)
 	}
 	if ev.HasResult {
-		b = append(b, `,"result":`...)
-		b = strconv.AppendInt(b, ev.Result, 10)
+		b = jsonResult(b, ev)
 	}
+	b = jsonProcess(b, ev)
+	if ev.Map != nil {
+		b = jsonMap(b, ev)
+	}
+	if ev.Prog != nil {
+		b = jsonProg(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.ProgMaps != nil {
+		b = jsonProgMaps(b, ev)
+	}
+	b = jsonInterrupt(b, ev)
+	if ev.HasFD {
+		b = jsonFD(b, ev)
+	}
+	if ev.HasKey {
+		b = jsonKey(b, ev)
+	}
+	if ev.HasValue {
+		b = jsonValue(b, ev)
+	}
+	if ev.HasKey || ev.HasValue {
+		b = jsonTruncated(b, ev)
+	}
+	b = jsonKernelCopy(b, ev)
+	b = jsonUserCopyDiffers(b, ev)
+	if ev.HasOwner {
+		b = jsonOwner(b, ev)
+	}
+	b = jsonKeyFault(b, ev)
+	b = jsonValueFault(b, ev)
+	if ev.HasCount {
+		b = jsonCount(b, ev)
+	}
+	if ev.Path != "" {
+		b = jsonPath(b, ev)
+	}
+	if ev.HasPathFD {
+		b = jsonPathFD(b, ev)
+	}
+	if ev.HasFlags {
+		b = jsonFlags(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.Hook != "" {
+		b = jsonHook(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.Cmd != "" {
+		b = jsonCmd(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.HasProt {
+		b = jsonProt(b, ev)
+	}
+	b = jsonABI(b, ev)
+	if ev.ReqMapID != 0 {
+		b = jsonRequestedMapID(b, ev)
+	}
+	if ev.HasOldValue {
+		b = jsonOldValue(b, ev)
+	}
+	if ev.Change != "" {
+		b = jsonChange(b, ev)
+	}
+	b = jsonWhileDown(b, ev)
+	if ev.Granularity != "" {
+		b = jsonGranularity(b, ev)
+	}
+	if ev.Extra != nil && !ev.Extra.LastAlive.IsZero() {
+		b = jsonLastAlive(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.Lineage != nil {
+		b = jsonLineage(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.Part != "" {
+		b = jsonPart(b, ev)
+	}
+	if ev.Extra != nil && ev.Extra.Hidden != nil {
+		b = jsonHidden(b, ev)
+	}
+	if ev.Extra != nil && !ev.Extra.First.IsZero() {
+		b = jsonFirst(b, ev)
+	}
+	if ev.Reason != "" {
+		b = jsonReason(b, ev)
+	}
+	return append(b, '}', '\n')
+}
+
+func jsonAlert(b []byte, ev *event.Event) []byte {
+	a := ev.Alert
+	b = append(b, `,"alert":{"rule":`...)
+	b = appendJSONString(b, a.Rule)
+	b = append(b, `,"severity":`...)
+	b = appendJSONString(b, a.Severity)
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, a.Reason)
+	b = append(b, '}')
+	return b
+}
+
+func jsonResult(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"result":`...)
+	b = strconv.AppendInt(b, ev.Result, 10)
+	return b
+}
+
+func jsonProcess(b []byte, ev *event.Event) []byte {
 	if p := ev.Process; p != nil {
 		b = append(b, `,"process":`...)
 		b = appendJSONProcess(b, p)
 	}
-	if m := ev.Map; m != nil {
-		b = append(b, `,"map":{"id":`...)
-		b = strconv.AppendUint(b, uint64(m.ID), 10)
-		b = append(b, `,"name":`...)
-		b = appendJSONString(b, m.Name)
-		b = append(b, `,"type":"`...)
-		b = names.AppendMapType(b, m.Type)
-		b = append(b, `","key_size":`...)
-		b = strconv.AppendUint(b, uint64(m.KeySize), 10)
-		b = append(b, `,"value_size":`...)
-		b = strconv.AppendUint(b, uint64(m.ValueSize), 10)
-		b = append(b, `,"max_entries":`...)
-		b = strconv.AppendUint(b, uint64(m.MaxEntries), 10)
-		b = append(b, `,"flags":`...)
-		b = strconv.AppendUint(b, uint64(m.Flags), 10)
-		b = append(b, `,"frozen":`...)
-		b = strconv.AppendBool(b, m.Frozen)
-		if m.Programs != nil {
-			b = append(b, `,"programs":[`...)
-			for i, p := range m.Programs {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, `{"id":`...)
-				b = strconv.AppendUint(b, uint64(p.ID), 10)
-				b = append(b, `,"name":`...)
-				b = appendJSONString(b, p.Name)
-				b = append(b, '}')
-			}
-			b = append(b, ']')
-		}
-		if m.Pins != nil {
-			b = append(b, `,"pins":[`...)
-			for i, p := range m.Pins {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendJSONString(b, p)
-			}
-			b = append(b, ']')
-		}
-		b = append(b, '}')
-	}
-	if pr := ev.Prog; pr != nil {
-		b = append(b, `,"prog":{"id":`...)
-		b = strconv.AppendUint(b, uint64(pr.ID), 10)
-		if pr.Unknown {
-			b = append(b, `,"unknown":true`...)
-		} else if pr.ID != 0 {
-			b = append(b, `,"name":`...)
-			b = appendJSONString(b, pr.Name)
-			b = append(b, `,"tag":`...)
-			b = appendJSONString(b, pr.Tag)
-		}
-		if pr.Type != 0 {
-			b = append(b, `,"type":"`...)
-			b = names.AppendProgType(b, pr.Type)
-			b = append(b, '"')
-		}
-		if pr.Risky != "" {
-			b = append(b, `,"risky":[`...)
-			for i, r := 0, pr.Risky; r != ""; i++ {
-				var one string
-				one, r, _ = strings.Cut(r, ",")
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = appendJSONString(b, one)
-			}
-			b = append(b, ']')
-		}
-		if pr.RiskyUnknown {
-			b = append(b, `,"risky_unknown":true`...)
-		}
-		b = append(b, '}')
-	}
-	if x := ev.Extra; x != nil && x.ProgMaps != nil {
-		b = append(b, `,"prog_maps":[`...)
-		for i, id := range x.ProgMaps {
+	return b
+}
+
+func jsonMap(b []byte, ev *event.Event) []byte {
+	m := ev.Map
+	b = append(b, `,"map":{"id":`...)
+	b = strconv.AppendUint(b, uint64(m.ID), 10)
+	b = append(b, `,"name":`...)
+	b = appendJSONString(b, m.Name)
+	b = append(b, `,"type":"`...)
+	b = names.AppendMapType(b, m.Type)
+	b = append(b, `","key_size":`...)
+	b = strconv.AppendUint(b, uint64(m.KeySize), 10)
+	b = append(b, `,"value_size":`...)
+	b = strconv.AppendUint(b, uint64(m.ValueSize), 10)
+	b = append(b, `,"max_entries":`...)
+	b = strconv.AppendUint(b, uint64(m.MaxEntries), 10)
+	b = append(b, `,"flags":`...)
+	b = strconv.AppendUint(b, uint64(m.Flags), 10)
+	b = append(b, `,"frozen":`...)
+	b = strconv.AppendBool(b, m.Frozen)
+	if m.Programs != nil {
+		b = append(b, `,"programs":[`...)
+		for i, p := range m.Programs {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = strconv.AppendUint(b, uint64(id), 10)
+			b = append(b, `{"id":`...)
+			b = strconv.AppendUint(b, uint64(p.ID), 10)
+			b = append(b, `,"name":`...)
+			b = appendJSONString(b, p.Name)
+			b = append(b, '}')
 		}
 		b = append(b, ']')
-		if int(x.ProgMapCount) > len(x.ProgMaps) {
-			b = append(b, `,"prog_map_count":`...)
-			b = strconv.AppendUint(b, uint64(x.ProgMapCount), 10)
-		}
 	}
+	if m.Pins != nil {
+		b = append(b, `,"pins":[`...)
+		for i, p := range m.Pins {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, p)
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}')
+	return b
+}
+
+func jsonProg(b []byte, ev *event.Event) []byte {
+	pr := ev.Prog
+	b = append(b, `,"prog":{"id":`...)
+	b = strconv.AppendUint(b, uint64(pr.ID), 10)
+	if pr.Unknown {
+		b = append(b, `,"unknown":true`...)
+	} else if pr.ID != 0 {
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, pr.Name)
+		b = append(b, `,"tag":`...)
+		b = appendJSONString(b, pr.Tag)
+	}
+	if pr.Type != 0 {
+		b = append(b, `,"type":"`...)
+		b = names.AppendProgType(b, pr.Type)
+		b = append(b, '"')
+	}
+	if pr.Risky != "" {
+		b = append(b, `,"risky":[`...)
+		for i, r := 0, pr.Risky; r != ""; i++ {
+			var one string
+			one, r, _ = strings.Cut(r, ",")
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, one)
+		}
+		b = append(b, ']')
+	}
+	if pr.RiskyUnknown {
+		b = append(b, `,"risky_unknown":true`...)
+	}
+	b = append(b, '}')
+	return b
+}
+
+func jsonProgMaps(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"prog_maps":[`...)
+	for i, id := range x.ProgMaps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(id), 10)
+	}
+	b = append(b, ']')
+	if int(x.ProgMapCount) > len(x.ProgMaps) {
+		b = append(b, `,"prog_map_count":`...)
+		b = strconv.AppendUint(b, uint64(x.ProgMapCount), 10)
+	}
+	return b
+}
+
+func jsonInterrupt(b []byte, ev *event.Event) []byte {
 	if ev.Interrupt {
 		b = append(b, `,"interrupt":true`...)
 	}
-	if ev.HasFD {
-		b = append(b, `,"fd":`...)
-		b = strconv.AppendInt(b, int64(ev.FD), 10)
+	return b
+}
+
+func jsonFD(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"fd":`...)
+	b = strconv.AppendInt(b, int64(ev.FD), 10)
+	return b
+}
+
+func jsonKey(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"key":"`...)
+	b = appendHex(b, ev.Key)
+	b = append(b, '"')
+	if r := keyType(ev); r != nil {
+		b = appendJSONTyped(b, `,"key_btf":`, `,"key_btf_truncated":true`, r, ev.Key)
 	}
-	if ev.HasKey {
-		b = append(b, `,"key":"`...)
-		b = appendHex(b, ev.Key)
-		b = append(b, '"')
-		if r := keyType(ev); r != nil {
-			b = appendJSONTyped(b, `,"key_btf":`, `,"key_btf_truncated":true`, r, ev.Key)
+	return b
+}
+
+func jsonValue(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"value":"`...)
+	b = appendHex(b, ev.Value)
+	b = append(b, '"')
+	if r := valueType(ev); r != nil {
+		b = appendJSONTyped(b, `,"value_btf":`, `,"value_btf_truncated":true`, r, ev.Value)
+	}
+	return b
+}
+
+func jsonTruncated(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"truncated":`...)
+	b = strconv.AppendBool(b, ev.Truncated)
+	if ev.Truncated {
+		// Only the totals of the parts that were captured: a total
+		// without its prefix would say nothing.
+		if ev.HasKey {
+			b = append(b, `,"key_total":`...)
+			b = strconv.AppendUint(b, ev.KeyTotal, 10)
+		}
+		if ev.HasValue {
+			b = append(b, `,"value_total":`...)
+			b = strconv.AppendUint(b, ev.ValueTotal, 10)
 		}
 	}
-	if ev.HasValue {
-		b = append(b, `,"value":"`...)
-		b = appendHex(b, ev.Value)
-		b = append(b, '"')
-		if r := valueType(ev); r != nil {
-			b = appendJSONTyped(b, `,"value_btf":`, `,"value_btf_truncated":true`, r, ev.Value)
-		}
-	}
-	if ev.HasKey || ev.HasValue {
-		b = append(b, `,"truncated":`...)
-		b = strconv.AppendBool(b, ev.Truncated)
-		if ev.Truncated {
-			// Only the totals of the parts that were captured: a total
-			// without its prefix would say nothing.
-			if ev.HasKey {
-				b = append(b, `,"key_total":`...)
-				b = strconv.AppendUint(b, ev.KeyTotal, 10)
-			}
-			if ev.HasValue {
-				b = append(b, `,"value_total":`...)
-				b = strconv.AppendUint(b, ev.ValueTotal, 10)
-			}
-		}
-	}
+	return b
+}
+
+func jsonKernelCopy(b []byte, ev *event.Event) []byte {
 	if ev.KernelCopy {
 		b = append(b, `,"kernel_copy":true`...)
 	}
+	return b
+}
+
+func jsonUserCopyDiffers(b []byte, ev *event.Event) []byte {
 	if ev.UserCopyDiffers {
 		b = append(b, `,"user_copy_differs":true`...)
 	}
-	if ev.HasOwner {
-		b = append(b, `,"owner":`...)
-		b = strconv.AppendUint(b, ev.Owner, 10)
-	}
+	return b
+}
+
+func jsonOwner(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"owner":`...)
+	b = strconv.AppendUint(b, ev.Owner, 10)
+	return b
+}
+
+func jsonKeyFault(b []byte, ev *event.Event) []byte {
 	if ev.KeyFault {
 		b = append(b, `,"key_fault":true`...)
 	}
+	return b
+}
+
+func jsonValueFault(b []byte, ev *event.Event) []byte {
 	if ev.ValueFault {
 		b = append(b, `,"value_fault":true`...)
 	}
-	if ev.HasCount {
-		b = append(b, `,"count":`...)
-		b = strconv.AppendUint(b, ev.Count, 10)
-	}
-	if ev.Path != "" {
-		b = append(b, `,"path":`...)
-		b = appendJSONString(b, ev.Path)
-	}
-	if ev.HasPathFD {
-		b = append(b, `,"path_fd":`...)
-		b = strconv.AppendInt(b, int64(ev.PathFD), 10)
-	}
-	if ev.HasFlags {
-		b = append(b, `,"flags":`...)
-		b = strconv.AppendUint(b, ev.Flags, 10)
-	}
-	if x := ev.Extra; x != nil && x.Hook != "" {
-		b = append(b, `,"hook":`...)
-		b = appendJSONString(b, x.Hook)
-	}
-	if x := ev.Extra; x != nil && x.Cmd != "" {
-		b = append(b, `,"cmd":`...)
-		b = appendJSONString(b, x.Cmd)
-	}
-	if x := ev.Extra; x != nil && x.HasProt {
-		b = append(b, `,"prot":[`...)
-		for i, name := range names.Prot(x.Prot) {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, '"')
-			b = append(b, name...)
-			b = append(b, '"')
+	return b
+}
+
+func jsonCount(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"count":`...)
+	b = strconv.AppendUint(b, ev.Count, 10)
+	return b
+}
+
+func jsonPath(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, ev.Path)
+	return b
+}
+
+func jsonPathFD(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"path_fd":`...)
+	b = strconv.AppendInt(b, int64(ev.PathFD), 10)
+	return b
+}
+
+func jsonFlags(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"flags":`...)
+	b = strconv.AppendUint(b, ev.Flags, 10)
+	return b
+}
+
+func jsonHook(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"hook":`...)
+	b = appendJSONString(b, x.Hook)
+	return b
+}
+
+func jsonCmd(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"cmd":`...)
+	b = appendJSONString(b, x.Cmd)
+	return b
+}
+
+func jsonProt(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"prot":[`...)
+	for i, name := range names.Prot(x.Prot) {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		b = append(b, ']')
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, '"')
 	}
+	b = append(b, ']')
+	return b
+}
+
+func jsonABI(b []byte, ev *event.Event) []byte {
 	if ev.Process != nil && ev.Source == event.SourceSyscall {
 		if ev.Compat {
 			b = append(b, `,"abi":"`+arch.CompatABI+`"`...)
@@ -239,63 +402,92 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 			b = append(b, `,"abi":"`+arch.NativeABI+`"`...)
 		}
 	}
-	if ev.ReqMapID != 0 {
-		b = append(b, `,"requested_map_id":`...)
-		b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
+	return b
+}
+
+func jsonRequestedMapID(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"requested_map_id":`...)
+	b = strconv.AppendUint(b, uint64(ev.ReqMapID), 10)
+	return b
+}
+
+func jsonOldValue(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"old_value":"`...)
+	b = appendHex(b, ev.OldValue)
+	b = append(b, '"')
+	if ev.Map != nil && ev.Map.ValueType != nil {
+		b = appendJSONTyped(b, `,"old_value_btf":`, `,"old_value_btf_truncated":true`, ev.Map.ValueType, ev.OldValue)
 	}
-	if ev.HasOldValue {
-		b = append(b, `,"old_value":"`...)
-		b = appendHex(b, ev.OldValue)
-		b = append(b, '"')
-		if ev.Map != nil && ev.Map.ValueType != nil {
-			b = appendJSONTyped(b, `,"old_value_btf":`, `,"old_value_btf_truncated":true`, ev.Map.ValueType, ev.OldValue)
-		}
-	}
-	if ev.Change != "" {
-		b = append(b, `,"change":`...)
-		b = appendJSONString(b, ev.Change)
-	}
+	return b
+}
+
+func jsonChange(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"change":`...)
+	b = appendJSONString(b, ev.Change)
+	return b
+}
+
+func jsonWhileDown(b []byte, ev *event.Event) []byte {
 	if ev.WhileDown {
 		b = append(b, `,"while_down":true`...)
 	}
-	if ev.Granularity != "" {
-		b = append(b, `,"granularity":`...)
-		b = appendJSONString(b, ev.Granularity)
-	}
-	if x := ev.Extra; x != nil && !x.LastAlive.IsZero() {
-		b = append(b, `,"last_alive":"`...)
-		b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","clean_stop":`...)
-		b = strconv.AppendBool(b, x.CleanStop)
-	}
-	if x := ev.Extra; x != nil && x.Lineage != nil {
-		b = appendJSONLineage(b, x.Lineage)
-	}
-	if x := ev.Extra; x != nil && x.Part != "" {
-		b = append(b, `,"part":`...)
-		b = appendJSONString(b, x.Part)
-	}
-	if x := ev.Extra; x != nil && x.Hidden != nil {
-		h := x.Hidden
-		b = append(b, `,"hidden":{"kind":`...)
-		b = appendJSONString(b, h.Kind)
-		b = append(b, `,"id":`...)
-		b = strconv.AppendUint(b, uint64(h.ID), 10)
-		b = appendJSONStrings(b, `,"seen_by":`, h.SeenBy)
-		b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
-		b = append(b, '}')
-	}
-	if x := ev.Extra; x != nil && !x.First.IsZero() {
-		b = append(b, `,"first":"`...)
-		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
-		b = append(b, `","op":`...)
-		b = appendJSONString(b, x.Op)
-	}
-	if ev.Reason != "" {
-		b = append(b, `,"reason":`...)
-		b = appendJSONString(b, ev.Reason)
-	}
-	return append(b, '}', '\n')
+	return b
+}
+
+func jsonGranularity(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"granularity":`...)
+	b = appendJSONString(b, ev.Granularity)
+	return b
+}
+
+func jsonLastAlive(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"last_alive":"`...)
+	b = x.LastAlive.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","clean_stop":`...)
+	b = strconv.AppendBool(b, x.CleanStop)
+	return b
+}
+
+func jsonLineage(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = appendJSONLineage(b, x.Lineage)
+	return b
+}
+
+func jsonPart(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"part":`...)
+	b = appendJSONString(b, x.Part)
+	return b
+}
+
+func jsonHidden(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	h := x.Hidden
+	b = append(b, `,"hidden":{"kind":`...)
+	b = appendJSONString(b, h.Kind)
+	b = append(b, `,"id":`...)
+	b = strconv.AppendUint(b, uint64(h.ID), 10)
+	b = appendJSONStrings(b, `,"seen_by":`, h.SeenBy)
+	b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
+	b = append(b, '}')
+	return b
+}
+
+func jsonFirst(b []byte, ev *event.Event) []byte {
+	x := ev.Extra
+	b = append(b, `,"first":"`...)
+	b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","op":`...)
+	b = appendJSONString(b, x.Op)
+	return b
+}
+
+func jsonReason(b []byte, ev *event.Event) []byte {
+	b = append(b, `,"reason":`...)
+	b = appendJSONString(b, ev.Reason)
+	return b
 }
 
 // appendJSONTyped appends field (`,"value_btf":`) and data rendered by r,

@@ -507,131 +507,168 @@ type candidate struct {
 	nranges int
 }
 
+// pass is one Pass's working state.
+type pass struct {
+	start time.Time
+	st    PassStats
+	seen  map[uint32]bool // the maps listed
+	found [][]candidate   // each map's changes, judged after the grace period
+	cs    *cands
+	full  bool            // every map read, none left unread as quiet
+	inner map[uint32]bool // inner maps of map-in-maps: always read
+}
+
 // Pass reads every map once, then, after the grace period, reports the
-// changes no sensor event explains.
+// changes no sensor event explains: readAll, dropGone, then, once the
+// sensors' events up to the reads are in, judge and finish.
 func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) error {
-	start := time.Now()
-	st := PassStats{}
-	seen := map[uint32]bool{}
-	var found [][]candidate
-	var summaries []*event.Event
-	removedUnknown := map[*event.Map][]candidate{}
-	cs := &cands{s: s}
+	p := &pass{start: time.Now(), seen: map[uint32]bool{}, cs: &cands{s: s}}
 	s.mu.Lock()
-	full := s.unsure || s.passes%FullEvery == 0
+	p.full = s.unsure || s.passes%FullEvery == 0
 	s.unsure = false
 	s.mu.Unlock()
 	s.passes++
-	inner, allInner := s.innerMaps()
-	full = full || allInner
+	var allInner bool
+	p.inner, allInner = s.innerMaps()
+	p.full = p.full || allInner
+	if stopped, err := s.readAll(p, stop, emit); stopped || err != nil {
+		return err
+	}
+	if err := s.dropGone(p, emit); err != nil {
+		return err
+	}
+	// Wait for sensor events about writes up to the end of the reads.
+	select {
+	case <-stop:
+	case <-time.After(s.cfg.Grace):
+	}
+	if err := s.judge(p, emit); err != nil {
+		return err
+	}
+	s.finish(p)
+	return nil
+}
+
+// readAll reads every map the pass lists (only those known, when the
+// host is quiet and the pass need not be full). stopped: stop was closed
+// before every map was read, and the pass ends there.
+func (s *Scanner) readAll(p *pass, stop <-chan struct{}, emit func(*event.Event) error) (stopped bool, err error) {
 	nextID := walkIDs()
-	if !full && s.cfg.Quiet != nil && s.cfg.QuietHost != nil && s.cfg.QuietHost() {
+	if !p.full && s.cfg.Quiet != nil && s.cfg.QuietHost != nil && s.cfg.QuietHost() {
 		nextID = s.knownIDs()
 	}
-
 	for {
 		mid, ok, err := nextID()
 		if err != nil {
-			return fmt.Errorf("listing maps: %w", err)
+			return false, fmt.Errorf("listing maps: %w", err)
 		}
 		if !ok {
-			break
+			return false, nil
 		}
 		select {
 		case <-stop:
-			return nil
+			return true, nil
 		default:
 		}
 		if s.exclude[mid] || (s.only != nil && !s.only[mid]) {
 			continue
 		}
-		seen[mid] = true
-		prev := s.snaps[mid]
-		if s.unread(mid, prev, full, inner) {
-			// Its snapshot stands: counted as the pass's, as if read.
-			st.Unread++
-			st.Maps++
-			st.Elements += uint64(prev.n)
-			st.SnapshotBytes += prev.bytes
-			if prev.hashes != nil {
-				st.Hashed++
-			}
-			if prev.ranges != nil {
-				st.Coarse++
-			}
-			continue
-		}
-		if prev == nil {
-			s.mu.Lock()
-			c, ok := s.created[mid]
-			delete(s.created, mid)
-			s.mu.Unlock()
-			if ok {
-				prev = s.initialSnapshot(c)
-				s.account(nil, prev) // held until replaced, as a snapshot
-			}
-		}
-		newSinceStart := prev == nil && mid > s.startMaxID
-		snap, cands, err := s.read(mid, prev, cs)
-		var ns *NotScannableError
-		if err != nil && prev != nil && s.snaps[mid] != prev {
-			s.account(prev, nil) // an initial snapshot, not kept
-		}
-		switch {
-		case errors.As(err, &ns):
-			st.Skipped++
-			if strings.HasPrefix(ns.Reason, "--scan-memory") {
-				st.NoMemory++
-			}
-			if !s.reported[mid] {
-				s.reported[mid] = true
-				if err := emit(&event.Event{Time: time.Now(), Type: event.MapNotScanned, Source: event.SourceScan,
-					Map: eventMap(snap.info), Reason: ns.Reason}); err != nil {
-					return err
-				}
-			}
-			continue
-		case errors.Is(err, ErrVanished):
-			if old := s.snaps[mid]; old != nil {
-				s.account(old, nil)
-			}
-			delete(s.snaps, mid)
-			continue
-		case err != nil:
-			return fmt.Errorf("scanning map %d: %w", mid, err)
-		}
-		st.Maps++
-		st.Elements += uint64(snap.n)
-		st.SnapshotBytes += snap.bytes
-		if snap.hashes != nil {
-			st.Hashed++
-		}
-		if snap.ranges != nil {
-			st.Coarse++
-		}
-		s.account(prev, snap)
-		if s.saved != nil {
-			if err := s.whileDown(snap, emit); err != nil {
-				return err
-			}
-		}
-		s.snaps[mid] = snap
-		if newSinceStart && snap.entries != nil {
-			// Created after start, its map_create not (yet) seen: compare
-			// with what such a map holds when created.
-			since := s.lastPass
-			if since.IsZero() {
-				since = s.started
-			}
-			if init := s.initialSnapshot(createdMap{*eventMap(snap.info), since}); init != nil {
-				cands = diff(init, snap, cs.keep)
-			}
-		}
-		if len(cands) > 0 {
-			found = append(found, cands)
+		p.seen[mid] = true
+		if err := s.readOne(p, mid, emit); err != nil {
+			return false, err
 		}
 	}
-	st.SnapshotMemory = s.memUsed
+}
+
+// count adds snap to the pass's figures.
+func (st *PassStats) count(snap *snapshot) {
+	st.Maps++
+	st.Elements += uint64(snap.n)
+	st.SnapshotBytes += snap.bytes
+	if snap.hashes != nil {
+		st.Hashed++
+	}
+	if snap.ranges != nil {
+		st.Coarse++
+	}
+}
+
+// readOne reads map mid, compares it with its last snapshot (or what a
+// map created since holds), and keeps the changes for judging.
+func (s *Scanner) readOne(p *pass, mid uint32, emit func(*event.Event) error) error {
+	prev := s.snaps[mid]
+	if s.unread(mid, prev, p.full, p.inner) {
+		// Its snapshot stands: counted as the pass's, as if read.
+		p.st.Unread++
+		p.st.count(prev)
+		return nil
+	}
+	if prev == nil {
+		s.mu.Lock()
+		c, ok := s.created[mid]
+		delete(s.created, mid)
+		s.mu.Unlock()
+		if ok {
+			prev = s.initialSnapshot(c)
+			s.account(nil, prev) // held until replaced, as a snapshot
+		}
+	}
+	newSinceStart := prev == nil && mid > s.startMaxID
+	snap, cands, err := s.read(mid, prev, p.cs)
+	var ns *NotScannableError
+	if err != nil && prev != nil && s.snaps[mid] != prev {
+		s.account(prev, nil) // an initial snapshot, not kept
+	}
+	switch {
+	case errors.As(err, &ns):
+		p.st.Skipped++
+		if strings.HasPrefix(ns.Reason, "--scan-memory") {
+			p.st.NoMemory++
+		}
+		if !s.reported[mid] {
+			s.reported[mid] = true
+			return emit(&event.Event{Time: time.Now(), Type: event.MapNotScanned, Source: event.SourceScan,
+				Map: eventMap(snap.info), Reason: ns.Reason})
+		}
+		return nil
+	case errors.Is(err, ErrVanished):
+		if old := s.snaps[mid]; old != nil {
+			s.account(old, nil)
+		}
+		delete(s.snaps, mid)
+		return nil
+	case err != nil:
+		return fmt.Errorf("scanning map %d: %w", mid, err)
+	}
+	p.st.count(snap)
+	s.account(prev, snap)
+	if s.saved != nil {
+		if err := s.whileDown(snap, emit); err != nil {
+			return err
+		}
+	}
+	s.snaps[mid] = snap
+	if newSinceStart && snap.entries != nil {
+		// Created after start, its map_create not (yet) seen: compare
+		// with what such a map holds when created.
+		since := s.lastPass
+		if since.IsZero() {
+			since = s.started
+		}
+		if init := s.initialSnapshot(createdMap{*eventMap(snap.info), since}); init != nil {
+			cands = diff(init, snap, p.cs.keep)
+		}
+	}
+	if len(cands) > 0 {
+		p.found = append(p.found, cands)
+	}
+	return nil
+}
+
+// dropGone: the saved state's maps that are gone (at the first pass
+// only), and the snapshots of maps the pass did not list.
+func (s *Scanner) dropGone(p *pass, emit func(*event.Event) error) error {
+	p.st.SnapshotMemory = s.memUsed
 	if s.saved != nil {
 		if err := s.savedGone(time.Now(), emit); err != nil {
 			return err
@@ -639,79 +676,30 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	}
 	s.saved = nil // compared at the first pass only
 	for id, snap := range s.snaps {
-		if !seen[id] {
+		if !p.seen[id] {
 			s.account(snap, nil)
 			delete(s.snaps, id) // the map is gone
 			delete(s.reported, id)
 		}
 	}
+	return nil
+}
 
-	// Wait for sensor events about writes up to the end of the reads.
-	select {
-	case <-stop:
-	case <-time.After(s.cfg.Grace):
-	}
-	for _, cands := range found {
-		keyed := 0
-		var over int
-		var first *event.Event
-		for _, c := range cands {
-			if c.ranges != nil {
-				// A coarse comparison: the ranges no reported write
-				// explains.
-				left := s.explainedRanges(c.ev.Map.ID, c.ranges, c.nranges, c.since)
-				if len(left) == 0 {
-					st.Quiet++
-					continue
-				}
-				c.ev.Count = uint64(len(left))
-				st.Events++
-				if err := emit(c.ev); err != nil {
-					return err
-				}
-				continue
-			}
-			if c.keyHash != 0 {
-				// A removal from a hashed snapshot: only the key's hash is
-				// known, matched against the keys sensors reported.
-				if s.explainedHash(c.ev.Map.ID, c.keyHash, c.since) {
-					st.Quiet++
-				} else {
-					removedUnknown[c.ev.Map] = append(removedUnknown[c.ev.Map], c)
-				}
-				continue
-			}
-			if s.explained(c.ev.Map.ID, c.key, c.since) {
-				st.Quiet++
-				continue
-			}
-			if keyed < s.cfg.MaxKeyed {
-				keyed++
-				st.Events++
-				if err := emit(c.ev); err != nil {
-					return err
-				}
-				continue
-			}
-			if first == nil {
-				first = c.ev
-			}
-			over++
+// judge reports the pass's changes that no sensor event explains: up to
+// MaxKeyed keyed changes a map, then one summary for the rest.
+func (s *Scanner) judge(p *pass, emit func(*event.Event) error) error {
+	var summaries []*event.Event
+	removedUnknown := map[*event.Map][]candidate{}
+	for _, cands := range p.found {
+		sum, err := s.judgeMap(p, cands, removedUnknown, emit)
+		if err != nil {
+			return err
 		}
-		if o := cs.over[cands[0].ev.Map]; o != nil {
-			// Changes past the candidates' memory, judged at once.
-			delete(cs.over, cands[0].ev.Map)
-			if first == nil {
-				first = o.first
-			}
-			over += int(o.n)
-		}
-		if over > 0 {
-			summaries = append(summaries, &event.Event{Time: first.Time, Type: event.MapChanged, Source: event.SourceScan,
-				Map: first.Map, HasCount: true, Count: uint64(keyed + over), Extra: first.Extra})
+		if sum != nil {
+			summaries = append(summaries, sum)
 		}
 	}
-	for _, o := range cs.over {
+	for _, o := range p.cs.over {
 		summaries = append(summaries, &event.Event{Time: o.first.Time, Type: event.MapChanged, Source: event.SourceScan,
 			Map: o.first.Map, HasCount: true, Count: o.n, Extra: o.first.Extra})
 	}
@@ -720,16 +708,89 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 			Map: m, Change: event.ChangeRemoved, HasCount: true, Count: uint64(len(cs)), Extra: cs[0].ev.Extra})
 	}
 	for _, ev := range summaries {
-		st.Events++
+		p.st.Events++
 		if err := emit(ev); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// judgeMap reports one map's changes that no sensor event explains and
+// returns the summary of those past MaxKeyed, if any. Removals known only
+// by their key's hash and not explained go to removedUnknown.
+func (s *Scanner) judgeMap(p *pass, cands []candidate, removedUnknown map[*event.Map][]candidate, emit func(*event.Event) error) (*event.Event, error) {
+	keyed := 0
+	var over int
+	var first *event.Event
+	for _, c := range cands {
+		if c.ranges != nil {
+			// A coarse comparison: the ranges no reported write
+			// explains.
+			left := s.explainedRanges(c.ev.Map.ID, c.ranges, c.nranges, c.since)
+			if len(left) == 0 {
+				p.st.Quiet++
+				continue
+			}
+			c.ev.Count = uint64(len(left))
+			p.st.Events++
+			if err := emit(c.ev); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if c.keyHash != 0 {
+			// A removal from a hashed snapshot: only the key's hash is
+			// known, matched against the keys sensors reported.
+			if s.explainedHash(c.ev.Map.ID, c.keyHash, c.since) {
+				p.st.Quiet++
+			} else {
+				removedUnknown[c.ev.Map] = append(removedUnknown[c.ev.Map], c)
+			}
+			continue
+		}
+		if s.explained(c.ev.Map.ID, c.key, c.since) {
+			p.st.Quiet++
+			continue
+		}
+		if keyed < s.cfg.MaxKeyed {
+			keyed++
+			p.st.Events++
+			if err := emit(c.ev); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if first == nil {
+			first = c.ev
+		}
+		over++
+	}
+	if o := p.cs.over[cands[0].ev.Map]; o != nil {
+		// Changes past the candidates' memory, judged at once.
+		delete(p.cs.over, cands[0].ev.Map)
+		if first == nil {
+			first = o.first
+		}
+		over += int(o.n)
+	}
+	if over == 0 {
+		return nil, nil
+	}
+	return &event.Event{Time: first.Time, Type: event.MapChanged, Source: event.SourceScan,
+		Map: first.Map, HasCount: true, Count: uint64(keyed + over), Extra: first.Extra}, nil
+}
+
+// finish forgets what the sensors reported before the window a later
+// pass needs, drops maps created and gone between passes, saves the
+// state and tells the pass's figures.
+func (s *Scanner) finish(p *pass) {
+	start := p.start
 	s.forget(start.Add(-2*s.cfg.Interval - s.cfg.Grace))
 	s.lastPass = start
 	s.mu.Lock()
 	for id, c := range s.created {
-		if c.at.Before(start) && !seen[id] {
+		if c.at.Before(start) && !p.seen[id] {
 			delete(s.created, id) // created and gone between passes
 		}
 	}
@@ -742,12 +803,11 @@ func (s *Scanner) Pass(stop <-chan struct{}, emit func(*event.Event) error) erro
 	} else {
 		s.saveErr = ""
 	}
-	st.Duration = time.Since(start)
-	s.LastPass = st
+	p.st.Duration = time.Since(start)
+	s.LastPass = p.st
 	if s.cfg.Passed != nil {
-		s.cfg.Passed(s.passes, st)
+		s.cfg.Passed(s.passes, p.st)
 	}
-	return nil
 }
 
 // Snapshot granularities a read may start with.
@@ -791,36 +851,19 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 	r := rangesFor(b.snap - snapOverhead)
 	mode := modeFull
 	n := 0
-	var nbytes uint64
 	if prev != nil {
 		mode = plan(prev.n, prev.bytes, b.snap)
-		cnt := &snapshot{readAt: time.Now()}
-		if mode == modeRanges {
-			cnt.ranges = make([]rangeSum, r)
-		}
-		info, err := s.reader.Read(id, func(key, value []byte) error {
-			kh := hash64(key)
-			e := mix(kh, hash64(value))
-			cnt.n++
-			cnt.sum += e
-			cnt.bytes += uint64(len(key) + len(value))
-			if cnt.ranges != nil {
-				rs := &cnt.ranges[rangeOf(kh, r)]
-				rs.sum += e
-				rs.n++
-			}
-			return nil
-		})
+		cnt, err := s.hashRead(id, mode == modeRanges, r)
 		if err != nil {
-			return &snapshot{info: info}, nil, err
+			return cnt, nil, err
 		}
+		info := cnt.info
 		sameMap := info.Type == prev.info.Type && info.KeySize == prev.info.KeySize
 		if cnt.sum == prev.sum && cnt.n == prev.n && sameMap {
 			same := *prev
 			same.readAt, same.info = cnt.readAt, info
 			return &same, nil, nil
 		}
-		cnt.info = info
 		if !sameMap {
 			prev = nil // another map under the same id: a new baseline
 		}
@@ -831,9 +874,45 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 			}
 			return cnt, s.coarseChange(prev, cnt, b.snap), nil
 		}
-		n, nbytes = cnt.n, cnt.bytes
-		mode = plan(n, nbytes, b.snap)
+		n = cnt.n
+		mode = plan(n, cnt.bytes, b.snap)
 	}
+	return s.readCompare(id, prev, cs, mode, n, r, b.snap)
+}
+
+// hashRead is read's first read of a map it has a snapshot of: only the
+// hash of its contents (and of each of r ranges, when ranges), the
+// element count and bytes. On an error, the snapshot holds only the
+// map's info.
+func (s *Scanner) hashRead(id uint32, ranges bool, r int) (*snapshot, error) {
+	cnt := &snapshot{readAt: time.Now()}
+	if ranges {
+		cnt.ranges = make([]rangeSum, r)
+	}
+	info, err := s.reader.Read(id, func(key, value []byte) error {
+		kh := hash64(key)
+		e := mix(kh, hash64(value))
+		cnt.n++
+		cnt.sum += e
+		cnt.bytes += uint64(len(key) + len(value))
+		if cnt.ranges != nil {
+			rs := &cnt.ranges[rangeOf(kh, r)]
+			rs.sum += e
+			rs.n++
+		}
+		return nil
+	})
+	if err != nil {
+		return &snapshot{info: info}, err
+	}
+	cnt.info = info
+	return cnt, nil
+}
+
+// readCompare reads map id into a snapshot of the granularity mode (n
+// elements expected), comparing each element with prev's as it is read
+// (comparison), then finds prev's elements this read did not.
+func (s *Scanner) readCompare(id uint32, prev *snapshot, cs *cands, mode, n, r int, budget uint64) (*snapshot, []candidate, error) {
 	snap := &snapshot{readAt: time.Now(), mem: snapOverhead}
 	switch mode {
 	case modeFull:
@@ -844,114 +923,137 @@ func (s *Scanner) read(id uint32, prev *snapshot, cs *cands) (*snapshot, []candi
 		snap.ranges = make([]rangeSum, r)
 		snap.mem += uint64(r) * rangeCost
 	}
-	compare := prev != nil && prev.ranges == nil && snap.ranges == nil
-	var found []candidate
-	var kept uint64       // what found holds of cs.mem
-	evMap := &event.Map{} // filled once Read returns the map's info
-	add := func(c candidate) {
-		if cs.keep(c) {
-			found = append(found, c)
-			kept += candOverhead + uint64(len(c.key)+len(c.ev.Value)+len(c.ev.OldValue))
-		}
+	c := &comparison{snap: snap, prev: prev, cs: cs, r: r, budget: budget,
+		compare: prev != nil && prev.ranges == nil && snap.ranges == nil,
+		evMap:   &event.Map{}, // filled once Read returns the map's info
 	}
-	matched := 0
-	var since time.Time
 	if prev != nil {
-		since = prev.readAt
+		c.since = prev.readAt
 	}
-	info, err := s.reader.Read(id, func(key, value []byte) error {
-		kh, vh := hash64(key), hash64(value)
-		e := mix(kh, vh)
-		snap.n++
-		snap.sum += e
-		snap.bytes += uint64(len(key) + len(value))
-		switch {
-		case snap.entries != nil:
-			snap.entries[string(key)] = string(value)
-			snap.mem += uint64(len(key)+len(value)) + fullOverhead
-			if snap.mem > b.snap/2 {
-				snap.toHashes()
-			}
-		case snap.hashes != nil:
-			snap.hashes[kh] = vh
-			snap.mem += hashedOverhead
-		default:
-			rs := &snap.ranges[rangeOf(kh, r)]
-			rs.sum += e
-			rs.n++
-		}
-		if snap.hashes != nil && snap.mem > b.snap {
-			// Past the budget even as hashes: ranges from here on, and
-			// the comparison is theirs.
-			snap.coarse(r)
-			if compare {
-				compare = false
-				cs.mem -= kept
-				delete(cs.over, evMap)
-				found, kept = nil, 0
-			}
-		}
-		if !compare {
-			return nil
-		}
-		// The previous value, or only its hash when prev is hashed.
-		var old string
-		var ok, same, haveOld bool
-		if prev.entries != nil {
-			old, ok = prev.entries[string(key)]
-			same, haveOld = old == string(value), true
-		} else {
-			var pv uint64
-			pv, ok = prev.hashes[kh]
-			same = pv == vh
-		}
-		switch {
-		case !ok:
-			add(newChange(snap.readAt, evMap, since, event.ChangeAdded, string(key), value, nil))
-		case !same:
-			matched++
-			var oldValue []byte
-			if haveOld {
-				oldValue = []byte(old)
-			}
-			add(newChange(snap.readAt, evMap, since, event.ChangeModified, string(key), value, oldValue))
-		default:
-			matched++
-		}
-		return nil
-	})
+	info, err := s.reader.Read(id, c.element)
 	snap.info = info
 	if err != nil {
-		cs.mem -= kept
-		delete(cs.over, evMap)
+		cs.mem -= c.kept
+		delete(cs.over, c.evMap)
 		return snap, nil, err
 	}
-	*evMap = *eventMap(info)
+	*c.evMap = *eventMap(info)
 	if prev == nil {
 		return snap, nil, nil
 	}
 	if snap.ranges != nil || prev.ranges != nil {
-		return snap, s.coarseChange(prev, snap, b.snap), nil
+		return snap, s.coarseChange(prev, snap, budget), nil
 	}
-	if matched == prev.n {
-		return snap, found, nil
+	if c.matched != prev.n {
+		c.removals()
 	}
-	// Removals: elements of prev that this read did not find.
+	return snap, c.found, nil
+}
+
+// comparison is one read of a map compared element by element with its
+// previous snapshot.
+type comparison struct {
+	snap, prev *snapshot
+	cs         *cands
+	r          int    // ranges, should the snapshot turn coarse
+	budget     uint64 // the snapshot's memory budget
+	compare    bool   // still comparing element by element
+	found      []candidate
+	kept       uint64     // what found holds of cs.mem
+	evMap      *event.Map // the candidates' map
+	matched    int        // elements of prev found again
+	since      time.Time  // when prev was read
+}
+
+func (c *comparison) add(cand candidate) {
+	if c.cs.keep(cand) {
+		c.found = append(c.found, cand)
+		c.kept += candOverhead + uint64(len(cand.key)+len(cand.ev.Value)+len(cand.ev.OldValue))
+	}
+}
+
+// element takes one element into the snapshot (keeping it, its hash, or
+// its range's, as the budget allows) and compares it with prev's.
+func (c *comparison) element(key, value []byte) error {
+	snap, prev := c.snap, c.prev
+	kh, vh := hash64(key), hash64(value)
+	e := mix(kh, vh)
+	snap.n++
+	snap.sum += e
+	snap.bytes += uint64(len(key) + len(value))
+	switch {
+	case snap.entries != nil:
+		snap.entries[string(key)] = string(value)
+		snap.mem += uint64(len(key)+len(value)) + fullOverhead
+		if snap.mem > c.budget/2 {
+			snap.toHashes()
+		}
+	case snap.hashes != nil:
+		snap.hashes[kh] = vh
+		snap.mem += hashedOverhead
+	default:
+		rs := &snap.ranges[rangeOf(kh, c.r)]
+		rs.sum += e
+		rs.n++
+	}
+	if snap.hashes != nil && snap.mem > c.budget {
+		// Past the budget even as hashes: ranges from here on, and the
+		// comparison is theirs.
+		snap.coarse(c.r)
+		if c.compare {
+			c.compare = false
+			c.cs.mem -= c.kept
+			delete(c.cs.over, c.evMap)
+			c.found, c.kept = nil, 0
+		}
+	}
+	if !c.compare {
+		return nil
+	}
+	// The previous value, or only its hash when prev is hashed.
+	var old string
+	var ok, same, haveOld bool
 	if prev.entries != nil {
-		for k, old := range prev.entries {
+		old, ok = prev.entries[string(key)]
+		same, haveOld = old == string(value), true
+	} else {
+		var pv uint64
+		pv, ok = prev.hashes[kh]
+		same = pv == vh
+	}
+	switch {
+	case !ok:
+		c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeAdded, string(key), value, nil))
+	case !same:
+		c.matched++
+		var oldValue []byte
+		if haveOld {
+			oldValue = []byte(old)
+		}
+		c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeModified, string(key), value, oldValue))
+	default:
+		c.matched++
+	}
+	return nil
+}
+
+// removals: elements of prev that this read did not find.
+func (c *comparison) removals() {
+	snap := c.snap
+	if c.prev.entries != nil {
+		for k, old := range c.prev.entries {
 			if snap.has(k) {
 				continue
 			}
-			add(newChange(snap.readAt, evMap, since, event.ChangeRemoved, k, nil, []byte(old)))
+			c.add(newChange(snap.readAt, c.evMap, c.since, event.ChangeRemoved, k, nil, []byte(old)))
 		}
-		return snap, found, nil
+		return
 	}
-	for kh := range prev.hashes {
+	for kh := range c.prev.hashes {
 		if _, ok := snap.lookupHash(kh); !ok {
-			add(candidate{ev: &event.Event{Time: snap.readAt, Map: evMap, Extra: &event.Extra{Since: since}}, since: since, keyHash: kh | 1})
+			c.add(candidate{ev: &event.Event{Time: snap.readAt, Map: c.evMap, Extra: &event.Extra{Since: c.since}}, since: c.since, keyHash: kh | 1})
 		}
 	}
-	return snap, found, nil
 }
 
 // errStop ends a read that only wanted the map's info.

@@ -12,23 +12,17 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/alert"
-	"github.com/bpfmon/bpfmon/internal/bpfsys"
-	"github.com/bpfmon/bpfmon/internal/cgroups"
 	"github.com/bpfmon/bpfmon/internal/event"
-	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/outfile"
-	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
-	"github.com/bpfmon/bpfmon/internal/procexe"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
-	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensors"
 )
 
@@ -82,8 +76,8 @@ func production() parts {
 	}
 }
 
-// run starts everything, in this order, each step needing the ones
-// before it:
+// run starts everything, one watcher stage each (stages.go), in this
+// order, each needing the ones before it:
 //  1. the sensors, so that nothing done from then on is missed;
 //  2. the content scanner, created but not running, and the state it
 //     saved (--state): who owned the protected maps when bpfmon last ran,
@@ -101,290 +95,17 @@ func production() parts {
 //
 // Then it reads until stop is closed, drains, and summarises.
 func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
-	var sum Summary
-	log := opts.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	w, err := output.New(opts.Format, opts.Out)
+	w, err := newWatcher(opts, stop, p)
 	if err != nil {
-		return sum, err
+		return Summary{}, err
 	}
-	if err := features.CheckTracing(); err != nil {
-		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
-	}
-	pol := opts.Policy
-	if pol == nil {
-		pol = policy.Default()
-	}
-	sv := newSupervisor(log, opts.Metrics)
-
-	// 1. The sensors. The content scanner needs every write the sensors
-	// see, to tell reported writes from unreported ones, and the alert
-	// rules need every creation, load and handle to know owners: then
-	// --event filters in user space only.
-	sensorEvents := opts.Filter.Events
-	if opts.ScanInterval > 0 || len(pol.Protect) > 0 || opts.AlertsOnly {
-		sensorEvents = nil
-	}
-	ring, err := record.NewRing(opts.RingBytes)
-	if err != nil {
-		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
-	}
-	defer ring.Close()
-	set := p.sensors(sensors.Config{
-		Syscall: bpfsyscall.Config{Events: sensorEvents, Hook: opts.Hook},
-		Kernel:  kernelwrite.Config{Mode: opts.KernelHooks, Writes: opts.KernelWrites},
-		Enforce: opts.Enforce,
-	})
-	if err := set.Start(sensor.NewEnv(ring, opts.CaptureBytes, log)); err != nil {
-		return sum, startError(opts, err)
-	}
-	defer set.Close()
-	report := features.NewReport(set.Features(), scanner.Features())
-	log.Info("features (details: bpfmon features)", "features", report.Summary())
-	if opts.Metrics != nil {
-		opts.Metrics.Started(ring, set.OwnPrograms(), report.Features)
-	}
-	features.ReleaseBTF() // every program is loaded
-
-	// 2. The content scanner, not running yet, and its saved state,
-	// which says who owned the protected maps when bpfmon last ran.
-	own := set.OwnMaps()
-	var maps *mapContext     // step 3
-	var alerts *alert.Engine // step 3
-	var scan contentScanner
-	var prior scanner.Prior
-	if opts.ScanInterval > 0 {
-		cfg := scanner.Config{
-			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
-			Exclude: own,
-			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
-			// Tests and people waiting for a pass watch for this line.
-			Passed: func(n int, st scanner.PassStats) {
-				if opts.Metrics != nil {
-					opts.Metrics.ScanPassed(st)
-				}
-				log.Debug("scan pass done", "part", "scanner", "pass", n, "maps", st.Maps, "elements", st.Elements,
-					"bytes", st.SnapshotBytes, "events", st.Events, "took", st.Duration.Round(time.Microsecond).String())
-			},
-			// Saved with each state: nil (keep the saved one) until the
-			// engine has the state at start.
-			SaveExtra: func() json.RawMessage {
-				if alerts == nil {
-					return nil
-				}
-				b, _ := json.Marshal(alerts.Trust())
-				return b
-			},
-		}
-		// A map only bpf(2) can change needs reading only after a
-		// reported write, if the sensor that reports them runs. The
-		// scanner asks once it runs (step 5), when maps is set.
-		if set.Started(bpfsyscall.Name) != nil {
-			cfg.Quiet = func(id uint32) bool { return maps.quiet(id) }
-			cfg.QuietHost = func() bool { return maps.quietHost() }
-		}
-		// Writes the kernel counted are known writes, explained before
-		// their summary arrives.
-		if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
-			cfg.Counted = kw.CountedSince
-		}
-		scan, err = p.scanner(cfg)
-		if err != nil {
-			return sum, fmt.Errorf("%w: starting the content scanner: %w", ErrSetup, err)
-		}
-		if opts.StatePath != "" {
-			// A bad state file is reported and monitoring goes on.
-			if err := scan.LoadState(opts.StatePath); err != nil {
-				log.Warn(err.Error(), "part", "scanner")
-			}
-			prior = scan.Prior()
+	defer w.close()
+	for _, start := range []func() error{w.startSensors, w.openScanner, w.recordStart, w.arm, w.openSink, w.ready} {
+		if err := start(); err != nil {
+			return Summary{}, err
 		}
 	}
-
-	// 3. The state at start, and what is protected. The alert engine
-	// learns who holds what from the map context's first inventory, and
-	// later changes from its refreshes.
-	cgroupNames := cgroups.NewResolver()
-	acfg := alert.Config{Policy: pol, SelfPID: uint32(os.Getpid()), SelfMaps: own, Cgroups: cgroupNames,
-		Warn: func(err error) { log.Error(err.Error(), "part", "alerts") }}
-	if _, ino, dev, err := procexe.Of(uint32(os.Getpid())); err == nil {
-		acfg.SelfExe = event.Identity{ExeIno: ino, ExeDev: dev}
-	}
-	acfg.Restored = restoredTrust(log, pol, opts.StatePath != "", prior)
-	acfg.DistrustHolders = prior.Untrusted != ""
-	if en, ok := set.Started(lsm.Name).(alert.Enforcer); ok {
-		acfg.Enforcer = en
-	}
-	// The kernel-side sensor itemizes every write to a protected map or
-	// one chosen with --map-id; other maps' known writers are counted.
-	if kw, ok := set.Started(kernelwrite.Name).(*kernelwrite.Sensor); ok {
-		acfg.Itemize = kw.Select
-		for _, id := range opts.Filter.MapIDs {
-			if err := kw.Select(id); err != nil {
-				return sum, fmt.Errorf("%w: %w", ErrSetup, err)
-			}
-		}
-	}
-	alerts = alert.New(acfg)
-	if opts.Metrics != nil {
-		opts.Metrics.Rules(enabledRules(pol))
-	}
-	cv := &crossView{now: time.Now}
-	_ = bpfsys.PrepareHelpers() // kallsyms now, not at the first prog_load; failing, prog_load says risky_unknown
-	collect := cv.collect(p.inventory)
-	inv := func(o inventory.Options) ([]inventory.Map, error) {
-		if !o.SkipHolders {
-			// The state at start: without it, the engine starts from
-			// nothing, and the refreshes add what they find.
-			maps, err := collect(o)
-			if err != nil {
-				sv.failed(metrics.PartAlerts, fmt.Errorf("reading the map inventory at start: %w", err))
-			}
-			return maps, err
-		}
-		err := p.failing(metrics.PartAlerts)
-		var maps []inventory.Map
-		if err == nil {
-			maps, err = collect(o)
-		}
-		if err != nil {
-			// A refresh: the alert engine does not learn the maps the
-			// policy selects since the last one. Tried again at the
-			// next.
-			sv.failed(metrics.PartAlerts, fmt.Errorf("refreshing the map inventory: %w", err))
-		} else {
-			sv.ok(metrics.PartAlerts)
-		}
-		return maps, err
-	}
-	maps = newMapContext(stop, inv, func(maps []inventory.Map, atStart bool) {
-		if atStart {
-			alerts.Start(maps)
-		} else {
-			alerts.Refresh(maps)
-		}
-	})
-	logProtected(log, pol, alerts.Protected())
-
-	// 4. Enforcement, now that its maps hold the protected set.
-	if err := set.Arm(); err != nil {
-		return sum, startError(opts, err)
-	}
-	if scan != nil {
-		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
-	}
-
-	out := &sink{cv: cv, cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
-	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
-	out.out.closed = make(chan struct{})
-	if m := opts.Metrics; m != nil {
-		// The output's failures are told by the lost events that follow
-		// them, and here: a full disk makes bpfmon blind to whoever
-		// reads its output.
-		out.out.health = func(err error) {
-			if err == nil {
-				m.Up(metrics.PartOutput)
-				return
-			}
-			m.PartError(metrics.PartOutput, err)
-			m.Down(metrics.PartOutput, "writing events: "+err.Error())
-		}
-	}
-	sv.setWrite(out.writeNow)
-	if m := opts.Metrics; m != nil {
-		// The metrics server's errors (it counts them itself).
-		m.OnPartError(func(part string, err error) {
-			log.Error(err.Error(), "part", part, "reason", metrics.Reason(err))
-			sv.event(out.writeNow, part, err.Error())
-		})
-		defer m.OnPartError(nil)
-	}
-	// The watch ends when stopped, when the output's reader went away
-	// (a closed pipe, whether or not there is anything to write), or
-	// when an essential part cannot go on.
-	stopped := make(chan struct{})
-	go func(parent <-chan struct{}) {
-		select {
-		case <-parent:
-		case <-out.out.closed:
-		case <-sv.fatal:
-		}
-		close(stopped)
-	}(stop)
-	if f, ok := opts.Out.(*os.File); ok {
-		go watchReader(f, out, stopped)
-	}
-	stop = stopped
-	if scan != nil {
-		out.scan = scan
-	}
-
-	// What the saved state says of the time bpfmon was not running: the
-	// gap, and who got hold of protected maps meanwhile.
-	if gap := gapEvent(prior, time.Now()); gap != nil {
-		if err := out.write(gap); err != nil {
-			return sum, fmt.Errorf("writing events: %w", err)
-		}
-	}
-	if err := out.writeAll(alerts.Tick()); err != nil {
-		return sum, fmt.Errorf("writing events: %w", err)
-	}
-
-	// 5. Ready.
-	if err := p.ready(opts.ReadyFile, log); err != nil {
-		return sum, fmt.Errorf("%w: writing the ready file: %w", ErrSetup, err)
-	}
-	if opts.Metrics != nil {
-		opts.Metrics.Ready()
-	}
-
-	scanDone := make(chan struct{})
-	if scan != nil {
-		go func() { runScanner(scan, opts.ScanInterval, stop, out.write, sv, p); close(scanDone) }()
-	} else {
-		close(scanDone)
-	}
-	alertsDone := make(chan struct{})
-	go func() { reportSuppressed(alerts, stop, out, sv, p); close(alertsDone) }()
-	reloadDone := make(chan struct{})
-	go func() {
-		r := &reloader{opts: opts, log: log, alerts: alerts, inventory: p.inventory, out: out, sv: sv}
-		r.run(stop)
-		close(reloadDone)
-	}()
-
-	runErr := runSensors(set, stop, out, sv, p)
-	<-scanDone
-	<-alertsDone
-	<-reloadDone
-	if err := sv.failure(); err != nil && runErr == nil {
-		runErr = err
-	}
-	// The last suppression report comes after the ring is drained and the
-	// scanner has stopped: alerts held back while draining count too.
-	if err := out.writeAll(alerts.Tick()); err != nil && runErr == nil {
-		runErr = fmt.Errorf("writing alerts: %w", err)
-	}
-	if scan != nil {
-		last := scan.Last()
-		sum.Scan = &last
-		// Everything is in: the state says so, with who owns what.
-		if err := scan.SaveStopped(); err != nil {
-			log.Warn(err.Error(), "part", "scanner")
-		}
-	}
-	st := set.Stats()
-	sum.Lost, sum.Incomplete, sum.Malformed = st.Lost, st.Incomplete, st.Malformed
-	if err := out.flush(); err != nil && runErr == nil {
-		runErr = fmt.Errorf("writing events: %w", err)
-	}
-	sum.Events, sum.NotWritten, sum.Alerts = out.counts()
-	if out.outputClosed() && runErr == nil {
-		runErr = ErrOutputClosed
-	}
-	return sum, runErr
+	return w.watch()
 }
 
 // ErrOutputClosed ends a watch whose output's reader went away: a pipe

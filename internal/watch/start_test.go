@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -138,7 +139,8 @@ func TestStartOrder(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		_, err := run(Options{Format: "json", Out: io.Discard, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-			ScanInterval: time.Hour, Policy: pol, Enforce: true, Metrics: mets}, stop, p)
+			ScanInterval: time.Hour, Policy: pol, Enforce: true, Metrics: mets,
+			Status: func(s Status) { st.add("status %d scanner=%v", s.Kind, s.Scanner) }}, stop, p)
 		done <- err
 	}()
 	select {
@@ -177,6 +179,10 @@ func TestStartOrder(t *testing.T) {
 	if !(inv < rdy && scan < rdy && arm < rdy) {
 		t.Errorf("ready before the state at start was recorded: %q", st.all())
 	}
+	// Readiness is told to Options.Status once, after the ready file.
+	if told := at(fmt.Sprintf("status %d scanner=true", StatusReady)); told < rdy {
+		t.Errorf("Status told ready before the ready file was written: %q", st.all())
+	}
 }
 
 // TestGapEventGolden: the monitor_gap event as gapEvent makes it from
@@ -211,5 +217,40 @@ func TestGapEventGolden(t *testing.T) {
 	}
 	if ev := gapEvent(scanner.Prior{Found: true, StopKnown: true, Clean: true, Rebooted: true, Alive: now}, now); ev == nil || !ev.Extra.CleanStop || !strings.Contains(ev.Reason, "rebooted") {
 		t.Errorf("a clean stop before a reboot: %+v", ev)
+	}
+}
+
+// TestStagesEnforceOrder: a watcher's stages refuse to run out of order
+// (no kernel needed: each refuses before touching a part), so a start
+// reordered by mistake fails at once instead of reading a part that is
+// not made yet.
+func TestStagesEnforceOrder(t *testing.T) {
+	w := &watcher{}
+	stages := []struct {
+		name string
+		run  func() error
+	}{
+		{"startSensors", w.startSensors}, {"openScanner", w.openScanner}, {"recordStart", w.recordStart},
+		{"arm", w.arm}, {"openSink", w.openSink}, {"ready", w.ready},
+	}
+	for i, s := range stages {
+		for at := stageNew; at <= stageReady; at++ {
+			if at == stage(i) {
+				continue // its turn: it would start real parts
+			}
+			w.stage = at
+			if err := s.run(); !errors.Is(err, errStageOrder) {
+				t.Errorf("%s after stage %s: %v, want %v", s.name, at, err, errStageOrder)
+			}
+			if w.stage != at {
+				t.Errorf("%s refused after stage %s moved the watcher to %s", s.name, at, w.stage)
+			}
+		}
+	}
+	for at := stageNew; at < stageReady; at++ {
+		w.stage = at
+		if _, err := w.watch(); !errors.Is(err, errStageOrder) {
+			t.Errorf("watch after stage %s: %v, want %v", at, err, errStageOrder)
+		}
 	}
 }

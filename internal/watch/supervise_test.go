@@ -110,6 +110,9 @@ type supervised struct {
 	addr   string
 	stop   chan struct{}
 	done   chan error
+	// status is what Options.Status was told (buffered: the test reads
+	// what it waits for, the rest is dropped).
+	status chan Status
 }
 
 // startSupervised starts the watch, with the faults preset sets (nil:
@@ -117,7 +120,7 @@ type supervised struct {
 func startSupervised(t *testing.T, preset func(*faults)) *supervised {
 	t.Helper()
 	testutil.RequireRoot(t)
-	w := &supervised{mets: metrics.New("test"), stop: make(chan struct{}), done: make(chan error, 1)}
+	w := &supervised{mets: metrics.New("test"), stop: make(chan struct{}), done: make(chan error, 1), status: make(chan Status, 16)}
 	if preset != nil {
 		preset(&w.faults)
 	}
@@ -134,6 +137,12 @@ func startSupervised(t *testing.T, preset func(*faults)) *supervised {
 		_, err := run(Options{Format: "json", Out: &w.out, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			RingBytes: 1 << 20, CaptureBytes: 64, KernelHooks: kernelwrite.ModeOff,
 			ScanInterval: 100 * time.Millisecond, Metrics: w.mets,
+			Status: func(s Status) {
+				select {
+				case w.status <- s:
+				default:
+				}
+			},
 			// Written: lost events and bpfmon's own (the filter lets
 			// them through), not the host's other calls.
 			Filter: Filter{Events: []event.Type{event.Lost}}}, w.stop, p)
@@ -147,17 +156,49 @@ func startSupervised(t *testing.T, preset func(*faults)) *supervised {
 		}
 		<-w.done
 	})
-	for deadline := time.Now().Add(testutil.Timeout(60 * time.Second)); !w.mets.IsReady(); time.Sleep(10 * time.Millisecond) {
-		select {
-		case err := <-w.done:
-			t.Fatalf("the watch ended before it was ready: %v", err)
-		default:
+	select {
+	case s := <-w.status:
+		if s.Kind != StatusReady || !s.Scanner {
+			t.Fatalf("the first status told is %+v, want ready with the scanner on", s)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the watch was not ready within 60 s")
-		}
+	case err := <-w.done:
+		t.Fatalf("the watch ended before it was ready: %v", err)
+	case <-time.After(testutil.Timeout(60 * time.Second)):
+		t.Fatal("the watch was not ready within 60 s")
+	}
+	if !w.mets.IsReady() {
+		t.Fatal("ready told before the metrics said ready")
 	}
 	return w
+}
+
+// waitScanPass waits for the status of a content scanner pass and
+// returns its number.
+func (w *supervised) waitScanPass(t *testing.T) int {
+	t.Helper()
+	for deadline := time.After(testutil.Timeout(60 * time.Second)); ; {
+		select {
+		case s := <-w.status:
+			if s.Kind == StatusScanPass {
+				return s.Pass
+			}
+		case <-deadline:
+			t.Fatal("no content scanner pass within 60 s")
+		}
+	}
+}
+
+// TestStatusScanPasses: each content scanner pass is told to
+// Options.Status, numbered from 1, after readiness.
+func TestStatusScanPasses(t *testing.T) {
+	w := startSupervised(t, nil)
+	first := w.waitScanPass(t)
+	if first != 1 {
+		t.Errorf("the first pass told is %d, want 1", first)
+	}
+	if next := w.waitScanPass(t); next != first+1 {
+		t.Errorf("the pass after %d told is %d", first, next)
+	}
 }
 
 // waitEvent waits for an event the output took that cond accepts.

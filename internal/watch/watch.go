@@ -1,8 +1,9 @@
 // Package watch runs `bpfmon watch`: it starts the sensors, the alert
 // engine and the content scanner in the order their invariants need
-// (start.go), passes every event through one sink (sink.go) and, when told
-// to stop, drains everything and summarises. It holds the wiring, not the
-// flags (cmd/bpfmon) nor the sensors' logic (internal/sensor/...).
+// (start.go; one watcher stage each, stages.go), passes every event
+// through one sink (sink.go) and, when told to stop, drains everything
+// and summarises. It holds the wiring, not the flags (cmd/bpfmon) nor the
+// sensors' logic (internal/sensor/...).
 package watch
 
 import (
@@ -62,6 +63,36 @@ type Options struct {
 	Reload     <-chan struct{}
 	PolicyPath string
 	Protect    []policy.Selector
+	// Status, when not nil, is told of the watch's progress: that it is
+	// ready, and each content scanner pass. It is how a program or a
+	// test waits for them (the log says them to people). It is called
+	// from the watch's goroutines, one call at a time, and must return
+	// soon: the watch waits for it.
+	Status func(Status)
+}
+
+// StatusKind says what a Status reports.
+type StatusKind int
+
+const (
+	// StatusReady: every sensor is attached and the state at start is
+	// recorded (the ready file is written, systemd told); told once.
+	StatusReady StatusKind = iota + 1
+	// StatusScanPass: the content scanner completed a pass. The first is
+	// its baseline: a change made before it is not reported as one.
+	StatusScanPass
+)
+
+// Status is a step of a watch's progress (Options.Status).
+type Status struct {
+	Kind StatusKind
+	// Scanner, with StatusReady: the content scanner runs, and its
+	// passes are told.
+	Scanner bool
+	// Pass and Stats, with StatusScanPass: the pass's number (from 1)
+	// and what it did.
+	Pass  int
+	Stats scanner.PassStats
 }
 
 // Summary is what a watch did.

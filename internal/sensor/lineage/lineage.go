@@ -49,12 +49,10 @@ const Name = "lineage"
 
 // Sensor holds the programs.
 type Sensor struct {
-	build   string // which syscall hooks, in words
-	progs   []*ebpf.Program
-	cgroups *cgroups.Resolver
-	coll    *ebpf.Collection
-	links   []link.Link
-	loss    *record.Loss
+	sensor.Base        // the collection, programs and links; Detach, Close, ProgramIDs
+	build       string // which syscall hooks, in words
+	cgroups     *cgroups.Resolver
+	loss        *record.Loss
 }
 
 // New returns the sensor, not started.
@@ -191,7 +189,7 @@ func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
 		}
 		return fmt.Errorf("loading the lineage programs: %w", err)
 	}
-	s.coll = coll
+	s.Coll = coll
 	// No process may clear a mark or the counters through bpf(2): the
 	// maps are frozen (the programs still write them).
 	for name, m := range coll.Maps {
@@ -219,17 +217,14 @@ func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
 			s.Close()
 			return fmt.Errorf("attaching to %s: %w", h.name, err)
 		}
-		s.links = append(s.links, l)
-		s.progs = append(s.progs, p)
+		s.Links = append(s.Links, l)
+		s.Progs = append(s.Progs, p)
 	}
 	return nil
 }
 
 // MapIDs implements sensor.Sensor (the ring buffer is not the sensor's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, lineageMapEvents) }
-
-// ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, lineageMapEvents) }
 
 // Stats implements sensor.Sensor.
 func (s *Sensor) Stats() sensor.Stats {
@@ -240,15 +235,15 @@ func (s *Sensor) Stats() sensor.Stats {
 }
 
 func (s *Sensor) lost() (uint64, error) {
-	if s.coll == nil {
+	if s.Coll == nil {
 		return 0, nil // closed: what it lost was counted before
 	}
-	lost, err := sensor.Counter(s.coll.Maps[lineageMapLinstats], uint32(lineageLineageStatLINSTAT_LOST))
+	lost, err := sensor.Counter(s.Coll.Maps[lineageMapLinstats], uint32(lineageLineageStatLINSTAT_LOST))
 	if err != nil {
 		return 0, err
 	}
 	// A mark the kernel could not keep is a lineage bpfmon lost.
-	untaint, err := sensor.Counter(s.coll.Maps[lineageMapLinstats], uint32(lineageLineageStatLINSTAT_UNTAINT))
+	untaint, err := sensor.Counter(s.Coll.Maps[lineageMapLinstats], uint32(lineageLineageStatLINSTAT_UNTAINT))
 	return lost + untaint, err
 }
 
@@ -266,25 +261,6 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 		f.Detail += "; hooks: " + s.build
 	}
 	return []features.Feature{f}
-}
-
-// Detach implements sensor.Sensor.
-func (s *Sensor) Detach() {
-	for _, l := range s.links {
-		l.Close()
-	}
-	s.links = nil
-}
-
-// Close implements sensor.Sensor.
-func (s *Sensor) Close() error {
-	s.Detach()
-	if s.coll != nil {
-		s.coll.Close()
-		s.coll = nil
-	}
-	s.progs = nil
-	return nil
 }
 
 const recSize = int(unsafe.Sizeof(lineageLineageRec{}))

@@ -106,7 +106,7 @@ func median(xs []float64) float64 {
 // progTime is the run time of en's programs so far (bpf_stats).
 func progTime(en *Sensor) time.Duration {
 	var run time.Duration
-	for _, p := range en.progs {
+	for _, p := range en.Progs {
 		if st, err := p.Stats(); err == nil {
 			run += st.Runtime
 		}

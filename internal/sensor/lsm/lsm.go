@@ -118,12 +118,10 @@ type Sensor struct {
 	Build    Build
 	Fallback error
 
-	want  Build
-	coll  *ebpf.Collection
-	progs []*ebpf.Program
-	links []link.Link
-	loss  *record.Loss
-	log   func(msg string, args ...any)
+	sensor.Base // the collection, programs and links; Detach, Close, ProgramIDs
+	want        Build
+	loss        *record.Loss
+	log         func(msg string, args ...any)
 }
 
 // New returns the sensor, not started, which runs the best build.
@@ -280,12 +278,12 @@ func (s *Sensor) start(env *sensor.Env, b Build) error {
 		}
 		return unavailable(fmt.Errorf("loading the %s programs: %w", b, err))
 	}
-	s.coll = coll
-	s.progs = nil
+	s.Coll = coll
+	s.Progs = nil
 	for _, h := range hooks {
 		for _, name := range h.progs(b) {
 			if p := coll.Programs[name]; p != nil {
-				s.progs = append(s.progs, p)
+				s.Progs = append(s.Progs, p)
 			}
 		}
 	}
@@ -317,7 +315,7 @@ func pick(kernel *btf.Spec, h hook, b Build) (string, error) {
 // Arm attaches every hook (sensor.Armer). Any failure detaches all and is
 // returned: enforcement is all or nothing.
 func (s *Sensor) Arm() error {
-	for _, p := range s.progs {
+	for _, p := range s.Progs {
 		var l link.Link
 		var err error
 		if s.Build == BuildFmodRet {
@@ -329,7 +327,7 @@ func (s *Sensor) Arm() error {
 			s.Detach()
 			return unavailable(fmt.Errorf("attaching a %s program: %w", s.Build, err))
 		}
-		s.links = append(s.links, l)
+		s.Links = append(s.Links, l)
 	}
 	s.Hooks = nil
 	for _, h := range hooks {
@@ -347,7 +345,7 @@ func (s *Sensor) Arm() error {
 
 // Protect implements alert.Enforcer.
 func (s *Sensor) Protect(mapID uint32) error {
-	if err := s.coll.Maps[lsmMapProtected].Put(mapID, uint8(1)); err != nil {
+	if err := s.Coll.Maps[lsmMapProtected].Put(mapID, uint8(1)); err != nil {
 		return fmt.Errorf("protecting map %d in the kernel: %w", mapID, err)
 	}
 	return nil
@@ -356,7 +354,7 @@ func (s *Sensor) Protect(mapID uint32) error {
 // AddOwner implements alert.Enforcer.
 func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 	k := lsmOwnerKey{MapId: mapID, ExeDev: uint32(procexe.ToKernel(id.ExeDev)), ExeIno: id.ExeIno, CgroupId: id.CgroupID}
-	if err := s.coll.Maps[lsmMapOwners].Put(&k, uint8(1)); err != nil {
+	if err := s.Coll.Maps[lsmMapOwners].Put(&k, uint8(1)); err != nil {
 		return fmt.Errorf("adding an owner of map %d in the kernel: %w", mapID, err)
 	}
 	return nil
@@ -364,10 +362,7 @@ func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 
 // MapIDs implements sensor.Sensor (the ring buffer and the calibration
 // are not the sensor's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, lsmMapEvents, lsmMapCalib) }
-
-// ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, lsmMapEvents, lsmMapCalib) }
 
 const denySize = int(unsafe.Sizeof(lsmDenyRec{}))
 
@@ -411,10 +406,10 @@ func (s *Sensor) Denied() (uint64, error) { return s.counter(lsmLsmStatLSTAT_DEN
 func (s *Sensor) lost() (uint64, error) { return s.counter(lsmLsmStatLSTAT_LOST) }
 
 func (s *Sensor) counter(idx lsmLsmStat) (uint64, error) {
-	if s.coll == nil {
+	if s.Coll == nil {
 		return 0, nil // closed
 	}
-	return sensor.Counter(s.coll.Maps[lsmMapLstats], uint32(idx))
+	return sensor.Counter(s.Coll.Maps[lsmMapLstats], uint32(idx))
 }
 
 // Features implements sensor.Sensor: whether this kernel can enforce,
@@ -447,7 +442,7 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 			on = "fmod_ret programs on security_bpf, security_bpf_map, security_file_receive and security_mmap_file"
 		}
 		verb := "load and attach"
-		if s.links == nil {
+		if s.Links == nil {
 			verb = "load"
 		}
 		f.Detail = "enforcement (watch --enforce) works: build " + string(s.Build) + ": " + on + " " + verb
@@ -458,28 +453,9 @@ func (s *Sensor) Features(startErr error) []features.Feature {
 	return []features.Feature{f}
 }
 
-// Detach removes the hooks; refusals already recorded remain to be read.
-func (s *Sensor) Detach() {
-	for _, l := range s.links {
-		l.Close()
-	}
-	s.links = nil
-}
-
-// Close detaches and frees everything.
-func (s *Sensor) Close() error {
-	s.Detach()
-	if s.coll != nil {
-		s.coll.Close()
-		s.coll = nil
-	}
-	s.progs = nil
-	return nil
-}
-
 // Unprotect implements alert.Unenforcer.
 func (s *Sensor) Unprotect(mapID uint32) error {
-	if err := s.coll.Maps[lsmMapProtected].Delete(mapID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := s.Coll.Maps[lsmMapProtected].Delete(mapID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unprotecting map %d in the kernel: %w", mapID, err)
 	}
 	return nil
@@ -488,7 +464,7 @@ func (s *Sensor) Unprotect(mapID uint32) error {
 // RemoveOwner implements alert.Unenforcer.
 func (s *Sensor) RemoveOwner(mapID uint32, id event.Identity) error {
 	k := lsmOwnerKey{MapId: mapID, ExeDev: uint32(procexe.ToKernel(id.ExeDev)), ExeIno: id.ExeIno, CgroupId: id.CgroupID}
-	if err := s.coll.Maps[lsmMapOwners].Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := s.Coll.Maps[lsmMapOwners].Delete(&k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("removing an owner of map %d in the kernel: %w", mapID, err)
 	}
 	return nil
