@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -64,5 +68,36 @@ func TestScanTestOutput(t *testing.T) {
 	r.skips = skips
 	if r.ok() {
 		t.Error("a matrix row with a skip not allowed passes")
+	}
+}
+
+// TestHostOnlyNamesTests: every name in hostOnly is a test of its
+// package, so a renamed test is not silently run in the VMs again (or a
+// misspelt one silently kept out), and each package's list is a valid
+// -test.skip.
+func TestHostOnlyNamesTests(t *testing.T) {
+	for pkg, skip := range hostOnly {
+		re, err := regexp.Compile(skip)
+		if err != nil {
+			t.Fatalf("%s: %v", pkg, err)
+		}
+		files, err := filepath.Glob(filepath.Join("..", pkg, "*_test.go"))
+		if err != nil || len(files) == 0 {
+			t.Fatalf("%s: no test files: %v", pkg, err)
+		}
+		var src strings.Builder
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src.Write(b)
+		}
+		names := strings.Split(strings.TrimSuffix(strings.TrimPrefix(skip, "^("), ")$"), "|")
+		for _, n := range names {
+			if !re.MatchString(n) || !strings.Contains(src.String(), "\nfunc "+n+"(t *testing.T)") {
+				t.Errorf("%s: hostOnly names %s, which is not one of its tests", pkg, n)
+			}
+		}
 	}
 }
