@@ -33,6 +33,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/syslogout"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
 
@@ -168,6 +169,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	outPath := fs.String("output", "", "write events to `FILE` (created with mode 0600, never through a link; an existing one must be a regular file of bpfmon's user that others cannot write; default, - or /dev/stdout: standard output); SIGHUP reopens it (logrotate)")
 	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
 	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
+	syslogURL := fs.String("syslog", "", "also send every event written to `URL` as an RFC 5424 syslog message (tcp://HOST:PORT with octet counting, udp://HOST:PORT, or unix:///PATH): never waits for the receiver, reconnects with backoff, counts what it cannot deliver (bpfmon_lost_events_total{source=\"output\"}) and reports it there as a lost event once back")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", defaultRing, "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
@@ -321,6 +323,12 @@ keeps the policy in force); it never ends bpfmon.`)
 		return exitUsage
 	}
 
+	if *syslogURL != "" {
+		if _, _, err := syslogout.Parse(*syslogURL); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: invalid --syslog %v\n", err)
+			return exitUsage
+		}
+	}
 	if *metricsAddr != "" {
 		if err := metrics.CheckAddr(*metricsAddr); err != nil {
 			fmt.Fprintf(stderr, "bpfmon watch: invalid --metrics-addr %v\n", err)
@@ -463,7 +471,25 @@ keeps the policy in force); it never ends bpfmon.`)
 		}
 		defer pprof.StopCPUProfile()
 	}
+	var syslogW *syslogout.Writer
+	if *syslogURL != "" {
+		cfg := syslogout.Config{URL: *syslogURL, Log: logger}
+		if mets != nil {
+			cfg.Lost = mets.OutputLost
+		}
+		if syslogW, err = syslogout.New(cfg); err != nil {
+			fmt.Fprintf(stderr, "bpfmon watch: --syslog: %v\n", err)
+			return exitUsage
+		}
+		opts.Also = syslogW
+	}
 	sum, err := watch.Run(opts, stop)
+	if syslogW != nil {
+		// What the receiver has not acknowledged within the time is
+		// counted lost, before the last scrape.
+		delivered, lost := syslogW.Close(syslogDrain)
+		logger.Info("syslog: stopped", "part", "output", "delivered", delivered, "lost", lost)
+	}
 	if errors.Is(err, watch.ErrOutputClosed) {
 		logger.Warn(sum.String()+" ("+err.Error()+")", "events", sum.Events, "not_written", sum.NotWritten, "lost", sum.Lost, "alerts", sum.Alerts)
 		return exitOutputClosed
@@ -478,6 +504,10 @@ keeps the policy in force); it never ends bpfmon.`)
 	logger.Info(sum.String(), "events", sum.Events, "not_written", sum.NotWritten, "lost", sum.Lost, "alerts", sum.Alerts)
 	return exitOK
 }
+
+// syslogDrain is how long a stopping watch waits for the syslog
+// receiver to take what is queued.
+const syslogDrain = 5 * time.Second
 
 func runMapwriter(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mapwriter", flag.ContinueOnError)

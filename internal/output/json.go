@@ -439,3 +439,15 @@ func appendJSONLineage(b []byte, l *event.Lineage) []byte {
 	}
 	return append(b, '}')
 }
+
+// JSONLine renders events as the JSON lines of the json format, for a
+// destination other than a Writer's (the syslog output sends each line
+// as a message). Not safe for concurrent use; it allocates nothing per
+// event once its caller's buffer has grown.
+type JSONLine struct{ tc timeCache }
+
+// Append appends ev as one JSON object, without the newline.
+func (j *JSONLine) Append(dst []byte, ev *event.Event) []byte {
+	b := appendJSON(dst, ev, &j.tc)
+	return b[:len(b)-1]
+}

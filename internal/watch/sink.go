@@ -261,3 +261,23 @@ func explain(scan explainer, ev *event.Event) {
 		scan.Explain(ev.Map.ID, ev.Key, ev.Map.KeySize, complete, ev.Time)
 	}
 }
+
+// tee writes every event to the output and to a second writer (the
+// syslog output). Only the output's result and counts reach the sink:
+// the second writer never blocks, counts what it loses and reports it
+// on its own stream, so a failing receiver neither stops the watch nor
+// makes the file report losses it did not have.
+type tee struct {
+	output.Writer
+	also output.Writer
+}
+
+func (t tee) Write(ev *event.Event) error {
+	t.also.Write(ev)
+	return t.Writer.Write(ev)
+}
+
+func (t tee) Flush() error {
+	t.also.Flush()
+	return t.Writer.Flush()
+}

@@ -110,6 +110,9 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if err != nil {
 		return sum, err
 	}
+	if opts.Also != nil {
+		w = tee{w, opts.Also}
+	}
 	if err := features.CheckTracing(); err != nil {
 		return sum, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
