@@ -26,6 +26,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/mapwriter"
 	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/outfile"
+	"github.com/bpfmon/bpfmon/internal/pods"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
@@ -170,6 +171,7 @@ func runWatch(args []string, stdout, stderr io.Writer) int {
 	outMaxSize := fs.String("output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
 	outMaxFiles := fs.Int("output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
 	syslogURL := fs.String("syslog", "", "also send every event written to `URL` as an RFC 5424 syslog message (tcp://HOST:PORT with octet counting, udp://HOST:PORT, or unix:///PATH): never waits for the receiver, reconnects with backoff, counts what it cannot deliver (bpfmon_lost_events_total{source=\"output\"}) and reports it there as a lost event once back")
+	criSocket := fs.String("cri-socket", "", "name the Kubernetes pod of processes in containers (process.pod) by asking the container runtime's CRI socket at `PATH` (default: the first of "+strings.Join(pods.DefaultSockets, ", ")+" that answers; off: none, the pod uid from the cgroup path only); never waits for it")
 	ready := fs.String("ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	capture := fs.Int("capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	ring := fs.String("ring-buffer", defaultRing, "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
@@ -471,6 +473,17 @@ keeps the policy in force); it never ends bpfmon.`)
 		}
 		defer pprof.StopCPUProfile()
 	}
+	podCfg := pods.Config{Socket: *criSocket, Log: logger}
+	if mets != nil {
+		podCfg.Miss = mets.PodMiss
+	}
+	podNames := pods.New(podCfg)
+	defer podNames.Close()
+	if f := podNames.Feature(); *criSocket != "" && *criSocket != "off" && !f.Available {
+		logger.Warn("--cri-socket: "+f.Detail+"; events name the pod uid from the cgroup path only", "part", "pods")
+	}
+	opts.Pods = podNames
+	opts.Features = append(opts.Features, podNames.Feature())
 	var syslogW *syslogout.Writer
 	if *syslogURL != "" {
 		cfg := syslogout.Config{URL: *syslogURL, Log: logger}

@@ -347,6 +347,19 @@ func appendJSONProcess(b []byte, p *event.Process) []byte {
 		b = append(b, `,"relation":`...)
 		b = appendJSONString(b, p.Relation)
 	}
+	if pod := p.Pod; pod != nil {
+		b = append(b, `,"pod":{"uid":`...)
+		b = appendJSONString(b, pod.UID)
+		if pod.Name != "" {
+			b = append(b, `,"namespace":`...)
+			b = appendJSONString(b, pod.Namespace)
+			b = append(b, `,"name":`...)
+			b = appendJSONString(b, pod.Name)
+			b = append(b, `,"container":`...)
+			b = appendJSONString(b, pod.Container)
+		}
+		b = append(b, '}')
+	}
 	b = append(b, '}')
 	return b
 }

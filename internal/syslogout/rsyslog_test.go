@@ -179,7 +179,7 @@ func TestRsyslog(t *testing.T) {
 			continue
 		}
 		seen[m.ev.Map.ID]++
-		want := fmt.Sprintf(`[bpfmon@32473 event="map_update" rule="foreign-write\"\]\\" severity="critical" map_id="%d"]`, m.ev.Map.ID)
+		want := fmt.Sprintf(`[bpfmon@32473 event="map_update" rule="foreign-write\"\]\\" severity="critical" map_id="%d" pod="prod/web-1"]`, m.ev.Map.ID)
 		if m.app != "bpfmon" || m.msgid != "map_update" || m.severity != "crit" || m.sd != want {
 			t.Fatalf("rsyslog parsed APP-NAME %q, MSGID %q, severity %q, SD %s; want bpfmon, map_update, crit, %s", m.app, m.msgid, m.severity, m.sd, want)
 		}

@@ -21,7 +21,7 @@
 // event carries, the host name, APP-NAME bpfmon, the pid, MSGID the event
 // type, one structured-data element bpfmon@32473 (32473 is the example
 // enterprise number of RFC 5612: bpfmon has none of its own) with the
-// event type, alert rule and severity and the map id, and as the message
+// event type, alert rule and severity, the map id and the pod, and as the message
 // the event's JSON line, exactly as --format json writes it.
 package syslogout
 
@@ -225,6 +225,18 @@ func (w *Writer) appendMessage(b []byte, ev *event.Event) []byte {
 	if ev.Map != nil {
 		b = append(b, ` map_id="`...)
 		b = strconv.AppendUint(b, uint64(ev.Map.ID), 10)
+		b = append(b, '"')
+	}
+	if p := ev.Process; p != nil && p.Pod != nil {
+		// namespace/name once the runtime named it, else the uid.
+		b = append(b, ` pod="`...)
+		if p.Pod.Name != "" {
+			b = appendParam(b, p.Pod.Namespace)
+			b = append(b, '/')
+			b = appendParam(b, p.Pod.Name)
+		} else {
+			b = appendParam(b, p.Pod.UID)
+		}
 		b = append(b, '"')
 	}
 	b = append(b, "] "...)

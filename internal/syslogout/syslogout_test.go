@@ -44,7 +44,7 @@ func alertEvent(id uint32) *event.Event {
 	return &event.Event{
 		Time: time.Date(2026, 12, 7, 16, 0, 0, 123456789, time.UTC), Type: event.MapUpdate, Source: event.SourceSyscall,
 		Alert:   &event.Alert{Rule: `foreign-write"]\`, Severity: "critical", Reason: "a stranger wrote"},
-		Process: &event.Process{PID: 42, Comm: "evil"},
+		Process: &event.Process{PID: 42, Comm: "evil", Pod: &event.Pod{Namespace: "prod", Name: "web-1", UID: "u", Container: "app"}},
 		Map:     &event.Map{ID: id, Name: "m"},
 	}
 }
@@ -77,7 +77,7 @@ func TestMessage(t *testing.T) {
 	if len(f) != 7 || f[0] != "<26>1" || f[1] != "2026-12-07T16:00:00.123456Z" || f[3] != "bpfmon" || f[5] != "map_update" {
 		t.Errorf("header %q: want <26>1 (daemon.crit), the time, APP-NAME bpfmon, MSGID map_update", hdr)
 	}
-	if want := `[bpfmon@32473 event="map_update" rule="foreign-write\"\]\\" severity="critical" map_id="7"`; f[6] != want {
+	if want := `[bpfmon@32473 event="map_update" rule="foreign-write\"\]\\" severity="critical" map_id="7" pod="prod/web-1"`; f[6] != want {
 		t.Errorf("structured data %s, want %s", f[6], want)
 	}
 	var ev struct {

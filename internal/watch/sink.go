@@ -57,6 +57,10 @@ type sink struct {
 	// output could not take (of which countedDropped are counted).
 	metrics        *metrics.Metrics
 	countedDropped uint64
+	// pods, when not nil, names the pod of a process in a container.
+	pods interface {
+		Pod(containerID, cgroup string) *event.Pod
+	}
 }
 
 // outputState follows the output's failures. A reader that closed the
@@ -159,6 +163,9 @@ func (s *sink) fromSensor(ev *event.Event) error {
 	if p := ev.Process; p != nil {
 		p.Cgroup = s.cgroups.Path(p.CgroupID)
 		p.ContainerID = cgroups.ContainerID(p.Cgroup)
+		if s.pods != nil {
+			p.Pod = s.pods.Pod(p.ContainerID, p.Cgroup)
+		}
 	}
 	if x := ev.Extra; x != nil && x.Lineage != nil && x.Lineage.Target != nil {
 		t := x.Lineage.Target

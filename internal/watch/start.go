@@ -144,7 +144,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		return sum, startError(opts, err)
 	}
 	defer set.Close()
-	report := features.NewReport(set.Features(), scanner.Features())
+	report := features.NewReport(set.Features(), scanner.Features(), opts.Features)
 	log.Info("features (details: bpfmon features)", "features", report.Summary())
 	if opts.Metrics != nil {
 		opts.Metrics.Started(ring, set.OwnPrograms(), report.Features)
@@ -279,7 +279,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		log.Info("content scanner on", "interval", opts.ScanInterval.String(), "max_keyed", max(opts.ScanMaxKeyed, 1))
 	}
 
-	out := &sink{cv: cv, cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics}
+	out := &sink{cv: cv, cgroups: cgroupNames, maps: maps, alerts: alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w, metrics: opts.Metrics, pods: opts.Pods}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
 	if m := opts.Metrics; m != nil {
