@@ -13,8 +13,12 @@
 //
 // On TCP, "delivered" means the receiver's TCP acknowledged the whole
 // message: when a connection breaks, the bytes it had not acknowledged
-// (SIOCOUTQ) say which messages were lost. Over UDP and a unix datagram
-// socket, delivered means the local kernel took the datagram.
+// (SIOCOUTQ) say which messages were lost. What the receiver's kernel
+// acknowledged and its process never read (it stopped with a backlog:
+// the connection is reset, and that is logged) is beyond what plain TCP
+// syslog can tell the sender; RELP's acknowledgements would be needed.
+// Over UDP and a unix datagram socket, delivered means the local kernel
+// took the datagram.
 //
 // Message format (RFC 5424, octet-counted framing on stream transports,
 // RFC 6587): PRI from facility daemon and the severity of the alert the
@@ -450,6 +454,7 @@ type session struct {
 	c        net.Conn
 	stream   bool
 	peerGone atomic.Bool
+	reset    atomic.Bool // the receiver reset the connection
 	// sent counts the bytes the kernel took on this connection;
 	// inflight holds the end offsets of the messages not known to be
 	// acknowledged, oldest first, from inflight[first:].
@@ -474,6 +479,10 @@ func (s *session) run() error {
 	err := s.loop()
 	s.account()
 	s.c.Close()
+	if s.reset.Load() && s.w.log != nil {
+		s.w.log.Warn("syslog: the receiver reset the connection: messages it had acknowledged but not read are lost without being counted (plain TCP syslog cannot tell)",
+			"part", "output", "syslog", s.w.network+"://"+s.w.addr)
+	}
 	return err
 }
 
@@ -483,6 +492,7 @@ func (s *session) watchPeer() {
 	var b [64]byte
 	for {
 		if _, err := s.c.Read(b[:]); err != nil {
+			s.reset.Store(errors.Is(err, syscall.ECONNRESET))
 			s.peerGone.Store(true)
 			return
 		}

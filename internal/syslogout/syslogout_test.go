@@ -211,11 +211,29 @@ func TestReconnect(t *testing.T) {
 			t.Errorf("event %d received %d times", id, n)
 		}
 	}
-	if uint64(len(seen))+lost != total || delivered != uint64(len(seen)) {
-		t.Errorf("%d received, %d delivered and %d lost by bpfmon's count: want received = delivered, and received + lost = %d", len(seen), delivered, lost, total)
-	}
+	checkBooks(t, total, uint64(len(seen)), delivered, lost)
 	if lost == 0 || reported != lost {
 		t.Errorf("%d lost, %d reported as lost on the stream; want some lost, and all reported", lost, reported)
 	}
 	t.Logf("%d events: %d delivered, %d lost and reported", total, delivered, lost)
+}
+
+// checkBooks checks the writer's accounting against what the receiver
+// got: every event is delivered or counted lost, exactly; none counted
+// lost was received; none received went uncounted as delivered. What
+// the receiver's TCP acknowledged and its process then discarded when it
+// stopped (it had not read it yet: the kernel answers with a reset) is
+// counted delivered and not received: plain TCP syslog cannot tell the
+// sender (RELP can). That gap, zero on a quiet machine, is logged.
+func checkBooks(t *testing.T, total, received, delivered, lost uint64) {
+	t.Helper()
+	if delivered+lost != total {
+		t.Errorf("%d delivered + %d lost = %d: want every one of %d events delivered or counted lost", delivered, lost, delivered+lost, total)
+	}
+	if received > delivered || received+lost > total {
+		t.Errorf("%d received, %d delivered, %d lost of %d: an event received was not counted delivered, or one counted lost arrived", received, delivered, lost, total)
+	}
+	if gap := delivered - received; received <= delivered && gap > 0 {
+		t.Logf("%d events acknowledged by the receiver's TCP and discarded unread when it stopped (beyond TCP syslog's sight)", gap)
+	}
 }
