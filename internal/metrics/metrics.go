@@ -187,7 +187,7 @@ func New(version string) *Metrics {
 		}
 	}
 	lost := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bpfmon_lost_events_total",
-		Help: "Events lost, by source: syscall, kernel, lsm and lineage count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk) or the --syslog receiver did not get."},
+		Help: "Events lost, by source: syscall, kernel, lsm and lineage count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk)."},
 		[]string{"source"})
 	for _, s := range lostSources {
 		m.lost[sourceIndex(s)] = lost.WithLabelValues(s)
