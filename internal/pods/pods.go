@@ -85,6 +85,7 @@ type Resolver struct {
 	order     []string // container ids, oldest first, for eviction
 	pending   map[string]bool
 	downUntil time.Time
+	closed    bool
 	queue     chan string
 	done      chan struct{}
 }
@@ -172,7 +173,10 @@ func (r *Resolver) Feature() features.Feature {
 // Close stops the lookups.
 func (r *Resolver) Close() {
 	if r.rt != nil {
+		r.mu.Lock()
+		r.closed = true
 		close(r.queue)
+		r.mu.Unlock()
 		<-r.done
 		r.conn.Close()
 	}
@@ -195,7 +199,7 @@ func (r *Resolver) Pod(containerID, cgroup string) *event.Pod {
 		e = entry{pod: fromCgroup(cgroup), final: r.rt == nil}
 		r.put(containerID, e)
 	}
-	if !e.final && !r.pending[containerID] && time.Now().After(r.downUntil) {
+	if !e.final && !r.closed && !r.pending[containerID] && time.Now().After(r.downUntil) {
 		select {
 		case r.queue <- containerID:
 			r.pending[containerID] = true
