@@ -99,7 +99,7 @@ var allowedSkips = []struct {
 	{regexp.MustCompile(`^TestAlertmanagerWebhook$`), "the VM image has no Prometheus nor Alertmanager; the host's run (CI) runs them"},
 	{regexp.MustCompile(`^(TestWatchPods|TestContainerd)$`), "the VM image has no containerd; the host's run (CI) starts pods through a real one"},
 	{regexp.MustCompile(`^TestWatchSyslog$`), "the VM image has no rsyslog; the host's run (CI) runs it"},
-	{regexp.MustCompile(`^TestRsyslog$`), "the VM image has no rsyslog; the host's run (CI) sends events to a real rsyslogd"},
+	{regexp.MustCompile(`^(TestRsyslog|TestRsyslogRELP)$`), "the VM image has no rsyslog; the host's run (CI) sends events to a real rsyslogd"},
 	{regexp.MustCompile(`^TestOwnerImpersonation$`), "the VM image has no C library nor dynamic loader for LD_PRELOAD; the host's run (CI) runs it, TestLineage runs the sensor in the VM"},
 }
 

@@ -16,7 +16,8 @@
 // (SIOCOUTQ) say which messages were lost. What the receiver's kernel
 // acknowledged and its process never read (it stopped with a backlog:
 // the connection is reset, and that is logged) is beyond what plain TCP
-// syslog can tell the sender; RELP's acknowledgements would be needed.
+// syslog can tell the sender; over RELP (relp.go) the receiver
+// acknowledges each message, and the books are exact.
 // Over UDP and a unix datagram socket, delivered means the local kernel
 // took the datagram.
 //
@@ -76,12 +77,14 @@ const (
 
 // Config says where to send and whom to tell about losses.
 type Config struct {
-	// URL is tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH.
+	// URL is tcp://HOST:PORT, relp://HOST:PORT, udp://HOST:PORT or
+	// unix:///PATH.
 	URL string
 	// Queue is how many messages may wait (DefaultQueue if 0).
 	Queue int
 	// Lost, when set, is told of every event that could not be
-	// delivered, when it is known (bpfmon_lost_events_total).
+	// delivered, when it is known (bpfmon_lost_events_total), from
+	// Write's goroutine or the sender's: it must be safe for that.
 	Lost func(n uint64)
 	// Log says when the receiver goes away and comes back; nil: quiet.
 	Log *slog.Logger
@@ -95,7 +98,7 @@ func Parse(raw string) (network, addr string, err error) {
 		return "", "", fmt.Errorf("%q: %w; want tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH", raw, err)
 	}
 	switch u.Scheme {
-	case "tcp", "udp":
+	case "tcp", "udp", "relp":
 		if u.Path != "" || u.RawQuery != "" || u.User != nil {
 			return "", "", fmt.Errorf("%q: only %s://HOST:PORT is accepted (no path, query or user)", raw, u.Scheme)
 		}
@@ -109,7 +112,7 @@ func Parse(raw string) (network, addr string, err error) {
 		}
 		return "unix", u.Path, nil
 	}
-	return "", "", fmt.Errorf("%q: unknown scheme %q; want tcp://HOST:PORT, udp://HOST:PORT or unix:///PATH", raw, u.Scheme)
+	return "", "", fmt.Errorf("%q: unknown scheme %q; want tcp://HOST:PORT, relp://HOST:PORT, udp://HOST:PORT or unix:///PATH", raw, u.Scheme)
 }
 
 // Writer sends events to a syslog receiver. Write, Flush and Counts
@@ -120,7 +123,9 @@ type Writer struct {
 	log           *slog.Logger
 	header        []byte // " HOSTNAME bpfmon PID "
 	json          output.JSONLine
+	senderJSON    output.JSONLine // the sender goroutine's, for lost reports
 	scratch       []byte
+	relpBuf       []byte // the message a RELP session sends
 
 	mu      sync.Mutex
 	queue   [][]byte // ring of messages (without framing)
@@ -205,7 +210,9 @@ func severity(ev *event.Event) int {
 }
 
 // appendMessage appends ev as one RFC 5424 message, without framing.
-func (w *Writer) appendMessage(b []byte, ev *event.Event) []byte {
+// j renders the JSON line: Write's own, or the sender's for its lost
+// reports (a JSONLine is not safe for concurrent use).
+func (w *Writer) appendMessage(b []byte, ev *event.Event, j *output.JSONLine) []byte {
 	b = append(b, '<')
 	b = strconv.AppendInt(b, int64(facility*8+severity(ev)), 10)
 	b = append(b, ">1 "...)
@@ -244,7 +251,7 @@ func (w *Writer) appendMessage(b []byte, ev *event.Event) []byte {
 		b = append(b, '"')
 	}
 	b = append(b, "] "...)
-	return w.json.Append(b, ev)
+	return j.Append(b, ev)
 }
 
 // appendParam appends s as an SD-PARAM value: '"', '\' and ']' escaped,
@@ -282,7 +289,7 @@ func printable(s string, n int) string {
 // Write queues ev as a message. It never waits for the receiver: when
 // the queue is full the event is counted lost.
 func (w *Writer) Write(ev *event.Event) error {
-	w.scratch = w.appendMessage(w.scratch[:0], ev)
+	w.scratch = w.appendMessage(w.scratch[:0], ev, &w.json)
 	w.mu.Lock()
 	if w.n == len(w.queue) {
 		w.mu.Unlock()
@@ -354,7 +361,11 @@ func (w *Writer) dial() (net.Conn, bool, error) {
 		c, err = net.DialTimeout("unix", w.addr, writeTimeout)
 		return c, true, err
 	}
-	c, err := net.DialTimeout(w.network, w.addr, writeTimeout)
+	network := w.network
+	if network == "relp" {
+		network = "tcp"
+	}
+	c, err := net.DialTimeout(network, w.addr, writeTimeout)
 	if err != nil {
 		return nil, false, err
 	}
@@ -405,8 +416,11 @@ func (w *Writer) send() {
 			w.log.Info("syslog: connected again", "part", "output", "syslog", w.network+"://"+w.addr)
 		}
 		failing = false
-		s := &session{w: w, c: c, stream: stream}
-		err = s.run()
+		if w.network == "relp" {
+			err = w.relp(c)
+		} else {
+			err = (&session{w: w, c: c, stream: stream}).run()
+		}
 		if err != nil && !errors.Is(err, errClosing) && w.log != nil {
 			w.log.Warn("syslog: connection lost; connecting again", "part", "output", "syslog", w.network+"://"+w.addr, "error", err.Error())
 			failing = true
@@ -590,7 +604,7 @@ func (s *session) flush() error {
 // sendLostReport sends a lost event for n events lost on this stream.
 func (s *session) sendLostReport(n uint64) error {
 	ev := event.Event{Time: time.Now(), Type: event.Lost, Source: event.SourceOutput, HasCount: true, Count: n}
-	s.lostMsg = s.w.appendMessage(s.lostMsg[:0], &ev)
+	s.lostMsg = s.w.appendMessage(s.lostMsg[:0], &ev, &s.w.senderJSON)
 	var frame []byte
 	if s.stream {
 		frame = strconv.AppendInt(frame, int64(len(s.lostMsg)), 10)

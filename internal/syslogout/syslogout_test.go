@@ -18,6 +18,7 @@ func TestParse(t *testing.T) {
 	for _, c := range []struct{ in, network, addr, err string }{
 		{"tcp://127.0.0.1:514", "tcp", "127.0.0.1:514", ""},
 		{"udp://[::1]:514", "udp", "[::1]:514", ""},
+		{"relp://127.0.0.1:2514", "relp", "127.0.0.1:2514", ""},
 		{"unix:///dev/log", "unix", "/dev/log", ""},
 		{"tcp://host", "", "", "port is required"},
 		{"tcp://host:514/x", "", "", "no path"},
