@@ -95,6 +95,11 @@ var allowedSkips = []struct {
 	{regexp.MustCompile(`^TestBpftraceCountsNoAlarm$`), "the VM image has no bpftrace; the host's run (CI) runs it"},
 	{regexp.MustCompile(`^TestSystemdUnit/systemd-analyze_verify$`), "the VM image has no systemd; the host's run (CI) verifies the unit"},
 	{regexp.MustCompile(`^TestWatchMetricsPrometheus$`), "the VM image has no Prometheus; the host's run (CI) scrapes bpfmon with one"},
+	{regexp.MustCompile(`^TestPrometheusRules$`), "the VM image has no promtool; the host's run (CI) checks the shipped rules"},
+	{regexp.MustCompile(`^TestAlertmanagerWebhook$`), "the VM image has no Prometheus nor Alertmanager; the host's run (CI) runs them"},
+	{regexp.MustCompile(`^(TestWatchPods|TestContainerd)$`), "the VM image has no containerd; the host's run (CI) starts pods through a real one"},
+	{regexp.MustCompile(`^TestWatchSyslog$`), "the VM image has no rsyslog; the host's run (CI) runs it"},
+	{regexp.MustCompile(`^(TestRsyslog|TestRsyslogRELP)$`), "the VM image has no rsyslog; the host's run (CI) sends events to a real rsyslogd"},
 	{regexp.MustCompile(`^TestOwnerImpersonation$`), "the VM image has no C library nor dynamic loader for LD_PRELOAD; the host's run (CI) runs it, TestLineage runs the sensor in the VM"},
 }
 
@@ -136,7 +141,7 @@ var hostOnly = map[string]string{"cmd/bpfmon": "^(" + strings.Join([]string{
 	"TestWatchStateWhileDown", "TestWatchKilled", "TestWatchTwoInstances", "TestTrustAcrossRestart", "TestPolicyOwnersNoBootstrap",
 	"TestDeploymentMemoryLimits", "TestWatchMetricsAddrInUse",
 	"TestWatchReaderGone", "TestWatchOutputFull", "TestWatchOutputRotation", "TestWatchOutputReopen",
-	"TestReference", "TestReferenceListsEveryFlag", "TestSystemdUnit",
+	"TestReference", "TestReferenceListsEveryFlag", "TestSystemdUnit", "TestWatchSyslogBadURL",
 }, "|") + ")$"}
 
 // enforcePkgs and enforceRun are what the kernel without BPF LSM runs:

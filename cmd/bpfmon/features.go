@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/pods"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
@@ -90,5 +91,8 @@ func probe() features.Report {
 	set.Start(sensor.NewEnv(ring, 0, quiet)) // optional sensors: never an error
 	set.Arm()
 	defer set.Close()
-	return features.NewReport(set.Features(), scanner.Features(), features.CrossView())
+	// The pod lookup, as watch does it with the default --cri-socket.
+	pr := pods.New(pods.Config{})
+	defer pr.Close()
+	return features.NewReport(set.Features(), scanner.Features(), features.CrossView(), []features.Feature{pr.Feature()})
 }

@@ -48,16 +48,24 @@ type promServer struct {
 
 func startPrometheus(t *testing.T, exe, target string) *promServer {
 	t.Helper()
+	return startPrometheusWith(t, exe, target, "")
+}
+
+// startPrometheusWith is startPrometheus with more configuration (rule
+// files, alerting) appended; rules are evaluated every second.
+func startPrometheusWith(t *testing.T, exe, target, extra string) *promServer {
+	t.Helper()
 	dir := t.TempDir()
 	config := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(config, []byte(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
+  evaluation_interval: 1s
 scrape_configs:
   - job_name: bpfmon
     static_configs:
       - targets: ['`+target+`']
-`), 0o600); err != nil {
+`+extra), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A free port: taken, then given back for Prometheus to bind.

@@ -20,12 +20,14 @@ import (
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/metrics"
 	"github.com/bpfmon/bpfmon/internal/outfile"
+	"github.com/bpfmon/bpfmon/internal/pods"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sdnotify"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/syslogout"
 	"github.com/bpfmon/bpfmon/internal/watch"
 )
 
@@ -34,6 +36,7 @@ import (
 type watchFlags struct {
 	format, outPath, outMaxSize string
 	outMaxFiles                 int
+	syslogURL, criSocket        string
 	ready                       string
 	capture                     int
 	ring                        string
@@ -113,6 +116,8 @@ func (o *watchOptions) flagSet() *flag.FlagSet {
 	fs.StringVar(&o.outPath, "output", "", "write events to `FILE` (created with mode 0600, never through a link; an existing one must be a regular file of bpfmon's user that others cannot write; default, - or /dev/stdout: standard output); SIGHUP reopens it (logrotate)")
 	fs.StringVar(&o.outMaxSize, "output-max-size", "0", "rotate --output once it would grow past `SIZE` (whole MiB: 10M, 1G; 0: never); the file is then appended to, not truncated")
 	fs.IntVar(&o.outMaxFiles, "output-max-files", 5, "with --output-max-size: keep `N` rotated files (0: all)")
+	fs.StringVar(&o.syslogURL, "syslog", "", "also send every event written to `URL` as an RFC 5424 syslog message (tcp://HOST:PORT with octet counting, relp://HOST:PORT with the receiver's acknowledgements, udp://HOST:PORT, or unix:///PATH): never waits for the receiver, reconnects with backoff, counts what it cannot deliver (bpfmon_lost_events_total{source=\"output\"}) and reports it there as a lost event once back")
+	fs.StringVar(&o.criSocket, "cri-socket", "", "name the Kubernetes pod of processes in containers (process.pod) by asking the container runtime's CRI socket at `PATH` (default: the first of "+strings.Join(pods.DefaultSockets, ", ")+" that answers; off: none, the pod uid from the cgroup path only); never waits for it")
 	fs.StringVar(&o.ready, "ready-file", "", "write bpfmon's pid to `FILE` once all probes are attached and the state at start is recorded")
 	fs.IntVar(&o.capture, "capture-bytes", record.DefaultCapture, fmt.Sprintf("capture at most `N` bytes of each key and value (1-%d)", record.MaxCapture))
 	fs.StringVar(&o.ring, "ring-buffer", defaultRing, "kernel ring buffer `SIZE` (bytes, or with K/M/G suffix)")
@@ -305,6 +310,11 @@ func (o *watchOptions) validateOutput() error {
 			return usageError("invalid --metrics-addr %w", err)
 		}
 	}
+	if o.syslogURL != "" {
+		if _, _, err := syslogout.Parse(o.syslogURL); err != nil {
+			return usageError("invalid --syslog %v", err)
+		}
+	}
 	return nil
 }
 
@@ -344,7 +354,7 @@ func (w *watchRun) close() {
 // On an error, what it did is undone already.
 func (o *watchOptions) startWatch(stdout, stderr io.Writer, hup <-chan os.Signal) (*watchRun, error) {
 	w := &watchRun{log: o.logger(stderr), stop: make(chan struct{}), hup: hup}
-	steps := []func(*watchRun, io.Writer) error{o.lock, o.serveMetrics, o.openOutput, o.signals, o.memoryLimit, o.startProfile, o.openStatus}
+	steps := []func(*watchRun, io.Writer) error{o.lock, o.serveMetrics, o.openOutput, o.signals, o.memoryLimit, o.startProfile, o.openStatus, o.podNames, o.openSyslog}
 	for _, step := range steps {
 		if err := step(w, stdout); err != nil {
 			w.close()
@@ -515,6 +525,50 @@ func (o *watchOptions) openStatus(w *watchRun, _ io.Writer) error {
 	}
 	return nil
 }
+
+// podNames: the pod of processes in containers, from the runtime's CRI
+// (--cri-socket); it never waits for the runtime.
+func (o *watchOptions) podNames(w *watchRun, _ io.Writer) error {
+	cfg := pods.Config{Socket: o.criSocket, Log: w.log}
+	if m := w.opts.Metrics; m != nil {
+		cfg.Miss = m.PodMiss
+	}
+	names := pods.New(cfg)
+	w.cleanups = append(w.cleanups, func() { names.Close() })
+	if f := names.Feature(); o.criSocket != "" && o.criSocket != "off" && !f.Available {
+		w.log.Warn("--cri-socket: "+f.Detail+"; events name the pod uid from the cgroup path only", "part", "pods")
+	}
+	w.opts.Pods = names
+	w.opts.Features = append(w.opts.Features, names.Feature())
+	return nil
+}
+
+// openSyslog: --syslog's stream beside the output. At the stop, what the
+// receiver has not acknowledged within syslogDrain is counted lost, before
+// the metrics server's last scrape (cleanups run last first).
+func (o *watchOptions) openSyslog(w *watchRun, _ io.Writer) error {
+	if o.syslogURL == "" {
+		return nil
+	}
+	cfg := syslogout.Config{URL: o.syslogURL, Log: w.log}
+	if m := w.opts.Metrics; m != nil {
+		cfg.Lost = m.OutputLost
+	}
+	sw, err := syslogout.New(cfg)
+	if err != nil {
+		return usageError("--syslog: %w", err)
+	}
+	w.opts.Also = sw
+	w.cleanups = append(w.cleanups, func() {
+		delivered, lost := sw.Close(syslogDrain)
+		w.log.Info("syslog: stopped", "part", "output", "delivered", delivered, "lost", lost)
+	})
+	return nil
+}
+
+// syslogDrain is how long a stopping watch waits for the syslog
+// receiver to take what is queued.
+const syslogDrain = 5 * time.Second
 
 // watchOpts is what watch.Run is given.
 func (o *watchOptions) watchOpts(w *watchRun) watch.Options {

@@ -116,6 +116,7 @@ func TestHelmChartValues(t *testing.T) {
 		"tolerations": []any{map[string]any{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"}},
 		"extraArgs":   []any{"--enforce", "--scan-interval=30s"},
 		"goMemLimit":  "1700MiB",
+		"criSocket":   "/run/crio/crio.sock",
 	})
 	spec := m.daemonSet.Spec.Template.Spec
 	c := &spec.Containers[0]
@@ -142,6 +143,20 @@ func TestHelmChartValues(t *testing.T) {
 	}
 	if len(c.Env) != 1 || c.Env[0].Value != "1700MiB" {
 		t.Errorf("env %v: want GOMEMLIMIT=1700MiB", c.Env)
+	}
+	cri := false
+	for _, vm := range c.VolumeMounts {
+		if vm.Name == "cri-socket" && vm.MountPath == "/run/crio/crio.sock" && vm.ReadOnly {
+			cri = true
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Name == "cri-socket" && (v.HostPath == nil || v.HostPath.Path != "/run/crio/crio.sock") {
+			cri = false
+		}
+	}
+	if !cri {
+		t.Errorf("criSocket /run/crio/crio.sock: not mounted read-only from the host at the same path")
 	}
 	if _, defSum := renderChart(t, nil); defSum == sum {
 		t.Errorf("checksum/policy is %s for the default policy and another: a new policy would not roll the pods", sum)

@@ -352,6 +352,7 @@ func TestManifestMounts(t *testing.T) {
 		{"/sys/kernel/tracing", "the syscall tracepoints' ids (tracefs)", ""},
 		{"/sys/fs/cgroup", "the host's whole cgroup hierarchy", ""},
 		{"/boot", "the kernel's config", ""},
+		{"/run/containerd/containerd.sock", "the container runtime's CRI socket (process.pod)", ""},
 	} {
 		vm, v := mountFor(t, m, want.dir)
 		switch {

@@ -261,9 +261,22 @@ type Process struct {
 	// container id found in it (docker, containerd, cri-o, podman).
 	Cgroup      string
 	ContainerID string
+	// Pod is the Kubernetes pod of the container, as the container
+	// runtime's CRI names it (namespace, name, uid, container), or
+	// only its uid from the cgroup path when no runtime answered; nil
+	// outside a pod. Shared between events: never changed once set.
+	Pod *Pod
 	// Relation says how the process relates to the event's map: "creator",
 	// "holder" (held an fd to it when bpfmon started) or "newcomer".
 	Relation string
+}
+
+// Pod is a Kubernetes pod and the container in it. Namespace, Name and
+// Container come from the container runtime (the kubelet's request, kept
+// by containerd or CRI-O), never from the process; UID may come from the
+// cgroup path alone, the others then empty.
+type Pod struct {
+	Namespace, Name, UID, Container string
 }
 
 // Map describes a BPF map. When an event reports a failed map_create, the

@@ -151,6 +151,7 @@ type Metrics struct {
 	alerts     *prometheus.CounterVec
 	suppressed *prometheus.CounterVec
 	scanPass   prometheus.Histogram
+	podMisses  prometheus.Counter
 
 	ready atomic.Bool
 	// health: errors of the supervised parts, and those that cannot go
@@ -200,11 +201,13 @@ func New(version string) *Metrics {
 	m.scanPass = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "bpfmon_scanner_pass_duration_seconds",
 		Help:    "How long each content scanner pass took, from its start to its report (the grace period for sensor events included).",
 		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}})
+	m.podMisses = prometheus.NewCounter(prometheus.CounterOpts{Name: "bpfmon_pod_lookup_misses_total",
+		Help: "Events of a process in a container whose pod the container runtime had not named yet: they carry the pod uid from the cgroup path only, while the runtime is asked (--cri-socket)."})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "bpfmon_build_info",
 		Help:        "Always 1: the bpfmon version and the Go version it was built with.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()}})
 	build.Set(1)
-	m.reg.MustRegister(m.events, lost, m.alerts, m.suppressed, m.scanPass, build, (*state)(m), m.health.errors, m.health.up,
+	m.reg.MustRegister(m.events, lost, m.alerts, m.suppressed, m.scanPass, m.podMisses, build, (*state)(m), m.health.errors, m.health.up,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -244,6 +247,9 @@ func (m *Metrics) Event(ev *event.Event) {
 func (m *Metrics) OutputLost(n uint64) {
 	m.lost[sourceIndex(event.SourceOutput)].Add(float64(n))
 }
+
+// PodMiss counts an event whose pod was not known yet.
+func (m *Metrics) PodMiss() { m.podMisses.Inc() }
 
 // Rule is an alert rule and the severity the policy gives it.
 type Rule struct{ Name, Severity string }

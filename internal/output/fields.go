@@ -34,7 +34,7 @@ type Field struct {
 // objects are the JSON objects whose members Fields lists one by one;
 // other values (key_btf, lineage.target, map.programs) are documented as
 // a whole.
-var objects = []string{"alert", "process", "map", "prog", "lineage"}
+var objects = []string{"alert", "process", "process.pod", "map", "prog", "lineage"}
 
 // bySource lists the event types that sources report, in the event
 // package's order, plus more; not lost, which every source reports and
@@ -99,6 +99,11 @@ var Fields = []Field{
 	{"process.cgroup_id", "", withProcess, "its cgroup v2 id (the inode of the cgroup's directory)"},
 	{"process.cgroup", "", withProcess, "that cgroup's path, resolved from the id, so known for a process that already exited"},
 	{"process.container_id", "container=", withProcess, "the container id found in the cgroup path (docker, containerd, cri-o and podman layouts)"},
+	{"process.pod.uid", "pod=NAMESPACE/NAME ... pod_uid=UID, or pod=UID when only the uid is known", withProcess,
+		"the Kubernetes pod's uid: from the container runtime (CRI), or from the cgroup path (`kubepods...pod<uid>`) when no runtime answered (yet); `pod` is absent outside a pod"},
+	{"process.pod.namespace", "pod=NAMESPACE/NAME", withProcess, "the pod's namespace, from the container runtime's CRI (PodSandboxStatus): what the kubelet asked for, never chosen by the process; absent until the runtime answered"},
+	{"process.pod.name", "pod=NAMESPACE/NAME", withProcess, "the pod's name, from the container runtime's CRI, as namespace"},
+	{"process.pod.container", "pod_container=", withProcess, "the container's name in the pod spec, from the container runtime's CRI (ContainerStatus)"},
 	{"process.relation", "(newcomer) or (holder) after exe; a creator is not marked", withProcess,
 		"`creator` (created the map while bpfmon ran), `holder` (held an fd to it when bpfmon started) or `newcomer`"},
 	{"map.id", "map=ID:\"NAME\"(TYPE)", withMap, "the map's global id; 0 for a failed `map_create`, whose map fields are the ones requested"},
@@ -260,8 +265,17 @@ func JSONKeys(line []byte) ([]string, error) {
 	if err := json.Unmarshal(line, &top); err != nil {
 		return nil, err
 	}
+	keys, err := objectKeys("", top)
+	sort.Strings(keys)
+	return keys, err
+}
+
+// objectKeys lists the keys of an object at prefix, and those of the
+// objects in it that objects names.
+func objectKeys(prefix string, obj map[string]json.RawMessage) ([]string, error) {
 	var keys []string
-	for k, v := range top {
+	for k, v := range obj {
+		k = prefix + k
 		keys = append(keys, k)
 		if !slices.Contains(objects, k) {
 			continue
@@ -270,11 +284,12 @@ func JSONKeys(line []byte) ([]string, error) {
 		if err := json.Unmarshal(v, &members); err != nil {
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
-		for m := range members {
-			keys = append(keys, k+"."+m)
+		sub, err := objectKeys(k+".", members)
+		if err != nil {
+			return nil, err
 		}
+		keys = append(keys, sub...)
 	}
-	sort.Strings(keys)
 	return keys, nil
 }
 

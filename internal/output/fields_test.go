@@ -27,7 +27,8 @@ func (cutRenderer) AppendText(dst, b []byte) ([]byte, event.Rendered) {
 // an unclean stop).
 func everyField() []*event.Event {
 	proc := &event.Process{PID: 10, TID: 11, PPID: 1, UID: 1000, GID: 100, Comm: "x", Exe: "/usr/bin/x",
-		CgroupID: 7, Cgroup: "/system.slice/x.service", ContainerID: "abc", Relation: "newcomer"}
+		CgroupID: 7, Cgroup: "/system.slice/x.service", ContainerID: "abc", Relation: "newcomer",
+		Pod: &event.Pod{Namespace: "prod", Name: "web-1", UID: "0b1c", Container: "app"}}
 	m := typedEvent().Map
 	m.Programs = []event.MapProgram{{ID: 3, Name: "p"}}
 	m.Pins = []string{"/sys/fs/bpf/m"}

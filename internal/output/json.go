@@ -539,6 +539,19 @@ func appendJSONProcess(b []byte, p *event.Process) []byte {
 		b = append(b, `,"relation":`...)
 		b = appendJSONString(b, p.Relation)
 	}
+	if pod := p.Pod; pod != nil {
+		b = append(b, `,"pod":{"uid":`...)
+		b = appendJSONString(b, pod.UID)
+		if pod.Name != "" {
+			b = append(b, `,"namespace":`...)
+			b = appendJSONString(b, pod.Namespace)
+			b = append(b, `,"name":`...)
+			b = appendJSONString(b, pod.Name)
+			b = append(b, `,"container":`...)
+			b = appendJSONString(b, pod.Container)
+		}
+		b = append(b, '}')
+	}
 	b = append(b, '}')
 	return b
 }
@@ -630,4 +643,16 @@ func appendJSONLineage(b []byte, l *event.Lineage) []byte {
 		b = appendJSONString(b, l.Request)
 	}
 	return append(b, '}')
+}
+
+// JSONLine renders events as the JSON lines of the json format, for a
+// destination other than a Writer's (the syslog output sends each line
+// as a message). Not safe for concurrent use; it allocates nothing per
+// event once its caller's buffer has grown.
+type JSONLine struct{ tc timeCache }
+
+// Append appends ev as one JSON object, without the newline.
+func (j *JSONLine) Append(dst []byte, ev *event.Event) []byte {
+	b := appendJSON(dst, ev, &j.tc)
+	return b[:len(b)-1]
 }

@@ -152,6 +152,16 @@ func textProcess(b []byte, ev *event.Event) []byte {
 		b = append(b, " container="...)
 		b = appendTextString(b, p.ContainerID, false)
 	}
+	if pod := p.Pod; pod != nil {
+		b = append(b, " pod="...)
+		if pod.Name != "" {
+			b = appendTextString(b, pod.Namespace+"/"+pod.Name, false)
+			b = append(b, " pod_container="...)
+			b = appendTextString(b, pod.Container, false)
+			b = append(b, " pod_uid="...)
+		}
+		b = appendTextString(b, pod.UID, false)
+	}
 	if p.Relation != "" && p.Relation != "creator" {
 		b = append(b, " ("...)
 		b = append(b, p.Relation...)

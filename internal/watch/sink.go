@@ -57,6 +57,10 @@ type sink struct {
 	// output could not take (of which countedDropped are counted).
 	metrics        *metrics.Metrics
 	countedDropped uint64
+	// pods, when not nil, names the pod of a process in a container.
+	pods interface {
+		Pod(containerID, cgroup string) *event.Pod
+	}
 }
 
 // outputState follows the output's failures. A reader that closed the
@@ -159,6 +163,9 @@ func (s *sink) fromSensor(ev *event.Event) error {
 	if p := ev.Process; p != nil {
 		p.Cgroup = s.cgroups.Path(p.CgroupID)
 		p.ContainerID = cgroups.ContainerID(p.Cgroup)
+		if s.pods != nil {
+			p.Pod = s.pods.Pod(p.ContainerID, p.Cgroup)
+		}
 	}
 	if x := ev.Extra; x != nil && x.Lineage != nil && x.Lineage.Target != nil {
 		t := x.Lineage.Target
@@ -260,4 +267,24 @@ func explain(scan explainer, ev *event.Event) {
 		complete := ev.HasKey && !ev.Truncated && !ev.KeyFault
 		scan.Explain(ev.Map.ID, ev.Key, ev.Map.KeySize, complete, ev.Time)
 	}
+}
+
+// tee writes every event to the output and to a second writer (the
+// syslog output). Only the output's result and counts reach the sink:
+// the second writer never blocks, counts what it loses and reports it
+// on its own stream, so a failing receiver neither stops the watch nor
+// makes the file report losses it did not have.
+type tee struct {
+	output.Writer
+	also output.Writer
+}
+
+func (t tee) Write(ev *event.Event) error {
+	t.also.Write(ev)
+	return t.Writer.Write(ev)
+}
+
+func (t tee) Flush() error {
+	t.also.Flush()
+	return t.Writer.Flush()
 }

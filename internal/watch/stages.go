@@ -118,6 +118,9 @@ func newWatcher(opts Options, stop <-chan struct{}, p parts) (*watcher, error) {
 	if w.w, err = output.New(opts.Format, opts.Out); err != nil {
 		return nil, err
 	}
+	if opts.Also != nil {
+		w.w = tee{w.w, opts.Also}
+	}
 	if err := features.CheckTracing(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSetup, err)
 	}
@@ -157,7 +160,7 @@ func (w *watcher) startSensors() error {
 		return startError(opts, err)
 	}
 	w.cleanup = append(w.cleanup, func() { w.set.Close() })
-	report := features.NewReport(w.set.Features(), scanner.Features())
+	report := features.NewReport(w.set.Features(), scanner.Features(), opts.Features)
 	w.log.Info("features (details: bpfmon features)", "features", report.Summary())
 	if opts.Metrics != nil {
 		opts.Metrics.Started(ring, w.set.OwnPrograms(), report.Features)
@@ -331,7 +334,7 @@ func (w *watcher) openSink() error {
 		return err
 	}
 	opts, log := w.opts, w.log
-	out := &sink{cv: w.cv, cgroups: w.cgroups, maps: w.maps, alerts: w.alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w.w, metrics: opts.Metrics}
+	out := &sink{cv: w.cv, cgroups: w.cgroups, maps: w.maps, alerts: w.alerts, filter: opts.Filter, alertsOnly: opts.AlertsOnly, w: w.w, metrics: opts.Metrics, pods: opts.Pods}
 	out.out.log = func(msg string, args ...any) { log.Error(msg, append(args, "part", "output")...) }
 	out.out.closed = make(chan struct{})
 	if m := opts.Metrics; m != nil {

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/metrics"
+	"github.com/bpfmon/bpfmon/internal/output"
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/scanner"
 	"github.com/bpfmon/bpfmon/internal/sensor/bpfsyscall"
@@ -25,8 +27,19 @@ import (
 
 // Options configure a watch. The command line parses and checks them.
 type Options struct {
-	Format       string       // "json" or "text"
-	Out          io.Writer    // where events go
+	Format string    // "json" or "text"
+	Out    io.Writer // where events go
+	// Also, when not nil, is given every event written to Out too (the
+	// syslog output): it never fails the watch, and counts its own
+	// losses.
+	Also output.Writer
+	// Pods, when not nil, names the pod of each event's container
+	// (process.pod); it must answer at once (internal/pods).
+	Pods interface {
+		Pod(containerID, cgroup string) *event.Pod
+	}
+	// Features are more lines for the features report (pod_metadata).
+	Features     []features.Feature
 	Log          *slog.Logger // diagnostics (stderr); nil: slog.Default
 	ReadyFile    string       // written once all probes are attached
 	CaptureBytes int
