@@ -1,0 +1,155 @@
+package inventory
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// privateVeth makes a network namespace of its own with a veth pair in it
+// and returns the namespace's name and the pair's names.
+func privateVeth(t *testing.T) (ns, a, b string) {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		testutil.SkipOrFail(t, "no ip command (iproute2)")
+	}
+	ns = fmt.Sprintf("bpfmon-inv-%d", os.Getpid())
+	a, b = "bpfmon0", "bpfmon1"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run("-n", ns, "link", "add", a, "type", "veth", "peer", "name", b)
+	return ns, a, b
+}
+
+// xdpProgram loads a program that uses a map and returns both.
+func xdpProgram(t *testing.T, name string) (*ebpf.Program, *ebpf.Map) {
+	t.Helper()
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: name, Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
+		asm.LoadMapPtr(asm.R1, m.FD()), asm.Mov.Imm(asm.R0, 2), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p, m
+}
+
+// TestAttachments: an XDP program attached over netlink to a veth in a
+// namespace bpfmon is not in, one attached through a bpf_link, and their
+// map's Programs in Collect say where each is attached.
+func TestAttachments(t *testing.T) {
+	testutil.RequireRoot(t)
+	ns, a, b := privateVeth(t)
+	viaNetlink, m := xdpProgram(t, "inv_att_nl")
+	pin := filepath.Join(testutil.BPFFSPath(t), fmt.Sprintf("inv_att_%d", os.Getpid()))
+	if err := viaNetlink.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(pin) })
+	if out, err := exec.Command("nsenter", "--net=/run/netns/"+ns, "ip", "link", "set", "dev", a, "xdpgeneric", "pinned", pin).CombinedOutput(); err != nil {
+		t.Fatalf("attaching over netlink: %v: %s", err, out)
+	}
+
+	viaLink, m2 := xdpProgram(t, "inv_att_link")
+	// (nsenter: ip -n would enter a mount namespace of its own, without
+	// the bpffs.) The link is made in the namespace through a thread that enters it.
+	var l link.Link
+	err := inNetns(t, ns, func() error {
+		iface, err := netIfindex(b)
+		if err != nil {
+			return err
+		}
+		l, err = link.AttachXDP(link.XDPOptions{Program: viaLink, Interface: iface, Flags: link.XDPGenericMode})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("attaching through a link: %v", err)
+	}
+	defer l.Close()
+
+	maps := collect(t, Options{IDs: []uint32{testutil.MapID(t, m), testutil.MapID(t, m2)}, Attachments: true})
+	check := func(mapID uint32, iface string, isLink bool) {
+		t.Helper()
+		progs := find(t, maps, mapID).Programs
+		if len(progs) != 1 || len(progs[0].Attachments) != 1 {
+			t.Fatalf("map %d: want one program with one attachment, got %+v", mapID, progs)
+		}
+		at := progs[0].Attachments[0]
+		if at.Kind != "xdp" || at.Interface != iface || at.Mode != "skb" || at.NetNS == 0 || (at.LinkID != 0) != isLink {
+			t.Errorf("map %d: attachment %+v, want xdp skb on %s (link: %v)", mapID, at, iface, isLink)
+		}
+	}
+	check(testutil.MapID(t, m), a, false)
+	check(testutil.MapID(t, m2), b, true)
+
+	// Detached over netlink: gone from the next read.
+	if out, err := exec.Command("ip", "-n", ns, "link", "set", "dev", a, "xdpgeneric", "off").CombinedOutput(); err != nil {
+		t.Fatalf("detaching: %v: %s", err, out)
+	}
+	maps = collect(t, Options{IDs: []uint32{testutil.MapID(t, m)}, Attachments: true})
+	if at := find(t, maps, testutil.MapID(t, m)).Programs[0].Attachments; len(at) != 0 {
+		t.Errorf("after the detach, attachments %+v, want none", at)
+	}
+}
+
+// inNetns runs f on a thread in network namespace ns (ip netns's name),
+// which then goes back to its own namespace.
+func inNetns(t *testing.T, ns string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(home)
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			done <- err
+			return
+		}
+		err = f()
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		done <- err
+	}()
+	return <-done
+}
+
+func netIfindex(name string) (int, error) {
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, err
+	}
+	return iface.Index, nil
+}
