@@ -136,6 +136,8 @@ type guarded struct {
 	ownerMapped    bool
 	foreignLoad    time.Time
 	foreignLasting string
+	// ownerSeen: the last call an owner made on the map (attach.go).
+	ownerSeen time.Time
 }
 
 // Engine evaluates events against the policy. Safe for concurrent use.
@@ -165,6 +167,7 @@ type Engine struct {
 	warned       map[int]bool // policy owners (by index) said to be unresolvable
 	lim          limiter
 	hidden       hiddenState // what the cross-view check reported (hidden.go)
+	attach       attachState // the protected programs' attachments (attach.go)
 }
 
 // learntMax bounds the creators and loaders kept: maps and programs
@@ -231,6 +234,7 @@ func (e *Engine) Start(maps []inventory.Map) {
 	e.resolvePolicyOwners()
 	e.refresh(maps)
 	e.crossView(maps, true)
+	e.scanAttachments(maps, true)
 }
 
 // Refresh protects maps that a later inventory shows the policy selects
@@ -242,6 +246,7 @@ func (e *Engine) Refresh(maps []inventory.Map) {
 	e.resolvePolicyOwners()
 	e.refresh(maps)
 	e.crossView(maps, false)
+	e.scanAttachments(maps, false)
 }
 
 func (e *Engine) refresh(maps []inventory.Map) {
@@ -553,6 +558,8 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return e.matchState(ev)
 	case event.HiddenObject:
 		return e.matchHidden(ev)
+	case event.ProgDetached, event.AttachChanged:
+		return e.matchDetached(ev)
 	}
 	p := ev.Process
 	if p != nil && p.PID == e.cfg.SelfPID {
@@ -586,6 +593,7 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	e.notePaths(g, ev, iter)
+	e.ownerAtWork(g, ev)
 	switch {
 	case ev.Type == event.MapChanged:
 		return e.unexplained(g, ev, key)
@@ -769,6 +777,8 @@ func (e *Engine) matchProgLoad(ev *event.Event) (string, string, limitKey) {
 	for _, id := range progMaps(ev) {
 		if g := e.guarded[id]; g != nil && !e.owns(g, p) {
 			g.foreignLoad = e.cfg.Now()
+		} else if g != nil {
+			e.ownerAtWork(g, ev)
 		}
 	}
 	for _, id := range progMaps(ev) {
@@ -912,7 +922,7 @@ func (e *Engine) Tick() []*event.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.cfg.Now()
-	out := e.takePending()
+	out := append(e.takePending(), e.dueAttachments(now)...)
 	for _, r := range policy.Rules {
 		n := e.lim.suppressed[r.Name]
 		if n == 0 {

@@ -67,7 +67,7 @@ var (
 	withMap     = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
 		event.MapLookupDeleteBatch, event.MapGetFDByID, event.ObjGet, event.ObjPin, event.MapCreate, event.MapFreeze,
 		event.MapIterLink, event.MapMmap, event.MapWritesCounted, event.MapChanged, event.MapNotScanned, event.AccessDenied, event.HolderWhileDown,
-		event.HiddenObject}
+		event.HiddenObject, event.ProgDetached, event.AttachChanged}
 	withElements = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
 		event.MapLookupDeleteBatch, event.MapChanged}
 	syscallWrites = []event.Type{event.MapUpdate, event.MapDelete, event.MapLookupAndDelete, event.MapUpdateBatch, event.MapDeleteBatch,
@@ -111,21 +111,21 @@ var Fields = []Field{
 	{"map.frozen", "", withMap, "frozen against writes from user space"},
 	{"map.programs", "", withMap, "[{`id`, `name`}]: the programs that use the map, from the inventory (loaded after start: within about five seconds)"},
 	{"map.pins", "", withMap, "the paths where the map is pinned, from the inventory"},
-	{"prog.id", "prog=ID:\"NAME\"(TAG), or prog=unknown", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted},
-		"`source` `kernel`: the program that wrote (absent when no program did: the kernel itself); `prog_load`: the program loaded; `map_iter_link`: the iterator's program. 0 when not known"},
+	{"prog.id", "prog=ID:\"NAME\"(TAG), or prog=unknown", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted, event.ProgDetached, event.AttachChanged},
+		"`source` `kernel`: the program that wrote (absent when no program did: the kernel itself); `prog_load`: the program loaded; `map_iter_link`: the iterator's program; `prog_detached`, `attach_changed`: the protected program that lost the attachment (its `tag` is empty). 0 when not known"},
 	{"prog.unknown", "prog=unknown", kernelWrites,
 		"true when the writer was inside a program bpfmon could not identify: it then names none rather than risk a wrong one"},
-	{"prog.name", "prog=ID:\"NAME\"(TAG)", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted},
+	{"prog.name", "prog=ID:\"NAME\"(TAG)", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted, event.ProgDetached, event.AttachChanged},
 		"the program's full name (from its BTF) while it is loaded, the kernel's first 15 bytes once it is gone; chosen by its loader"},
-	{"prog.tag", "prog=ID:\"NAME\"(TAG)", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted},
+	{"prog.tag", "prog=ID:\"NAME\"(TAG)", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted, event.ProgDetached, event.AttachChanged},
 		"hex of the kernel's hash of the program's instructions"},
 	{"prog.type", "prog_type=", []event.Type{event.MapUpdate, event.MapDelete, event.ProgLoad, event.MapIterLink, event.MapWritesCounted},
 		"the program type (bpftool's names); a failed `prog_load` has only this, as requested"},
 	{"prog.risky", "risky= joined by commas", []event.Type{event.ProgLoad},
 		"`prog_load`: what lets the program rewrite what user space reads or what the kernel returns, read from its instructions: `bpf_probe_write_user`, `bpf_override_return`, `bpf_send_signal`, `bpf_send_signal_thread`, `prog_type_syscall` (docs/hidden-objects.md)"},
 	{"prog.risky_unknown", "risky=unknown", []event.Type{event.ProgLoad}, "`prog_load`: the program's instructions could not be read, so `risky` is unknown"},
-	{"prog_maps", "prog_maps= ids joined by commas", []event.Type{event.ProgLoad},
-		"`prog_load`: ids of the maps the program uses, read in the kernel from the new fd (the first 64)"},
+	{"prog_maps", "prog_maps= ids joined by commas", []event.Type{event.ProgLoad, event.ProgDetached, event.AttachChanged},
+		"`prog_load`: ids of the maps the program uses, read in the kernel from the new fd (the first 64); `prog_detached`, `attach_changed`: the protected maps it uses"},
 	{"prog_map_count", "…(N maps) after prog_maps", []event.Type{event.ProgLoad}, "how many maps it uses, when more than `prog_maps` lists"},
 	{"interrupt", "[interrupt]", kernelWrites, "`source` `kernel`: the write ran in interrupt context (softirq packet processing, say); there is no `process`"},
 	{"fd", "fd=", bySource([]string{event.SourceSyscall}, event.HolderWhileDown),
@@ -187,9 +187,11 @@ var Fields = []Field{
 	{"lineage.request", "request=", []event.Type{event.LineageEvent}, "`ptrace_attach`: `PTRACE_ATTACH` or `PTRACE_SEIZE`"},
 	{"hidden", "hidden=KIND:ID with seen_by= and missed_by= joined by commas", []event.Type{event.HiddenObject},
 		"`hidden_object`: {`kind` (`map`), `id`, `seen_by`: the views that show it (`fdinfo`, `bpffs`, `prog_map_ids`, `sensor`), `missed_by`: those that do not (`get_next_id`, `get_fd_by_id`)} (docs/hidden-objects.md)"},
+	{"attachment", "attachment=POINT with new_prog=ID:\"NAME\" when replaced", []event.Type{event.ProgDetached, event.AttachChanged},
+		"`prog_detached`, `attach_changed`: {`kind` (`xdp`, `link`, `cgroup`), `point`: the attach point in words (`xdp skb on veth0 (ifindex 5, netns 4026532174)`, `link 12 (tcx)`), `interface`, `mode` (`skb`, `drv`, `hw`), `link_id`, and for `attach_changed` `new_prog` {`id`, `name`}: the program there now} (docs/programs.md)"},
 	{"part", "part=", []event.Type{event.PartError}, "`part_error`: the part of bpfmon that failed: `sensors`, `scanner`, `alerts`, `output`, `metrics` or `policy`"},
-	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap, event.PartError, event.PolicyReloaded},
-		"`map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words; `part_error`: what failed and whether the part retries; `policy_reloaded`: what changed"},
+	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap, event.PartError, event.PolicyReloaded, event.ProgDetached, event.AttachChanged},
+		"`prog_detached`, `attach_changed`: how it was found (the attachment scan names no process); `map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words; `part_error`: what failed and whether the part retries; `policy_reloaded`: what changed"},
 }
 
 // EventDoc documents one event type.
@@ -239,6 +241,10 @@ var EventDocs = []EventDoc{
 		"`source` `bpfmon`: the `--policy` file at `path` was loaded again; `reason` says what changed; written with `--alerts-only` too"},
 	{event.HiddenObject, "none: found by the inventory's cross-view check",
 		"`source` `inventory`: a map that bpf(2)'s own listing skips or refuses while other views show it, with `hidden`; once per map (docs/hidden-objects.md)"},
+	{event.ProgDetached, "none: found by the attachment scan (netlink, bpf_links, BPF_PROG_QUERY)",
+		"`source` `inventory`: a protected program (one using a protected map: `map`, `prog_maps`) is no longer attached at `attachment`; no `process`: the scan sees the result, not who did it (docs/programs.md)"},
+	{event.AttachChanged, "none: found by the attachment scan",
+		"`source` `inventory`: another program (`attachment.new_prog`) holds the attach point a protected program held: replaced over netlink or by `BPF_LINK_UPDATE` (docs/programs.md)"},
 }
 
 // FieldsOf returns the fields events of type t can carry, in Fields' order.

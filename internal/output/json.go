@@ -285,6 +285,9 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 		b = appendJSONStrings(b, `,"missed_by":`, h.MissedBy)
 		b = append(b, '}')
 	}
+	if x := ev.Extra; x != nil && x.Attach != nil {
+		b = appendJSONAttach(b, x.Attach)
+	}
 	if x := ev.Extra; x != nil && !x.First.IsZero() {
 		b = append(b, `,"first":"`...)
 		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)
@@ -436,6 +439,34 @@ func appendJSONLineage(b []byte, l *event.Lineage) []byte {
 	if l.Request != "" {
 		b = append(b, `,"request":`...)
 		b = appendJSONString(b, l.Request)
+	}
+	return append(b, '}')
+}
+
+// appendJSONAttach writes a prog_detached's or attach_changed's attachment.
+func appendJSONAttach(b []byte, a *event.Attach) []byte {
+	b = append(b, `,"attachment":{"kind":`...)
+	b = appendJSONString(b, a.Kind)
+	b = append(b, `,"point":`...)
+	b = appendJSONString(b, a.Point)
+	if a.Interface != "" {
+		b = append(b, `,"interface":`...)
+		b = appendJSONString(b, a.Interface)
+	}
+	if a.Mode != "" {
+		b = append(b, `,"mode":`...)
+		b = appendJSONString(b, a.Mode)
+	}
+	if a.LinkID != 0 {
+		b = append(b, `,"link_id":`...)
+		b = strconv.AppendUint(b, uint64(a.LinkID), 10)
+	}
+	if np := a.NewProg; np != nil {
+		b = append(b, `,"new_prog":{"id":`...)
+		b = strconv.AppendUint(b, uint64(np.ID), 10)
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, np.Name)
+		b = append(b, '}')
 	}
 	return append(b, '}')
 }

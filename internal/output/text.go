@@ -194,6 +194,16 @@ func appendText(b []byte, ev *event.Event) []byte {
 		b = appendTextList(b, " seen_by=", h.SeenBy)
 		b = appendTextList(b, " missed_by=", h.MissedBy)
 	}
+	if x := ev.Extra; x != nil && x.Attach != nil {
+		b = append(b, " attachment="...)
+		b = appendTextString(b, x.Attach.Point, true)
+		if np := x.Attach.NewProg; np != nil {
+			b = append(b, " new_prog="...)
+			b = strconv.AppendUint(b, uint64(np.ID), 10)
+			b = append(b, ':')
+			b = appendTextString(b, np.Name, true)
+		}
+	}
 	if x := ev.Extra; x != nil && !x.First.IsZero() {
 		b = append(b, " first="...)
 		b = x.First.UTC().AppendFormat(b, time.RFC3339Nano)

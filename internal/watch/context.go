@@ -100,7 +100,9 @@ func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inve
 // refresh reads the inventory; at start it also records each map's holders.
 func (c *mapContext) refresh(atStart bool) {
 	var truncated bool
-	opts := inventory.Options{SkipHolders: !atStart, MaxMaps: maxContextMaps, Truncated: &truncated}
+	// Attachments: the alert engine diffs the protected programs' (the
+	// attachment scan, internal/alert/attach.go).
+	opts := inventory.Options{SkipHolders: !atStart, MaxMaps: maxContextMaps, Truncated: &truncated, Attachments: true}
 	c.mu.Lock()
 	if !atStart {
 		opts.Known = c.known
