@@ -30,6 +30,17 @@ var mutants = []mutant{
 		old: "return policy.RuleEventsLost, fmt.Sprintf(", new: `return "", fmt.Sprintf(`,
 		pkgs: []string{"cmd/bpfmon"}, run: "TestAlertEventsLost$"},
 
+	// Protected programs: the attachment scan (issue 39).
+	{name: "detach-owner-always", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\t\tif e.ownerCalled(g, since) {", new: "\t\t\tif true || e.ownerCalled(g, since) {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+	{name: "detach-not-diffed", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\tif !atStart && e.attach.progs != nil {", new: "\tif false && !atStart && e.attach.progs != nil {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+	{name: "detach-owner-never", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\t\tif e.ownerCalled(g, since) {", new: "\t\t\tif false && e.ownerCalled(g, since) {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+
 	// Lineage marks, user space.
 	{name: "mark-fork-on-parent", area: "lineage marks (Go)", file: "internal/alert/lineage.go",
 		old: "\t\tsetMark(l.Target, why)", new: "\t\tsetMark(p, why)",

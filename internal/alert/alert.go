@@ -136,8 +136,6 @@ type guarded struct {
 	ownerMapped    bool
 	foreignLoad    time.Time
 	foreignLasting string
-	// ownerSeen: the last call an owner made on the map (attach.go).
-	ownerSeen time.Time
 }
 
 // Engine evaluates events against the policy. Safe for concurrent use.
@@ -437,6 +435,7 @@ func (e *Engine) learn(ev *event.Event) {
 	if p == nil || !succeeded(ev) || p.PID == e.cfg.SelfPID {
 		return
 	}
+	e.atWork(ev)
 	switch ev.Type {
 	case event.MapCreate:
 		if ev.Map == nil || ev.Map.ID == 0 {
@@ -593,7 +592,6 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return "", "", limitKey{}
 	}
 	e.notePaths(g, ev, iter)
-	e.ownerAtWork(g, ev)
 	switch {
 	case ev.Type == event.MapChanged:
 		return e.unexplained(g, ev, key)
@@ -777,8 +775,6 @@ func (e *Engine) matchProgLoad(ev *event.Event) (string, string, limitKey) {
 	for _, id := range progMaps(ev) {
 		if g := e.guarded[id]; g != nil && !e.owns(g, p) {
 			g.foreignLoad = e.cfg.Now()
-		} else if g != nil {
-			e.ownerAtWork(g, ev)
 		}
 	}
 	for _, id := range progMaps(ev) {

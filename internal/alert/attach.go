@@ -18,6 +18,8 @@ type attachState struct {
 	progs map[uint32]watchedProg
 	last  time.Time
 	later []*event.Event
+	// calls: each identity's last reported call (atWork).
+	calls map[event.Identity]time.Time
 }
 
 type watchedProg struct {
@@ -30,11 +32,6 @@ type watchedProg struct {
 // owner's bpf(2) calls made just before the detach (an unload opening its
 // pinned maps) may still be in the ring when the scan runs.
 const attachDelay = time.Second
-
-// ownerSlack widens the window in which an owner's call on a program's
-// maps explains its detach: the call may come shortly before the previous
-// scan read the program as attached.
-const ownerSlack = 2 * time.Second
 
 // scanAttachments diffs the protected programs' attachments with the last
 // scan's: a protected program that lost an attachment is a prog_detached,
@@ -106,28 +103,61 @@ func (e *Engine) dueAttachments(now time.Time) []*event.Event {
 	return out
 }
 
-// ownerAtWork notes that an owner of g made a call on it: a detach found
-// by the next scan may be its own (an unload, a reload).
-func (e *Engine) ownerAtWork(g *guarded, ev *event.Event) {
-	if p := ev.Process; p != nil && succeeded(ev) && e.owns(g, p) {
-		g.ownerSeen = e.cfg.Now()
+// atWork notes when each identity last made a call bpfmon reports: an
+// owner's unload and reload of its tool (xdp-filter unload, then load)
+// make calls, if not on the old maps then on the new ones, and a detach
+// found by the next scan is then its own. A marked process (lineage.go)
+// is no one's work. Called with e.mu held.
+func (e *Engine) atWork(ev *event.Event) {
+	p := ev.Process
+	if _, marked := e.marked(p); marked || p.ExeIno == 0 {
+		return
+	}
+	if len(e.attach.calls) >= callsMax {
+		clear(e.attach.calls)
+	}
+	if e.attach.calls == nil {
+		e.attach.calls = map[event.Identity]time.Time{}
+	}
+	at := ev.Time // when the call was made, not when it was read from the ring
+	if at.IsZero() {
+		at = e.cfg.Now()
+	}
+	if at.After(e.attach.calls[identity(p)]) {
+		e.attach.calls[identity(p)] = at
 	}
 }
 
+// callsMax bounds the identities whose last call is remembered: each
+// executable and cgroup pair that made a reported bpf(2) call.
+const callsMax = 4096
+
+// ownerCalled reports whether an owner of g made a call at or after t.
+func (e *Engine) ownerCalled(g *guarded, t time.Time) bool {
+	for id, at := range e.attach.calls {
+		if !at.Before(t) && e.identityOwns(g, id) {
+			return true
+		}
+	}
+	return false
+}
+
 // matchDetached: a protected program lost an attachment, and no owner of
-// its maps made a call on them since the scan before (the owner's unload
-// and load make such calls: opening the pinned maps, creating new ones);
-// nor did an owner load the program that took its place.
+// its maps made a reported call since the scan before (the owner's reload
+// makes such calls: creating, pinning and loading); nor did an owner load
+// the program that took its place.
 func (e *Engine) matchDetached(ev *event.Event) (string, string, limitKey) {
 	x := ev.Extra
 	if x == nil || x.Attach == nil || ev.Prog == nil {
 		return "", "", limitKey{}
 	}
-	since := x.Since.Add(-ownerSlack)
+	// The program was attached when the scan before read it: the owner's
+	// unload, or the reload after it, is a call made since.
+	since := x.Since
 	var gs []*guarded
 	for _, id := range x.ProgMaps {
 		if g := e.guarded[id]; g != nil {
-			if !g.ownerSeen.IsZero() && !g.ownerSeen.Before(since) {
+			if e.ownerCalled(g, since) {
 				return "", "", limitKey{} // its owner at work
 			}
 			gs = append(gs, g)
@@ -148,7 +178,7 @@ func (e *Engine) matchDetached(ev *event.Event) (string, string, limitKey) {
 	for _, g := range gs {
 		names = append(names, e.guardedText(g))
 	}
-	return policy.RuleProgramDetached, fmt.Sprintf("%s, which uses %s, %s: found by the attachment scan, which names no process; no owner was at work on its maps since %s; %s",
+	return policy.RuleProgramDetached, fmt.Sprintf("%s, which uses %s, %s: found by the attachment scan, which names no process; no owner of its maps made a bpf(2) call since %s; %s",
 			e.progText(ev.Prog), strings.Join(names, ", "), what, x.Since.UTC().Format(time.RFC3339), e.ownersText(g)),
 		limitKey{rule: policy.RuleProgramDetached, mapID: g.id, progID: ev.Prog.ID}
 }

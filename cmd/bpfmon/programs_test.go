@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bpfmon/bpfmon/internal/policy"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// detachEvent is what TestXDPFilterDetach reads of a prog_detached or
+// attach_changed line.
+type detachEvent struct {
+	Event   string
+	Source  string
+	Alert   *struct{ Rule, Severity, Reason string }
+	Prog    *struct{ ID uint32 }
+	Process *struct{ PID int }
+	Attach  *struct {
+		Kind, Point, Interface, Mode string
+	} `json:"attachment"`
+}
+
+func detachEvents(t *testing.T, lines []string) []detachEvent {
+	t.Helper()
+	var out []detachEvent
+	for _, l := range lines {
+		if !strings.Contains(l, `"event":"prog_detached"`) && !strings.Contains(l, `"event":"attach_changed"`) {
+			continue
+		}
+		var ev detachEvent
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// xdpFilter is Debian's xdp-filter (xdp-tools) run in a network namespace
+// and a mount namespace of the test's own: xdp-filter pins its maps at the
+// fixed path /sys/fs/bpf/xdp-filter, which is then a private bpffs.
+type xdpFilter struct {
+	exe, netns, mnt string
+}
+
+func newXDPFilter(t *testing.T) *xdpFilter {
+	t.Helper()
+	testutil.RequireRoot(t)
+	if testutil.InVM() {
+		t.Skip("the kernel test matrix's VMs carry no xdp-tools; the host's run (CI) runs this test")
+	}
+	exe, err := exec.LookPath("xdp-filter")
+	if err != nil {
+		testutil.SkipOrFail(t, "xdp-filter not installed (apt-get install xdp-tools)")
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"ip", "nsenter", "unshare"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			testutil.SkipOrFail(t, tool+" not installed")
+		}
+	}
+	x := &xdpFilter{exe: exe, netns: fmt.Sprintf("bpfmon-xdp-%d", os.Getpid())}
+	mustRun(t, "ip", "netns", "add", x.netns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", x.netns).Run() })
+	mustRun(t, "ip", "-n", x.netns, "link", "add", "xf0", "type", "veth", "peer", "name", "xf1")
+	// The mount namespace lives as long as a sleep in it: its end frees
+	// the private bpffs, and with it the pinned programs and maps.
+	holder := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t bpf bpf /sys/fs/bpf && echo ready && exec sleep 600")
+	out, err := holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { holder.Process.Kill(); holder.Wait() })
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("private bpffs: %q, %v", line, err)
+	}
+	x.mnt = fmt.Sprintf("/proc/%d/ns/mnt", holder.Process.Pid)
+	return x
+}
+
+// mustRun runs a command that must succeed.
+func mustRun(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+// owner runs xdp-filter (its owner) with args in the namespaces.
+func (x *xdpFilter) owner(t *testing.T, args ...string) {
+	t.Helper()
+	mustRun(t, "nsenter", append([]string{"--mount=" + x.mnt, "--net=/run/netns/" + x.netns, x.exe}, args...)...)
+}
+
+// stranger runs ip (not an owner) with args in the network namespace.
+func (x *xdpFilter) stranger(t *testing.T, args ...string) {
+	t.Helper()
+	mustRun(t, "nsenter", append([]string{"--net=/run/netns/" + x.netns, "ip"}, args...)...)
+}
+
+// TestXDPFilterDetach is issue 39's scan path on this machine, which has
+// no hook on a netlink detach: xdp-filter's program protected (its
+// program named by the policy, xdp-filter its owner); the owner's unload
+// and load raise no alert, and the new program is protected again: a
+// stranger's `ip link set dev xf0 xdpgeneric off` is a program-detached
+// alert within one inventory refresh (10 s) and the judging delay,
+// naming the program and the interface, found by the scan with no
+// process named.
+func TestXDPFilterDetach(t *testing.T) {
+	x := newXDPFilter(t)
+	x.owner(t, "load", "-m", "skb", "xf0")
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(pol, fmt.Appendf(nil, "version: 1\nprotect:\n  - program: xdpfilt_alw_all\nowners:\n  - exe: %s\nalerts:\n  rate: 100000\n  burst: 100000\n", x.exe), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatch(t, "--format", "json", "--policy", pol)
+	if !protectedRE.MatchString(w.stderr.String()) {
+		t.Fatalf("xdp-filter's maps are not protected: %s", w.stderr.String())
+	}
+
+	// The owner's unload and reload: found, not alerted.
+	x.owner(t, "unload", "xf0")
+	x.owner(t, "load", "-m", "skb", "xf0")
+	waitDetach(t, w, "the owner's unload", func(evs []detachEvent) bool { return len(evs) > 0 })
+	for _, ev := range detachEvents(t, w.lines(t)) {
+		if ev.Alert != nil {
+			t.Errorf("the owner's unload and load raised %+v", ev.Alert)
+		}
+	}
+	seen := len(detachEvents(t, w.lines(t)))
+
+	// A stranger takes the reloaded program off the interface.
+	start := time.Now()
+	x.stranger(t, "link", "set", "dev", "xf0", "xdpgeneric", "off")
+	var got detachEvent
+	waitDetach(t, w, "the stranger's detach", func(evs []detachEvent) bool {
+		for _, ev := range evs[min(seen, len(evs)):] {
+			if ev.Alert != nil {
+				got = ev
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("alerted %v after the detach: %s", time.Since(start).Round(100*time.Millisecond), got.Alert.Reason)
+	if got.Event != "prog_detached" || got.Source != "inventory" || got.Process != nil || got.Alert.Rule != policy.RuleProgramDetached ||
+		got.Alert.Severity != readmeSeverity(t, policy.RuleProgramDetached) || got.Attach == nil || got.Attach.Interface != "xf0" ||
+		got.Attach.Mode != "skb" || !strings.Contains(got.Alert.Reason, `"xdpfilt_alw_all"`) || !strings.Contains(got.Alert.Reason, "xf0") {
+		t.Errorf("the stranger's detach: %+v %+v", got, got.Alert)
+	}
+}
+
+// waitDetach waits for the prog_detached and attach_changed events to
+// satisfy cond: within two refreshes of the inventory and the delay.
+func waitDetach(t *testing.T, w *watcher, what string, cond func([]detachEvent) bool) {
+	t.Helper()
+	deadline := time.Now().Add(testutil.Timeout(25 * time.Second))
+	for !cond(detachEvents(t, w.lines(t))) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reported within 25 s: %+v\n%s", what, detachEvents(t, w.lines(t)), w.stderr.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
