@@ -110,13 +110,50 @@ func walkLinks(out map[uint32][]Attachment) []error {
 		case info.RawTracepoint() != nil:
 			a.Target = info.RawTracepoint().Name
 		}
-		a.Point = fmt.Sprintf("link %d (%s)", a.LinkID, a.LinkType)
+		if defunct(info, a) {
+			continue // detached (BPF_LINK_DETACH, or its device or cgroup gone): it attaches nothing
+		}
+		a.Point = linkPoint(a)
 		out[uint32(info.Program)] = append(out[uint32(info.Program)], a)
 	}
 	if err := it.Err(); err != nil {
 		errs = append(errs, fmt.Errorf("listing links: %w", err))
 	}
 	return errs
+}
+
+// defunct reports a link that the kernel keeps but that attaches its
+// program nowhere any more: BPF_LINK_DETACH clears its target.
+func defunct(info *link.Info, a Attachment) bool {
+	switch {
+	case info.XDP() != nil, info.TCX() != nil, info.Netkit() != nil:
+		return a.Ifindex == 0
+	case info.Cgroup() != nil:
+		return a.CgroupID == 0
+	case info.NetNs() != nil:
+		return a.NetNS == 0
+	}
+	return false
+}
+
+// linkPoint names a link's attach point with its target, so that a link
+// detached from one target and attached to another is not the same point.
+func linkPoint(a Attachment) string {
+	p := fmt.Sprintf("link %d (%s", a.LinkID, a.LinkType)
+	switch {
+	case a.Ifindex != 0:
+		p += fmt.Sprintf(" on ifindex %d", a.Ifindex)
+	case a.CgroupID != 0:
+		p += fmt.Sprintf(" on cgroup %d", a.CgroupID)
+	case a.NetNS != 0:
+		p += fmt.Sprintf(" on netns %d", a.NetNS)
+	case a.Target != "":
+		p += " on " + a.Target
+	}
+	if a.AttachType != "" {
+		p += " " + a.AttachType
+	}
+	return p + ")"
 }
 
 // xdpModes are IFLA_XDP's program id attributes and the modes they say.

@@ -58,7 +58,8 @@ func xdpProgram(t *testing.T, name string) (*ebpf.Program, *ebpf.Map) {
 
 // TestAttachments: an XDP program attached over netlink to a veth in a
 // namespace bpfmon is not in, one attached through a bpf_link, and their
-// map's Programs in Collect say where each is attached.
+// map's Programs in Collect say where each is attached; and no longer
+// once detached, over netlink and with BPF_LINK_DETACH.
 func TestAttachments(t *testing.T) {
 	testutil.RequireRoot(t)
 	ns, a, b := privateVeth(t)
@@ -108,9 +109,16 @@ func TestAttachments(t *testing.T) {
 	if out, err := exec.Command("ip", "-n", ns, "link", "set", "dev", a, "xdpgeneric", "off").CombinedOutput(); err != nil {
 		t.Fatalf("detaching: %v: %s", err, out)
 	}
-	maps = collect(t, Options{IDs: []uint32{testutil.MapID(t, m)}, Attachments: true})
-	if at := find(t, maps, testutil.MapID(t, m)).Programs[0].Attachments; len(at) != 0 {
-		t.Errorf("after the detach, attachments %+v, want none", at)
+	// The link detached (BPF_LINK_DETACH): it is still there, its fd
+	// held, but attaches nothing.
+	if err := l.Detach(); err != nil {
+		t.Fatalf("BPF_LINK_DETACH: %v", err)
+	}
+	maps = collect(t, Options{IDs: []uint32{testutil.MapID(t, m), testutil.MapID(t, m2)}, Attachments: true})
+	for _, id := range []uint32{testutil.MapID(t, m), testutil.MapID(t, m2)} {
+		if at := find(t, maps, id).Programs[0].Attachments; len(at) != 0 {
+			t.Errorf("map %d: after the detaches, attachments %+v, want none", id, at)
+		}
 	}
 }
 
