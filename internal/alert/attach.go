@@ -103,14 +103,21 @@ func (e *Engine) dueAttachments(now time.Time) []*event.Event {
 	return out
 }
 
-// atWork notes when each identity last made a call bpfmon reports: an
+// atWork notes when each identity last made a call bpfmon reports (but
+// element writes): an
 // owner's unload and reload of its tool (xdp-filter unload, then load)
 // make calls, if not on the old maps then on the new ones, and a detach
 // found by the next scan is then its own. A marked process (lineage.go)
 // is no one's work. Called with e.mu held.
+//
+// Element writes, the hot path, are left out: a reload creates, pins and
+// loads, and those calls are few.
 func (e *Engine) atWork(ev *event.Event) {
 	p := ev.Process
-	if _, marked := e.marked(p); marked || p.ExeIno == 0 {
+	if ev.Type.Info().Elements || p.ExeIno == 0 {
+		return
+	}
+	if _, marked := e.marked(p); marked {
 		return
 	}
 	if len(e.attach.calls) >= callsMax {

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -40,7 +41,7 @@ func privateVeth(t *testing.T) (ns, a, b string) {
 }
 
 // xdpProgram loads a program that uses a map and returns both.
-func xdpProgram(t *testing.T, name string) (*ebpf.Program, *ebpf.Map) {
+func xdpProgram(t testing.TB, name string) (*ebpf.Program, *ebpf.Map) {
 	t.Helper()
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: name, Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {
@@ -124,7 +125,7 @@ func TestAttachments(t *testing.T) {
 
 // inNetns runs f on a thread in network namespace ns (ip netns's name),
 // which then goes back to its own namespace.
-func inNetns(t *testing.T, ns string, f func() error) error {
+func inNetns(t testing.TB, ns string, f func() error) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
@@ -160,4 +161,67 @@ func netIfindex(name string) (int, error) {
 		return 0, err
 	}
 	return iface.Index, nil
+}
+
+// BenchmarkAttachments is the attachment scan's read with 1,000 XDP
+// attachments: 500 veth pairs in a namespace of their own, each end's
+// program attached through a link (so listed by the link walk and the
+// namespace's netlink dump alike).
+func BenchmarkAttachments(b *testing.B) {
+	testutil.RequireRoot(b)
+	ns := fmt.Sprintf("bpfmon-bench-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		b.Skipf("ip netns add: %v: %s", err, out)
+	}
+	b.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	var batch strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&batch, "link add ba%d type veth peer name bb%d\n", i, i)
+	}
+	cmd := exec.Command("ip", "-n", ns, "-batch", "-")
+	cmd.Stdin = strings.NewReader(batch.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("ip -batch: %v: %s", err, out)
+	}
+	prog, _ := xdpProgram(b, "inv_bench")
+	var links []link.Link
+	b.Cleanup(func() {
+		for _, l := range links {
+			l.Close()
+		}
+	})
+	err := inNetns(b, ns, func() error {
+		for i := range 500 {
+			for _, name := range []string{fmt.Sprint("ba", i), fmt.Sprint("bb", i)} {
+				idx, err := netIfindex(name)
+				if err != nil {
+					return err
+				}
+				l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPGenericMode})
+				if err != nil {
+					return err
+				}
+				links = append(links, l)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	info, _ := prog.Info()
+	id, _ := info.ID()
+	var before, after unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &before)
+	n := 0
+	for b.Loop() {
+		all, errs := Attachments()
+		if len(all[uint32(id)]) != 1000 || len(errs) > 0 {
+			b.Fatalf("%d attachments, %v", len(all[uint32(id)]), errs)
+		}
+		n++
+	}
+	unix.Getrusage(unix.RUSAGE_SELF, &after)
+	cpu := time.Duration(after.Utime.Nano() + after.Stime.Nano() - before.Utime.Nano() - before.Stime.Nano())
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/op")
 }
