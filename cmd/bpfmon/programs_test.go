@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,13 @@ type detachEvent struct {
 	Attach  *struct {
 		Kind, Point, Interface, Mode string
 	} `json:"attachment"`
+}
+
+func (ev detachEvent) Point() string {
+	if ev.Attach == nil {
+		return ""
+	}
+	return ev.Attach.Point
 }
 
 func detachEvents(t *testing.T, lines []string) []detachEvent {
@@ -118,7 +126,8 @@ func (x *xdpFilter) stranger(t *testing.T, args ...string) {
 // stranger's `ip link set dev xf0 xdpgeneric off` is a program-detached
 // alert within one inventory refresh (10 s) and the judging delay,
 // naming the program and the interface, found by the scan with no
-// process named.
+// process named. bpftrace starting and stopping meanwhile, a tool that
+// attaches and detaches its own programs, raises nothing.
 func TestXDPFilterDetach(t *testing.T) {
 	x := newXDPFilter(t)
 	x.owner(t, "load", "-m", "skb", "xf0")
@@ -140,6 +149,13 @@ func TestXDPFilterDetach(t *testing.T) {
 			t.Errorf("the owner's unload and load raised %+v", ev.Alert)
 		}
 	}
+	// A benign control: bpftrace (not protected) starts, attaches its
+	// programs and detaches them at its stop: nothing is reported.
+	if bt, err := exec.LookPath("bpftrace"); err == nil {
+		mustRun(t, bt, "-e", "tracepoint:syscalls:sys_enter_getppid { @n = count(); } interval:ms:500 { exit(); }")
+	} else {
+		testutil.SkipOrFail(t, "bpftrace not installed (apt-get install bpftrace)")
+	}
 	seen := len(detachEvents(t, w.lines(t)))
 
 	// A stranger takes the reloaded program off the interface.
@@ -160,6 +176,19 @@ func TestXDPFilterDetach(t *testing.T) {
 		got.Alert.Severity != readmeSeverity(t, policy.RuleProgramDetached) || got.Attach == nil || got.Attach.Interface != "xf0" ||
 		got.Attach.Mode != "skb" || !strings.Contains(got.Alert.Reason, `"xdpfilt_alw_all"`) || !strings.Contains(got.Alert.Reason, "xf0") {
 		t.Errorf("the stranger's detach: %+v %+v", got, got.Alert)
+	}
+	// Everything reported was xdp-filter's program: none of bpftrace's.
+	alerts := 0
+	for _, ev := range detachEvents(t, w.stop(t, syscall.SIGTERM)) {
+		if ev.Alert != nil {
+			alerts++
+		}
+		if !strings.Contains(ev.Point(), "xf0") {
+			t.Errorf("a finding not about xdp-filter's interface: %+v", ev.Attach)
+		}
+	}
+	if alerts != 1 {
+		t.Errorf("%d program-detached alerts, want the stranger's one", alerts)
 	}
 }
 
