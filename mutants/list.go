@@ -41,6 +41,11 @@ var mutants = []mutant{
 		old: "\t\t\tif e.ownerCalled(g, since) {", new: "\t\t\tif false && e.ownerCalled(g, since) {",
 		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
 
+	{name: "link-op-owner-always", area: "protected programs", file: "internal/alert/attach.go",
+		old:  "\t\t\tif e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
+		new:  "\t\t\tif true || e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestLinkOpsAlert$"},
+
 	// Lineage marks, user space.
 	{name: "mark-fork-on-parent", area: "lineage marks (Go)", file: "internal/alert/lineage.go",
 		old: "\t\tsetMark(l.Target, why)", new: "\t\tsetMark(p, why)",

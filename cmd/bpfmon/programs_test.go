@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
@@ -203,4 +207,160 @@ func waitDetach(t *testing.T, w *watcher, what string, cond func([]detachEvent) 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// cgroupProgram loads a cgroup_skb program that uses m (nil: no map).
+func cgroupProgram(m *ebpf.Map) (*ebpf.Program, error) {
+	insns := asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}
+	if m != nil {
+		insns = append(asm.Instructions{asm.LoadMapPtr(asm.R1, m.FD())}, insns...)
+	}
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: "link_test", Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetIngress,
+		License: "GPL", Instructions: insns})
+}
+
+// linkOp is an action child's linkupdate or linkdetach of the link pinned
+// at pin.
+func linkOp(op, pin string) error {
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if op == "linkdetach" {
+		return l.Detach()
+	}
+	p, err := cgroupProgram(nil)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return l.Update(p)
+}
+
+// TestLinkOpsAlert is issue 39's bpf(2) path: a cgroup link of a program
+// that uses a protected map. Its owner (the holder of the map at start)
+// puts another program of its own behind the link and back: no alert. A
+// stranger's BPF_LINK_UPDATE is a program-detached alert naming the
+// process, the link and both programs; its BPF_LINK_DETACH one naming the
+// link; neither is reported again by the attachment scan.
+func TestLinkOpsAlert(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, mapID := newSpecMap(t, &ebpf.MapSpec{Name: "link_prot", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	prog, err := cgroupProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	root := cgroupRootDir(t)
+	cg := filepath.Join(root, fmt.Sprintf("bpfmon-link-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetIngress, Program: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pin := filepath.Join(testutil.BPFFSPath(t), fmt.Sprintf("bpfmon_link_%d", os.Getpid()))
+	if err := l.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unpin()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkID := uint32(info.ID)
+	progInfo, _ := prog.Info()
+	progID, _ := progInfo.ID()
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+
+	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(mapID))
+
+	// The owner's own update and back.
+	other, err := cgroupProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := l.Update(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Update(prog); err != nil {
+		t.Fatal(err)
+	}
+	// The stranger's update, then (the scan not run since) its detach of
+	// the link, which then holds the stranger's program.
+	stranger := act(t, foreign, "linkupdate:"+pin)
+	w.waitOutput(t, "the stranger's link_update", func(lines []string) bool {
+		return strings.Contains(strings.Join(lines, "\n"), fmt.Sprintf(`"event":"link_update","source":"syscall","alert"`))
+	})
+	detacher := act(t, foreign, "linkdetach:"+pin)
+	w.waitOutput(t, "the stranger's link_detach", func(lines []string) bool {
+		return strings.Contains(strings.Join(lines, "\n"), fmt.Sprintf(`"event":"link_detach","source":"syscall","alert"`))
+	})
+	// Two refreshes: the scan must not report the detach again.
+	time.Sleep(testutil.Timeout(12 * time.Second))
+	lines := w.stop(t, syscall.SIGTERM)
+
+	type linkEvent struct {
+		Event   string
+		Alert   *struct{ Rule, Reason string }
+		Process *struct{ PID int }
+		Prog    *struct{ ID uint32 }
+		Attach  *struct {
+			LinkID  uint32 `json:"link_id"`
+			Point   string
+			NewProg *struct{ ID uint32 } `json:"new_prog"`
+		} `json:"attachment"`
+	}
+	var updates, detaches, alerts int
+	for _, line := range lines {
+		if !strings.Contains(line, `"event":"link_`) && !strings.Contains(line, `"event":"prog_detached"`) && !strings.Contains(line, `"event":"attach_changed"`) {
+			continue
+		}
+		var ev linkEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Alert != nil {
+			alerts++
+			t.Logf("%s: %s", ev.Event, ev.Alert.Reason)
+		}
+		switch {
+		case ev.Event == "link_update" && ev.Process != nil && ev.Process.PID == stranger:
+			updates++
+			if ev.Alert == nil || ev.Alert.Rule != policy.RuleProgramDetached || ev.Prog == nil || ev.Prog.ID != uint32(progID) ||
+				ev.Attach == nil || ev.Attach.LinkID != linkID || ev.Attach.NewProg == nil || ev.Attach.NewProg.ID == 0 ||
+				!strings.Contains(ev.Attach.Point, fmt.Sprintf("link %d", linkID)) {
+				t.Errorf("the stranger's update: %s", line)
+			}
+		case ev.Event == "link_detach" && ev.Process != nil && ev.Process.PID == detacher:
+			detaches++
+			if ev.Alert == nil || ev.Alert.Rule != policy.RuleProgramDetached || ev.Attach == nil || ev.Attach.LinkID != linkID {
+				t.Errorf("the stranger's detach: %s", line)
+			}
+		}
+	}
+	if updates != 1 || detaches != 1 || alerts != 2 {
+		t.Errorf("%d updates, %d detaches by the stranger, %d alerts: want 1, 1 and 2 (the owner's updates and the scan raise none)", updates, detaches, alerts)
+	}
+}
+
+// cgroupRootDir is where the cgroup v2 hierarchy is mounted.
+func cgroupRootDir(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+			return strings.Fields(line)[4]
+		}
+	}
+	testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
+	return ""
 }

@@ -573,6 +573,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if ev.Type == event.LineageEvent {
 		return e.matchLineage(ev)
 	}
+	if ev.Type == event.LinkDetach || ev.Type == event.LinkUpdate {
+		return e.matchLinkOp(ev)
+	}
 	if ev.Map == nil {
 		return "", "", limitKey{}
 	}

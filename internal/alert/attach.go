@@ -20,6 +20,10 @@ type attachState struct {
 	later []*event.Event
 	// calls: each identity's last reported call (atWork).
 	calls map[event.Identity]time.Time
+	// linkOps are the links a link_detach or link_update named since
+	// the last scan: the scan does not report them again, without the
+	// process.
+	linkOps map[uint32]bool
 }
 
 type watchedProg struct {
@@ -61,11 +65,15 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 				if slices.ContainsFunc(cur[id].attach, func(b inventory.Attachment) bool { return b.Point == a.Point }) {
 					continue
 				}
+				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] {
+					continue // the syscall sensor named who did it
+				}
 				e.attach.later = append(e.attach.later, e.detachEvent(now, id, old, a, holder))
 			}
 		}
 	}
 	e.attach.progs, e.attach.last = cur, now
+	clear(e.attach.linkOps)
 }
 
 // detachEvent is the finding that program id (old, at the last scan) is
@@ -188,4 +196,85 @@ func (e *Engine) matchDetached(ev *event.Event) (string, string, limitKey) {
 	return policy.RuleProgramDetached, fmt.Sprintf("%s, which uses %s, %s: found by the attachment scan, which names no process; no owner of its maps made a bpf(2) call since %s; %s",
 			e.progText(ev.Prog), strings.Join(names, ", "), what, x.Since.UTC().Format(time.RFC3339), e.ownersText(g)),
 		limitKey{rule: policy.RuleProgramDetached, mapID: g.id, progID: ev.Prog.ID}
+}
+
+// matchLinkOp: BPF_LINK_DETACH or BPF_LINK_UPDATE of a link of a
+// protected program, by a process that owns none of its protected maps.
+// The syscall sensor names the caller, the link and both programs; the
+// attach point is the last scan's.
+func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
+	x, p := ev.Extra, ev.Process
+	if x == nil || x.Attach == nil || ev.Prog == nil || p == nil {
+		return "", "", limitKey{}
+	}
+	w, ok := e.attach.progs[ev.Prog.ID]
+	if !ok || !slices.ContainsFunc(w.attach, func(a inventory.Attachment) bool { return a.LinkID == x.Attach.LinkID }) {
+		// Not a protected program's now; but the link may have been
+		// one's at the last scan (a stranger's update, then its
+		// detach, within one refresh).
+		w, ok = e.linkOwner(x.Attach.LinkID)
+	}
+	if !ok {
+		return "", "", limitKey{}
+	}
+	point := fmt.Sprintf("link %d", x.Attach.LinkID)
+	for _, a := range w.attach {
+		if a.LinkID == x.Attach.LinkID {
+			x.Attach.Point, x.Attach.Interface, x.Attach.Mode = a.Point, a.Interface, a.Mode
+			point = a.Point
+		}
+	}
+	if succeeded(ev) {
+		if e.attach.linkOps == nil {
+			e.attach.linkOps = map[uint32]bool{}
+		}
+		if len(e.attach.linkOps) < callsMax {
+			e.attach.linkOps[x.Attach.LinkID] = true
+		}
+	}
+	var gs []*guarded
+	for _, id := range w.maps {
+		if g := e.guarded[id]; g != nil {
+			if e.owns(g, p) {
+				return "", "", limitKey{}
+			}
+			gs = append(gs, g)
+		}
+	}
+	if len(gs) == 0 {
+		return "", "", limitKey{}
+	}
+	var names []string
+	for _, g := range gs {
+		names = append(names, e.guardedText(g))
+	}
+	verb := "detached"
+	if !succeeded(ev) {
+		verb = "tried to detach"
+	}
+	what := fmt.Sprintf("%s %s (%s) from %s", verb, point, "BPF_LINK_DETACH", e.progText(ev.Prog))
+	if ev.Type == event.LinkUpdate {
+		np := "another program"
+		if x.Attach.NewProg != nil {
+			np = e.progText(x.Attach.NewProg)
+		}
+		verb = "put"
+		if !succeeded(ev) {
+			verb = "tried to put"
+		}
+		what = fmt.Sprintf("%s %s behind %s (BPF_LINK_UPDATE) in place of %s", verb, np, point, e.progText(ev.Prog))
+	}
+	return policy.RuleProgramDetached, fmt.Sprintf("%s, not an owner, %s, which uses %s; %s", e.who(p), what, strings.Join(names, ", "), e.ownersText(gs[0])),
+		limitKey{rule: policy.RuleProgramDetached, mapID: gs[0].id, who: identity(p), progID: ev.Prog.ID}
+}
+
+// linkOwner finds the protected program that the last scan found attached
+// through link id.
+func (e *Engine) linkOwner(id uint32) (watchedProg, bool) {
+	for _, w := range e.attach.progs {
+		if slices.ContainsFunc(w.attach, func(a inventory.Attachment) bool { return a.LinkID == id }) {
+			return w, true
+		}
+	}
+	return watchedProg{}, false
 }

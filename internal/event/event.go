@@ -55,6 +55,11 @@ const (
 	// Found by the attachment scan, which names no process.
 	ProgDetached  Type = "prog_detached"
 	AttachChanged Type = "attach_changed"
+	// LinkDetach and LinkUpdate: BPF_LINK_DETACH of a link, and
+	// BPF_LINK_UPDATE, which puts another program behind it (Prog is the
+	// link's program; Extra.Attach the link and the new program).
+	LinkDetach Type = "link_detach"
+	LinkUpdate Type = "link_update"
 )
 
 // Kinds of change in a map_changed event.
@@ -132,6 +137,8 @@ var table = []struct {
 	{PartError, Info{Sources: []string{SourceSelf}, cmd: -1}},
 	{PolicyReloaded, Info{Sources: []string{SourceSelf}, cmd: -1}},
 	{HiddenObject, Info{Sources: []string{SourceInventory}, cmd: -1}},
+	{LinkDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_DETACH}},
+	{LinkUpdate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_UPDATE}},
 	{ProgDetached, Info{Sources: []string{SourceInventory}, cmd: -1}},
 	{AttachChanged, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }

@@ -100,7 +100,7 @@ func walkLinks(out map[uint32][]Attachment) []error {
 		case info.Netkit() != nil:
 			a.Ifindex, a.AttachType = info.Netkit().Ifindex, ebpf.AttachType(info.Netkit().AttachType).String()
 		case info.Cgroup() != nil:
-			a.CgroupID, a.AttachType = info.Cgroup().CgroupId, ebpf.AttachType(info.Cgroup().AttachType).String()
+			a.CgroupID, a.AttachType = info.Cgroup().CgroupId, cgroupAttachName(ebpf.AttachType(info.Cgroup().AttachType))
 		case info.NetNs() != nil:
 			a.NetNS, a.AttachType = uint64(info.NetNs().NetnsInode), ebpf.AttachType(info.NetNs().AttachType).String()
 		case info.Tracing() != nil:
@@ -428,16 +428,25 @@ func walkCgroups(out map[uint32][]Attachment) []error {
 			}
 			for _, p := range res.Programs {
 				prog := uint32(p.ID)
-				if linked[fmt.Sprint(prog, st.Ino, t.String())] {
+				if linked[fmt.Sprint(prog, st.Ino, cgroupAttachName(t))] {
 					continue
 				}
-				out[prog] = append(out[prog], Attachment{Kind: "cgroup", CgroupID: st.Ino, Cgroup: rel, AttachType: t.String(),
-					Point: fmt.Sprintf("cgroup %s %s (id %d)", rel, t, st.Ino)})
+				out[prog] = append(out[prog], Attachment{Kind: "cgroup", CgroupID: st.Ino, Cgroup: rel, AttachType: cgroupAttachName(t),
+					Point: fmt.Sprintf("cgroup %s %s (id %d)", rel, cgroupAttachName(t), st.Ino)})
 			}
 		}
 		unix.Close(fd)
 	}
 	return errs
+}
+
+// cgroupAttachName names a cgroup attach type: 0 is inet ingress, which
+// cilium/ebpf's stringer calls None.
+func cgroupAttachName(t ebpf.AttachType) string {
+	if t == ebpf.AttachCGroupInetIngress {
+		return "CGroupInetIngress"
+	}
+	return t.String()
 }
 
 // cgroupRoot is where the cgroup v2 hierarchy is mounted, "" if nowhere.
