@@ -295,11 +295,11 @@ func TestLinkOpsAlert(t *testing.T) {
 	// the link, which then holds the stranger's program.
 	stranger := act(t, foreign, "linkupdate:"+pin)
 	w.waitOutput(t, "the stranger's link_update", func(lines []string) bool {
-		return strings.Contains(strings.Join(lines, "\n"), fmt.Sprintf(`"event":"link_update","source":"syscall","alert"`))
+		return strings.Contains(strings.Join(lines, "\n"), `"event":"link_update","source":"syscall","alert"`)
 	})
 	detacher := act(t, foreign, "linkdetach:"+pin)
 	w.waitOutput(t, "the stranger's link_detach", func(lines []string) bool {
-		return strings.Contains(strings.Join(lines, "\n"), fmt.Sprintf(`"event":"link_detach","source":"syscall","alert"`))
+		return strings.Contains(strings.Join(lines, "\n"), `"event":"link_detach","source":"syscall","alert"`)
 	})
 	// Two refreshes: the scan must not report the detach again.
 	time.Sleep(testutil.Timeout(12 * time.Second))
