@@ -21,8 +21,10 @@ import (
 // A program that protects something does so only while attached, so the
 // attachments are what an attacker who leaves the maps alone removes.
 type Attachment struct {
-	// Kind is "xdp" (netlink, per interface), "link" (a bpf_link of any
-	// type) or "cgroup" (BPF_PROG_ATTACH to a cgroup, from BPF_PROG_QUERY).
+	// Kind is "xdp" (netlink, per interface), "tc" (a cls_bpf filter,
+	// netlink; AttachType its direction, Target its priority), "link" (a
+	// bpf_link of any type) or "cgroup" (BPF_PROG_ATTACH to a cgroup,
+	// from BPF_PROG_QUERY).
 	Kind string `json:"kind"`
 	// Point names the attach point, not the program: two scans that
 	// find the same Point for another program saw it replaced. Stable
@@ -162,9 +164,10 @@ var xdpModes = map[uint16]string{unix.IFLA_XDP_DRV_PROG_ID: "drv", unix.IFLA_XDP
 // xdpAttached is IFLA_XDP_ATTACHED's values, by mode.
 var xdpAttached = map[uint8]string{1: "drv", 2: "skb", 3: "hw"}
 
-// walkXDP adds the XDP program of every interface of every network
-// namespace a process or a bind mount under /run/netns holds. An XDP
-// program attached over netlink is in no bpf(2) listing of attachments.
+// walkXDP adds the XDP program and the tc (cls_bpf) filters of every
+// interface of every network namespace a process or a bind mount under
+// /run/netns holds. Programs attached over netlink are in no bpf(2)
+// listing of attachments.
 func walkXDP(out map[uint32][]Attachment) []error {
 	nss, errs := netnsPaths()
 	xdpLinks := map[[2]uint32]int{} // (ifindex, prog) → index in out[prog]
@@ -176,7 +179,7 @@ func walkXDP(out map[uint32][]Attachment) []error {
 		}
 	}
 	for _, ns := range nss {
-		found, err := xdpIn(ns.path)
+		found, tc, names, err := xdpIn(ns.path)
 		if err != nil {
 			if !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ESRCH) {
 				errs = append(errs, fmt.Errorf("network namespace %d: %w", ns.ino, err))
@@ -193,6 +196,11 @@ func walkXDP(out map[uint32][]Attachment) []error {
 				continue
 			}
 			out[x.prog] = append(out[x.prog], a)
+		}
+		for _, c := range tc {
+			out[c.prog] = append(out[c.prog], Attachment{Kind: "tc", Interface: names[c.ifindex], Ifindex: c.ifindex, NetNS: ns.ino,
+				AttachType: c.direction, Target: fmt.Sprintf("priority %d", c.priority),
+				Point: fmt.Sprintf("tc %s priority %d on %s (ifindex %d, netns %d)", c.direction, c.priority, names[c.ifindex], c.ifindex, ns.ino)})
 		}
 	}
 	return errs
@@ -255,9 +263,10 @@ type xdpProg struct {
 // thread that enters it and goes back to its own after; a thread that
 // cannot go back is never unlocked, so the runtime ends it (or, the main
 // thread, parks it) and no goroutine runs in another namespace.
-func xdpIn(path string) ([]xdpProg, error) {
+func xdpIn(path string) ([]xdpProg, []tcProg, map[uint32]string, error) {
 	type result struct {
 		rib []byte
+		tc  []tcProg
 		err error
 	}
 	done := make(chan result, 1)
@@ -284,25 +293,32 @@ func xdpIn(path string) ([]xdpProg, error) {
 			return
 		}
 		rib, err := syscall.NetlinkRIB(unix.RTM_GETLINK, unix.AF_UNSPEC)
+		var tc []tcProg
+		if err == nil {
+			tc, err = tcProgs()
+		}
 		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		done <- result{rib, err}
+		done <- result{rib, tc, err}
 	}()
 	r := <-done
 	if r.err != nil {
-		return nil, r.err
+		return nil, nil, nil, r.err
 	}
-	return parseXDP(r.rib)
+	xdp, names, err := parseXDP(r.rib)
+	return xdp, r.tc, names, err
 }
 
-// parseXDP reads the XDP programs out of an RTM_GETLINK dump.
-func parseXDP(rib []byte) ([]xdpProg, error) {
+// parseXDP reads the XDP programs out of an RTM_GETLINK dump, and the
+// interfaces' names by index.
+func parseXDP(rib []byte) ([]xdpProg, map[uint32]string, error) {
 	msgs, err := syscall.ParseNetlinkMessage(rib)
 	if err != nil {
-		return nil, fmt.Errorf("parsing the interfaces' dump: %w", err)
+		return nil, nil, fmt.Errorf("parsing the interfaces' dump: %w", err)
 	}
 	var out []xdpProg
+	names := map[uint32]string{}
 	for i := range msgs {
 		m := &msgs[i]
 		if m.Header.Type != unix.RTM_NEWLINK || len(m.Data) < unix.SizeofIfInfomsg {
@@ -323,9 +339,10 @@ func parseXDP(rib []byte) ([]xdpProg, error) {
 				xdp = a.Value
 			}
 		}
+		names[ifindex] = name
 		out = append(out, xdpNested(xdp, name, ifindex)...)
 	}
-	return out, nil
+	return out, names, nil
 }
 
 // xdpNested reads IFLA_XDP's nested attributes: the attached mode and

@@ -91,7 +91,36 @@ func TestAttachments(t *testing.T) {
 	}
 	defer l.Close()
 
-	maps := collect(t, Options{IDs: []uint32{testutil.MapID(t, m), testutil.MapID(t, m2)}, Attachments: true})
+	// A tc (cls_bpf) filter on the first veth's ingress.
+	clsMap, err := ebpf.NewMap(&ebpf.MapSpec{Name: "inv_att_tc", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clsMap.Close()
+	cls, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "inv_att_tc", Type: ebpf.SchedCLS, License: "GPL", Instructions: asm.Instructions{
+		asm.LoadMapPtr(asm.R1, clsMap.FD()), asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cls.Close()
+	clsPin := pin + "_tc"
+	if err := cls.Pin(clsPin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(clsPin)
+	for _, args := range [][]string{{"tc", "qdisc", "add", "dev", a, "clsact"},
+		{"tc", "filter", "add", "dev", a, "ingress", "prio", "7", "bpf", "direct-action", "object-pinned", clsPin}} {
+		if out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + ns}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+
+	maps := collect(t, Options{IDs: []uint32{testutil.MapID(t, m), testutil.MapID(t, m2), testutil.MapID(t, clsMap)}, Attachments: true})
+	if progs := find(t, maps, testutil.MapID(t, clsMap)).Programs; len(progs) != 1 || len(progs[0].Attachments) != 1 ||
+		progs[0].Attachments[0].Kind != "tc" || progs[0].Attachments[0].Interface != a || progs[0].Attachments[0].AttachType != "ingress" ||
+		!strings.Contains(progs[0].Attachments[0].Point, "priority 7") {
+		t.Errorf("the tc filter: %+v", progs)
+	}
 	check := func(mapID uint32, iface string, isLink bool) {
 		t.Helper()
 		progs := find(t, maps, mapID).Programs
