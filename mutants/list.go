@@ -202,4 +202,8 @@ var mutants = []mutant{
 	{name: "enforce-fd-passing", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "\treturn check(map_of(f), HOOK_FILE_RECEIVE, 0, mode);", new: "\treturn 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforce$"},
+	{name: "enforce-link-ops-allowed", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
+		old:  "return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);",
+		new:  "return 0;",
+		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceLinks$"},
 }
