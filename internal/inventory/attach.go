@@ -76,9 +76,18 @@ func Attachments() (map[uint32][]Attachment, []error) {
 	errs = append(errs, walkCgroups(out)...)
 	for id := range out {
 		slices.SortFunc(out[id], func(a, b Attachment) int { return strings.Compare(a.Point, b.Point) })
+		if len(out[id]) > MaxAttachments {
+			errs = append(errs, fmt.Errorf("program %d: %d attachments, of which the first %d are kept", id, len(out[id]), MaxAttachments))
+			out[id] = out[id][:MaxAttachments:MaxAttachments]
+		}
 	}
 	return out, errs
 }
+
+// MaxAttachments bounds the attachments kept per program: whoever can
+// attach a program can attach it many times (a cgroup link per cgroup),
+// and each is held by every refresh of the map context.
+const MaxAttachments = 256
 
 // walkLinks adds every bpf_link.
 func walkLinks(out map[uint32][]Attachment) []error {

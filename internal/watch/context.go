@@ -67,8 +67,10 @@ const (
 	maxOwnersPer   = 1024
 	maxOwnerMaps   = 1 << 17
 	// contextMapBytes is what the context holds per map listed, with a
-	// program and two pins (TestContextBounded): 131,072 maps, 80 MiB.
-	contextMapBytes = 640
+	// program (not attached) and two pins (TestContextBounded): 131,072
+	// maps, 81 MiB. Each attachment of a program adds about 200 bytes
+	// (at most inventory.MaxAttachments a program).
+	contextMapBytes = 656
 )
 
 // contextRefresh is how often the background refresh runs without a kick.
