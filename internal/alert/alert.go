@@ -891,6 +891,9 @@ func (e *Engine) progText(p *event.Prog) string {
 		return "an unidentified BPF program"
 	}
 	s := fmt.Sprintf("program %d %q (tag %s)", p.ID, p.Name, p.Tag)
+	if p.Tag == "" { // known from the inventory, which reads no tag
+		s = fmt.Sprintf("program %d %q", p.ID, p.Name)
+	}
 	if l, ok := e.loaders[p.ID]; ok {
 		s += " loaded by " + l.String()
 	}
