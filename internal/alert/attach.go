@@ -46,6 +46,9 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 	cur := map[uint32]watchedProg{}
 	holder := map[string]inventory.Program{}
 	for _, m := range maps {
+		if g := e.guarded[m.ID]; g != nil && g.name == "" {
+			g.name = m.Name // protected from a program load, before its name was known
+		}
 		for _, p := range m.Programs {
 			for _, a := range p.Attachments {
 				holder[a.Point] = p
