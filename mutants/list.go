@@ -204,6 +204,6 @@ var mutants = []mutant{
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforce$"},
 	{name: "enforce-link-ops-allowed", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old:  "return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);",
-		new:  "return 0;",
+		new:  "return link_map(fd_file(current_task(), fd)) ? 0 : 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceLinks$"},
 }
