@@ -91,6 +91,9 @@ volatile const enum lsm_stat lsm_stat_layout = 0;
 #define BPF_MAP_LOOKUP_AND_DELETE_BATCH 25
 #define BPF_MAP_UPDATE_BATCH 26
 #define BPF_MAP_DELETE_BATCH 27
+#define BPF_LINK_UPDATE 29
+#define BPF_LINK_DETACH 34
+#define LINK_PROG_MAPS 16 /* maps of a link's program looked up */
 /* union bpf_attr: map_fd of the element commands and of the batch ones */
 #define ATTR_ELEM_MAP_FD 0
 #define ATTR_BATCH_MAP_FD 36
@@ -132,6 +135,51 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } lstats SEC(".maps");
+
+/* The kernel's struct bpf_link, as far as bpfmon reads it. */
+struct bpf_link___bpfmon {
+	struct bpf_prog *prog;
+} __attribute__((preserve_access_index));
+
+/* link_map returns the first protected map (of the first LINK_PROG_MAPS)
+ * that the program behind link file f uses, NULL when there is none or f
+ * is not a link's: the program's aux pointing back to it tells a link
+ * from another file's private_data. Detaching the link, or putting
+ * another program behind it, switches that program off. */
+static __always_inline struct bpf_map *link_map(struct file *f)
+{
+	struct bpf_link___bpfmon *l;
+	struct bpf_prog *prog;
+	struct bpf_prog_aux *aux;
+	struct bpf_map **maps;
+	__u32 i, n;
+
+	if (!f)
+		return 0;
+	l = BPF_CORE_READ(f, private_data);
+	if (!l)
+		return 0;
+	prog = BPF_CORE_READ(l, prog);
+	if (!prog)
+		return 0;
+	aux = BPF_CORE_READ(prog, aux);
+	if (!aux || BPF_CORE_READ(aux, prog) != prog)
+		return 0;
+	n = BPF_CORE_READ(aux, used_map_cnt);
+	maps = BPF_CORE_READ(aux, used_maps);
+	for (i = 0; i < LINK_PROG_MAPS && i < n && maps; i++) {
+		struct bpf_map *m = 0;
+		__u32 id;
+
+		bpf_probe_read_kernel(&m, sizeof(m), &maps[i]);
+		if (!m)
+			continue;
+		id = BPF_CORE_READ(m, id);
+		if (bpf_map_lookup_elem(&protected, &id))
+			return m;
+	}
+	return 0;
+}
 
 /* map_of returns the map behind file f, NULL when f is not a map's. */
 static __always_inline struct bpf_map *map_of(struct file *f)
@@ -224,6 +272,13 @@ static __always_inline int on_bpf(int cmd, void *attr)
 	case BPF_MAP_DELETE_BATCH:
 		off = ATTR_BATCH_MAP_FD;
 		break;
+	case BPF_LINK_UPDATE:
+	case BPF_LINK_DETACH:
+		/* link_fd first: refused when the link's program uses a
+		 * protected map the caller does not own. */
+		if (bpf_probe_read_kernel(&fd, sizeof(fd), attr) < 0)
+			return 0;
+		return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);
 	default:
 		return 0;
 	}

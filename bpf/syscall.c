@@ -153,6 +153,8 @@ struct call_exit {
 #define BPF_MAP_UPDATE_BATCH 26
 #define BPF_MAP_DELETE_BATCH 27
 #define BPF_LINK_CREATE 28
+#define BPF_LINK_UPDATE 29
+#define BPF_LINK_DETACH 34
 
 #define BPF_TRACE_ITER 28 /* enum bpf_attach_type */
 #define ITER_TARGET 32    /* bytes of an iterator's target name kept */
@@ -599,6 +601,21 @@ struct attr_link {
 	__u32 iter_info_len;
 };
 
+/* BPF_LINK_UPDATE (link_fd, new_prog_fd, flags, old_prog_fd) and
+ * BPF_LINK_DETACH (link_fd). */
+struct attr_linkop {
+	__u32 link_fd;
+	__u32 new_prog_fd;
+	__u32 flags;
+	__u32 old_prog_fd;
+};
+
+/* The kernel's struct bpf_link, as far as bpfmon reads it. */
+struct bpf_link___bpfmon {
+	__u32 id;
+	struct bpf_prog *prog;
+} __attribute__((preserve_access_index));
+
 struct attr_getid {
 	__u32 map_id;
 	__u32 next_id;
@@ -663,6 +680,36 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
 	return true;
 }
 
+/* read_link fills p (without maps) from the program behind the link at
+ * fd and returns the link's id, or 0 when fd is not a link. The program's
+ * aux pointing back to it tells a link from another file's private_data. */
+static __always_inline __u32 read_link(struct task_struct *t, int fd, struct prog_loaded *p)
+{
+	struct file *f = fd_file(t, fd);
+	struct bpf_link___bpfmon *l;
+	struct bpf_prog *prog;
+	struct bpf_prog_aux *aux;
+
+	if (!f)
+		return 0;
+	l = BPF_CORE_READ(f, private_data);
+	if (!l)
+		return 0;
+	prog = BPF_CORE_READ(l, prog);
+	if (!prog)
+		return 0;
+	aux = BPF_CORE_READ(prog, aux);
+	if (!aux || BPF_CORE_READ(aux, prog) != prog)
+		return 0;
+	p->id = BPF_CORE_READ(aux, id);
+	p->type = BPF_CORE_READ(prog, type);
+	BPF_CORE_READ_INTO(&p->tag, prog, tag);
+	BPF_CORE_READ_INTO(&p->name, aux, name);
+	p->map_cnt = 0;
+	p->nmaps = 0;
+	return BPF_CORE_READ(l, id);
+}
+
 /* The arguments of an mmap(2) that bpfmon reads. */
 struct mmap_args {
 	int fd;
@@ -679,6 +726,7 @@ union attr_read {
 	struct attr_obj obj;
 	struct attr_getid getid;
 	struct attr_link link;
+	struct attr_linkop linkop;
 };
 
 /* mmap_args_of reads an mmap(2)'s arguments from the caller's registers:
@@ -880,6 +928,22 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		}
 		break;
 	}
+	case BPF_LINK_DETACH:
+	case BPF_LINK_UPDATE:
+		/* The link and its program; for an update, the program put in
+		 * its place after it: data holds one or two struct prog_loaded. */
+		e->fd = attr->linkop.link_fd;
+		e->req_id = read_link(t, e->fd, (struct prog_loaded *)s->buf);
+		if (!e->req_id)
+			return 0;
+		e->flags |= CF_PROG;
+		e->value_len = sizeof(struct prog_loaded);
+		if (cmd == BPF_LINK_UPDATE) {
+			e->elem_flags = attr->linkop.flags;
+			if (read_prog(t, attr->linkop.new_prog_fd, (struct prog_loaded *)(s->buf + sizeof(struct prog_loaded)), false))
+				e->value_len = 2 * sizeof(struct prog_loaded);
+		}
+		break;
 	case CMD_MMAP:
 		e->fd = margs->fd;
 		e->req_id = margs->prot;
@@ -1070,6 +1134,8 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	case BPF_MAP_FREEZE:
 	case BPF_OBJ_PIN:
 	case BPF_LINK_CREATE:
+	case BPF_LINK_DETACH:
+	case BPF_LINK_UPDATE:
 	case BPF_MAP_UPDATE_BATCH:
 	case BPF_MAP_DELETE_BATCH: {
 		/* Nothing but the result (and a batch count): a compact record

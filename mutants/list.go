@@ -30,6 +30,22 @@ var mutants = []mutant{
 		old: "return policy.RuleEventsLost, fmt.Sprintf(", new: `return "", fmt.Sprintf(`,
 		pkgs: []string{"cmd/bpfmon"}, run: "TestAlertEventsLost$"},
 
+	// Protected programs: the attachment scan (issue 39).
+	{name: "detach-owner-always", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\t\tif e.ownerCalled(g, since) {", new: "\t\t\tif true || e.ownerCalled(g, since) {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+	{name: "detach-not-diffed", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\tif !atStart && e.attach.progs != nil {", new: "\tif false && !atStart && e.attach.progs != nil {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+	{name: "detach-owner-never", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\t\tif e.ownerCalled(g, since) {", new: "\t\t\tif false && e.ownerCalled(g, since) {",
+		pkgs: []string{"internal/alert"}, run: "TestAttachmentScan$"},
+
+	{name: "link-op-owner-always", area: "protected programs", file: "internal/alert/attach.go",
+		old:  "\t\t\tif e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
+		new:  "\t\t\tif true || e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestLinkOpsAlert$"},
+
 	// Lineage marks, user space.
 	{name: "mark-fork-on-parent", area: "lineage marks (Go)", file: "internal/alert/lineage.go",
 		old: "\t\tsetMark(l.Target, why)", new: "\t\tsetMark(p, why)",
@@ -186,4 +202,8 @@ var mutants = []mutant{
 	{name: "enforce-fd-passing", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "\treturn check(map_of(f), HOOK_FILE_RECEIVE, 0, mode);", new: "\treturn 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforce$"},
+	{name: "enforce-link-ops-allowed", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
+		old:  "return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);",
+		new:  "return link_map(fd_file(current_task(), fd)) ? 0 : 0;",
+		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceLinks$"},
 }

@@ -52,6 +52,8 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	wait            print "waiting", then read a line from stdin
 //	seize:PID       attach to process PID with PTRACE_SEIZE (and exit, detaching)
 //	procmem:PID     open /proc/PID/mem for writing
+//	linkupdate:PIN  put a program of its own behind the pinned cgroup link (BPF_LINK_UPDATE)
+//	linkdetach:PIN  detach the pinned link (BPF_LINK_DETACH)
 //
 // Maps are opened once and kept, as a real client would.
 func actChild(acts string) error {
@@ -82,6 +84,11 @@ func actChild(acts string) error {
 			pid, _ := strconv.Atoi(f[1])
 			runtime.LockOSThread()
 			if err := unix.PtraceSeize(pid); err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+			continue
+		case "linkupdate", "linkdetach":
+			if err := linkOp(f[0], f[1]); err != nil {
 				return fmt.Errorf("%s: %w", act, err)
 			}
 			continue

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -49,7 +50,7 @@ write it now.`)
 		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
 		return exitError
 	}
-	maps, problems, err := inventory.Collect(inventory.Options{IDs: ids, Names: names, PIDs: pids})
+	maps, problems, err := inventory.Collect(inventory.Options{IDs: ids, Names: names, PIDs: pids, Attachments: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
 		return exitError
@@ -160,7 +161,8 @@ func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]ele
 	}
 	tw.Flush()
 	for _, m := range maps {
-		if len(m.Holders) == 0 && len(m.Pins) == 0 && len(contents[m.ID]) == 0 && m.Hidden == nil {
+		attached := slices.ContainsFunc(m.Programs, func(p inventory.Program) bool { return len(p.Attachments) > 0 })
+		if len(m.Holders) == 0 && len(m.Pins) == 0 && len(contents[m.ID]) == 0 && m.Hidden == nil && !attached {
 			continue
 		}
 		fmt.Fprintf(w, "\nmap %d %s:\n", m.ID, plain(m.Name))
@@ -177,6 +179,11 @@ func writeMapsTable(w io.Writer, maps []inventory.Map, contents map[uint32][]ele
 		}
 		for _, p := range m.Pins {
 			fmt.Fprintf(w, "  pinned at %s\n", plain(p))
+		}
+		for _, p := range m.Programs {
+			for _, a := range p.Attachments {
+				fmt.Fprintf(w, "  program %d %s attached: %s\n", p.ID, plain(p.Name), printable(a.Point))
+			}
 		}
 		for _, e := range contents[m.ID] {
 			fmt.Fprintf(w, "  key %s value %s", e.Key, e.Value)

@@ -165,6 +165,7 @@ type Engine struct {
 	warned       map[int]bool // policy owners (by index) said to be unresolvable
 	lim          limiter
 	hidden       hiddenState // what the cross-view check reported (hidden.go)
+	attach       attachState // the protected programs' attachments (attach.go)
 }
 
 // learntMax bounds the creators and loaders kept: maps and programs
@@ -231,6 +232,7 @@ func (e *Engine) Start(maps []inventory.Map) {
 	e.resolvePolicyOwners()
 	e.refresh(maps)
 	e.crossView(maps, true)
+	e.scanAttachments(maps, true)
 }
 
 // Refresh protects maps that a later inventory shows the policy selects
@@ -242,6 +244,7 @@ func (e *Engine) Refresh(maps []inventory.Map) {
 	e.resolvePolicyOwners()
 	e.refresh(maps)
 	e.crossView(maps, false)
+	e.scanAttachments(maps, false)
 }
 
 func (e *Engine) refresh(maps []inventory.Map) {
@@ -432,6 +435,7 @@ func (e *Engine) learn(ev *event.Event) {
 	if p == nil || !succeeded(ev) || p.PID == e.cfg.SelfPID {
 		return
 	}
+	e.atWork(ev)
 	switch ev.Type {
 	case event.MapCreate:
 		if ev.Map == nil || ev.Map.ID == 0 {
@@ -553,6 +557,8 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 		return e.matchState(ev)
 	case event.HiddenObject:
 		return e.matchHidden(ev)
+	case event.ProgDetached, event.AttachChanged:
+		return e.matchDetached(ev)
 	}
 	p := ev.Process
 	if p != nil && p.PID == e.cfg.SelfPID {
@@ -566,6 +572,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	}
 	if ev.Type == event.LineageEvent {
 		return e.matchLineage(ev)
+	}
+	if ev.Type == event.LinkDetach || ev.Type == event.LinkUpdate {
+		return e.matchLinkOp(ev)
 	}
 	if ev.Map == nil {
 		return "", "", limitKey{}
@@ -882,6 +891,9 @@ func (e *Engine) progText(p *event.Prog) string {
 		return "an unidentified BPF program"
 	}
 	s := fmt.Sprintf("program %d %q (tag %s)", p.ID, p.Name, p.Tag)
+	if p.Tag == "" { // known from the inventory, which reads no tag
+		s = fmt.Sprintf("program %d %q", p.ID, p.Name)
+	}
 	if l, ok := e.loaders[p.ID]; ok {
 		s += " loaded by " + l.String()
 	}
@@ -912,7 +924,7 @@ func (e *Engine) Tick() []*event.Event {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := e.cfg.Now()
-	out := e.takePending()
+	out := append(e.takePending(), e.dueAttachments(now)...)
 	for _, r := range policy.Rules {
 		n := e.lim.suppressed[r.Name]
 		if n == 0 {

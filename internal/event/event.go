@@ -49,6 +49,17 @@ const (
 	// what changed.
 	PolicyReloaded Type = "policy_reloaded"
 	HiddenObject   Type = "hidden_object" // a map or program that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses, but other views show
+	// ProgDetached: a protected program lost an attachment (an XDP
+	// program taken off an interface, a link detached or released);
+	// AttachChanged: another program holds its attach point now.
+	// Found by the attachment scan, which names no process.
+	ProgDetached  Type = "prog_detached"
+	AttachChanged Type = "attach_changed"
+	// LinkDetach and LinkUpdate: BPF_LINK_DETACH of a link, and
+	// BPF_LINK_UPDATE, which puts another program behind it (Prog is the
+	// link's program; Extra.Attach the link and the new program).
+	LinkDetach Type = "link_detach"
+	LinkUpdate Type = "link_update"
 )
 
 // Kinds of change in a map_changed event.
@@ -126,6 +137,10 @@ var table = []struct {
 	{PartError, Info{Sources: []string{SourceSelf}, cmd: -1}},
 	{PolicyReloaded, Info{Sources: []string{SourceSelf}, cmd: -1}},
 	{HiddenObject, Info{Sources: []string{SourceInventory}, cmd: -1}},
+	{LinkDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_DETACH}},
+	{LinkUpdate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_UPDATE}},
+	{ProgDetached, Info{Sources: []string{SourceInventory}, cmd: -1}},
+	{AttachChanged, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }
 
 // Types lists every event type a user can select with --event, in the
@@ -392,6 +407,21 @@ type Extra struct {
 	Op    string
 	// hidden_object: what is hidden and which views saw it.
 	Hidden *Hidden
+	// prog_detached, attach_changed: the attachment lost (Event.Prog
+	// was attached there).
+	Attach *Attach
+}
+
+// Attach is the attachment a prog_detached or attach_changed event is
+// about.
+type Attach struct {
+	Kind      string // "xdp", "link" or "cgroup"
+	Point     string // the attach point, in words
+	Interface string // xdp, tcx: the interface's name
+	Mode      string // xdp: skb, drv or hw
+	LinkID    uint32 // a bpf_link's id; 0: none
+	// NewProg is the program attached there now (attach_changed).
+	NewProg *Prog
 }
 
 // Hidden is a hidden_object event's finding: an object that bpf(2)'s

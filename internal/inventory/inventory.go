@@ -40,6 +40,9 @@ type Program struct {
 	// what the kernel returns (bpfsys.Risky*, comma-separated: a string
 	// keeps Program comparable), from its instructions.
 	Risky string `json:"risky,omitempty"`
+	// Attachments are where the program is attached (attach.go), when
+	// Options.Attachments asked for them; sorted by Point.
+	Attachments []Attachment `json:"attachments,omitempty"`
 }
 
 // Holder is one fd of a process that refers to a map. A process with two
@@ -124,6 +127,9 @@ type Options struct {
 	// view for the cross-view check (a map listed nowhere else that no
 	// view can open is not reported).
 	Created []uint32
+	// Attachments lists each program's attachments (links, XDP in
+	// every network namespace, cgroups): Program.Attachments.
+	Attachments bool
 }
 
 // Collect lists the maps selected by opts, sorted by id. The []error holds
@@ -138,7 +144,9 @@ func Collect(opts Options) ([]Map, []error, error) {
 		held                        []heldFD
 		pins                        map[uint32][]string
 		progs                       map[uint32][]Program
+		attach                      map[uint32][]Attachment
 		holderErrs, pinErrs, prErrs []error
+		attachErrs                  []error
 	)
 	filtered := len(opts.IDs) > 0 || len(opts.Names) > 0 || len(opts.PIDs) > 0
 	if !opts.SkipHolders || len(opts.PIDs) > 0 || (opts.CrossViewFDs && !filtered) {
@@ -152,6 +160,9 @@ func Collect(opts Options) ([]Map, []error, error) {
 		wg.Go(func() { pins, pinErrs = walkPins() })
 	}
 	wg.Go(func() { progs, prErrs = walkPrograms() })
+	if opts.Attachments {
+		wg.Go(func() { attach, attachErrs = Attachments() })
+	}
 	maps, errs, err := walkMaps(opts)
 	wg.Wait()
 	if err != nil {
@@ -160,6 +171,7 @@ func Collect(opts Options) ([]Map, []error, error) {
 	errs = append(errs, prErrs...)
 	errs = append(errs, holderErrs...)
 	errs = append(errs, pinErrs...)
+	errs = append(errs, attachErrs...)
 
 	index := make(map[uint32]int, len(maps))
 	for i := range maps {
@@ -174,6 +186,12 @@ func Collect(opts Options) ([]Map, []error, error) {
 		m := &maps[i]
 		if p := progs[m.ID]; len(p) > 0 {
 			m.Programs = p
+			if attach != nil {
+				m.Programs = slices.Clone(p) // shared by every map the program uses
+				for j := range m.Programs {
+					m.Programs[j].Attachments = attach[m.Programs[j].ID]
+				}
+			}
 		}
 		if p := pins[m.ID]; len(p) > 0 {
 			m.Pins = p

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -359,7 +360,7 @@ func TestProgramUsingMap(t *testing.T) {
 
 	maps := collect(t, Options{IDs: []uint32{id, unused}})
 	want := []Program{{ID: uint32(pid), Name: "inv_prog_sf", Type: "socket_filter"}}
-	if got := find(t, maps, id).Programs; !slices.Equal(got, want) {
+	if got := find(t, maps, id).Programs; !reflect.DeepEqual(got, want) {
 		t.Errorf("programs of map %d: got %+v, want %+v", id, got, want)
 	}
 	if got := find(t, maps, unused).Programs; len(got) != 0 {

@@ -122,6 +122,9 @@ func appendJSON(b []byte, ev *event.Event, tc *timeCache) []byte {
 	if ev.Extra != nil && ev.Extra.Hidden != nil {
 		b = jsonHidden(b, ev)
 	}
+	if ev.Extra != nil && ev.Extra.Attach != nil {
+		b = appendJSONAttach(b, ev.Extra.Attach)
+	}
 	if ev.Extra != nil && !ev.Extra.First.IsZero() {
 		b = jsonFirst(b, ev)
 	}
@@ -655,4 +658,32 @@ type JSONLine struct{ tc timeCache }
 func (j *JSONLine) Append(dst []byte, ev *event.Event) []byte {
 	b := appendJSON(dst, ev, &j.tc)
 	return b[:len(b)-1]
+}
+
+// appendJSONAttach writes a prog_detached's or attach_changed's attachment.
+func appendJSONAttach(b []byte, a *event.Attach) []byte {
+	b = append(b, `,"attachment":{"kind":`...)
+	b = appendJSONString(b, a.Kind)
+	b = append(b, `,"point":`...)
+	b = appendJSONString(b, a.Point)
+	if a.Interface != "" {
+		b = append(b, `,"interface":`...)
+		b = appendJSONString(b, a.Interface)
+	}
+	if a.Mode != "" {
+		b = append(b, `,"mode":`...)
+		b = appendJSONString(b, a.Mode)
+	}
+	if a.LinkID != 0 {
+		b = append(b, `,"link_id":`...)
+		b = strconv.AppendUint(b, uint64(a.LinkID), 10)
+	}
+	if np := a.NewProg; np != nil {
+		b = append(b, `,"new_prog":{"id":`...)
+		b = strconv.AppendUint(b, uint64(np.ID), 10)
+		b = append(b, `,"name":`...)
+		b = appendJSONString(b, np.Name)
+		b = append(b, '}')
+	}
+	return append(b, '}')
 }

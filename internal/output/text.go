@@ -94,6 +94,9 @@ func appendText(b []byte, ev *event.Event) []byte {
 	if ev.Extra != nil && ev.Extra.Hidden != nil {
 		b = textHidden(b, ev)
 	}
+	if ev.Extra != nil && ev.Extra.Attach != nil {
+		b = textAttach(b, ev.Extra.Attach)
+	}
 	if ev.Extra != nil && !ev.Extra.First.IsZero() {
 		b = textFirst(b, ev)
 	}
@@ -544,4 +547,17 @@ func isBare(s string) bool {
 		}
 	}
 	return true
+}
+
+// textAttach writes a prog_detached's or attach_changed's attachment.
+func textAttach(b []byte, a *event.Attach) []byte {
+	b = append(b, " attachment="...)
+	b = appendTextString(b, a.Point, true)
+	if np := a.NewProg; np != nil {
+		b = append(b, " new_prog="...)
+		b = strconv.AppendUint(b, uint64(np.ID), 10)
+		b = append(b, ':')
+		b = appendTextString(b, np.Name, true)
+	}
+	return b
 }

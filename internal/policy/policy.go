@@ -243,6 +243,7 @@ const (
 	RuleOwnerImpersonation = "owner-impersonation"
 	RuleHiddenObject       = "hidden-object"
 	RuleRewritingProgram   = "rewriting-program"
+	RuleProgramDetached    = "program-detached"
 )
 
 // Rules are the built-in rules with their default severities.
@@ -261,6 +262,7 @@ var Rules = []RuleInfo{
 	{RuleOwnerImpersonation, SeverityHigh, "a process of an owner's executable in its cgroup is not the owner's work: started with loader variables (LD_PRELOAD, ...), moved into the cgroup from another, traced, or its memory written by another process"},
 	{RuleHiddenObject, SeverityCritical, "a BPF map that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses while other views show it (a process's fd, a bpffs pin, a program's map ids): what a rootkit on the bpf syscall does to hide its maps"},
 	{RuleRewritingProgram, SeverityHigh, "a BPF program that can rewrite what user space reads or what the kernel returns (it calls bpf_probe_write_user or bpf_override_return, or is BPF_PROG_TYPE_SYSCALL) was loaded, or was loaded when bpfmon started: the tools of a rootkit on the bpf syscall"},
+	{RuleProgramDetached, SeverityCritical, "a protected program (one that uses a protected map) lost an attachment, or another program took its attach point, and no owner of its maps was at work on them since the previous attachment scan: a tool switched off while its maps are left alone"},
 }
 
 // Rule is a built-in rule's setting in a policy.

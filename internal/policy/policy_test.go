@@ -156,7 +156,7 @@ var errorCases = []struct {
 	{"unknown owner key", "version: 1\nowners:\n  - exe: /x\n    uid: 0\n",
 		`t.yaml:4:5: unknown owner key "uid"; want exe or cgroup`, ""},
 	{"unknown rule", "version: 1\nrules:\n  foreign-writes: {severity: low}\n",
-		`t.yaml:3:3: unknown rule "foreign-writes"; want foreign-handle, foreign-write, self-access, foreign-program, foreign-mmap, unexplained-change, events-lost, write-denied, immutable-change, holder-while-down, monitor-gap, owner-impersonation, hidden-object or rewriting-program`, ""},
+		`t.yaml:3:3: unknown rule "foreign-writes"; want foreign-handle, foreign-write, self-access, foreign-program, foreign-mmap, unexplained-change, events-lost, write-denied, immutable-change, holder-while-down, monitor-gap, owner-impersonation, hidden-object, rewriting-program or program-detached`, ""},
 	{"bad severity", "version: 1\nrules:\n  foreign-write: {severity: urgent}\n",
 		`t.yaml:3:29: unknown severity "urgent"; want low, medium, high or critical`, ""},
 	{"enabled not a bool", "version: 1\nrules:\n  foreign-write:\n    enabled: \"no\"\n",
@@ -417,21 +417,21 @@ func TestDefault(t *testing.T) {
 	// The fourteen rules, each once: one per Rule* name.
 	wantNames := []string{RuleForeignHandle, RuleForeignWrite, RuleSelfAccess, RuleForeignProgram,
 		RuleForeignMmap, RuleUnexplainedChange, RuleEventsLost, RuleWriteDenied, RuleImmutableChange,
-		RuleHolderWhileDown, RuleMonitorGap, RuleOwnerImpersonation, RuleHiddenObject, RuleRewritingProgram}
+		RuleHolderWhileDown, RuleMonitorGap, RuleOwnerImpersonation, RuleHiddenObject, RuleRewritingProgram, RuleProgramDetached}
 	var names []string
 	for _, ri := range Rules {
 		names = append(names, ri.Name)
 	}
-	if !slices.Equal(names, wantNames) || len(wantNames) != 14 {
-		t.Errorf("Rules are %q, want the 14 %q", names, wantNames)
+	if !slices.Equal(names, wantNames) || len(wantNames) != 15 {
+		t.Errorf("Rules are %q, want the 15 %q", names, wantNames)
 	}
-	if len(p.Rules) != 14 {
-		t.Errorf("Default() has %d rules, want 14", len(p.Rules))
+	if len(p.Rules) != 15 {
+		t.Errorf("Default() has %d rules, want 15", len(p.Rules))
 	}
 	// Every rule's default severity is the reference's, and one of Severities.
 	readme, sev := readmeSeverities(t)
-	if len(readme) != 14 {
-		t.Errorf("%s lists %d rules %q, want the 14", readmePath, len(readme), readme)
+	if len(readme) != 15 {
+		t.Errorf("%s lists %d rules %q, want the 15", readmePath, len(readme), readme)
 	}
 	for _, name := range readme {
 		if !slices.Contains(names, name) {

@@ -67,8 +67,10 @@ const (
 	maxOwnersPer   = 1024
 	maxOwnerMaps   = 1 << 17
 	// contextMapBytes is what the context holds per map listed, with a
-	// program and two pins (TestContextBounded): 131,072 maps, 80 MiB.
-	contextMapBytes = 640
+	// program (not attached) and two pins (TestContextBounded): 131,072
+	// maps, 81 MiB. Each attachment of a program adds about 200 bytes
+	// (at most inventory.MaxAttachments a program).
+	contextMapBytes = 656
 )
 
 // contextRefresh is how often the background refresh runs without a kick.
@@ -100,7 +102,9 @@ func newMapContext(stop <-chan struct{}, collect func(inventory.Options) ([]inve
 // refresh reads the inventory; at start it also records each map's holders.
 func (c *mapContext) refresh(atStart bool) {
 	var truncated bool
-	opts := inventory.Options{SkipHolders: !atStart, MaxMaps: maxContextMaps, Truncated: &truncated}
+	// Attachments: the alert engine diffs the protected programs' (the
+	// attachment scan, internal/alert/attach.go).
+	opts := inventory.Options{SkipHolders: !atStart, MaxMaps: maxContextMaps, Truncated: &truncated, Attachments: true}
 	c.mu.Lock()
 	if !atStart {
 		opts.Known = c.known

@@ -178,6 +178,21 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		ev.FD, ev.HasFD = r.Fd, true
 		p := (*bpfProgLoaded)(unsafe.Pointer(&data[0]))
 		ev.Prog = progOf(p, d)
+	case unix.BPF_LINK_DETACH, unix.BPF_LINK_UPDATE:
+		// The link's id and program; an update's new program after it.
+		if r.Flags&uint32(cfProg) == 0 || int(r.ValueLen) < progLoadedSize || int(r.ValueLen) > len(data) {
+			return nil
+		}
+		ev.FD, ev.HasFD = r.Fd, true
+		ev.Prog = progOf((*bpfProgLoaded)(unsafe.Pointer(&data[0])), d)
+		ev.Extra = &event.Extra{Attach: &event.Attach{Kind: "link", LinkID: r.ReqId}}
+		if r.Cmd == unix.BPF_LINK_UPDATE {
+			ev.Flags, ev.HasFlags = r.ElemFlags, true
+			if int(r.ValueLen) >= 2*progLoadedSize {
+				ev.Extra.Attach.NewProg = progOf((*bpfProgLoaded)(unsafe.Pointer(&data[progLoadedSize])), d)
+			}
+		}
+		return ev
 	case cmdMmap:
 		ev.FD, ev.HasFD = r.Fd, true
 		ev.Extra = &event.Extra{Prot: r.ReqId, HasProt: true}

@@ -46,6 +46,8 @@ func TestMain(m *testing.M) {
 //	update ID    write key 1 = 2 through the kept fd
 //	mmap ID      map the kept fd shared and writable
 //	recv         receive an fd over SCM_RIGHTS on fd 3: "ok", or "nofd"
+//	linkupdate P put a program of its own behind the link pinned at P
+//	linkdetach P detach the link pinned at P
 func child() {
 	fds := map[string]int{}
 	in := bufio.NewScanner(os.Stdin)
@@ -75,6 +77,8 @@ func child() {
 			}
 		case "mmap":
 			_, err = unix.Mmap(fds[f[1]], 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		case "linkupdate", "linkdetach":
+			err = linkOp(f[0], f[1])
 		case "recv":
 			buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 			_, oobn, _, _, rerr := unix.Recvmsg(3, buf, oob, 0)

@@ -1,0 +1,82 @@
+package bpfsyscall
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/testutil"
+)
+
+// TestLinkOps: BPF_LINK_UPDATE and BPF_LINK_DETACH of a cgroup link are
+// reported with the link's id, its program and, for the update, the
+// program put in its place, read in the kernel from the caller's fds.
+func TestLinkOps(t *testing.T) {
+	c := startSensor(t, Config{})
+	root := ""
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+				root = strings.Fields(line)[4]
+			}
+		}
+	}
+	if root == "" {
+		testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
+	}
+	cg := filepath.Join(root, fmt.Sprintf("bpfmon-linkops-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	load := func() (*ebpf.Program, uint32) {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "linkops", Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetIngress,
+			License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		info, _ := p.Info()
+		id, _ := info.ID()
+		return p, uint32(id)
+	}
+	p1, id1 := load()
+	p2, id2 := load()
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetIngress, Program: p1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	info, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkID := uint32(info.ID)
+	if err := l.Update(p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	onLink := func(typ event.Type) func(*event.Event) bool {
+		return func(ev *event.Event) bool {
+			return ev.Type == typ && ev.Extra != nil && ev.Extra.Attach != nil && ev.Extra.Attach.LinkID == linkID
+		}
+	}
+	upd := c.wait(t, "link_update", onLink(event.LinkUpdate))
+	if upd.Prog == nil || upd.Prog.ID != id1 || upd.Extra.Attach.NewProg == nil || upd.Extra.Attach.NewProg.ID != id2 ||
+		!upd.HasResult || upd.Result != 0 || upd.Process == nil || upd.Process.PID != uint32(os.Getpid()) {
+		t.Errorf("link_update: %s prog %+v new %+v", describe(upd), upd.Prog, upd.Extra.Attach.NewProg)
+	}
+	det := c.wait(t, "link_detach", onLink(event.LinkDetach))
+	if det.Prog == nil || det.Prog.ID != id2 || !det.HasResult || det.Result != 0 {
+		t.Errorf("link_detach: %s prog %+v", describe(det), det.Prog)
+	}
+}
