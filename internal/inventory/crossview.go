@@ -48,7 +48,7 @@ type HiddenView struct {
 // returns the result sorted by id. A map a view saw that the listing gives
 // when asked again was created during the pass, and one that no view can
 // open again was freed meanwhile: neither is hidden.
-func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[uint32][]Program, created []uint32) ([]Map, []error) {
+func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[uint32][]Program, created []uint32, iv *iterView) ([]Map, []error) {
 	listed := make(map[uint32]bool, len(maps))
 	for _, m := range maps {
 		listed[m.ID] = true
@@ -74,6 +74,11 @@ func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[ui
 	for _, id := range created {
 		see(id, ViewSensor)
 	}
+	if iv.hasMaps() {
+		for id := range iv.maps {
+			see(id, ViewIterator)
+		}
+	}
 	if len(seen) == 0 {
 		return maps, nil
 	}
@@ -83,23 +88,44 @@ func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[ui
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	missed := make(map[uint32][]string, len(ids))
 	for _, id := range ids {
-		missed := listingMisses(id)
-		if len(missed) == 0 {
+		missed[id] = listingMisses(id)
+	}
+	// The others are compared with the views' state after the listing
+	// was asked again: in the second walk of the iterator, a map is
+	// still there; in neither, it was freed meanwhile.
+	others := []string{ViewFdinfo, ViewPins, ViewProgMaps}
+	if iv.hasMaps() {
+		others = append(others, ViewIterator)
+	}
+	for _, id := range ids {
+		if len(missed[id]) == 0 {
 			continue // created during the pass
+		}
+		views := seen[id]
+		now, inIter := iv.mapNow(id)
+		if inIter && !slices.Contains(views, ViewIterator) {
+			views = append(views, ViewIterator)
 		}
 		m, ok, err := reachHidden(id, held, pins[id], progs[id])
 		if err != nil {
 			errs = append(errs, err)
 		}
+		if !ok && inIter {
+			// No view opens it, but the kernel holds it.
+			m, ok = Map{ID: id, Hidden: &HiddenView{}, FlagNames: []string{}}, true
+			fillFromIter(&m, now)
+		} else if ok && inIter && m.Type == "unknown" {
+			fillFromIter(&m, now) // only a program's map ids named it
+		}
 		if !ok {
 			continue // freed meanwhile, or only a sensor record left of it
 		}
-		views := seen[id]
 		slices.Sort(views)
 		m.Hidden.SeenBy = views
-		m.Hidden.MissedBy = missed
-		for _, v := range []string{ViewFdinfo, ViewPins, ViewProgMaps} {
+		m.Hidden.MissedBy = missed[id]
+		for _, v := range others {
 			if !slices.Contains(views, v) {
 				m.Hidden.MissedBy = append(m.Hidden.MissedBy, v)
 			}

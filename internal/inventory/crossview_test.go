@@ -166,9 +166,13 @@ func TestCrossViewChurnIsNotHidden(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	passes := 0
 	for time.Now().Before(deadline) || passes < 5 {
-		maps, problems, err := Collect(Options{SkipHolders: passes%2 == 0, CrossViewFDs: true})
+		var progs []HiddenProg
+		maps, problems, err := Collect(Options{SkipHolders: passes%2 == 0, CrossViewFDs: true, HiddenProgs: &progs})
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, p := range progs {
+			t.Errorf("pass %d: program %d %q reported hidden: %+v", passes, p.ID, p.Name, p.Hidden)
 		}
 		for _, p := range problems {
 			t.Logf("problem: %v", p)
