@@ -41,6 +41,41 @@ type HiddenView struct {
 	// "fd 7 of pid 42"); empty when no view gives a way to open it (only
 	// a program's map ids name it), and then only ID is known.
 	Via string `json:"via,omitempty"`
+
+	// The way Via names, for Open: a pin, or a process's fd.
+	pin    string
+	pid    uint32
+	fd     int
+	viaSet bool
+}
+
+// CanOpen says whether some view gave a way to open the map (Open).
+func (h *HiddenView) CanOpen() bool { return h != nil && h.viaSet }
+
+// Open opens hidden map id again the way the cross-view check reached it
+// (bpf(2)'s GET_FD_BY_ID refuses it): BPF_OBJ_GET of its pin with
+// openFlags, or a duplicate of the fd a process holds (pidfd_getfd; the
+// holder's access mode). It fails when that pin or fd no longer names
+// map id.
+func (h *HiddenView) Open(id, openFlags uint32) (int, error) {
+	if !h.CanOpen() {
+		return -1, fmt.Errorf("map %d: hidden, and no view gives a way to open it", id)
+	}
+	var fd int
+	var err error
+	if h.pin != "" {
+		fd, err = bpfsys.ObjGet(h.pin, openFlags)
+	} else {
+		fd, err = fdOf(h.pid, h.fd)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("map %d: hidden, and reopening it via %s: %w", id, h.Via, err)
+	}
+	if info, err := bpfsys.GetMapInfo(fd); err != nil || info.ID != id {
+		unix.Close(fd)
+		return -1, fmt.Errorf("map %d: hidden, and %s no longer names it", id, h.Via)
+	}
+	return fd, nil
 }
 
 // crossView adds to maps (listed by bpf(2), sorted by id) the maps that
@@ -189,6 +224,7 @@ func reachHidden(id uint32, held []heldFD, pins []string, progs []Program) (Map,
 		unix.Close(fd)
 		if ok {
 			m.Hidden.Via = "pin " + p
+			m.Hidden.pin, m.Hidden.viaSet = p, true
 			return m, true, nil
 		}
 	}
@@ -208,6 +244,7 @@ func reachHidden(id uint32, held []heldFD, pins []string, progs []Program) (Map,
 		unix.Close(fd)
 		if ok {
 			m.Hidden.Via = "fd " + strconv.Itoa(h.h.FD) + " of pid " + strconv.FormatUint(uint64(h.h.PID), 10)
+			m.Hidden.pid, m.Hidden.fd, m.Hidden.viaSet = h.h.PID, h.h.FD, true
 			return m, true, nil
 		}
 	}

@@ -155,8 +155,12 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	var alerts *alert.Engine // step 3
 	var scan contentScanner
 	var prior scanner.Prior
+	// The cross-view check's memory (step 3); the scanner reads the
+	// hidden maps it found, through the way it reached them.
+	cv := &crossView{now: time.Now}
 	if opts.ScanInterval > 0 {
 		cfg := scanner.Config{
+			Hidden: cv.hiddenMapIDs, Reopen: cv.reopen,
 			Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 			Exclude: own,
 			Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
@@ -231,7 +235,6 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 	if opts.Metrics != nil {
 		opts.Metrics.Rules(enabledRules(pol))
 	}
-	cv := &crossView{now: time.Now}
 	_ = bpfsys.PrepareHelpers() // kallsyms now, not at the first prog_load; failing, prog_load says risky_unknown
 	collect := cv.collect(p.inventory)
 	inv := func(o inventory.Options) ([]inventory.Map, error) {
@@ -265,6 +268,7 @@ func run(opts Options, stop <-chan struct{}, p parts) (Summary, error) {
 		} else {
 			alerts.Refresh(maps)
 		}
+		alerts.HiddenPrograms(cv.takeHiddenProgs())
 	})
 	logProtected(log, pol, alerts.Protected())
 
