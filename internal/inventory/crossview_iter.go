@@ -42,18 +42,18 @@ func readIterView(skip bool) *iterView {
 		return v
 	}
 	v.l = l
-	v.maps, v.progs = v.walk()
+	v.maps, v.progs = v.walk(true, true)
 	return v
 }
 
-// walk runs the iterators there are; a failing walk is an error, and its
-// view is left out.
-func (v *iterView) walk() (map[uint32]bpfiter.Map, map[uint32]bpfiter.Prog) {
+// walk runs the iterators asked for that are there; a failing walk is an
+// error, and its view is left out (nil).
+func (v *iterView) walk(wantMaps, wantProgs bool) (map[uint32]bpfiter.Map, map[uint32]bpfiter.Prog) {
 	var (
 		maps  map[uint32]bpfiter.Map
 		progs map[uint32]bpfiter.Prog
 	)
-	if v.l.HasMaps() {
+	if wantMaps && v.l.HasMaps() {
 		ms, err := v.l.Maps()
 		if err != nil {
 			v.errs = append(v.errs, fmt.Errorf("cross-view: the bpf_map iterator: %w", err))
@@ -64,7 +64,7 @@ func (v *iterView) walk() (map[uint32]bpfiter.Map, map[uint32]bpfiter.Prog) {
 			}
 		}
 	}
-	if v.l.HasProgs() {
+	if wantProgs && v.l.HasProgs() {
 		ps, err := v.l.Progs()
 		if err != nil {
 			v.errs = append(v.errs, fmt.Errorf("cross-view: the bpf_prog iterator: %w", err))
@@ -78,19 +78,29 @@ func (v *iterView) walk() (map[uint32]bpfiter.Map, map[uint32]bpfiter.Prog) {
 	return maps, progs
 }
 
-// walkAgain walks the iterators a second time, once per pass, after the
-// listing was asked again: an object in neither walk's reach now was freed
-// during the pass; one there now exists while the listing misses it.
-func (v *iterView) walkAgain() {
-	if v.l == nil || v.againMaps != nil || v.againProgs != nil {
-		return
-	}
-	v.againMaps, v.againProgs = v.walk()
+// The second walks, once per pass each, after the listing was asked again
+// about the candidates (and only then: an object freed between a walk
+// made earlier and the recheck would look hidden): an object in neither
+// walk's reach now was freed during the pass; one there now exists while
+// the listing misses it.
+
+// mapsAgain walks the bpf_map iterator the second time.
+func (v *iterView) mapsAgain() {
 	if v.againMaps == nil {
-		v.againMaps = map[uint32]bpfiter.Map{}
+		v.againMaps, _ = v.walk(true, false)
+		if v.againMaps == nil {
+			v.againMaps = map[uint32]bpfiter.Map{}
+		}
 	}
+}
+
+// progsAgain walks the bpf_prog iterator the second time.
+func (v *iterView) progsAgain() {
 	if v.againProgs == nil {
-		v.againProgs = map[uint32]bpfiter.Prog{}
+		_, v.againProgs = v.walk(false, true)
+		if v.againProgs == nil {
+			v.againProgs = map[uint32]bpfiter.Prog{}
+		}
 	}
 }
 
@@ -103,7 +113,7 @@ func (v *iterView) mapNow(id uint32) (bpfiter.Map, bool) {
 	if !v.hasMaps() {
 		return bpfiter.Map{}, false
 	}
-	v.walkAgain()
+	v.mapsAgain()
 	m, ok := v.againMaps[id]
 	return m, ok
 }

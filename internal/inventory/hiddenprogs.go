@@ -66,7 +66,7 @@ func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
 		missed[id] = progListingMisses(id)
 	}
 	slices.Sort(ids)
-	iv.walkAgain()
+	iv.progsAgain()
 	var out []HiddenProg
 	for _, id := range ids {
 		p, there := iv.againProgs[id]

@@ -39,8 +39,8 @@ type crossView struct {
 	// latest way a view gave to open it (a pin, a holder's fd: the fdinfo
 	// view is read only every crossViewFDsEvery), for the scanner.
 	hiddenMaps map[uint32]*inventory.HiddenView
-	lastFDs     time.Time
-	now         func() time.Time
+	lastFDs    time.Time
+	now        func() time.Time
 }
 
 // sawCreated records a successful map_create or prog_load.
