@@ -259,7 +259,7 @@ var Rules = []RuleInfo{
 	{RuleHolderWhileDown, SeverityHigh, "at start, a process holds a writable fd to a protected map and is not one of the owners saved at the last stop (or named by the policy): it got the handle while bpfmon was not watching"},
 	{RuleMonitorGap, SeverityHigh, "bpfmon's state file says it did not stop cleanly (killed, crashed, power lost): nothing was watched from its last sign of life to the restart; or the state file cannot be trusted (damaged, failing its checksum, writable by another user), so the gap's length and the owners are unknown"},
 	{RuleOwnerImpersonation, SeverityHigh, "a process of an owner's executable in its cgroup is not the owner's work: started with loader variables (LD_PRELOAD, ...), moved into the cgroup from another, traced, or its memory written by another process"},
-	{RuleHiddenObject, SeverityCritical, "a BPF map that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses while other views show it (a process's fd, a bpffs pin, a program's map ids): what a rootkit on the bpf syscall does to hide its maps"},
+	{RuleHiddenObject, SeverityCritical, "a BPF map or program that bpf(2)'s own listing (GET_NEXT_ID, GET_FD_BY_ID) skips or refuses while other views show it (the kernel's bpf_map / bpf_prog iterators, a process's fd, a bpffs pin, a program's map ids): what a rootkit on the bpf syscall does to hide its maps and programs"},
 	{RuleRewritingProgram, SeverityHigh, "a BPF program that can rewrite what user space reads or what the kernel returns (it calls bpf_probe_write_user or bpf_override_return, or is BPF_PROG_TYPE_SYSCALL) was loaded, or was loaded when bpfmon started: the tools of a rootkit on the bpf syscall"},
 }
 

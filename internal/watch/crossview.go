@@ -16,7 +16,7 @@ import (
 // for the cross-view check (inventory.Options.CrossViewFDs): the check
 // compares bpf(2)'s listing with pins and programs' map ids at every
 // refresh, and with fdinfo every 5 minutes. That walk of /proc costs
-// 0.2 s of CPU with 10,000 map fds held (BENCHMARKS.md): once a minute it
+// 0.2 s of CPU with 10,000 map fds held (docs/benchmarks.md): once a minute it
 // would be 0.3% of a core, a third of the idle budget.
 const crossViewFDsEvery = 5 * time.Minute
 
