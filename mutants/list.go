@@ -184,7 +184,7 @@ var mutants = []mutant{
 		old: "\t\t\tsee(id, ViewIterator)", new: "\t\t\t_ = id",
 		pkgs: []string{"internal/inventory"}, run: "TestCrossViewIterators"},
 	{name: "hidden-programs-unseen", area: "hidden objects", file: "internal/inventory/hiddenprogs.go", vm: true,
-		old: "\t\t\tseen[id] = []string{ViewProgIterator}", new: "\t\t\t_ = id",
+		old: "\t\tadd(id, ViewProgIterator)", new: "\t\t_ = id",
 		pkgs: []string{"internal/inventory"}, run: "TestCrossViewIterators"},
 	{name: "scanner-skips-hidden", area: "hidden objects", file: "internal/scanner/scanner.go", vm: true,
 		old: "\tnextID = withHidden(nextID, s.cfg.Hidden)\n", new: "\n",

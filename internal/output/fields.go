@@ -186,7 +186,7 @@ var Fields = []Field{
 		"`loader_env`: the loader variables set (`LD_PRELOAD`, `LD_AUDIT`, `LD_LIBRARY_PATH`), or `uninspected` (an environment too large to read)"},
 	{"lineage.request", "request=", []event.Type{event.LineageEvent}, "`ptrace_attach`: `PTRACE_ATTACH` or `PTRACE_SEIZE`"},
 	{"hidden", "hidden=KIND:ID with seen_by= and missed_by= joined by commas", []event.Type{event.HiddenObject},
-		"`hidden_object`: {`kind` (`map` or `prog`), `id`, `seen_by`: the views that show it (maps: `fdinfo`, `bpffs`, `prog_map_ids`, `bpf_map_iter`, `sensor`; programs: `bpf_prog_iter`, `sensor`), `missed_by`: those that do not (`get_next_id`, `get_fd_by_id`, and the other views that missed it)} (docs/hidden-objects.md)"},
+		"`hidden_object`: {`kind` (`map` or `prog`), `id`, `seen_by`: the views that show it (maps: `fdinfo`, `bpffs`, `prog_map_ids`, `bpf_map_iter`, `sensor`; programs: `bpf_prog_iter`, `bpf_link`, `sensor`), `missed_by`: those that do not (`get_next_id`, `get_fd_by_id`, and the other views that missed it)} (docs/hidden-objects.md)"},
 	{"part", "part=", []event.Type{event.PartError}, "`part_error`: the part of bpfmon that failed: `sensors`, `scanner`, `alerts`, `output`, `metrics` or `policy`"},
 	{"reason", "reason=", []event.Type{event.MapNotScanned, event.MapChanged, event.HolderWhileDown, event.MonitorGap, event.PartError, event.PolicyReloaded},
 		"`map_not_scanned`: why; `map_changed` while down without its keys, `holder_while_down`, `monitor_gap`: what was found, in words; `part_error`: what failed and whether the part retries; `policy_reloaded`: what changed"},
