@@ -16,9 +16,9 @@ import (
 	"github.com/bpfmon/bpfmon/internal/testutil"
 )
 
-// TestHiddenProgramAndScan: the rootkit hides its program too, so no
-// listed program names its map (the prog_map_ids view is gone); the
-// bpf_map and bpf_prog iterators still see both. bpfmon watch raises
+// TestHiddenProgramAndScan: the rootkit, loaded before bpfmon, hides its
+// program too, so no listed program names its map (the prog_map_ids view
+// is gone); the bpf_map and bpf_prog iterators still see both. bpfmon watch raises
 // hidden-object for the map (seen by bpf_map_iter and its pin) and for
 // the program (seen by bpf_prog_iter); bpfmon maps lists the map, dumps it
 // through its pin, and warns of the program; and the content scanner
@@ -35,8 +35,9 @@ func TestHiddenProgramAndScan(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	pin := filepath.Join(dir, "hidden")
-	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms")
 
+	// Hidden before bpfmon starts: no sensor saw the map created, so only
+	// the cross-view check brings it to the scanner.
 	h, err := hider.Load()
 	testutil.Need(t, testutil.ProbeWriteUser, err, "the hiding program calls bpf_probe_write_user")
 	defer h.Close()
@@ -49,6 +50,7 @@ func TestHiddenProgramAndScan(t *testing.T) {
 	if err := h.Hide(); err != nil {
 		t.Fatal(err)
 	}
+	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--scan-interval", "300ms")
 
 	wait := func(what string, match func(hiddenEvent) bool) hiddenEvent {
 		t.Helper()
