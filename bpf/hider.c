@@ -21,10 +21,9 @@ char LICENSE[] SEC("license") = "GPL"; /* bpf_probe_write_user is GPL-only */
 #define BPF_MAP_GET_FD_BY_ID 14
 
 /*
- * The map it hides, its own: [0] its id, [1] the largest map id below it
- * when hiding began (a GET_NEXT_ID from there or above would return it),
- * both set by the loader before attaching; [2] and [3] the same for its
- * program (0: the program is not hidden).
+ * The map it hides, its own, which the program uses (so that a listed
+ * program's map ids show it) but never writes: what a test writes into it
+ * does not change what is hidden.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -32,6 +31,19 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } hider_ids SEC(".maps");
+
+/*
+ * What to hide, set by the loader before attaching: [0] the hidden map's
+ * id, [1] the largest map id below it when hiding began (a GET_NEXT_ID
+ * from there or above would return it); [2] and [3] the same for its
+ * program (0: the program is not hidden).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} hider_cfg SEC(".maps");
 
 /* The fields of syscalls:sys_enter_bpf: the common header (8 bytes), the
  * syscall number (padded to 8), then the arguments, 8 bytes each. */
@@ -47,9 +59,11 @@ SEC("tracepoint/syscalls/sys_enter_bpf")
 int hide(struct sys_enter_bpf_args *ctx)
 {
 	__u32 k = 0;
-	__u64 *hidden = bpf_map_lookup_elem(&hider_ids, &k);
+	if (!bpf_map_lookup_elem(&hider_ids, &k)) /* uses it: its program's map ids name it */
+		return 0;
+	__u64 *hidden = bpf_map_lookup_elem(&hider_cfg, &k);
 	k = 1;
-	__u64 *before = bpf_map_lookup_elem(&hider_ids, &k);
+	__u64 *before = bpf_map_lookup_elem(&hider_cfg, &k);
 	if (!hidden || !before || !*hidden)
 		return 0;
 	void *uattr = (void *)ctx->uattr;
@@ -64,9 +78,9 @@ int hide(struct sys_enter_bpf_args *ctx)
 	if (ctx->cmd != BPF_PROG_GET_NEXT_ID && ctx->cmd != BPF_PROG_GET_FD_BY_ID)
 		return 0;
 	k = 2;
-	__u64 *prog = bpf_map_lookup_elem(&hider_ids, &k);
+	__u64 *prog = bpf_map_lookup_elem(&hider_cfg, &k);
 	k = 3;
-	__u64 *pbefore = bpf_map_lookup_elem(&hider_ids, &k);
+	__u64 *pbefore = bpf_map_lookup_elem(&hider_cfg, &k);
 	if (!prog || !pbefore || !*prog)
 		return 0;
 	__u32 p = *prog;

@@ -117,7 +117,13 @@ func TestHiddenProgramAndScan(t *testing.T) {
 	if _, err := iterwriter.Rewrite(h.Map()); err != nil {
 		t.Fatal(err)
 	}
-	wait("map_changed of the hidden map", func(ev hiddenEvent) bool {
+	changed := wait("map_changed of the hidden map", func(ev hiddenEvent) bool {
 		return ev.Event == "map_changed" && ev.Map != nil && ev.Map.ID == h.MapID
 	})
+	t.Logf("the scanner's change: %+v", changed)
+	for _, l := range w.lines(t) {
+		if strings.Contains(l, `"map_changed"`) {
+			t.Logf("%s", l)
+		}
+	}
 }

@@ -54,10 +54,10 @@ func (h *Hider) Hide() error {
 	if err != nil {
 		return err
 	}
-	if err := h.objs.HiderIds.Update(uint32(0), uint64(h.MapID), 0); err != nil {
+	if err := h.objs.HiderCfg.Update(uint32(0), uint64(h.MapID), 0); err != nil {
 		return err
 	}
-	if err := h.objs.HiderIds.Update(uint32(1), uint64(before), 0); err != nil {
+	if err := h.objs.HiderCfg.Update(uint32(1), uint64(before), 0); err != nil {
 		return err
 	}
 	if h.link != nil {
@@ -82,10 +82,10 @@ func (h *Hider) HideProg() error {
 	if err != nil {
 		return err
 	}
-	if err := h.objs.HiderIds.Update(uint32(2), uint64(h.ProgID), 0); err != nil {
+	if err := h.objs.HiderCfg.Update(uint32(2), uint64(h.ProgID), 0); err != nil {
 		return err
 	}
-	return h.objs.HiderIds.Update(uint32(3), uint64(before), 0)
+	return h.objs.HiderCfg.Update(uint32(3), uint64(before), 0)
 }
 
 // below is the largest id that next lists below id (0 if none): a
