@@ -192,6 +192,26 @@ var mutants = []mutant{
 		old: "\t\t\tp.Close()\n\t\t\treturn nil\n", new: "\t\t\tp.Close()\n\t\t\treturn errors.New(\"broken\")\n",
 		pkgs: []string{"internal/features"}, run: "TestHookProbes"},
 
+	// Hidden objects: the cross-view check's iterator view, the hidden
+	// programs, the scanner's reads of hidden maps (the hiding program
+	// needs bpf_probe_write_user, which lockdown refuses here: in the VM),
+	// and the recheck that tells a freed object from a hidden one.
+	{name: "crossview-iterator-unseen", area: "hidden objects", file: "internal/inventory/crossview.go", vm: true,
+		old: "\t\t\tsee(id, ViewIterator)", new: "\t\t\t_ = id",
+		pkgs: []string{"internal/inventory"}, run: "TestCrossViewIterators"},
+	{name: "hidden-programs-unseen", area: "hidden objects", file: "internal/inventory/hiddenprogs.go", vm: true,
+		old: "\t\tadd(id, ViewProgIterator)", new: "\t\t_ = id",
+		pkgs: []string{"internal/inventory"}, run: "TestCrossViewIterators"},
+	{name: "scanner-skips-hidden", area: "hidden objects", file: "internal/scanner/scanner.go", vm: true,
+		old: "\tnextID = withHidden(nextID, s.cfg.Hidden)\n", new: "\n",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestHiddenProgramAndScan"},
+	{name: "scanner-no-reopen", area: "hidden objects", file: "internal/scanner/scanner.go", vm: true,
+		old: "\tr.Reopen = cfg.Reopen\n", new: "\n",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestHiddenProgramAndScan"},
+	{name: "iterator-freed-is-hidden", area: "hidden objects", file: "internal/inventory/crossview_iter.go",
+		old: "\tm, ok := v.againMaps[id]", new: "\tm, ok := v.maps[id]",
+		pkgs: []string{"internal/inventory"}, run: "TestCrossViewIteratorFreed"},
+
 	// Enforcement (BPF LSM): in the VM.
 	{name: "enforce-owners-refused", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "if (!bpf_map_lookup_elem(&protected, &id) || owned(id))", new: "if (!bpf_map_lookup_elem(&protected, &id) || (owned(id) && 0))",

@@ -50,7 +50,8 @@ write it now.`)
 		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
 		return exitError
 	}
-	maps, problems, err := inventory.Collect(inventory.Options{IDs: ids, Names: names, PIDs: pids, Attachments: true})
+	var hiddenProgs []inventory.HiddenProg
+	maps, problems, err := inventory.Collect(inventory.Options{IDs: ids, Names: names, PIDs: pids, Attachments: true, HiddenProgs: &hiddenProgs})
 	if err != nil {
 		fmt.Fprintf(stderr, "bpfmon maps: %v\n", err)
 		return exitError
@@ -58,6 +59,7 @@ write it now.`)
 	for _, p := range problems {
 		fmt.Fprintf(stderr, "bpfmon maps: warning: %v\n", p)
 	}
+	warnHiddenProgs(stderr, hiddenProgs)
 
 	var contents map[uint32][]element
 	if *dump {
@@ -82,6 +84,16 @@ write it now.`)
 	return exitOK
 }
 
+// warnHiddenProgs says, on stderr in either format (the JSON lines are
+// maps), which programs bpf(2)'s listing misses while the bpf_prog
+// iterator has them.
+func warnHiddenProgs(w io.Writer, progs []inventory.HiddenProg) {
+	for _, p := range progs {
+		fmt.Fprintf(w, "bpfmon maps: HIDDEN program %d %s (%s) missing from bpf(2)'s listing: missed by %s, seen by %s\n",
+			p.ID, plain(p.Name), p.Type, strings.Join(p.Hidden.MissedBy, ","), strings.Join(p.Hidden.SeenBy, ","))
+	}
+}
+
 // element is one key and value of a dumped map, in hex, and rendered
 // through the map's BTF when it has some.
 type element struct {
@@ -102,6 +114,14 @@ func dumpMaps(maps []inventory.Map, limit int, stderr io.Writer) map[uint32][]el
 		fmt.Fprintf(stderr, "bpfmon maps: --dump: %v\n", err)
 		return out
 	}
+	hidden := map[uint32]*inventory.HiddenView{}
+	for _, m := range maps {
+		if m.Hidden != nil {
+			hidden[m.ID] = m.Hidden
+		}
+	}
+	// A hidden map is read the way the cross-view check reached it.
+	r.Reopen = func(id, flags uint32) (int, error) { return hidden[id].Open(id, flags) }
 	for _, m := range maps {
 		info, err := r.Read(m.ID, func(k, v []byte) error {
 			if limit > 0 && len(out[m.ID]) >= limit {

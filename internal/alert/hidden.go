@@ -17,6 +17,9 @@ import (
 type hiddenState struct {
 	maps  map[uint32]bool
 	progs map[uint32]bool
+	// hiddenProgs are the programs reported missing from bpf(2)'s
+	// listing (hidden_progs.go).
+	hiddenProgs map[uint32]bool
 }
 
 // crossView turns an inventory's findings into events for the next Tick:
@@ -87,11 +90,16 @@ func (e *Engine) matchHidden(ev *event.Event) (string, string, limitKey) {
 	}
 	h := x.Hidden
 	what := fmt.Sprintf("%s %d", h.Kind, h.ID)
-	if ev.Map != nil {
+	key := limitKey{rule: policy.RuleHiddenObject, mapID: h.ID}
+	switch {
+	case ev.Map != nil:
 		what = e.mapText(ev.Map.ID, ev.Map.Name)
+	case ev.Prog != nil:
+		what = fmt.Sprintf("program %d (%q)", ev.Prog.ID, ev.Prog.Name)
+		key = limitKey{rule: policy.RuleHiddenObject, progID: h.ID}
 	}
-	return policy.RuleHiddenObject, fmt.Sprintf("%s is missing from bpf(2)'s own listing (%s) while %s show it: something rewrites what bpf(2) tells user space, as a rootkit on the bpf syscall does to hide its maps",
-		what, strings.Join(h.MissedBy, ", "), strings.Join(h.SeenBy, ", ")), limitKey{rule: policy.RuleHiddenObject, mapID: h.ID}
+	return policy.RuleHiddenObject, fmt.Sprintf("%s is missing from bpf(2)'s own listing (%s) while %s show it: something rewrites what bpf(2) tells user space, as a rootkit on the bpf syscall does to hide its objects",
+		what, strings.Join(h.MissedBy, ", "), strings.Join(h.SeenBy, ", ")), key
 }
 
 // matchRewriting: a program that can rewrite what user space reads

@@ -41,6 +41,41 @@ type HiddenView struct {
 	// "fd 7 of pid 42"); empty when no view gives a way to open it (only
 	// a program's map ids name it), and then only ID is known.
 	Via string `json:"via,omitempty"`
+
+	// The way Via names, for Open: a pin, or a process's fd.
+	pin    string
+	pid    uint32
+	fd     int
+	viaSet bool
+}
+
+// CanOpen says whether some view gave a way to open the map (Open).
+func (h *HiddenView) CanOpen() bool { return h != nil && h.viaSet }
+
+// Open opens hidden map id again the way the cross-view check reached it
+// (bpf(2)'s GET_FD_BY_ID refuses it): BPF_OBJ_GET of its pin with
+// openFlags, or a duplicate of the fd a process holds (pidfd_getfd; the
+// holder's access mode). It fails when that pin or fd no longer names
+// map id.
+func (h *HiddenView) Open(id, openFlags uint32) (int, error) {
+	if !h.CanOpen() {
+		return -1, fmt.Errorf("map %d: hidden, and no view gives a way to open it", id)
+	}
+	var fd int
+	var err error
+	if h.pin != "" {
+		fd, err = bpfsys.ObjGet(h.pin, openFlags)
+	} else {
+		fd, err = fdOf(h.pid, h.fd)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("map %d: hidden, and reopening it via %s: %w", id, h.Via, err)
+	}
+	if info, err := bpfsys.GetMapInfo(fd); err != nil || info.ID != id {
+		unix.Close(fd)
+		return -1, fmt.Errorf("map %d: hidden, and %s no longer names it", id, h.Via)
+	}
+	return fd, nil
 }
 
 // crossView adds to maps (listed by bpf(2), sorted by id) the maps that
@@ -48,7 +83,7 @@ type HiddenView struct {
 // returns the result sorted by id. A map a view saw that the listing gives
 // when asked again was created during the pass, and one that no view can
 // open again was freed meanwhile: neither is hidden.
-func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[uint32][]Program, created []uint32) ([]Map, []error) {
+func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[uint32][]Program, created []uint32, iv *iterView) ([]Map, []error) {
 	listed := make(map[uint32]bool, len(maps))
 	for _, m := range maps {
 		listed[m.ID] = true
@@ -74,6 +109,11 @@ func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[ui
 	for _, id := range created {
 		see(id, ViewSensor)
 	}
+	if iv.hasMaps() {
+		for id := range iv.maps {
+			see(id, ViewIterator)
+		}
+	}
 	if len(seen) == 0 {
 		return maps, nil
 	}
@@ -83,23 +123,44 @@ func crossView(maps []Map, held []heldFD, pins map[uint32][]string, progs map[ui
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	missed := make(map[uint32][]string, len(ids))
 	for _, id := range ids {
-		missed := listingMisses(id)
-		if len(missed) == 0 {
+		missed[id] = listingMisses(id)
+	}
+	// The others are compared with the views' state after the listing
+	// was asked again: in the second walk of the iterator, a map is
+	// still there; in neither, it was freed meanwhile.
+	others := []string{ViewFdinfo, ViewPins, ViewProgMaps}
+	if iv.hasMaps() {
+		others = append(others, ViewIterator)
+	}
+	for _, id := range ids {
+		if len(missed[id]) == 0 {
 			continue // created during the pass
+		}
+		views := seen[id]
+		now, inIter := iv.mapNow(id)
+		if inIter && !slices.Contains(views, ViewIterator) {
+			views = append(views, ViewIterator)
 		}
 		m, ok, err := reachHidden(id, held, pins[id], progs[id])
 		if err != nil {
 			errs = append(errs, err)
 		}
+		if !ok && inIter {
+			// No view opens it, but the kernel holds it.
+			m, ok = Map{ID: id, Hidden: &HiddenView{}, FlagNames: []string{}}, true
+			fillFromIter(&m, now)
+		} else if ok && inIter && m.Type == "unknown" {
+			fillFromIter(&m, now) // only a program's map ids named it
+		}
 		if !ok {
 			continue // freed meanwhile, or only a sensor record left of it
 		}
-		views := seen[id]
 		slices.Sort(views)
 		m.Hidden.SeenBy = views
-		m.Hidden.MissedBy = missed
-		for _, v := range []string{ViewFdinfo, ViewPins, ViewProgMaps} {
+		m.Hidden.MissedBy = missed[id]
+		for _, v := range others {
 			if !slices.Contains(views, v) {
 				m.Hidden.MissedBy = append(m.Hidden.MissedBy, v)
 			}
@@ -163,6 +224,7 @@ func reachHidden(id uint32, held []heldFD, pins []string, progs []Program) (Map,
 		unix.Close(fd)
 		if ok {
 			m.Hidden.Via = "pin " + p
+			m.Hidden.pin, m.Hidden.viaSet = p, true
 			return m, true, nil
 		}
 	}
@@ -182,6 +244,7 @@ func reachHidden(id uint32, held []heldFD, pins []string, progs []Program) (Map,
 		unix.Close(fd)
 		if ok {
 			m.Hidden.Via = "fd " + strconv.Itoa(h.h.FD) + " of pid " + strconv.FormatUint(uint64(h.h.PID), 10)
+			m.Hidden.pid, m.Hidden.fd, m.Hidden.viaSet = h.h.PID, h.h.FD, true
 			return m, true, nil
 		}
 	}

@@ -166,9 +166,13 @@ func TestCrossViewChurnIsNotHidden(t *testing.T) {
 	deadline := time.Now().Add(3 * time.Second)
 	passes := 0
 	for time.Now().Before(deadline) || passes < 5 {
-		maps, problems, err := Collect(Options{SkipHolders: passes%2 == 0, CrossViewFDs: true})
+		var progs []HiddenProg
+		maps, problems, err := Collect(Options{SkipHolders: passes%2 == 0, CrossViewFDs: true, HiddenProgs: &progs})
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, p := range progs {
+			t.Errorf("pass %d: program %d %q reported hidden: %+v", passes, p.ID, p.Name, p.Hidden)
 		}
 		for _, p := range problems {
 			t.Logf("problem: %v", p)
@@ -189,7 +193,9 @@ func TestCrossViewChurnIsNotHidden(t *testing.T) {
 // held by another process: the refresh as it was (known maps, no holders;
 // the cross-view then compares pins and programs' map ids, which the
 // refresh reads anyway), and the refresh that also reads every process's
-// fds for the fdinfo view, which watch does once a minute.
+// fds for the fdinfo view, which watch does every 5 minutes; each with the
+// bpf_map and bpf_prog iterator view and without it (the figures before
+// it), in one run.
 func BenchmarkCrossViewRefresh(b *testing.B) {
 	testutil.RequireRoot(b)
 	const n = 10000
@@ -209,8 +215,10 @@ func BenchmarkCrossViewRefresh(b *testing.B) {
 		name string
 		opts Options
 	}{
+		{"refresh/no-iterators", Options{SkipHolders: true, Known: known, NoIterators: true}},
 		{"refresh", Options{SkipHolders: true, Known: known}},
 		{"refresh+fdinfo", Options{SkipHolders: true, Known: known, CrossViewFDs: true}},
+		{"start/no-iterators", Options{NoIterators: true}},
 		{"start", Options{}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

@@ -130,6 +130,17 @@ type Options struct {
 	// Attachments lists each program's attachments (links, XDP in
 	// every network namespace, cgroups): Program.Attachments.
 	Attachments bool
+	// NoIterators leaves the bpf_map and bpf_prog iterators out of the
+	// cross-view check (crossview_iter.go): the check as it was before
+	// them, for the benchmarks.
+	NoIterators bool
+	// Loaded are the ids of programs that bpfmon's sensors saw loaded: a
+	// view for the check of hidden programs.
+	Loaded []uint32
+	// HiddenProgs, when not nil, receives the programs that bpf(2)'s
+	// listing misses while other views show them (hiddenprogs.go); only
+	// a listing of the whole host (no IDs, Names, PIDs) looks for them.
+	HiddenProgs *[]HiddenProg
 }
 
 // Collect lists the maps selected by opts, sorted by id. The []error holds
@@ -162,6 +173,10 @@ func Collect(opts Options) ([]Map, []error, error) {
 	wg.Go(func() { progs, prErrs = walkPrograms() })
 	if opts.Attachments {
 		wg.Go(func() { attach, attachErrs = Attachments() })
+	}
+	var iv *iterView
+	if !filtered {
+		wg.Go(func() { iv = readIterView(opts.NoIterators) })
 	}
 	maps, errs, err := walkMaps(opts)
 	wg.Wait()
@@ -206,8 +221,12 @@ func Collect(opts Options) ([]Map, []error, error) {
 	}
 	if !filtered {
 		var cvErrs []error
-		maps, cvErrs = crossView(maps, held, pins, progs, opts.Created)
+		maps, cvErrs = crossView(maps, held, pins, progs, opts.Created, iv)
 		errs = append(errs, cvErrs...)
+		if opts.HiddenProgs != nil {
+			*opts.HiddenProgs = hiddenPrograms(iv, opts.Loaded)
+		}
+		errs = append(errs, iv.errs...)
 	}
 	if len(opts.PIDs) > 0 {
 		maps = slices.DeleteFunc(maps, func(m Map) bool {

@@ -69,6 +69,11 @@ type Reader struct {
 	inTok, outTok []byte
 	seen          map[string]struct{} // slow path: keys already handed to fn
 
+	// Reopen, when set, opens a map that BPF_MAP_GET_FD_BY_ID does not
+	// (a map hidden from bpf(2)'s listing, reached through a pin or a
+	// holder's fd: inventory.HiddenView.Open), with these open_flags.
+	Reopen func(id, openFlags uint32) (int, error)
+
 	stats        ReadStats
 	grows        uint64 // ENOSPC retries with a bigger buffer (for tests)
 	nextKeyCalls uint64 // BPF_MAP_GET_NEXT_KEY calls (for tests)
@@ -198,7 +203,7 @@ func refused(e unix.Errno) bool {
 // skipped.
 func (r *Reader) Read(id uint32, fn func(key, value []byte) error) (MapInfo, error) {
 	info := MapInfo{ID: id}
-	fd, err := openMap(id, bpfFRdonly)
+	fd, err := r.open(id, bpfFRdonly)
 	if err != nil {
 		return info, err
 	}
@@ -240,6 +245,17 @@ func (r *Reader) Read(id uint32, fn func(key, value []byte) error) (MapInfo, err
 	}
 	r.stats.Maps++
 	return info, nil
+}
+
+// open is openMap, then Reopen for a map the listing refuses.
+func (r *Reader) open(id, openFlags uint32) (int, error) {
+	fd, err := openMap(id, openFlags)
+	if err != nil && r.Reopen != nil && errors.Is(err, ErrVanished) {
+		if fd2, err2 := r.Reopen(id, openFlags); err2 == nil {
+			return fd2, nil
+		}
+	}
+	return fd, err
 }
 
 // openMap is BPF_MAP_GET_FD_BY_ID with these open_flags (BPF_F_RDONLY for
@@ -290,11 +306,11 @@ func grow(b []byte, n int) []byte {
 // so it can never be made writable; a read-only mapping also does not count
 // as a writer that would block BPF_MAP_FREEZE. The caller's read-only fd
 // keeps the map alive, so id cannot name another map meanwhile.
-func mmapArray(info MapInfo) ([]byte, error) {
+func mmapArray(info MapInfo, open func(id, openFlags uint32) (int, error)) ([]byte, error) {
 	stride := roundUp8(int(info.ValueSize))
 	page := os.Getpagesize()
 	size := (stride*int(info.MaxEntries) + page - 1) &^ (page - 1)
-	fd, err := openMap(info.ID, 0)
+	fd, err := open(info.ID, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +322,7 @@ func mmapArray(info MapInfo) ([]byte, error) {
 // done is false if the mapping could not be made and nothing was read; the
 // caller then reads the map like any array.
 func (r *Reader) readMmap(info MapInfo, fn func(key, value []byte) error) (done bool, err error) {
-	mem, err := mmapArray(info)
+	mem, err := mmapArray(info, r.open)
 	if err != nil {
 		return false, nil
 	}

@@ -413,7 +413,7 @@ func TestReadMmapableArray(t *testing.T) {
 
 	// The reader's mapping is read-only for good: it cannot be made
 	// writable.
-	ro, err := mmapArray(info)
+	ro, err := mmapArray(info, openMap)
 	if err != nil {
 		t.Fatal(err)
 	}

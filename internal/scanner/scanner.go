@@ -78,6 +78,11 @@ type Config struct {
 	// watch's: who owns the protected maps), as is; Prior hands back the
 	// one read at start.
 	SaveExtra func() json.RawMessage
+	// Hidden, when set, gives the ids of maps hidden from bpf(2)'s
+	// listing (the inventory's cross-view check), which the walk of ids
+	// never reaches: each pass reads them too, through Reopen.
+	Hidden func() []uint32
+	Reopen func(id, openFlags uint32) (int, error)
 }
 
 // FullEvery is how often, in passes, every map is read, quiet or not: a
@@ -201,6 +206,7 @@ func New(cfg Config) (*Scanner, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.Reopen = cfg.Reopen
 	s := &Scanner{
 		cfg: cfg, reader: r,
 		writes: map[uint32]map[string]*int64{}, mapWrites: map[uint32]time.Time{},
@@ -237,6 +243,31 @@ func walkIDs() func() (uint32, bool, error) {
 		}
 		id = next
 		return uint32(id), true, nil
+	}
+}
+
+// withHidden lists next's ids, then the hidden maps' (none of which the
+// listing gives).
+func withHidden(next func() (uint32, bool, error), hidden func() []uint32) func() (uint32, bool, error) {
+	if hidden == nil {
+		return next
+	}
+	var extra []uint32
+	done := false
+	return func() (uint32, bool, error) {
+		if !done {
+			id, ok, err := next()
+			if ok || err != nil {
+				return id, ok, err
+			}
+			done, extra = true, hidden()
+		}
+		if len(extra) == 0 {
+			return 0, false, nil
+		}
+		id := extra[0]
+		extra = extra[1:]
+		return id, true, nil
 	}
 }
 
@@ -557,6 +588,7 @@ func (s *Scanner) readAll(p *pass, stop <-chan struct{}, emit func(*event.Event)
 	if !p.full && s.cfg.Quiet != nil && s.cfg.QuietHost != nil && s.cfg.QuietHost() {
 		nextID = s.knownIDs()
 	}
+	nextID = withHidden(nextID, s.cfg.Hidden)
 	for {
 		mid, ok, err := nextID()
 		if err != nil {

@@ -1,6 +1,8 @@
 package watch
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +16,7 @@ import (
 // for the cross-view check (inventory.Options.CrossViewFDs): the check
 // compares bpf(2)'s listing with pins and programs' map ids at every
 // refresh, and with fdinfo every 5 minutes. That walk of /proc costs
-// 0.2 s of CPU with 10,000 map fds held (BENCHMARKS.md): once a minute it
+// 0.2 s of CPU with 10,000 map fds held (docs/benchmarks.md): once a minute it
 // would be 0.3% of a core, a third of the idle budget.
 const crossViewFDsEvery = 5 * time.Minute
 
@@ -29,21 +31,47 @@ const createdMax = 4096
 type crossView struct {
 	mu      sync.Mutex
 	created []uint32
-	lastFDs time.Time
-	now     func() time.Time
+	// loaded are the programs the sensor saw loaded, bounded and kept as
+	// created is; hiddenProgs what the last read found hidden.
+	loaded      []uint32
+	hiddenProgs []inventory.HiddenProg
+	// hiddenMaps are the maps the last read found hidden, each with the
+	// latest way a view gave to open it (a pin, a holder's fd: the fdinfo
+	// view is read only every crossViewFDsEvery), for the scanner.
+	hiddenMaps map[uint32]*inventory.HiddenView
+	lastFDs    time.Time
+	now        func() time.Time
 }
 
-// sawCreated records a successful map_create.
+// sawCreated records a successful map_create or prog_load.
 func (cv *crossView) sawCreated(ev *event.Event) {
-	if ev.Type != event.MapCreate || ev.Map == nil || ev.Map.ID == 0 || (ev.HasResult && ev.Result < 0) {
+	if ev.HasResult && ev.Result < 0 {
+		return
+	}
+	var ids *[]uint32
+	var id uint32
+	switch {
+	case ev.Type == event.MapCreate && ev.Map != nil:
+		ids, id = &cv.created, ev.Map.ID
+	case ev.Type == event.ProgLoad && ev.Prog != nil && ev.Source != event.SourceInventory:
+		ids, id = &cv.loaded, ev.Prog.ID
+	}
+	if ids == nil || id == 0 {
 		return
 	}
 	cv.mu.Lock()
 	defer cv.mu.Unlock()
-	if len(cv.created) >= createdMax {
-		cv.created = append(cv.created[:0], cv.created[len(cv.created)-createdMax/2:]...)
+	if len(*ids) >= createdMax {
+		*ids = append((*ids)[:0], (*ids)[len(*ids)-createdMax/2:]...)
 	}
-	cv.created = append(cv.created, ev.Map.ID)
+	*ids = append(*ids, id)
+}
+
+// takeHiddenProgs returns the hidden programs the last read found.
+func (cv *crossView) takeHiddenProgs() []inventory.HiddenProg {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	return cv.hiddenProgs
 }
 
 // collect wraps an inventory read with the cross-view's options. A
@@ -61,11 +89,16 @@ func (cv *crossView) collect(read func(inventory.Options) ([]inventory.Map, erro
 			cv.lastFDs = now // the holders walk is the fdinfo view
 		}
 		o.Created = append([]uint32(nil), cv.created...)
+		o.Loaded = append([]uint32(nil), cv.loaded...)
+		var hidden []inventory.HiddenProg
+		o.HiddenProgs = &hidden
 		cv.mu.Unlock()
 		maps, err := read(o)
 		if err != nil {
 			return maps, err
 		}
+		cv.keepLoaded(o.Loaded, hidden)
+		cv.keepHiddenMaps(maps)
 		keep := make(map[uint32]bool, len(maps))
 		for _, m := range maps {
 			keep[m.ID] = true
@@ -86,6 +119,77 @@ func (cv *crossView) collect(read func(inventory.Options) ([]inventory.Map, erro
 		cv.mu.Unlock()
 		return maps, nil
 	}
+}
+
+// keepHiddenMaps remembers the hidden maps of a read of the whole host,
+// keeping the earlier way to open one that this read found no way to.
+func (cv *crossView) keepHiddenMaps(maps []inventory.Map) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	now := make(map[uint32]*inventory.HiddenView)
+	for _, m := range maps {
+		if m.Hidden == nil {
+			continue
+		}
+		h := m.Hidden
+		if old := cv.hiddenMaps[m.ID]; !h.CanOpen() && old.CanOpen() {
+			h = old
+		}
+		now[m.ID] = h
+	}
+	cv.hiddenMaps = now
+}
+
+// hiddenMapIDs are the hidden maps that can be opened (scanner.Config).
+func (cv *crossView) hiddenMapIDs() []uint32 {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	var ids []uint32
+	for id, h := range cv.hiddenMaps {
+		if h.CanOpen() {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// reopen opens hidden map id (scanner.Config.Reopen).
+func (cv *crossView) reopen(id, openFlags uint32) (int, error) {
+	cv.mu.Lock()
+	h := cv.hiddenMaps[id]
+	cv.mu.Unlock()
+	if h == nil {
+		return -1, fmt.Errorf("map %d: not a hidden map", id)
+	}
+	return h.Open(id, openFlags)
+}
+
+// keepLoaded keeps the loaded programs that are hidden (the sensor's
+// record still corroborates them) or that were not asked about (loaded
+// meanwhile), and forgets the rest: a listed program needs no record, and
+// only the iterator (without which no program is found hidden) tells
+// that a program the listing misses exists.
+func (cv *crossView) keepLoaded(asked []uint32, hidden []inventory.HiddenProg) {
+	cv.mu.Lock()
+	defer cv.mu.Unlock()
+	cv.hiddenProgs = hidden
+	keep := map[uint32]bool{}
+	for _, p := range hidden {
+		keep[p.ID] = true
+	}
+	was := make(map[uint32]bool, len(asked))
+	for _, id := range asked {
+		was[id] = true
+	}
+	n := 0
+	for _, id := range cv.loaded {
+		if keep[id] || !was[id] {
+			cv.loaded[n] = id
+			n++
+		}
+	}
+	cv.loaded = cv.loaded[:n]
 }
 
 // markRisky sets on a prog_load what lets its program rewrite what user

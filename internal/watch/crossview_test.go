@@ -47,3 +47,37 @@ func TestCrossViewCollect(t *testing.T) {
 		t.Errorf("right after: fds again")
 	}
 }
+
+// TestCrossViewLoaded: programs the sensor saw loaded are passed on as a
+// view until a read shows them listed (not hidden); a hidden one is kept,
+// and the read's hidden programs are what the alert engine is given.
+func TestCrossViewLoaded(t *testing.T) {
+	cv := &crossView{now: time.Now}
+	var got []inventory.Options
+	var hidden []inventory.HiddenProg
+	read := cv.collect(func(o inventory.Options) ([]inventory.Map, error) {
+		got = append(got, o)
+		*o.HiddenProgs = hidden
+		return nil, nil
+	})
+	cv.sawCreated(&event.Event{Type: event.ProgLoad, Prog: &event.Prog{ID: 40}, HasResult: true, Result: 5})
+	cv.sawCreated(&event.Event{Type: event.ProgLoad, Prog: &event.Prog{ID: 41}, HasResult: true, Result: 6})
+	cv.sawCreated(&event.Event{Type: event.ProgLoad, Prog: &event.Prog{ID: 42}, Source: event.SourceInventory}) // found, not seen loaded
+	cv.sawCreated(&event.Event{Type: event.ProgLoad, Prog: &event.Prog{}, HasResult: true, Result: -13})
+	hidden = []inventory.HiddenProg{{ID: 41}}
+	read(inventory.Options{SkipHolders: true})
+	if o := got[0]; !slices.Equal(o.Loaded, []uint32{40, 41}) {
+		t.Errorf("loaded %v, want [40 41]", o.Loaded)
+	}
+	if h := cv.takeHiddenProgs(); len(h) != 1 || h[0].ID != 41 {
+		t.Errorf("hidden programs %+v, want 41", h)
+	}
+	hidden = nil
+	read(inventory.Options{SkipHolders: true})
+	if o := got[1]; !slices.Equal(o.Loaded, []uint32{41}) {
+		t.Errorf("after a read: loaded %v, want [41] (hidden; 40 listed)", o.Loaded)
+	}
+	if h := cv.takeHiddenProgs(); len(h) != 0 {
+		t.Errorf("hidden programs %+v, want none", h)
+	}
+}

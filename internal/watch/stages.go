@@ -110,7 +110,10 @@ func (w *watcher) close() {
 // newWatcher checks what every stage needs: the output format and the
 // kernel's tracing.
 func newWatcher(opts Options, stop <-chan struct{}, p parts) (*watcher, error) {
-	w := &watcher{opts: opts, p: p, log: opts.Log, pol: opts.Policy, parent: stop}
+	// The cross-view check's memory: the scanner (stage 2) reads the
+	// hidden maps it finds, through the way it reached them; the map
+	// context (stage 3) runs the check.
+	w := &watcher{opts: opts, p: p, log: opts.Log, pol: opts.Policy, parent: stop, cv: &crossView{now: time.Now}}
 	if w.log == nil {
 		w.log = slog.Default()
 	}
@@ -181,6 +184,7 @@ func (w *watcher) openScanner() error {
 		return nil
 	}
 	cfg := scanner.Config{
+		Hidden: w.cv.hiddenMapIDs, Reopen: w.cv.reopen,
 		Interval: opts.ScanInterval, MaxKeyed: opts.ScanMaxKeyed, Budget: opts.ScanBudget, Memory: opts.ScanMemory,
 		Exclude: w.own,
 		Warn:    func(err error) { log.Warn(err.Error(), "part", "scanner") },
@@ -267,7 +271,6 @@ func (w *watcher) recordStart() error {
 	if opts.Metrics != nil {
 		opts.Metrics.Rules(enabledRules(w.pol))
 	}
-	w.cv = &crossView{now: time.Now}
 	_ = bpfsys.PrepareHelpers() // kallsyms now, not at the first prog_load; failing, prog_load says risky_unknown
 	w.maps = newMapContext(w.parent, w.inventory(w.cv.collect(w.p.inventory)), func(maps []inventory.Map, atStart bool) {
 		if atStart {
@@ -275,6 +278,7 @@ func (w *watcher) recordStart() error {
 		} else {
 			w.alerts.Refresh(maps)
 		}
+		w.alerts.HiddenPrograms(w.cv.takeHiddenProgs())
 	})
 	w.late.maps, w.late.alerts = w.maps, w.alerts
 	logProtected(log, w.pol, w.alerts.Protected())

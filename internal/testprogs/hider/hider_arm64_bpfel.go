@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	hiderMapHiderCfg = "hider_cfg"
 	hiderMapHiderIds = "hider_ids"
 	hiderProgHide    = "hide"
 )
@@ -69,6 +70,7 @@ type hiderProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type hiderMapSpecs struct {
+	HiderCfg *ebpf.MapSpec `ebpf:"hider_cfg"`
 	HiderIds *ebpf.MapSpec `ebpf:"hider_ids"`
 }
 
@@ -98,11 +100,13 @@ func (o *hiderObjects) Close() error {
 //
 // It can be passed to loadHiderObjects or ebpf.CollectionSpec.LoadAndAssign.
 type hiderMaps struct {
+	HiderCfg *ebpf.Map `ebpf:"hider_cfg"`
 	HiderIds *ebpf.Map `ebpf:"hider_ids"`
 }
 
 func (m *hiderMaps) Close() error {
 	return _HiderClose(
+		m.HiderCfg,
 		m.HiderIds,
 	)
 }
