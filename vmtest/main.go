@@ -515,7 +515,10 @@ func build(root, work string, want []string, arch string) (*binaries, error) {
 			return nil, err
 		}
 	}
-	pkgs := want
+	var pkgs []string
+	for _, p := range want { // relative to the module, as k.pkgs, k.run and hostOnly name them
+		pkgs = append(pkgs, strings.TrimPrefix(p, "./"))
+	}
 	if len(pkgs) == 0 {
 		out, err := command(root, "go", "list", "-f", `{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}`, "./...").Output()
 		if err != nil {
