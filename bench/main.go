@@ -213,6 +213,7 @@ func run(cfg config, tmp string) error {
 	e := &env{tmp: tmp}
 	if cfg.inside {
 		e.bpfmon, e.writer, e.getpid = cfg.bpfmonBin, cfg.writerBin, cfg.getpidBin
+		e.baseline = cfg.baseline // vmtest --baseline: the copy it put in the VM
 		if cfg.latency {
 			l := measureLatency(cfg, e)
 			fmt.Println(markBenchBegin)
