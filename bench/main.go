@@ -65,7 +65,7 @@ func (e *env) monitors() []string {
 // Timeouts for one step. Generous: a monitor can slow the writer a lot.
 const (
 	buildTimeout = 10 * time.Minute
-	readyTimeout = time.Minute
+	readyTimeout = 3 * time.Minute // a loaded host slows the VMs' emulation many times over
 	runTimeout   = 5 * time.Minute
 	stopTimeout  = 5 * time.Minute // bpfmon drains what is buffered first
 )
