@@ -186,4 +186,13 @@ var mutants = []mutant{
 	{name: "enforce-fd-passing", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
 		old: "\treturn check(map_of(f), HOOK_FILE_RECEIVE, 0, mode);", new: "\treturn 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforce$"},
+
+	// Selection in the kernel (VM: trampolines): a map protected, or
+	// chosen with --map-id, has every program write itemized.
+	{name: "kw-selection-skipped", area: "kernel-side selection", file: "bpf/kernelwrite.c", gen: "internal/sensor/kernelwrite", vm: true,
+		old: "if (p && p->gen == (__u32)g->now && p->sel == gsel) {", new: "if (p && p->gen == (__u32)g->now) {",
+		pkgs: []string{"internal/sensor/kernelwrite"}, run: "TestSelectedAfterKnown$"},
+	{name: "kw-map-id-unselected", area: "kernel-side selection", file: "internal/watch/start.go", vm: true,
+		old: "if err := kw.Select(id); err != nil {", new: "if err := kw.Select(0 * id); err != nil {",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestWatchMapIDItemized$"},
 }
