@@ -155,6 +155,8 @@ type latencyCase struct {
 	args []string // bpfmon's flags; nil: no bpfmon
 	// floor: empty programs of this kind on the hooked functions.
 	floor string
+	// base: bpfmon is the --baseline build (before/after in one run).
+	base bool
 }
 
 var latencyCases = []latencyCase{
@@ -169,6 +171,25 @@ var latencyCases = []latencyCase{
 	{name: "tool + bpfmon --kernel-hooks kprobe --kernel-writes all", tool: true, args: []string{"--kernel-hooks", "kprobe", "--kernel-writes", "all"}},
 }
 
+// latencyCasesFor adds, with a --baseline build, its default and kprobe
+// cases next to this build's.
+func latencyCasesFor(e *env) []latencyCase {
+	if e.baseline == "" {
+		return latencyCases
+	}
+	var cs []latencyCase
+	for _, c := range latencyCases {
+		cs = append(cs, c)
+		switch c.name {
+		case "tool + bpfmon (default)":
+			cs = append(cs, latencyCase{name: "tool + bpfmon-base (default)", tool: true, args: c.args, base: true})
+		case "tool + bpfmon --kernel-hooks kprobe":
+			cs = append(cs, latencyCase{name: "tool + bpfmon-base --kernel-hooks kprobe", tool: true, args: c.args, base: true})
+		}
+	}
+	return cs
+}
+
 // latencyCell is one case in one round.
 type latencyCell struct {
 	ns     float64 // getpid ns/call
@@ -180,15 +201,16 @@ type latencyCell struct {
 
 type latencyResults struct {
 	calls int
+	cases []latencyCase
 	cells [][]latencyCell // by round, by case
 }
 
 // measureLatency runs the rounds, cases interleaved.
 func measureLatency(cfg config, e *env) latencyResults {
-	res := latencyResults{calls: 200_000 / cfg.scale}
+	res := latencyResults{calls: 200_000 / cfg.scale, cases: latencyCasesFor(e)}
 	for r := 1; r <= cfg.rounds; r++ {
-		row := make([]latencyCell, len(latencyCases))
-		for i, c := range latencyCases {
+		row := make([]latencyCell, len(res.cases))
+		for i, c := range res.cases {
 			row[i] = latencyRound(e, c, res.calls)
 			if row[i].err != nil {
 				progress("latency round %d: %s: %v", r, c.name, row[i].err)
@@ -227,7 +249,11 @@ func latencyRound(e *env, c latencyCase, calls int) latencyCell {
 		var err error
 		// Default flags otherwise: the content scanner runs, and must
 		// find the tool's counted writes explained.
-		mon, err = startBpfmon(e, e.bpfmon, out, c.args...)
+		bin := e.bpfmon
+		if c.base {
+			bin = e.baseline
+		}
+		mon, err = startBpfmon(e, bin, out, c.args...)
 		if err != nil {
 			cell.err = err
 			return cell
@@ -272,8 +298,8 @@ func reportLatency(w io.Writer, res latencyResults) {
 	fmt.Fprintf(w, "## Beside a latency tool (%s getpid calls, 3 map writes each by the tool's two programs; %d rounds, medians)\n\n", commas(int64(res.calls)), len(res.cells))
 	fmt.Fprintln(w, "| case | µs per getpid | tax on the tool's cost | bpfmon events | per 100,000 writes | lost | bpfmon CPU per call |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-	med := make([]float64, len(latencyCases))
-	for i := range latencyCases {
+	med := make([]float64, len(res.cases))
+	for i := range res.cases {
 		var v []float64
 		for _, row := range res.cells {
 			if row[i].err == nil {
@@ -285,7 +311,7 @@ func reportLatency(w io.Writer, res latencyResults) {
 		}
 	}
 	loop, tool := med[0], med[1]
-	for i, c := range latencyCases {
+	for i, c := range res.cases {
 		if med[i] == 0 {
 			reason := "n/a"
 			for _, row := range res.cells {

@@ -65,7 +65,7 @@ func (e *env) monitors() []string {
 // Timeouts for one step. Generous: a monitor can slow the writer a lot.
 const (
 	buildTimeout = 10 * time.Minute
-	readyTimeout = time.Minute
+	readyTimeout = 3 * time.Minute // a loaded host slows the VMs' emulation many times over
 	runTimeout   = 5 * time.Minute
 	stopTimeout  = 5 * time.Minute // bpfmon drains what is buffered first
 )
@@ -213,6 +213,7 @@ func run(cfg config, tmp string) error {
 	e := &env{tmp: tmp}
 	if cfg.inside {
 		e.bpfmon, e.writer, e.getpid = cfg.bpfmonBin, cfg.writerBin, cfg.getpidBin
+		e.baseline = cfg.baseline // vmtest --baseline: the copy it put in the VM
 		if cfg.latency {
 			l := measureLatency(cfg, e)
 			fmt.Println(markBenchBegin)

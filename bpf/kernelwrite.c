@@ -172,6 +172,8 @@ struct kw_pair_key {
 struct kw_pair {
 	__u32 gen;   /* the load generation it was last confirmed at */
 	__u32 birth; /* the load generation it was first seen (or seen anew) at */
+	__u32 sel;   /* the selection generation its map was last found unselected at */
+	__u32 _pad;
 };
 
 /* A count of writes: per map, writer, process (tgid, 0 in interrupts),
@@ -282,6 +284,10 @@ struct {
  * frozen.) */
 struct kw_gens {
 	__u64 now;
+	/* The selection generation: kw_ctl_select moves it after each
+	 * change of kw_select, which sends every known pair through the
+	 * selection check once more before it is counted again. */
+	__u64 sel;
 	struct kw_load recent[RECENT_LOADS];
 };
 
@@ -405,28 +411,43 @@ static __always_inline bool from_syscall(__u64 caller)
  * after the nargs arguments (ctx[nargs], at its frame pointer - 8), then
  * its saved frame pointer, its own return address (into the hooked
  * function), and the hooked function's return address into its caller
- * (arch.h's TRAMP_CALLER_OFF). Where arch.h knows no such offset (arm64)
- * it returns 0, no caller: the stack is walked instead. */
-static __always_inline __u64 fx_caller(__u64 ctx_addr, __u32 nargs)
+ * (arch.h's TRAMP_CALLER_OFF). One probe read takes all three: the saved
+ * frame pointer, in *fp, is the caller's; where the caller is a program's
+ * JIT'd code, which always keeps a frame pointer, it is an address on
+ * the stack the program runs on (the counted path's process test). Where
+ * arch.h knows no such offset (arm64) it returns 0, no caller: the stack
+ * is walked instead. The verifier allows a constant offset from ctx, and
+ * passing it to the helper (bpfmon runs with CAP_PERFMON). */
+static __always_inline __u64 fx_caller(void *ctx, __u32 nargs, __u64 *fp)
 {
 #ifdef TRAMP_CALLER_OFF
-	__u64 v = 0;
+	__u64 v[3] = {};
 
-	bpf_probe_read_kernel(&v, sizeof(v), (void *)(ctx_addr + TRAMP_CALLER_OFF(nargs)));
-	return v;
+	bpf_probe_read_kernel(v, sizeof(v), (char *)ctx + TRAMP_CALLER_OFF(nargs) - 16);
+	*fp = v[0];
+	return v[2];
 #else
+	*fp = 0;
 	return 0;
 #endif
 }
 
-/* FX_ON_WRITE calls on_write from an fexit program, the address of its
- * ctx (on the trampoline's stack, in the hooked function's task or
- * interrupt stack) read once for both the stack test and the caller. */
+/* FX_ON_WRITE calls on_write from an fexit program: the caller and its
+ * frame pointer from the trampoline's frame. */
 #define FX_ON_WRITE(nargs, ...)                                              \
 	({                                                                   \
-		__u64 _a = addr_of(ctx);                                     \
-		on_write(ctx, _a, fx_caller(_a, nargs), __VA_ARGS__);        \
+		__u64 _fp;                                                   \
+		__u64 _c = fx_caller(ctx, nargs, &_fp);                      \
+		on_write(ctx, _fp, _c, __VA_ARGS__);                         \
 	})
+
+/* A map's id: MAP_ID_BTF where the hooked function's parameter is typed
+ * (struct bpf_map *, or a struct starting with one) for fexit, whose
+ * arguments are BTF pointers: a plain load the verifier guards, no helper
+ * call; MAP_ID_READ elsewhere (kprobes, and the BPF_CALL helpers whose
+ * parameters are u64). */
+#define MAP_ID_BTF(m) (((struct bpf_map *)(m))->id)
+#define MAP_ID_READ(m) BPF_CORE_READ((struct bpf_map *)(m), id)
 
 static __always_inline bool in_core(__u64 a)
 {
@@ -454,16 +475,17 @@ static __always_inline bool reloaded(struct kw_gens *g, __u64 writer, __u64 sinc
  * generation it was first seen at in *birth; a pair not known is known
  * from now on (its caller itemizes this write). A program loaded at the
  * writer's address since the pair was confirmed makes it a new pair. */
-static __always_inline bool pair_known(__u32 map_id, __u64 writer, __u32 *birth, __u32 kf)
+static __always_inline bool pair_known(struct kw_gens *g, __u32 sel, __u32 map_id, __u64 writer, __u32 *birth,
+				       __u32 kf)
 {
 	struct kw_pair_key k = {.map_id = map_id, .writer = writer};
-	__u32 zero = 0;
-	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
 	__u64 gen = g ? g->now : 0;
 	struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
-	struct kw_pair np = {.gen = (__u32)gen, .birth = (__u32)gen};
+	struct kw_pair np = {.gen = (__u32)gen, .birth = (__u32)gen, .sel = sel};
 
 	if (p) {
+		/* The caller found the map unselected at generation sel. */
+		p->sel = sel;
 		if (p->gen == (__u32)gen) {
 			*birth = p->birth;
 			return true;
@@ -539,9 +561,25 @@ static __always_inline __u64 frame_writer(__u64 *frames, __u32 n)
 	return 0;
 }
 
-/* tgid_of returns the writing process, 0 in interrupt context. */
+/* The running kernel's helper ids, for bpf_core_enum_value_exists: a
+ * helper it lacks is in a branch the verifier never takes (the value is
+ * the uapi's, unused: the relocation decides). */
+enum bpf_func_id {
+	BPF_FUNC_get_current_task_btf = 158,
+};
+
+/* tgid_of returns the writing process, 0 in interrupt context. From Linux
+ * 5.11 the task is a BTF pointer: its stack and tgid are plain loads, one
+ * helper call in all where the stack pointer lies within the smallest
+ * stack (the counted path). */
 static __always_inline __u32 tgid_of(__u64 sp)
 {
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf)) {
+		struct task_struct *t = bpf_get_current_task_btf();
+
+		if (sp - (__u64)t->stack < THREAD_SIZE_DEFAULT)
+			return t->tgid;
+	}
 	if (!in_task_stack(current_task(), sp))
 		return 0;
 	return bpf_get_current_pid_tgid() >> 32;
@@ -553,27 +591,55 @@ static __always_inline __u32 tgid_of(__u64 sp)
  * function's return address where known without a walk (0: not known).
  * key, value: kernel pointers, either may be NULL; kf: KF_* flags known
  * from the hook. With KF_OWNER_KEY, key is the local-storage owner. */
-static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op, struct bpf_map *map, void *key,
-				    void *value, __u64 elem_flags, __s64 ret, __u32 kf)
+static __always_inline int on_write(void *ctx, __u64 fp, __u64 caller, __u32 op, struct bpf_map *map, __u32 map_id,
+				    void *key, void *value, __u64 elem_flags, __s64 ret, __u32 kf)
 {
-	__u32 cpu, klen = 0, vlen = 0, birth = 0, map_id = BPF_CORE_READ(map, id);
-	__u8 *sel = bpf_map_lookup_elem(&kw_select, &map_id);
+	__u32 zero = 0, cpu, klen = 0, vlen = 0, birth = 0, gsel = 0;
+	/* An array of one: the verifier inlines its lookup. */
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	bool direct = caller && core_hi && !in_core(caller);
 	struct kscratch *s;
 	struct task_struct *t;
 	struct kwrite_rec *w;
 	bool sys, counting = false;
-	__u64 size, writer = 0;
+	__u64 sp, size, writer = 0;
+	__u8 *sel;
 	long n;
 
-	if (sel && *sel == SEL_SELF)
-		return 0;
+	/* Read before kw_select is: a selection made meanwhile moves it, and
+	 * the pair goes through the check again on its next write. */
+	if (g)
+		gsel = (__u32)g->sel;
+	/* The counted path: a direct call from the writer's code (the
+	 * hooked function's caller lies outside the core kernel), a known
+	 * pair, confirmed since the last load and the last selection: one
+	 * hash lookup, then the count. */
+	if (direct && !itemize_all && g) {
+		struct kw_pair_key k = {.map_id = map_id, .writer = caller};
+		struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
+
+		if (p && p->gen == (__u32)g->now && p->sel == gsel) {
+			count_write(map_id, caller, p->birth, op, tgid_of(fp), kf);
+			return 0;
+		}
+	}
+
+	/* A kprobe's fp is its stack pointer; an fexit program's ctx lies
+	 * on the trampoline's stack, on the hooked function's task or
+	 * interrupt stack. */
+	sp = (kf & NEST_KPROBE) ? fp : addr_of(ctx);
 	sys = from_syscall(caller);
-	if (!sys && !itemize_all && !sel) {
+	sel = bpf_map_lookup_elem(&kw_select, &map_id);
+	/* Kept apart from the tests below: clang would OR the pointer into
+	 * them, which the verifier refuses. */
+	if (sel) {
+		if (*sel == SEL_SELF)
+			return 0;
+	} else if (!sys && !itemize_all) {
 		counting = true;
-		if (caller && core_hi && !in_core(caller)) {
-			/* The cheap path: a direct call from the writer's code. */
+		if (direct) {
 			writer = caller;
-			if (pair_known(map_id, writer, &birth, kf)) {
+			if (pair_known(g, gsel, map_id, writer, &birth, kf)) {
 				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
 				return 0;
 			}
@@ -618,7 +684,7 @@ static __always_inline int on_write(void *ctx, __u64 sp, __u64 caller, __u32 op,
 			/* The writer behind a helper, or where the caller is
 			 * not known without a walk (arm64's fexit). */
 			writer = frame_writer(w->frames, w->nframes);
-			if (writer && pair_known(map_id, writer, &birth, kf)) {
+			if (writer && pair_known(g, gsel, map_id, writer, &birth, kf)) {
 				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
 				kstat_inc(KSTAT_WALKED);
 				return 0;
@@ -690,27 +756,27 @@ static __always_inline __u64 stack_caller(__u64 sp)
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return FX_ON_WRITE(4, KOP_UPDATE, ARG(0), ARG(1), ARG(2), ctx[3], ctx[4], \
+		return FX_ON_WRITE(4, KOP_UPDATE, ARG(0), MAP_ID_BTF(ARG(0)), ARG(1), ARG(2), ctx[3], ctx[4], \
 				KF_RESULT | (kf));                                                   \
 	}
 #define KP_UPDATE(name, fn, kf)                                                                               \
 	SEC("kprobe/" #fn)                                                                                    \
 	int name(struct pt_regs *ctx)                                                                         \
 	{                                                                                                     \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG1, MAP_ID_READ(ctx->FN_ARG1), (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG3, \
 				ctx->FN_ARG4, 0, NEST_KPROBE | (kf));                                                            \
 	}
 #define FX_DELETE(name, fn)                                                                        \
 	SEC("fexit/" #fn)                                                                          \
 	int name(__u64 *ctx)                                                                       \
 	{                                                                                          \
-		return FX_ON_WRITE(2, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[2], KF_RESULT); \
+		return FX_ON_WRITE(2, KOP_DELETE, ARG(0), MAP_ID_BTF(ARG(0)), ARG(1), 0, 0, ctx[2], KF_RESULT); \
 	}
 #define KP_DELETE(name, fn)                                                                          \
 	SEC("kprobe/" #fn)                                                                           \
 	int name(struct pt_regs *ctx)                                                                \
 	{                                                                                            \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, MAP_ID_READ(ctx->FN_ARG1), (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_UPDATE(fx_array_upd, array_map_update_elem, 0)
@@ -743,27 +809,27 @@ KP_UPDATE(kp_pcpuhash_sys, bpf_percpu_hash_update, KF_ALL_CPUS)
 	SEC("fexit/" #fn)                                                                            \
 	int name(__u64 *ctx)                                                                         \
 	{                                                                                            \
-		return FX_ON_WRITE(3, KOP_PUSH, ARG(0), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
+		return FX_ON_WRITE(3, KOP_PUSH, ARG(0), MAP_ID_BTF(ARG(0)), 0, ARG(1), ctx[2], ctx[3], KF_RESULT); \
 	}
 #define KP_PUSH(name, fn)                                                                                    \
 	SEC("kprobe/" #fn)                                                                                   \
 	int name(struct pt_regs *ctx)                                                                        \
 	{                                                                                                    \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, NEST_KPROBE); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_PUSH, (void *)ctx->FN_ARG1, MAP_ID_READ(ctx->FN_ARG1), 0, (void *)ctx->FN_ARG2, ctx->FN_ARG3, 0, NEST_KPROBE); \
 	}
 /* At fexit the popped value is in the buffer; a kprobe runs before it is. */
 #define FX_POP(name, fn)                                                                                \
 	SEC("fexit/" #fn)                                                                               \
 	int name(__u64 *ctx)                                                                            \
 	{                                                                                               \
-		return FX_ON_WRITE(2, KOP_POP, ARG(0), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
+		return FX_ON_WRITE(2, KOP_POP, ARG(0), MAP_ID_BTF(ARG(0)), 0, ctx[2] == 0 ? ARG(1) : 0, 0, ctx[2], \
 				KF_RESULT);                                                             \
 	}
 #define KP_POP(name, fn)                                                               \
 	SEC("kprobe/" #fn)                                                             \
 	int name(struct pt_regs *ctx)                                                  \
 	{                                                                              \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, 0, 0, 0, 0, NEST_KPROBE); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_POP, (void *)ctx->FN_ARG1, MAP_ID_READ(ctx->FN_ARG1), 0, 0, 0, 0, NEST_KPROBE); \
 	}
 
 FX_PUSH(fx_qs_push, queue_stack_map_push_elem)
@@ -785,7 +851,7 @@ int fx_lstor_upd(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[5]) ? (__s64)ctx[5] : 0;
 
-	return FX_ON_WRITE(5, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(5, KOP_UPDATE, ARG(1), MAP_ID_BTF(ARG(1)), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
@@ -796,14 +862,14 @@ int fx_lstor_upd6(__u64 *ctx)
 {
 	__s64 ret = is_err(ctx[6]) ? (__s64)ctx[6] : 0;
 
-	return FX_ON_WRITE(6, KOP_UPDATE, ARG(1), ARG(0), ARG(2), ctx[3], ret,
+	return FX_ON_WRITE(6, KOP_UPDATE, ARG(1), MAP_ID_BTF(ARG(1)), ARG(0), ARG(2), ctx[3], ret,
 			KF_RESULT | KF_OWNER_KEY);
 }
 
 SEC("kprobe/bpf_local_storage_update")
 int kp_lstor_upd(struct pt_regs *ctx)
 {
-	return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
+	return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_UPDATE, (void *)ctx->FN_ARG2, MAP_ID_READ(ctx->FN_ARG2), (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG3,
 			ctx->FN_ARG4, 0, NEST_KPROBE | KF_OWNER_KEY);
 }
 
@@ -812,14 +878,14 @@ int kp_lstor_upd(struct pt_regs *ctx)
 	SEC("fexit/" #fn)                                                                                  \
 	int name(__u64 *ctx)                                                                               \
 	{                                                                                                  \
-		return FX_ON_WRITE(5, KOP_DELETE, ARG(0), ARG(1), 0, 0, ctx[5], \
+		return FX_ON_WRITE(5, KOP_DELETE, ARG(0), MAP_ID_READ(ARG(0)), ARG(1), 0, 0, ctx[5], \
 				KF_RESULT | KF_OWNER_KEY);                                                 \
 	}
 #define KP_LSTOR_DEL(name, fn)                                                                            \
 	SEC("kprobe/" #fn)                                                                                \
 	int name(struct pt_regs *ctx)                                                                     \
 	{                                                                                                 \
-		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE | KF_OWNER_KEY); \
+		return on_write(ctx, ctx->FN_SP, KP_CALLER(ctx), KOP_DELETE, (void *)ctx->FN_ARG1, MAP_ID_READ(ctx->FN_ARG1), (void *)ctx->FN_ARG2, 0, 0, 0, NEST_KPROBE | KF_OWNER_KEY); \
 	}
 
 FX_LSTOR_DEL(fx_task_del, bpf_task_storage_delete)
@@ -870,14 +936,23 @@ static __always_inline void note_load(struct kprog_rec *r)
 SEC("socket")
 int kw_ctl_select(void *skb)
 {
-	__u32 id;
+	__u32 id, zero = 0;
 	__u8 v = SEL_ITEMIZE;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	int err = 0;
 
 	if (bpf_skb_load_bytes(skb, 0, &id, sizeof(id)) < 0)
 		return 1;
-	if (bpf_map_lookup_elem(&kw_select, &id))
-		return 0; /* selected already, or bpfmon's own */
-	return bpf_map_update_elem(&kw_select, &id, &v, BPF_NOEXIST) ? 2 : 0;
+	/* Selected already, or bpfmon's own: nothing to add. */
+	if (!bpf_map_lookup_elem(&kw_select, &id))
+		err = bpf_map_update_elem(&kw_select, &id, &v, BPF_NOEXIST) ? 2 : 0;
+	/* After the change: known pairs check the selection again. Moved on
+	 * every call, so that each refresh of the protected set (which
+	 * selects them all again) also heals a pair whose check raced a
+	 * selection on a weakly ordered CPU. */
+	if (g)
+		__sync_fetch_and_add(&g->sel, 1);
+	return err;
 }
 
 /* kw_ctl_forget deletes a count user space has read. */

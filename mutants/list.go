@@ -226,4 +226,13 @@ var mutants = []mutant{
 		old:  "return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);",
 		new:  "return link_map(fd_file(current_task(), fd)) ? 0 : 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceLinks$"},
+
+	// Selection in the kernel (VM: trampolines): a map protected, or
+	// chosen with --map-id, has every program write itemized.
+	{name: "kw-selection-skipped", area: "kernel-side selection", file: "bpf/kernelwrite.c", gen: "internal/sensor/kernelwrite", vm: true,
+		old: "if (p && p->gen == (__u32)g->now && p->sel == gsel) {", new: "if (p && p->gen == (__u32)g->now) {",
+		pkgs: []string{"internal/sensor/kernelwrite"}, run: "TestSelectedAfterKnown$"},
+	{name: "kw-map-id-unselected", area: "kernel-side selection", file: "internal/watch/stages.go", vm: true,
+		old: "if err := kw.Select(id); err != nil {", new: "if err := kw.Select(0 * id); err != nil {",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestWatchMapIDItemized$"},
 }

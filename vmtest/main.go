@@ -231,6 +231,9 @@ type options struct {
 	// instead of the tests; workloadFlags are its extra flags.
 	workloads     bool
 	workloadFlags string
+	// baseline, with workloads: another bpfmon build, measured beside
+	// this tree's in the same rounds (bench --baseline).
+	baseline string
 	// caps, when set, replaces every selected kernel's declared
 	// capabilities (--caps).
 	caps *[]testutil.Capability
@@ -301,6 +304,7 @@ func parseOptions() (options, error) {
 	flag.StringVar(&o.append, "append", "", "extra kernel command line for the virtual machines (e.g. loglevel=7)")
 	flag.BoolVar(&o.workloads, "workloads", false, "instead of the tests, run bench's map-write and getpid workloads with each sensor build (make bench does); reports go to OUT/KERNEL.bench.md")
 	flag.StringVar(&o.workloadFlags, "workload-flags", "", "extra flags for bench --inside (e.g. --quick)")
+	flag.StringVar(&o.baseline, "baseline", "", "with --workloads: also measure this bpfmon `binary` (a static build of an earlier commit) in the same rounds, as bpfmon-base: before/after in one run")
 	var caps string
 	flag.StringVar(&caps, "caps", "", "declare these capabilities (comma-separated: "+capNames(allCaps)+"; \"none\" for none) for every selected kernel instead of its own; the host declares $"+testutil.CapsEnv+" otherwise")
 	flag.Parse()
@@ -369,7 +373,7 @@ func buildBinaries(root, work string, o *options, arm64 bool) (map[string]*binar
 	var b *binaries
 	if o.workloads {
 		step("building bench, bpfmon and the load programs")
-		b, err = buildWorkloads(root, work)
+		b, err = buildWorkloads(root, work, o.baseline)
 		o.host = false
 	} else {
 		step("building the test binaries")
@@ -556,7 +560,7 @@ func build(root, work string, want []string, arch string) (*binaries, error) {
 
 // buildWorkloads builds what bench --inside needs, statically: bench
 // itself, bpfmon, and the writer and getpid loops.
-func buildWorkloads(root, work string) (*binaries, error) {
+func buildWorkloads(root, work, baseline string) (*binaries, error) {
 	b := &binaries{dir: filepath.Join(work, "bin"), prebuilt: filepath.Join(work, "prebuilt"), pkgs: []string{workloadsPkg}}
 	for _, d := range []string{b.dir, b.prebuilt} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -574,6 +578,15 @@ func buildWorkloads(root, work string) (*binaries, error) {
 		c.Env = env
 		if out, err := c.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	if baseline != "" {
+		data, err := os.ReadFile(baseline)
+		if err != nil {
+			return nil, fmt.Errorf("--baseline: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(b.dir, "bpfmon-base"), data, 0o755); err != nil {
+			return nil, err
 		}
 	}
 	return b, nil
@@ -1109,8 +1122,12 @@ export CI=true ` + testutil.VMEnv + `=1 ` + testutil.CapsEnv + `=` + capList(k.c
 echo "` + markRelease + `$(uname -r)"
 `)
 	if o.workloads {
+		flags := o.workloadFlags
+		if o.baseline != "" {
+			flags += " --baseline /bin/bpfmon-base"
+		}
 		fmt.Fprintf(&s, "cd /tmp && /bin/bench --inside --bpfmon-bin /bin/bpfmon --writer-bin /bin/writer --getpid-bin /bin/getpid %s; echo \"%s%s $?\"\n",
-			o.workloadFlags, markResult, workloadsPkg)
+			flags, markResult, workloadsPkg)
 		s.WriteString("echo " + markDone + "\npoweroff -f\n")
 		return s.String()
 	}

@@ -1284,3 +1284,52 @@ func TestStatusFDRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchMapIDItemized: a map chosen with --map-id is selected in the
+// kernel: a program's every write to it is itemized, none counted, though
+// its writer becomes a known pair on its first write.
+func TestWatchMapIDItemized(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	set, err := writers.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	mi, err := set.Map("w_hash").Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := mi.ID()
+	hash := uint32(id)
+	w := startWatch(t, "--format", "json", "--scan-interval", "0", "--map-id", itoa(hash))
+	const n = 20
+	if ret, err := set.Program(writers.UpdateHash).Run(&ebpf.RunOptions{Data: writers.Packet(1, 2), Repeat: n}); err != nil || ret != 0 {
+		t.Fatalf("%s: %d %v", writers.UpdateHash, ret, err)
+	}
+	lines := w.stop(t, syscall.SIGINT)
+	var itemized int
+	var counted uint64
+	for _, line := range lines {
+		var ev struct {
+			Event, Source string
+			Map           *struct{ ID uint32 }
+			Count         uint64
+		}
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if ev.Map == nil || ev.Map.ID != hash || ev.Source != "kernel" {
+			continue
+		}
+		switch ev.Event {
+		case "map_update":
+			itemized++
+		case "map_writes_counted":
+			counted += ev.Count
+		}
+	}
+	if itemized != n || counted != 0 {
+		t.Errorf("--map-id %d: %d itemized, %d counted (want %d, 0)\n%s", hash, itemized, counted, n, strings.Join(lines, "\n"))
+	}
+}

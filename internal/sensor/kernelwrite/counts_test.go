@@ -150,6 +150,37 @@ func TestSelectedMapItemized(t *testing.T) {
 	}
 }
 
+// A map selected after its writer became a known pair (protected once
+// bpfmon finds it so, at an inventory refresh): the counted path, which
+// skips the selection lookup for known pairs, must see the selection
+// change, and every write after it is itemized. Each hook build: the
+// counted path is the same code under both.
+func TestSelectedAfterKnown(t *testing.T) {
+	requireHooks(t)
+	const before, after = 100, 1000
+	for _, mode := range writeModes() {
+		t.Run(string(mode), func(t *testing.T) {
+			c := start(t, options{mode: mode, ring: 16 << 20})
+			w, err := writers.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			id := testutil.MapID(t, w.Map("w_hash"))
+			runN(t, w, writers.UpdateHash, 3, before) // 1 itemized, 99 counted
+			if err := c.kw.Select(id); err != nil {
+				t.Fatal(err)
+			}
+			runN(t, w, writers.UpdateHash, 3, after)
+			evs := c.finish(t)
+			got := tallyMap(evs, id)
+			if len(got.itemized) != 1+after || got.counted != before-1 {
+				t.Errorf("%d itemized and %d counted, want %d and %d (lost %d)", len(got.itemized), got.counted, 1+after, before-1, kernelLost(evs))
+			}
+		})
+	}
+}
+
 // A second program writing a map already written by a known one is a new
 // pair: its first write is itemized, and named. The second writes through
 // the generic helper, whose writer only the stack walk finds.

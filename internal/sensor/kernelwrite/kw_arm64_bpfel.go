@@ -140,6 +140,7 @@ const (
 type kwKwGens struct {
 	_      structs.HostLayout
 	Now    uint64
+	Sel    uint64
 	Recent [16]struct {
 		_     structs.HostLayout
 		Start uint64
@@ -170,6 +171,8 @@ type kwKwPair struct {
 	_     structs.HostLayout
 	Gen   uint32
 	Birth uint32
+	Sel   uint32
+	Pad   uint32
 }
 
 type kwKwPairKey struct {
