@@ -174,10 +174,10 @@ var mutants = []mutant{
 	// The content scanner's "explained": a change a sensor reported is
 	// not repeated, one no sensor reported is.
 	{name: "scan-all-explained", area: "scanner explained", file: "internal/scanner/scanner.go",
-		old: "\t\t\tif s.explained(c.ev.Map.ID, c.key, c.since) {", new: "\t\t\tif true {",
+		old: "\t\tif s.explained(c.ev.Map.ID, c.key, c.since) {", new: "\t\tif true {",
 		pkgs: []string{"internal/scanner"}, run: "TestExplainedAndRemoved$"},
 	{name: "scan-none-explained", area: "scanner explained", file: "internal/scanner/scanner.go",
-		old: "\t\t\tif s.explained(c.ev.Map.ID, c.key, c.since) {", new: "\t\t\tif false {",
+		old: "\t\tif s.explained(c.ev.Map.ID, c.key, c.since) {", new: "\t\tif false {",
 		pkgs: []string{"internal/scanner"}, run: "TestExplainedAndRemoved"},
 	{name: "scan-explained-any-time", area: "scanner explained", file: "internal/scanner/scanner.go",
 		old: "\tif t := s.writes[mapID][key]; t != nil && *t > since.UnixNano() {", new: "\tif t := s.writes[mapID][key]; t != nil {",
