@@ -121,11 +121,19 @@ func typeIndex(t event.Type) int {
 		return 24
 	case event.MapWritesCounted:
 		return 25
+	case event.LinkDetach:
+		return 26
+	case event.LinkUpdate:
+		return 27
+	case event.ProgDetached:
+		return 28
+	case event.AttachChanged:
+		return 29
 	}
 	return -1
 }
 
-const numTypes = 26
+const numTypes = 30
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.
