@@ -44,6 +44,11 @@ func TestHiddenProgramAndScan(t *testing.T) {
 	if err := h.Map().Pin(pin); err != nil {
 		t.Fatal(err)
 	}
+	// The program pinned too, and its fd held by this process: the two
+	// views of programs besides the iterator and links.
+	if err := h.Prog().Pin(filepath.Join(dir, "hide_prog")); err != nil {
+		t.Fatal(err)
+	}
 	if err := h.HideProg(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +84,7 @@ func TestHiddenProgramAndScan(t *testing.T) {
 		return ev.Event == "hidden_object" && ev.Hidden != nil && ev.Hidden.Kind == "prog" && ev.Hidden.ID == h.ProgID
 	})
 	if hp.Prog == nil || hp.Prog.ID != h.ProgID || !slices.Contains(hp.Hidden.SeenBy, "bpf_prog_iter") ||
+		!slices.Contains(hp.Hidden.SeenBy, "bpffs") || !slices.Contains(hp.Hidden.SeenBy, "fdinfo") ||
 		!slices.Contains(hp.Hidden.MissedBy, "get_next_id") || hp.Alert == nil || hp.Alert.Rule != "hidden-object" ||
 		hp.Alert.Severity != "critical" || !strings.Contains(hp.Alert.Reason, `"hide"`) {
 		t.Errorf("hidden program: %+v (%+v, alert %+v)", hp, hp.Hidden, hp.Alert)

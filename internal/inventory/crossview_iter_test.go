@@ -100,7 +100,7 @@ func TestCrossViewIteratorFreed(t *testing.T) {
 	if len(maps) != 0 || len(errs) != 0 {
 		t.Errorf("a map freed during the pass: %+v, %v; want nothing", maps, errs)
 	}
-	if progs := hiddenPrograms(iv, []uint32{gone}); len(progs) != 0 {
+	if progs := hiddenPrograms(iv, []uint32{gone}, progViews{}); len(progs) != 0 {
 		t.Errorf("a program freed during the pass: %+v; want nothing", progs)
 	}
 }

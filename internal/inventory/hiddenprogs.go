@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -30,13 +31,48 @@ type HiddenProg struct {
 // than the programs' listing, which a hook on that listing does not reach.
 const ViewLinks = "bpf_link"
 
-// hiddenPrograms compares the programs the bpf_prog iterator and the
-// bpf_links show (and the sensor, loaded, corroborates) with the listing's,
-// as crossView does for maps: a candidate is asked about again, and is
-// hidden only if the listing still misses it and it still exists, in a
-// second walk of the iterator or held by a link read again (a program
-// loaded during the pass is listed by then; one freed is in neither).
-func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
+// progViews are the views of programs that the walks of processes and
+// pins gave: fds held (fdinfo's prog_id) and bpffs pins.
+type progViews struct {
+	held []heldProg
+	pins map[uint32][]string
+}
+
+// stillThere says whether program id is still held by the fd, or pinned
+// at the path, through which the walk saw it: a second look, as the
+// iterator's second walk is, by paths a hook on bpf(2)'s listing does not
+// reach (fdinfo is read from /proc; BPF_OBJ_GET opens the pin).
+func (v progViews) stillThere(id uint32) (held, pinned bool) {
+	var s procScratch
+	for _, h := range v.held {
+		if h.progID != id {
+			continue
+		}
+		pid := strconv.FormatUint(uint64(h.pid), 10)
+		if b, ok := s.readFile(procRoot + "/" + pid + "/fdinfo/" + strconv.Itoa(h.fd)); ok {
+			if f := parseFdinfo(b); f.hasProgID && f.progID == id {
+				held = true
+				break
+			}
+		}
+	}
+	for _, path := range v.pins[id] {
+		if again, kind, err := pinnedObject(path); err == nil && kind == pinnedProg && again == id {
+			pinned = true
+			break
+		}
+	}
+	return held, pinned
+}
+
+// hiddenPrograms compares the programs the bpf_prog iterator, the
+// bpf_links, the fds processes hold and the bpffs pins show (and the
+// sensor, loaded, corroborates) with the listing's, as crossView does for
+// maps: a candidate is asked about again, and is hidden only if the
+// listing still misses it and it still exists, in a second walk of the
+// iterator, held by a link read again, or by the same fd or pin (a
+// program loaded during the pass is listed by then; one freed is in none).
+func hiddenPrograms(iv *iterView, loaded []uint32, pv progViews) []HiddenProg {
 	if iv == nil {
 		return nil
 	}
@@ -44,7 +80,7 @@ func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
 	if err != nil {
 		iv.errs = append(iv.errs, err)
 	}
-	if iv.progs == nil && len(linked) == 0 {
+	if iv.progs == nil && len(linked) == 0 && len(pv.held) == 0 && len(pv.pins) == 0 {
 		return nil
 	}
 	listed, ok := listedProgs()
@@ -62,6 +98,12 @@ func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
 	}
 	for id := range linked {
 		add(id, ViewLinks)
+	}
+	for _, h := range pv.held {
+		add(h.progID, ViewFdinfo)
+	}
+	for id := range pv.pins {
+		add(id, ViewPins)
 	}
 	for _, id := range loaded {
 		if _, ok := seen[id]; ok {
@@ -83,11 +125,12 @@ func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
 	var out []HiddenProg
 	for _, id := range ids {
 		_, inIter := iv.againProgs[id]
-		if len(missed[id]) == 0 || (!inIter && !linkedAgain[id]) {
+		heldAgain, pinnedAgain := pv.stillThere(id)
+		if len(missed[id]) == 0 || (!inIter && !linkedAgain[id] && !heldAgain && !pinnedAgain) {
 			continue // loaded, or freed, during the pass
 		}
 		views := seen[id]
-		for view, there := range map[string]bool{ViewProgIterator: inIter, ViewLinks: linkedAgain[id]} {
+		for view, there := range map[string]bool{ViewProgIterator: inIter, ViewLinks: linkedAgain[id], ViewFdinfo: heldAgain, ViewPins: pinnedAgain} {
 			if there && !slices.Contains(views, view) {
 				views = append(views, view)
 			}
@@ -107,7 +150,7 @@ func hiddenPrograms(iv *iterView, loaded []uint32) []HiddenProg {
 		hp := HiddenProg{ID: id, Name: p.Name, Type: names.ProgType(p.Type), TypeID: p.Type,
 			Hidden: HiddenView{SeenBy: views, MissedBy: missed[id]}}
 		if p.ID == 0 {
-			hp.Type = "unknown" // only a link names it: no view tells its type or name
+			hp.Type = "unknown" // only a link, an fd or a pin names it: no view tells its type or name
 		}
 		out = append(out, hp)
 	}

@@ -153,6 +153,8 @@ func Collect(opts Options) ([]Map, []error, error) {
 	var (
 		wg                          sync.WaitGroup
 		held                        []heldFD
+		heldProgs                   []heldProg
+		progPins                    map[uint32][]string
 		pins                        map[uint32][]string
 		progs                       map[uint32][]Program
 		attach                      map[uint32][]Attachment
@@ -165,10 +167,10 @@ func Collect(opts Options) ([]Map, []error, error) {
 		if opts.SkipHolders {
 			pids = opts.PIDs
 		}
-		wg.Go(func() { held, _, holderErrs = walkHolders(self, pids) })
+		wg.Go(func() { held, heldProgs, _, holderErrs = walkHolders(self, pids) })
 	}
 	if !opts.SkipPins {
-		wg.Go(func() { pins, pinErrs = walkPins() })
+		wg.Go(func() { pins, progPins, pinErrs = walkPins() })
 	}
 	wg.Go(func() { progs, prErrs = walkPrograms() })
 	if opts.Attachments {
@@ -224,7 +226,7 @@ func Collect(opts Options) ([]Map, []error, error) {
 		maps, cvErrs = crossView(maps, held, pins, progs, opts.Created, iv)
 		errs = append(errs, cvErrs...)
 		if opts.HiddenProgs != nil {
-			*opts.HiddenProgs = hiddenPrograms(iv, opts.Loaded)
+			*opts.HiddenProgs = hiddenPrograms(iv, opts.Loaded, progViews{held: heldProgs, pins: progPins})
 		}
 		errs = append(errs, iv.errs...)
 	}

@@ -20,11 +20,16 @@ func TestParseFdinfo(t *testing.T) {
 	if got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
-	// A program's fdinfo, and garbage: no map id, no panic.
-	for _, s := range []string{"pos:\t0\nflags:\t02000000\nprog_type:\t1\nprog_id:\t5\n", "", ":", "map_id:", "map_id:\tx\n",
-		"map_id:\t99999999999\n", "flags:\t9\n\n\n:::"} {
-		if f := parseFdinfo([]byte(s)); f.hasMapID {
-			t.Errorf("%q: got map id %d", s, f.mapID)
+	// A program's fdinfo: its id, no map id.
+	prog := "pos:\t0\nflags:\t02000000\nmnt_id:\t16\nino:\t1057\nprog_type:\t1\nprog_jited:\t1\nprog_tag:\t0123456789abcdef\nmemlock:\t4096\nprog_id:\t5\n"
+	if got, want := parseFdinfo([]byte(prog)), (fdinfo{flags: 0o2000000, memlock: 4096, progID: 5, hasProgID: true}); got != want {
+		t.Errorf("a program's fdinfo: got %+v, want %+v", got, want)
+	}
+	// Garbage: no map or program id, no panic.
+	for _, s := range []string{"", ":", "map_id:", "map_id:\tx\n", "prog_id:\t-1\n",
+		"map_id:\t99999999999\n", "prog_id:\t4294967296\n", "flags:\t9\n\n\n:::"} {
+		if f := parseFdinfo([]byte(s)); f.hasMapID || f.hasProgID {
+			t.Errorf("%q: got map id %d, program id %d", s, f.mapID, f.progID)
 		}
 	}
 }
@@ -121,6 +126,10 @@ func checkFdinfo(t *testing.T, b []byte) {
 			if v, err := strconv.ParseUint(val, 10, 32); err == nil {
 				want.mapID, want.hasMapID = uint32(v), true
 			}
+		case "prog_id":
+			if v, err := strconv.ParseUint(val, 10, 32); err == nil {
+				want.progID, want.hasProgID = uint32(v), true
+			}
 		case "memlock":
 			if v, err := strconv.ParseUint(val, 10, 64); err == nil {
 				want.memlock = v
@@ -156,6 +165,9 @@ func renderFdinfo(f fdinfo) string {
 		"map_flags:\t0x0\nmap_extra:\t0x0\nmemlock:\t%d\n", f.flags, f.memlock)
 	if f.hasMapID {
 		s += fmt.Sprintf("map_id:\t%d\n", f.mapID)
+	}
+	if f.hasProgID { // not a map's, but the model's: a parse may find both
+		s += fmt.Sprintf("prog_id:\t%d\n", f.progID)
 	}
 	return s + fmt.Sprintf("frozen:\t%d\n", frozen)
 }

@@ -106,14 +106,14 @@ func devOf(path string) (string, error) {
 }
 
 // walkPins returns every path on every mounted bpffs where a map is pinned,
-// by map id.
-func walkPins() (map[uint32][]string, []error) {
+// by map id, and where a program is (at most maxProgPins a program), by
+// program id: a view of programs for the cross-view check.
+func walkPins() (pins, progPins map[uint32][]string, errs []error) {
 	info, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return nil, []error{fmt.Errorf("pins: %w", err)}
+		return nil, nil, []error{fmt.Errorf("pins: %w", err)}
 	}
-	pins := map[uint32][]string{}
-	var errs []error
+	pins, progPins = map[uint32][]string{}, map[uint32][]string{}
 	for _, m := range pickMounts(parseMountinfo(info), devOf) {
 		err := filepath.WalkDir(m.point, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -136,12 +136,14 @@ func walkPins() (map[uint32][]string, []error) {
 			if !d.Type().IsRegular() {
 				return nil // symlinks are not followed
 			}
-			id, isMap, err := pinnedMapID(path)
+			id, kind, err := pinnedObject(path)
 			switch {
 			case err != nil && !vanished(err):
 				errs = append(errs, fmt.Errorf("pins: opening %q: %w", path, err))
-			case isMap:
+			case kind == pinnedMap:
 				pins[id] = append(pins[id], path)
+			case kind == pinnedProg && len(progPins[id]) < maxProgPins:
+				progPins[id] = append(progPins[id], path)
 			}
 			return nil
 		})
@@ -149,32 +151,53 @@ func walkPins() (map[uint32][]string, []error) {
 			errs = append(errs, fmt.Errorf("pins: walking %s: %w", m.point, err))
 		}
 	}
-	return pins, errs
+	return pins, progPins, errs
 }
 
-// pinnedMapID opens the object pinned at path read-only and returns its id
-// if it is a map. Pinned links refuse read-only opens (EINVAL): they are
-// not maps, so that is not an error.
-func pinnedMapID(path string) (uint32, bool, error) {
+// maxProgPins bounds the pins kept for one program (a path is only a view
+// that it exists: one is enough, a few help people find it).
+const maxProgPins = 4
+
+// What a pin holds, as pinnedObject tells it.
+const (
+	pinnedOther = iota // a link, or what the open cannot tell
+	pinnedMap
+	pinnedProg
+)
+
+// progFDTarget is what readlink returns for an fd that refers to a program.
+const progFDTarget = "anon_inode:bpf-prog"
+
+// pinnedObject opens the object pinned at path read-only and returns its
+// id and whether it is a map or a program. Pinned links refuse read-only
+// opens (EINVAL): they are neither, so that is not an error.
+func pinnedObject(path string) (uint32, int, error) {
 	fd, err := bpfsys.ObjGet(path, unix.BPF_F_RDONLY)
 	if err != nil {
 		if errors.Is(err, unix.EINVAL) {
-			return 0, false, nil
+			return 0, pinnedOther, nil
 		}
-		return 0, false, err
+		return 0, pinnedOther, err
 	}
 	defer unix.Close(fd)
 	var link [64]byte
 	n, err := unix.Readlink("/proc/self/fd/"+strconv.Itoa(fd), link[:])
 	if err != nil {
-		return 0, false, err
+		return 0, pinnedOther, err
 	}
-	if string(link[:n]) != mapFDTarget {
-		return 0, false, nil // a program
+	switch string(link[:n]) {
+	case mapFDTarget:
+		mi, err := bpfsys.GetMapInfo(fd)
+		if err != nil {
+			return 0, pinnedOther, err
+		}
+		return mi.ID, pinnedMap, nil
+	case progFDTarget:
+		pi, _, err := bpfsys.GetProgInfo(fd, nil)
+		if err != nil {
+			return 0, pinnedOther, err
+		}
+		return pi.ID, pinnedProg, nil
 	}
-	mi, err := bpfsys.GetMapInfo(fd)
-	if err != nil {
-		return 0, false, err
-	}
-	return mi.ID, true, nil
+	return 0, pinnedOther, nil
 }

@@ -25,10 +25,23 @@ type heldFD struct {
 	h     Holder
 }
 
+// heldProg is one fd of a process that refers to a program: a view of
+// programs for the cross-view check (fdinfo's prog_id).
+type heldProg struct {
+	progID uint32
+	pid    uint32
+	fd     int
+}
+
+// maxHeldProgs bounds the program fds the walk keeps (a view that a
+// program exists: beyond it, the other views still show it).
+const maxHeldProgs = 65536
+
 // procWalk accumulates what the holders walk found and could not read.
 type procWalk struct {
 	mu      sync.Mutex
 	held    []heldFD
+	progs   []heldProg
 	errs    []error
 	denied  atomic.Int64 // processes whose fd table we may not read
 	scanned atomic.Int64 // processes whose fd table was read
@@ -48,17 +61,18 @@ func vanished(err error) bool {
 
 // walkHolders reads the fd table of every process (or of pids, when not
 // nil) except self, in parallel, and returns every fd that refers to a BPF
-// map, plus the number of processes read.
-func walkHolders(self int, pids []uint32) ([]heldFD, int, []error) {
+// map, every fd that refers to a program (up to maxHeldProgs), and the
+// number of processes read.
+func walkHolders(self int, pids []uint32) ([]heldFD, []heldProg, int, []error) {
 	if pids == nil {
 		d, err := os.Open(procRoot)
 		if err != nil {
-			return nil, 0, []error{fmt.Errorf("listing processes: %w", err)}
+			return nil, nil, 0, []error{fmt.Errorf("listing processes: %w", err)}
 		}
 		names, err := d.Readdirnames(-1)
 		d.Close()
 		if err != nil {
-			return nil, 0, []error{fmt.Errorf("listing processes: %w", err)}
+			return nil, nil, 0, []error{fmt.Errorf("listing processes: %w", err)}
 		}
 		for _, n := range names {
 			if pid, err := strconv.ParseUint(n, 10, 32); err == nil {
@@ -91,7 +105,7 @@ func walkHolders(self int, pids []uint32) ([]heldFD, int, []error) {
 	if n := w.denied.Load(); n > 0 {
 		w.errs = append(w.errs, fmt.Errorf("holders: permission denied reading the fds of %d processes: their maps are listed without them", n))
 	}
-	return w.held, int(w.scanned.Load()), w.errs
+	return w.held, w.progs, int(w.scanned.Load()), w.errs
 }
 
 // procScratch holds one worker's reusable buffers.
@@ -126,10 +140,15 @@ func (s *procScratch) process(w *procWalk, pid uint32) {
 	w.scanned.Add(1)
 	dfd := int(d.Fd())
 	var found []heldFD
+	var progs []heldProg
 	for _, name := range names {
 		n, err := unix.Readlinkat(dfd, name, s.link[:])
-		if err != nil || n != len(mapFDTarget) || string(s.link[:n]) != mapFDTarget {
-			continue // closed meanwhile, or not a map
+		if err != nil {
+			continue // closed meanwhile
+		}
+		isProg := string(s.link[:n]) == progFDTarget
+		if !isProg && string(s.link[:n]) != mapFDTarget {
+			continue // neither a map nor a program
 		}
 		fd, err := strconv.Atoi(name)
 		if err != nil {
@@ -140,6 +159,12 @@ func (s *procScratch) process(w *procWalk, pid uint32) {
 			continue // closed meanwhile
 		}
 		f := parseFdinfo(info)
+		if isProg {
+			if f.hasProgID {
+				progs = append(progs, heldProg{progID: f.progID, pid: pid, fd: fd})
+			}
+			continue
+		}
 		if !f.hasMapID {
 			continue // reused for something else meanwhile
 		}
@@ -148,6 +173,11 @@ func (s *procScratch) process(w *procWalk, pid uint32) {
 		}})
 	}
 	d.Close()
+	if len(progs) > 0 {
+		w.mu.Lock()
+		w.progs = append(w.progs, progs[:max(0, min(len(progs), maxHeldProgs-len(w.progs)))]...)
+		w.mu.Unlock()
+	}
 	if len(found) == 0 {
 		return
 	}
@@ -193,8 +223,11 @@ type fdinfo struct {
 	flags    uint64 // file status flags (octal in fdinfo)
 	mapID    uint32
 	hasMapID bool
-	memlock  uint64
-	frozen   bool
+	// progID is a program fd's prog_id.
+	progID    uint32
+	hasProgID bool
+	memlock   uint64
+	frozen    bool
 }
 
 // parseFdinfo parses fdinfo text: lines of "key:\tvalue", flags in octal,
@@ -226,6 +259,10 @@ func parseFdinfo(b []byte) fdinfo {
 		case "map_id":
 			if v, err := strconv.ParseUint(string(val), 10, 32); err == nil {
 				f.mapID, f.hasMapID = uint32(v), true
+			}
+		case "prog_id":
+			if v, err := strconv.ParseUint(string(val), 10, 32); err == nil {
+				f.progID, f.hasProgID = uint32(v), true
 			}
 		case "memlock":
 			if v, err := strconv.ParseUint(string(val), 10, 64); err == nil {

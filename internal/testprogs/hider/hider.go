@@ -44,6 +44,9 @@ func Load() (*Hider, error) {
 // Map is the map the program hides.
 func (h *Hider) Map() *ebpf.Map { return h.objs.HiderIds }
 
+// Prog is the hiding program, which HideProg hides too.
+func (h *Hider) Prog() *ebpf.Program { return h.objs.Hide }
+
 // Hide starts hiding the map: from now on GET_NEXT_ID walks past it and
 // GET_FD_BY_ID fails for it, for every process.
 func (h *Hider) Hide() error {
