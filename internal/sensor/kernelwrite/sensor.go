@@ -225,24 +225,45 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	return err
 }
 
+// start runs the start-up's steps in order: the object's constants, the
+// maps (bpfmon's own protected before any hook runs), the hooks (fexit,
+// then kprobes for the rest), and the decoder that reads their records.
 func (s *Sensor) start(env *sensor.Env) error {
-	mode := s.mode
 	capBytes := env.CaptureBytes
 	if capBytes <= 0 || capBytes > record.MaxCapture {
 		return fmt.Errorf("capture limit %d bytes out of range: must be between 1 and %d", capBytes, record.MaxCapture)
 	}
+	spec, syms, epochNS, err := s.configure(capBytes)
+	if err != nil {
+		return err
+	}
+	replace, err := s.createMaps(env, spec)
+	if err != nil {
+		return err
+	}
+	ld := &loader{spec: spec, opts: ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()}}
+	if err := s.attachHooks(ld, syms); err != nil {
+		return err
+	}
+	return s.startDecoder(env, ld, syms, epochNS)
+}
+
+// configure reads the embedded object and sets its constants: table
+// sizes, the itemizing mode, the summary epoch, the capture limit, and
+// the kernel text bounds from kallsyms (nil when unreadable: kprobes then
+// cannot be placed, and every writer is found by a stack walk).
+func (s *Sensor) configure(capBytes int) (*ebpf.CollectionSpec, *kallsyms, uint64, error) {
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
-		return fmt.Errorf("counting possible CPUs: %w", err)
+		return nil, nil, 0, fmt.Errorf("counting possible CPUs: %w", err)
 	}
-
 	spec, err := loadKw()
 	if err != nil {
-		return fmt.Errorf("parsing the embedded BPF object: %w", err)
+		return nil, nil, 0, fmt.Errorf("parsing the embedded BPF object: %w", err)
 	}
 	var specs kwSpecs
 	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
+		return nil, nil, 0, fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
 	}
 	specs.Kscratch.MaxEntries = uint32(cpus)
 	countEntries := s.cfg.CountEntries
@@ -251,7 +272,7 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	specs.KwCounts.MaxEntries = uint32(countEntries)
 	if err := specs.ItemizeAll.Set(boolU32(s.writes == WritesAll)); err != nil {
-		return fmt.Errorf("setting itemize_all: %w", err)
+		return nil, nil, 0, fmt.Errorf("setting itemize_all: %w", err)
 	}
 	epochNS := uint64(s.cfg.SummaryEvery)
 	if s.cfg.SummaryEvery <= 0 {
@@ -259,13 +280,13 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	epochNS = max(epochNS, uint64(time.Second))
 	if err := specs.EpochNs.Set(epochNS); err != nil {
-		return fmt.Errorf("setting epoch_ns: %w", err)
+		return nil, nil, 0, fmt.Errorf("setting epoch_ns: %w", err)
 	}
 	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
-		return fmt.Errorf("setting capture_limit: %w", err)
+		return nil, nil, 0, fmt.Errorf("setting capture_limit: %w", err)
 	}
 	if err := specs.PossibleCpus.Set(uint32(cpus)); err != nil {
-		return fmt.Errorf("setting possible_cpus: %w", err)
+		return nil, nil, 0, fmt.Errorf("setting possible_cpus: %w", err)
 	}
 	syms, err := readKallsyms()
 	if err != nil {
@@ -273,48 +294,54 @@ func (s *Sensor) start(env *sensor.Env) error {
 	}
 	lo, hi := syscallCallers(syms)
 	if err := errors.Join(specs.SysCallerLo.Set(lo), specs.SysCallerHi.Set(hi)); err != nil {
-		return fmt.Errorf("setting sys_caller_lo/hi: %w", err)
+		return nil, nil, 0, fmt.Errorf("setting sys_caller_lo/hi: %w", err)
 	}
 	if syms != nil && syms.textStart != 0 && syms.textEnd > syms.textStart {
 		// Without them every writer is found by a stack walk.
 		if err := errors.Join(specs.CoreLo.Set(syms.textStart), specs.CoreHi.Set(syms.textEnd)); err != nil {
-			return fmt.Errorf("setting core_lo/hi: %w", err)
+			return nil, nil, 0, fmt.Errorf("setting core_lo/hi: %w", err)
 		}
 	}
+	return spec, syms, epochNS, nil
+}
+
+// createMaps creates the sensor's maps, with the ring buffer replaced by
+// bpfmon's, and returns the replacements the programs load with. bpfmon's
+// own maps are filtered before any hook runs, from the first record on.
+func (s *Sensor) createMaps(env *sensor.Env, spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
 	replace, err := env.Ring.Prepare(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	// The maps first, with the ring buffer replaced by bpfmon's; then the
-	// programs, fexit where possible, kprobes for the rest (see loader).
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
 	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
 	if err != nil {
-		return fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
+		return nil, fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
 	}
 	for name, m := range s.coll.Maps {
 		if name != kwMapEvents {
 			replace[name] = m
 		}
 	}
-	// Before any hook runs: bpfmon's maps must be filtered from the first
-	// record on.
 	if err := s.protect(env.Self.Maps); err != nil {
-		return err
+		return nil, err
 	}
+	return replace, nil
+}
 
+// attachHooks attaches each hook, fexit where the mode and the kernel
+// allow, kprobes for the rest (see loader), recording in s.Hooks how
+// each went; it fails with an UnavailableError when no write hook is on.
+func (s *Sensor) attachHooks(ld *loader, syms *kallsyms) error {
 	kernelBTF, btfErr := features.KernelSpec()
 	kprobeErr := features.Kprobes()
-
-	ld := &loader{spec: spec, opts: ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()}}
 	s.Hooks = make([]HookStatus, len(hooks))
 	for i, h := range hooks {
 		s.Hooks[i] = HookStatus{Function: h.fn, Covers: h.covers}
 	}
 	attached := make([]*ebpf.Program, len(hooks))
-	if mode != ModeKprobe {
+	if s.mode != ModeKprobe {
 		want := map[int]string{}
 		for i, h := range hooks {
 			if prog, err := checkFexitTarget(kernelBTF, btfErr, h); err != nil {
@@ -332,7 +359,7 @@ func (s *Sensor) start(env *sensor.Env) error {
 			s.Hooks[i].Kind, s.Hooks[i].FexitError = kind, reason
 		}, "fexit")
 	}
-	if mode != ModeFexit {
+	if s.mode != ModeFexit {
 		want := map[int]string{}
 		for i, h := range hooks {
 			if attached[i] != nil {
@@ -369,6 +396,12 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if writeHooks == 0 {
 		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
 	}
+	return nil
+}
+
+// startDecoder loads the selection's control program (unless every write
+// is itemized) and hands the ring's kernel-side records to the decoder.
+func (s *Sensor) startDecoder(env *sensor.Env, ld *loader, syms *kallsyms, epochNS uint64) error {
 	var count *counter
 	if s.writes != WritesAll {
 		if err := s.loadControl(ld); err != nil {
@@ -377,10 +410,11 @@ func (s *Sensor) start(env *sensor.Env) error {
 		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{},
 			last: map[uint32]uint64{}}
 	}
+	var err error
 	s.dec, err = newDecoder(decoderConfig{
 		selfTGID:     env.Self.TGID,
 		selfPrograms: append(slices.Clone(env.Self.Programs), s.ProgramIDs()...),
-		capture:      capBytes,
+		capture:      env.CaptureBytes,
 		kallsyms:     syms,
 		stats:        s.coll.Maps[kwMapKstats],
 		writeProgs:   s.writeProgs,
