@@ -26,6 +26,8 @@
 //	owners:                     # processes allowed to write protected maps,
 //	  - exe: /usr/bin/tracee    # besides each map's creator and the processes
 //	    cgroup: /system.slice/tracee.service  # holding it when bpfmon starts
+//	  - pod_namespace: kube-system  # a process in a pod of this namespace, as
+//	    pod_name_prefix: cilium-   # the container runtime names its pod
 //	rules:                      # optional; override per rule
 //	  foreign-handle: {severity: low}
 //	  unexplained-change: {enabled: false}

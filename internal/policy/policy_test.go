@@ -31,6 +31,7 @@ func TestExample(t *testing.T) {
 	want.Owners = []Owner{
 		{Exe: "/usr/bin/tracee", Cgroup: "/system.slice/tracee.service", Line: 37},
 		{Exe: "/usr/local/bin/agent-config-tool", Line: 44},
+		{PodNamespace: "kube-system", PodPrefix: "cilium-", Line: 53},
 	}
 	want.Rules[RuleForeignHandle] = Rule{Name: RuleForeignHandle, Severity: SeverityLow, Enabled: true}
 	want.Rules[RuleUnexplainedChange] = Rule{Name: RuleUnexplainedChange, Severity: SeverityHigh, Enabled: false}
