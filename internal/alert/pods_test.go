@@ -121,3 +121,52 @@ func TestPodOwnerPrograms(t *testing.T) {
 		t.Errorf("alert %+v: want the owners by pod in its reason", ev.Alert)
 	}
 }
+
+// TestPodOwnerDetach: a detach found by the attachment scan is the
+// owners' work when an owner by pod made a call since the scan before; a
+// call by a process whose pod is not known yet is not.
+func TestPodOwnerDetach(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	pol, err := policy.Parse("pods.yaml", []byte("version: 1\nprotect:\n  - id: 7\nowners:\n  - pod_namespace: kube-system\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(Config{Policy: pol, SelfPID: 1, Now: c.now, Warn: func(err error) { t.Error(err) }})
+	xdp := inventory.Attachment{Kind: "xdp", Point: "xdp skb on v0 (ifindex 5, netns 1)", Interface: "v0", Mode: "skb"}
+	with := inventory.Map{ID: 7, Name: "rules", Programs: []inventory.Program{{ID: 100, Name: "fw", Attachments: []inventory.Attachment{xdp}}}}
+	without := inventory.Map{ID: 7, Name: "rules", Programs: []inventory.Program{{ID: 100, Name: "fw"}}}
+	e.Start([]inventory.Map{with})
+	scan := func(m inventory.Map) []*event.Event {
+		t.Helper()
+		c.t = c.t.Add(10 * time.Second)
+		e.Refresh([]inventory.Map{m})
+		c.t = c.t.Add(attachDelay)
+		evs := e.Tick()
+		for _, ev := range evs {
+			e.Evaluate(ev)
+		}
+		return evs
+	}
+	call := func(p *event.Process) {
+		c.t = c.t.Add(time.Second)
+		e.Evaluate(&event.Event{Type: event.ObjGet, HasResult: true, Result: 4, Process: p, Map: &event.Map{ID: 7}})
+	}
+	for _, tc := range []struct {
+		name  string
+		p     *event.Process
+		alert bool
+	}{
+		{"pod not known yet", inPod(50, "", "", "/cilium"), true},
+		{"owner by pod", inPod(51, "kube-system", "cilium-1", "/cilium"), false},
+	} {
+		scan(with)
+		if tc.p.Pod != nil && tc.p.Pod.Namespace == "" {
+			tc.p.Pod = &event.Pod{UID: "0b1c2d3e-0000-4000-8000-000000000001"}
+		}
+		call(tc.p)
+		evs := scan(without)
+		if len(evs) != 1 || evs[0].Type != event.ProgDetached || (evs[0].Alert != nil) != tc.alert {
+			t.Errorf("%s, then the detach: %+v, want an alert %v", tc.name, evs, tc.alert)
+		}
+	}
+}
