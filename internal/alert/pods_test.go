@@ -170,3 +170,24 @@ func TestPodOwnerDetach(t *testing.T) {
 		}
 	}
 }
+
+// TestPodOwnerReload: a reload that drops the owner by pod makes its
+// pod's processes strangers, and says so.
+func TestPodOwnerReload(t *testing.T) {
+	e := podEngine(t)
+	p := inPod(60, "kube-system", "coredns-1", "/coredns")
+	if got := writeAlert(e, p); got != "" {
+		t.Fatalf("before the reload: rule %q, want none", got)
+	}
+	next, err := policy.Parse("pods.yaml", []byte("version: 1\nprotect:\n  - id: 7\nowners:\n  - {pod_namespace: tools, pod_name_prefix: agent-, exe: /usr/bin/agent}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := e.Reload(next, []inventory.Map{{ID: 7, Name: "guarded"}})
+	if !strings.Contains(changes, "pods in namespace kube-system") {
+		t.Errorf("changes %q: want the dropped owner by pod named", changes)
+	}
+	if got := writeAlert(e, p); got != policy.RuleForeignWrite {
+		t.Errorf("after the reload: rule %q, want foreign-write", got)
+	}
+}
