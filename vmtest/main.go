@@ -97,7 +97,7 @@ var allowedSkips = []struct {
 	{regexp.MustCompile(`^TestWatchMetricsPrometheus$`), "the VM image has no Prometheus; the host's run (CI) scrapes bpfmon with one"},
 	{regexp.MustCompile(`^TestPrometheusRules$`), "the VM image has no promtool; the host's run (CI) checks the shipped rules"},
 	{regexp.MustCompile(`^TestAlertmanagerWebhook$`), "the VM image has no Prometheus nor Alertmanager; the host's run (CI) runs them"},
-	{regexp.MustCompile(`^(TestWatchPods|TestContainerd)$`), "the VM image has no containerd; the host's run (CI) starts pods through a real one"},
+	{regexp.MustCompile(`^(TestWatchPods|TestWatchPodOwners|TestContainerd)$`), "the VM image has no containerd; the host's run (CI) starts pods through a real one"},
 	{regexp.MustCompile(`^TestWatchSyslog$`), "the VM image has no rsyslog; the host's run (CI) runs it"},
 	{regexp.MustCompile(`^(TestRsyslog|TestRsyslogRELP)$`), "the VM image has no rsyslog; the host's run (CI) sends events to a real rsyslogd"},
 	{regexp.MustCompile(`^TestOwnerImpersonation$`), "the VM image has no C library nor dynamic loader for LD_PRELOAD; the host's run (CI) runs it, TestLineage runs the sensor in the VM"},

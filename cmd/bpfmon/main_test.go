@@ -592,6 +592,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"watch", "--metrics-addr", "9567"}, 2, "invalid --metrics-addr \"9567\": want HOST:PORT, such as :9567"},
 		{[]string{"watch", "--metrics-addr", ":http"}, 2, "port \"http\" is not a number from 0 to 65535"},
 		{[]string{"watch", "--metrics-addr", "127.0.0.1:70000"}, 2, "invalid --metrics-addr"},
+		{[]string{"watch", "--metrics-pod-labels"}, 2, "--metrics-pod-labels labels the metrics --metrics-addr serves: give --metrics-addr HOST:PORT too"},
 		{[]string{"maps", "--id", "0"}, 2, "out of range"},
 		{[]string{"maps", "--dump-max", "-1"}, 2, "invalid --dump-max"},
 		{[]string{"maps", "--pid", "x"}, 2, "not a number"},

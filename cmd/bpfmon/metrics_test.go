@@ -187,7 +187,8 @@ func countLines(t *testing.T, lines []string, typ, source string) float64 {
 // that map) and the syscall map_update and map_delete counters by at
 // least N and M, never past the lines bpfmon wrote (they count every
 // event on the host: go test runs other packages' tests at the same
-// time). The other families are there with the values this watch has.
+// time), and with --metrics-pod-labels the same alerts by pod (none: a
+// host process). The other families are there with the values this watch has.
 func TestWatchMetricsPrometheus(t *testing.T) {
 	testutil.RequireRoot(t)
 	if testutil.InVM() {
@@ -207,7 +208,7 @@ func TestWatchMetricsPrometheus(t *testing.T) {
 
 	m, id := newMap(t) // before the watch starts: this process holds it, an owner
 	foreign := testutil.ForeignExecutable(t, "foreign.test")
-	w := startWatch(t, "--format", "json", "--metrics-addr", "127.0.0.1:0", "--protect", "id:"+itoa(id),
+	w := startWatch(t, "--format", "json", "--metrics-addr", "127.0.0.1:0", "--metrics-pod-labels", "--protect", "id:"+itoa(id),
 		"--policy", unlimitedAlerts(t), "--ring-buffer", "4M", "--scan-interval", "1s")
 	addr := w.metricsAddr(t)
 	if strings.HasSuffix(addr, ":0") || !strings.HasPrefix(addr, "127.0.0.1:") {
@@ -270,6 +271,18 @@ func TestWatchMetricsPrometheus(t *testing.T) {
 		if time.Now().After(deadline.Add(testutil.Timeout(10 * time.Second))) {
 			t.Fatalf("through prometheus: foreign-write alerts +%v (want %d), map_update +%v (want at least %d), map_delete +%v (want at least %d)",
 				alerts-alert0, updates+deletes, upd-upd0, updates, del-del0, deletes)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// --metrics-pod-labels: the same alerts by pod, here a host
+	// process's, outside any pod (namespace and pod empty, which PromQL
+	// matches as absent).
+	podQ := `sum(bpfmon_alerts_by_pod_total{rule="foreign-write",severity="critical",namespace="",pod=""})`
+	for {
+		if n, _ := p.value(t, podQ); n == updates+deletes {
+			break
+		} else if time.Now().After(deadline.Add(testutil.Timeout(15 * time.Second))) {
+			t.Fatalf("through prometheus: %s = %v, want %d", podQ, n, updates+deletes)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,6 +17,7 @@ import (
 // podEvent is what the pod test reads of an event.
 type podEvent struct {
 	Event   string
+	Alert   *struct{ Rule, Reason string }
 	Map     *struct{ ID uint32 }
 	Process *struct {
 		PID         int
@@ -121,4 +124,57 @@ func TestWatchPods(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	w2.stop(t, syscall.SIGINT)
+}
+
+// TestWatchPodOwners: a policy whose owner is the pod namespace prod,
+// and pod prod/web-1 started through a real containerd as the kubelet
+// would. Its processes are marked by the lineage sensor twice over:
+// containerd's opt plugin (on by default) sets LD_LIBRARY_PATH in
+// containerd's own environment, so each shim starts with it (loader_env),
+// and runc's cgroupfs driver moves the container's first process into its
+// cgroup (cgroup_join, seen with the plugin disabled). A marked process
+// is no owner whatever its pod: the pod's writes to the protected map are
+// foreign-write, as a host process's are, and the alert names the owners
+// by pod (docs/alerts.md, "Owners by pod"). The unmarked case is
+// internal/alert's TestPodOwners.
+func TestWatchPodOwners(t *testing.T) {
+	testutil.RequireRoot(t)
+	rt := critest.Start(t)
+	m, id := newMap(t)
+	defer m.Close()
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+	pol := filepath.Join(t.TempDir(), "pods.yaml")
+	if err := os.WriteFile(pol, []byte(fmt.Sprintf("version: 1\nprotect:\n  - id: %d\nowners:\n  - pod_namespace: prod\nalerts: {rate: 100000, burst: 100000}\n", id)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatch(t, "--format", "json", "--cri-socket", rt.Socket, "--scan-interval", "0", "--policy", pol)
+	loop := fmt.Sprintf("while :; do chroot /host %s -test.run='^$'; sleep 0.2; done", foreign)
+	pod := rt.RunPod(t, "prod", "web-1", "app", map[string]string{actEnv: fmt.Sprintf("update:%d:1", id)}, "/bin/sh", "-c", loop)
+	act(t, foreign, fmt.Sprintf("update:%d:2", id)) // a host process
+
+	deadline := time.Now().Add(testutil.Timeout(20 * time.Second))
+	for {
+		var named, host []podEvent
+		for _, ev := range writesTo(t, w.lines(t), id) {
+			switch {
+			case ev.Process.ContainerID == "":
+				host = append(host, ev)
+			case ev.Process.Pod != nil && ev.Process.Pod.Namespace == "prod":
+				named = append(named, ev)
+			}
+		}
+		if len(named) >= 2 && len(host) > 0 {
+			for _, ev := range append(named, host...) {
+				if ev.Alert == nil || ev.Alert.Rule != "foreign-write" || !strings.Contains(ev.Alert.Reason, "owners: pods in namespace prod (policy)") {
+					t.Errorf("a write by pid %d (pod %+v): alert %+v, want a foreign-write naming the owners by pod", ev.Process.PID, ev.Process.Pod, ev.Alert)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("within 20s: %d writes named pod prod/web-1 (want 2), %d by the host (want 1); container log: %s", len(named), len(host), rt.Logs(pod))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	w.stop(t, syscall.SIGINT)
 }

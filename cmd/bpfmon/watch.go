@@ -51,6 +51,7 @@ type watchFlags struct {
 	policyPath                  string
 	alertsOnly                  bool
 	metricsAddr                 string
+	metricsPodLabels            bool
 	lockFile                    string
 	enforce                     bool
 	protect                     selectorList
@@ -135,6 +136,7 @@ func (o *watchOptions) flagSet() *flag.FlagSet {
 	fs.StringVar(&o.policyPath, "policy", "", "tamper-alert policy `FILE` (YAML: protected maps, owners, rules; see docs/alerts.md); SIGHUP loads it again (a broken file keeps the policy in force)")
 	fs.BoolVar(&o.alertsOnly, "alerts-only", false, "write only events that carry an alert (and lost events)")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on /metrics and readiness on /healthz at `HOST:PORT` (:9567: every interface; port 0: a free port, logged); off by default")
+	fs.BoolVar(&o.metricsPodLabels, "metrics-pod-labels", false, "also count alerts by the namespace and pod of the process (bpfmon_alerts_by_pod_total; at most 64 namespaces and 256 pods, the rest \"other\"); needs --metrics-addr; off by default")
 	fs.StringVar(&o.lockFile, "lock-file", defaultLockFile, "take the lock of one bpfmon watch per host at `FILE` ($"+lockEnv+" sets the default); a second watch is refused, naming the first's pid")
 	fs.BoolVar(&o.enforce, "enforce", false, "refuse write access to protected maps to processes that do not own them (BPF LSM, else fmod_ret on the security_ functions; exits 3 where the kernel allows neither)")
 	fs.Var(&o.protect, "protect", "protect maps matching `KIND:VALUE`: id:ID, name:NAME, pin:PATH, program:NAME or program_id:ID (repeatable)")
@@ -310,6 +312,9 @@ func (o *watchOptions) validateOutput() error {
 			return usageError("invalid --metrics-addr %w", err)
 		}
 	}
+	if o.metricsPodLabels && o.metricsAddr == "" {
+		return usageError("--metrics-pod-labels labels the metrics --metrics-addr serves: give --metrics-addr HOST:PORT too")
+	}
 	if o.syslogURL != "" {
 		if _, _, err := syslogout.Parse(o.syslogURL); err != nil {
 			return usageError("invalid --syslog %v", err)
@@ -391,6 +396,9 @@ func (o *watchOptions) serveMetrics(w *watchRun, _ io.Writer) error {
 		return runtimeError("--metrics-addr: %w", err)
 	}
 	w.opts.Metrics = metrics.New(version)
+	if o.metricsPodLabels {
+		w.opts.Metrics.PodLabels()
+	}
 	srv := w.opts.Metrics.Serve(ln)
 	// Tests and people who asked for port 0 read the address here.
 	w.log.Info("metrics: serving /metrics and /healthz", "addr", srv.Addr().String())

@@ -42,6 +42,9 @@ type Owner struct {
 	Exe    string // executable path, as seen when it was learnt
 	Cgroup string // cgroup path; "" for any
 	How    string // "creator", "holder" (at start), "loader" or "policy"
+	// Pod is the learnt owner's pod when it was learnt (a loader's,
+	// for its programs' writes: podOwns); nil outside one or unknown.
+	Pod *event.Pod
 }
 
 func (o Owner) String() string {
@@ -266,6 +269,12 @@ func (e *Engine) refresh(maps []inventory.Map) {
 // cannot be resolved (no such executable or cgroup yet) is said once.
 func (e *Engine) resolvePolicyOwners() {
 	for i, po := range e.pol.Owners {
+		if po.PodNamespace != "" {
+			// Matched by pod (podOwns), on the executable's path as the
+			// pod's mount namespace names it: no identity to resolve
+			// here, nor one to give the enforcer, which knows no pods.
+			continue
+		}
 		ino, dev, err := procexe.File(po.Exe)
 		if err != nil {
 			e.warnOwner(i, fmt.Errorf("policy owner %s (line %d): %w; its writes alert until it exists", po.Exe, po.Line, err))
@@ -425,7 +434,7 @@ func succeeded(ev *event.Event) bool { return !ev.HasResult || ev.Result >= 0 }
 func identity(p *event.Process) event.Identity { return p.Identity() }
 
 func (e *Engine) ownerOf(p *event.Process, how string) Owner {
-	return Owner{Identity: identity(p), Exe: p.Exe, Cgroup: e.cfg.Cgroups.Path(p.CgroupID), How: how}
+	return Owner{Identity: identity(p), Exe: p.Exe, Cgroup: e.cfg.Cgroups.Path(p.CgroupID), How: how, Pod: p.Pod}
 }
 
 // learn records what ev teaches: a map's creator, a program's loader, and
@@ -485,13 +494,34 @@ func bound(m map[uint32]Owner) {
 	}
 }
 
-// owns reports whether p is an owner of g: it has an owner's identity and
-// is not marked (lineage.go).
+// owns reports whether p is an owner of g: it has an owner's identity (or
+// is in a pod the policy's owners name: podOwns) and is not marked (lineage.go).
 func (e *Engine) owns(g *guarded, p *event.Process) bool {
 	if _, marked := e.marked(p); marked {
 		return false
 	}
-	return e.identityOwns(g, identity(p))
+	return e.identityOwns(g, identity(p)) || e.podOwns(p)
+}
+
+// podOwns reports whether p's pod makes it a policy owner of every
+// protected map: its namespace (and the start of its name, and its
+// executable's path, where the owner gives them) are an owner's. The pod
+// is the container runtime's answer for the container id in p's cgroup
+// path (internal/pods), which the process cannot choose; a pod not yet
+// known (the runtime is asked when a container is first seen, and until
+// it answers only the uid from the cgroup path is known) has no
+// namespace, and owns nothing: its writes alert rather than pass. The
+// caller checks the lineage marks.
+func (e *Engine) podOwns(p *event.Process) bool {
+	if p == nil || p.Pod == nil || p.Pod.Namespace == "" || p.ExeIno == 0 {
+		return false
+	}
+	for _, o := range e.pol.Owners {
+		if o.PodNamespace != "" && o.PodNamespace == p.Pod.Namespace && strings.HasPrefix(p.Pod.Name, o.PodPrefix) && (o.Exe == "" || o.Exe == p.Exe) {
+			return true
+		}
+	}
+	return false
 }
 
 // identityOwns reports whether identity id is one of g's owners.
@@ -515,7 +545,7 @@ func (e *Engine) progOwns(g *guarded, prog *event.Prog) bool {
 		return true
 	}
 	l, ok := e.loaders[prog.ID]
-	return ok && e.owns(g, &event.Process{ExeIno: l.ExeIno, CgroupID: l.CgroupID})
+	return ok && e.owns(g, &event.Process{ExeIno: l.ExeIno, CgroupID: l.CgroupID, Exe: l.Exe, Pod: l.Pod})
 }
 
 // limitKey is what makes an alert new for the rate limit: the rule, the
@@ -901,7 +931,15 @@ func (e *Engine) progText(p *event.Prog) string {
 }
 
 func (e *Engine) ownersText(g *guarded) string {
-	all := append(slices.Clone(g.owners), e.policyOwners...)
+	var all []string
+	for _, o := range append(slices.Clone(g.owners), e.policyOwners...) {
+		all = append(all, o.String()+" ("+o.How+")")
+	}
+	for _, o := range e.pol.Owners {
+		if o.PodNamespace != "" {
+			all = append(all, podOwnerText(o)+" (policy)")
+		}
+	}
 	if len(all) == 0 {
 		return "it has no known owner (created before bpfmon started and held by no process then)"
 	}
@@ -911,9 +949,21 @@ func (e *Engine) ownersText(g *guarded) string {
 			parts = append(parts, fmt.Sprintf("and %d more", len(all)-3))
 			break
 		}
-		parts = append(parts, o.String()+" ("+o.How+")")
+		parts = append(parts, o)
 	}
 	return "owners: " + strings.Join(parts, ", ")
+}
+
+// podOwnerText names a policy owner by pod.
+func podOwnerText(o policy.Owner) string {
+	s := "pods in namespace " + o.PodNamespace
+	if o.PodPrefix != "" {
+		s = "pods " + o.PodPrefix + "* in namespace " + o.PodNamespace
+	}
+	if o.Exe != "" {
+		s = o.Exe + " in " + s
+	}
+	return s
 }
 
 // Tick returns the events the engine made itself since the last tick

@@ -18,8 +18,11 @@ type attachState struct {
 	progs map[uint32]watchedProg
 	last  time.Time
 	later []*event.Event
-	// calls: each identity's last reported call (atWork).
-	calls map[event.Identity]time.Time
+	// calls: each identity's last reported call (atWork); podCall: the
+	// last by a process the policy's pod owners name (podOwns), an owner
+	// of every protected map.
+	calls   map[event.Identity]time.Time
+	podCall time.Time
 	// linkOps are the links a link_detach or link_update named since
 	// the last scan: the scan does not report them again, without the
 	// process.
@@ -144,6 +147,9 @@ func (e *Engine) atWork(ev *event.Event) {
 	if at.After(e.attach.calls[identity(p)]) {
 		e.attach.calls[identity(p)] = at
 	}
+	if at.After(e.attach.podCall) && e.podOwns(p) {
+		e.attach.podCall = at
+	}
 }
 
 // callsMax bounds the identities whose last call is remembered: each
@@ -152,6 +158,9 @@ const callsMax = 4096
 
 // ownerCalled reports whether an owner of g made a call at or after t.
 func (e *Engine) ownerCalled(g *guarded, t time.Time) bool {
+	if !e.attach.podCall.IsZero() && !e.attach.podCall.Before(t) {
+		return true
+	}
 	for id, at := range e.attach.calls {
 		if !at.Before(t) && e.identityOwns(g, id) {
 			return true

@@ -119,7 +119,10 @@ func policyChanges(old, pol *policy.Policy) []string {
 		var s []string
 		for _, o := range p.Owners {
 			v := o.Exe
-			if o.Cgroup != "" {
+			switch {
+			case o.PodNamespace != "":
+				v = podOwnerText(o)
+			case o.Cgroup != "":
 				v += " in " + o.Cgroup
 			}
 			s = append(s, v)

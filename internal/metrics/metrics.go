@@ -160,6 +160,8 @@ type Metrics struct {
 	suppressed *prometheus.CounterVec
 	scanPass   prometheus.Histogram
 	podMisses  prometheus.Counter
+	// byPod, when on (PodLabels), counts alerts by pod too (podlabels.go).
+	byPod *podAlerts
 
 	ready atomic.Bool
 	// health: errors of the supervised parts, and those that cannot go
@@ -248,6 +250,9 @@ func (m *Metrics) Event(ev *event.Event) {
 	}
 	if ev.Alert != nil {
 		m.alerts.WithLabelValues(ev.Alert.Rule, ev.Alert.Severity).Inc()
+		if m.byPod != nil {
+			m.byPod.count(ev)
+		}
 	}
 }
 

@@ -123,6 +123,7 @@ func TestTypeIndex(t *testing.T) {
 // TestEventDoesNotAllocate: counting is on the path of every event.
 func TestEventDoesNotAllocate(t *testing.T) {
 	m := New("v1")
+	m.PodLabels() // the pod labels are for alerts only
 	evs := []*event.Event{update(event.SourceSyscall), update(event.SourceKernel),
 		{Type: event.Lost, Source: event.SourceSyscall, HasCount: true, Count: 1},
 		{Type: event.MapChanged, Source: event.SourceScan}}
@@ -416,6 +417,8 @@ func TestReferenceListsEveryMetric(t *testing.T) {
 	}
 	m := New("v1")
 	m.Rules([]Rule{{"foreign-write", "critical"}}) // vectors without a series are not gathered
+	m.PodLabels()                                  // --metrics-pod-labels
+	m.byPod.vec.WithLabelValues("foreign-write", "critical", "", "")
 	reported := map[string]bool{}
 	descs := make(chan *prometheus.Desc, 100)
 	(*state)(m).Describe(descs)

@@ -29,6 +29,8 @@ func Reference() []Doc {
 	m.Rules([]Rule{{"foreign-write", "critical"}})
 	m.Started(fixedRing{}, nil, []features.Feature{{Name: "x"}})
 	m.ScanPassed(scanner.PassStats{})
+	m.PodLabels()
+	m.byPod.vec.WithLabelValues("foreign-write", "critical", "", "")
 	var docs []Doc
 	seen := map[string]bool{}
 	mfs, err := m.reg.Gather()

@@ -14,6 +14,12 @@
 // container id and, on a miss, queues the lookup for one goroutine and
 // returns at once what the cgroup path says (the pod uid of kubelet's
 // kubepods layout). Misses are counted (bpfmon_pod_lookup_misses_total).
+//
+// The runtime's answer stands only where the cgroup path names the same
+// pod uid: a container id in a cgroup of another pod (a child cgroup a
+// container made and named after another's container) gets its own
+// path's uid and no namespace, so no process borrows another pod's name
+// (policy owners by pod, internal/alert).
 package pods
 
 import (
@@ -93,8 +99,9 @@ type Resolver struct {
 // entry is what is known of a container: pod is nil outside a pod;
 // final once the runtime answered (or none will).
 type entry struct {
-	pod   *event.Pod
-	final bool
+	pod    *event.Pod
+	cgroup string // the cgroup path it was first seen in
+	final  bool
 }
 
 // New connects to the runtime (the given socket, or the first default
@@ -191,12 +198,21 @@ func (r *Resolver) Pod(containerID, cgroup string) *event.Pod {
 	}
 	r.mu.Lock()
 	e, ok := r.cache[containerID]
+	if ok && cgroup != e.cgroup {
+		// The same container id in another cgroup: a child cgroup a
+		// container made itself, or one named after another pod's
+		// container. The answer holds only for the same pod uid.
+		if c := fromCgroup(cgroup); c == nil || e.pod == nil || !strings.EqualFold(c.UID, e.pod.UID) {
+			r.mu.Unlock()
+			return c
+		}
+	}
 	if ok && e.final {
 		r.mu.Unlock()
 		return e.pod
 	}
 	if !ok {
-		e = entry{pod: fromCgroup(cgroup), final: r.rt == nil}
+		e = entry{pod: fromCgroup(cgroup), cgroup: cgroup, final: r.rt == nil}
 		r.put(containerID, e)
 	}
 	if !e.final && !r.closed && !r.pending[containerID] && time.Now().After(r.downUntil) {
@@ -234,13 +250,27 @@ func (r *Resolver) run() {
 		delete(r.pending, id)
 		switch {
 		case err == nil:
-			if _, ok := r.cache[id]; ok {
-				r.put(id, entry{pod: pod, final: true})
+			e, ok := r.cache[id]
+			switch {
+			case !ok:
+			case e.pod == nil || !strings.EqualFold(e.pod.UID, pod.UID):
+				// The runtime's pod is not the one the kubelet's
+				// cgroup path names (or it names none): a cgroup
+				// named after another's container id. The cgroup's
+				// answer stands, so that no process borrows another
+				// pod's namespace (policy owners by pod).
+				r.put(id, entry{pod: e.pod, cgroup: e.cgroup, final: true})
+				if r.cfg.Log != nil {
+					r.cfg.Log.Warn("pod lookup: the runtime's pod for the container is not the pod its cgroup path names; the cgroup's is kept",
+						"part", "pods", "container", id, "cgroup", e.cgroup, "runtime_pod", pod.Namespace+"/"+pod.Name)
+				}
+			default:
+				r.put(id, entry{pod: pod, cgroup: e.cgroup, final: true})
 			}
 		case status.Code(err) == codes.NotFound:
 			// Not the runtime's container: keep the cgroup's answer.
 			if e, ok := r.cache[id]; ok {
-				r.put(id, entry{pod: e.pod, final: true})
+				r.put(id, entry{pod: e.pod, cgroup: e.cgroup, final: true})
 			}
 		default:
 			r.downUntil = time.Now().Add(downFor)

@@ -43,6 +43,27 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
+// TestOtherCgroup: a container id seen first in one pod's cgroup and
+// then in another pod's is named by each path's own pod uid, not by the
+// first answer.
+func TestOtherCgroup(t *testing.T) {
+	r := New(Config{Socket: "off"})
+	id := strings.Repeat("c", 64)
+	a, b := "1f0c3a2b-4d5e-4f60-8a7b-9c0d1e2f3a4b", "2f0c3a2b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+	if p := r.Pod(id, "/kubepods/pod"+a+"/"+id); p == nil || p.UID != a {
+		t.Fatalf("first: %+v, want uid %s", p, a)
+	}
+	if p := r.Pod(id, "/kubepods/pod"+b+"/x/"+id); p == nil || p.UID != b {
+		t.Errorf("in pod %s: %+v, want its uid", b, p)
+	}
+	if p := r.Pod(id, "/system.slice/"+id); p != nil {
+		t.Errorf("outside kubepods: %+v, want none", p)
+	}
+	if p := r.Pod(id, "/kubepods/pod"+a+"/"+id+"/init.scope"); p == nil || p.UID != a {
+		t.Errorf("a child cgroup of the same pod: %+v, want uid %s", p, a)
+	}
+}
+
 // TestContainerd: a real containerd (Debian's, run privately) with a pod
 // the test starts as the kubelet would: the first lookup answers at once
 // with the uid from the cgroup path and counts a miss; then the runtime's
@@ -100,6 +121,36 @@ func TestContainerd(t *testing.T) {
 			t.Fatal("a container containerd does not know was never settled")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The container's id in a cgroup of another pod (a child cgroup made
+	// in it, named after this container): the runtime's pod is not the
+	// one the path names, so the path's uid alone is the answer, and no
+	// namespace (policy owners by pod) is borrowed.
+	stranger := "0b1c2d3e-0000-4000-8000-00000000000f"
+	fake := "/kubepods/besteffort/pod" + stranger + "/" + strings.Repeat("f", 64) + "/" + pod.ContainerID
+	r2 := New(Config{Socket: rt.Socket})
+	defer r2.Close()
+	r2.Pod(pod.ContainerID, fake)
+	for i := 0; ; i++ {
+		r2.mu.Lock()
+		e := r2.cache[pod.ContainerID]
+		r2.mu.Unlock()
+		if e.final {
+			if e.pod == nil || e.pod.Namespace != "" || e.pod.UID != stranger {
+				t.Errorf("the container's id under pod %s: %+v, want that uid only", stranger, e.pod)
+			}
+			break
+		}
+		if i > 1000 {
+			t.Fatal("the container in a stranger's cgroup was never settled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And the other way: the real pod known, a stranger's cgroup with its
+	// container id gets its own path's uid.
+	if p := r.Pod(pod.ContainerID, fake); p == nil || p.Namespace != "" || p.UID != stranger {
+		t.Errorf("a cached pod for the container's id under pod %s: %+v, want that uid only", stranger, p)
 	}
 
 	rt.Stop(t)

@@ -115,7 +115,7 @@ func (w walker) errf(n *yaml.Node, format string, args ...any) error {
 
 var (
 	topKeys   = []string{"version", "protect", "owners", "rules", "alerts"}
-	ownerKeys = []string{"exe", "cgroup"}
+	ownerKeys = []string{"exe", "cgroup", "pod_namespace", "pod_name_prefix"}
 	ruleKeys  = []string{"severity", "enabled"}
 	alertKeys = []string{"rate", "burst"}
 	ruleNames = func() []string {
@@ -255,10 +255,15 @@ func (w walker) owner(p *Policy, e *yaml.Node) error {
 			return err
 		}
 		var err error
-		if k.Value == "exe" {
+		switch k.Value {
+		case "exe":
 			o.Exe, err = cleanExe(v.Value)
-		} else {
+		case "cgroup":
 			o.Cgroup, err = cleanCgroup(v.Value)
+		case "pod_namespace":
+			o.PodNamespace, err = cleanNamespace(v.Value)
+		case "pod_name_prefix":
+			o.PodPrefix, err = cleanPodPrefix(v.Value)
 		}
 		if err != nil {
 			return w.errf(v, "%v", err)
@@ -268,8 +273,13 @@ func (w walker) owner(p *Policy, e *yaml.Node) error {
 	if err != nil {
 		return err
 	}
-	if o.Exe == "" {
-		return w.errf(e, "owner has no exe; want `exe: /absolute/path/of/the/executable`")
+	switch {
+	case o.Exe == "" && o.PodNamespace == "":
+		return w.errf(e, "owner has no exe and no pod_namespace; want `exe: /absolute/path/of/the/executable` or `pod_namespace: NAMESPACE`")
+	case o.PodPrefix != "" && o.PodNamespace == "":
+		return w.errf(e, "owner has pod_name_prefix but no pod_namespace; add `pod_namespace: NAMESPACE`: pod names are only unique within one")
+	case o.Cgroup != "" && o.PodNamespace != "":
+		return w.errf(e, "owner has both cgroup and pod_namespace; a pod's cgroup is made per container, so give exe with pod_namespace, or exe with cgroup, in separate owners")
 	}
 	p.Owners = append(p.Owners, o)
 	return nil

@@ -26,6 +26,8 @@
 //	owners:                     # processes allowed to write protected maps,
 //	  - exe: /usr/bin/tracee    # besides each map's creator and the processes
 //	    cgroup: /system.slice/tracee.service  # holding it when bpfmon starts
+//	  - pod_namespace: kube-system  # a process in a pod of this namespace, as
+//	    pod_name_prefix: cilium-   # the container runtime names its pod
 //	rules:                      # optional; override per rule
 //	  foreign-handle: {severity: low}
 //	  unexplained-change: {enabled: false}
@@ -176,11 +178,53 @@ func digits(s string) bool {
 // one, and they would forge lines in bpfmon's text output.
 func badBytes(s string) bool { return strings.ContainsAny(s, "\x00\n\r") }
 
-// Owner is a process allowed to write the protected maps.
+// Owner is a process allowed to write the protected maps: an executable
+// (optionally in a cgroup), or a process in a Kubernetes pod namespace
+// (optionally of pods whose name starts with PodPrefix, and of an
+// executable). The pod is as the container runtime names it for the
+// container id in the process's cgroup path, never as the process says.
 type Owner struct {
-	Exe    string // absolute path of an executable allowed to write the protected maps
-	Cgroup string // cgroup v2 path, as in /proc/PID/cgroup after "0::", e.g. /system.slice/tracee.service; "" = any cgroup
-	Line   int
+	Exe          string // absolute path of an executable allowed to write the protected maps; "" = any (pod owners only)
+	Cgroup       string // cgroup v2 path, as in /proc/PID/cgroup after "0::", e.g. /system.slice/tracee.service; "" = any cgroup
+	PodNamespace string // Kubernetes namespace of the process's pod; "" = not a pod owner
+	PodPrefix    string // the pod's name starts with it; "" = any pod of PodNamespace
+	Line         int
+}
+
+// cleanNamespace validates a pod namespace: a DNS-1123 label, as
+// Kubernetes requires of namespace names.
+func cleanNamespace(ns string) (string, error) {
+	if ns == "" {
+		return "", fmt.Errorf("empty pod_namespace; want a Kubernetes namespace, such as kube-system")
+	}
+	if len(ns) > 63 || !dnsChars(ns, false) || ns[0] == '-' || ns[len(ns)-1] == '-' {
+		return "", fmt.Errorf("pod_namespace %s is not a Kubernetes namespace name: want at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit, such as kube-system", quote(ns))
+	}
+	return ns, nil
+}
+
+// cleanPodPrefix validates the start of a pod name: a pod's name is a
+// DNS-1123 subdomain (lowercase letters, digits, '-' and '.', at most 253).
+func cleanPodPrefix(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("empty pod_name_prefix; remove it to allow every pod of the namespace")
+	}
+	if len(p) > 253 || !dnsChars(p, true) {
+		return "", fmt.Errorf("pod_name_prefix %s cannot start a pod name: want at most 253 lowercase letters, digits, '-' and '.', such as cilium-", quote(p))
+	}
+	return p, nil
+}
+
+// dnsChars reports whether s holds only lowercase letters, digits, '-'
+// and, when dots, '.'.
+func dnsChars(s string, dots bool) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || dots && c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // cleanExe validates an owner's executable: the absolute path the kernel

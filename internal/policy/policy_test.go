@@ -31,6 +31,7 @@ func TestExample(t *testing.T) {
 	want.Owners = []Owner{
 		{Exe: "/usr/bin/tracee", Cgroup: "/system.slice/tracee.service", Line: 37},
 		{Exe: "/usr/local/bin/agent-config-tool", Line: 44},
+		{PodNamespace: "kube-system", PodPrefix: "cilium-", Line: 53},
 	}
 	want.Rules[RuleForeignHandle] = Rule{Name: RuleForeignHandle, Severity: SeverityLow, Enabled: true}
 	want.Rules[RuleUnexplainedChange] = Rule{Name: RuleUnexplainedChange, Severity: SeverityHigh, Enabled: false}
@@ -76,6 +77,12 @@ func TestParse(t *testing.T) {
 		}},
 		{"aliases", "version: 1\nowners:\n  - &o {exe: /bin/x//y}\n  - *o\n", func(p *Policy) bool {
 			return len(p.Owners) == 2 && p.Owners[1].Exe == "/bin/x/y"
+		}},
+		{"pod owners", "version: 1\nowners:\n  - pod_namespace: kube-system\n  - {pod_namespace: cilium, pod_name_prefix: cilium-, exe: /usr/bin/cilium-agent}\n", func(p *Policy) bool {
+			return reflect.DeepEqual(p.Owners, []Owner{
+				{PodNamespace: "kube-system", Line: 3},
+				{PodNamespace: "cilium", PodPrefix: "cilium-", Exe: "/usr/bin/cilium-agent", Line: 4},
+			})
 		}},
 		{"rules and alerts", "version: 1\nrules:\n  write-denied: {severity: critical, enabled: false}\n  events-lost: {enabled: True}\nalerts: {rate: 1, burst: 100000}\n", func(p *Policy) bool {
 			_, on := p.Enabled(RuleWriteDenied)
@@ -154,7 +161,25 @@ var errorCases = []struct {
 	{"cgroup not starting with /", "version: 1\nowners:\n  - exe: /usr/bin/tracee\n    cgroup: system.slice/tracee.service\n",
 		`t.yaml:4:13: cgroup "system.slice/tracee.service" does not start with "/"`, `after "0::"`},
 	{"unknown owner key", "version: 1\nowners:\n  - exe: /x\n    uid: 0\n",
-		`t.yaml:4:5: unknown owner key "uid"; want exe or cgroup`, ""},
+		`t.yaml:4:5: unknown owner key "uid"; want exe, cgroup, pod_namespace or pod_name_prefix`, ""},
+	{"pod prefix without namespace", "version: 1\nowners:\n  - pod_name_prefix: cilium-\n",
+		`t.yaml:3:5: owner has no exe and no pod_namespace`, ""},
+	{"pod prefix with exe, without namespace", "version: 1\nowners:\n  - {exe: /x, pod_name_prefix: cilium-}\n",
+		`t.yaml:3:5: owner has pod_name_prefix but no pod_namespace`, "add `pod_namespace: NAMESPACE`"},
+	{"pod namespace with cgroup", "version: 1\nowners:\n  - {exe: /x, cgroup: /a, pod_namespace: a}\n",
+		`t.yaml:3:5: owner has both cgroup and pod_namespace`, ""},
+	{"pod namespace upper case", "version: 1\nowners:\n  - pod_namespace: Kube-System\n",
+		`t.yaml:3:20: pod_namespace "Kube-System" is not a Kubernetes namespace name`, "such as kube-system"},
+	{"pod namespace too long", "version: 1\nowners:\n  - pod_namespace: " + strings.Repeat("a", 64) + "\n",
+		`t.yaml:3:20: pod_namespace "` + strings.Repeat("a", 64) + `" is not a Kubernetes namespace name`, ""},
+	{"pod namespace ending in -", "version: 1\nowners:\n  - pod_namespace: kube-\n",
+		`t.yaml:3:20: pod_namespace "kube-" is not`, ""},
+	{"empty pod namespace", "version: 1\nowners:\n  - pod_namespace: ''\n",
+		`t.yaml:3:20: empty pod_namespace`, ""},
+	{"pod namespace a list", "version: 1\nowners:\n  - pod_namespace: [a]\n",
+		`t.yaml:3:20: pod_namespace takes a single value, got a list`, ""},
+	{"pod prefix with a slash", "version: 1\nowners:\n  - {pod_namespace: a, pod_name_prefix: a/b}\n",
+		`t.yaml:3:41: pod_name_prefix "a/b" cannot start a pod name`, ""},
 	{"unknown rule", "version: 1\nrules:\n  foreign-writes: {severity: low}\n",
 		`t.yaml:3:3: unknown rule "foreign-writes"; want foreign-handle, foreign-write, self-access, foreign-program, foreign-mmap, unexplained-change, events-lost, write-denied, immutable-change, holder-while-down, monitor-gap, owner-impersonation, hidden-object, rewriting-program or program-detached`, ""},
 	{"bad severity", "version: 1\nrules:\n  foreign-write: {severity: urgent}\n",
