@@ -76,7 +76,15 @@ func TestScanTestOutput(t *testing.T) {
 // misspelt one silently kept out), and each package's list is a valid
 // -test.skip.
 func TestHostOnlyNamesTests(t *testing.T) {
+	lists := map[string]string{}
 	for pkg, skip := range hostOnly {
+		lists["hostOnly "+pkg] = skip
+	}
+	for pkg, run := range run510 {
+		lists["run510 "+pkg] = run
+	}
+	for name, skip := range lists {
+		pkg := strings.Fields(name)[1]
 		re, err := regexp.Compile(skip)
 		if err != nil {
 			t.Fatalf("%s: %v", pkg, err)
@@ -96,7 +104,7 @@ func TestHostOnlyNamesTests(t *testing.T) {
 		names := strings.Split(strings.TrimSuffix(strings.TrimPrefix(skip, "^("), ")$"), "|")
 		for _, n := range names {
 			if !re.MatchString(n) || !strings.Contains(src.String(), "\nfunc "+n+"(t *testing.T)") {
-				t.Errorf("%s: hostOnly names %s, which is not one of its tests", pkg, n)
+				t.Errorf("%s names %s, which is not one of its tests", name, n)
 			}
 		}
 	}
