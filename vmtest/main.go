@@ -312,7 +312,7 @@ func parseOptions() (options, error) {
 	flag.StringVar(&pkgs, "pkgs", "", "comma-separated packages to test (default: every package with tests)")
 	flag.StringVar(&o.cache, "cache", defaultCache(), "where downloaded kernels are kept")
 	flag.StringVar(&o.out, "out", "out/vmtest", "where console logs and the report are written")
-	flag.DurationVar(&o.timeout, "timeout", 30*time.Minute, "time limit for one virtual machine (6.1 and 6.12 take 15 to 20 minutes on 2 shared processors)")
+	flag.DurationVar(&o.timeout, "timeout", 40*time.Minute, "time limit for one virtual machine (6.1 and 6.12 take 20 to 28 minutes on 2 shared processors)")
 	flag.IntVar(&o.memory, "memory", 2048, "memory of each virtual machine, MiB")
 	// One: under qemu's software emulation with two, kernel text patching
 	// (static keys flipped when tracepoints attach) has been seen to
