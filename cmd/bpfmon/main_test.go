@@ -168,16 +168,24 @@ func (w *watcher) withStatus(t *testing.T, dir string) {
 	w.cmd.Env = append(w.cmd.Env, statusEnv+"="+strconv.Itoa(2+len(w.cmd.ExtraFiles)))
 }
 
+// scanPassWait bounds the wait for a content scanner pass: it is a
+// bound for a hang, not a speed target (10 s failed on a loaded host,
+// where another package's huge map was being read).
+const scanPassWait = 30 * time.Second
+
 // waitScanPasses waits until the scanner has completed n more passes: with
 // n = 2, at least one pass started after the call and has reported what
 // it found, grace period included.
 func (w *watcher) waitScanPasses(t *testing.T, n int) {
 	t.Helper()
 	want := w.scanPasses() + n
-	deadline := time.Now().Add(testutil.Timeout(10 * time.Second))
+	// A pass reads every map on the host: go test runs packages side by
+	// side, and another package's map of millions of elements makes a
+	// pass take seconds on a loaded machine (scanPassWait).
+	deadline := time.Now().Add(testutil.Timeout(scanPassWait))
 	for w.scanPasses() < want {
 		if time.Now().After(deadline) {
-			t.Fatalf("the content scanner did not complete pass %d within 10s (at %d); status: %q; stderr:\n%s", want, w.scanPasses(), w.statusLines(), w.stderr.String())
+			t.Fatalf("the content scanner did not complete pass %d within %v (at %d); status: %q; stderr:\n%s", want, scanPassWait, w.scanPasses(), w.statusLines(), w.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -252,9 +260,10 @@ func startWatchUnder(t *testing.T, wrap []string, args ...string) *watcher {
 	if !slices.Contains(w.statusLines(), "ready scanner=on") {
 		return w
 	}
+	deadline = time.Now().Add(testutil.Timeout(scanPassWait))
 	for w.scanPasses() < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the content scanner's first pass did not complete within 10s: %s", w.stderr.String())
+			t.Fatalf("the content scanner's first pass did not complete within %v: %s", scanPassWait, w.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
