@@ -76,13 +76,13 @@ func checkReplaced(path string) error {
 	case err == nil && fi.Mode()&os.ModeSymlink != 0:
 		return fmt.Errorf("%s is a symbolic link; want the path of a file bpfmon may replace, not a link to one", path)
 	case err == nil && !fi.Mode().IsRegular():
-		return fmt.Errorf("%s is %s, not a regular file; want the path of a file bpfmon may replace", path, fileKind(fi.Mode()))
+		return fmt.Errorf("%s is %s, not a regular file; want the path of a file bpfmon may replace", path, outfile.ModeKind(fi.Mode()))
 	case err == nil:
 		return nil
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	return checkDir(path)
+	return outfile.CheckDir(path)
 }
 
 // checkDistinct refuses one file in two roles.

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -217,33 +216,6 @@ Run 'bpfmon watch' in another terminal to see the events.`)
 		return exitError
 	}
 	return exitOK
-}
-
-func fileKind(m os.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "a directory"
-	case m&os.ModeNamedPipe != 0:
-		return "a named pipe"
-	case m&os.ModeSocket != 0:
-		return "a socket"
-	case m&os.ModeDevice != 0:
-		return "a device"
-	}
-	return "not a regular file"
-}
-
-// checkDir: the directory path is to be created in exists.
-func checkDir(path string) error {
-	dir := filepath.Dir(path)
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return fmt.Errorf("cannot create %s: %w", path, err)
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
-	}
-	return nil
 }
 
 // raiseNoFile raises the soft limit on open files to the hard limit:

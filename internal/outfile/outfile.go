@@ -24,6 +24,7 @@ package outfile
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,20 +51,26 @@ func Check(path string) error {
 	var st unix.Stat_t
 	err := unix.Lstat(path, &st)
 	if err == unix.ENOENT {
-		dir := filepath.Dir(path)
-		di, err := os.Stat(dir)
-		if err != nil {
-			return fmt.Errorf("cannot create %s: %w", path, err)
-		}
-		if !di.IsDir() {
-			return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
-		}
-		return nil
+		return CheckDir(path)
 	}
 	if err != nil {
 		return &os.PathError{Op: "stat", Path: path, Err: err}
 	}
 	return checkStat(path, &st)
+}
+
+// CheckDir says whether the directory that path is to be created in
+// exists.
+func CheckDir(path string) error {
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("cannot create %s: %w", path, err)
+	}
+	if !di.IsDir() {
+		return fmt.Errorf("cannot create %s: %s is not a directory", path, dir)
+	}
+	return nil
 }
 
 // checkStat is Check's rule for an existing file.
@@ -83,18 +90,40 @@ func checkStat(path string, st *unix.Stat_t) error {
 
 // Kind names what a file of mode m (a stat st_mode) is, for errors.
 func Kind(m uint32) string {
+	var mode fs.FileMode
 	switch m & unix.S_IFMT {
 	case unix.S_IFDIR:
-		return "a directory"
+		mode = fs.ModeDir
 	case unix.S_IFIFO:
-		return "a named pipe"
+		mode = fs.ModeNamedPipe
 	case unix.S_IFSOCK:
-		return "a socket"
+		mode = fs.ModeSocket
 	case unix.S_IFCHR, unix.S_IFBLK:
-		return "a device"
+		mode = fs.ModeDevice
 	case unix.S_IFLNK:
-		return "a symbolic link"
+		mode = fs.ModeSymlink
 	case unix.S_IFREG:
+	default:
+		mode = fs.ModeIrregular
+	}
+	return ModeKind(mode)
+}
+
+// ModeKind names what a file of mode m (as os.Stat gives it) is, for
+// errors.
+func ModeKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m.IsRegular():
 		return "a regular file"
 	}
 	return "not a regular file"
