@@ -11,7 +11,6 @@ import (
 	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -98,14 +97,7 @@ func (r *rsyslogd) stop(t *testing.T) {
 	if r.cmd == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { r.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		r.cmd.Process.Kill()
-		<-done
+	if !testutil.Stop(r.cmd, 10*time.Second) {
 		t.Errorf("rsyslogd did not stop within 10s of SIGTERM")
 	}
 	r.cmd = nil

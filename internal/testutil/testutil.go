@@ -241,3 +241,20 @@ func StartExec(t testing.TB, cmd *exec.Cmd) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Stop ends a started command the way a service manager would: SIGTERM,
+// so that it can write what it holds, then SIGKILL if it has not exited
+// within grace. It reports whether the command stopped on SIGTERM.
+func Stop(cmd *exec.Cmd, grace time.Duration) bool {
+	cmd.Process.Signal(unix.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+		return false
+	}
+}

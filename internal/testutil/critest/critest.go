@@ -28,7 +28,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -166,15 +165,7 @@ func (r *Runtime) Stop(t *testing.T) {
 	if r.cmd == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { r.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		r.cmd.Process.Kill()
-		<-done
-	}
+	testutil.Stop(r.cmd, 15*time.Second)
 	r.cmd = nil
 	os.Remove(r.Socket) // as a stopped runtime's socket is gone
 }
