@@ -613,6 +613,13 @@ struct attr_linkop {
 	__u32 old_prog_fd;
 };
 
+/* A link's type, for its pin: CO-RE matches an enum field only with an
+ * enum. */
+enum bpf_link_type___pin { BPF_LINK_TYPE_UNSPEC___pin };
+struct bpf_link___pin {
+	enum bpf_link_type___pin type;
+} __attribute__((preserve_access_index));
+
 /* BPF_PROG_ATTACH and BPF_PROG_DETACH: target_fd is target_ifindex for
  * tcx and netkit. */
 struct attr_progattach {
@@ -890,6 +897,9 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		break;
 	case BPF_OBJ_PIN:
 	case BPF_OBJ_GET: {
+		struct bpf_link___pin *l;
+		struct file *f;
+		__u32 off = 0;
 		long n;
 
 		e->elem_flags = attr->obj.file_flags;
@@ -900,10 +910,22 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		if (cmd == BPF_OBJ_PIN) {
 			e->fd = attr->obj.bpf_fd;
 			e->flags |= resolve_map(t, e->fd, &e->map);
-			if (e->flags & CF_NOT_MAP)
-				return 0; /* pinning a program or link: not a map event */
+			if (e->flags & CF_NOT_MAP) {
+				/* A link's pin: its id in req_id, its type in count,
+				 * its program as the value, the path after it. A
+				 * program's pin is not reported. */
+				e->req_id = read_link(t, e->fd, (struct prog_loaded *)s->buf);
+				if (!e->req_id)
+					return 0;
+				f = fd_file(t, e->fd);
+				l = BPF_CORE_READ(f, private_data);
+				e->count = BPF_CORE_READ(l, type);
+				e->flags |= CF_PROG;
+				e->value_len = e->value_total = sizeof(struct prog_loaded);
+				off = sizeof(struct prog_loaded);
+			}
 		}
-		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr->obj.pathname);
+		n = bpf_probe_read_user_str(s->buf + off, MAX_PATH, (void *)attr->obj.pathname);
 		if (n > 0)
 			e->path_len = n - 1;
 		if (n <= 0 || n == MAX_PATH)

@@ -429,6 +429,7 @@ type Attach struct {
 	Interface string // xdp, tcx: the interface's name
 	Mode      string // xdp: skb, drv or hw
 	LinkID    uint32 // a bpf_link's id; 0: none
+	LinkType  string // obj_pin of a link: its type (bpftool's names)
 	// prog_attach, prog_detach: the attach type (cilium/ebpf's names, as
 	// the inventory's), the target's inode (a cgroup's id, a netns's
 	// inode) or, for tcx and netkit, the interface's index.

@@ -678,6 +678,10 @@ func appendJSONAttach(b []byte, a *event.Attach) []byte {
 		b = append(b, `,"link_id":`...)
 		b = strconv.AppendUint(b, uint64(a.LinkID), 10)
 	}
+	if a.LinkType != "" {
+		b = append(b, `,"link_type":`...)
+		b = appendJSONString(b, a.LinkType)
+	}
 	if a.AttachType != "" {
 		b = append(b, `,"attach_type":`...)
 		b = appendJSONString(b, a.AttachType)

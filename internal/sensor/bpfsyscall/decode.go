@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
@@ -159,7 +160,19 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		ev.ReqMapID = r.ReqId
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
 	case unix.BPF_OBJ_GET, unix.BPF_OBJ_PIN:
-		ev.Path = string(data[:r.PathLen])
+		off := 0
+		if r.Cmd == unix.BPF_OBJ_PIN && r.Flags&uint32(cfProg) != 0 {
+			// A link's pin: its program, then the path.
+			if int(r.ValueLen) < progLoadedSize {
+				return nil
+			}
+			ev.Prog = progOf((*bpfProgLoaded)(unsafe.Pointer(&data[0])), d)
+			a := &event.Attach{Kind: "link", LinkID: r.ReqId, LinkType: inventory.LinkTypeName(r.Count)}
+			a.Point = fmt.Sprintf("link %d (%s)", a.LinkID, a.LinkType)
+			ev.Extra = &event.Extra{Attach: a}
+			off = int(r.ValueLen)
+		}
+		ev.Path = string(data[off : off+int(r.PathLen)])
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
 		if r.Flags&uint32(cfPathFD) != 0 {
 			ev.PathFD, ev.HasPathFD = r.PathFd, true

@@ -169,3 +169,37 @@ func testCgroup(t *testing.T, name string) string {
 	t.Cleanup(func() { os.Remove(cg) })
 	return cg
 }
+
+// TestLinkPin: BPF_OBJ_PIN of a link is an obj_pin with the link's id
+// and type and its program, besides the path.
+func TestLinkPin(t *testing.T) {
+	c := startSensor(t, Config{})
+	cg := testCgroup(t, "linkpin")
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "linkpin", Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetIngress,
+		License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	info, _ := p.Info()
+	progID, _ := info.ID()
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetIngress, Program: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	li, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(testutil.BPFFSPath(t), fmt.Sprintf("bpfmon_linkpin_%d", os.Getpid()))
+	if err := l.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unpin()
+	ev := c.wait(t, "obj_pin of the link", func(ev *event.Event) bool { return ev.Type == event.ObjPin && ev.Path == pin })
+	if ev.Prog == nil || ev.Prog.ID != uint32(progID) || ev.Map != nil || ev.Extra == nil || ev.Extra.Attach == nil ||
+		ev.Extra.Attach.LinkID != uint32(li.ID) || ev.Extra.Attach.LinkType != "cgroup" || !ev.HasResult || ev.Result != 0 {
+		t.Errorf("obj_pin: %s prog %+v extra %+v", describe(ev), ev.Prog, ev.Extra)
+	}
+}
