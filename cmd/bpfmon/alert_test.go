@@ -55,6 +55,7 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	linkupdate:PIN  put a program of its own behind the pinned cgroup link (BPF_LINK_UPDATE)
 //	linkdetach:PIN  detach the pinned link (BPF_LINK_DETACH)
 //	progdetach:CG:ID   detach program ID from cgroup CG's inet ingress (BPF_PROG_DETACH)
+//	progdetachnofd:CG:0  detach cgroup CG's only inet ingress program, naming none
 //	progreplace:CG:ID  put a program of its own in ID's place there (BPF_PROG_ATTACH, BPF_F_REPLACE)
 //
 // Maps are opened once and kept, as a real client would.
@@ -94,7 +95,7 @@ func actChild(acts string) error {
 				return fmt.Errorf("%s: %w", act, err)
 			}
 			continue
-		case "progdetach", "progreplace":
+		case "progdetach", "progreplace", "progdetachnofd":
 			if err := progOp(f[0], f[1], f[2]); err != nil {
 				return fmt.Errorf("%s: %w", act, err)
 			}

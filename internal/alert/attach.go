@@ -308,14 +308,22 @@ func (e *Engine) linkOwner(id uint32) (watchedProg, bool) {
 // the last scan's.
 func (e *Engine) matchProgOp(ev *event.Event) (string, string, limitKey) {
 	x, p := ev.Extra, ev.Process
-	if x == nil || x.Attach == nil || ev.Prog == nil || p == nil {
-		return "", "", limitKey{} // a plain attach, or a detach naming no program
+	if x == nil || x.Attach == nil || p == nil {
+		return "", "", limitKey{}
+	}
+	a := x.Attach
+	if ev.Prog == nil && ev.Type == event.ProgDetach && a.Kind == "cgroup" {
+		// A legacy detach names no program: it takes the cgroup's only
+		// one, which the last scan found there.
+		ev.Prog = e.cgroupProg(a.TargetIno, a.AttachType)
+	}
+	if ev.Prog == nil {
+		return "", "", limitKey{} // a plain attach
 	}
 	w, ok := e.attach.progs[ev.Prog.ID]
 	if !ok {
 		return "", "", limitKey{}
 	}
-	a := x.Attach
 	for _, b := range w.attach {
 		if b.Kind == "cgroup" && b.CgroupID == a.TargetIno && b.AttachType == a.AttachType {
 			a.Point = b.Point
@@ -359,4 +367,22 @@ func (e *Engine) matchProgOp(ev *event.Event) (string, string, limitKey) {
 	}
 	return policy.RuleProgramDetached, fmt.Sprintf("%s, not an owner, %s, which uses %s; %s", e.who(p), what, strings.Join(names, ", "), e.ownersText(gs[0])),
 		limitKey{rule: policy.RuleProgramDetached, mapID: gs[0].id, who: identity(p), progID: ev.Prog.ID}
+}
+
+// cgroupProg is the protected program the last scan found attached to
+// cgroup id with attach type t, nil when none or more than one (a
+// multi-program cgroup, whose detach must name its program).
+func (e *Engine) cgroupProg(id uint64, t string) *event.Prog {
+	var found *event.Prog
+	for pid, w := range e.attach.progs {
+		for _, b := range w.attach {
+			if b.Kind == "cgroup" && b.CgroupID == id && b.AttachType == t {
+				if found != nil {
+					return nil
+				}
+				found = &event.Prog{ID: pid, Name: w.name}
+			}
+		}
+	}
+	return found
 }
