@@ -93,6 +93,9 @@ volatile const enum lsm_stat lsm_stat_layout = 0;
 #define BPF_MAP_DELETE_BATCH 27
 #define BPF_LINK_UPDATE 29
 #define BPF_LINK_DETACH 34
+#define BPF_PROG_ATTACH 8
+#define BPF_PROG_DETACH 9
+#define BPF_F_REPLACE 4 /* attach_flags of BPF_PROG_ATTACH */
 #define LINK_PROG_MAPS 16 /* maps of a link's program looked up */
 /* union bpf_attr: map_fd of the element commands and of the batch ones */
 #define ATTR_ELEM_MAP_FD 0
@@ -141,25 +144,25 @@ struct bpf_link___bpfmon {
 	struct bpf_prog *prog;
 } __attribute__((preserve_access_index));
 
-/* link_map returns the first protected map (of the first LINK_PROG_MAPS)
- * that the program behind link file f uses, NULL when there is none or f
- * is not a link's: the program's aux pointing back to it tells a link
- * from another file's private_data. Detaching the link, or putting
- * another program behind it, switches that program off. */
-static __always_inline struct bpf_map *link_map(struct file *f)
+/* BPF_PROG_ATTACH and BPF_PROG_DETACH, as far as the hook reads them. */
+struct attr_progattach {
+	__u32 target_fd;
+	__u32 attach_bpf_fd;
+	__u32 attach_type;
+	__u32 attach_flags;
+	__u32 replace_bpf_fd;
+};
+
+/* prog_map returns the first protected map (of the first LINK_PROG_MAPS)
+ * that prog uses, NULL when there is none or prog is not a program: its
+ * aux pointing back to it tells a program from another file's
+ * private_data. */
+static __always_inline struct bpf_map *prog_map(struct bpf_prog *prog)
 {
-	struct bpf_link___bpfmon *l;
-	struct bpf_prog *prog;
 	struct bpf_prog_aux *aux;
 	struct bpf_map **maps;
 	__u32 i, n;
 
-	if (!f)
-		return 0;
-	l = BPF_CORE_READ(f, private_data);
-	if (!l)
-		return 0;
-	prog = BPF_CORE_READ(l, prog);
 	if (!prog)
 		return 0;
 	aux = BPF_CORE_READ(prog, aux);
@@ -179,6 +182,50 @@ static __always_inline struct bpf_map *link_map(struct file *f)
 			return m;
 	}
 	return 0;
+}
+
+/* link_map returns the first protected map that the program behind link
+ * file f uses, NULL when there is none or f is not a link's. Detaching
+ * the link, or putting another program behind it, switches that program
+ * off. */
+static __always_inline struct bpf_map *link_map(struct file *f)
+{
+	struct bpf_link___bpfmon *l;
+
+	if (!f)
+		return 0;
+	l = BPF_CORE_READ(f, private_data);
+	if (!l)
+		return 0;
+	return prog_map(BPF_CORE_READ(l, prog));
+}
+
+/* prog_file_map returns the first protected map that the program at file
+ * f uses, NULL when there is none or f is not a program's. */
+static __always_inline struct bpf_map *prog_file_map(struct file *f)
+{
+	if (!f)
+		return 0;
+	return prog_map(BPF_CORE_READ(f, private_data));
+}
+
+/* prog_attach_map: the first protected map of the program a
+ * BPF_PROG_DETACH detaches (attach_bpf_fd) or a BPF_PROG_ATTACH with
+ * BPF_F_REPLACE replaces (replace_bpf_fd). attr is the kernel's copy. */
+static __always_inline struct bpf_map *prog_attach_map(int cmd, void *attr)
+{
+	struct attr_progattach a = {};
+	__u32 fd;
+
+	if (bpf_probe_read_kernel(&a, sizeof(a), attr) < 0)
+		return 0;
+	if (cmd == BPF_PROG_DETACH)
+		fd = a.attach_bpf_fd;
+	else if (a.attach_flags & BPF_F_REPLACE)
+		fd = a.replace_bpf_fd;
+	else
+		return 0;
+	return prog_file_map(fd_file(current_task(), fd));
 }
 
 /* map_of returns the map behind file f, NULL when f is not a map's. */
@@ -279,6 +326,11 @@ static __always_inline int on_bpf(int cmd, void *attr)
 		if (bpf_probe_read_kernel(&fd, sizeof(fd), attr) < 0)
 			return 0;
 		return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);
+	case BPF_PROG_ATTACH:
+	case BPF_PROG_DETACH:
+		/* Refused when the program detached or replaced uses a
+		 * protected map the caller does not own. */
+		return check(prog_attach_map(cmd, attr), HOOK_BPF, cmd, 0);
 	default:
 		return 0;
 	}

@@ -155,6 +155,9 @@ struct call_exit {
 #define BPF_LINK_CREATE 28
 #define BPF_LINK_UPDATE 29
 #define BPF_LINK_DETACH 34
+#define BPF_PROG_ATTACH 8
+#define BPF_PROG_DETACH 9
+#define BPF_F_REPLACE 4 /* attach_flags of BPF_PROG_ATTACH */
 
 #define BPF_TRACE_ITER 28 /* enum bpf_attach_type */
 #define ITER_TARGET 32    /* bytes of an iterator's target name kept */
@@ -610,6 +613,23 @@ struct attr_linkop {
 	__u32 old_prog_fd;
 };
 
+/* A link's type, for its pin: CO-RE matches an enum field only with an
+ * enum. */
+enum bpf_link_type___pin { BPF_LINK_TYPE_UNSPEC___pin };
+struct bpf_link___pin {
+	enum bpf_link_type___pin type;
+} __attribute__((preserve_access_index));
+
+/* BPF_PROG_ATTACH and BPF_PROG_DETACH: target_fd is target_ifindex for
+ * tcx and netkit. */
+struct attr_progattach {
+	__u32 target_fd;
+	__u32 attach_bpf_fd;
+	__u32 attach_type;
+	__u32 attach_flags;
+	__u32 replace_bpf_fd;
+};
+
 /* The kernel's struct bpf_link, as far as bpfmon reads it. */
 struct bpf_link___bpfmon {
 	__u32 id;
@@ -727,6 +747,7 @@ union attr_read {
 	struct attr_getid getid;
 	struct attr_link link;
 	struct attr_linkop linkop;
+	struct attr_progattach progattach;
 };
 
 /* mmap_args_of reads an mmap(2)'s arguments from the caller's registers:
@@ -876,6 +897,9 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		break;
 	case BPF_OBJ_PIN:
 	case BPF_OBJ_GET: {
+		struct bpf_link___pin *l;
+		struct file *f;
+		__u32 off = 0;
 		long n;
 
 		e->elem_flags = attr->obj.file_flags;
@@ -886,10 +910,22 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 		if (cmd == BPF_OBJ_PIN) {
 			e->fd = attr->obj.bpf_fd;
 			e->flags |= resolve_map(t, e->fd, &e->map);
-			if (e->flags & CF_NOT_MAP)
-				return 0; /* pinning a program or link: not a map event */
+			if (e->flags & CF_NOT_MAP) {
+				/* A link's pin: its id in req_id, its type in count,
+				 * its program as the value, the path after it. A
+				 * program's pin is not reported. */
+				e->req_id = read_link(t, e->fd, (struct prog_loaded *)s->buf);
+				if (!e->req_id)
+					return 0;
+				f = fd_file(t, e->fd);
+				l = BPF_CORE_READ(f, private_data);
+				e->count = BPF_CORE_READ(l, type);
+				e->flags |= CF_PROG;
+				e->value_len = e->value_total = sizeof(struct prog_loaded);
+				off = sizeof(struct prog_loaded);
+			}
 		}
-		n = bpf_probe_read_user_str(s->buf, MAX_PATH, (void *)attr->obj.pathname);
+		n = bpf_probe_read_user_str(s->buf + off, MAX_PATH, (void *)attr->obj.pathname);
 		if (n > 0)
 			e->path_len = n - 1;
 		if (n <= 0 || n == MAX_PATH)
@@ -944,6 +980,34 @@ static __always_inline int report_enter(struct task_struct *t, __u64 pid_tgid, b
 				e->value_len = 2 * sizeof(struct prog_loaded);
 		}
 		break;
+	case BPF_PROG_ATTACH:
+	case BPF_PROG_DETACH: {
+		/* The attach point: the target fd, the attach type in req_id,
+		 * the flags, and as the key the inode of the target's file (a
+		 * cgroup's id, a netns's inode). The value: the program attached
+		 * or detached, then for BPF_F_REPLACE the one replaced; id 0
+		 * where the fd names no program (a legacy cgroup detach). */
+		struct prog_loaded *p = (struct prog_loaded *)(s->buf + sizeof(__u64));
+		struct file *f;
+		__u64 ino = 0;
+
+		e->fd = attr->progattach.target_fd;
+		e->req_id = attr->progattach.attach_type;
+		e->elem_flags = attr->progattach.attach_flags;
+		f = fd_file(t, e->fd);
+		if (f)
+			ino = BPF_CORE_READ(f, f_inode, i_ino);
+		__builtin_memcpy(s->buf, &ino, sizeof(ino));
+		e->key_len = e->key_total = sizeof(ino);
+		if (!read_prog(t, attr->progattach.attach_bpf_fd, p, false))
+			p->id = 0;
+		e->flags |= CF_PROG;
+		e->value_len = e->value_total = sizeof(struct prog_loaded);
+		if (cmd == BPF_PROG_ATTACH && (attr->progattach.attach_flags & BPF_F_REPLACE) &&
+		    read_prog(t, attr->progattach.replace_bpf_fd, p + 1, false))
+			e->value_len = e->value_total = 2 * sizeof(struct prog_loaded);
+		break;
+	}
 	case CMD_MMAP:
 		e->fd = margs->fd;
 		e->req_id = margs->prot;
@@ -1136,6 +1200,8 @@ static __always_inline int report_exit(struct task_struct *t, __u64 pid_tgid, st
 	case BPF_LINK_CREATE:
 	case BPF_LINK_DETACH:
 	case BPF_LINK_UPDATE:
+	case BPF_PROG_ATTACH:
+	case BPF_PROG_DETACH:
 	case BPF_MAP_UPDATE_BATCH:
 	case BPF_MAP_DELETE_BATCH: {
 		/* Nothing but the result (and a batch count): a compact record

@@ -54,6 +54,17 @@ var mutants = []mutant{
 		old:  "\t\t\tif e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
 		new:  "\t\t\tif true || e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{}\n\t\t\t}\n\t\t\tgs = append(gs, g)",
 		pkgs: []string{"cmd/bpfmon"}, run: "TestLinkOpsAlert$"},
+	{name: "prog-op-owner-always", area: "protected programs", file: "internal/alert/attach.go",
+		old:  "\t\tif e.owns(g, p) {\n\t\t\treturn \"\", \"\", limitKey{} // the owner's own detach or replace",
+		new:  "\t\tif true || e.owns(g, p) {\n\t\t\treturn \"\", \"\", limitKey{} // the owner's own detach or replace",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestProgAttachAlert$"},
+	{name: "prog-op-legacy-unnamed", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\tev.Prog = e.cgroupProg(a.TargetIno, a.AttachType)", new: "\t\t_ = e.cgroupProg(a.TargetIno, a.AttachType)",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestProgAttachAlert$"},
+	{name: "prog-op-owner-never", area: "protected programs", file: "internal/alert/attach.go",
+		old:  "\t\tif e.owns(g, p) {\n\t\t\treturn \"\", \"\", limitKey{} // the owner's own detach or replace",
+		new:  "\t\tif false && e.owns(g, p) {\n\t\t\treturn \"\", \"\", limitKey{} // the owner's own detach or replace",
+		pkgs: []string{"cmd/bpfmon"}, run: "TestProgAttachAlert$"},
 
 	// Lineage marks, user space.
 	{name: "mark-fork-on-parent", area: "lineage marks (Go)", file: "internal/alert/lineage.go",
@@ -235,6 +246,10 @@ var mutants = []mutant{
 		old:  "return check(link_map(fd_file(current_task(), fd)), HOOK_BPF, cmd, 0);",
 		new:  "return link_map(fd_file(current_task(), fd)) ? 0 : 0;",
 		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceLinks$"},
+	{name: "enforce-prog-ops-allowed", area: "enforcement", file: "bpf/lsm.c", gen: "internal/sensor/lsm", vm: true,
+		old:  "return check(prog_attach_map(cmd, attr), HOOK_BPF, cmd, 0);",
+		new:  "return prog_attach_map(cmd, attr) ? 0 : 0;",
+		pkgs: []string{"internal/sensor/lsm"}, run: "TestEnforceProgAttach$"},
 
 	// Selection in the kernel (VM: trampolines): a map protected, or
 	// chosen with --map-id, has every program write itemized.

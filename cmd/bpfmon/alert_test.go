@@ -54,6 +54,9 @@ const actEnv = "BPFMON_E2E_ACTS"
 //	procmem:PID     open /proc/PID/mem for writing
 //	linkupdate:PIN  put a program of its own behind the pinned cgroup link (BPF_LINK_UPDATE)
 //	linkdetach:PIN  detach the pinned link (BPF_LINK_DETACH)
+//	progdetach:CG:ID   detach program ID from cgroup CG's inet ingress (BPF_PROG_DETACH)
+//	progdetachnofd:CG:0  detach cgroup CG's only inet ingress program, naming none
+//	progreplace:CG:ID  put a program of its own in ID's place there (BPF_PROG_ATTACH, BPF_F_REPLACE)
 //
 // Maps are opened once and kept, as a real client would.
 func actChild(acts string) error {
@@ -89,6 +92,11 @@ func actChild(acts string) error {
 			continue
 		case "linkupdate", "linkdetach":
 			if err := linkOp(f[0], f[1]); err != nil {
+				return fmt.Errorf("%s: %w", act, err)
+			}
+			continue
+		case "progdetach", "progreplace", "progdetachnofd":
+			if err := progOp(f[0], f[1], f[2]); err != nil {
 				return fmt.Errorf("%s: %w", act, err)
 			}
 			continue

@@ -7,14 +7,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/policy"
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -369,4 +373,189 @@ func cgroupRootDir(t *testing.T) string {
 	}
 	testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
 	return ""
+}
+
+// progOp is an action child's progdetach or progreplace of program id on
+// the cgroup at cg (inet ingress).
+func progOp(op, cg, id string) error {
+	dir, err := os.Open(cg)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if op == "progdetachnofd" {
+		// No program fd (attach_bpf_fd 0, stdin): the cgroup's only one.
+		attr := [3]uint32{uint32(dir.Fd()), 0, uint32(ebpf.AttachCGroupInetIngress)}
+		if _, _, e := unix.Syscall(unix.SYS_BPF, unix.BPF_PROG_DETACH, uintptr(unsafe.Pointer(&attr[0])), unsafe.Sizeof(attr)); e != 0 {
+			return e
+		}
+		return nil
+	}
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return err
+	}
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(n))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if op == "progdetach" {
+		return link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: p, Attach: ebpf.AttachCGroupInetIngress})
+	}
+	np, err := cgroupProgram(nil)
+	if err != nil {
+		return err
+	}
+	defer np.Close()
+	return link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(dir.Fd()), Program: np, Attach: ebpf.AttachCGroupInetIngress,
+		Flags: unix.BPF_F_ALLOW_MULTI, Anchor: link.ReplaceProgram(p)})
+}
+
+// TestProgAttachAlert is issue 39's BPF_PROG_ATTACH and BPF_PROG_DETACH:
+// four cgroup programs (attached with BPF_PROG_ATTACH, multi) that use a
+// protected map. Its owner (the holder of the map at start) detaches one
+// and replaces another with a program of its own: no alert. A
+// stranger's BPF_F_REPLACE of the third is a program-detached alert
+// naming the process, the cgroup and both programs; its BPF_PROG_DETACH
+// of the fourth one naming the program and the cgroup; its legacy
+// detach (no program fd) of a fifth, alone on a cgroup, one naming the
+// program the last scan found there; the attachment scan reports none
+// of them again.
+func TestProgAttachAlert(t *testing.T) {
+	testutil.RequireRoot(t)
+	m, mapID := newSpecMap(t, &ebpf.MapSpec{Name: "progatt_prot", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	cg := filepath.Join(cgroupRootDir(t), fmt.Sprintf("bpfmon-progatt-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	dir, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	attach := func(p, replace *ebpf.Program) error {
+		o := link.RawAttachProgramOptions{Target: int(dir.Fd()), Program: p, Attach: ebpf.AttachCGroupInetIngress, Flags: unix.BPF_F_ALLOW_MULTI}
+		if replace != nil {
+			o.Anchor = link.ReplaceProgram(replace)
+		}
+		return link.RawAttachProgram(o)
+	}
+	// A cgroup of its own for a sixth, attached alone (no
+	// BPF_F_ALLOW_MULTI): a legacy detach names no program.
+	cg2 := cg + "-single"
+	if err := os.Mkdir(cg2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg2)
+	dir2, err := os.Open(cg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir2.Close()
+	var progs [6]*ebpf.Program
+	var ids [6]uint32
+	for i := range progs {
+		p, err := cgroupProgram(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		info, _ := p.Info()
+		id, _ := info.ID()
+		progs[i], ids[i] = p, uint32(id)
+		if i < 4 {
+			if err := attach(p, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(dir2.Fd()), Program: progs[5], Attach: ebpf.AttachCGroupInetIngress}); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever is left attached goes with the cgroup: detach it first.
+	defer func() {
+		for _, p := range progs {
+			link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: p, Attach: ebpf.AttachCGroupInetIngress})
+		}
+		link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir2.Fd()), Program: progs[5], Attach: ebpf.AttachCGroupInetIngress})
+	}()
+	foreign := testutil.ForeignExecutable(t, "foreign.test")
+
+	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(mapID))
+
+	// The owner's detach of the first and its replace of the second.
+	if err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: progs[0], Attach: ebpf.AttachCGroupInetIngress}); err != nil {
+		t.Fatal(err)
+	}
+	if err := attach(progs[4], progs[1]); err != nil {
+		t.Fatal(err)
+	}
+	replacer := act(t, foreign, fmt.Sprintf("progreplace:%s:%d", cg, ids[2]))
+	detacher := act(t, foreign, fmt.Sprintf("progdetach:%s:%d", cg, ids[3]))
+	legacy := act(t, foreign, fmt.Sprintf("progdetachnofd:%s:0", cg2))
+	w.waitOutput(t, "the stranger's prog_detach", func(lines []string) bool {
+		return strings.Count(strings.Join(lines, "\n"), `"event":"prog_detach","source":"syscall","alert"`) == 2
+	})
+	// Two refreshes: the scan must not report the four again.
+	time.Sleep(testutil.Timeout(12 * time.Second))
+	lines := w.stop(t, syscall.SIGTERM)
+
+	type progEvent struct {
+		Event   string
+		Alert   *struct{ Rule, Reason string }
+		Process *struct{ PID int }
+		Prog    *struct{ ID uint32 }
+		Attach  *struct {
+			Kind    string
+			Point   string
+			NewProg *struct{ ID uint32 } `json:"new_prog"`
+		} `json:"attachment"`
+	}
+	var replaces, detaches, legacies, alerts, owners int
+	for _, line := range lines {
+		if !strings.Contains(line, `"event":"prog_attach"`) && !strings.Contains(line, `"event":"prog_detach`) && !strings.Contains(line, `"event":"attach_changed"`) {
+			continue
+		}
+		var ev progEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.Alert != nil {
+			alerts++
+			t.Logf("%s: %s", ev.Event, ev.Alert.Reason)
+		}
+		switch {
+		case ev.Event == "prog_attach" && ev.Process != nil && ev.Process.PID == replacer:
+			replaces++
+			if ev.Alert == nil || ev.Alert.Rule != policy.RuleProgramDetached || ev.Prog == nil || ev.Prog.ID != ids[2] ||
+				ev.Attach == nil || ev.Attach.Kind != "cgroup" || ev.Attach.NewProg == nil || ev.Attach.NewProg.ID == 0 ||
+				!strings.Contains(ev.Attach.Point, filepath.Base(cg)) {
+				t.Errorf("the stranger's replace: %s", line)
+			}
+		case ev.Event == "prog_detach" && ev.Process != nil && ev.Process.PID == detacher:
+			detaches++
+			if ev.Alert == nil || ev.Alert.Rule != policy.RuleProgramDetached || ev.Prog == nil || ev.Prog.ID != ids[3] ||
+				ev.Attach == nil || !strings.Contains(ev.Attach.Point, filepath.Base(cg)) {
+				t.Errorf("the stranger's detach: %s", line)
+			}
+		case ev.Event == "prog_detach" && ev.Process != nil && ev.Process.PID == legacy:
+			legacies++
+			if ev.Alert == nil || ev.Alert.Rule != policy.RuleProgramDetached || ev.Prog == nil || ev.Prog.ID != ids[5] ||
+				ev.Attach == nil || !strings.Contains(ev.Attach.Point, filepath.Base(cg2)) {
+				t.Errorf("the stranger's legacy detach: %s", line)
+			}
+		case ev.Event == "prog_detach" || ev.Event == "prog_attach":
+			if ev.Process != nil && ev.Process.PID == os.Getpid() && ev.Prog != nil && (ev.Prog.ID == ids[0] || ev.Prog.ID == ids[1]) {
+				owners++
+			}
+		case ev.Prog != nil && (slices.Contains(ids[:4], ev.Prog.ID) || ev.Prog.ID == ids[5]):
+			t.Errorf("reported again by the scan: %s", line)
+		}
+	}
+	if replaces != 1 || detaches != 1 || legacies != 1 || alerts != 3 || owners != 2 {
+		t.Errorf("%d replaces, %d detaches, %d legacy detaches by the stranger, %d alerts, %d of the owner's calls: want 1, 1, 1, 3 and 2 (the owner's calls and the scan raise none)",
+			replaces, detaches, legacies, alerts, owners)
+	}
 }

@@ -27,6 +27,15 @@ type attachState struct {
 	// the last scan: the scan does not report them again, without the
 	// process.
 	linkOps map[uint32]bool
+	// progOps are the attachments (program id and point) a prog_detach
+	// or prog_attach with BPF_F_REPLACE took away since the last scan,
+	// which does not report them again.
+	progOps map[progPoint]bool
+}
+
+type progPoint struct {
+	prog  uint32
+	point string
 }
 
 type watchedProg struct {
@@ -71,7 +80,7 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 				if slices.ContainsFunc(cur[id].attach, func(b inventory.Attachment) bool { return b.Point == a.Point }) {
 					continue
 				}
-				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] {
+				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] || e.attach.progOps[progPoint{id, a.Point}] {
 					continue // the syscall sensor named who did it
 				}
 				e.attach.later = append(e.attach.later, e.detachEvent(now, id, old, a, holder))
@@ -80,6 +89,7 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 	}
 	e.attach.progs, e.attach.last = cur, now
 	clear(e.attach.linkOps)
+	clear(e.attach.progOps)
 }
 
 // detachEvent is the finding that program id (old, at the last scan) is
@@ -289,4 +299,90 @@ func (e *Engine) linkOwner(id uint32) (watchedProg, bool) {
 		}
 	}
 	return watchedProg{}, false
+}
+
+// matchProgOp: BPF_PROG_DETACH of a protected program, or BPF_PROG_ATTACH
+// with BPF_F_REPLACE in its place, by a process that owns none of its
+// protected maps. The syscall sensor names the caller, the cgroup (its
+// id), the attach type and both programs; the attach point in words is
+// the last scan's.
+func (e *Engine) matchProgOp(ev *event.Event) (string, string, limitKey) {
+	x, p := ev.Extra, ev.Process
+	if x == nil || x.Attach == nil || p == nil {
+		return "", "", limitKey{}
+	}
+	a := x.Attach
+	if ev.Prog == nil && ev.Type == event.ProgDetach && a.Kind == "cgroup" {
+		// A legacy detach names no program: it takes the cgroup's only
+		// one, which the last scan found there.
+		ev.Prog = e.cgroupProg(a.TargetIno, a.AttachType)
+	}
+	if ev.Prog == nil {
+		return "", "", limitKey{} // a plain attach
+	}
+	w, ok := e.attach.progs[ev.Prog.ID]
+	if !ok {
+		return "", "", limitKey{}
+	}
+	for _, b := range w.attach {
+		if b.Kind == "cgroup" && b.CgroupID == a.TargetIno && b.AttachType == a.AttachType {
+			a.Point = b.Point
+			if succeeded(ev) && len(e.attach.progOps) < callsMax {
+				if e.attach.progOps == nil {
+					e.attach.progOps = map[progPoint]bool{}
+				}
+				e.attach.progOps[progPoint{ev.Prog.ID, b.Point}] = true
+			}
+		}
+	}
+	var gs []*guarded
+	for _, id := range w.maps {
+		g := e.guarded[id]
+		if g == nil {
+			continue
+		}
+		if e.owns(g, p) {
+			return "", "", limitKey{} // the owner's own detach or replace
+		}
+		gs = append(gs, g)
+	}
+	if len(gs) == 0 {
+		return "", "", limitKey{}
+	}
+	names := make([]string, 0, len(gs))
+	for _, g := range gs {
+		names = append(names, e.guardedText(g))
+	}
+	detach, put := "detached", "put"
+	if !succeeded(ev) {
+		detach, put = "tried to detach", "tried to put"
+	}
+	what := fmt.Sprintf("%s %s from %s (BPF_PROG_DETACH)", detach, e.progText(ev.Prog), a.Point)
+	if ev.Type == event.ProgAttach {
+		np := "another program"
+		if a.NewProg != nil {
+			np = e.progText(a.NewProg)
+		}
+		what = fmt.Sprintf("%s %s at %s (BPF_PROG_ATTACH, BPF_F_REPLACE) in place of %s", put, np, a.Point, e.progText(ev.Prog))
+	}
+	return policy.RuleProgramDetached, fmt.Sprintf("%s, not an owner, %s, which uses %s; %s", e.who(p), what, strings.Join(names, ", "), e.ownersText(gs[0])),
+		limitKey{rule: policy.RuleProgramDetached, mapID: gs[0].id, who: identity(p), progID: ev.Prog.ID}
+}
+
+// cgroupProg is the protected program the last scan found attached to
+// cgroup id with attach type t, nil when none or more than one (a
+// multi-program cgroup, whose detach must name its program).
+func (e *Engine) cgroupProg(id uint64, t string) *event.Prog {
+	var found *event.Prog
+	for pid, w := range e.attach.progs {
+		for _, b := range w.attach {
+			if b.Kind == "cgroup" && b.CgroupID == id && b.AttachType == t {
+				if found != nil {
+					return nil
+				}
+				found = &event.Prog{ID: pid, Name: w.name}
+			}
+		}
+	}
+	return found
 }

@@ -60,6 +60,13 @@ const (
 	// link's program; Extra.Attach the link and the new program).
 	LinkDetach Type = "link_detach"
 	LinkUpdate Type = "link_update"
+	// ProgAttach and ProgDetach: BPF_PROG_ATTACH and BPF_PROG_DETACH
+	// (cgroup, sockmap, flow dissector, tcx). Prog is the program that
+	// loses its place (detached; replaced with BPF_F_REPLACE), absent
+	// when the call names none; Extra.Attach the attach point and, for an
+	// attach, NewProg, the program attached.
+	ProgAttach Type = "prog_attach"
+	ProgDetach Type = "prog_detach"
 )
 
 // Kinds of change in a map_changed event.
@@ -139,6 +146,8 @@ var table = []struct {
 	{HiddenObject, Info{Sources: []string{SourceInventory}, cmd: -1}},
 	{LinkDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_DETACH}},
 	{LinkUpdate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_UPDATE}},
+	{ProgAttach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_ATTACH}},
+	{ProgDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_DETACH}},
 	{ProgDetached, Info{Sources: []string{SourceInventory}, cmd: -1}},
 	{AttachChanged, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }
@@ -420,6 +429,13 @@ type Attach struct {
 	Interface string // xdp, tcx: the interface's name
 	Mode      string // xdp: skb, drv or hw
 	LinkID    uint32 // a bpf_link's id; 0: none
+	LinkType  string // obj_pin of a link: its type (bpftool's names)
+	// prog_attach, prog_detach: the attach type (cilium/ebpf's names, as
+	// the inventory's), the target's inode (a cgroup's id, a netns's
+	// inode) or, for tcx and netkit, the interface's index.
+	AttachType string
+	TargetIno  uint64
+	Ifindex    uint32
 	// NewProg is the program attached there now (attach_changed).
 	NewProg *Prog
 }

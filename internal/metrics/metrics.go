@@ -129,11 +129,15 @@ func typeIndex(t event.Type) int {
 		return 28
 	case event.AttachChanged:
 		return 29
+	case event.ProgAttach:
+		return 30
+	case event.ProgDetach:
+		return 31
 	}
 	return -1
 }
 
-const numTypes = 30
+const numTypes = 32
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

@@ -678,6 +678,26 @@ func appendJSONAttach(b []byte, a *event.Attach) []byte {
 		b = append(b, `,"link_id":`...)
 		b = strconv.AppendUint(b, uint64(a.LinkID), 10)
 	}
+	if a.LinkType != "" {
+		b = append(b, `,"link_type":`...)
+		b = appendJSONString(b, a.LinkType)
+	}
+	if a.AttachType != "" {
+		b = append(b, `,"attach_type":`...)
+		b = appendJSONString(b, a.AttachType)
+	}
+	if a.TargetIno != 0 {
+		if a.Kind == "cgroup" {
+			b = append(b, `,"cgroup_id":`...)
+		} else {
+			b = append(b, `,"target_ino":`...)
+		}
+		b = strconv.AppendUint(b, a.TargetIno, 10)
+	}
+	if a.Ifindex != 0 {
+		b = append(b, `,"ifindex":`...)
+		b = strconv.AppendUint(b, uint64(a.Ifindex), 10)
+	}
 	if np := a.NewProg; np != nil {
 		b = append(b, `,"new_prog":{"id":`...)
 		b = strconv.AppendUint(b, uint64(np.ID), 10)

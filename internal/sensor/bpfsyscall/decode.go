@@ -1,15 +1,18 @@
 package bpfsyscall
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strings"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/bpfsys"
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 )
 
@@ -157,7 +160,19 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 		ev.ReqMapID = r.ReqId
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
 	case unix.BPF_OBJ_GET, unix.BPF_OBJ_PIN:
-		ev.Path = string(data[:r.PathLen])
+		off := 0
+		if r.Cmd == unix.BPF_OBJ_PIN && r.Flags&uint32(cfProg) != 0 {
+			// A link's pin: its program, then the path.
+			if int(r.ValueLen) < progLoadedSize {
+				return nil
+			}
+			ev.Prog = progOf((*bpfProgLoaded)(unsafe.Pointer(&data[0])), d)
+			a := &event.Attach{Kind: "link", LinkID: r.ReqId, LinkType: inventory.LinkTypeName(r.Count)}
+			a.Point = fmt.Sprintf("link %d (%s)", a.LinkID, a.LinkType)
+			ev.Extra = &event.Extra{Attach: a}
+			off = int(r.ValueLen)
+		}
+		ev.Path = string(data[off : off+int(r.PathLen)])
 		ev.Flags, ev.HasFlags = r.ElemFlags, true
 		if r.Flags&uint32(cfPathFD) != 0 {
 			ev.PathFD, ev.HasPathFD = r.PathFd, true
@@ -193,6 +208,8 @@ func enter(r *bpfCallRec, raw, data []byte, d *record.Decoder) *event.Event {
 			}
 		}
 		return ev
+	case unix.BPF_PROG_ATTACH, unix.BPF_PROG_DETACH:
+		return progAttach(ev, r, data, d)
 	case cmdMmap:
 		ev.FD, ev.HasFD = r.Fd, true
 		ev.Extra = &event.Extra{Prot: r.ReqId, HasProt: true}
@@ -306,6 +323,78 @@ func setKeyValue(ev *event.Event, r *bpfCallRec, data []byte) {
 // progOf is the program a struct prog_loaded describes.
 func progOf(p *bpfProgLoaded, d *record.Decoder) *event.Prog {
 	return &event.Prog{ID: p.Id, Type: p.Type, Tag: hex.EncodeToString(p.Tag[:]), Name: bpfsys.ProgramFullName(p.Id, d.String(p.Name[:]))}
+}
+
+// progAttach fills a BPF_PROG_ATTACH's or BPF_PROG_DETACH's event: the
+// attach point (the target fd; its file's inode, the key, or for tcx and
+// netkit the ifindex it is; the attach type and flags); the value holds
+// the program the call names (attached, or detached), then with
+// BPF_F_REPLACE the one replaced. Prog is the program that loses its place, NewProg the one
+// attached.
+func progAttach(ev *event.Event, r *bpfCallRec, data []byte, d *record.Decoder) *event.Event {
+	if r.Flags&uint32(cfProg) == 0 || r.KeyLen != 8 || int(r.ValueLen) < progLoadedSize || int(r.KeyLen+r.ValueLen) > len(data) {
+		return nil
+	}
+	ino := binary.NativeEndian.Uint64(data)
+	data = data[8:]
+	ev.FD, ev.HasFD = r.Fd, true
+	ev.Flags, ev.HasFlags = r.ElemFlags, true
+	t := ebpf.AttachType(r.ReqId)
+	a := &event.Attach{Kind: attachKind(t), AttachType: attachTypeName(t)}
+	switch a.Kind {
+	case "tcx", "netkit":
+		a.Ifindex = uint32(r.Fd)
+		a.Point = fmt.Sprintf("%s ifindex %d %s", a.Kind, a.Ifindex, a.AttachType)
+	case "cgroup":
+		a.TargetIno = ino
+		a.Point = fmt.Sprintf("cgroup id %d %s", a.TargetIno, a.AttachType)
+	default:
+		a.TargetIno = ino
+		a.Point = fmt.Sprintf("%s on inode %d", a.AttachType, a.TargetIno)
+	}
+	var named *event.Prog
+	if p := (*bpfProgLoaded)(unsafe.Pointer(&data[0])); p.Id != 0 {
+		named = progOf(p, d)
+	}
+	if r.Cmd == unix.BPF_PROG_DETACH {
+		ev.Prog = named
+	} else {
+		a.NewProg = named
+		if int(r.ValueLen) >= 2*progLoadedSize {
+			ev.Prog = progOf((*bpfProgLoaded)(unsafe.Pointer(&data[progLoadedSize])), d)
+		}
+	}
+	ev.Extra = &event.Extra{Attach: a}
+	return ev
+}
+
+// attachKind names the kind of attach point of a BPF_PROG_ATTACH type.
+func attachKind(t ebpf.AttachType) string {
+	switch t {
+	case ebpf.AttachTCXIngress, ebpf.AttachTCXEgress:
+		return "tcx"
+	case ebpf.AttachNetkitPrimary, ebpf.AttachNetkitPeer:
+		return "netkit"
+	case ebpf.AttachSkSKBStreamParser, ebpf.AttachSkSKBStreamVerdict, ebpf.AttachSkMsgVerdict, ebpf.AttachSkSKBVerdict:
+		return "sockmap"
+	case ebpf.AttachFlowDissector:
+		return "flow_dissector"
+	case ebpf.AttachLircMode2:
+		return "lirc"
+	}
+	if strings.HasPrefix(strings.ToLower(attachTypeName(t)), "cgroup") {
+		return "cgroup"
+	}
+	return "other"
+}
+
+// attachTypeName is the inventory's name of an attach type: 0 is cgroup
+// inet ingress, which cilium/ebpf's stringer calls None.
+func attachTypeName(t ebpf.AttachType) string {
+	if t == ebpf.AttachCGroupInetIngress {
+		return "CGroupInetIngress"
+	}
+	return t.String()
 }
 
 func progLoaded(ev *event.Event, p *bpfProgLoaded, d *record.Decoder) {

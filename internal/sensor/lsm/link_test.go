@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,6 +126,133 @@ func testEnforceLinks(t *testing.T, b Build) {
 	}
 	pid := uint32(f.cmd.Process.Pid)
 	for _, cmd := range []event.Type{event.LinkUpdate, event.LinkDetach} {
+		ev := evs.Wait(t, testutil.Timeout(5*time.Second), "access_denied "+string(cmd), func(ev *event.Event) bool {
+			return ev.Type == event.AccessDenied && ev.Extra != nil && ev.Extra.Cmd == string(cmd)
+		})
+		if ev.Process == nil || ev.Process.PID != pid || ev.Map == nil || ev.Map.ID != id || ev.Extra.Hook != "bpf" {
+			t.Errorf("%s refusal: %+v process %+v map %+v", cmd, ev, ev.Process, ev.Map)
+		}
+	}
+}
+
+// progOp is the child's progdetach or progreplace of program id on the
+// cgroup at cg (inet ingress).
+func progOp(op, cg, id string) error {
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return err
+	}
+	p, err := ebpf.NewProgramFromID(ebpf.ProgramID(n))
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	dir, err := os.Open(cg)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	if op == "progdetach" {
+		return link.RawDetachProgram(link.RawDetachProgramOptions{Target: int(dir.Fd()), Program: p, Attach: ebpf.AttachCGroupInetIngress})
+	}
+	np, err := cgroupProgram(nil)
+	if err != nil {
+		return err
+	}
+	defer np.Close()
+	return link.RawAttachProgram(link.RawAttachProgramOptions{Target: int(dir.Fd()), Program: np, Attach: ebpf.AttachCGroupInetIngress,
+		Flags: unix.BPF_F_ALLOW_MULTI, Anchor: link.ReplaceProgram(p)})
+}
+
+// TestEnforceProgAttach: under enforcement, a non-owner's BPF_PROG_DETACH
+// of a cgroup program that uses a protected map, and its BPF_PROG_ATTACH
+// with BPF_F_REPLACE in that program's place, are refused and reported
+// (access_denied, hook bpf, the command, the map); the owner's own
+// replace and detach go through.
+func TestEnforceProgAttach(t *testing.T) {
+	for _, b := range builds {
+		t.Run(string(b), func(t *testing.T) { testEnforceProgAttach(t, b) })
+	}
+}
+
+func testEnforceProgAttach(t *testing.T, b Build) {
+	en, evs := start(t, b)
+	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "lsm_progmap", Type: ebpf.Array, KeySize: 4, ValueSize: 8, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	id := testutil.MapID(t, m)
+	prog, err := cgroupProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	info, err := prog.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	progID, _ := info.ID()
+	root := ""
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if _, post, ok := strings.Cut(line, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+				root = strings.Fields(line)[4]
+			}
+		}
+	}
+	if root == "" {
+		testutil.SkipOrFail(t, "no cgroup v2 hierarchy mounted")
+	}
+	cg := filepath.Join(root, fmt.Sprintf("bpfmon-lsmprog-%d-%s", os.Getpid(), b))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(cg)
+	dir, err := os.Open(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	target := int(dir.Fd())
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: target, Program: prog, Attach: ebpf.AttachCGroupInetIngress,
+		Flags: unix.BPF_F_ALLOW_MULTI}); err != nil {
+		t.Fatal(err)
+	}
+
+	f := startForeign(t)
+	if err := en.Protect(id); err != nil {
+		t.Fatal(err)
+	}
+	if err := en.AddOwner(id, self(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := en.Arm(); err != nil {
+		t.Fatalf("attaching: %v", err)
+	}
+	eperm := unix.EPERM.Error()
+	ids := strconv.Itoa(int(progID))
+	for _, c := range []string{"progreplace " + cg + " " + ids, "progdetach " + cg + " " + ids} {
+		if got := f.do(t, c); got != eperm {
+			t.Errorf("foreign %s: %s, want %s", c, got, eperm)
+		}
+	}
+	// The owner replaces its program with another of its own, then
+	// detaches that.
+	other, err := cgroupProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := link.RawAttachProgram(link.RawAttachProgramOptions{Target: target, Program: other, Attach: ebpf.AttachCGroupInetIngress,
+		Flags: unix.BPF_F_ALLOW_MULTI, Anchor: link.ReplaceProgram(prog)}); err != nil {
+		t.Errorf("the owner's replace: %v", err)
+	}
+	if err := link.RawDetachProgram(link.RawDetachProgramOptions{Target: target, Program: other, Attach: ebpf.AttachCGroupInetIngress}); err != nil {
+		t.Errorf("the owner's detach: %v", err)
+	}
+	pid := uint32(f.cmd.Process.Pid)
+	for _, cmd := range []event.Type{event.ProgAttach, event.ProgDetach} {
 		ev := evs.Wait(t, testutil.Timeout(5*time.Second), "access_denied "+string(cmd), func(ev *event.Event) bool {
 			return ev.Type == event.AccessDenied && ev.Extra != nil && ev.Extra.Cmd == string(cmd)
 		})

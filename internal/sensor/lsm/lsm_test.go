@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 //	recv         receive an fd over SCM_RIGHTS on fd 3: "ok", or "nofd"
 //	linkupdate P put a program of its own behind the link pinned at P
 //	linkdetach P detach the link pinned at P
+//	progdetach C ID     detach program ID from cgroup C (BPF_PROG_DETACH)
+//	progreplace C ID    put a program of its own in ID's place on cgroup C
+//	                    (BPF_PROG_ATTACH with BPF_F_REPLACE)
 func child() {
 	fds := map[string]int{}
 	in := bufio.NewScanner(os.Stdin)
@@ -79,6 +82,8 @@ func child() {
 			_, err = unix.Mmap(fds[f[1]], 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 		case "linkupdate", "linkdetach":
 			err = linkOp(f[0], f[1])
+		case "progdetach", "progreplace":
+			err = progOp(f[0], f[1], f[2])
 		case "recv":
 			buf, oob := make([]byte, 1), make([]byte, unix.CmsgSpace(4))
 			_, oobn, _, _, rerr := unix.Recvmsg(3, buf, oob, 0)
