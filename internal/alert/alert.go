@@ -606,6 +606,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if ev.Type == event.LinkDetach || ev.Type == event.LinkUpdate {
 		return e.matchLinkOp(ev)
 	}
+	if ev.Type == event.XDPSet || ev.Type == event.TCFilterDel {
+		return e.matchNetAttach(ev)
+	}
 	if ev.Map == nil {
 		return "", "", limitKey{}
 	}

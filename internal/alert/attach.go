@@ -16,6 +16,9 @@ import (
 // at the last scan, and the findings waiting for their delay.
 type attachState struct {
 	progs map[uint32]watchedProg
+	// prev is progs of the scan before: a netlink change read just
+	// after a scan that already saw its result is matched there.
+	prev  map[uint32]watchedProg
 	last  time.Time
 	later []*event.Event
 	// calls: each identity's last reported call (atWork); podCall: the
@@ -27,6 +30,10 @@ type attachState struct {
 	// the last scan: the scan does not report them again, without the
 	// process.
 	linkOps map[uint32]bool
+	// pointOps are the attach points a netlink change named by the
+	// netattach sensor took a protected program off since the last scan
+	// (matchNetAttach): the scan does not report them again.
+	pointOps map[string]bool
 }
 
 type watchedProg struct {
@@ -74,12 +81,16 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] {
 					continue // the syscall sensor named who did it
 				}
+				if e.attach.pointOps[a.Point] {
+					continue // the netattach sensor named who did it
+				}
 				e.attach.later = append(e.attach.later, e.detachEvent(now, id, old, a, holder))
 			}
 		}
 	}
-	e.attach.progs, e.attach.last = cur, now
+	e.attach.prev, e.attach.progs, e.attach.last = e.attach.progs, cur, now
 	clear(e.attach.linkOps)
+	clear(e.attach.pointOps)
 }
 
 // detachEvent is the finding that program id (old, at the last scan) is
@@ -106,6 +117,9 @@ func (e *Engine) dueAttachments(now time.Time) []*event.Event {
 	var out []*event.Event
 	n := 0
 	for _, ev := range e.attach.later {
+		if e.attach.pointOps[ev.Extra.Attach.Point] {
+			continue // named by the netattach sensor while it waited
+		}
 		if now.Sub(ev.Time) >= attachDelay {
 			out = append(out, ev)
 			continue
