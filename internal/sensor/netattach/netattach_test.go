@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/sensor/sensortest"
 	"github.com/bpfmon/bpfmon/internal/testutil"
@@ -49,16 +50,28 @@ func TestDecodeBadInput(t *testing.T) {
 	}
 }
 
-// start starts the sensor, excluding this process (whose own netlink
-// calls set the scene), or skips where the kernel allows neither build's
-// hooks, failing where kprobes or fentry is declared.
+// start starts the sensor's preferred build (fexit where the kernel allows
+// trampolines), excluding this process (whose own netlink calls set the
+// scene); it skips where the kernel allows neither kprobes nor fentry,
+// fails where either is declared and the sensor does not start.
 func start(t *testing.T) *sensortest.Run {
 	t.Helper()
 	testutil.RequireRoot(t)
-	r, err := sensortest.TryStart(t, sensortest.Options{ExcludeSelf: true, Describe: describe}, New())
-	if err != nil {
-		testutil.NeedKernelHook(t, err, err)
-		t.Fatal(err)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	return sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Describe: describe}, New())
+}
+
+// startKprobes starts the kprobe build, which kernels without trampolines
+// (arm64 before 6.4) run.
+func startKprobes(t *testing.T) *sensortest.Run {
+	t.Helper()
+	testutil.RequireRoot(t)
+	testutil.Need(t, testutil.Kprobes, features.Kprobes(), "the kprobe build")
+	s := New()
+	s.kprobesOnly = true
+	r := sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Describe: describe}, s)
+	if !strings.HasPrefix(s.build, "kprobes") {
+		t.Fatalf("the kprobe build was asked for, the sensor runs %s", s.build)
 	}
 	return r
 }
@@ -123,7 +136,11 @@ func netnsIno(t *testing.T) uint64 {
 // call (the program, then none). The kernel is asked as iproute2 asks it
 // (ip link set dev lo xdpgeneric obj ... / off).
 func TestXDPNetlink(t *testing.T) {
-	r := start(t)
+	t.Run("fexit", func(t *testing.T) { testXDPNetlink(t, start(t)) })
+	t.Run("kprobe", func(t *testing.T) { testXDPNetlink(t, startKprobes(t)) })
+}
+
+func testXDPNetlink(t *testing.T, r *sensortest.Run) {
 	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "rules", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +194,11 @@ func TestXDPNetlink(t *testing.T) {
 // the device, direction and priority, with the kernel's answer (lo has no
 // clsact qdisc in the test: the delete fails, and is reported as tried).
 func TestTCDelNetlink(t *testing.T) {
-	r := start(t)
+	t.Run("fexit", func(t *testing.T) { testTCDelNetlink(t, start(t)) })
+	t.Run("kprobe", func(t *testing.T) { testTCDelNetlink(t, startKprobes(t)) })
+}
+
+func testTCDelNetlink(t *testing.T, r *sensortest.Run) {
 	lo, err := net1()
 	if err != nil {
 		t.Fatal(err)
