@@ -67,7 +67,7 @@ var mutants = []mutant{
 		old: "(struct task_struct *)bpf_get_current_task(), bpf_get_current_pid_tgid());", new: "(struct task_struct *)bpf_get_current_task(), 0);",
 		pkgs: []string{"internal/sensor/netattach"}, run: "TestXDPNetlink$"},
 	{name: "netattach-scan-repeats", area: "protected programs", file: "internal/alert/attach.go",
-		old: "\t\t\t\tif e.attach.pointOps[a.Point] {", new: "\t\t\t\tif false && e.attach.pointOps[a.Point] {",
+		old: "\t\t\t\tif e.attach.pointOps[a.Point] > 0 {", new: "\t\t\t\tif false && e.attach.pointOps[a.Point] > 0 {",
 		pkgs: []string{"internal/alert"}, run: "TestNetAttach$"},
 
 	// Lineage marks, user space.

@@ -31,9 +31,11 @@ type attachState struct {
 	// process.
 	linkOps map[uint32]bool
 	// pointOps are the attach points a netlink change named by the
-	// netattach sensor took a protected program off since the last scan
-	// (matchNetAttach): the scan does not report them again.
-	pointOps map[string]bool
+	// netattach sensor took a protected program off (matchNetAttach),
+	// with the scans left during which the scan does not report them
+	// again: the scan that finds the change may be the second after it,
+	// when the first read the attachments before the change was made.
+	pointOps map[string]int
 }
 
 type watchedProg struct {
@@ -81,7 +83,8 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] {
 					continue // the syscall sensor named who did it
 				}
-				if e.attach.pointOps[a.Point] {
+				if e.attach.pointOps[a.Point] > 0 {
+					delete(e.attach.pointOps, a.Point)
 					continue // the netattach sensor named who did it
 				}
 				e.attach.later = append(e.attach.later, e.detachEvent(now, id, old, a, holder))
@@ -90,7 +93,13 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 	}
 	e.attach.prev, e.attach.progs, e.attach.last = e.attach.progs, cur, now
 	clear(e.attach.linkOps)
-	clear(e.attach.pointOps)
+	for p, n := range e.attach.pointOps {
+		if n <= 1 {
+			delete(e.attach.pointOps, p)
+		} else {
+			e.attach.pointOps[p] = n - 1
+		}
+	}
 }
 
 // detachEvent is the finding that program id (old, at the last scan) is
@@ -117,7 +126,7 @@ func (e *Engine) dueAttachments(now time.Time) []*event.Event {
 	var out []*event.Event
 	n := 0
 	for _, ev := range e.attach.later {
-		if e.attach.pointOps[ev.Extra.Attach.Point] {
+		if _, named := e.attach.pointOps[ev.Extra.Attach.Point]; named {
 			continue // named by the netattach sensor while it waited
 		}
 		if now.Sub(ev.Time) >= attachDelay {

@@ -117,14 +117,15 @@ func (e *Engine) matchNetAttach(ev *event.Event) (string, string, limitKey) {
 }
 
 // notePoint remembers that a process named by a kernel hook changed the
-// attachment at point, until the scan after: that scan's finding there
-// (or one of the scan before, still waiting for its delay) is that
-// change, reported already.
+// attachment at point, for the next two scans: their finding there (or
+// one of the scan before, still waiting for its delay) is that change,
+// reported already. Two, because a scan that read the attachments just
+// before the change finds nothing, and the one after finds it.
 func (e *Engine) notePoint(point string) {
 	if e.attach.pointOps == nil {
-		e.attach.pointOps = map[string]bool{}
+		e.attach.pointOps = map[string]int{}
 	}
 	if len(e.attach.pointOps) < callsMax {
-		e.attach.pointOps[point] = true
+		e.attach.pointOps[point] = 2
 	}
 }

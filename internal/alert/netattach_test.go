@@ -95,6 +95,21 @@ func TestNetAttach(t *testing.T) {
 		t.Fatalf("the scan's finding of a named detach was reported: %+v", evs[0])
 	}
 
+	// The event comes while a scan reads the attachments from before
+	// the change: that scan finds nothing, the next finds the detach,
+	// which is still the named one.
+	scan(maps(xdp, tc))
+	c.t = c.t.Add(time.Hour) // past the rate limit
+	if ev := xdpSet(ip, 0, 5, 0); ev.Alert == nil {
+		t.Fatal("ip's detach during a scan: no alert")
+	}
+	if evs := scan(maps(xdp, tc)); len(evs) != 0 {
+		t.Fatalf("a scan of the state before the change: %+v", evs[0])
+	}
+	if evs := scan(maps(tc)); len(evs) != 0 {
+		t.Fatalf("the scan after reported the named detach again: %+v", evs[0])
+	}
+
 	// tc: another direction or priority is nothing; the filter's own, or
 	// every priority, alerts.
 	scan(maps(xdp, tc))
