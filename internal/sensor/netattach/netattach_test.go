@@ -175,7 +175,7 @@ func testXDPNetlink(t *testing.T, r *sensortest.Run) {
 	ns := netnsIno(t)
 	check := func(pid int, fd int32, after uint32) {
 		t.Helper()
-		ev := r.Wait(t, testutil.Timeout(10*time.Second), "xdp_set by pid "+strconv.Itoa(pid), func(ev *event.Event) bool {
+		ev := r.Wait(t, 10*time.Second, "xdp_set by pid "+strconv.Itoa(pid), func(ev *event.Event) bool {
 			return ev.Type == event.XDPSet && ev.Process != nil && ev.Process.PID == uint32(pid)
 		})
 		a := ev.Extra.Attach
@@ -204,7 +204,7 @@ func testTCDelNetlink(t *testing.T, r *sensortest.Run) {
 		t.Fatal(err)
 	}
 	got, pid := run(t, nl(t, "tc"), nil, "tcdel", strconv.Itoa(lo), "49152")
-	ev := r.Wait(t, testutil.Timeout(10*time.Second), "tc_filter_del", func(ev *event.Event) bool {
+	ev := r.Wait(t, 10*time.Second, "tc_filter_del", func(ev *event.Event) bool {
 		return ev.Type == event.TCFilterDel && ev.Process != nil && ev.Process.PID == uint32(pid)
 	})
 	a := ev.Extra.Attach
