@@ -136,7 +136,7 @@ func netnsIno(t *testing.T) uint64 {
 // call (the program, then none). The kernel is asked as iproute2 asks it
 // (ip link set dev lo xdpgeneric obj ... / off).
 func TestXDPNetlink(t *testing.T) {
-	t.Run("fexit", func(t *testing.T) { testXDPNetlink(t, start(t)) })
+	t.Run("preferred", func(t *testing.T) { testXDPNetlink(t, start(t)) }) // fexit where trampolines work
 	t.Run("kprobe", func(t *testing.T) { testXDPNetlink(t, startKprobes(t)) })
 }
 
@@ -194,7 +194,7 @@ func testXDPNetlink(t *testing.T, r *sensortest.Run) {
 // the device, direction and priority, with the kernel's answer (lo has no
 // clsact qdisc in the test: the delete fails, and is reported as tried).
 func TestTCDelNetlink(t *testing.T) {
-	t.Run("fexit", func(t *testing.T) { testTCDelNetlink(t, start(t)) })
+	t.Run("preferred", func(t *testing.T) { testTCDelNetlink(t, start(t)) })
 	t.Run("kprobe", func(t *testing.T) { testTCDelNetlink(t, startKprobes(t)) })
 }
 
