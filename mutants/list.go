@@ -66,6 +66,21 @@ var mutants = []mutant{
 		new:  "\t\tif false && e.owns(g, p) {\n\t\t\treturn \"\", \"\", limitKey{} // the owner's own detach or replace",
 		pkgs: []string{"cmd/bpfmon"}, run: "TestProgAttachAlert$"},
 
+	// Protected programs: netlink changes named by the netattach sensor.
+	{name: "netattach-owner-always", area: "protected programs", file: "internal/alert/netattach.go",
+		old:  "\t\t\tif e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{} // the owner's own unload or reload",
+		new:  "\t\t\tif true || e.owns(g, p) {\n\t\t\t\treturn \"\", \"\", limitKey{} // the owner's own unload or reload",
+		pkgs: []string{"internal/alert"}, run: "TestNetAttach$"},
+	{name: "netattach-any-device", area: "protected programs", file: "internal/alert/netattach.go",
+		old: "\tif a.Ifindex != x.Ifindex || a.NetNS != x.NetNS || a.LinkID != 0 {", new: "\tif a.LinkID != 0 {",
+		pkgs: []string{"internal/alert"}, run: "TestNetAttach$"},
+	{name: "netattach-no-caller", area: "protected programs", file: "bpf/netattach.c", gen: "internal/sensor/netattach", vm: true,
+		old: "(struct task_struct *)bpf_get_current_task(), bpf_get_current_pid_tgid());", new: "(struct task_struct *)bpf_get_current_task(), 0);",
+		pkgs: []string{"internal/sensor/netattach"}, run: "TestXDPNetlink$"},
+	{name: "netattach-scan-repeats", area: "protected programs", file: "internal/alert/attach.go",
+		old: "\t\t\t\tif e.attach.pointOps[a.Point] > 0 {", new: "\t\t\t\tif false && e.attach.pointOps[a.Point] > 0 {",
+		pkgs: []string{"internal/alert"}, run: "TestNetAttach$"},
+
 	// Lineage marks, user space.
 	{name: "mark-fork-on-parent", area: "lineage marks (Go)", file: "internal/alert/lineage.go",
 		old: "\t\tsetMark(l.Target, why)", new: "\t\tsetMark(p, why)",

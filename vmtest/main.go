@@ -185,7 +185,7 @@ const arm64Packages = "qemu-system-arm clang binutils-aarch64-linux-gnu libc6-de
 var arm64Pkgs = []string{
 	"internal/features", "internal/inventory", "internal/mapwriter", "internal/scanner",
 	"internal/sensor/bpfsyscall", "internal/sensor/kernelwrite", "internal/sensor/lineage",
-	"internal/sensor/lsm", "internal/sensor/record",
+	"internal/sensor/lsm", "internal/sensor/netattach", "internal/sensor/record",
 }
 
 // arm64TrampolinePkgs are what arm64 6.12 runs besides 6.1's run: the
@@ -198,7 +198,7 @@ var arm64Pkgs = []string{
 // --kernels names it.
 var arm64TrampolinePkgs = []string{
 	"internal/features", "internal/sensor/bpfsyscall", "internal/sensor/kernelwrite",
-	"internal/sensor/lineage", "internal/sensor/lsm",
+	"internal/sensor/lineage", "internal/sensor/lsm", "internal/sensor/netattach",
 }
 
 // run510 is what 5.10 runs of cmd/bpfmon's end-to-end tests: those whose

@@ -33,6 +33,7 @@ enum rec_kind {
 	REC_PROG_GONE = 18, /* kernelwrite.c: a program is being freed (struct kprog_rec) */
 	REC_DENY = 32,      /* lsm.c: an access was refused (struct deny_rec) */
 	REC_LINEAGE = 48,   /* lineage.c: how a process came to be (struct lineage_rec) */
+	REC_NETATTACH = 56, /* netattach.c: a device's XDP program changed, a tc filter deleted, over netlink (struct netattach_rec) */
 	REC_KIND_MAX = 64,  /* every kind is below this */
 };
 

@@ -609,6 +609,9 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if ev.Type == event.ProgDetach || ev.Type == event.ProgAttach {
 		return e.matchProgOp(ev)
 	}
+	if ev.Type == event.XDPSet || ev.Type == event.TCFilterDel {
+		return e.matchNetAttach(ev)
+	}
 	if ev.Map == nil {
 		return "", "", limitKey{}
 	}

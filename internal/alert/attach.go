@@ -16,6 +16,9 @@ import (
 // at the last scan, and the findings waiting for their delay.
 type attachState struct {
 	progs map[uint32]watchedProg
+	// prev is progs of the scan before: a netlink change read just
+	// after a scan that already saw its result is matched there.
+	prev  map[uint32]watchedProg
 	last  time.Time
 	later []*event.Event
 	// calls: each identity's last reported call (atWork); podCall: the
@@ -31,6 +34,12 @@ type attachState struct {
 	// or prog_attach with BPF_F_REPLACE took away since the last scan,
 	// which does not report them again.
 	progOps map[progPoint]bool
+	// pointOps are the attach points a netlink change named by the
+	// netattach sensor took a protected program off (matchNetAttach),
+	// with the scans left during which the scan does not report them
+	// again: the scan that finds the change may be the second after it,
+	// when the first read the attachments before the change was made.
+	pointOps map[string]int
 }
 
 type progPoint struct {
@@ -83,13 +92,24 @@ func (e *Engine) scanAttachments(maps []inventory.Map, atStart bool) {
 				if a.LinkID != 0 && e.attach.linkOps[a.LinkID] || e.attach.progOps[progPoint{id, a.Point}] {
 					continue // the syscall sensor named who did it
 				}
+				if e.attach.pointOps[a.Point] > 0 {
+					delete(e.attach.pointOps, a.Point)
+					continue // the netattach sensor named who did it
+				}
 				e.attach.later = append(e.attach.later, e.detachEvent(now, id, old, a, holder))
 			}
 		}
 	}
-	e.attach.progs, e.attach.last = cur, now
+	e.attach.prev, e.attach.progs, e.attach.last = e.attach.progs, cur, now
 	clear(e.attach.linkOps)
 	clear(e.attach.progOps)
+	for p, n := range e.attach.pointOps {
+		if n <= 1 {
+			delete(e.attach.pointOps, p)
+		} else {
+			e.attach.pointOps[p] = n - 1
+		}
+	}
 }
 
 // detachEvent is the finding that program id (old, at the last scan) is
@@ -116,6 +136,9 @@ func (e *Engine) dueAttachments(now time.Time) []*event.Event {
 	var out []*event.Event
 	n := 0
 	for _, ev := range e.attach.later {
+		if _, named := e.attach.pointOps[ev.Extra.Attach.Point]; named {
+			continue // named by the netattach sensor while it waited
+		}
 		if now.Sub(ev.Time) >= attachDelay {
 			out = append(out, ev)
 			continue

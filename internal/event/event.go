@@ -67,6 +67,13 @@ const (
 	// attach, NewProg, the program attached.
 	ProgAttach Type = "prog_attach"
 	ProgDetach Type = "prog_detach"
+	// XDPSet and TCFilterDel: a process changed a device's XDP program
+	// over netlink (IFLA_XDP: attach, replace or detach), or deleted tc
+	// filters (RTM_DELTFILTER), seen by the netattach sensor's kernel
+	// hooks. Extra.Attach holds the device and, once the alert engine
+	// found one, the protected program's attach point (Prog).
+	XDPSet      Type = "xdp_set"
+	TCFilterDel Type = "tc_filter_del"
 )
 
 // Kinds of change in a map_changed event.
@@ -86,7 +93,10 @@ const (
 	SourceOutput  = "output"  // bpfmon's own output: events it could not write (lost)
 	SourceState   = "state"   // bpfmon's saved state (--state), compared with what is there at start
 	SourceLineage = "lineage" // the lineage sensor: cgroup joins, loader variables, ptrace, memory writes
-	SourceSelf    = "bpfmon"  // bpfmon itself: its parts' errors, its policy reloads
+	// SourceNetAttach: the netattach sensor, kernel hooks on the netlink
+	// paths that change a device's XDP program or delete tc filters.
+	SourceNetAttach = "netattach"
+	SourceSelf      = "bpfmon" // bpfmon itself: its parts' errors, its policy reloads
 	// SourceInventory: the inventory's cross-view check, which compares
 	// bpf(2)'s listing of objects with views a hook on bpf(2) does not
 	// reach (hidden_object).
@@ -133,7 +143,7 @@ var table = []struct {
 	{MapIterLink, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_CREATE}},
 	{MapMmap, Info{Sources: []string{SourceSyscall}, cmd: -1}},
 	{MapWritesCounted, Info{Modifies: true, Elements: true, Sources: []string{SourceKernel}, cmd: -1}},
-	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceLineage, SourceOutput}, cmd: -1}},
+	{Lost, Info{Sources: []string{SourceSyscall, SourceKernel, SourceLSM, SourceLineage, SourceNetAttach, SourceOutput}, cmd: -1}},
 	{MapChanged, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{MapNotScanned, Info{Sources: []string{SourceScan}, cmd: -1}},
 	{AccessDenied, Info{Sources: []string{SourceLSM}, cmd: -1}},
@@ -148,6 +158,8 @@ var table = []struct {
 	{LinkUpdate, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_LINK_UPDATE}},
 	{ProgAttach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_ATTACH}},
 	{ProgDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_DETACH}},
+	{XDPSet, Info{Sources: []string{SourceNetAttach}, cmd: -1}},
+	{TCFilterDel, Info{Sources: []string{SourceNetAttach}, cmd: -1}},
 	{ProgDetached, Info{Sources: []string{SourceInventory}, cmd: -1}},
 	{AttachChanged, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }
@@ -424,7 +436,7 @@ type Extra struct {
 // Attach is the attachment a prog_detached or attach_changed event is
 // about.
 type Attach struct {
-	Kind      string // "xdp", "link" or "cgroup"
+	Kind      string // "xdp", "link", "cgroup" or "tc"
 	Point     string // the attach point, in words
 	Interface string // xdp, tcx: the interface's name
 	Mode      string // xdp: skb, drv or hw
@@ -432,10 +444,19 @@ type Attach struct {
 	LinkType  string // obj_pin of a link: its type (bpftool's names)
 	// prog_attach, prog_detach: the attach type (cilium/ebpf's names, as
 	// the inventory's), the target's inode (a cgroup's id, a netns's
-	// inode) or, for tcx and netkit, the interface's index.
+	// inode) or, for tcx and netkit, the interface's index (Ifindex).
 	AttachType string
 	TargetIno  uint64
-	Ifindex    uint32
+	// xdp_set, tc_filter_del: the device as the kernel gave it (its
+	// index and the inode of its network namespace); for tc_filter_del
+	// Direction ("ingress", "egress" or the parent in hex) and Priority
+	// (0: every priority) as asked. ModeProgs (xdp_set): the program of
+	// each XDP mode (skb, drv, hw) after the call, 0 for none.
+	Ifindex   uint32
+	NetNS     uint64
+	Direction string
+	Priority  uint16
+	ModeProgs [3]uint32
 	// NewProg is the program attached there now (attach_changed).
 	NewProg *Prog
 }

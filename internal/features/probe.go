@@ -50,7 +50,7 @@ type Report struct {
 // sensor's and the content scanner's in the order they come into play.
 // Features not listed come last, in the order given.
 var Order = []string{"privileges", "kernel_btf", "syscall_sensor", "compat_abi", "kernel_side_writes",
-	"program_attribution", "syscall_kernel_copy", "content_scanner", "batch_reads", "mmap_reads", "bpf_lsm", "process_lineage",
+	"program_attribution", "syscall_kernel_copy", "content_scanner", "batch_reads", "mmap_reads", "bpf_lsm", "process_lineage", "netlink_attach_attribution",
 	"hidden_object_views", "rewrite_helpers", "pod_metadata"}
 
 // NewReport is the report on this kernel: the common features (Base) and

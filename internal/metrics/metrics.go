@@ -34,7 +34,7 @@ import (
 // sources are the event sources, in the order of the per-type counter
 // arrays.
 var sources = [...]string{event.SourceSyscall, event.SourceKernel, event.SourceScan, event.SourceLSM, event.SourceAlert, event.SourceOutput,
-	event.SourceState, event.SourceLineage, event.SourceSelf, event.SourceInventory}
+	event.SourceState, event.SourceLineage, event.SourceSelf, event.SourceInventory, event.SourceNetAttach}
 
 // sourceIndex is s's index in sources, -1 for a source bpfmon does not have.
 func sourceIndex(s string) int {
@@ -59,6 +59,8 @@ func sourceIndex(s string) int {
 		return 8
 	case event.SourceInventory:
 		return 9
+	case event.SourceNetAttach:
+		return 10
 	}
 	return -1
 }
@@ -133,15 +135,19 @@ func typeIndex(t event.Type) int {
 		return 30
 	case event.ProgDetach:
 		return 31
+	case event.XDPSet:
+		return 32
+	case event.TCFilterDel:
+		return 33
 	}
 	return -1
 }
 
-const numTypes = 32
+const numTypes = 34
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.
-var lostSources = []string{event.SourceSyscall, event.SourceKernel, event.SourceLSM, event.SourceLineage, event.SourceOutput}
+var lostSources = []string{event.SourceSyscall, event.SourceKernel, event.SourceLSM, event.SourceLineage, event.SourceNetAttach, event.SourceOutput}
 
 // Ring is what the metrics read of the ring buffer.
 type Ring interface {
@@ -201,7 +207,7 @@ func New(version string) *Metrics {
 		}
 	}
 	lost := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bpfmon_lost_events_total",
-		Help: "Events lost, by source: syscall, kernel, lsm and lineage count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk)."},
+		Help: "Events lost, by source: syscall, kernel, lsm, lineage and netattach count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk)."},
 		[]string{"source"})
 	for _, s := range lostSources {
 		m.lost[sourceIndex(s)] = lost.WithLabelValues(s)

@@ -60,11 +60,12 @@ bpfmon_alerts_suppressed_total{rule="foreign-write"} 30
 # TYPE bpfmon_alerts_total counter
 bpfmon_alerts_total{rule="events-lost",severity="medium"} 0
 bpfmon_alerts_total{rule="foreign-write",severity="critical"} 1
-# HELP bpfmon_lost_events_total Events lost, by source: syscall, kernel, lsm and lineage count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk).
+# HELP bpfmon_lost_events_total Events lost, by source: syscall, kernel, lsm, lineage and netattach count what the kernel could not put in the full ring buffer; output counts events the output could not take (a full disk).
 # TYPE bpfmon_lost_events_total counter
 bpfmon_lost_events_total{source="kernel"} 2
 bpfmon_lost_events_total{source="lineage"} 0
 bpfmon_lost_events_total{source="lsm"} 0
+bpfmon_lost_events_total{source="netattach"} 0
 bpfmon_lost_events_total{source="output"} 9
 bpfmon_lost_events_total{source="syscall"} 5
 `

@@ -694,9 +694,19 @@ func appendJSONAttach(b []byte, a *event.Attach) []byte {
 		}
 		b = strconv.AppendUint(b, a.TargetIno, 10)
 	}
-	if a.Ifindex != 0 {
+	if a.Ifindex != 0 || a.NetNS != 0 {
 		b = append(b, `,"ifindex":`...)
 		b = strconv.AppendUint(b, uint64(a.Ifindex), 10)
+	}
+	if a.NetNS != 0 {
+		b = append(b, `,"netns":`...)
+		b = strconv.AppendUint(b, a.NetNS, 10)
+	}
+	if a.Direction != "" {
+		b = append(b, `,"direction":`...)
+		b = appendJSONString(b, a.Direction)
+		b = append(b, `,"priority":`...)
+		b = strconv.AppendUint(b, uint64(a.Priority), 10)
 	}
 	if np := a.NewProg; np != nil {
 		b = append(b, `,"new_prog":{"id":`...)

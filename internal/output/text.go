@@ -553,6 +553,22 @@ func isBare(s string) bool {
 func textAttach(b []byte, a *event.Attach) []byte {
 	b = append(b, " attachment="...)
 	b = appendTextString(b, a.Point, true)
+	if a.Point == "" && (a.Ifindex != 0 || a.NetNS != 0) { // xdp_set, tc_filter_del of no protected program
+		b = append(b, " ifindex="...)
+		b = strconv.AppendUint(b, uint64(a.Ifindex), 10)
+		b = append(b, " netns="...)
+		b = strconv.AppendUint(b, a.NetNS, 10)
+		if a.Mode != "" {
+			b = append(b, " mode="...)
+			b = append(b, a.Mode...)
+		}
+		if a.Direction != "" {
+			b = append(b, " direction="...)
+			b = appendTextString(b, a.Direction, true)
+			b = append(b, " priority="...)
+			b = strconv.AppendUint(b, uint64(a.Priority), 10)
+		}
+	}
 	if np := a.NewProg; np != nil {
 		b = append(b, " new_prog="...)
 		b = strconv.AppendUint(b, uint64(np.ID), 10)

@@ -10,6 +10,7 @@ import (
 	"github.com/bpfmon/bpfmon/internal/sensor/kernelwrite"
 	"github.com/bpfmon/bpfmon/internal/sensor/lineage"
 	"github.com/bpfmon/bpfmon/internal/sensor/lsm"
+	"github.com/bpfmon/bpfmon/internal/sensor/netattach"
 )
 
 // Config configures the set.
@@ -30,6 +31,7 @@ func New(c Config) *sensor.Set {
 	return sensor.NewSet(
 		c.entry(bpfsyscall.New(c.Syscall), sensor.Required),
 		c.entry(lineage.New(), sensor.Optional),
+		c.entry(netattach.New(), sensor.Optional),
 		c.entry(kernelwrite.New(c.Kernel), c.Kernel.Mode.Need()),
 		c.entry(lsm.New(), c.enforce()),
 	)

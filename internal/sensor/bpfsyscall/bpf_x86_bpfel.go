@@ -215,6 +215,7 @@ const (
 	bpfRecKindREC_PROG_GONE  bpfRecKind = 18
 	bpfRecKindREC_DENY       bpfRecKind = 32
 	bpfRecKindREC_LINEAGE    bpfRecKind = 48
+	bpfRecKindREC_NETATTACH  bpfRecKind = 56
 	bpfRecKindREC_KIND_MAX   bpfRecKind = 64
 )
 

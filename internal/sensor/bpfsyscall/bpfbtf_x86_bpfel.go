@@ -186,6 +186,7 @@ const (
 	bpfbtfRecKindREC_PROG_GONE  bpfbtfRecKind = 18
 	bpfbtfRecKindREC_DENY       bpfbtfRecKind = 32
 	bpfbtfRecKindREC_LINEAGE    bpfbtfRecKind = 48
+	bpfbtfRecKindREC_NETATTACH  bpfbtfRecKind = 56
 	bpfbtfRecKindREC_KIND_MAX   bpfbtfRecKind = 64
 )
 

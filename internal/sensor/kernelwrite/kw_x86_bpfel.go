@@ -282,6 +282,7 @@ const (
 	kwRecKindREC_PROG_GONE  kwRecKind = 18
 	kwRecKindREC_DENY       kwRecKind = 32
 	kwRecKindREC_LINEAGE    kwRecKind = 48
+	kwRecKindREC_NETATTACH  kwRecKind = 56
 	kwRecKindREC_KIND_MAX   kwRecKind = 64
 )
 

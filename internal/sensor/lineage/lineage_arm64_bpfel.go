@@ -163,6 +163,7 @@ const (
 	lineageRecKindREC_PROG_GONE  lineageRecKind = 18
 	lineageRecKindREC_DENY       lineageRecKind = 32
 	lineageRecKindREC_LINEAGE    lineageRecKind = 48
+	lineageRecKindREC_NETATTACH  lineageRecKind = 56
 	lineageRecKindREC_KIND_MAX   lineageRecKind = 64
 )
 

@@ -133,6 +133,7 @@ const (
 	lsmRecKindREC_PROG_GONE  lsmRecKind = 18
 	lsmRecKindREC_DENY       lsmRecKind = 32
 	lsmRecKindREC_LINEAGE    lsmRecKind = 48
+	lsmRecKindREC_NETATTACH  lsmRecKind = 56
 	lsmRecKindREC_KIND_MAX   lsmRecKind = 64
 )
 

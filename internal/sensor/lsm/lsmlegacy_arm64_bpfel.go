@@ -133,6 +133,7 @@ const (
 	lsmlegacyRecKindREC_PROG_GONE  lsmlegacyRecKind = 18
 	lsmlegacyRecKindREC_DENY       lsmlegacyRecKind = 32
 	lsmlegacyRecKindREC_LINEAGE    lsmlegacyRecKind = 48
+	lsmlegacyRecKindREC_NETATTACH  lsmlegacyRecKind = 56
 	lsmlegacyRecKindREC_KIND_MAX   lsmlegacyRecKind = 64
 )
 

@@ -39,7 +39,7 @@ func CheckObject(spec *ebpf.CollectionSpec) error {
 		}
 		mine := map[string]Kind{"REC_ENTER": KindEnter, "REC_EXIT": KindExit, "REC_EXE": KindExe,
 			"REC_EXIT_SHORT": KindExitShort, "REC_KWRITE": KindKwrite, "REC_PROG": KindProg,
-			"REC_PROG_GONE": KindProgGone, "REC_DENY": KindDeny, "REC_LINEAGE": KindLineage, "REC_KIND_MAX": kindMax}
+			"REC_PROG_GONE": KindProgGone, "REC_DENY": KindDeny, "REC_LINEAGE": KindLineage, "REC_NETATTACH": KindNetAttach, "REC_KIND_MAX": kindMax}
 		if len(want) != len(mine) {
 			errs = append(errs, fmt.Errorf("enum rec_kind has %d values in the object, %d here", len(want), len(mine)))
 		}

@@ -40,6 +40,7 @@ const (
 	KindProgGone  = recordRecKindREC_PROG_GONE
 	KindDeny      = recordRecKindREC_DENY
 	KindLineage   = recordRecKindREC_LINEAGE
+	KindNetAttach = recordRecKindREC_NETATTACH
 	kindMax       = recordRecKindREC_KIND_MAX
 )
 

@@ -70,6 +70,7 @@ const (
 	recordRecKindREC_PROG_GONE  recordRecKind = 18
 	recordRecKindREC_DENY       recordRecKind = 32
 	recordRecKindREC_LINEAGE    recordRecKind = 48
+	recordRecKindREC_NETATTACH  recordRecKind = 56
 	recordRecKindREC_KIND_MAX   recordRecKind = 64
 )
 

@@ -1,0 +1,265 @@
+// Package netattach is bpfmon's netattach sensor: who took a program off
+// a packet path over netlink, where no bpf(2) call is made.
+//
+// `ip link set dev X xdpgeneric off` detaches an XDP firewall with one
+// RTM_SETLINK message, `tc filter del dev X ingress` a tc classifier with
+// one RTM_DELTFILTER: the syscall sensor sees neither, and the attachment
+// scan (internal/alert) sees only the result, within a refresh, without
+// the process. The programs (bpf/netattach.c) hook the kernel functions
+// those messages reach, dev_change_xdp_fd and tc_del_tfilter, with fexit
+// trampolines, else kprobes, and record the caller (its process identity:
+// tgid, start time, executable inode and device, cgroup), the device (its
+// index and network namespace), what was asked, the result and, for XDP,
+// the program of each mode after the call. The alert engine names the
+// protected program taken off from its last inventory.
+//
+// The hooks fire only when a process changes a device's XDP program or
+// deletes a tc filter: nothing on the packet path nor on any other call.
+package netattach
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/bpfmon/bpfmon/internal/event"
+	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/sensor"
+	"github.com/bpfmon/bpfmon/internal/sensor/record"
+	"github.com/bpfmon/bpfmon/internal/tracefs"
+)
+
+// Name is the sensor's name in logs, errors and the set.
+const Name = "netattach"
+
+// Sensor holds the programs.
+type Sensor struct {
+	sensor.Base        // the collection, programs and links; Detach, Close, ProgramIDs
+	build       string // which hooks, in words
+	loss        *record.Loss
+	kprobesOnly bool // tests: the kprobe build, whatever the kernel allows
+}
+
+// New returns the sensor, not started.
+func New() *Sensor { return &Sensor{} }
+
+// Name implements sensor.Sensor.
+func (s *Sensor) Name() string { return Name }
+
+// The kernel functions hooked: the netlink XDP path (rtnetlink's IFLA_XDP,
+// 5.9 and later through dev_xdp_attach) and the tc filter delete
+// (RTM_DELTFILTER's handler, in the core).
+const (
+	fnXDP   = "dev_change_xdp_fd"
+	fnTCDel = "tc_del_tfilter"
+)
+
+type hook struct {
+	prog   string
+	fn     string
+	retern bool // a kretprobe
+}
+
+// The two builds: fexit sees the arguments and the result at once; the
+// kprobe build keeps the arguments by thread until the kretprobe.
+var (
+	fexitHooks  = []hook{{"na_fx_xdp", fnXDP, false}, {"na_fx_tc_del", fnTCDel, false}}
+	kprobeHooks = []hook{{"na_kp_xdp", fnXDP, false}, {"na_kr_xdp", fnXDP, true}, {"na_kp_tc_del", fnTCDel, false}, {"na_kr_tc_del", fnTCDel, true}}
+)
+
+// Start loads and attaches the fexit build, else the kprobe build
+// (sensor.Sensor).
+func (s *Sensor) Start(env *sensor.Env) error {
+	errFexit := errors.New("not tried")
+	if !s.kprobesOnly {
+		errFexit = s.start(env, fexitHooks, true)
+	}
+	if errFexit == nil {
+		s.build = "fexit on " + fnXDP + " and " + fnTCDel
+	} else if err := s.startKprobes(env); err != nil {
+		return fmt.Errorf("%w: fexit: %v; kprobe: %v", sensor.ErrUnavailable, errFexit, err)
+	} else {
+		s.build = "kprobes on " + fnXDP + " and " + fnTCDel + " (fexit: " + errFexit.Error() + ")"
+	}
+	if err := env.Ring.Handle(record.KindNetAttach, s.decode); err != nil {
+		s.Close()
+		return err
+	}
+	s.loss = env.Ring.CountLost(event.SourceNetAttach, s.lost)
+	env.Log.Info("watching netlink XDP changes and tc filter deletes", "sensor", Name, "hooks", s.build)
+	return nil
+}
+
+// startKprobes starts the kprobe build: cilium/ebpf falls back to
+// tracefs's kprobe_events where the kernel has no kprobe PMU, so tracefs
+// is mounted first.
+func (s *Sensor) startKprobes(env *sensor.Env) error {
+	if err := features.Kprobes(); err != nil {
+		return err
+	}
+	if err := tracefs.Mount(); err != nil {
+		return err
+	}
+	return s.start(env, kprobeHooks, false)
+}
+
+// start loads the object with hooks' programs only, attaches them, and
+// leaves nothing behind on failure.
+func (s *Sensor) start(env *sensor.Env, hooks []hook, tracing bool) error {
+	spec, err := loadNetattach()
+	if err != nil {
+		return fmt.Errorf("parsing the embedded BPF object: %w", err)
+	}
+	want := map[string]bool{}
+	for _, h := range hooks {
+		want[h.prog] = true
+	}
+	for name := range spec.Programs {
+		if !want[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	var specs netattachVariableSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
+	}
+	if err := specs.SelfTgid.Set(env.Self.TGID); err != nil {
+		return fmt.Errorf("setting self_tgid: %w", err)
+	}
+	replace, err := env.Ring.Prepare(spec)
+	if err != nil {
+		return err
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return errors.New("program load denied (EPERM)")
+		}
+		if rej, ok := sensor.Rejected(Name, err); ok {
+			return rej
+		}
+		return fmt.Errorf("loading the programs: %w", err)
+	}
+	s.Coll = coll
+	for _, h := range hooks {
+		var l link.Link
+		p := coll.Programs[h.prog]
+		switch {
+		case tracing:
+			l, err = link.AttachTracing(link.TracingOptions{Program: p})
+		case h.retern:
+			l, err = link.Kretprobe(h.fn, p, nil)
+		default:
+			l, err = link.Kprobe(h.fn, p, nil)
+		}
+		if err != nil {
+			s.Close()
+			return fmt.Errorf("attaching to %s: %w", h.fn, err)
+		}
+		s.Links = append(s.Links, l)
+		s.Progs = append(s.Progs, p)
+	}
+	return nil
+}
+
+// MapIDs implements sensor.Sensor (the ring buffer is not the sensor's).
+func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, netattachMapEvents) }
+
+// Stats implements sensor.Sensor.
+func (s *Sensor) Stats() sensor.Stats {
+	if s.loss == nil {
+		return sensor.Stats{}
+	}
+	return sensor.Stats{Lost: s.loss.Reported()}
+}
+
+func (s *Sensor) lost() (uint64, error) {
+	if s.Coll == nil {
+		return 0, nil // closed: what it lost was counted before
+	}
+	return sensor.Counter(s.Coll.Maps[netattachMapNastats], uint32(netattachNetattachStatNASTAT_LOST))
+}
+
+// Features implements sensor.Sensor.
+func (s *Sensor) Features(startErr error) []features.Feature {
+	f := features.Feature{Name: "netlink_attach_attribution", Available: startErr == nil,
+		Detail:   "XDP changes over netlink (ip link set dev X xdp off) and tc filter deletes (tc filter del) are seen as they happen, naming the process",
+		Fallback: "the attachment scan still finds a protected program taken off an interface, within one inventory refresh, naming no process"}
+	switch {
+	case errors.Is(startErr, sensor.ErrNotStarted):
+		f.Available, f.Detail = false, "not started"
+	case startErr != nil:
+		f.Detail = startErr.Error()
+	case s.build != "":
+		f.Detail += "; hooks: " + s.build
+	}
+	return []features.Feature{f}
+}
+
+const recSize = int(unsafe.Sizeof(netattachNetattachRec{}))
+
+// XDP_FLAGS_* of the request's mode (linux/if_link.h).
+const (
+	xdpFlagsSKB = 1 << 1
+	xdpFlagsDRV = 1 << 2
+	xdpFlagsHW  = 1 << 3
+)
+
+// XDPModes names the XDP modes in the kernel's order (enum
+// bpf_xdp_mode), as the inventory names them.
+var XDPModes = [3]string{"skb", "drv", "hw"}
+
+// Parents of a clsact (or ingress) qdisc's filters.
+const (
+	tcParentIngress = 0xFFFFFFF2
+	tcParentEgress  = 0xFFFFFFF3
+	tcIngressQdisc  = 0xFFFF0000 // the ingress qdisc (ffff:), whose filters are ingress
+)
+
+// decode turns a netattach record into an xdp_set or tc_filter_del event.
+func (s *Sensor) decode(raw []byte, d *record.Decoder, emit record.Emit) error {
+	if err := record.Check(raw, recSize, "netattach"); err != nil {
+		return err
+	}
+	r := (*netattachNetattachRec)(unsafe.Pointer(&raw[0]))
+	a := &event.Attach{Ifindex: r.Ifindex, NetNS: uint64(r.Netns)}
+	ev := &event.Event{Time: d.Time(r.Hdr.Ktime), Source: event.SourceNetAttach, Process: &event.Process{},
+		HasResult: true, Result: int64(r.Ret), Extra: &event.Extra{Attach: a}}
+	d.Process(ev.Process, raw)
+	switch netattachNetattachKind(r.Nkind) {
+	case netattachNetattachKindNA_XDP:
+		ev.Type, a.Kind, a.ModeProgs = event.XDPSet, "xdp", r.Progs
+		ev.Flags, ev.HasFlags, ev.FD, ev.HasFD = uint64(r.Flags), true, r.Fd, true
+		switch {
+		case r.Flags&xdpFlagsSKB != 0:
+			a.Mode = "skb"
+		case r.Flags&xdpFlagsDRV != 0:
+			a.Mode = "drv"
+		case r.Flags&xdpFlagsHW != 0:
+			a.Mode = "hw"
+		}
+	case netattachNetattachKindNA_TC_DEL:
+		ev.Type, a.Kind, a.Priority = event.TCFilterDel, "tc", uint16(r.Info>>16)
+		a.Direction = Direction(r.Parent)
+	default:
+		return fmt.Errorf("%w: netattach record of unknown kind %d", record.ErrMalformed, r.Nkind)
+	}
+	return emit(ev)
+}
+
+// Direction names a filter's parent as the inventory does: ingress and
+// egress for a clsact (or ingress) qdisc's, the parent in hex else.
+func Direction(parent uint32) string {
+	switch parent {
+	case tcParentIngress, tcIngressQdisc:
+		return "ingress"
+	case tcParentEgress:
+		return "egress"
+	}
+	return "parent " + strconv.FormatUint(uint64(parent), 16)
+}
