@@ -17,6 +17,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -208,6 +210,13 @@ type latencyResults struct {
 // measureLatency runs the rounds, cases interleaved.
 func measureLatency(cfg config, e *env) latencyResults {
 	res := latencyResults{calls: 200_000 / cfg.scale, cases: latencyCasesFor(e)}
+	if cfg.latencySkip != "" {
+		if skip, err := regexp.Compile(cfg.latencySkip); err == nil {
+			res.cases = slices.DeleteFunc(res.cases, func(c latencyCase) bool { return skip.MatchString(c.name) })
+		} else {
+			progress("--latency-skip: %v (no case left out)", err)
+		}
+	}
 	for r := 1; r <= cfg.rounds; r++ {
 		row := make([]latencyCell, len(res.cases))
 		for i, c := range res.cases {

@@ -97,6 +97,7 @@ type config struct {
 	bpfmonBin, writerBin string
 	getpidBin            string
 	latency              bool          // with --inside: only the latency tool's workload
+	latencySkip          string        // with --latency: leave out the cases whose name matches
 	vm                   bool          // also run the workloads in the virtual machines
 	idleMaps             int           // maps on the host during the idle measurement
 	scale                int           // iteration divisor: 10 with --quick
@@ -144,6 +145,7 @@ func main() {
 	flag.StringVar(&cfg.bpfmonBin, "bpfmon-bin", "", "with --inside: the bpfmon binary")
 	flag.StringVar(&cfg.writerBin, "writer-bin", "", "with --inside: the writer binary (bench/c/writer.c)")
 	flag.StringVar(&cfg.getpidBin, "getpid-bin", "", "with --inside: the getpid binary (bench/c/getpid.c)")
+	flag.StringVar(&cfg.latencySkip, "latency-skip", "", "with --latency: leave out the cases whose name matches this regular expression (e.g. 'all$' on a loaded machine)")
 	flag.BoolVar(&cfg.latency, "latency", false, "with --inside: only the latency tool's workload (a sys_enter/sys_exit tool writing maps on every syscall, under bpfmon's kernel-side sensor; vmtest --workloads --workload-flags=--latency)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: go run ./bench [flags]   (as root, from the bpfmon module)\n\nFlags:\n")

@@ -56,6 +56,7 @@ enum kw_limits {
 	PROG_FUNCS = 8,  /* functions of a program whose images a REC_PROG carries */
 	SYS_CALLERS = 8, /* code ranges of the bpf(2) command code (sys_caller_lo/hi) */
 	RECENT_LOADS = 16, /* program images loaded last, kept to retire known pairs (kw_gen) */
+	KW_CACHE_SLOTS = 64, /* slots of each CPU's cache of counts (kw_cache) */
 };
 
 /* kwrite_rec.op: what the hooked map operation does. */
@@ -154,9 +155,9 @@ volatile const __u64 sys_caller_lo[SYS_CALLERS] = {};
 volatile const __u64 sys_caller_hi[SYS_CALLERS] = {};
 /* --kernel-writes all: itemize every write, count none. */
 volatile const __u32 itemize_all = 0;
-/* Counts go to epoch (CLOCK_BOOTTIME / epoch_ns) & 1: user space reads and
- * empties the other one, which no program writes meanwhile. */
-volatile const __u64 epoch_ns = 10000000000ULL;
+/* The slots of kw_cache in use, less one (a power of two less one, at
+ * most KW_CACHE_SLOTS - 1; the tests make it 0: every pair shares one). */
+volatile const __u32 cache_mask = KW_CACHE_SLOTS - 1;
 /* The core kernel's text (_stext, _etext): a return address there is no
  * program's. Zero: unknown, every writer is found by a stack walk. */
 volatile const __u64 core_lo = 0;
@@ -177,8 +178,8 @@ struct kw_pair {
 };
 
 /* A count of writes: per map, writer, process (tgid, 0 in interrupts),
- * operation and epoch (epoch_ns). User space drains the entries of the
- * epoch not written now. */
+ * operation and epoch (kw_gens.epoch's parity). User space drains the
+ * entries of the epoch not written now. */
 struct kw_count_key {
 	__u32 map_id;
 	__u32 tgid;
@@ -288,6 +289,10 @@ struct kw_gens {
 	 * change of kw_select, which sends every known pair through the
 	 * selection check once more before it is counted again. */
 	__u64 sel;
+	/* The epoch the counts go to (its parity): moved by user space
+	 * (kw_ctl_epoch) once per summary interval, before it drains the
+	 * other one. No clock on the counted path. */
+	__u64 epoch;
 	struct kw_load recent[RECENT_LOADS];
 };
 
@@ -297,6 +302,51 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kw_gens);
 } kw_gen SEC(".maps");
+
+/* Each CPU's cache of counts: a direct-mapped table of the pairs counted
+ * last, each slot tagged by (map, writer, process, operation, epoch) and
+ * by the load and selection generations its pair was confirmed at. A
+ * counted write whose slot holds its tag adds one there: no hash lookup,
+ * no clock (the time of the last write is kept in jiffies, an inlined
+ * load). A write whose slot holds another tag flushes that slot's count
+ * into kw_counts (with its epoch) and takes the slot; user space flushes
+ * the slots of the epoch it drains (kw_ctl_flush, run on each CPU). An
+ * array of one: the verifier inlines its lookup (6.10 on). */
+struct kw_slot {
+	__u64 writer;
+	__u32 map_id; /* 0: an empty slot (no map has id 0) */
+	__u32 tgid;
+	__u32 gen;    /* the load generation its pair was confirmed at */
+	__u32 sel;    /* the selection generation likewise */
+	__u32 birth;
+	__u8 op;
+	__u8 epoch;   /* kw_gens.epoch's low byte at the fill */
+	__u16 _pad;
+	__u64 count;
+	__u64 first;   /* CLOCK_BOOTTIME ns at the fill */
+	__u64 first_j; /* jiffies at the fill */
+	__u64 last_j;  /* jiffies at the last write */
+};
+
+/* busy counts the programs on this CPU inside the cache's critical
+ * section (atomic add and subtract). Only one that finds itself alone
+ * there (busy 1) touches the slots: another (a program interrupting it
+ * in softirq, hardirq or NMI, or a task preempted in it on a preemptible
+ * kernel) counts straight into kw_counts, and user space's flush, which
+ * interrupts this CPU, finds it busy and is tried again. Every write to
+ * kw_counts and every read of the epoch happen inside, which is what
+ * lets user space drain an epoch once every CPU's flush has run. */
+struct kw_cache {
+	__u64 busy;
+	struct kw_slot slot[KW_CACHE_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kw_cache);
+} kw_cache SEC(".maps");
 
 /* THREAD_SIZE on x86-64 and arm64 (4 KiB pages) without KASAN, for kernels
  * without VMAP_STACK. The vmap'd stack's size is counted in 4 KiB pages: an
@@ -476,13 +526,14 @@ static __always_inline bool reloaded(struct kw_gens *g, __u64 writer, __u64 sinc
  * from now on (its caller itemizes this write). A program loaded at the
  * writer's address since the pair was confirmed makes it a new pair. */
 static __always_inline bool pair_known(struct kw_gens *g, __u32 sel, __u32 map_id, __u64 writer, __u32 *birth,
-				       __u32 kf)
+				       __u32 *confirmed, __u32 kf)
 {
 	struct kw_pair_key k = {.map_id = map_id, .writer = writer};
 	__u64 gen = g ? g->now : 0;
 	struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
 	struct kw_pair np = {.gen = (__u32)gen, .birth = (__u32)gen, .sel = sel};
 
+	*confirmed = (__u32)gen;
 	if (p) {
 		/* The caller found the map unselected at generation sel. */
 		p->sel = sel;
@@ -508,20 +559,26 @@ static __always_inline bool pair_known(struct kw_gens *g, __u32 sel, __u32 map_i
 	return false;
 }
 
-/* count_write counts one write of a known pair. A count that cannot be
- * kept (kw_counts full) is counted as lost, never dropped. */
-static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth, __u32 op, __u32 tgid, __u32 kf)
+/* kstat_add adds n to counter idx (atomically: a nested program may add
+ * to it meanwhile). */
+static __always_inline void kstat_add(__u32 idx, __u64 n)
 {
-	struct kw_count_key k = {.map_id = map_id, .tgid = tgid, .writer = writer, .birth = birth, .op = op};
-	__u64 now = bpf_ktime_get_boot_ns();
-	struct kw_count *c;
+	__u64 *v = bpf_map_lookup_elem(&kstats, &idx);
 
-	if (epoch_ns)
-		k.epoch = (now / epoch_ns) & 1;
-	c = bpf_map_lookup_elem(&kw_counts, &k);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+/* add_count adds n writes, made from first to last, to count k in
+ * kw_counts. A count that cannot be kept (kw_counts full) is counted as
+ * lost, all n of it, never dropped. */
+static __always_inline void add_count(struct kw_count_key *k, __u64 n, __u64 first, __u64 last, __u32 kf)
+{
+	struct kw_count *c = bpf_map_lookup_elem(&kw_counts, k);
+
 	if (!c) {
-		struct kw_count nc = {.count = 1, .first = now, .last = now};
-		long err = bpf_map_update_elem(&kw_counts, &k, &nc, BPF_NOEXIST);
+		struct kw_count nc = {.count = n, .first = first, .last = last};
+		long err = bpf_map_update_elem(&kw_counts, k, &nc, BPF_NOEXIST);
 
 		if (kf & NEST_PCPU)
 			kstat_inc(KSTAT_NESTED);
@@ -530,16 +587,121 @@ static __always_inline void count_write(__u32 map_id, __u64 writer, __u32 birth,
 		if (err == 0)
 			return;
 		/* Another CPU made it meanwhile: this CPU's value is zero. */
-		c = bpf_map_lookup_elem(&kw_counts, &k);
+		c = bpf_map_lookup_elem(&kw_counts, k);
 		if (!c) {
-			kstat_inc(KSTAT_COUNT_LOST);
+			kstat_add(KSTAT_COUNT_LOST, n);
 			return;
 		}
 	}
-	if (c->count == 0)
-		c->first = now;
-	c->count++;
-	c->last = now;
+	if (c->count == 0 || first < c->first)
+		c->first = first;
+	if (last > c->last)
+		c->last = last;
+	/* Atomic: a program nested on this CPU may add to it meanwhile. */
+	__sync_fetch_and_add(&c->count, n);
+}
+
+/* cache_enter enters this CPU's cache's critical section, and tells
+ * whether the caller is alone there (may touch the slots); cache_leave
+ * leaves it. See struct kw_cache. */
+static __always_inline bool cache_enter(struct kw_cache *c)
+{
+	__sync_fetch_and_add(&c->busy, 1);
+	barrier();
+	return *(volatile __u64 *)&c->busy == 1;
+}
+
+static __always_inline void cache_leave(struct kw_cache *c)
+{
+	barrier();
+	__sync_fetch_and_add(&c->busy, -1);
+}
+
+/* slot_of returns the cache slot of (map, writer, process, operation). */
+static __always_inline struct kw_slot *slot_of(struct kw_cache *c, __u32 map_id, __u64 writer, __u32 tgid, __u32 op)
+{
+	__u64 h = (writer ^ ((__u64)map_id << 32) ^ ((__u64)op << 24) ^ tgid) * 0x9E3779B97F4A7C15ULL;
+
+	return &c->slot[(h >> 58) & cache_mask];
+}
+
+/* flush_slot moves a slot's count into kw_counts, under the slot's own
+ * epoch, and empties the slot. The last write's time is interpolated from
+ * its jiffies between the fill's stamps and now (within a jiffy). */
+static __always_inline void flush_slot(struct kw_slot *s, __u32 kf)
+{
+	struct kw_count_key k = {.map_id = s->map_id, .tgid = s->tgid, .writer = s->writer, .birth = s->birth, .op = s->op,
+				 .epoch = s->epoch & 1};
+	__u64 now = bpf_ktime_get_boot_ns(), nj = bpf_jiffies64(), last = s->first;
+
+	if (nj > s->first_j && s->last_j > s->first_j)
+		last += (s->last_j - s->first_j) * ((now - s->first) / (nj - s->first_j));
+	if (last > now)
+		last = now;
+	if (s->count)
+		add_count(&k, s->count, s->first, last, kf);
+	s->map_id = 0;
+	s->count = 0;
+}
+
+/* cache_hit counts a write of (map_id, writer, tgid, op) in this CPU's
+ * cache if its slot holds that pair, confirmed at the current load and
+ * selection generations, in the current epoch: the common case of a
+ * counted write, no helper call beyond what found the writer. */
+static __always_inline bool cache_hit(struct kw_cache *c, struct kw_gens *g, __u32 map_id, __u64 writer, __u32 tgid,
+				      __u32 op)
+{
+	struct kw_slot *s = slot_of(c, map_id, writer, tgid, op);
+	bool hit = false;
+
+	if (cache_enter(c) && s->map_id == map_id && s->writer == writer && s->tgid == tgid && s->op == op &&
+	    s->epoch == (__u8)g->epoch && s->gen == (__u32)g->now && s->sel == (__u32)g->sel) {
+		s->count++;
+		s->last_j = bpf_jiffies64();
+		hit = true;
+	}
+	cache_leave(c);
+	return hit;
+}
+
+/* count_write counts one write of a known pair, confirmed at load
+ * generation gen and selection generation sel: in this CPU's cache, whose
+ * slot it takes (flushing what the slot held), or, where the cache is
+ * busy (a nested program), straight into kw_counts. */
+static __always_inline void count_write(struct kw_cache *c, struct kw_gens *g, __u32 gen, __u32 sel, __u32 map_id,
+					__u64 writer, __u32 birth, __u32 op, __u32 tgid, __u32 kf)
+{
+	struct kw_count_key k = {.map_id = map_id, .tgid = tgid, .writer = writer, .birth = birth, .op = op};
+	struct kw_slot *s;
+	__u64 now;
+
+	if (!c || !g) {
+		now = bpf_ktime_get_boot_ns();
+		add_count(&k, 1, now, now, kf);
+		return;
+	}
+	s = slot_of(c, map_id, writer, tgid, op);
+	if (cache_enter(c)) {
+		if (s->map_id)
+			flush_slot(s, kf);
+		s->writer = writer;
+		s->map_id = map_id;
+		s->tgid = tgid;
+		s->gen = gen;
+		s->sel = sel;
+		s->birth = birth;
+		s->op = op;
+		s->epoch = (__u8)g->epoch;
+		s->count = 1;
+		s->first = bpf_ktime_get_boot_ns();
+		s->first_j = bpf_jiffies64();
+		s->last_j = s->first_j;
+	} else {
+		now = bpf_ktime_get_boot_ns();
+		k.epoch = g->epoch & 1;
+		add_count(&k, 1, now, now, kf);
+	}
+	cache_leave(c);
 }
 
 /* frame_writer returns the writer among frames walked: the first return
@@ -594,9 +756,10 @@ static __always_inline __u32 tgid_of(__u64 sp)
 static __always_inline int on_write(void *ctx, __u64 fp, __u64 caller, __u32 op, struct bpf_map *map, __u32 map_id,
 				    void *key, void *value, __u64 elem_flags, __s64 ret, __u32 kf)
 {
-	__u32 zero = 0, cpu, klen = 0, vlen = 0, birth = 0, gsel = 0;
-	/* An array of one: the verifier inlines its lookup. */
+	__u32 zero = 0, cpu, klen = 0, vlen = 0, birth = 0, gsel = 0, gen = 0;
+	/* Arrays of one: the verifier inlines their lookups. */
 	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	struct kw_cache *kc = bpf_map_lookup_elem(&kw_cache, &zero);
 	bool direct = caller && core_hi && !in_core(caller);
 	struct kscratch *s;
 	struct task_struct *t;
@@ -612,14 +775,19 @@ static __always_inline int on_write(void *ctx, __u64 fp, __u64 caller, __u32 op,
 		gsel = (__u32)g->sel;
 	/* The counted path: a direct call from the writer's code (the
 	 * hooked function's caller lies outside the core kernel), a known
-	 * pair, confirmed since the last load and the last selection: one
-	 * hash lookup, then the count. */
+	 * pair, confirmed since the last load and the last selection: in
+	 * the common case a hit in this CPU's cache; else one hash lookup,
+	 * then the count takes the cache's slot. */
 	if (direct && !itemize_all && g) {
+		__u32 tgid = tgid_of(fp);
 		struct kw_pair_key k = {.map_id = map_id, .writer = caller};
-		struct kw_pair *p = bpf_map_lookup_elem(&kw_known, &k);
+		struct kw_pair *p;
 
+		if (kc && cache_hit(kc, g, map_id, caller, tgid, op))
+			return 0;
+		p = bpf_map_lookup_elem(&kw_known, &k);
 		if (p && p->gen == (__u32)g->now && p->sel == gsel) {
-			count_write(map_id, caller, p->birth, op, tgid_of(fp), kf);
+			count_write(kc, g, p->gen, gsel, map_id, caller, p->birth, op, tgid, kf);
 			return 0;
 		}
 	}
@@ -639,8 +807,8 @@ static __always_inline int on_write(void *ctx, __u64 fp, __u64 caller, __u32 op,
 		counting = true;
 		if (direct) {
 			writer = caller;
-			if (pair_known(g, gsel, map_id, writer, &birth, kf)) {
-				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
+			if (pair_known(g, gsel, map_id, writer, &birth, &gen, kf)) {
+				count_write(kc, g, gen, gsel, map_id, writer, birth, op, tgid_of(sp), kf);
 				return 0;
 			}
 			counting = false; /* a first sighting: itemized */
@@ -684,8 +852,8 @@ static __always_inline int on_write(void *ctx, __u64 fp, __u64 caller, __u32 op,
 			/* The writer behind a helper, or where the caller is
 			 * not known without a walk (arm64's fexit). */
 			writer = frame_writer(w->frames, w->nframes);
-			if (writer && pair_known(g, gsel, map_id, writer, &birth, kf)) {
-				count_write(map_id, writer, birth, op, tgid_of(sp), kf);
+			if (writer && pair_known(g, gsel, map_id, writer, &birth, &gen, kf)) {
+				count_write(kc, g, gen, gsel, map_id, writer, birth, op, tgid_of(sp), kf);
 				kstat_inc(KSTAT_WALKED);
 				return 0;
 			}
@@ -953,6 +1121,52 @@ int kw_ctl_select(void *skb)
 	if (g)
 		__sync_fetch_and_add(&g->sel, 1);
 	return err;
+}
+
+/* kw_ctl_epoch moves the epoch the counts go to: user space then flushes
+ * every CPU's cache (kw_ctl_flush) and drains the epoch left. */
+SEC("socket")
+int kw_ctl_epoch(void *skb)
+{
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+
+	if (!g)
+		return 1;
+	__sync_fetch_and_add(&g->epoch, 1);
+	return 0;
+}
+
+/* kw_ctl_flush, run by user space on each CPU (BPF_F_TEST_RUN_ON_CPU),
+ * flushes that CPU's cache into kw_counts: the slots of epochs other than
+ * the current one, or all of them with args[0] 1 (at stop, and before
+ * the content scanner reads the counts). It returns 1 where the cache is
+ * busy (the interrupt came inside a program's critical section): user
+ * space tries again. */
+SEC("raw_tp")
+int kw_ctl_flush(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0;
+	struct kw_gens *g = bpf_map_lookup_elem(&kw_gen, &zero);
+	struct kw_cache *c = bpf_map_lookup_elem(&kw_cache, &zero);
+	__u64 all = ctx->args[0];
+	int ret = 0;
+
+	if (!g || !c)
+		return 0;
+	if (cache_enter(c)) {
+		__u8 e = (__u8)g->epoch;
+
+		for (__u32 i = 0; i < KW_CACHE_SLOTS; i++) {
+			struct kw_slot *s = &c->slot[i];
+
+			if (s->map_id && (all || s->epoch != e))
+				flush_slot(s, 0);
+		}
+	} else
+		ret = 1;
+	cache_leave(c);
+	return ret;
 }
 
 /* kw_ctl_forget deletes a count user space has read. */

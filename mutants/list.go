@@ -271,6 +271,11 @@ var mutants = []mutant{
 	{name: "kw-selection-skipped", area: "kernel-side selection", file: "bpf/kernelwrite.c", gen: "internal/sensor/kernelwrite", vm: true,
 		old: "if (p && p->gen == (__u32)g->now && p->sel == gsel) {", new: "if (p && p->gen == (__u32)g->now) {",
 		pkgs: []string{"internal/sensor/kernelwrite"}, run: "TestSelectedAfterKnown$"},
+	// The per-CPU cache of counts: a slot taken by another pair must
+	// hand its count on (exact counts, issue 28).
+	{name: "kw-cache-evict-unflushed", area: "kernel-side selection", file: "bpf/kernelwrite.c", gen: "internal/sensor/kernelwrite", vm: true,
+		old: "\t\tif (s->map_id)\n\t\t\tflush_slot(s, kf);", new: "\t\tif (0)\n\t\t\tflush_slot(s, kf);",
+		pkgs: []string{"internal/sensor/kernelwrite"}, run: "TestCacheEviction$"},
 	{name: "kw-map-id-unselected", area: "kernel-side selection", file: "internal/watch/stages.go", vm: true,
 		old: "if err := kw.Select(id); err != nil {", new: "if err := kw.Select(0 * id); err != nil {",
 		pkgs: []string{"cmd/bpfmon"}, run: "TestWatchMapIDItemized$"},

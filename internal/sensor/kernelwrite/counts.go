@@ -46,29 +46,77 @@ const (
 	DefaultSummaryEvery = 10 * time.Second
 )
 
-// counter drains the kernel's counts (kw_counts) into map_writes_counted
-// events. The programs count into epoch (CLOCK_BOOTTIME / epochNS) & 1;
-// once per epoch, early in it, the other epoch (written until its end,
-// at least drainMargin ago) is read and emptied: no increment can fall
-// between its read and its delete. An epoch not drained in time (no
-// tick in the window) is written on in the next epoch of its parity and
-// summarised then: counts merge, none is lost. At the end, after the
-// hooks are detached, both are drained.
+// counter drains the kernel's counts (kw_counts, and each CPU's cache of
+// them, kw_cache) into map_writes_counted events. The programs count into
+// the epoch kw_gen names (its parity), which user space moves once per
+// interval (kw_ctl_epoch); then it flushes every CPU's cache of the epoch
+// left (kw_ctl_flush, run on each CPU: the programs read the epoch and
+// write kw_counts only inside the cache's critical section, which the
+// flush, interrupting that CPU, waits out) and only then reads and empties
+// that epoch's counts: no increment can fall between its read and its
+// delete. A CPU whose flush finds its cache busy three times running is
+// tried again at the next tick, and the epoch is not moved again before
+// it is drained. At the end, after the hooks are detached, every cache is
+// flushed and both epochs drained.
 type counter struct {
 	counts  *ebpf.Map
 	forget  *ebpf.Program // kw_ctl_forget: the maps are frozen against bpf(2)
-	epochNS uint64
-	drained uint64 // the last epoch number whose predecessor was drained
+	flip    *ebpf.Program // kw_ctl_epoch
+	flush   *ebpf.Program // kw_ctl_flush
+	cpus    int
+	every   time.Duration
+	next    time.Time // when the epoch is moved next
+	epoch   uint64    // kw_gen's epoch, as moved by flip
+	pending bool      // the epoch before is not drained yet
 	maps    map[uint32]event.Map
+	// mu orders the flushes and drains (the reader's goroutine) with
+	// CountedSince (the content scanner's).
+	mu sync.Mutex
 	// CountedSince's reading of the counts: the latest write per map.
-	mu     sync.Mutex
 	lastAt time.Time
 	last   map[uint32]uint64
 }
 
-// drainMargin is how long after an epoch ended its counts are read: a
-// program that read the clock just before the end has finished.
-const drainMargin = 100 * time.Millisecond
+// flushTries is how often a CPU's flush is tried in a row while a program
+// there is inside the cache (microseconds, unless preempted).
+const flushTries = 3
+
+// flushCaches flushes every online CPU's cache into kw_counts: the slots
+// of epochs other than the current one, or all. It reports whether every
+// CPU's flush ran (false: one was busy each time). The caller holds mu.
+func (c *counter) flushCaches(all bool) (bool, error) {
+	mode := uint64(0)
+	if all {
+		mode = 1
+	}
+	done := true
+	for cpu := range c.cpus {
+		ok := false
+		for range flushTries {
+			ret, err := c.flush.Run(&ebpf.RunOptions{Context: mode, Flags: unix.BPF_F_TEST_RUN_ON_CPU, CPU: uint32(cpu)})
+			if errors.Is(err, unix.ENXIO) {
+				ok = true // offline: it runs no program
+				break
+			}
+			if err != nil {
+				return false, fmt.Errorf("flushing CPU %d's cache of counted writes: %w", cpu, err)
+			}
+			if ret == 0 {
+				ok = true
+				break
+			}
+		}
+		done = done && ok
+	}
+	return done, nil
+}
+
+// flushAll flushes every cache whole, after the hooks are detached.
+func (c *counter) flushAll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, _ = c.flushCaches(true) // a failure shows as counts missing from the summaries: nothing else to do at stop
+}
 
 // Select has every write to map id itemized (a protected map, or one
 // chosen with --map-id). Safe to call from any goroutine.
@@ -95,33 +143,35 @@ func runCtl(p *ebpf.Program, arg []byte) error {
 	return nil
 }
 
-// boottime is CLOCK_BOOTTIME in ns, the programs' clock.
-func boottime() uint64 {
-	var ts unix.Timespec
-	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts) != nil {
-		return 0
-	}
-	return uint64(ts.Nano())
-}
-
-// summarise emits the counts of the epoch not written now, once per
-// epoch; final drains both.
+// summarise emits the counts of the epoch before the current one, once
+// per interval; final drains both.
 func (d *decoder) summarise(emit record.Emit, final bool) error {
 	c := d.count
 	if c == nil {
 		return nil
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if final {
 		return errors.Join(d.drain(0, emit), d.drain(1, emit))
 	}
-	now := boottime()
-	n, into := now/c.epochNS, now%c.epochNS
-	// Early in the epoch, well before the other one is written again.
-	if n == c.drained || into < uint64(drainMargin) || into > c.epochNS/2 {
-		return nil
+	if !c.pending {
+		if time.Now().Before(c.next) {
+			return nil
+		}
+		if err := runCtl(c.flip, nil); err != nil {
+			return fmt.Errorf("moving the kernel's epoch of counts: %w", err)
+		}
+		c.epoch++
+		c.pending = true
+		c.next = time.Now().Add(c.every)
 	}
-	c.drained = n
-	return d.drain(uint32((n+1)&1), emit)
+	done, err := c.flushCaches(false)
+	if err != nil || !done {
+		return err
+	}
+	c.pending = false
+	return d.drain(uint32((c.epoch-1)&1), emit)
 }
 
 // drain reads and deletes the counts of epoch, summed over CPUs, one event
@@ -188,6 +238,11 @@ func (s *Sensor) CountedSince(id uint32, since time.Time) bool {
 	defer c.mu.Unlock()
 	if time.Since(c.lastAt) > countedFresh {
 		c.lastAt = time.Now()
+		// The caches' counts, with the time of their last write, are
+		// in kw_counts only once flushed.
+		if _, err := c.flushCaches(true); err != nil {
+			return false
+		}
 		clear(c.last)
 		var (
 			key  kwKwCountKey

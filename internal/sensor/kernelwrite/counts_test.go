@@ -121,6 +121,46 @@ func TestCountedWrites(t *testing.T) {
 	}
 }
 
+// Counted writes of pairs that share a slot of the per-CPU cache (one
+// slot in use: every change of pair evicts the one before, whose count is
+// flushed into the kernel's table) add up exactly, across summaries, in
+// each hook build.
+func TestCacheEviction(t *testing.T) {
+	requireHooks(t)
+	const rounds, n = 10, 100
+	for _, mode := range writeModes() {
+		t.Run(string(mode), func(t *testing.T) {
+			c := start(t, options{mode: mode, summaryEvery: time.Second, cacheSlots: 1})
+			w, err := writers.Load()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			progs := []struct{ prog, m string }{{writers.UpdateHash, "w_hash"}, {writers.UpdateArray, "w_array"}}
+			for r := range rounds {
+				for _, p := range progs {
+					runN(t, w, p.prog, 3, n)
+				}
+				if r == rounds/2 {
+					time.Sleep(2500 * time.Millisecond) // a summary in between
+				}
+			}
+			evs := c.finish(t)
+			for _, p := range progs {
+				got := tallyMap(evs, testutil.MapID(t, w.Map(p.m)))
+				t.Logf("%s: %d itemized, %d counted in %d summaries", p.m, len(got.itemized), got.counted, len(got.sums))
+				if len(got.itemized) != 1 || got.counted != rounds*n-1 {
+					t.Errorf("%s: %d itemized and %d counted, want 1 and %d", p.m, len(got.itemized), got.counted, rounds*n-1)
+				}
+				checkSums(t, got.sums, progIdentity(t, w.Program(p.prog)), "update")
+			}
+			if lost := kernelLost(evs); lost != 0 && (mode != ModeKprobe || lost > 2) {
+				t.Errorf("%d writes lost", lost)
+			}
+		})
+	}
+}
+
 // The same program writing a selected (protected) map: every write is
 // itemized, none counted.
 func TestSelectedMapItemized(t *testing.T) {

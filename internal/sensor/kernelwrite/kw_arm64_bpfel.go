@@ -105,6 +105,27 @@ type kwKscratch struct {
 	Buf [65536]uint8
 }
 
+type kwKwCache struct {
+	_    structs.HostLayout
+	Busy uint64
+	Slot [64]struct {
+		_      structs.HostLayout
+		Writer uint64
+		MapId  uint32
+		Tgid   uint32
+		Gen    uint32
+		Sel    uint32
+		Birth  uint32
+		Op     uint8
+		Epoch  uint8
+		Pad    uint16
+		Count  uint64
+		First  uint64
+		FirstJ uint64
+		LastJ  uint64
+	}
+}
+
 type kwKwCount struct {
 	_     structs.HostLayout
 	Count uint64
@@ -141,6 +162,7 @@ type kwKwGens struct {
 	_      structs.HostLayout
 	Now    uint64
 	Sel    uint64
+	Epoch  uint64
 	Recent [16]struct {
 		_     structs.HostLayout
 		Start uint64
@@ -152,10 +174,11 @@ type kwKwGens struct {
 type kwKwLimits uint32
 
 const (
-	kwKwLimitsKW_FRAMES    kwKwLimits = 8
-	kwKwLimitsPROG_FUNCS   kwKwLimits = 8
-	kwKwLimitsSYS_CALLERS  kwKwLimits = 8
-	kwKwLimitsRECENT_LOADS kwKwLimits = 16
+	kwKwLimitsKW_FRAMES      kwKwLimits = 8
+	kwKwLimitsPROG_FUNCS     kwKwLimits = 8
+	kwKwLimitsSYS_CALLERS    kwKwLimits = 8
+	kwKwLimitsRECENT_LOADS   kwKwLimits = 16
+	kwKwLimitsKW_CACHE_SLOTS kwKwLimits = 64
 )
 
 type kwKwOp uint32
@@ -312,6 +335,7 @@ const (
 	kwMapEvents           = "events"
 	kwMapKscratch         = "kscratch"
 	kwMapKstats           = "kstats"
+	kwMapKwCache          = "kw_cache"
 	kwMapKwCounts         = "kw_counts"
 	kwMapKwGen            = "kw_gen"
 	kwMapKwKnown          = "kw_known"
@@ -363,12 +387,14 @@ const (
 	kwProgKpTaskDelR      = "kp_task_del_r"
 	kwProgKpTrieDel       = "kp_trie_del"
 	kwProgKpTrieUpd       = "kp_trie_upd"
+	kwProgKwCtlEpoch      = "kw_ctl_epoch"
+	kwProgKwCtlFlush      = "kw_ctl_flush"
 	kwProgKwCtlForget     = "kw_ctl_forget"
 	kwProgKwCtlSelect     = "kw_ctl_select"
+	kwVarCacheMask        = "cache_mask"
 	kwVarCaptureLimit     = "capture_limit"
 	kwVarCoreHi           = "core_hi"
 	kwVarCoreLo           = "core_lo"
-	kwVarEpochNs          = "epoch_ns"
 	kwVarExeRecLayout     = "exe_rec_layout"
 	kwVarItemizeAll       = "itemize_all"
 	kwVarKprogRecLayout   = "kprog_rec_layout"
@@ -482,6 +508,8 @@ type kwProgramSpecs struct {
 	KpTaskDelR    *ebpf.ProgramSpec `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.ProgramSpec `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.ProgramSpec `ebpf:"kp_trie_upd"`
+	KwCtlEpoch    *ebpf.ProgramSpec `ebpf:"kw_ctl_epoch"`
+	KwCtlFlush    *ebpf.ProgramSpec `ebpf:"kw_ctl_flush"`
 	KwCtlForget   *ebpf.ProgramSpec `ebpf:"kw_ctl_forget"`
 	KwCtlSelect   *ebpf.ProgramSpec `ebpf:"kw_ctl_select"`
 }
@@ -493,6 +521,7 @@ type kwMapSpecs struct {
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Kscratch *ebpf.MapSpec `ebpf:"kscratch"`
 	Kstats   *ebpf.MapSpec `ebpf:"kstats"`
+	KwCache  *ebpf.MapSpec `ebpf:"kw_cache"`
 	KwCounts *ebpf.MapSpec `ebpf:"kw_counts"`
 	KwGen    *ebpf.MapSpec `ebpf:"kw_gen"`
 	KwKnown  *ebpf.MapSpec `ebpf:"kw_known"`
@@ -503,10 +532,10 @@ type kwMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kwVariableSpecs struct {
+	CacheMask        *ebpf.VariableSpec `ebpf:"cache_mask"`
 	CaptureLimit     *ebpf.VariableSpec `ebpf:"capture_limit"`
 	CoreHi           *ebpf.VariableSpec `ebpf:"core_hi"`
 	CoreLo           *ebpf.VariableSpec `ebpf:"core_lo"`
-	EpochNs          *ebpf.VariableSpec `ebpf:"epoch_ns"`
 	ExeRecLayout     *ebpf.VariableSpec `ebpf:"exe_rec_layout"`
 	ItemizeAll       *ebpf.VariableSpec `ebpf:"itemize_all"`
 	KprogRecLayout   *ebpf.VariableSpec `ebpf:"kprog_rec_layout"`
@@ -554,6 +583,7 @@ type kwMaps struct {
 	Events   *ebpf.Map `ebpf:"events"`
 	Kscratch *ebpf.Map `ebpf:"kscratch"`
 	Kstats   *ebpf.Map `ebpf:"kstats"`
+	KwCache  *ebpf.Map `ebpf:"kw_cache"`
 	KwCounts *ebpf.Map `ebpf:"kw_counts"`
 	KwGen    *ebpf.Map `ebpf:"kw_gen"`
 	KwKnown  *ebpf.Map `ebpf:"kw_known"`
@@ -565,6 +595,7 @@ func (m *kwMaps) Close() error {
 		m.Events,
 		m.Kscratch,
 		m.Kstats,
+		m.KwCache,
 		m.KwCounts,
 		m.KwGen,
 		m.KwKnown,
@@ -576,10 +607,10 @@ func (m *kwMaps) Close() error {
 //
 // It can be passed to loadKwObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kwVariables struct {
+	CacheMask        *ebpf.Variable `ebpf:"cache_mask"`
 	CaptureLimit     *ebpf.Variable `ebpf:"capture_limit"`
 	CoreHi           *ebpf.Variable `ebpf:"core_hi"`
 	CoreLo           *ebpf.Variable `ebpf:"core_lo"`
-	EpochNs          *ebpf.Variable `ebpf:"epoch_ns"`
 	ExeRecLayout     *ebpf.Variable `ebpf:"exe_rec_layout"`
 	ItemizeAll       *ebpf.Variable `ebpf:"itemize_all"`
 	KprogRecLayout   *ebpf.Variable `ebpf:"kprog_rec_layout"`
@@ -655,6 +686,8 @@ type kwPrograms struct {
 	KpTaskDelR    *ebpf.Program `ebpf:"kp_task_del_r"`
 	KpTrieDel     *ebpf.Program `ebpf:"kp_trie_del"`
 	KpTrieUpd     *ebpf.Program `ebpf:"kp_trie_upd"`
+	KwCtlEpoch    *ebpf.Program `ebpf:"kw_ctl_epoch"`
+	KwCtlFlush    *ebpf.Program `ebpf:"kw_ctl_flush"`
 	KwCtlForget   *ebpf.Program `ebpf:"kw_ctl_forget"`
 	KwCtlSelect   *ebpf.Program `ebpf:"kw_ctl_select"`
 }
@@ -708,6 +741,8 @@ func (p *kwPrograms) Close() error {
 		p.KpTaskDelR,
 		p.KpTrieDel,
 		p.KpTrieUpd,
+		p.KwCtlEpoch,
+		p.KwCtlFlush,
 		p.KwCtlForget,
 		p.KwCtlSelect,
 	)

@@ -158,6 +158,10 @@ type Config struct {
 	// summarised (0: DefaultSummaryEvery; at least a second).
 	CountEntries int
 	SummaryEvery time.Duration
+	// CacheSlots is how many slots of each CPU's cache of counts are
+	// used (0: all 64; a power of two). The tests make it 1, so that
+	// every counted pair evicts the one before.
+	CacheSlots int
 }
 
 // ErrUnavailable wraps the reason no kernel-side hook works here.
@@ -191,6 +195,7 @@ type Sensor struct {
 	links      []link.Link
 	// The control programs that change the frozen selection and counts.
 	ctlSelect, ctlForget *ebpf.Program
+	ctlEpoch, ctlFlush   *ebpf.Program // kw_ctl_epoch, kw_ctl_flush: the counts' epochs and caches
 	dec                  *decoder
 	loss                 *record.Loss
 }
@@ -279,8 +284,13 @@ func (s *Sensor) configure(capBytes int) (*ebpf.CollectionSpec, *kallsyms, uint6
 		epochNS = uint64(DefaultSummaryEvery)
 	}
 	epochNS = max(epochNS, uint64(time.Second))
-	if err := specs.EpochNs.Set(epochNS); err != nil {
-		return nil, nil, 0, fmt.Errorf("setting epoch_ns: %w", err)
+	if n := s.cfg.CacheSlots; n > 0 {
+		if n > int(kwKwLimitsKW_CACHE_SLOTS) || n&(n-1) != 0 {
+			return nil, nil, 0, fmt.Errorf("cache slots %d: want a power of two up to %d", n, kwKwLimitsKW_CACHE_SLOTS)
+		}
+		if err := specs.CacheMask.Set(uint32(n - 1)); err != nil {
+			return nil, nil, 0, fmt.Errorf("setting cache_mask: %w", err)
+		}
 	}
 	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
 		return nil, nil, 0, fmt.Errorf("setting capture_limit: %w", err)
@@ -407,8 +417,13 @@ func (s *Sensor) startDecoder(env *sensor.Env, ld *loader, syms *kallsyms, epoch
 		if err := s.loadControl(ld); err != nil {
 			return err
 		}
-		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, epochNS: epochNS, maps: map[uint32]event.Map{},
-			last: map[uint32]uint64{}}
+		cpus, err := ebpf.PossibleCPU()
+		if err != nil {
+			return fmt.Errorf("counting possible CPUs: %w", err)
+		}
+		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, flip: s.ctlEpoch, flush: s.ctlFlush,
+			cpus: cpus, every: time.Duration(epochNS), next: time.Now().Add(time.Duration(epochNS)),
+			maps: map[uint32]event.Map{}, last: map[uint32]uint64{}}
 	}
 	var err error
 	s.dec, err = newDecoder(decoderConfig{
@@ -670,13 +685,15 @@ func (s *Sensor) hookedFunctions() []string {
 // loadControl loads the programs through which bpfmon changes the
 // selection and empties the counts: the maps are frozen against bpf(2).
 func (s *Sensor) loadControl(ld *loader) error {
-	coll, err := ld.collection(map[string]bool{kwProgKwCtlSelect: true, kwProgKwCtlForget: true})
+	coll, err := ld.collection(map[string]bool{kwProgKwCtlSelect: true, kwProgKwCtlForget: true, kwProgKwCtlEpoch: true,
+		kwProgKwCtlFlush: true})
 	if err != nil {
 		return fmt.Errorf("loading the kernel-side sensor's control programs: %w", err)
 	}
 	s.ctlSelect, s.ctlForget = coll.DetachProgram(kwProgKwCtlSelect), coll.DetachProgram(kwProgKwCtlForget)
+	s.ctlEpoch, s.ctlFlush = coll.DetachProgram(kwProgKwCtlEpoch), coll.DetachProgram(kwProgKwCtlFlush)
 	coll.Close()
-	s.progs = append(s.progs, s.ctlSelect, s.ctlForget)
+	s.progs = append(s.progs, s.ctlSelect, s.ctlForget, s.ctlEpoch, s.ctlFlush)
 	return nil
 }
 
@@ -843,6 +860,11 @@ func (s *Sensor) Detach() {
 		l.Close()
 	}
 	s.links = nil
+	// What the caches hold goes into the counts, before the final loss
+	// report (a count kw_counts has no room for is lost) and drain.
+	if s.dec != nil && s.dec.count != nil {
+		s.dec.count.flushAll()
+	}
 }
 
 // Close detaches and frees everything.
@@ -852,7 +874,7 @@ func (s *Sensor) Close() error {
 		p.Close()
 	}
 	s.progs, s.writeProgs, s.loadProgs = nil, nil, nil
-	s.ctlSelect, s.ctlForget = nil, nil
+	s.ctlSelect, s.ctlForget, s.ctlEpoch, s.ctlFlush = nil, nil, nil, nil
 	if s.coll != nil {
 		s.coll.Close()
 		s.coll = nil

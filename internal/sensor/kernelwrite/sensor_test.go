@@ -39,11 +39,12 @@ type options struct {
 	ring int
 	// deferRun leaves the ring buffer unread until c.run is called.
 	deferRun bool
-	// writes, countEntries, summaryEvery: the sensor's Config (zero:
+	// writes, countEntries, summaryEvery, cacheSlots: the sensor's Config (zero:
 	// its defaults).
 	writes       Writes
 	countEntries int
 	summaryEvery time.Duration
+	cacheSlots   int
 }
 
 // start starts both sensors. Where this kernel allows no kernel-side hook
@@ -57,7 +58,8 @@ func start(t testing.TB, o options) *collector {
 	sensors := []sensor.Sensor{c.sys}
 	if o.mode != ModeOff {
 		requireHooks(t)
-		c.kw = New(Config{Mode: o.mode, Writes: o.writes, CountEntries: o.countEntries, SummaryEvery: o.summaryEvery})
+		c.kw = New(Config{Mode: o.mode, Writes: o.writes, CountEntries: o.countEntries, SummaryEvery: o.summaryEvery,
+			CacheSlots: o.cacheSlots})
 		sensors = append(sensors, c.kw)
 	}
 	c.Run = sensortest.Start(t, sensortest.Options{RingBytes: o.ring, Deferred: o.deferRun, Describe: describe}, sensors...)
