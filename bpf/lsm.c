@@ -41,6 +41,7 @@
 #include "bpf_core_read.h"
 #include "common.h"
 #include "record.h"
+#include "link.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -136,42 +137,26 @@ struct {
 	__type(value, __u64);
 } lstats SEC(".maps");
 
-/* The kernel's struct bpf_link, as far as bpfmon reads it. */
-struct bpf_link___bpfmon {
-	struct bpf_prog *prog;
-} __attribute__((preserve_access_index));
-
 /* link_map returns the first protected map (of the first LINK_PROG_MAPS)
  * that the program behind link file f uses, NULL when there is none or f
- * is not a link's: the program's aux pointing back to it tells a link
- * from another file's private_data. Detaching the link, or putting
- * another program behind it, switches that program off. */
+ * is not a link's (link_aux). Detaching the link, or putting another
+ * program behind it, switches that program off. */
 static __always_inline struct bpf_map *link_map(struct file *f)
 {
-	struct bpf_link___bpfmon *l;
 	struct bpf_prog *prog;
 	struct bpf_prog_aux *aux;
 	struct bpf_map **maps;
 	__u32 i, n;
 
-	if (!f)
-		return 0;
-	l = BPF_CORE_READ(f, private_data);
-	if (!l)
-		return 0;
-	prog = BPF_CORE_READ(l, prog);
-	if (!prog)
-		return 0;
-	aux = BPF_CORE_READ(prog, aux);
-	if (!aux || BPF_CORE_READ(aux, prog) != prog)
+	aux = link_aux(f, &prog, 0);
+	if (!aux)
 		return 0;
 	n = BPF_CORE_READ(aux, used_map_cnt);
 	maps = BPF_CORE_READ(aux, used_maps);
 	for (i = 0; i < LINK_PROG_MAPS && i < n && maps; i++) {
-		struct bpf_map *m = 0;
+		struct bpf_map *m = used_map(maps, i);
 		__u32 id;
 
-		bpf_probe_read_kernel(&m, sizeof(m), &maps[i]);
 		if (!m)
 			continue;
 		id = BPF_CORE_READ(m, id);
