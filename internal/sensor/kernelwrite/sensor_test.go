@@ -580,7 +580,7 @@ func TestUnavailableNamesReasons(t *testing.T) {
 func kstat(t *testing.T, s *Sensor, idx kwKwStat) uint64 {
 	t.Helper()
 	var per []uint64
-	if err := s.coll.Maps[kwMapKstats].Lookup(uint32(idx), &per); err != nil {
+	if err := s.Coll.Maps[kwMapKstats].Lookup(uint32(idx), &per); err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
