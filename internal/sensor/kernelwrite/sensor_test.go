@@ -606,3 +606,13 @@ func syscallCallerRanges() [][2]uint64 {
 	}
 	return out
 }
+
+// TestOwnMapsFrozen: no process can blind the selection or clear the
+// counters and counts through bpf(2), and the ring is not listed as the
+// sensor's.
+func TestOwnMapsFrozen(t *testing.T) {
+	requireHooks(t)
+	s := New(Config{})
+	r := sensortest.Start(t, sensortest.Options{}, s)
+	r.CheckOwnMaps(t, s)
+}
