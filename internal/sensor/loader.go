@@ -263,3 +263,47 @@ func Programs(hooks ...[]Hook) []string {
 	}
 	return names
 }
+
+// Failure is a build of a sensor that did not start here, and why: what
+// Features and the logs say of the better builds not chosen.
+type Failure struct {
+	Build string
+	Err   error
+}
+
+func (f Failure) Error() string { return f.Build + ": " + f.Err.Error() }
+func (f Failure) Unwrap() error { return f.Err }
+
+// Choose starts the first of builds, in order of preference, that starts
+// here (only want, unless it is ""), and returns it with the failures of
+// those tried before it. start must leave nothing behind when it fails.
+// A failure that is not the kernel's lack of something (fatal says so,
+// when not nil) ends the search and is returned; none starting, it
+// returns "" and every failure.
+func Choose[B ~string](builds []B, want B, start func(B) error, fatal func(error) bool) (B, []Failure, error) {
+	var failed []Failure
+	for _, b := range builds {
+		if want != "" && b != want {
+			continue
+		}
+		err := start(b)
+		if err == nil {
+			return b, failed, nil
+		}
+		if fatal != nil && fatal(err) {
+			return "", failed, err
+		}
+		failed = append(failed, Failure{Build: string(b), Err: err})
+	}
+	return "", failed, nil
+}
+
+// Join joins failures into one error, one line each ("build: reason");
+// nil for none.
+func Join(failed []Failure) error {
+	errs := make([]error, len(failed))
+	for i, f := range failed {
+		errs[i] = f
+	}
+	return errors.Join(errs...)
+}

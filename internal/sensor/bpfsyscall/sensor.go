@@ -123,30 +123,22 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	// trampolines get the tp_btf build, those before 5.11 (no
 	// bpf_get_current_task_btf, no task storage for tracing programs) the
 	// raw tracepoint build.
-	try := Hooks
-	if s.cfg.Hook != HookAuto {
-		try = []Hook{s.cfg.Hook}
-	}
-	var failures []error
-	for _, build := range try {
+	hook, failed, _ := sensor.Choose(Hooks, s.cfg.Hook, func(build Hook) error {
 		err := s.start(build, env, consts)
-		if err == nil {
-			break
+		if err != nil {
+			s.Close()
 		}
-		s.Close()
-		failures = append(failures, fmt.Errorf("%s: %w", build, err))
-	}
-	if s.Hook == "" {
-		err := errors.Join(failures...)
+		return err
+	}, nil)
+	if hook == "" {
+		err := sensor.Join(failed)
 		if s.cfg.Hook != HookAuto {
 			// The build the command line asked for is not available.
 			return fmt.Errorf("%w: %w", sensor.ErrUnavailable, err)
 		}
 		return err
 	}
-	if len(failures) > 0 {
-		s.HookFallback = errors.Join(failures...)
-	}
+	s.HookFallback = sensor.Join(failed)
 	if err := s.protectMaps(); err != nil {
 		s.Close()
 		return err

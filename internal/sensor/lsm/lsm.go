@@ -147,27 +147,25 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	if env.MapFileOps == nil {
 		return errors.New("needs the syscall sensor's map file calibration, and the syscall sensor did not start")
 	}
-	var reasons []string
-	for _, b := range builds {
-		if s.want != BuildAuto && b != s.want {
-			continue
-		}
-		err := s.start(env, b)
-		if err == nil {
-			s.Build = b
-			if len(reasons) > 0 {
-				s.Fallback = errors.New(strings.Join(reasons, "; "))
-			}
-			break
-		}
+	build, failed, err := sensor.Choose(builds, s.want, func(b Build) error { return s.start(env, b) }, func(err error) bool {
 		var ue *unavailableError
-		if !errors.As(err, &ue) {
-			return err
-		}
-		reasons = append(reasons, string(b)+": "+ue.err.Error())
+		return !errors.As(err, &ue)
+	})
+	if err != nil {
+		return err
 	}
-	if s.Build == "" {
+	var reasons []string
+	for _, f := range failed {
+		var ue *unavailableError
+		errors.As(f.Err, &ue)
+		reasons = append(reasons, f.Build+": "+ue.err.Error())
+	}
+	if build == "" {
 		return unavailable(errors.New(strings.Join(reasons, "; ")))
+	}
+	s.Build = build
+	if len(reasons) > 0 {
+		s.Fallback = errors.New(strings.Join(reasons, "; "))
 	}
 	if err := env.Ring.Handle(record.KindDeny, decodeDeny); err != nil {
 		s.Close()
