@@ -43,7 +43,6 @@
 #include "bpf_core_read.h"
 #include "common.h"
 #include "record.h"
-#include "capture.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -344,13 +343,16 @@ static __always_inline bool is_err(__u64 p)
 	return p >= (__u64)-4095;
 }
 
+/* After capture_limit, which capture_bytes reads. */
+#include "capture.h"
+
 /* capture copies up to the capture limit of total bytes from kernel
  * address src into buf at off, and returns the number copied
  * (capture_bytes). */
 static __always_inline __u32 capture(__u8 *buf, __u32 off, void *src, __u32 total, __u32 *flags,
 				     __u32 fault, __u32 trunc)
 {
-	return capture_bytes(buf, off, (__u64)src, total, capture_limit, false, flags, fault, trunc);
+	return capture_bytes(buf, off, (__u64)src, total, false, flags, fault, trunc);
 }
 
 /* owner_id names the owner of a local-storage element: the task's thread

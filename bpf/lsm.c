@@ -143,12 +143,13 @@ struct {
  * program behind it, switches that program off. */
 static __always_inline struct bpf_map *link_map(struct file *f)
 {
+	struct bpf_link___bpfmon *l;
 	struct bpf_prog *prog;
 	struct bpf_prog_aux *aux;
 	struct bpf_map **maps;
 	__u32 i, n;
 
-	aux = link_aux(f, &prog, 0);
+	aux = link_aux(f, &l, &prog);
 	if (!aux)
 		return 0;
 	n = BPF_CORE_READ(aux, used_map_cnt);

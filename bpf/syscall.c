@@ -22,7 +22,6 @@
 #include "bpf_core_read.h"
 #include "common.h"
 #include "record.h"
-#include "capture.h"
 #include "link.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -413,12 +412,15 @@ static __always_inline __u32 value_bytes(struct map_info *mi)
 	return mi->value_size;
 }
 
+/* After capture_limit, which capture_bytes reads. */
+#include "capture.h"
+
 /* copy_user copies up to the capture limit of total bytes from user address
  * src into buf at off and returns the number captured (capture_bytes). */
 static __always_inline __u32 copy_user(__u8 *buf, __u32 off, __u64 src, __u64 total, __u32 *flags,
 				       __u32 fault, __u32 trunc)
 {
-	return capture_bytes(buf, off, src, total, capture_limit, true, flags, fault, trunc);
+	return capture_bytes(buf, off, src, total, true, flags, fault, trunc);
 }
 
 static __always_inline struct scratch *scratch_get(void)
@@ -660,11 +662,11 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
  * fd and returns the link's id, or 0 when fd is not a link (link_aux). */
 static __always_inline __u32 read_link(struct task_struct *t, int fd, struct prog_loaded *p)
 {
+	struct bpf_link___bpfmon *l;
 	struct bpf_prog *prog;
 	struct bpf_prog_aux *aux;
-	__u32 id = 0;
 
-	aux = link_aux(fd_file(t, fd), &prog, &id);
+	aux = link_aux(fd_file(t, fd), &l, &prog);
 	if (!aux)
 		return 0;
 	p->id = BPF_CORE_READ(aux, id);
@@ -673,7 +675,7 @@ static __always_inline __u32 read_link(struct task_struct *t, int fd, struct pro
 	BPF_CORE_READ_INTO(&p->name, aux, name);
 	p->map_cnt = 0;
 	p->nmaps = 0;
-	return id;
+	return BPF_CORE_READ(l, id);
 }
 
 /* The arguments of an mmap(2) that bpfmon reads. */

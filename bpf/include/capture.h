@@ -7,18 +7,22 @@
  * or a failed read flagged as a fault and captured as nothing.
  *
  * Included after kernel.h, bpf_helpers.h, bpf_core_read.h, common.h
- * (CLAMP) and record.h (MAX_CAPTURE).
+ * (CLAMP) and record.h (MAX_CAPTURE), in a file that declares the
+ * runtime limit, `volatile const __u32 capture_limit` (.rodata, set by
+ * user space). capture_bytes reads it where it decides, as the code it
+ * replaced did: hoisting the read changed the register allocation enough
+ * for Linux 5.10's verifier to lose the buffer pointer.
  */
 #ifndef BPFMON_CAPTURE_H
 #define BPFMON_CAPTURE_H
 
-/* capture_bytes copies up to limit of total bytes from address src (user
+/* capture_bytes copies up to capture_limit of total bytes from address src (user
  * memory when user, kernel memory else) into buf at off, and returns the
  * number copied. It sets fault in *flags when src is 0 or cannot be read,
  * trunc when total is over the limit. user is a constant at every call:
  * once inlined, one read helper is left. */
-static __always_inline __u32 capture_bytes(__u8 *buf, __u32 off, __u64 src, __u64 total, __u32 limit, bool user,
-					   __u32 *flags, __u32 fault, __u32 trunc)
+static __always_inline __u32 capture_bytes(__u8 *buf, __u32 off, __u64 src, __u64 total, bool user, __u32 *flags,
+					   __u32 fault, __u32 trunc)
 {
 	__u32 n;
 	long err;
@@ -29,7 +33,7 @@ static __always_inline __u32 capture_bytes(__u8 *buf, __u32 off, __u64 src, __u6
 		*flags |= fault;
 		return 0;
 	}
-	n = total > limit ? limit : total;
+	n = total > capture_limit ? capture_limit : total;
 	if (total > n)
 		*flags |= trunc;
 	if (off > MAX_CAPTURE)

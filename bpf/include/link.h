@@ -17,28 +17,25 @@ struct bpf_link___bpfmon {
 } __attribute__((preserve_access_index));
 
 /* link_aux returns the aux of the program behind the link file f, with
- * the program in *prog and, when link_id is not NULL, the link's id in
- * *link_id; NULL when there is none or f is not a link's: the program's
- * aux pointing back to it tells a link from another file's
- * private_data. */
-static __always_inline struct bpf_prog_aux *link_aux(struct file *f, struct bpf_prog **prog, __u32 *link_id)
+ * the link in *link and the program in *prog; NULL when there is none
+ * or f is not a link's: the program's aux pointing back to it tells a
+ * link from another file's private_data. */
+static __always_inline struct bpf_prog_aux *link_aux(struct file *f, struct bpf_link___bpfmon **link,
+						     struct bpf_prog **prog)
 {
-	struct bpf_link___bpfmon *l;
 	struct bpf_prog_aux *aux;
 
 	if (!f)
 		return 0;
-	l = BPF_CORE_READ(f, private_data);
-	if (!l)
+	*link = BPF_CORE_READ(f, private_data);
+	if (!*link)
 		return 0;
-	*prog = BPF_CORE_READ(l, prog);
+	*prog = BPF_CORE_READ(*link, prog);
 	if (!*prog)
 		return 0;
 	aux = BPF_CORE_READ(*prog, aux);
 	if (!aux || BPF_CORE_READ(aux, prog) != *prog)
 		return 0;
-	if (link_id)
-		*link_id = BPF_CORE_READ(l, id);
 	return aux;
 }
 
