@@ -393,31 +393,16 @@ static __always_inline bool is_err(__u64 p)
 	return p >= (__u64)-4095;
 }
 
+/* After capture_limit, which capture_bytes reads. */
+#include "capture.h"
+
 /* capture copies up to the capture limit of total bytes from kernel
- * address src into buf at off, and returns the number copied. */
+ * address src into buf at off, and returns the number copied
+ * (capture_bytes). */
 static __always_inline __u32 capture(__u8 *buf, __u32 off, void *src, __u32 total, __u32 *flags,
 				     __u32 fault, __u32 trunc)
 {
-	__u32 n;
-
-	if (total == 0)
-		return 0;
-	if (!src) {
-		*flags |= fault;
-		return 0;
-	}
-	n = total > capture_limit ? capture_limit : total;
-	if (total > n)
-		*flags |= trunc;
-	if (off > MAX_CAPTURE)
-		return 0;
-	CLAMP(n, MAX_CAPTURE);
-	CLAMP(off, MAX_CAPTURE);
-	if (bpf_probe_read_kernel(buf + off, n, src) < 0) {
-		*flags |= fault;
-		return 0;
-	}
-	return n;
+	return capture_bytes(buf, off, (__u64)src, total, false, flags, fault, trunc);
 }
 
 /* owner_id names the owner of a local-storage element: the task's thread

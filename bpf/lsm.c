@@ -41,6 +41,7 @@
 #include "bpf_core_read.h"
 #include "common.h"
 #include "record.h"
+#include "link.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -139,11 +140,6 @@ struct {
 	__type(value, __u64);
 } lstats SEC(".maps");
 
-/* The kernel's struct bpf_link, as far as bpfmon reads it. */
-struct bpf_link___bpfmon {
-	struct bpf_prog *prog;
-} __attribute__((preserve_access_index));
-
 /* BPF_PROG_ATTACH and BPF_PROG_DETACH, as far as the hook reads them. */
 struct attr_progattach {
 	__u32 target_fd;
@@ -171,10 +167,9 @@ static __always_inline struct bpf_map *prog_map(struct bpf_prog *prog)
 	n = BPF_CORE_READ(aux, used_map_cnt);
 	maps = BPF_CORE_READ(aux, used_maps);
 	for (i = 0; i < LINK_PROG_MAPS && i < n && maps; i++) {
-		struct bpf_map *m = 0;
+		struct bpf_map *m = used_map(maps, i);
 		__u32 id;
 
-		bpf_probe_read_kernel(&m, sizeof(m), &maps[i]);
 		if (!m)
 			continue;
 		id = BPF_CORE_READ(m, id);

@@ -22,6 +22,7 @@
 #include "bpf_core_read.h"
 #include "common.h"
 #include "record.h"
+#include "link.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -414,31 +415,15 @@ static __always_inline __u32 value_bytes(struct map_info *mi)
 	return mi->value_size;
 }
 
+/* After capture_limit, which capture_bytes reads. */
+#include "capture.h"
+
 /* copy_user copies up to the capture limit of total bytes from user address
- * src into buf at off and returns the number captured. */
+ * src into buf at off and returns the number captured (capture_bytes). */
 static __always_inline __u32 copy_user(__u8 *buf, __u32 off, __u64 src, __u64 total, __u32 *flags,
 				       __u32 fault, __u32 trunc)
 {
-	__u32 n;
-
-	if (total == 0)
-		return 0;
-	if (src == 0) {
-		*flags |= fault;
-		return 0;
-	}
-	n = total > capture_limit ? capture_limit : total;
-	if (total > n)
-		*flags |= trunc;
-	if (off > MAX_CAPTURE)
-		return 0;
-	CLAMP(n, MAX_CAPTURE);
-	CLAMP(off, MAX_CAPTURE);
-	if (bpf_probe_read_user(buf + off, n, (void *)src) < 0) {
-		*flags |= fault;
-		return 0;
-	}
-	return n;
+	return capture_bytes(buf, off, src, total, true, flags, fault, trunc);
 }
 
 static __always_inline struct scratch *scratch_get(void)
@@ -630,12 +615,6 @@ struct attr_progattach {
 	__u32 replace_bpf_fd;
 };
 
-/* The kernel's struct bpf_link, as far as bpfmon reads it. */
-struct bpf_link___bpfmon {
-	__u32 id;
-	struct bpf_prog *prog;
-} __attribute__((preserve_access_index));
-
 struct attr_getid {
 	__u32 map_id;
 	__u32 next_id;
@@ -691,9 +670,8 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
 	p->map_cnt = BPF_CORE_READ(aux, used_map_cnt);
 	maps = BPF_CORE_READ(aux, used_maps);
 	for (i = 0; i < PROG_MAPS && i < p->map_cnt && maps; i++) {
-		struct bpf_map *m = 0;
+		struct bpf_map *m = used_map(maps, i);
 
-		bpf_probe_read_kernel(&m, sizeof(m), &maps[i]);
 		p->map_ids[i] = m ? BPF_CORE_READ(m, id) : 0;
 		p->nmaps = i + 1;
 	}
@@ -701,25 +679,15 @@ static __always_inline bool read_prog(struct task_struct *t, int fd, struct prog
 }
 
 /* read_link fills p (without maps) from the program behind the link at
- * fd and returns the link's id, or 0 when fd is not a link. The program's
- * aux pointing back to it tells a link from another file's private_data. */
+ * fd and returns the link's id, or 0 when fd is not a link (link_aux). */
 static __always_inline __u32 read_link(struct task_struct *t, int fd, struct prog_loaded *p)
 {
-	struct file *f = fd_file(t, fd);
 	struct bpf_link___bpfmon *l;
 	struct bpf_prog *prog;
 	struct bpf_prog_aux *aux;
 
-	if (!f)
-		return 0;
-	l = BPF_CORE_READ(f, private_data);
-	if (!l)
-		return 0;
-	prog = BPF_CORE_READ(l, prog);
-	if (!prog)
-		return 0;
-	aux = BPF_CORE_READ(prog, aux);
-	if (!aux || BPF_CORE_READ(aux, prog) != prog)
+	aux = link_aux(fd_file(t, fd), &l, &prog);
+	if (!aux)
 		return 0;
 	p->id = BPF_CORE_READ(aux, id);
 	p->type = BPF_CORE_READ(prog, type);

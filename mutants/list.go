@@ -279,4 +279,12 @@ var mutants = []mutant{
 	{name: "kw-map-id-unselected", area: "kernel-side selection", file: "internal/watch/stages.go", vm: true,
 		old: "if err := kw.Select(id); err != nil {", new: "if err := kw.Select(0 * id); err != nil {",
 		pkgs: []string{"cmd/bpfmon"}, run: "TestWatchMapIDItemized$"},
+
+	// The sensor kit: the loader's promises and the shared capture rule.
+	{name: "sensor-maps-unfrozen", area: "sensor kit", file: "internal/sensor/loader.go",
+		old: "if name == \".rodata\" || slices.Contains(b.Shared, name) {", new: "if true || name == \".rodata\" || slices.Contains(b.Shared, name) {",
+		pkgs: []string{"internal/sensor/lineage"}, run: "TestOwnMapsFrozen$"},
+	{name: "capture-trunc-unflagged", area: "sensor kit", file: "bpf/include/capture.h", gen: "internal/sensor/bpfsyscall",
+		old: "\tif (total > n)\n\t\t*flags |= trunc;", new: "\tif (total > n)\n\t\t*flags |= 0;",
+		pkgs: []string{"internal/sensor/bpfsyscall"}, run: "TestLargeValues$"},
 }

@@ -5,7 +5,10 @@
 // an ordered Set that starts them one after another on one shared Env.
 //
 // A sensor is a package of its own under internal/sensor, with its C file
-// in bpf/; internal/sensors assembles the set, one line per sensor. A
+// in bpf/; internal/sensors assembles the set, one line per sensor. It
+// embeds Base, and its Start is the shared start-up of loader.go driven
+// by its tables (Object, Hook): what is left in the sensor is its
+// tables, its programs and its record handlers. A
 // sensor knows the record protocol (internal/sensor/record) and this
 // package; it knows nothing of the alert engine, the inventory, the
 // writers, nor the other sensors.

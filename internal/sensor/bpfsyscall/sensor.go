@@ -77,12 +77,11 @@ type Sensor struct {
 	// were not.
 	HookFallback error
 
-	cfg        Config
-	objs       objects
-	enterLinks []link.Link
-	exitLinks  []link.Link
-	loss       *record.Loss
-	capture    int
+	sensor.Base // the collection, programs, exit links and losses: ProgramIDs, MapIDs
+	cfg         Config
+	objs        objects
+	enterLinks  []link.Link // the exit links are Base.Links
+	capture     int
 }
 
 // New returns the sensor, not started.
@@ -124,30 +123,22 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	// trampolines get the tp_btf build, those before 5.11 (no
 	// bpf_get_current_task_btf, no task storage for tracing programs) the
 	// raw tracepoint build.
-	try := Hooks
-	if s.cfg.Hook != HookAuto {
-		try = []Hook{s.cfg.Hook}
-	}
-	var failures []error
-	for _, build := range try {
-		err := s.start(build, env.Ring, consts)
-		if err == nil {
-			break
+	hook, failed, _ := sensor.Choose(Hooks, s.cfg.Hook, func(build Hook) error {
+		err := s.start(build, env, consts)
+		if err != nil {
+			s.Close()
 		}
-		s.Close()
-		failures = append(failures, fmt.Errorf("%s: %w", build, err))
-	}
-	if s.Hook == "" {
-		err := errors.Join(failures...)
+		return err
+	}, nil)
+	if hook == "" {
+		err := sensor.Join(failed)
 		if s.cfg.Hook != HookAuto {
 			// The build the command line asked for is not available.
 			return fmt.Errorf("%w: %w", sensor.ErrUnavailable, err)
 		}
 		return err
 	}
-	if len(failures) > 0 {
-		s.HookFallback = errors.Join(failures...)
-	}
+	s.HookFallback = sensor.Join(failed)
 	if err := s.protectMaps(); err != nil {
 		s.Close()
 		return err
@@ -158,7 +149,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 			return err
 		}
 	}
-	s.loss = env.Ring.CountLost(event.SourceSyscall, s.lostCalls)
+	s.Loss = env.Ring.CountLost(event.SourceSyscall, s.lostCalls)
 	s.capture = capBytes
 	env.MapFileOps = s.objs.calib
 
@@ -179,7 +170,7 @@ type build struct {
 	object func() (*ebpf.CollectionSpec, error)
 	// enter and exit are attached exit first, so that no call can enter
 	// between the attachments and leave an entry without its exit.
-	enter, exit []string
+	enter, exit []sensor.Hook
 	// mmap is the program that reports mmaps, if apart: left out when
 	// map_mmap is not watched.
 	mmap  string
@@ -189,13 +180,17 @@ type build struct {
 // buildOf describes each build (tests may replace an object).
 var buildOf = map[Hook]*build{
 	HookFentry: {object: loadBpfbtf,
-		enter: []string{bpfbtfProgFeBpf},
-		exit:  []string{bpfbtfProgFxBpf, bpfbtfProgFxMapMmap},
+		enter: []sensor.Hook{{Prog: bpfbtfProgFeBpf, How: sensor.Tracing}},
+		exit:  []sensor.Hook{{Prog: bpfbtfProgFxBpf, How: sensor.Tracing}, {Prog: bpfbtfProgFxMapMmap, How: sensor.Tracing}},
 		mmap:  bpfbtfProgFxMapMmap,
 		where: "the bpf syscall and the map files' mmap (fentry/fexit)"},
-	HookTPBTF: {object: loadBpfbtf, enter: []string{bpfbtfProgSysEnter}, exit: []string{bpfbtfProgSysExit},
+	HookTPBTF: {object: loadBpfbtf,
+		enter: []sensor.Hook{{Prog: bpfbtfProgSysEnter, How: sensor.Tracing}},
+		exit:  []sensor.Hook{{Prog: bpfbtfProgSysExit, How: sensor.Tracing}},
 		where: "raw_syscalls sys_enter/sys_exit"},
-	HookRawTracepoint: {object: loadBpf, enter: []string{bpfProgSysEnter}, exit: []string{bpfProgSysExit},
+	HookRawTracepoint: {object: loadBpf,
+		enter: []sensor.Hook{{Prog: bpfProgSysEnter, How: sensor.RawTracepoint, Target: "sys_enter"}},
+		exit:  []sensor.Hook{{Prog: bpfProgSysExit, How: sensor.RawTracepoint, Target: "sys_exit"}},
 		where: "raw_syscalls sys_enter/sys_exit"},
 }
 
@@ -211,14 +206,8 @@ type constants struct {
 // was frozen by the loader. Freezing also calibrates the program: it learns
 // what a map file looks like from these very calls (see calib in syscall.c).
 func (s *Sensor) protectMaps() error {
-	for name, m := range s.objs.coll.Maps {
-		// The ring buffer is the ring's; .rodata is frozen by the loader.
-		if name == bpfMapEvents || name == ".rodata" {
-			continue
-		}
-		if err := m.Freeze(); err != nil {
-			return fmt.Errorf("freezing the sensor's %s map: %w", name, err)
-		}
+	if err := s.Freeze(); err != nil {
+		return err
 	}
 	var fop uint64
 	if err := s.objs.calib.Lookup(uint32(0), &fop); err != nil {
@@ -230,26 +219,11 @@ func (s *Sensor) protectMaps() error {
 	return nil
 }
 
-// MapIDs implements sensor.Sensor: the maps its programs rewrite
-// constantly, which the content scanner must not report.
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.objs.coll, bpfMapEvents) }
-
-// ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 {
-	var progs []*ebpf.Program
-	if s.objs.coll != nil {
-		for _, p := range s.objs.coll.Programs {
-			progs = append(progs, p)
-		}
-	}
-	return sensor.ProgramIDs(progs...)
-}
-
 // programs are the programs loaded, by name.
 func (s *Sensor) programs() map[string]*ebpf.Program {
 	out := map[string]*ebpf.Program{}
-	if s.objs.coll != nil {
-		for name, p := range s.objs.coll.Programs {
+	if s.Coll != nil {
+		for name, p := range s.Coll.Programs {
 			out[name] = p
 		}
 	}
@@ -259,123 +233,61 @@ func (s *Sensor) programs() map[string]*ebpf.Program {
 // CaptureBytes is the capture limit in force.
 func (s *Sensor) CaptureBytes() int { return s.capture }
 
-// objects are the parts of the builds of bpf/syscall.c that this
-// package uses. The builds keep their per-call state in different maps
-// (task storage or an LRU hash), so the collection is kept whole: every
-// map is frozen and listed as bpfmon's.
+// objects are the maps of the builds of bpf/syscall.c that this package
+// reads (the collection is Base.Coll). The builds keep their per-call
+// state in different maps (task storage or an LRU hash), so the
+// collection is kept whole: every map is frozen and listed as bpfmon's.
 type objects struct {
-	coll          *ebpf.Collection
 	inflightCount *ebpf.Map
 	stats         *ebpf.Map
 	calib         *ebpf.Map
 }
 
-func (o *objects) Close() {
-	if o.coll != nil {
-		o.coll.Close()
-	}
-	*o = objects{}
-}
-
 // start loads one build of the programs and attaches them.
-func (s *Sensor) start(hook Hook, ring *record.Ring, c constants) error {
+func (s *Sensor) start(hook Hook, env *sensor.Env, c constants) error {
 	b := buildOf[hook]
-	want := map[string]bool{}
-	for _, name := range append(slices.Clone(b.enter), b.exit...) {
-		want[name] = true
+	var progs []string
+	for _, name := range sensor.Programs(b.enter, b.exit) {
+		if name != b.mmap || c.watchMmap != 0 {
+			progs = append(progs, name)
+		}
 	}
-	if b.mmap != "" && c.watchMmap == 0 {
-		delete(want, b.mmap)
-	}
-	if err := s.load(hook, b.object, want, ring, c); err != nil {
+	if err := s.load(hook, b.object, progs, env, c); err != nil {
 		return err
 	}
 	s.Hook = hook
-	for _, name := range b.exit {
-		if p := s.objs.coll.Programs[name]; p != nil {
-			l, err := s.attach(name, p)
-			if err != nil {
-				return err
-			}
-			s.exitLinks = append(s.exitLinks, l)
+	explain := func(h sensor.Hook, p *ebpf.Program, err error) error {
+		if h.How == sensor.RawTracepoint {
+			return attachError("raw tracepoint raw_syscalls:"+h.Target, err)
 		}
+		return attachError(p.String(), err)
 	}
-	for _, name := range b.enter {
-		if p := s.objs.coll.Programs[name]; p != nil {
-			l, err := s.attach(name, p)
-			if err != nil {
-				return err
-			}
-			s.enterLinks = append(s.enterLinks, l)
-		}
+	if err := s.Attach(b.exit, explain); err != nil {
+		return err
 	}
-	return nil
+	exits := len(s.Links)
+	err := s.Attach(b.enter, explain)
+	s.enterLinks = s.Links[exits:]
+	s.Links = s.Links[:exits]
+	return err
 }
 
-// load loads the programs want names of one build's object into s.objs.
-func (s *Sensor) load(hook Hook, specFn func() (*ebpf.CollectionSpec, error), want map[string]bool, ring *record.Ring, c constants) error {
-	spec, err := specFn()
-	if err != nil {
-		return fmt.Errorf("parsing the embedded BPF object: %w", err)
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	if len(spec.Programs) != len(want) {
-		return errors.New("BPF object lacks a program: regenerate it with go generate")
-	}
-	// What every build has, by the names bpf2go generated.
-	var specs struct {
-		Scratch      *ebpf.MapSpec      `ebpf:"scratch"`
-		SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
-		LoaderTgid   *ebpf.VariableSpec `ebpf:"loader_tgid"`
-		CaptureLimit *ebpf.VariableSpec `ebpf:"capture_limit"`
-		PossibleCpus *ebpf.VariableSpec `ebpf:"possible_cpus"`
-		CmdMask      *ebpf.VariableSpec `ebpf:"cmd_mask"`
-		WatchMmap    *ebpf.VariableSpec `ebpf:"watch_mmap"`
-	}
-	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
-	}
-	specs.Scratch.MaxEntries = c.cpus
-	for _, v := range []struct {
-		spec  *ebpf.VariableSpec
-		value any
-	}{
-		{specs.SelfTgid, c.selfTGID}, {specs.LoaderTgid, c.loaderTGID}, {specs.CaptureLimit, c.capture},
-		{specs.PossibleCpus, c.cpus}, {specs.CmdMask, c.cmdMask}, {specs.WatchMmap, c.watchMmap},
-	} {
-		if err := v.spec.Set(v.value); err != nil {
-			return fmt.Errorf("setting %s: %w", v.spec.Name, err)
-		}
-	}
-	replace, err := ring.Prepare(spec)
+// load loads the programs progs names of one build's object into
+// s.Coll: what every build has, by the names bpf2go generated.
+func (s *Sensor) load(hook Hook, specFn func() (*ebpf.CollectionSpec, error), progs []string, env *sensor.Env, c constants) error {
+	err := s.Load(env, sensor.Object{Name: string(hook), Spec: specFn, Programs: progs,
+		PerCPU: []string{"scratch"},
+		Constants: []sensor.Constant{
+			{Name: "self_tgid", Value: c.selfTGID}, {Name: "loader_tgid", Value: c.loaderTGID},
+			{Name: "capture_limit", Value: c.capture}, {Name: "possible_cpus", Value: c.cpus},
+			{Name: "cmd_mask", Value: c.cmdMask}, {Name: "watch_mmap", Value: c.watchMmap},
+		},
+		Explain: func(err error) error { return explainLoadError(string(hook), err) }})
 	if err != nil {
 		return err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
-	if err != nil {
-		return explainLoadError(string(hook), err)
-	}
-	s.objs = objects{coll: coll, inflightCount: coll.Maps[bpfMapInflightCount], stats: coll.Maps[bpfMapStats], calib: coll.Maps[bpfMapCalib]}
+	s.objs = objects{inflightCount: s.Coll.Maps[bpfMapInflightCount], stats: s.Coll.Maps[bpfMapStats], calib: s.Coll.Maps[bpfMapCalib]}
 	return nil
-}
-
-func (s *Sensor) attach(name string, prog *ebpf.Program) (link.Link, error) {
-	if s.Hook == HookRawTracepoint {
-		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: prog})
-		if err != nil {
-			return nil, attachError("raw tracepoint raw_syscalls:"+name, err)
-		}
-		return l, nil
-	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
-	if err != nil {
-		return nil, attachError(prog.String(), err)
-	}
-	return l, nil
 }
 
 // counter sums counter idx of the stats map over CPUs.
@@ -395,10 +307,7 @@ func (s *Sensor) lostCalls() (uint64, error) { return s.counter(bpfCallStatSTAT_
 // without their result: the exit record did not fit, or the in-flight
 // table was full.
 func (s *Sensor) Stats() sensor.Stats {
-	var st sensor.Stats
-	if s.loss != nil {
-		st.Lost = s.loss.Reported()
-	}
+	st := s.Base.Stats()
 	if s.objs.stats == nil {
 		return st
 	}
@@ -440,7 +349,7 @@ func (s *Sensor) Detach() {
 		l.Close()
 	}
 	s.enterLinks = nil
-	if s.exitLinks == nil {
+	if s.Links == nil {
 		return
 	}
 	for deadline := time.Now().Add(drainWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
@@ -449,16 +358,14 @@ func (s *Sensor) Detach() {
 			break
 		}
 	}
-	for _, l := range s.exitLinks {
-		l.Close()
-	}
-	s.exitLinks = nil
+	s.Base.Detach()
 }
 
 // Close detaches the programs and frees everything.
 func (s *Sensor) Close() error {
 	s.Detach()
-	s.objs.Close()
+	s.Base.Close()
+	s.objs = objects{}
 	s.Hook = ""
 	return nil
 }

@@ -717,3 +717,13 @@ var hookCapability = map[Hook]testutil.Capability{
 	HookTPBTF:         testutil.SyscallTPBTF,
 	HookRawTracepoint: testutil.SyscallRawTracepoint,
 }
+
+// TestOwnMapsFrozen: no process can clear the calls in flight, the
+// counters or the calibration through bpf(2), and the ring is not listed
+// as the sensor's (every build: see TestMain).
+func TestOwnMapsFrozen(t *testing.T) {
+	testutil.RequireRoot(t)
+	s := New(forTest(Config{}))
+	r := sensortest.Start(t, sensortest.Options{}, s)
+	r.CheckOwnMaps(t, s)
+}

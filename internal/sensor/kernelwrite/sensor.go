@@ -185,19 +185,18 @@ type Sensor struct {
 	// started.
 	Hooks []HookStatus
 
+	// The maps (Coll), the attached and control programs (Progs), the
+	// links and losses: ProgramIDs, MapIDs, Stats.
+	sensor.Base
 	mode       Mode
 	writes     Writes
 	cfg        Config
-	coll       *ebpf.Collection // maps
-	progs      []*ebpf.Program  // attached programs
-	writeProgs []*ebpf.Program  // of which the write hooks
-	loadProgs  []*ebpf.Program  // and the program load/free hooks
-	links      []link.Link
+	writeProgs []*ebpf.Program // of Progs, the write hooks
+	loadProgs  []*ebpf.Program // and the program load/free hooks
 	// The control programs that change the frozen selection and counts.
 	ctlSelect, ctlForget *ebpf.Program
 	ctlEpoch, ctlFlush   *ebpf.Program // kw_ctl_epoch, kw_ctl_flush: the counts' epochs and caches
 	dec                  *decoder
-	loss                 *record.Loss
 }
 
 // New returns the sensor, not started.
@@ -238,15 +237,14 @@ func (s *Sensor) start(env *sensor.Env) error {
 	if capBytes <= 0 || capBytes > record.MaxCapture {
 		return fmt.Errorf("capture limit %d bytes out of range: must be between 1 and %d", capBytes, record.MaxCapture)
 	}
-	spec, syms, epochNS, err := s.configure(capBytes)
+	spec, replace, syms, epochNS, err := s.configure(env, capBytes)
 	if err != nil {
 		return err
 	}
-	replace, err := s.createMaps(env, spec)
-	if err != nil {
+	if err := s.createMaps(env, spec, replace); err != nil {
 		return err
 	}
-	ld := &loader{spec: spec, opts: ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()}}
+	ld := &loader{spec: spec, opts: sensor.Options(replace)}
 	if err := s.attachHooks(ld, syms); err != nil {
 		return err
 	}
@@ -256,88 +254,68 @@ func (s *Sensor) start(env *sensor.Env) error {
 // configure reads the embedded object and sets its constants: table
 // sizes, the itemizing mode, the summary epoch, the capture limit, and
 // the kernel text bounds from kallsyms (nil when unreadable: kprobes then
-// cannot be placed, and every writer is found by a stack walk).
-func (s *Sensor) configure(capBytes int) (*ebpf.CollectionSpec, *kallsyms, uint64, error) {
+// cannot be placed, and every writer is found by a stack walk). It
+// returns the object with every program, and the ring to load it with.
+func (s *Sensor) configure(env *sensor.Env, capBytes int) (*ebpf.CollectionSpec, map[string]*ebpf.Map, *kallsyms, uint64, error) {
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("counting possible CPUs: %w", err)
+		return nil, nil, nil, 0, fmt.Errorf("counting possible CPUs: %w", err)
 	}
-	spec, err := loadKw()
-	if err != nil {
-		return nil, nil, 0, fmt.Errorf("parsing the embedded BPF object: %w", err)
-	}
-	var specs kwSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, nil, 0, fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
-	}
-	specs.Kscratch.MaxEntries = uint32(cpus)
 	countEntries := s.cfg.CountEntries
 	if countEntries <= 0 {
 		countEntries = DefaultCountEntries
-	}
-	specs.KwCounts.MaxEntries = uint32(countEntries)
-	if err := specs.ItemizeAll.Set(boolU32(s.writes == WritesAll)); err != nil {
-		return nil, nil, 0, fmt.Errorf("setting itemize_all: %w", err)
 	}
 	epochNS := uint64(s.cfg.SummaryEvery)
 	if s.cfg.SummaryEvery <= 0 {
 		epochNS = uint64(DefaultSummaryEvery)
 	}
 	epochNS = max(epochNS, uint64(time.Second))
-	if n := s.cfg.CacheSlots; n > 0 {
-		if n > int(kwKwLimitsKW_CACHE_SLOTS) || n&(n-1) != 0 {
-			return nil, nil, 0, fmt.Errorf("cache slots %d: want a power of two up to %d", n, kwKwLimitsKW_CACHE_SLOTS)
-		}
-		if err := specs.CacheMask.Set(uint32(n - 1)); err != nil {
-			return nil, nil, 0, fmt.Errorf("setting cache_mask: %w", err)
-		}
-	}
-	if err := specs.CaptureLimit.Set(uint32(capBytes)); err != nil {
-		return nil, nil, 0, fmt.Errorf("setting capture_limit: %w", err)
-	}
-	if err := specs.PossibleCpus.Set(uint32(cpus)); err != nil {
-		return nil, nil, 0, fmt.Errorf("setting possible_cpus: %w", err)
-	}
 	syms, err := readKallsyms()
 	if err != nil {
 		syms = nil // kprobes then cannot be placed; fexit needs no kallsyms
 	}
 	lo, hi := syscallCallers(syms)
-	if err := errors.Join(specs.SysCallerLo.Set(lo), specs.SysCallerHi.Set(hi)); err != nil {
-		return nil, nil, 0, fmt.Errorf("setting sys_caller_lo/hi: %w", err)
+	consts := []sensor.Constant{
+		{Name: "itemize_all", Value: boolU32(s.writes == WritesAll)},
+		{Name: "capture_limit", Value: uint32(capBytes)}, {Name: "possible_cpus", Value: uint32(cpus)},
+		{Name: "sys_caller_lo", Value: lo}, {Name: "sys_caller_hi", Value: hi},
+	}
+	if n := s.cfg.CacheSlots; n > 0 {
+		if n > int(kwKwLimitsKW_CACHE_SLOTS) || n&(n-1) != 0 {
+			return nil, nil, nil, 0, fmt.Errorf("cache slots %d: want a power of two up to %d", n, kwKwLimitsKW_CACHE_SLOTS)
+		}
+		consts = append(consts, sensor.Constant{Name: "cache_mask", Value: uint32(n - 1)})
 	}
 	if syms != nil && syms.textStart != 0 && syms.textEnd > syms.textStart {
 		// Without them every writer is found by a stack walk.
-		if err := errors.Join(specs.CoreLo.Set(syms.textStart), specs.CoreHi.Set(syms.textEnd)); err != nil {
-			return nil, nil, 0, fmt.Errorf("setting core_lo/hi: %w", err)
-		}
+		consts = append(consts, sensor.Constant{Name: "core_lo", Value: syms.textStart}, sensor.Constant{Name: "core_hi", Value: syms.textEnd})
 	}
-	return spec, syms, epochNS, nil
+	spec, replace, err := s.Prepare(env, sensor.Object{Name: Name, Spec: loadKw, Constants: consts,
+		PerCPU: []string{"kscratch"}, Sizes: map[string]uint32{"kw_counts": uint32(countEntries)}})
+	if err != nil {
+		return nil, nil, nil, 0, err
+	}
+	return spec, replace, syms, epochNS, nil
 }
 
 // createMaps creates the sensor's maps, with the ring buffer replaced by
-// bpfmon's, and returns the replacements the programs load with. bpfmon's
-// own maps are filtered before any hook runs, from the first record on.
-func (s *Sensor) createMaps(env *sensor.Env, spec *ebpf.CollectionSpec) (map[string]*ebpf.Map, error) {
-	replace, err := env.Ring.Prepare(spec)
-	if err != nil {
-		return nil, err
-	}
+// bpfmon's, and adds them to the replacements the programs load with.
+// bpfmon's own maps are filtered before any hook runs, from the first
+// record on.
+func (s *Sensor) createMaps(env *sensor.Env, spec *ebpf.CollectionSpec, replace map[string]*ebpf.Map) error {
 	mapsOnly := spec.Copy()
 	mapsOnly.Programs = nil
-	s.coll, err = ebpf.NewCollectionWithOptions(mapsOnly, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
+	var err error
+	s.Coll, err = ebpf.NewCollectionWithOptions(mapsOnly, sensor.Options(replace))
 	if err != nil {
-		return nil, fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
+		return fmt.Errorf("creating the kernel-side sensor's maps: %w", err)
 	}
-	for name, m := range s.coll.Maps {
+	for name, m := range s.Coll.Maps {
 		if name != kwMapEvents {
 			replace[name] = m
 		}
 	}
-	if err := s.protect(env.Self.Maps); err != nil {
-		return nil, err
-	}
-	return replace, nil
+	return s.protect(env.Self.Maps)
 }
 
 // attachHooks attaches each hook, fexit where the mode and the kernel
@@ -361,7 +339,7 @@ func (s *Sensor) attachHooks(ld *loader, syms *kallsyms) error {
 			}
 		}
 		s.attach(ld, want, attached, func(i int, p *ebpf.Program) (link.Link, error) {
-			return link.AttachTracing(link.TracingOptions{Program: p})
+			return sensor.Hook{Prog: hooks[i].fexit, How: sensor.Tracing}.Link(p)
 		}, func(i int, kind, reason string) {
 			if kind != "" && hooks[i].progs {
 				kind = "fentry"
@@ -382,7 +360,7 @@ func (s *Sensor) attachHooks(ld *loader, syms *kallsyms) error {
 			}
 		}
 		s.attach(ld, want, attached, func(i int, p *ebpf.Program) (link.Link, error) {
-			return link.Kprobe(hooks[i].fn, p, nil)
+			return sensor.Hook{Prog: hooks[i].kprobe, How: sensor.Kprobe, Target: hooks[i].fn}.Link(p)
 		}, func(i int, kind, reason string) {
 			s.Hooks[i].Kind, s.Hooks[i].KprobeError = kind, reason
 		}, "kprobe")
@@ -401,7 +379,7 @@ func (s *Sensor) attachHooks(ld *loader, syms *kallsyms) error {
 			s.writeProgs = append(s.writeProgs, p)
 			writeHooks++
 		}
-		s.progs = append(s.progs, p)
+		s.Progs = append(s.Progs, p)
 	}
 	if writeHooks == 0 {
 		return &UnavailableError{Hooks: s.Hooks, Reason: s.summarizeFailures()}
@@ -421,7 +399,7 @@ func (s *Sensor) startDecoder(env *sensor.Env, ld *loader, syms *kallsyms, epoch
 		if err != nil {
 			return fmt.Errorf("counting possible CPUs: %w", err)
 		}
-		count = &counter{counts: s.coll.Maps[kwMapKwCounts], forget: s.ctlForget, flip: s.ctlEpoch, flush: s.ctlFlush,
+		count = &counter{counts: s.Coll.Maps[kwMapKwCounts], forget: s.ctlForget, flip: s.ctlEpoch, flush: s.ctlFlush,
 			cpus: cpus, every: time.Duration(epochNS), next: time.Now().Add(time.Duration(epochNS)),
 			maps: map[uint32]event.Map{}, last: map[uint32]uint64{}}
 	}
@@ -431,7 +409,7 @@ func (s *Sensor) startDecoder(env *sensor.Env, ld *loader, syms *kallsyms, epoch
 		selfPrograms: append(slices.Clone(env.Self.Programs), s.ProgramIDs()...),
 		capture:      env.CaptureBytes,
 		kallsyms:     syms,
-		stats:        s.coll.Maps[kwMapKstats],
+		stats:        s.Coll.Maps[kwMapKstats],
 		writeProgs:   s.writeProgs,
 		loadProgs:    s.loadProgs,
 		trackLoads:   s.tracksLoads(),
@@ -450,7 +428,7 @@ func (s *Sensor) startDecoder(env *sensor.Env, ld *loader, syms *kallsyms, epoch
 			return err
 		}
 	}
-	s.loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
+	s.Loss = env.Ring.CountLost(event.SourceKernel, s.dec.lostWrites)
 	env.Ring.OnTick(s.dec.tick)
 	env.Log.Info("watching writes by BPF programs, writer named from the kernel stack", "sensor", Name, "hooks", s.Kind(), "functions", s.Hooked(),
 		"itemized", s.writes)
@@ -536,7 +514,7 @@ func (s *Sensor) attach(ld *loader, want map[int]string, attached []*ebpf.Progra
 			continue
 		}
 		attached[i] = p
-		s.links = append(s.links, l)
+		s.Links = append(s.Links, l)
 		set(i, kind, "")
 	}
 	for i, err := range errs {
@@ -693,7 +671,7 @@ func (s *Sensor) loadControl(ld *loader) error {
 	s.ctlSelect, s.ctlForget = coll.DetachProgram(kwProgKwCtlSelect), coll.DetachProgram(kwProgKwCtlForget)
 	s.ctlEpoch, s.ctlFlush = coll.DetachProgram(kwProgKwCtlEpoch), coll.DetachProgram(kwProgKwCtlFlush)
 	coll.Close()
-	s.progs = append(s.progs, s.ctlSelect, s.ctlForget, s.ctlEpoch, s.ctlFlush)
+	s.Progs = append(s.Progs, s.ctlSelect, s.ctlForget, s.ctlEpoch, s.ctlFlush)
 	return nil
 }
 
@@ -727,36 +705,13 @@ func (s *Sensor) tracksLoads() bool {
 // programs (kw_ctl_*).
 func (s *Sensor) protect(selfMaps []uint32) error {
 	ids := append(slices.Clone(selfMaps), s.MapIDs()...)
-	filter := s.coll.Maps[kwMapKwSelect]
+	filter := s.Coll.Maps[kwMapKwSelect]
 	for _, id := range ids {
 		if err := filter.Put(id, uint8(kwKwSelSEL_SELF)); err != nil {
 			return fmt.Errorf("filling the self-map filter: %w", err)
 		}
 	}
-	for name, m := range s.coll.Maps {
-		switch name {
-		case kwMapEvents, ".rodata":
-			continue
-		}
-		if err := m.Freeze(); err != nil {
-			return fmt.Errorf("freezing the kernel-side sensor's %s map: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// MapIDs implements sensor.Sensor (the ring buffer is the ring's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.coll, kwMapEvents) }
-
-// ProgramIDs implements sensor.Sensor.
-func (s *Sensor) ProgramIDs() []uint32 { return sensor.ProgramIDs(s.progs...) }
-
-// Stats implements sensor.Sensor.
-func (s *Sensor) Stats() sensor.Stats {
-	if s.loss == nil {
-		return sensor.Stats{}
-	}
-	return sensor.Stats{Lost: s.loss.Reported()}
+	return s.Freeze()
 }
 
 // Kind summarises the hooks in use: "fexit", "kprobe" or "fexit+kprobe".
@@ -856,10 +811,7 @@ func (s *Sensor) Detach() {
 	if s.dec != nil {
 		s.dec.detached.Store(true)
 	}
-	for _, l := range s.links {
-		l.Close()
-	}
-	s.links = nil
+	s.Base.Detach()
 	// What the caches hold goes into the counts, before the final loss
 	// report (a count kw_counts has no room for is lost) and drain.
 	if s.dec != nil && s.dec.count != nil {
@@ -870,14 +822,8 @@ func (s *Sensor) Detach() {
 // Close detaches and frees everything.
 func (s *Sensor) Close() error {
 	s.Detach()
-	for _, p := range s.progs {
-		p.Close()
-	}
-	s.progs, s.writeProgs, s.loadProgs = nil, nil, nil
+	s.Base.Close()
+	s.writeProgs, s.loadProgs = nil, nil
 	s.ctlSelect, s.ctlForget, s.ctlEpoch, s.ctlFlush = nil, nil, nil, nil
-	if s.coll != nil {
-		s.coll.Close()
-		s.coll = nil
-	}
 	return nil
 }

@@ -582,7 +582,7 @@ func TestUnavailableNamesReasons(t *testing.T) {
 func kstat(t *testing.T, s *Sensor, idx kwKwStat) uint64 {
 	t.Helper()
 	var per []uint64
-	if err := s.coll.Maps[kwMapKstats].Lookup(uint32(idx), &per); err != nil {
+	if err := s.Coll.Maps[kwMapKstats].Lookup(uint32(idx), &per); err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
@@ -607,4 +607,14 @@ func syscallCallerRanges() [][2]uint64 {
 		}
 	}
 	return out
+}
+
+// TestOwnMapsFrozen: no process can blind the selection or clear the
+// counters and counts through bpf(2), and the ring is not listed as the
+// sensor's.
+func TestOwnMapsFrozen(t *testing.T) {
+	requireHooks(t)
+	s := New(Config{})
+	r := sensortest.Start(t, sensortest.Options{}, s)
+	r.CheckOwnMaps(t, s)
 }

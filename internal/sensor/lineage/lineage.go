@@ -31,8 +31,6 @@ import (
 	"strings"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/cgroups"
@@ -49,10 +47,9 @@ const Name = "lineage"
 
 // Sensor holds the programs.
 type Sensor struct {
-	sensor.Base        // the collection, programs and links; Detach, Close, ProgramIDs
+	sensor.Base        // the collection, programs, links and losses: Detach, Close, ProgramIDs, MapIDs, Stats
 	build       string // which syscall hooks, in words
 	cgroups     *cgroups.Resolver
-	loss        *record.Loss
 }
 
 // New returns the sensor, not started.
@@ -61,27 +58,13 @@ func New() *Sensor { return &Sensor{cgroups: cgroups.NewResolver()} }
 // Name implements sensor.Sensor.
 func (s *Sensor) Name() string { return Name }
 
-// Where a program attaches: a raw tracepoint, a syscall tracepoint, or
-// an fexit trampoline on a kernel function.
-const (
-	raw = iota
-	tracepoint
-	fexit
-)
-
-type hook struct {
-	prog string
-	how  int
-	name string
-}
-
 // common are the hooks every build has: raw tracepoints, which cost only
 // the events they fire on.
-var common = []hook{
-	{"lineage_cgroup_attach", raw, "cgroup_attach_task"},
-	{"lineage_fork", raw, "sched_process_fork"},
-	{"lineage_exec", raw, "sched_process_exec"},
-	{"lineage_exit", raw, "sched_process_exit"},
+var common = []sensor.Hook{
+	{Prog: "lineage_cgroup_attach", How: sensor.RawTracepoint, Target: "cgroup_attach_task"},
+	{Prog: "lineage_fork", How: sensor.RawTracepoint, Target: "sched_process_fork"},
+	{Prog: "lineage_exec", How: sensor.RawTracepoint, Target: "sched_process_exec"},
+	{Prog: "lineage_exit", How: sensor.RawTracepoint, Target: "sched_process_exit"},
 }
 
 // The syscall hooks, in two builds: fexit trampolines where the kernel
@@ -89,19 +72,19 @@ var common = []hook{
 // task on the kernel's slow path (as the syscall sensor's raw_syscalls
 // builds, which such kernels run, already do).
 var (
-	trampolines = []hook{
-		{"lineage_fx_ptrace_attach", fexit, "ptrace_attach"},
-		{"lineage_fx_traceme", fexit, "ptrace_traceme"},
-		{"lineage_fx_vm_write", fexit, "mm_access"},
-		{"lineage_fx_mem_open", fexit, "mem_open"},
+	trampolines = []sensor.Hook{
+		{Prog: "lineage_fx_ptrace_attach", How: sensor.Tracing, Target: "ptrace_attach"},
+		{Prog: "lineage_fx_traceme", How: sensor.Tracing, Target: "ptrace_traceme"},
+		{Prog: "lineage_fx_vm_write", How: sensor.Tracing, Target: "mm_access"},
+		{Prog: "lineage_fx_mem_open", How: sensor.Tracing, Target: "mem_open"},
 	}
-	tracepoints = []hook{
-		{"lineage_ptrace_enter", tracepoint, "sys_enter_ptrace"},
-		{"lineage_ptrace_exit", tracepoint, "sys_exit_ptrace"},
-		{"lineage_vm_write_enter", tracepoint, "sys_enter_process_vm_writev"},
-		{"lineage_vm_write_exit", tracepoint, "sys_exit_process_vm_writev"},
-		{"lineage_openat_enter", tracepoint, "sys_enter_openat"},
-		{"lineage_openat_exit", tracepoint, "sys_exit_openat"},
+	tracepoints = []sensor.Hook{
+		{Prog: "lineage_ptrace_enter", How: sensor.SyscallTracepoint, Target: "sys_enter_ptrace"},
+		{Prog: "lineage_ptrace_exit", How: sensor.SyscallTracepoint, Target: "sys_exit_ptrace"},
+		{Prog: "lineage_vm_write_enter", How: sensor.SyscallTracepoint, Target: "sys_enter_process_vm_writev"},
+		{Prog: "lineage_vm_write_exit", How: sensor.SyscallTracepoint, Target: "sys_exit_process_vm_writev"},
+		{Prog: "lineage_openat_enter", How: sensor.SyscallTracepoint, Target: "sys_enter_openat"},
+		{Prog: "lineage_openat_exit", How: sensor.SyscallTracepoint, Target: "sys_exit_openat"},
 	}
 )
 
@@ -123,7 +106,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 		s.Close()
 		return err
 	}
-	s.loss = env.Ring.CountLost(event.SourceLineage, s.lost)
+	s.Loss = env.Ring.CountLost(event.SourceLineage, s.lost)
 	env.Log.Info("watching how processes came to be: cgroup joins, loader variables at exec, ptrace, writes into other processes' memory",
 		"sensor", Name, "hooks", s.build)
 	return nil
@@ -151,87 +134,24 @@ func trampolinesMissing() error {
 	return nil
 }
 
-// start loads the object with the common hooks and syscalls', attaches
-// them, and leaves nothing behind on failure.
-func (s *Sensor) start(env *sensor.Env, syscalls []hook) error {
+// start loads the object with the common hooks and syscalls', freezes
+// its maps (no process may clear a mark or the counters through bpf(2);
+// the programs still write them), attaches them, and leaves nothing
+// behind on failure.
+func (s *Sensor) start(env *sensor.Env, syscalls []sensor.Hook) error {
 	hooks := append(slices.Clone(common), syscalls...)
-	spec, err := loadLineage()
+	err := s.Load(env, sensor.Object{Name: Name, Spec: loadLineage, Programs: sensor.Programs(hooks),
+		Constants: []sensor.Constant{{Name: "self_tgid", Value: env.Self.TGID}}})
+	if err == nil {
+		err = s.Freeze()
+	}
+	if err == nil {
+		err = s.Attach(hooks, nil)
+	}
 	if err != nil {
-		return fmt.Errorf("parsing the embedded BPF object: %w", err)
+		s.Close()
 	}
-	want := map[string]bool{}
-	for _, h := range hooks {
-		want[h.prog] = true
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	var specs lineageVariableSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
-	}
-	if err := specs.SelfTgid.Set(env.Self.TGID); err != nil {
-		return fmt.Errorf("setting self_tgid: %w", err)
-	}
-	replace, err := env.Ring.Prepare(spec)
-	if err != nil {
-		return err
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return errors.New("program load denied (EPERM)")
-		}
-		if rej, ok := sensor.Rejected(Name, err); ok {
-			return rej
-		}
-		return fmt.Errorf("loading the lineage programs: %w", err)
-	}
-	s.Coll = coll
-	// No process may clear a mark or the counters through bpf(2): the
-	// maps are frozen (the programs still write them).
-	for name, m := range coll.Maps {
-		if name == lineageMapEvents || name == ".rodata" {
-			continue
-		}
-		if err := m.Freeze(); err != nil {
-			s.Close()
-			return fmt.Errorf("freezing the sensor's %s map: %w", name, err)
-		}
-	}
-	for _, h := range hooks {
-		var l link.Link
-		var err error
-		p := coll.Programs[h.prog]
-		switch h.how {
-		case raw:
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.name, Program: p})
-		case tracepoint:
-			l, err = link.Tracepoint("syscalls", h.name, p, nil)
-		case fexit:
-			l, err = link.AttachTracing(link.TracingOptions{Program: p})
-		}
-		if err != nil {
-			s.Close()
-			return fmt.Errorf("attaching to %s: %w", h.name, err)
-		}
-		s.Links = append(s.Links, l)
-		s.Progs = append(s.Progs, p)
-	}
-	return nil
-}
-
-// MapIDs implements sensor.Sensor (the ring buffer is not the sensor's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, lineageMapEvents) }
-
-// Stats implements sensor.Sensor.
-func (s *Sensor) Stats() sensor.Stats {
-	if s.loss == nil {
-		return sensor.Stats{}
-	}
-	return sensor.Stats{Lost: s.loss.Reported()}
+	return err
 }
 
 func (s *Sensor) lost() (uint64, error) {

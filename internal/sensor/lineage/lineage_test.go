@@ -346,3 +346,11 @@ func BenchmarkLineageCost(b *testing.B) {
 		})
 	}
 }
+
+// TestOwnMapsFrozen: no process can clear a mark or the counters through
+// bpf(2), and the ring is not listed as the sensor's.
+func TestOwnMapsFrozen(t *testing.T) {
+	s := New()
+	r := sensortest.Start(t, sensortest.Options{}, s)
+	r.CheckOwnMaps(t, s)
+}

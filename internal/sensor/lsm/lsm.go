@@ -118,9 +118,9 @@ type Sensor struct {
 	Build    Build
 	Fallback error
 
-	sensor.Base // the collection, programs and links; Detach, Close, ProgramIDs
+	sensor.Base // the collection, programs, links and losses: Detach, Close, ProgramIDs, MapIDs, Stats
 	want        Build
-	loss        *record.Loss
+	hooks       []sensor.Hook // the build's programs, attached by Arm
 	log         func(msg string, args ...any)
 }
 
@@ -147,33 +147,31 @@ func (s *Sensor) Start(env *sensor.Env) error {
 	if env.MapFileOps == nil {
 		return errors.New("needs the syscall sensor's map file calibration, and the syscall sensor did not start")
 	}
-	var reasons []string
-	for _, b := range builds {
-		if s.want != BuildAuto && b != s.want {
-			continue
-		}
-		err := s.start(env, b)
-		if err == nil {
-			s.Build = b
-			if len(reasons) > 0 {
-				s.Fallback = errors.New(strings.Join(reasons, "; "))
-			}
-			break
-		}
+	build, failed, err := sensor.Choose(builds, s.want, func(b Build) error { return s.start(env, b) }, func(err error) bool {
 		var ue *unavailableError
-		if !errors.As(err, &ue) {
-			return err
-		}
-		reasons = append(reasons, string(b)+": "+ue.err.Error())
+		return !errors.As(err, &ue)
+	})
+	if err != nil {
+		return err
 	}
-	if s.Build == "" {
+	var reasons []string
+	for _, f := range failed {
+		var ue *unavailableError
+		errors.As(f.Err, &ue)
+		reasons = append(reasons, f.Build+": "+ue.err.Error())
+	}
+	if build == "" {
 		return unavailable(errors.New(strings.Join(reasons, "; ")))
+	}
+	s.Build = build
+	if len(reasons) > 0 {
+		s.Fallback = errors.New(strings.Join(reasons, "; "))
 	}
 	if err := env.Ring.Handle(record.KindDeny, decodeDeny); err != nil {
 		s.Close()
 		return err
 	}
-	s.loss = env.Ring.CountLost(event.SourceLSM, s.lost)
+	s.Loss = env.Ring.CountLost(event.SourceLSM, s.lost)
 	s.log = env.Log.Info
 	return nil
 }
@@ -236,59 +234,43 @@ func (s *Sensor) start(env *sensor.Env, b Build) error {
 	if features.HaveHelper("get_current_task_btf") != nil {
 		load = loadLsmlegacy
 	}
-	spec, err := load()
-	if err != nil {
-		return fmt.Errorf("parsing the embedded BPF object: %w", err)
-	}
-	var specs lsmVariableSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
-	}
-	if err := specs.SelfTgid.Set(env.Self.TGID); err != nil {
-		return fmt.Errorf("setting self_tgid: %w", err)
-	}
-	replace, err := env.Ring.Prepare(spec)
-	if err != nil {
-		return err
-	}
-	replace[lsmMapCalib] = env.MapFileOps
 	kernel, err := features.KernelSpec()
 	if err != nil {
 		return unavailable(fmt.Errorf("no kernel BTF: %w", err))
 	}
-	want := map[string]bool{}
+	var progs []string
 	for _, h := range hooks {
 		prog, err := pick(kernel, h, b)
 		if err != nil {
 			return unavailable(err)
 		}
-		want[prog] = true
+		progs = append(progs, prog)
 	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return unavailable(fmt.Errorf("%s program load denied (EPERM)", b))
-		} else if rej, ok := sensor.Rejected("lsm", err); ok {
-			return unavailable(rej)
-		}
-		return unavailable(fmt.Errorf("loading the %s programs: %w", b, err))
-	}
-	s.Coll = coll
-	s.Progs = nil
-	for _, h := range hooks {
-		for _, name := range h.progs(b) {
-			if p := coll.Programs[name]; p != nil {
-				s.Progs = append(s.Progs, p)
+	err = s.Load(env, sensor.Object{Name: Name, Spec: load, Programs: progs,
+		Constants: []sensor.Constant{{Name: "self_tgid", Value: env.Self.TGID}},
+		Shared:    map[string]*ebpf.Map{lsmMapCalib: env.MapFileOps},
+		Explain: func(err error) error {
+			if errors.Is(err, unix.EPERM) {
+				return unavailable(fmt.Errorf("%s program load denied (EPERM)", b))
+			} else if rej, ok := sensor.Rejected(Name, err); ok {
+				return unavailable(rej)
 			}
-		}
+			return unavailable(fmt.Errorf("loading the %s programs: %w", b, err))
+		}})
+	if err != nil {
+		return err
+	}
+	s.Progs = nil
+	s.hooks = nil
+	for _, prog := range progs {
+		s.Progs = append(s.Progs, s.Coll.Programs[prog])
+		s.hooks = append(s.hooks, sensor.Hook{Prog: prog, How: attachOf[b]})
 	}
 	return nil
 }
+
+// attachOf is how each build's programs attach.
+var attachOf = map[Build]sensor.Attach{BuildLSM: sensor.LSM, BuildFmodRet: sensor.FmodRet}
 
 // pick returns h's program in build b for this kernel's signature of the
 // hook's function.
@@ -315,19 +297,12 @@ func pick(kernel *btf.Spec, h hook, b Build) (string, error) {
 // Arm attaches every hook (sensor.Armer). Any failure detaches all and is
 // returned: enforcement is all or nothing.
 func (s *Sensor) Arm() error {
-	for _, p := range s.Progs {
-		var l link.Link
-		var err error
-		if s.Build == BuildFmodRet {
-			l, err = link.AttachTracing(link.TracingOptions{Program: p, AttachType: ebpf.AttachModifyReturn})
-		} else {
-			l, err = link.AttachLSM(link.LSMOptions{Program: p})
-		}
-		if err != nil {
-			s.Detach()
-			return unavailable(fmt.Errorf("attaching a %s program: %w", s.Build, err))
-		}
-		s.Links = append(s.Links, l)
+	err := s.Attach(s.hooks, func(_ sensor.Hook, _ *ebpf.Program, err error) error {
+		return unavailable(fmt.Errorf("attaching a %s program: %w", s.Build, err))
+	})
+	if err != nil {
+		s.Detach()
+		return err
 	}
 	s.Hooks = nil
 	for _, h := range hooks {
@@ -360,10 +335,6 @@ func (s *Sensor) AddOwner(mapID uint32, id event.Identity) error {
 	return nil
 }
 
-// MapIDs implements sensor.Sensor (the ring buffer and the calibration
-// are not the sensor's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, lsmMapEvents, lsmMapCalib) }
-
 const denySize = int(unsafe.Sizeof(lsmDenyRec{}))
 
 // decodeDeny turns a refusal into an access_denied event.
@@ -389,15 +360,6 @@ func decodeDeny(raw []byte, d *record.Decoder, emit record.Emit) error {
 		ev.Flags, ev.HasFlags = uint64(r.Mode), true // the fd's fmode
 	}
 	return emit(ev)
-}
-
-// Stats implements sensor.Sensor: refusals whose record did not fit in
-// the ring buffer (the refusal itself happened).
-func (s *Sensor) Stats() sensor.Stats {
-	if s.loss == nil {
-		return sensor.Stats{}
-	}
-	return sensor.Stats{Lost: s.loss.Reported()}
 }
 
 // Denied returns how many accesses were refused.

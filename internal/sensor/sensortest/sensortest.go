@@ -5,10 +5,13 @@ package sensortest
 import (
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -130,4 +133,35 @@ func (r *Run) Finish(t testing.TB) []*event.Event {
 func (r *Run) Wait(t testing.TB, limit time.Duration, what string, pred func(*event.Event) bool) *event.Event {
 	t.Helper()
 	return r.Events.Wait(t, limit, what, pred)
+}
+
+// CheckOwnMaps checks what the loader promises of a started sensor's
+// maps (sensor.Base.Freeze, sensor.Base.MapIDs): it lists some, not the
+// ring buffer, which is the set's; and each is frozen against bpf(2)
+// writes (.rodata by the library, the others by Base.Freeze) but those
+// named in writable, which bpfmon itself fills (lsm's protected set).
+func (r *Run) CheckOwnMaps(t testing.TB, s sensor.Sensor, writable ...string) {
+	t.Helper()
+	ids := s.MapIDs()
+	if len(ids) == 0 {
+		t.Fatalf("%s sensor lists no maps of its own", s.Name())
+	}
+	for _, id := range ids {
+		if id == r.Ring.MapID() {
+			t.Errorf("%s sensor lists the ring buffer (map %d) as its own", s.Name(), id)
+			continue
+		}
+		m, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			t.Fatalf("map %d: %v", id, err)
+		}
+		info, err := m.Info()
+		m.Close()
+		if err != nil {
+			t.Fatalf("map %d: %v", id, err)
+		}
+		if frozen := info.Frozen(); frozen == slices.Contains(writable, info.Name) {
+			t.Errorf("%s sensor's map %s (%d): frozen %v", s.Name(), info.Name, id, frozen)
+		}
+	}
 }
