@@ -194,6 +194,8 @@ const (
 	LSM
 	// Kprobe: a kprobe on the kernel function Hook.Target.
 	Kprobe
+	// Kretprobe: a kretprobe on the kernel function Hook.Target.
+	Kretprobe
 )
 
 // Hook is one row of a sensor's table of hooks: a program and where it
@@ -222,6 +224,8 @@ func (h Hook) Link(p *ebpf.Program) (link.Link, error) {
 		return link.AttachLSM(link.LSMOptions{Program: p})
 	case Kprobe:
 		return link.Kprobe(h.Target, p, nil)
+	case Kretprobe:
+		return link.Kretprobe(h.Target, p, nil)
 	}
 	return nil, fmt.Errorf("hook %s: unknown kind of attachment %d", h.Prog, h.How)
 }

@@ -23,10 +23,6 @@ import (
 	"strconv"
 	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
-
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/sensor"
@@ -39,10 +35,9 @@ const Name = "netattach"
 
 // Sensor holds the programs.
 type Sensor struct {
-	sensor.Base        // the collection, programs and links; Detach, Close, ProgramIDs
+	sensor.Base        // the collection, programs and links; Detach, Close, ProgramIDs, MapIDs, Stats
 	build       string // which hooks, in words
-	loss        *record.Loss
-	kprobesOnly bool // tests: the kprobe build, whatever the kernel allows
+	kprobesOnly bool   // tests: the kprobe build, whatever the kernel allows
 }
 
 // New returns the sensor, not started.
@@ -59,17 +54,19 @@ const (
 	fnTCDel = "tc_del_tfilter"
 )
 
-type hook struct {
-	prog   string
-	fn     string
-	retern bool // a kretprobe
-}
-
 // The two builds: fexit sees the arguments and the result at once; the
 // kprobe build keeps the arguments by thread until the kretprobe.
 var (
-	fexitHooks  = []hook{{"na_fx_xdp", fnXDP, false}, {"na_fx_tc_del", fnTCDel, false}}
-	kprobeHooks = []hook{{"na_kp_xdp", fnXDP, false}, {"na_kr_xdp", fnXDP, true}, {"na_kp_tc_del", fnTCDel, false}, {"na_kr_tc_del", fnTCDel, true}}
+	fexitHooks = []sensor.Hook{
+		{Prog: "na_fx_xdp", How: sensor.Tracing, Target: fnXDP},
+		{Prog: "na_fx_tc_del", How: sensor.Tracing, Target: fnTCDel},
+	}
+	kprobeHooks = []sensor.Hook{
+		{Prog: "na_kp_xdp", How: sensor.Kprobe, Target: fnXDP},
+		{Prog: "na_kr_xdp", How: sensor.Kretprobe, Target: fnXDP},
+		{Prog: "na_kp_tc_del", How: sensor.Kprobe, Target: fnTCDel},
+		{Prog: "na_kr_tc_del", How: sensor.Kretprobe, Target: fnTCDel},
+	}
 )
 
 // Start loads and attaches the fexit build, else the kprobe build
@@ -77,7 +74,7 @@ var (
 func (s *Sensor) Start(env *sensor.Env) error {
 	errFexit := errors.New("not tried")
 	if !s.kprobesOnly {
-		errFexit = s.start(env, fexitHooks, true)
+		errFexit = s.start(env, fexitHooks)
 	}
 	if errFexit == nil {
 		s.build = "fexit on " + fnXDP + " and " + fnTCDel
@@ -90,7 +87,7 @@ func (s *Sensor) Start(env *sensor.Env) error {
 		s.Close()
 		return err
 	}
-	s.loss = env.Ring.CountLost(event.SourceNetAttach, s.lost)
+	s.Loss = env.Ring.CountLost(event.SourceNetAttach, s.lost)
 	env.Log.Info("watching netlink XDP changes and tc filter deletes", "sensor", Name, "hooks", s.build)
 	return nil
 }
@@ -105,77 +102,26 @@ func (s *Sensor) startKprobes(env *sensor.Env) error {
 	if err := tracefs.Mount(); err != nil {
 		return err
 	}
-	return s.start(env, kprobeHooks, false)
+	return s.start(env, kprobeHooks)
 }
 
-// start loads the object with hooks' programs only, attaches them, and
-// leaves nothing behind on failure.
-func (s *Sensor) start(env *sensor.Env, hooks []hook, tracing bool) error {
-	spec, err := loadNetattach()
+// start loads the object with hooks' programs only (sensor.Base's
+// loader: the shared ring, the BTF cache), freezes the sensor's maps and
+// attaches the programs, leaving nothing behind on failure.
+func (s *Sensor) start(env *sensor.Env, hooks []sensor.Hook) error {
+	err := s.Load(env, sensor.Object{Name: Name, Spec: loadNetattach, Programs: sensor.Programs(hooks),
+		Constants: []sensor.Constant{{Name: "self_tgid", Value: env.Self.TGID}}})
+	if err == nil {
+		err = s.Freeze()
+	}
+	if err == nil {
+		err = s.Attach(hooks, nil)
+	}
 	if err != nil {
-		return fmt.Errorf("parsing the embedded BPF object: %w", err)
-	}
-	want := map[string]bool{}
-	for _, h := range hooks {
-		want[h.prog] = true
-	}
-	for name := range spec.Programs {
-		if !want[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	var specs netattachVariableSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return fmt.Errorf("%w (regenerate the BPF objects with go generate)", err)
-	}
-	if err := specs.SelfTgid.Set(env.Self.TGID); err != nil {
-		return fmt.Errorf("setting self_tgid: %w", err)
-	}
-	replace, err := env.Ring.Prepare(spec)
-	if err != nil {
+		s.Close()
 		return err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace, Cache: features.BTF()})
-	if err != nil {
-		if errors.Is(err, unix.EPERM) {
-			return errors.New("program load denied (EPERM)")
-		}
-		if rej, ok := sensor.Rejected(Name, err); ok {
-			return rej
-		}
-		return fmt.Errorf("loading the programs: %w", err)
-	}
-	s.Coll = coll
-	for _, h := range hooks {
-		var l link.Link
-		p := coll.Programs[h.prog]
-		switch {
-		case tracing:
-			l, err = link.AttachTracing(link.TracingOptions{Program: p})
-		case h.retern:
-			l, err = link.Kretprobe(h.fn, p, nil)
-		default:
-			l, err = link.Kprobe(h.fn, p, nil)
-		}
-		if err != nil {
-			s.Close()
-			return fmt.Errorf("attaching to %s: %w", h.fn, err)
-		}
-		s.Links = append(s.Links, l)
-		s.Progs = append(s.Progs, p)
-	}
 	return nil
-}
-
-// MapIDs implements sensor.Sensor (the ring buffer is not the sensor's).
-func (s *Sensor) MapIDs() []uint32 { return sensor.MapIDs(s.Coll, netattachMapEvents) }
-
-// Stats implements sensor.Sensor.
-func (s *Sensor) Stats() sensor.Stats {
-	if s.loss == nil {
-		return sensor.Stats{}
-	}
-	return sensor.Stats{Lost: s.loss.Reported()}
 }
 
 func (s *Sensor) lost() (uint64, error) {

@@ -222,3 +222,14 @@ func net1() (int, error) {
 	}
 	return strconv.Atoi(strings.TrimSpace(string(b)))
 }
+
+// TestOwnMapsFrozen: no process can clear the sensor's counters or its
+// calls in flight through bpf(2), and the ring is not listed as the
+// sensor's (the loader's promise, sensor.Base).
+func TestOwnMapsFrozen(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.NeedKernelHook(t, features.Kprobes(), features.Fentry())
+	s := New()
+	r := sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Describe: describe}, s)
+	r.CheckOwnMaps(t, s)
+}
