@@ -226,12 +226,11 @@ func net1() (int, error) {
 
 // TestLinkRelease: an XDP link on lo held by a process named holder (its
 // fd 3, which it closes when told) and by this one: the holder's close
-// releases no last reference, and writes nothing; nor does a second
-// holder's, of the last file, while a pin holds the link; a third,
-// holding the file of the link reopened from its pin and unpinned,
-// releases the link's last reference as it closes it, and the
-// link_release names that process (its executable too: it is not
-// exiting), the link (id and type) and its program.
+// releases no last reference, and writes nothing; a second holder, with
+// the link's file alone, releases its last reference as it closes it,
+// and the link_release names that process (its executable too: it is
+// not exiting), the link (id and type) and its program. A third holder
+// closing a pinned link's last file writes nothing either.
 func TestLinkRelease(t *testing.T) {
 	t.Run("preferred", func(t *testing.T) { testLinkRelease(t, start(t)) })
 	t.Run("kprobe", func(t *testing.T) { testLinkRelease(t, startKprobes(t)) })
@@ -288,21 +287,8 @@ func testLinkRelease(t *testing.T, r *sensortest.Run) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := hold(l, func() {}) // this process still holds the link's file
-	pin := filepath.Join(testutil.BPFFSPath(t), "bpfmon-linkrel-"+strconv.Itoa(os.Getpid()))
-	if err := l.Pin(pin); err != nil {
-		t.Fatal(err)
-	}
-	defer os.Remove(pin)
-	pinned := hold(l, func() { l.Close() }) // the last file, but the pin holds the link
-	l, err = link.LoadPinnedLink(pin, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(pin); err != nil {
-		t.Fatal(err)
-	}
-	second := hold(l, func() { l.Close() }) // the holder's file alone: its exit releases the link
+	first := hold(l, func() {})             // this process still holds the link's file
+	second := hold(l, func() { l.Close() }) // the holder's file alone: its close releases the link
 	ev := r.Wait(t, 10*time.Second, "link_release by pid "+strconv.Itoa(second), func(ev *event.Event) bool {
 		return ev.Type == event.LinkRelease && ev.Process != nil && ev.Process.PID == uint32(second)
 	})
@@ -311,6 +297,26 @@ func testLinkRelease(t *testing.T, r *sensortest.Run) {
 		ev.Prog == nil || ev.Prog.ID != uint32(progID) || a.Kind != "link" || a.LinkID != uint32(li.ID) || a.LinkType != "xdp" {
 		t.Fatalf("link_release: %s, process %+v, prog %+v, attach %+v (link %d, prog %d)", describe(ev), ev.Process, ev.Prog, a, li.ID, progID)
 	}
+
+	// A pinned link: its last file's close leaves it attached. (The
+	// pin's own removal drops its reference later, from an RCU callback
+	// on some kernels: not hooked, and not waited for here.) An xdp_set
+	// that lo's link refuses (EBUSY) fences the ring: a release by the
+	// holder would be before it.
+	l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: lo, Flags: link.XDPGenericMode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(testutil.BPFFSPath(t), "bpfmon-linkrel-"+strconv.Itoa(os.Getpid()))
+	if err := l.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	pinned := hold(l, func() { l.Close() }) // the last file, but the pin holds the link
+	_, fence := run(t, nl(t, "ip"), nil, "xdp", strconv.Itoa(lo), "-1")
+	r.Wait(t, 10*time.Second, "xdp_set by pid "+strconv.Itoa(fence), func(ev *event.Event) bool {
+		return ev.Type == event.XDPSet && ev.Process != nil && ev.Process.PID == uint32(fence)
+	})
 	for _, ev := range r.Events.All(nil) {
 		if ev.Type == event.LinkRelease && ev.Process != nil && (ev.Process.PID == uint32(first) || ev.Process.PID == uint32(pinned)) {
 			t.Fatalf("a holder that did not close the last reference: %s", describe(ev))
