@@ -13,7 +13,11 @@
  *   tc_del_tfilter     RTM_DELTFILTER (in the core, cls_api.c, whatever
  *                      classifier module holds the filter): the device,
  *                      parent, priority and handle asked for, and the
- *                      result.
+ *                      result;
+ *   bpf_link_release   the release of a bpf_link's file (fentry, else a
+ *                      kprobe: no result needed), in the task closing
+ *                      its last fd: when the file holds the link's last
+ *                      reference, the link, its type and its program.
  *
  * Each writes a struct netattach_rec naming the caller, with the network
  * namespace the request was made in. Which program was taken off is not
@@ -38,6 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 enum netattach_kind {
 	NA_XDP = 1,    /* dev_change_xdp_fd */
 	NA_TC_DEL = 2, /* tc_del_tfilter */
+	NA_LINK_REL = 3, /* bpf_link_release, the last reference */
 };
 
 enum netattach_stat {
@@ -61,6 +66,10 @@ struct netattach_rec {
 	__u32 info;            /* NA_TC_DEL: tcm_info, priority << 16 | protocol */
 	__u32 handle;          /* NA_TC_DEL: tcm_handle */
 	__u32 progs[XDP_MODES]; /* NA_XDP: the program id of each mode after the call, 0 for none */
+	__u32 link_id;         /* NA_LINK_REL: the link's id */
+	__u32 link_type;       /* NA_LINK_REL: enum bpf_link_type */
+	__u32 link_prog;       /* NA_LINK_REL: its program's id */
+	__u32 pad;
 };
 
 volatile const __u32 self_tgid = 0;
@@ -109,6 +118,31 @@ struct sock___na {
 
 struct sk_buff___na {
 	struct sock___na *sk;
+} __attribute__((preserve_access_index));
+
+struct bpf_prog_aux___na {
+	__u32 id;
+} __attribute__((preserve_access_index));
+
+struct bpf_prog___na {
+	struct bpf_prog_aux___na *aux;
+} __attribute__((preserve_access_index));
+
+enum bpf_link_type___na {
+	BPF_LINK_TYPE_UNSPEC___na = 0,
+};
+
+struct bpf_link___na {
+	struct {
+		__s64 counter;
+	} refcnt;
+	__u32 id;
+	enum bpf_link_type___na type; /* an int would not match the kernel's enum (CO-RE) */
+	struct bpf_prog___na *prog;
+} __attribute__((preserve_access_index));
+
+struct file___na {
+	void *private_data;
 } __attribute__((preserve_access_index));
 
 /* struct tcmsg (uapi), right after the 16-byte struct nlmsghdr. */
@@ -192,6 +226,27 @@ static __always_inline int tc_done(struct sk_buff___na *skb, void *nlh, long ret
 	return 0;
 }
 
+/* link_released writes the release of a link's file (its last fd
+ * closed, in the closing task) when that file held the link's last
+ * reference: a pin, or another file, still holding it leaves the program
+ * attached, and nothing is written. */
+static __always_inline int link_released(struct file___na *filp)
+{
+	struct bpf_link___na *l = BPF_CORE_READ(filp, private_data);
+	struct netattach_rec *r;
+
+	if (!l || is_self() || BPF_CORE_READ(l, refcnt.counter) != 1)
+		return 0;
+	r = reserve(NA_LINK_REL, 0);
+	if (!r)
+		return 0;
+	r->link_id = BPF_CORE_READ(l, id);
+	r->link_type = (__u32)BPF_CORE_READ(l, type);
+	r->link_prog = BPF_CORE_READ(l, prog, aux, id);
+	bpf_ringbuf_submit(r, rec_flags());
+	return 0;
+}
+
 /* The fexit build. */
 
 SEC("fexit/dev_change_xdp_fd")
@@ -208,6 +263,13 @@ int na_fx_tc_del(__u64 *ctx)
 	/* (struct sk_buff *skb, struct nlmsghdr *n, struct netlink_ext_ack
 	 *  *extack) = int */
 	return tc_done((struct sk_buff___na *)ctx[0], (void *)ctx[1], (long)(int)ctx[3]);
+}
+
+SEC("fentry/bpf_link_release")
+int na_fe_link_rel(__u64 *ctx)
+{
+	/* (struct inode *inode, struct file *filp) */
+	return link_released((struct file___na *)ctx[1]);
 }
 
 /* The kprobe build: the arguments kept by thread from entry to return. */
@@ -297,4 +359,10 @@ int na_kr_tc_del(struct pt_regs *ctx)
 	if (!recall(&c))
 		return 0;
 	return tc_done((struct sk_buff___na *)c.obj, (void *)c.nlh, (long)(int)BPF_CORE_READ((struct pt_regs___na *)ctx, NA_RC));
+}
+
+SEC("kprobe/bpf_link_release")
+int na_kp_link_rel(struct pt_regs *ctx)
+{
+	return link_released((struct file___na *)BPF_CORE_READ(ctx, FN_ARG2));
 }

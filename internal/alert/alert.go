@@ -603,7 +603,7 @@ func (e *Engine) match(ev *event.Event) (string, string, limitKey) {
 	if ev.Type == event.LineageEvent {
 		return e.matchLineage(ev)
 	}
-	if ev.Type == event.LinkDetach || ev.Type == event.LinkUpdate {
+	if ev.Type == event.LinkDetach || ev.Type == event.LinkUpdate || ev.Type == event.LinkRelease {
 		return e.matchLinkOp(ev)
 	}
 	if ev.Type == event.ProgDetach || ev.Type == event.ProgAttach {

@@ -244,9 +244,11 @@ func (e *Engine) matchDetached(ev *event.Event) (string, string, limitKey) {
 }
 
 // matchLinkOp: BPF_LINK_DETACH or BPF_LINK_UPDATE of a link of a
-// protected program, by a process that owns none of its protected maps.
-// The syscall sensor names the caller, the link and both programs; the
-// attach point is the last scan's.
+// protected program, or the release of its last reference (link_release,
+// the netattach sensor), by a process that owns none of its protected
+// maps. The sensor names the caller, the link and the program(s); the
+// attach point is the last scan's (or, for a release, the scan's before,
+// when the last one saw the link gone before the event was read).
 func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 	x, p := ev.Extra, ev.Process
 	if x == nil || x.Attach == nil || ev.Prog == nil || p == nil {
@@ -257,12 +259,22 @@ func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 		// Not a protected program's now; but the link may have been
 		// one's at the last scan (a stranger's update, then its
 		// detach, within one refresh).
-		w, ok = e.linkOwner(x.Attach.LinkID)
+		w, ok = e.linkOwner(e.attach.progs, x.Attach.LinkID)
 	}
-	if !ok {
+	if !ok && ev.Type == event.LinkRelease {
+		w, ok = e.linkOwner(e.attach.prev, x.Attach.LinkID)
+	}
+	if !ok || ev.Type == event.LinkRelease && p.ExeIno == 0 {
+		// A release with no executable to tell the process by: one
+		// exiting with the link's file (its mm is gone before its files).
+		// Its owner's exit and a stranger's look alike: no alert, and the
+		// scan still reports the detach, naming no process.
 		return "", "", limitKey{}
 	}
 	point := fmt.Sprintf("link %d", x.Attach.LinkID)
+	if ev.Prog.Name == "" {
+		ev.Prog.Name = w.name
+	}
 	for _, a := range w.attach {
 		if a.LinkID == x.Attach.LinkID {
 			x.Attach.Point, x.Attach.Interface, x.Attach.Mode = a.Point, a.Interface, a.Mode
@@ -275,6 +287,9 @@ func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 		}
 		if len(e.attach.linkOps) < callsMax {
 			e.attach.linkOps[x.Attach.LinkID] = true
+		}
+		if ev.Type == event.LinkRelease {
+			e.notePoint(point) // its scan may come two scans later, or be waiting
 		}
 	}
 	var gs []*guarded
@@ -298,7 +313,10 @@ func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 		verb = "tried to detach"
 	}
 	what := fmt.Sprintf("%s %s (%s) from %s", verb, point, "BPF_LINK_DETACH", e.progText(ev.Prog))
-	if ev.Type == event.LinkUpdate {
+	switch ev.Type {
+	case event.LinkRelease:
+		what = fmt.Sprintf("closed the last reference of %s, detaching %s", point, e.progText(ev.Prog))
+	case event.LinkUpdate:
 		np := "another program"
 		if x.Attach.NewProg != nil {
 			np = e.progText(x.Attach.NewProg)
@@ -309,14 +327,18 @@ func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 		}
 		what = fmt.Sprintf("%s %s behind %s (BPF_LINK_UPDATE) in place of %s", verb, np, point, e.progText(ev.Prog))
 	}
-	return policy.RuleProgramDetached, fmt.Sprintf("%s, not an owner, %s, which uses %s; %s", e.who(p), what, strings.Join(names, ", "), e.ownersText(gs[0])),
+	who := e.who(p)
+	if p.Exe == "" && p.Comm != "" {
+		who += fmt.Sprintf(" (comm %q)", p.Comm) // for people only: the process has exited
+	}
+	return policy.RuleProgramDetached, fmt.Sprintf("%s, not an owner, %s, which uses %s; %s", who, what, strings.Join(names, ", "), e.ownersText(gs[0])),
 		limitKey{rule: policy.RuleProgramDetached, mapID: gs[0].id, who: identity(p), progID: ev.Prog.ID}
 }
 
-// linkOwner finds the protected program that the last scan found attached
-// through link id.
-func (e *Engine) linkOwner(id uint32) (watchedProg, bool) {
-	for _, w := range e.attach.progs {
+// linkOwner finds the protected program that a scan (progs) found
+// attached through link id.
+func (e *Engine) linkOwner(progs map[uint32]watchedProg, id uint32) (watchedProg, bool) {
+	for _, w := range progs {
 		if slices.ContainsFunc(w.attach, func(a inventory.Attachment) bool { return a.LinkID == id }) {
 			return w, true
 		}

@@ -74,6 +74,11 @@ const (
 	// found one, the protected program's attach point (Prog).
 	XDPSet      Type = "xdp_set"
 	TCFilterDel Type = "tc_filter_del"
+	// LinkRelease: a process closed the last file of a bpf_link that
+	// held its last reference (no pin, no other fd), detaching the
+	// link's program (the netattach sensor's hook on bpf_link_release).
+	// Prog is the link's program (its id); Extra.Attach the link.
+	LinkRelease Type = "link_release"
 )
 
 // Kinds of change in a map_changed event.
@@ -160,6 +165,7 @@ var table = []struct {
 	{ProgDetach, Info{Sources: []string{SourceSyscall}, cmd: unix.BPF_PROG_DETACH}},
 	{XDPSet, Info{Sources: []string{SourceNetAttach}, cmd: -1}},
 	{TCFilterDel, Info{Sources: []string{SourceNetAttach}, cmd: -1}},
+	{LinkRelease, Info{Sources: []string{SourceNetAttach}, cmd: -1}},
 	{ProgDetached, Info{Sources: []string{SourceInventory}, cmd: -1}},
 	{AttachChanged, Info{Sources: []string{SourceInventory}, cmd: -1}},
 }

@@ -139,11 +139,13 @@ func typeIndex(t event.Type) int {
 		return 32
 	case event.TCFilterDel:
 		return 33
+	case event.LinkRelease:
+		return 34
 	}
 	return -1
 }
 
-const numTypes = 34
+const numTypes = 35
 
 // lostSources are the sources of lost events: what the kernel could not
 // hand over, per sensor, and what the output could not take.

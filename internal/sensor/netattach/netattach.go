@@ -13,6 +13,12 @@
 // the program of each mode after the call. The alert engine names the
 // protected program taken off from its last inventory.
 //
+// A third hook, on bpf_link_release (fentry, else a kprobe), sees the
+// close of a bpf_link's file that holds the link's last reference (no
+// pin, no other file): the link is freed and its program detached, by
+// the closing process, which a link_release event names with the link's
+// id, type and program.
+//
 // The hooks fire only when a process changes a device's XDP program or
 // deletes a tc filter: nothing on the packet path nor on any other call.
 package netattach
@@ -25,6 +31,7 @@ import (
 
 	"github.com/bpfmon/bpfmon/internal/event"
 	"github.com/bpfmon/bpfmon/internal/features"
+	"github.com/bpfmon/bpfmon/internal/inventory"
 	"github.com/bpfmon/bpfmon/internal/sensor"
 	"github.com/bpfmon/bpfmon/internal/sensor/record"
 	"github.com/bpfmon/bpfmon/internal/tracefs"
@@ -52,6 +59,7 @@ func (s *Sensor) Name() string { return Name }
 const (
 	fnXDP   = "dev_change_xdp_fd"
 	fnTCDel = "tc_del_tfilter"
+	fnLink  = "bpf_link_release"
 )
 
 // The two builds: fexit sees the arguments and the result at once; the
@@ -60,12 +68,14 @@ var (
 	fexitHooks = []sensor.Hook{
 		{Prog: "na_fx_xdp", How: sensor.Tracing, Target: fnXDP},
 		{Prog: "na_fx_tc_del", How: sensor.Tracing, Target: fnTCDel},
+		{Prog: "na_fe_link_rel", How: sensor.Tracing, Target: fnLink},
 	}
 	kprobeHooks = []sensor.Hook{
 		{Prog: "na_kp_xdp", How: sensor.Kprobe, Target: fnXDP},
 		{Prog: "na_kr_xdp", How: sensor.Kretprobe, Target: fnXDP},
 		{Prog: "na_kp_tc_del", How: sensor.Kprobe, Target: fnTCDel},
 		{Prog: "na_kr_tc_del", How: sensor.Kretprobe, Target: fnTCDel},
+		{Prog: "na_kp_link_rel", How: sensor.Kprobe, Target: fnLink},
 	}
 )
 
@@ -77,11 +87,11 @@ func (s *Sensor) Start(env *sensor.Env) error {
 		errFexit = s.start(env, fexitHooks)
 	}
 	if errFexit == nil {
-		s.build = "fexit on " + fnXDP + " and " + fnTCDel
+		s.build = "fexit on " + fnXDP + ", " + fnTCDel + " and fentry on " + fnLink
 	} else if err := s.startKprobes(env); err != nil {
 		return fmt.Errorf("%w: fexit: %v; kprobe: %v", sensor.ErrUnavailable, errFexit, err)
 	} else {
-		s.build = "kprobes on " + fnXDP + " and " + fnTCDel + " (fexit: " + errFexit.Error() + ")"
+		s.build = "kprobes on " + fnXDP + ", " + fnTCDel + " and " + fnLink + " (fexit: " + errFexit.Error() + ")"
 	}
 	if err := env.Ring.Handle(record.KindNetAttach, s.decode); err != nil {
 		s.Close()
@@ -189,6 +199,11 @@ func (s *Sensor) decode(raw []byte, d *record.Decoder, emit record.Emit) error {
 		case r.Flags&xdpFlagsHW != 0:
 			a.Mode = "hw"
 		}
+	case netattachNetattachKindNA_LINK_REL:
+		ev.Type, a.Kind, a.LinkID, a.LinkType = event.LinkRelease, "link", r.LinkId, inventory.LinkTypeName(r.LinkType)
+		a.NetNS = 0 // bpf_link_release returns 0: Result is that
+		a.Point = "link " + strconv.FormatUint(uint64(r.LinkId), 10) + " (" + a.LinkType + ")"
+		ev.Prog = &event.Prog{ID: r.LinkProg}
 	case netattachNetattachKindNA_TC_DEL:
 		ev.Type, a.Kind, a.Priority = event.TCFilterDel, "tc", uint16(r.Info>>16)
 		a.Direction = Direction(r.Parent)

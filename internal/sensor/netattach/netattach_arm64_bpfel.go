@@ -54,8 +54,9 @@ type netattachMapInfo struct {
 type netattachNetattachKind uint32
 
 const (
-	netattachNetattachKindNA_XDP    netattachNetattachKind = 1
-	netattachNetattachKindNA_TC_DEL netattachNetattachKind = 2
+	netattachNetattachKindNA_XDP      netattachNetattachKind = 1
+	netattachNetattachKindNA_TC_DEL   netattachNetattachKind = 2
+	netattachNetattachKindNA_LINK_REL netattachNetattachKind = 3
 )
 
 type netattachNetattachRec struct {
@@ -78,16 +79,20 @@ type netattachNetattachRec struct {
 		ExeDev    uint64
 		Comm      [16]int8
 	}
-	Nkind   uint32
-	Ret     int32
-	Ifindex uint32
-	Netns   uint32
-	Flags   uint32
-	Fd      int32
-	Parent  uint32
-	Info    uint32
-	Handle  uint32
-	Progs   [3]uint32
+	Nkind    uint32
+	Ret      int32
+	Ifindex  uint32
+	Netns    uint32
+	Flags    uint32
+	Fd       int32
+	Parent   uint32
+	Info     uint32
+	Handle   uint32
+	Progs    [3]uint32
+	LinkId   uint32
+	LinkType uint32
+	LinkProg uint32
+	Pad      uint32
 }
 
 type netattachNetattachStat uint32
@@ -154,8 +159,10 @@ const (
 	netattachMapEvents              = "events"
 	netattachMapNastats             = "nastats"
 	netattachMapPending             = "pending"
+	netattachProgNaFeLinkRel        = "na_fe_link_rel"
 	netattachProgNaFxTcDel          = "na_fx_tc_del"
 	netattachProgNaFxXdp            = "na_fx_xdp"
+	netattachProgNaKpLinkRel        = "na_kp_link_rel"
 	netattachProgNaKpTcDel          = "na_kp_tc_del"
 	netattachProgNaKpXdp            = "na_kp_xdp"
 	netattachProgNaKrTcDel          = "na_kr_tc_del"
@@ -215,12 +222,14 @@ type netattachSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type netattachProgramSpecs struct {
-	NaFxTcDel *ebpf.ProgramSpec `ebpf:"na_fx_tc_del"`
-	NaFxXdp   *ebpf.ProgramSpec `ebpf:"na_fx_xdp"`
-	NaKpTcDel *ebpf.ProgramSpec `ebpf:"na_kp_tc_del"`
-	NaKpXdp   *ebpf.ProgramSpec `ebpf:"na_kp_xdp"`
-	NaKrTcDel *ebpf.ProgramSpec `ebpf:"na_kr_tc_del"`
-	NaKrXdp   *ebpf.ProgramSpec `ebpf:"na_kr_xdp"`
+	NaFeLinkRel *ebpf.ProgramSpec `ebpf:"na_fe_link_rel"`
+	NaFxTcDel   *ebpf.ProgramSpec `ebpf:"na_fx_tc_del"`
+	NaFxXdp     *ebpf.ProgramSpec `ebpf:"na_fx_xdp"`
+	NaKpLinkRel *ebpf.ProgramSpec `ebpf:"na_kp_link_rel"`
+	NaKpTcDel   *ebpf.ProgramSpec `ebpf:"na_kp_tc_del"`
+	NaKpXdp     *ebpf.ProgramSpec `ebpf:"na_kp_xdp"`
+	NaKrTcDel   *ebpf.ProgramSpec `ebpf:"na_kr_tc_del"`
+	NaKrXdp     *ebpf.ProgramSpec `ebpf:"na_kr_xdp"`
 }
 
 // netattachMapSpecs contains maps before they are loaded into the kernel.
@@ -303,18 +312,22 @@ type netattachVariables struct {
 //
 // It can be passed to loadNetattachObjects or ebpf.CollectionSpec.LoadAndAssign.
 type netattachPrograms struct {
-	NaFxTcDel *ebpf.Program `ebpf:"na_fx_tc_del"`
-	NaFxXdp   *ebpf.Program `ebpf:"na_fx_xdp"`
-	NaKpTcDel *ebpf.Program `ebpf:"na_kp_tc_del"`
-	NaKpXdp   *ebpf.Program `ebpf:"na_kp_xdp"`
-	NaKrTcDel *ebpf.Program `ebpf:"na_kr_tc_del"`
-	NaKrXdp   *ebpf.Program `ebpf:"na_kr_xdp"`
+	NaFeLinkRel *ebpf.Program `ebpf:"na_fe_link_rel"`
+	NaFxTcDel   *ebpf.Program `ebpf:"na_fx_tc_del"`
+	NaFxXdp     *ebpf.Program `ebpf:"na_fx_xdp"`
+	NaKpLinkRel *ebpf.Program `ebpf:"na_kp_link_rel"`
+	NaKpTcDel   *ebpf.Program `ebpf:"na_kp_tc_del"`
+	NaKpXdp     *ebpf.Program `ebpf:"na_kp_xdp"`
+	NaKrTcDel   *ebpf.Program `ebpf:"na_kr_tc_del"`
+	NaKrXdp     *ebpf.Program `ebpf:"na_kr_xdp"`
 }
 
 func (p *netattachPrograms) Close() error {
 	return _NetattachClose(
+		p.NaFeLinkRel,
 		p.NaFxTcDel,
 		p.NaFxXdp,
+		p.NaKpLinkRel,
 		p.NaKpTcDel,
 		p.NaKpXdp,
 		p.NaKrTcDel,

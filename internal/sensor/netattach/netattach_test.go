@@ -12,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/event"
@@ -232,4 +233,104 @@ func TestOwnMapsFrozen(t *testing.T) {
 	s := New()
 	r := sensortest.Start(t, sensortest.Options{ExcludeSelf: true, Describe: describe}, s)
 	r.CheckOwnMaps(t, s)
+}
+
+// TestLinkRelease: an XDP link on lo held by a process named holder (its
+// fd 3, which it closes when told) and by this one: the holder's close
+// releases no last reference, and writes nothing; a second holder, with
+// the link's file alone, releases its last reference as it closes it,
+// and the link_release names that process (its executable too: it is
+// not exiting), the link (id and type) and its program. A third holder
+// closing a pinned link's last file writes nothing either.
+func TestLinkRelease(t *testing.T) {
+	t.Run("preferred", func(t *testing.T) { testLinkRelease(t, start(t)) })
+	t.Run("kprobe", func(t *testing.T) { testLinkRelease(t, startKprobes(t)) })
+}
+
+func testLinkRelease(t *testing.T, r *sensortest.Run) {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "fw", Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
+		asm.Mov.Imm(asm.R0, 2), // XDP_PASS
+		asm.Return(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	info, _ := prog.Info()
+	progID, _ := info.ID()
+	lo, err := net1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := nl(t, "holder")
+	// hold runs the holder with the link's file as its fd 3, which it
+	// closes at its stdin's end; closeOurs is called once it runs.
+	hold := func(l link.Link, closeOurs func()) int {
+		t.Helper()
+		fd, err := unix.FcntlInt(uintptr(l.(interface{ FD() int }).FD()), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), "link")
+		defer f.Close()
+		c := exec.Command(holder, "hold")
+		c.ExtraFiles = []*os.File{f}
+		in, err := c.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		closeOurs()
+		in.Close()
+		if err := c.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return c.Process.Pid
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: lo, Flags: link.XDPGenericMode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	li, err := l.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := hold(l, func() {})             // this process still holds the link's file
+	second := hold(l, func() { l.Close() }) // the holder's file alone: its close releases the link
+	ev := r.Wait(t, 10*time.Second, "link_release by pid "+strconv.Itoa(second), func(ev *event.Event) bool {
+		return ev.Type == event.LinkRelease && ev.Process != nil && ev.Process.PID == uint32(second)
+	})
+	a := ev.Extra.Attach
+	if ev.Source != event.SourceNetAttach || ev.Process.Comm != "holder" || ev.Process.ExeIno == 0 || ev.Process.StartTime == 0 ||
+		ev.Prog == nil || ev.Prog.ID != uint32(progID) || a.Kind != "link" || a.LinkID != uint32(li.ID) || a.LinkType != "xdp" {
+		t.Fatalf("link_release: %s, process %+v, prog %+v, attach %+v (link %d, prog %d)", describe(ev), ev.Process, ev.Prog, a, li.ID, progID)
+	}
+
+	// A pinned link: its last file's close leaves it attached. (The
+	// pin's own removal drops its reference later, from an RCU callback
+	// on some kernels: not hooked, and not waited for here.) An xdp_set
+	// that lo's link refuses (EBUSY) fences the ring: a release by the
+	// holder would be before it.
+	l, err = link.AttachXDP(link.XDPOptions{Program: prog, Interface: lo, Flags: link.XDPGenericMode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := filepath.Join(testutil.BPFFSPath(t), "bpfmon-linkrel-"+strconv.Itoa(os.Getpid()))
+	if err := l.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	pinned := hold(l, func() { l.Close() }) // the last file, but the pin holds the link
+	_, fence := run(t, nl(t, "ip"), nil, "xdp", strconv.Itoa(lo), "-1")
+	r.Wait(t, 10*time.Second, "xdp_set by pid "+strconv.Itoa(fence), func(ev *event.Event) bool {
+		return ev.Type == event.XDPSet && ev.Process != nil && ev.Process.PID == uint32(fence)
+	})
+	for _, ev := range r.Events.All(nil) {
+		if ev.Type == event.LinkRelease && ev.Process != nil && (ev.Process.PID == uint32(first) || ev.Process.PID == uint32(pinned)) {
+			t.Fatalf("a holder that did not close the last reference: %s", describe(ev))
+		}
+	}
 }

@@ -2,6 +2,8 @@
  * has no XDP): one netlink request, as iproute2 sends it.
  *   nl xdp IFINDEX FD      RTM_SETLINK IFLA_XDP {FD, FLAGS skb} (FD -1: detach)
  *   nl tcdel IFINDEX PRIO  RTM_DELTFILTER of clsact ingress filters at PRIO
+ *   nl hold                holds its fd 3 until stdin's end, then closes it
+ *                          (before exiting, so that it still has its mm)
  * Prints the kernel's answer (0 or a negative errno) and exits 0 when the
  * request was answered at all. */
 #include <linux/if_link.h>
@@ -35,6 +37,12 @@ int main(int argc, char **argv)
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
 	int fd, got;
 
+	if (argc == 2 && strcmp(argv[1], "hold") == 0) {
+		while (read(0, buf, sizeof(buf)) > 0)
+			;
+		close(3);
+		return 0;
+	}
 	if (argc != 4) {
 		fprintf(stderr, "usage: nl xdp IFINDEX FD | nl tcdel IFINDEX PRIO\n");
 		return 2;
