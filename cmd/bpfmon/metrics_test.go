@@ -322,8 +322,8 @@ func TestWatchMetricsPrometheus(t *testing.T) {
 	for _, s := range p.query(t, `bpfmon_program_runs_total`) {
 		t.Logf("bpfmon_program_runs_total{program=%q} %v", s.labels["program"], s.value)
 	}
-	if got := p.query(t, `bpfmon_lost_events_total`); len(got) != 5 {
-		t.Errorf("bpfmon_lost_events_total: %d sources, want syscall, kernel, lsm, lineage and output: %v", len(got), got)
+	if got := p.query(t, `bpfmon_lost_events_total`); len(got) != 6 {
+		t.Errorf("bpfmon_lost_events_total: %d sources, want syscall, kernel, lsm, lineage, netattach and output: %v", len(got), got)
 	}
 	// Labels stay bounded: no series names a map id or a pid.
 	for _, s := range p.query(t, `{job="bpfmon", __name__=~"bpfmon_.*"}`) {
