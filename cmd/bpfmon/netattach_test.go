@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/bpfmon/bpfmon/internal/features"
 	"github.com/bpfmon/bpfmon/internal/policy"
@@ -66,7 +67,15 @@ func TestNetlinkXDPDetach(t *testing.T) {
 		}
 		return c.Process.Pid
 	}
-	nl([]*os.File{os.NewFile(uintptr(prog.FD()), "prog")}, "xdp", lo, "3")
+	// A copy of the program's fd, the os.File's own (the program's own
+	// would be closed twice: by the file's finalizer and by prog.Close).
+	dup, err := unix.FcntlInt(uintptr(prog.FD()), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	progFile := os.NewFile(uintptr(dup), "prog")
+	defer progFile.Close()
+	nl([]*os.File{progFile}, "xdp", lo, "3")
 	defer exec.Command(ip, "xdp", lo, "-1").Run()
 
 	w := startWatch(t, "--format", "json", "--policy", unlimitedAlerts(t), "--protect", "id:"+itoa(mapID))

@@ -163,7 +163,15 @@ func testXDPNetlink(t *testing.T, r *sensortest.Run) {
 		t.Fatal(err)
 	}
 	ip := nl(t, "ip")
-	f := os.NewFile(uintptr(prog.FD()), "prog")
+	// A copy of the program's fd, the os.File's own: the program's, given
+	// to an os.File, would be closed twice (by the file's finalizer and by
+	// prog.Close), the second time closing whatever file has its number.
+	dup, err := unix.FcntlInt(uintptr(prog.FD()), unix.F_DUPFD_CLOEXEC, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), "prog")
+	defer f.Close()
 	got, attacher := run(t, ip, []*os.File{f}, "xdp", strconv.Itoa(lo), "3")
 	if got != 0 {
 		t.Fatalf("attaching over netlink: %d", got)
