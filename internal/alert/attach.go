@@ -53,6 +53,29 @@ type watchedProg struct {
 	attach []inventory.Attachment
 }
 
+// strangerGuards is what a process p that took program w off its
+// attachment is a stranger to: w's protected maps and their texts. It
+// returns none when p owns any of them (the owner's own detach, replace
+// or unload) or when none is protected.
+func (e *Engine) strangerGuards(w watchedProg, p *event.Process) ([]*guarded, []string) {
+	var gs []*guarded
+	for _, id := range w.maps {
+		g := e.guarded[id]
+		if g == nil {
+			continue
+		}
+		if e.owns(g, p) {
+			return nil, nil
+		}
+		gs = append(gs, g)
+	}
+	names := make([]string, 0, len(gs))
+	for _, g := range gs {
+		names = append(names, e.guardedText(g))
+	}
+	return gs, names
+}
+
 // attachDelay is how long a finding waits before it is judged: the
 // owner's bpf(2) calls made just before the detach (an unload opening its
 // pinned maps) may still be in the ring when the scan runs.
@@ -292,21 +315,9 @@ func (e *Engine) matchLinkOp(ev *event.Event) (string, string, limitKey) {
 			e.notePoint(point) // its scan may come two scans later, or be waiting
 		}
 	}
-	var gs []*guarded
-	for _, id := range w.maps {
-		if g := e.guarded[id]; g != nil {
-			if e.owns(g, p) {
-				return "", "", limitKey{}
-			}
-			gs = append(gs, g)
-		}
-	}
+	gs, names := e.strangerGuards(w, p)
 	if len(gs) == 0 {
-		return "", "", limitKey{}
-	}
-	var names []string
-	for _, g := range gs {
-		names = append(names, e.guardedText(g))
+		return "", "", limitKey{} // the owner's own, or nothing protected
 	}
 	verb := "detached"
 	if !succeeded(ev) {
@@ -380,23 +391,9 @@ func (e *Engine) matchProgOp(ev *event.Event) (string, string, limitKey) {
 			}
 		}
 	}
-	var gs []*guarded
-	for _, id := range w.maps {
-		g := e.guarded[id]
-		if g == nil {
-			continue
-		}
-		if e.owns(g, p) {
-			return "", "", limitKey{} // the owner's own detach or replace
-		}
-		gs = append(gs, g)
-	}
+	gs, names := e.strangerGuards(w, p)
 	if len(gs) == 0 {
-		return "", "", limitKey{}
-	}
-	names := make([]string, 0, len(gs))
-	for _, g := range gs {
-		names = append(names, e.guardedText(g))
+		return "", "", limitKey{} // the owner's own detach or replace, or nothing protected
 	}
 	detach, put := "detached", "put"
 	if !succeeded(ev) {

@@ -86,21 +86,9 @@ func (e *Engine) matchNetAttach(ev *event.Event) (string, string, limitKey) {
 	if i := xdpModeIndex(x.Attach.Mode); ev.Type == event.XDPSet && i >= 0 && x.Attach.ModeProgs[i] != 0 {
 		x.Attach.NewProg = &event.Prog{ID: x.Attach.ModeProgs[i]}
 	}
-	var gs []*guarded
-	for _, id := range w.maps {
-		if g := e.guarded[id]; g != nil {
-			if e.owns(g, p) {
-				return "", "", limitKey{} // the owner's own unload or reload
-			}
-			gs = append(gs, g)
-		}
-	}
+	gs, names := e.strangerGuards(w, p)
 	if len(gs) == 0 {
-		return "", "", limitKey{}
-	}
-	var names []string
-	for _, g := range gs {
-		names = append(names, e.guardedText(g))
+		return "", "", limitKey{} // the owner's own unload or reload, or nothing protected
 	}
 	what := fmt.Sprintf("took %s off %s (XDP over netlink)", e.progText(ev.Prog), strings.Join(points, ", "))
 	if ev.Type == event.TCFilterDel {
